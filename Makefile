@@ -1,0 +1,52 @@
+# Sluice build targets. `make run` starts a broker on loopback with data under ./data;
+# `make test` is what CI runs.
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.7.0
+FUZZTIME      ?= 60s
+BENCHTIME     ?= 1s
+DATA          ?= ./data
+LISTEN        ?= 127.0.0.1:7450
+METRICS       ?= 127.0.0.1:7451
+
+.PHONY: all build run test vet lint fuzz bench bench-micro soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: build
+	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS)
+
+vet:
+	$(GO) vet ./...
+
+# go vet, then every package under the race detector. Long soak and crash loops live behind `make soak`;
+# their short versions run here.
+test: vet
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+lint: vet
+	$(GO) run $(STATICCHECK) ./...
+
+# Every fuzz target, each for FUZZTIME. The seed corpora under testdata/fuzz are committed.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "== $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# Micro-benchmarks of every package, with allocation counts.
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+bench: bench-micro
+
+soak:
+	SLUICE_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'Soak|Crash' ./...
+
+clean:
+	rm -rf bin
