@@ -1,0 +1,831 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Frame bodies, one type per operation. Every body type has Append (encode onto dst) and Decode
+// (parse a frame body). Decode never allocates for the data-path messages (Produce, Deliver, Credit,
+// Ack, Nack): their byte fields alias the body. Admin messages decode names into strings.
+//
+// Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
+// bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
+
+// ProtocolVersion is the version this package speaks; Hello negotiates it.
+const ProtocolVersion uint16 = 1
+
+// HelloMagic opens every Hello body so the broker can turn away a peer that is not speaking Sluice.
+const HelloMagic uint32 = 0x534c4345 // "SLCE"
+
+// Durability says when a produce is acknowledged.
+type Durability uint8
+
+const (
+	DurabilityNone    Durability = 0 // no acknowledgement
+	DurabilityWritten Durability = 1 // acknowledged once in the log's mapping (survives a broker crash)
+	DurabilityFsync   Durability = 2 // acknowledged after the fdatasync that covers it (survives power loss)
+)
+
+func (d Durability) String() string {
+	switch d {
+	case DurabilityNone:
+		return "none"
+	case DurabilityWritten:
+		return "written"
+	case DurabilityFsync:
+		return "fsync"
+	}
+	return fmt.Sprintf("durability(%d)", uint8(d))
+}
+
+// ParseDurability maps a name to its Durability.
+func ParseDurability(s string) (Durability, error) {
+	for d := DurabilityNone; d <= DurabilityFsync; d++ {
+		if d.String() == s {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("wire: unknown durability %q", s)
+}
+
+// StartAt says where a subscription begins.
+type StartAt uint8
+
+const (
+	StartEarliest  StartAt = 0 // the oldest retained record
+	StartLatest    StartAt = 1 // the next record produced
+	StartOffset    StartAt = 2 // StartValue is an offset
+	StartTimestamp StartAt = 3 // StartValue is a timestamp (ms): the first record at or after it
+	StartCommitted StartAt = 4 // the group's committed offset, else earliest
+)
+
+// SubMode is a subscription's delivery contract.
+type SubMode uint8
+
+const (
+	// ModeStream delivers every record in order; the consumer tracks (and may commit) its offset.
+	ModeStream SubMode = 0
+	// ModeQueue delivers records to competing consumers with per-record ack, redelivery after the
+	// visibility timeout, and dead-lettering after MaxDeliveries.
+	ModeQueue SubMode = 1
+)
+
+// TopicFlags qualify a topic.
+type TopicFlags uint8
+
+const (
+	// TopicMemory keeps the topic in memory only: nothing is written to disk, the lowest latency.
+	TopicMemory TopicFlags = 1 << 0
+)
+
+// Hello is the client's opening frame.
+//
+//	magic u32 | version u16 | max frame u32 | client id str8
+type Hello struct {
+	Version  uint16
+	MaxFrame uint32
+	ClientID string
+}
+
+func (m *Hello) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, HelloMagic)
+	dst = binary.BigEndian.AppendUint16(dst, m.Version)
+	dst = binary.BigEndian.AppendUint32(dst, m.MaxFrame)
+	return appendStr8(dst, m.ClientID)
+}
+
+func (m *Hello) Decode(b []byte) error {
+	r := reader{b: b}
+	if r.u32() != HelloMagic && r.err == nil {
+		return fmt.Errorf("%w: hello magic", ErrMalformed)
+	}
+	m.Version, m.MaxFrame, m.ClientID = r.u16(), r.u32(), string(r.str8())
+	return r.end()
+}
+
+// HelloReply is the broker's answer to Hello.
+//
+//	version u16 | max frame u32 | auth required u8 | server id str8
+type HelloReply struct {
+	Version      uint16
+	MaxFrame     uint32
+	AuthRequired bool
+	ServerID     string
+}
+
+func (m *HelloReply) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, m.Version)
+	dst = binary.BigEndian.AppendUint32(dst, m.MaxFrame)
+	dst = append(dst, boolByte(m.AuthRequired))
+	return appendStr8(dst, m.ServerID)
+}
+
+func (m *HelloReply) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Version, m.MaxFrame, m.AuthRequired, m.ServerID = r.u16(), r.u32(), r.u8() != 0, string(r.str8())
+	return r.end()
+}
+
+// Auth carries one step of an authentication exchange, both ways.
+//
+//	mechanism str8 | payload bytes32
+type Auth struct {
+	Mechanism string
+	Payload   []byte
+}
+
+func (m *Auth) Append(dst []byte) []byte {
+	return appendBytes32(appendStr8(dst, m.Mechanism), m.Payload)
+}
+
+func (m *Auth) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Mechanism, m.Payload = string(r.str8()), r.bytes32()
+	return r.end()
+}
+
+// Ping is a liveness probe; the response echoes Nonce.
+//
+//	nonce u64
+type Ping struct{ Nonce uint64 }
+
+func (m *Ping) Append(dst []byte) []byte { return binary.BigEndian.AppendUint64(dst, m.Nonce) }
+
+func (m *Ping) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Nonce = r.u64()
+	return r.end()
+}
+
+// Produce appends record batches to one partition.
+//
+//	durability u8 | partition i32 | topic str16 | batches (rest: one or more record batches)
+type Produce struct {
+	Durability Durability
+	Partition  int32
+	Topic      []byte
+	Batches    []byte
+}
+
+func (m *Produce) Append(dst []byte) []byte {
+	dst = append(dst, byte(m.Durability))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Partition))
+	dst = appendStr16(dst, m.Topic)
+	return append(dst, m.Batches...)
+}
+
+// AppendHeader encodes everything but the batches, for a sender that writes them separately.
+func (m *Produce) AppendHeader(dst []byte) []byte {
+	dst = append(dst, byte(m.Durability))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Partition))
+	return appendStr16(dst, m.Topic)
+}
+
+func (m *Produce) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Durability, m.Partition, m.Topic = Durability(r.u8()), r.i32(), r.str16()
+	m.Batches = r.rest()
+	if r.err == nil && len(m.Batches) == 0 {
+		return fmt.Errorf("%w: produce without batches", ErrMalformed)
+	}
+	return r.err
+}
+
+// ProduceReply acknowledges a produce: the offsets its records were stored at.
+//
+//	partition i32 | base offset i64 | last offset i64
+type ProduceReply struct {
+	Partition  int32
+	BaseOffset int64
+	LastOffset int64
+}
+
+func (m *ProduceReply) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Partition))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.BaseOffset))
+	return binary.BigEndian.AppendUint64(dst, uint64(m.LastOffset))
+}
+
+func (m *ProduceReply) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Partition, m.BaseOffset, m.LastOffset = r.i32(), r.i64(), r.i64()
+	return r.end()
+}
+
+// Subscribe opens a subscription. Partition -1 means every partition of the topic, or, with a Group,
+// the partitions the group assigns this member (announced by Assign frames). Topic may hold wildcards:
+// '*' matches one dot-separated token, '>' (last) matches one or more. Filter is a server-side header
+// filter, "key=value" terms joined by '&', empty for none.
+//
+//	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
+//	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16
+type Subscribe struct {
+	SubID         uint32
+	Topic         string
+	Partition     int32
+	Group         string
+	Mode          SubMode
+	Start         StartAt
+	StartValue    int64
+	Credit        uint32
+	AckTimeoutMs  uint32
+	MaxDeliveries uint16
+	Filter        string
+}
+
+func (m *Subscribe) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
+	dst = appendStr16(dst, []byte(m.Topic))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Partition))
+	dst = appendStr16(dst, []byte(m.Group))
+	dst = append(dst, byte(m.Mode), byte(m.Start))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.StartValue))
+	dst = binary.BigEndian.AppendUint32(dst, m.Credit)
+	dst = binary.BigEndian.AppendUint32(dst, m.AckTimeoutMs)
+	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
+	return appendStr16(dst, []byte(m.Filter))
+}
+
+func (m *Subscribe) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Topic, m.Partition, m.Group = r.u32(), string(r.str16()), r.i32(), string(r.str16())
+	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
+	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
+	m.Filter = string(r.str16())
+	if r.err == nil && (m.Mode > ModeQueue || m.Start > StartCommitted) {
+		return fmt.Errorf("%w: subscribe mode %d start %d", ErrMalformed, m.Mode, m.Start)
+	}
+	return r.end()
+}
+
+// SubscribeReply confirms a subscription and where each of its partitions starts.
+//
+//	sub id u32 | count u16 | { partition i32 | start offset i64 }*
+type SubscribeReply struct {
+	SubID  uint32
+	Starts []PartitionOffset
+}
+
+// PartitionOffset pairs a partition with an offset.
+type PartitionOffset struct {
+	Partition int32
+	Offset    int64
+}
+
+func (m *SubscribeReply) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Starts)))
+	for _, s := range m.Starts {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(s.Partition))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(s.Offset))
+	}
+	return dst
+}
+
+func (m *SubscribeReply) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID = r.u32()
+	n := int(r.u16())
+	if !r.fits(n, 12) {
+		return r.fail()
+	}
+	m.Starts = m.Starts[:0]
+	for i := 0; i < n; i++ {
+		m.Starts = append(m.Starts, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
+	}
+	return r.end()
+}
+
+// SubID is the body of Unsubscribe.
+//
+//	sub id u32
+type SubID struct{ SubID uint32 }
+
+func (m *SubID) Append(dst []byte) []byte { return binary.BigEndian.AppendUint32(dst, m.SubID) }
+
+func (m *SubID) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID = r.u32()
+	return r.end()
+}
+
+// DeliverHeaderSize is the size of a Deliver body before its batches.
+const DeliverHeaderSize = 16
+
+// Deliver pushes record batches of one partition to a subscription. The batches are the stored bytes:
+// base offsets patched, CRCs intact, compression kept.
+//
+//	sub id u32 | partition i32 | high watermark i64 | batches (rest)
+type Deliver struct {
+	SubID         uint32
+	Partition     int32
+	HighWatermark int64 // the partition's next offset when the delivery was cut
+	Batches       []byte
+}
+
+// PutHeader writes the fields before the batches into b (DeliverHeaderSize bytes), for a sender that
+// writes the batches from elsewhere.
+func (m *Deliver) PutHeader(b []byte) {
+	binary.BigEndian.PutUint32(b, m.SubID)
+	binary.BigEndian.PutUint32(b[4:], uint32(m.Partition))
+	binary.BigEndian.PutUint64(b[8:], uint64(m.HighWatermark))
+}
+
+func (m *Deliver) Append(dst []byte) []byte {
+	var h [DeliverHeaderSize]byte
+	m.PutHeader(h[:])
+	return append(append(dst, h[:]...), m.Batches...)
+}
+
+func (m *Deliver) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Partition, m.HighWatermark = r.u32(), r.i32(), r.i64()
+	m.Batches = r.rest()
+	return r.err
+}
+
+// Credit grants a subscription more delivery bytes. It has no response.
+//
+//	sub id u32 | bytes u32
+type Credit struct {
+	SubID uint32
+	Bytes uint32
+}
+
+func (m *Credit) Append(dst []byte) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(dst, m.SubID), m.Bytes)
+}
+
+func (m *Credit) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Bytes = r.u32(), r.u32()
+	return r.end()
+}
+
+// Commit stores a group's committed offset for a partition: the next offset the group will read.
+//
+//	group str16 | topic str16 | partition i32 | offset i64
+type Commit struct {
+	Group     string
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+func (m *Commit) Append(dst []byte) []byte {
+	dst = appendStr16(appendStr16(dst, []byte(m.Group)), []byte(m.Topic))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Partition))
+	return binary.BigEndian.AppendUint64(dst, uint64(m.Offset))
+}
+
+func (m *Commit) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Group, m.Topic, m.Partition, m.Offset = string(r.str16()), string(r.str16()), r.i32(), r.i64()
+	return r.end()
+}
+
+// Offset is a reply carrying one offset (FetchOffset's answer; -1 when none is stored).
+//
+//	offset i64
+type Offset struct{ Offset int64 }
+
+func (m *Offset) Append(dst []byte) []byte { return binary.BigEndian.AppendUint64(dst, uint64(m.Offset)) }
+
+func (m *Offset) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Offset = r.i64()
+	return r.end()
+}
+
+// Ack settles work-queue records of one partition as processed. Nack asks for their redelivery after
+// DelayMs (Ack leaves it 0). Offsets is Count big-endian i64 values, aliasing the body.
+//
+//	sub id u32 | partition i32 | delay ms u32 | count u16 | offset i64 * count
+type Ack struct {
+	SubID     uint32
+	Partition int32
+	DelayMs   uint32
+	offsets   []byte
+}
+
+// Count is the number of offsets.
+func (m *Ack) Count() int { return len(m.offsets) / 8 }
+
+// Offset returns the i'th offset.
+func (m *Ack) Offset(i int) int64 { return int64(binary.BigEndian.Uint64(m.offsets[i*8:])) }
+
+// AppendAck encodes an Ack or Nack body for the given offsets.
+func AppendAck(dst []byte, subID uint32, partition int32, delayMs uint32, offsets []int64) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, subID)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(partition))
+	dst = binary.BigEndian.AppendUint32(dst, delayMs)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(offsets)))
+	for _, o := range offsets {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(o))
+	}
+	return dst
+}
+
+func (m *Ack) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Partition, m.DelayMs = r.u32(), r.i32(), r.u32()
+	n := int(r.u16())
+	if !r.fits(n, 8) {
+		return r.fail()
+	}
+	m.offsets = r.take(n * 8)
+	return r.end()
+}
+
+// Assign tells a group member which partitions of its subscription it now owns.
+//
+//	sub id u32 | generation u32 | count u16 | { partition i32 | start offset i64 }*
+type Assign struct {
+	SubID      uint32
+	Generation uint32
+	Partitions []PartitionOffset
+}
+
+func (m *Assign) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
+	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Partitions)))
+	for _, p := range m.Partitions {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.Offset))
+	}
+	return dst
+}
+
+func (m *Assign) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Generation = r.u32(), r.u32()
+	n := int(r.u16())
+	if !r.fits(n, 12) {
+		return r.fail()
+	}
+	m.Partitions = m.Partitions[:0]
+	for i := 0; i < n; i++ {
+		m.Partitions = append(m.Partitions, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
+	}
+	return r.end()
+}
+
+// TopicConfig describes a topic for CreateTopic and in Describe and ListTopics replies.
+//
+//	name str16 | partitions u32 | retention bytes i64 | retention ms i64 | segment bytes i64 | flags u8
+type TopicConfig struct {
+	Name           string
+	Partitions     uint32
+	RetentionBytes int64 // per partition; 0: unlimited
+	RetentionMs    int64 // 0: unlimited
+	SegmentBytes   int64 // 0: the broker's default
+	Flags          TopicFlags
+}
+
+func (m *TopicConfig) Append(dst []byte) []byte {
+	dst = appendStr16(dst, []byte(m.Name))
+	dst = binary.BigEndian.AppendUint32(dst, m.Partitions)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.RetentionBytes))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.RetentionMs))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.SegmentBytes))
+	return append(dst, byte(m.Flags))
+}
+
+func (m *TopicConfig) read(r *reader) {
+	m.Name, m.Partitions = string(r.str16()), r.u32()
+	m.RetentionBytes, m.RetentionMs, m.SegmentBytes, m.Flags = r.i64(), r.i64(), r.i64(), TopicFlags(r.u8())
+}
+
+func (m *TopicConfig) Decode(b []byte) error {
+	r := reader{b: b}
+	m.read(&r)
+	return r.end()
+}
+
+// Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's group.
+//
+//	name str16
+type Name struct{ Name string }
+
+func (m *Name) Append(dst []byte) []byte { return appendStr16(dst, []byte(m.Name)) }
+
+func (m *Name) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Name = string(r.str16())
+	return r.end()
+}
+
+// TopicList answers ListTopics.
+//
+//	count u32 | TopicConfig*
+type TopicList struct{ Topics []TopicConfig }
+
+func (m *TopicList) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Topics)))
+	for i := range m.Topics {
+		dst = m.Topics[i].Append(dst)
+	}
+	return dst
+}
+
+func (m *TopicList) Decode(b []byte) error {
+	r := reader{b: b}
+	n := int(r.u32())
+	if !r.fits(n, 31) {
+		return r.fail()
+	}
+	m.Topics = make([]TopicConfig, n)
+	for i := range m.Topics {
+		m.Topics[i].read(&r)
+	}
+	return r.end()
+}
+
+// PartitionInfo describes one partition in a Describe reply.
+type PartitionInfo struct {
+	Partition   int32
+	StartOffset int64 // the oldest retained offset
+	EndOffset   int64 // the next offset to be written (the high watermark)
+	Bytes       int64 // bytes retained
+}
+
+// TopicInfo answers Describe.
+//
+//	TopicConfig | count u32 | { partition i32 | start i64 | end i64 | bytes i64 }*
+type TopicInfo struct {
+	Config     TopicConfig
+	Partitions []PartitionInfo
+}
+
+func (m *TopicInfo) Append(dst []byte) []byte {
+	dst = m.Config.Append(dst)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Partitions)))
+	for _, p := range m.Partitions {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.StartOffset))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.EndOffset))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.Bytes))
+	}
+	return dst
+}
+
+func (m *TopicInfo) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Config.read(&r)
+	n := int(r.u32())
+	if !r.fits(n, 28) {
+		return r.fail()
+	}
+	m.Partitions = make([]PartitionInfo, n)
+	for i := range m.Partitions {
+		m.Partitions[i] = PartitionInfo{Partition: r.i32(), StartOffset: r.i64(), EndOffset: r.i64(), Bytes: r.i64()}
+	}
+	return r.end()
+}
+
+// GroupList answers ListGroups.
+//
+//	count u32 | name str16 *
+type GroupList struct{ Groups []string }
+
+func (m *GroupList) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Groups)))
+	for _, g := range m.Groups {
+		dst = appendStr16(dst, []byte(g))
+	}
+	return dst
+}
+
+func (m *GroupList) Decode(b []byte) error {
+	r := reader{b: b}
+	n := int(r.u32())
+	if !r.fits(n, 2) {
+		return r.fail()
+	}
+	m.Groups = make([]string, n)
+	for i := range m.Groups {
+		m.Groups[i] = string(r.str16())
+	}
+	return r.end()
+}
+
+// GroupMember is one member of a group and the partitions it holds.
+type GroupMember struct {
+	Member     string
+	Topic      string
+	Partitions []int32
+}
+
+// GroupOffset is a committed offset with the partition's end, so lag = End - Committed.
+type GroupOffset struct {
+	Topic     string
+	Partition int32
+	Committed int64
+	End       int64
+}
+
+// GroupInfo answers DescribeGroup.
+//
+//	name str16 | generation u32 | members u16 | { member str16 | topic str16 | n u16 | partition i32 * n }* |
+//	offsets u32 | { topic str16 | partition i32 | committed i64 | end i64 }*
+type GroupInfo struct {
+	Name       string
+	Generation uint32
+	Members    []GroupMember
+	Offsets    []GroupOffset
+}
+
+func (m *GroupInfo) Append(dst []byte) []byte {
+	dst = appendStr16(dst, []byte(m.Name))
+	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Members)))
+	for _, mb := range m.Members {
+		dst = appendStr16(appendStr16(dst, []byte(mb.Member)), []byte(mb.Topic))
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(mb.Partitions)))
+		for _, p := range mb.Partitions {
+			dst = binary.BigEndian.AppendUint32(dst, uint32(p))
+		}
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Offsets)))
+	for _, o := range m.Offsets {
+		dst = appendStr16(dst, []byte(o.Topic))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(o.Partition))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(o.Committed))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(o.End))
+	}
+	return dst
+}
+
+func (m *GroupInfo) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Name, m.Generation = string(r.str16()), r.u32()
+	n := int(r.u16())
+	if !r.fits(n, 6) {
+		return r.fail()
+	}
+	m.Members = make([]GroupMember, n)
+	for i := range m.Members {
+		mb := &m.Members[i]
+		mb.Member, mb.Topic = string(r.str16()), string(r.str16())
+		k := int(r.u16())
+		if !r.fits(k, 4) {
+			return r.fail()
+		}
+		mb.Partitions = make([]int32, k)
+		for j := range mb.Partitions {
+			mb.Partitions[j] = r.i32()
+		}
+	}
+	n = int(r.u32())
+	if !r.fits(n, 22) {
+		return r.fail()
+	}
+	m.Offsets = make([]GroupOffset, n)
+	for i := range m.Offsets {
+		m.Offsets[i] = GroupOffset{Topic: string(r.str16()), Partition: r.i32(), Committed: r.i64(), End: r.i64()}
+	}
+	return r.end()
+}
+
+// ErrorBody is an Error frame's body.
+//
+//	code u16 | message str16
+type ErrorBody struct {
+	Code    Code
+	Message string
+}
+
+func (m *ErrorBody) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Code))
+	msg := m.Message
+	if len(msg) > 0xffff {
+		msg = msg[:0xffff]
+	}
+	return appendStr16(dst, []byte(msg))
+}
+
+func (m *ErrorBody) Decode(b []byte) error {
+	r := reader{b: b}
+	m.Code, m.Message = Code(r.u16()), string(r.str16())
+	return r.end()
+}
+
+// Err returns the error the body describes.
+func (m *ErrorBody) Err() error { return &ProtocolError{Code: m.Code, Message: m.Message} }
+
+// AppendError encodes a whole Error frame answering the request with correlation id corr.
+func AppendError(dst []byte, corr uint32, code Code, msg string) []byte {
+	dst, start := BeginFrame(dst, OpError, FlagResponse, corr)
+	dst = (&ErrorBody{Code: code, Message: msg}).Append(dst)
+	return EndFrame(dst, start)
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func appendStr8(dst []byte, s string) []byte {
+	if len(s) > 0xff {
+		s = s[:0xff]
+	}
+	return append(append(dst, byte(len(s))), s...)
+}
+
+func appendStr16(dst []byte, s []byte) []byte {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	return append(binary.BigEndian.AppendUint16(dst, uint16(len(s))), s...)
+}
+
+func appendBytes32(dst []byte, b []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(dst, uint32(len(b))), b...)
+}
+
+// reader decodes primitives from a body with a sticky error: after the first short read every
+// further read returns zero, and end or fail reports ErrMalformed.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.err = ErrMalformed
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if v := r.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if v := r.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) i32() int32 { return int32(r.u32()) }
+func (r *reader) i64() int64 { return int64(r.u64()) }
+
+func (r *reader) str8() []byte    { return r.take(int(r.u8())) }
+func (r *reader) str16() []byte   { return r.take(int(r.u16())) }
+func (r *reader) bytes32() []byte { return r.take(int(r.u32())) }
+
+func (r *reader) rest() []byte {
+	if r.err != nil {
+		return nil
+	}
+	v := r.b
+	r.b = nil
+	return v
+}
+
+// fits reports whether n items of at least size bytes each can remain, so a hostile count cannot
+// make a decoder allocate more than the body could hold.
+func (r *reader) fits(n, size int) bool {
+	if r.err == nil && n*size > len(r.b) {
+		r.err = ErrMalformed
+	}
+	return r.err == nil
+}
+
+func (r *reader) fail() error { return r.end() }
+
+// end reports a short read or bytes left over.
+func (r *reader) end() error {
+	if r.err != nil {
+		return fmt.Errorf("%w: body too short", ErrMalformed)
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after the body", ErrMalformed, len(r.b))
+	}
+	return nil
+}
