@@ -390,7 +390,9 @@ func (m *Commit) Decode(b []byte) error {
 //	offset i64
 type Offset struct{ Offset int64 }
 
-func (m *Offset) Append(dst []byte) []byte { return binary.BigEndian.AppendUint64(dst, uint64(m.Offset)) }
+func (m *Offset) Append(dst []byte) []byte {
+	return binary.BigEndian.AppendUint64(dst, uint64(m.Offset))
+}
 
 func (m *Offset) Decode(b []byte) error {
 	r := reader{b: b}
