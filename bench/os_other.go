@@ -1,0 +1,14 @@
+//go:build !linux
+
+package bench
+
+import (
+	"os"
+	"time"
+)
+
+func lowerTimerSlack() {}
+
+func sleepNs(ns int64) { time.Sleep(time.Duration(ns)) }
+
+func fdatasync(f *os.File) error { return f.Sync() }
