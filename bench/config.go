@@ -86,7 +86,7 @@ type Config struct {
 	// Progress, if set, receives one progress line per ProgressInterval during the run.
 	Progress io.Writer `json:"-"`
 	// ProgressInterval defaults to 1s.
-	ProgressInterval time.Duration `json:"-"`
+	ProgressInterval time.Duration `json:"progress_interval"`
 }
 
 // WithDefaults returns c with every zero field set to its default.

@@ -114,7 +114,7 @@ func Run(ctx context.Context, t Target, cfg Config) (*Result, error) {
 	// The schedule starts a little after now so every producer goroutine is running at its origin.
 	const lead = 2 * time.Millisecond
 	start := Now() + int64(lead)
-	wallStart := time.Now().Add(lead)
+	wallStart := time.Now().Add(lead).UTC()
 	from := start + int64(cfg.Warmup)
 	end := from + int64(cfg.Duration)
 	for _, r := range recs {
@@ -184,6 +184,7 @@ func Run(ctx context.Context, t Target, cfg Config) (*Result, error) {
 	closeErr := t.Close()
 
 	res := &Result{Target: t.Name(), Config: cfg, Start: wallStart}
+	res.Config.Progress = nil // the writer is the caller's; the result outlives the run
 	res.Hist = newHist(cfg.MaxLatency)
 	res.UncorrectedHist = newHist(cfg.MaxLatency)
 	res.PacerHist = newHist(cfg.MaxLatency)
