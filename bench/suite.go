@@ -335,7 +335,7 @@ func WriteMarkdown(w io.Writer, sr *SuiteResult) error {
 			fmt.Fprintf(&b, "; rate doubled until p99 exceeds %s (at most %d steps)", FormatLatency(s.Scenario.P99Limit), s.Scenario.MaxSteps)
 		}
 		if len(s.Steps) > 0 {
-			fmt.Fprintf(&b, "; %s measured per step after %s warm-up", s.Steps[0].Target.Config.Duration, s.Steps[0].Target.Config.Warmup)
+			fmt.Fprintf(&b, "; %s measured per step after %s warm-up", s.Steps[0].Target.Config.Duration.Round(time.Millisecond), s.Steps[0].Target.Config.Warmup.Round(time.Millisecond))
 		}
 		b.WriteString(".\n\n")
 		b.WriteString("| run | rate | msgs/s | MB/s | p50 | p90 | p99 | p99.9 | p99.99 | max | lost | unsent |\n")
