@@ -152,9 +152,9 @@ func BatchCRC(batch []byte) uint32 {
 
 // ValidateBatch checks the batch at the front of b: length within b and within maxSize (0: no
 // limit), magic, CRC, a positive record count that agrees with lastOffsetDelta, and, for an
-// uncompressed batch, that the records parse and number exactly recordCount. It returns the header
-// and the batch's size. Damage is reported as an error wrapping ErrCorrupt; a batch that runs past
-// the end of b as ErrTruncated.
+// uncompressed batch, that the records parse, number exactly recordCount and carry offset deltas
+// 0..recordCount-1. It returns the header, whose Size is the batch's size. Damage is reported as an
+// error wrapping ErrCorrupt; a batch that runs past the end of b as ErrTruncated.
 func ValidateBatch(b []byte, maxSize int) (BatchHeader, error) {
 	h, err := ParseBatchHeader(b)
 	if err != nil {
@@ -188,13 +188,17 @@ func ValidateBatch(b []byte, maxSize int) (BatchHeader, error) {
 	return h, nil
 }
 
-// checkRecords walks n records and requires them to fill recs exactly.
+// checkRecords walks n records and requires them to fill recs exactly, with offset deltas 0..n-1: a
+// record whose delta strays would be delivered at another batch's offset (or a negative one).
 func checkRecords(recs []byte, n int) error {
 	var r Record
 	for i := 0; i < n; i++ {
 		m, err := parseRecord(recs, 0, 0, &r)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
+		}
+		if r.Offset != int64(i) {
+			return fmt.Errorf("%w: record %d has offset delta %d", ErrCorrupt, i, r.Offset)
 		}
 		recs = recs[m:]
 	}

@@ -191,9 +191,17 @@ func (it *RecordIter) Reset(b []byte) (BatchHeader, error) {
 }
 
 // Next decodes the next record into r and reports whether there was one. After it returns false,
-// Err tells whether the batch ended cleanly.
+// Err tells whether the batch ended cleanly: bytes left after recordCount records are corruption
+// (ValidateBatch checks this for uncompressed batches; for compressed ones the iterator is the check).
 func (it *RecordIter) Next(r *Record) bool {
-	if it.remaining <= 0 || it.err != nil {
+	if it.err != nil {
+		return false
+	}
+	if it.remaining <= 0 {
+		if len(it.recs) != 0 {
+			it.err = fmt.Errorf("%w: %d bytes after the last record", ErrCorrupt, len(it.recs))
+			it.recs = nil
+		}
 		return false
 	}
 	n, err := parseRecord(it.recs, it.baseOffset, it.baseTs, r)
@@ -219,6 +227,7 @@ type BatchBuilder struct {
 	producerID int64
 	epoch      int16
 	baseSeq    int32
+	idempotent bool // SetProducer was called: write the identity even when it is all zeros
 	codec      Codec
 	comp       compressor
 	out        []byte // compressed batch, when codec != CodecNone
@@ -247,7 +256,7 @@ func (b *BatchBuilder) SetCompression(c Codec) { b.codec = c }
 // SetProducer sets the idempotent producer identity and the sequence of the batch's first record.
 // Without it the batch carries producer id -1 (no idempotence).
 func (b *BatchBuilder) SetProducer(id int64, epoch int16, baseSequence int32) {
-	b.producerID, b.epoch, b.baseSeq = id, epoch, baseSequence
+	b.producerID, b.epoch, b.baseSeq, b.idempotent = id, epoch, baseSequence, true
 }
 
 // Count is the number of records appended since Reset.
@@ -274,6 +283,9 @@ func recordBodySize(offsetDelta int32, tsDelta int64, key, value []byte, headers
 // Append adds one record. timestamp is in milliseconds since the epoch, as Kafka's are.
 func (b *BatchBuilder) Append(key, value []byte, headers []Header, timestamp int64) {
 	if b.count == 0 {
+		if len(b.buf) < BatchHeaderSize {
+			b.Reset() // a zero BatchBuilder: reserve the header before the first record
+		}
 		b.firstTs, b.maxTs = timestamp, timestamp
 	}
 	b.maxTs = max(b.maxTs, timestamp)
@@ -319,7 +331,7 @@ func (b *BatchBuilder) Build() ([]byte, error) {
 	be.PutUint32(out[offLastOffsetDelta:], uint32(b.count-1))
 	be.PutUint64(out[offFirstTimestamp:], uint64(b.firstTs))
 	be.PutUint64(out[offMaxTimestamp:], uint64(b.maxTs))
-	if b.producerID == 0 && b.epoch == 0 && b.baseSeq == 0 {
+	if !b.idempotent { // producer id 0 is a valid id, so all zeros cannot mean "unset"
 		be.PutUint64(out[offProducerID:], ^uint64(0)) // -1: not idempotent
 		be.PutUint16(out[offProducerEpoch:], ^uint16(0))
 		be.PutUint32(out[offBaseSequence:], ^uint32(0))
