@@ -152,6 +152,7 @@ func RunSuite(ctx context.Context, opts SuiteOptions, scenarios []Scenario) (*Su
 	if opts.PlotLink == "" {
 		opts.PlotLink = opts.PlotDir
 	}
+	scenarios = append([]Scenario(nil), scenarios...) // defaults are filled in on a copy
 	runs := 0
 	for i, s := range scenarios {
 		s = s.withDefaults()
