@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// groupTable holds every consumer group's membership. The broker assigns partitions itself: when a
+// member joins or leaves, the group's generation advances and each topic's partitions are dealt
+// round-robin over the members subscribed to it, in join order. Members learn their share through
+// Owner.Reassign. Offsets live in the offset store, not here, so membership is soft state.
+type groupTable struct {
+	e      *Engine
+	mu     sync.Mutex // guards groups and everything inside them
+	groups map[string]*group
+}
+
+type group struct {
+	name       string
+	generation uint32
+	members    []*groupMember // join order
+	joined     uint64         // members ever joined: names new members
+}
+
+type groupMember struct {
+	id    string
+	sub   *Subscription
+	group *group
+	parts []int32 // assigned partitions of sub's topic, ascending
+}
+
+func newGroupTable(e *Engine) *groupTable {
+	return &groupTable{e: e, groups: map[string]*group{}}
+}
+
+func (gt *groupTable) join(s *Subscription) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	g := gt.groups[s.spec.Group]
+	if g == nil {
+		g = &group{name: s.spec.Group}
+		gt.groups[g.name] = g
+	}
+	g.joined++
+	m := &groupMember{id: fmt.Sprintf("%s-%d", g.name, g.joined), sub: s, group: g}
+	s.member = m
+	g.members = append(g.members, m)
+	gt.rebalanceLocked(g, m)
+}
+
+func (gt *groupTable) leave(s *Subscription) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	m := s.member
+	if m == nil {
+		return
+	}
+	g := m.group
+	g.members = slices.DeleteFunc(g.members, func(x *groupMember) bool { return x == m })
+	s.member = nil
+	gt.rebalanceLocked(g, nil)
+}
+
+// rebalanceLocked deals each topic's partitions over its members and tells every member whose share
+// changed (and joined, who must hear its first assignment even when empty).
+func (gt *groupTable) rebalanceLocked(g *group, joined *groupMember) {
+	g.generation++
+	byTopic := map[*Topic][]*groupMember{}
+	for _, m := range g.members {
+		byTopic[m.sub.topic] = append(byTopic[m.sub.topic], m)
+	}
+	for t, members := range byTopic {
+		shares := make([][]int32, len(members))
+		for p := range t.parts {
+			i := p % len(members)
+			shares[i] = append(shares[i], int32(p))
+		}
+		for i, m := range members {
+			if slices.Equal(m.parts, shares[i]) && m != joined {
+				continue
+			}
+			m.parts = shares[i]
+			m.sub.owner.Reassign(m.sub)
+		}
+	}
+}
+
+// assignment returns the generation and the partitions currently assigned to s.
+func (gt *groupTable) assignment(s *Subscription) (uint32, []int32) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	if s.member == nil {
+		return 0, nil
+	}
+	return s.member.group.generation, slices.Clone(s.member.parts)
+}
+
+// ListGroups names every group with members or committed offsets, sorted.
+func (e *Engine) ListGroups() []string {
+	set := map[string]bool{}
+	e.groups.mu.Lock()
+	for name, g := range e.groups.groups {
+		if len(g.members) > 0 {
+			set[name] = true
+		}
+	}
+	e.groups.mu.Unlock()
+	for _, k := range e.offsets.Keys() {
+		set[k.Group] = true
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag.
+func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
+	info := wire.GroupInfo{Name: name}
+	e.groups.mu.Lock()
+	if g := e.groups.groups[name]; g != nil {
+		info.Generation = g.generation
+		for _, m := range g.members {
+			info.Members = append(info.Members, wire.GroupMember{Member: m.id, Topic: m.sub.topic.cfg.Name, Partitions: slices.Clone(m.parts)})
+		}
+	}
+	e.groups.mu.Unlock()
+	for _, k := range e.offsets.Keys() {
+		if k.Group != name {
+			continue
+		}
+		off, _ := e.offsets.Get(k.Group, k.Topic, k.Partition)
+		end := int64(-1)
+		if t := e.TopicByName(k.Topic); t != nil {
+			if p := t.Partition(k.Partition); p != nil {
+				end = p.NextOffset()
+			}
+		}
+		info.Offsets = append(info.Offsets, wire.GroupOffset{Topic: k.Topic, Partition: k.Partition, Committed: off, End: end})
+	}
+	if len(info.Members) == 0 && len(info.Offsets) == 0 {
+		return info, &wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name}
+	}
+	return info, nil
+}
+
+// CommitOffset stores group's committed offset for a partition: the next offset the group will
+// read. done runs once the offset is durable (from the offset store's writer goroutine), or with the
+// error that kept it from being so.
+func (e *Engine) CommitOffset(group, topic string, partition int32, offset int64, done func(error)) {
+	switch {
+	case group == "":
+		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "commit without a group"})
+		return
+	case e.TopicByName(topic) == nil:
+		done(&wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: topic})
+		return
+	case e.TopicByName(topic).Partition(partition) == nil:
+		done(wire.CodeUnknownPartition)
+		return
+	case offset < 0:
+		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "negative offset"})
+		return
+	}
+	e.offsets.Commit(OffsetKey{Group: group, Topic: topic, Partition: partition}, offset, done)
+}
+
+// CommittedOffset returns group's committed offset for a partition, or -1.
+func (e *Engine) CommittedOffset(group, topic string, partition int32) int64 {
+	if off, ok := e.offsets.Get(group, topic, partition); ok {
+		return off
+	}
+	return -1
+}

@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"log/slog"
+	"time"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Options configure an Engine. The zero value of every field but DataDir means "the default" below.
+type Options struct {
+	// DataDir holds topics, offsets and group state. Required.
+	DataDir string
+
+	// DefaultPartitions is the partition count of a topic created without one. Default 4.
+	DefaultPartitions int
+
+	// AutoCreateTopics creates a topic with DefaultPartitions on its first produce or subscribe.
+	AutoCreateTopics bool
+
+	// SegmentBytes is the size of each preallocated segment file. Default 64 MiB.
+	SegmentBytes int64
+
+	// FlushInterval and FlushBytes drive the group commit: one fdatasync covers every batch appended
+	// since the last, issued when FlushBytes are unsynced or FlushInterval has passed since the first
+	// unsynced append. Defaults are the disk package's.
+	FlushInterval time.Duration
+	FlushBytes    int64
+
+	// RetentionBytes and RetentionAge are the defaults for topics created without their own.
+	// 0 keeps everything.
+	RetentionBytes int64
+	RetentionAge   time.Duration
+
+	// MaxBatchBytes is the largest record batch accepted. Default 1 MiB.
+	MaxBatchBytes int
+
+	// MaxDeliverBytes caps one delivery (one Deliver frame) to a consumer. Default 1 MiB.
+	MaxDeliverBytes int
+
+	// QueueAckTimeout is a work queue's default visibility timeout: a delivered record not acked in
+	// this time is delivered again. Default 30 s.
+	QueueAckTimeout time.Duration
+
+	// QueueMaxDeliveries is a work queue's default delivery limit before a record goes to the
+	// dead-letter topic. Default 5.
+	QueueMaxDeliveries int
+
+	// MemoryDir holds the segments of memory-only topics: a tmpfs directory, emptied when the engine
+	// opens. Default /dev/shm/sluice-<hash of DataDir>, or DataDir/memory when /dev/shm is absent.
+	MemoryDir string
+
+	// MemorySegmentBytes is the segment size of memory-only topics, whose pages are RAM. Default 8 MiB.
+	MemorySegmentBytes int64
+
+	// Logger receives the engine's structured logs. Default slog.Default().
+	Logger *slog.Logger
+
+	// Clock returns the current time; tests drive it. Default time.Now.
+	Clock func() time.Time
+}
+
+// ErrOptions marks an invalid option.
+var ErrOptions = errors.New("engine: invalid options")
+
+func (o *Options) setDefaults() {
+	if o.DefaultPartitions == 0 {
+		o.DefaultPartitions = 4
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
+	if o.MaxDeliverBytes == 0 {
+		o.MaxDeliverBytes = 1 << 20
+	}
+	if o.QueueAckTimeout == 0 {
+		o.QueueAckTimeout = 30 * time.Second
+	}
+	if o.QueueMaxDeliveries == 0 {
+		o.QueueMaxDeliveries = 5
+	}
+	if o.MemorySegmentBytes == 0 {
+		o.MemorySegmentBytes = 8 << 20
+	}
+	if o.MemoryDir == "" {
+		o.MemoryDir = defaultMemoryDir(o.DataDir)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+}
+
+// Validate reports the first invalid option.
+func (o *Options) Validate() error {
+	switch {
+	case o.DataDir == "":
+		return fmt.Errorf("%w: DataDir is required", ErrOptions)
+	case o.DefaultPartitions < 1 || o.DefaultPartitions > maxPartitions:
+		return fmt.Errorf("%w: DefaultPartitions %d outside 1..%d", ErrOptions, o.DefaultPartitions, maxPartitions)
+	case o.SegmentBytes < 1<<16 || o.SegmentBytes > 1<<32-1:
+		return fmt.Errorf("%w: SegmentBytes %d outside 64 KiB..4 GiB", ErrOptions, o.SegmentBytes)
+	case o.MaxBatchBytes < wire.BatchHeaderSize || int64(o.MaxBatchBytes) > o.SegmentBytes:
+		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment", ErrOptions, o.MaxBatchBytes)
+	case o.MaxDeliverBytes < 1:
+		return fmt.Errorf("%w: MaxDeliverBytes %d", ErrOptions, o.MaxDeliverBytes)
+	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:
+		return fmt.Errorf("%w: negative retention or flush setting", ErrOptions)
+	}
+	return nil
+}
+
+const maxPartitions = 4096
+
+// defaultMemoryDir places memory-only topics on /dev/shm when the machine has it.
+func defaultMemoryDir(dataDir string) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		abs, err := filepath.Abs(dataDir)
+		if err != nil {
+			abs = dataDir
+		}
+		h := fnv.New64a()
+		h.Write([]byte(abs))
+		return filepath.Join("/dev/shm", fmt.Sprintf("sluice-%016x", h.Sum64()))
+	}
+	return filepath.Join(dataDir, "memory")
+}

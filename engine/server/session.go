@@ -1,0 +1,278 @@
+package server
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/ring"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// event is work handed to a session's loop from another goroutine.
+type event struct {
+	cursor   *engine.Cursor       // a cursor with data again
+	reassign *engine.Subscription // a group member whose partitions changed
+	synced   *engine.Partition    // a partition whose synced offset advanced
+}
+
+// pendingAck is a produce waiting for the fdatasync that covers its last offset.
+type pendingAck struct {
+	part *engine.Partition
+	last int64
+	base int64
+	corr uint32
+}
+
+// inboxCapacity bounds a session's inbox. Events are coalesced at their sources (a cursor wakes once
+// per caught-up episode), so the inbox holds at most about one entry per cursor, watched partition and
+// group subscription; past that the overflow flag makes the loop rescan everything instead.
+const inboxCapacity = 1024
+
+// session is one client connection's protocol state. Every field is owned by the connection's event
+// loop unless its comment says otherwise.
+type session struct {
+	srv *Server
+	c   gnet.Conn
+
+	handshaken bool
+	principal  string // authenticated principal; "" when authentication is off or not yet done
+	authed     bool
+
+	subs    map[uint32]*engine.Subscription
+	active  []*engine.Subscription // subscriptions with ready cursors to serve
+	pending []pendingAck           // fsync-level acks in offset order per partition
+	watched map[*engine.Partition]struct{}
+
+	out  []byte // responses gathered during one OnTraffic, written with one write at its end
+	hdr  [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
+	iov  [2][]byte
+	dead bool // a fatal error frame was queued; close after flushing
+
+	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
+	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
+
+	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
+}
+
+func newSession(srv *Server, c gnet.Conn) (*session, error) {
+	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{}}
+	inbox, err := ring.NewMPSC[event](ring.Options{Capacity: inboxCapacity, Waker: ss.wakeLoop})
+	if err != nil {
+		return nil, err
+	}
+	ss.inbox = inbox
+	ss.lastActive.Store(time.Now().UnixNano())
+	ss.authed = len(srv.opts.Tokens) == 0
+	return ss, nil
+}
+
+// wakeLoop asks gnet to run OnTraffic for the connection on its loop. Any goroutine.
+func (ss *session) wakeLoop() { _ = ss.c.Wake(nil) }
+
+// post hands ev to the loop. Any goroutine; never blocks.
+func (ss *session) post(ev event) {
+	if !ss.inbox.Offer(ev) {
+		ss.overflow.Store(true)
+		ss.wakeLoop()
+	}
+}
+
+// Wake implements engine.Owner.
+func (ss *session) Wake(c *engine.Cursor) { ss.post(event{cursor: c}) }
+
+// Reassign implements engine.Owner.
+func (ss *session) Reassign(s *engine.Subscription) { ss.post(event{reassign: s}) }
+
+// Synced implements engine.SyncWatcher.
+func (ss *session) Synced(p *engine.Partition, _ int64) { ss.post(event{synced: p}) }
+
+// onTraffic serves the connection: inbox events, then every whole frame buffered, then deliveries,
+// then one write of the gathered responses.
+func (ss *session) onTraffic() gnet.Action {
+	for {
+		ss.drainInbox()
+		if ss.dead {
+			break
+		}
+		ss.readFrames()
+		if !ss.dead {
+			ss.serveDeliveries()
+		}
+		ss.flush()
+		// Sleep only if nothing arrived meanwhile; Arm's false means poll again.
+		if ss.dead || ss.inbox.Arm() {
+			break
+		}
+	}
+	ss.flush()
+	if ss.dead {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func (ss *session) drainInbox() {
+	ss.inbox.Poll(inboxCapacity, func(ev *event) {
+		switch {
+		case ev.cursor != nil:
+			if s := ev.cursor.Subscription(); s != nil && ss.subs[s.ID] == s {
+				s.Ready(ev.cursor)
+				ss.activate(s)
+			}
+		case ev.reassign != nil:
+			if s := ev.reassign; ss.subs[s.ID] == s {
+				a := s.ApplyAssignment()
+				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				ss.activate(s)
+			}
+		case ev.synced != nil:
+			ss.releaseAcks()
+		}
+	})
+	if ss.overflow.CompareAndSwap(true, false) {
+		for _, s := range ss.subs {
+			s.ReadyAll()
+			ss.activate(s)
+		}
+		ss.releaseAcks()
+	}
+}
+
+// readFrames serves every whole frame in gnet's inbound buffer.
+func (ss *session) readFrames() {
+	c := ss.c
+	for !ss.dead {
+		n := c.InboundBuffered()
+		if n < wire.FrameHeaderSize {
+			return
+		}
+		hb, _ := c.Peek(wire.FrameHeaderSize)
+		h, err := wire.ParseFrameHeader(hb, ss.srv.opts.MaxFrame)
+		if err != nil {
+			ss.fatal(wire.CodeOf(err), err.Error())
+			return
+		}
+		if n < h.Size {
+			return
+		}
+		buf, _ := c.Peek(h.Size)
+		ss.lastActive.Store(time.Now().UnixNano())
+		ss.handle(wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: buf[wire.FrameHeaderSize:]})
+		_, _ = c.Discard(h.Size)
+	}
+}
+
+// fatal queues an error frame with correlation id 0 and closes the connection after it.
+func (ss *session) fatal(code wire.Code, msg string) {
+	ss.srv.stats.ProtocolErrors.Add(1)
+	ss.srv.log.Debug("closing connection", "remote", ss.c.RemoteAddr(), "code", code.String(), "reason", msg)
+	ss.out = wire.AppendError(ss.out, 0, code, msg)
+	ss.dead = true
+}
+
+// closeWith closes the connection from another goroutine (the ticker) with an error frame.
+func (ss *session) closeWith(code wire.Code, msg string) {
+	_ = ss.c.AsyncWrite(wire.AppendError(nil, 0, code, msg), func(c gnet.Conn, _ error) error {
+		return c.Close()
+	})
+}
+
+// flush writes the gathered responses.
+func (ss *session) flush() {
+	if len(ss.out) == 0 {
+		return
+	}
+	_, _ = ss.c.Write(ss.out)
+	if cap(ss.out) > 1<<20 {
+		ss.out = nil // a burst grew it: do not pin the memory
+	} else {
+		ss.out = ss.out[:0]
+	}
+}
+
+func (ss *session) activate(s *engine.Subscription) {
+	for _, x := range ss.active {
+		if x == s {
+			return
+		}
+	}
+	ss.active = append(ss.active, s)
+}
+
+// serveDeliveries writes what active subscriptions have, within their credit. Pending responses go
+// first so that a SubscribeReply precedes the subscription's first delivery.
+func (ss *session) serveDeliveries() {
+	if len(ss.active) == 0 {
+		return
+	}
+	ss.flush()
+	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr))
+	keep := ss.active[:0]
+	for _, s := range ss.active {
+		if ss.subs[s.ID] != s {
+			continue
+		}
+		err := s.Deliver(maxBytes, ss.writeDelivery)
+		if err != nil {
+			ss.out = wire.AppendError(ss.out, 0, wire.CodeOf(err), "subscription "+s.Spec().Topic+": "+err.Error())
+			ss.closeSub(s.ID)
+			continue
+		}
+		if s.HasReady() && s.Credit() > 0 {
+			keep = append(keep, s) // stopped by the frame size, not by credit: more to do
+		} else if s.HasReady() {
+			continue // out of credit: an OpCredit re-activates it
+		}
+	}
+	ss.active = keep
+}
+
+// writeDelivery sends one Deliver frame: header from the session's scratch, batches straight out of
+// the segment mapping. gnet writes them with writev, or copies what the socket did not take into its
+// outbound buffer before returning, so data need not outlive the call.
+func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw int64, data []byte) error {
+	wire.PutFrameHeader(ss.hdr[:], wire.OpDeliver, 0, 0, wire.DeliverHeaderSize+len(data))
+	d := wire.Deliver{SubID: s.ID, Partition: p.ID(), HighWatermark: hw}
+	d.PutHeader(ss.hdr[wire.FrameHeaderSize:])
+	ss.iov[0], ss.iov[1] = ss.hdr[:], data
+	_, err := ss.c.Writev(ss.iov[:])
+	ss.iov[1] = nil
+	ss.srv.e.Delivered(len(data))
+	return err
+}
+
+func (ss *session) closeSub(id uint32) {
+	if s := ss.subs[id]; s != nil {
+		s.Close()
+		delete(ss.subs, id)
+	}
+}
+
+// releaseAcks answers the fsync-level produces now covered by their partition's synced offset.
+func (ss *session) releaseAcks() {
+	keep := ss.pending[:0]
+	for _, a := range ss.pending {
+		if a.part.SyncedOffset() > a.last {
+			ss.out = appendProduceReply(ss.out, a.corr, a.part.ID(), a.base, a.last)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	clear(ss.pending[len(keep):])
+	ss.pending = keep
+}
+
+// close runs on the loop from OnClose.
+func (ss *session) close() {
+	for id := range ss.subs {
+		ss.closeSub(id)
+	}
+	for p := range ss.watched {
+		p.Unwatch(ss)
+	}
+	ss.pending = nil
+	ss.inbox.Close()
+}

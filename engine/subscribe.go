@@ -1,0 +1,322 @@
+package engine
+
+import (
+	"errors"
+	"slices"
+	"sync/atomic"
+
+	"github.com/sluicemq/sluice/disk"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Owner runs subscriptions on one goroutine: a network connection's event loop or an embedded
+// subscriber. The engine calls Wake and Reassign from any goroutine; they must not block, and the
+// owner acts on them later on its own goroutine.
+type Owner interface {
+	// Wake says cursor c has data again (or its partition is gone): the owner should call
+	// c.Subscription().Ready(c) and deliver on its goroutine.
+	Wake(c *Cursor)
+	// Reassign says the group changed this subscription's partitions: the owner should call
+	// s.ApplyAssignment on its goroutine.
+	Reassign(s *Subscription)
+}
+
+// SyncWatcher hears that a partition's synced offset reached next. Called from the partition's
+// flusher goroutine; it must not block.
+type SyncWatcher interface {
+	Synced(p *Partition, next int64)
+}
+
+// Cursor is a subscription's position in one partition.
+type Cursor struct {
+	part  *Partition
+	sub   *Subscription
+	owner Owner
+
+	// next is the offset to deliver from. Owned by the owner goroutine.
+	next int64
+	// ready marks the cursor as queued in sub.ready. Owned by the owner goroutine.
+	ready bool
+	// waiting is set by the owner when the cursor has caught up, and cleared by whoever wakes it:
+	// the appender (Partition.wake) or the owner's own re-check. Written from any goroutine.
+	waiting atomic.Bool
+}
+
+// Partition is the cursor's partition.
+func (c *Cursor) Partition() *Partition { return c.part }
+
+// Subscription is the cursor's subscription.
+func (c *Cursor) Subscription() *Subscription { return c.sub }
+
+// Next is the offset the cursor delivers from next.
+func (c *Cursor) Next() int64 { return c.next }
+
+// read returns committed batches at the cursor, at most maxBytes unless one batch is larger. ok is
+// false when the cursor has caught up; the owner is then woken when the partition grows.
+func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
+	for {
+		if c.part.topic.deleted.Load() {
+			return v, false, wire.CodeUnknownTopic
+		}
+		if c.next < c.part.log.NextOffset() {
+			v, err = c.part.log.Read(c.next, maxBytes)
+		} else {
+			err = errCaughtUp
+		}
+		switch {
+		case err == nil:
+			return v, true, nil
+		case errors.Is(err, disk.ErrOffsetOutOfRange) && c.next < c.part.log.StartOffset():
+			c.next = c.part.log.StartOffset() // retention removed what the cursor pointed at
+			continue
+		case err == errCaughtUp:
+		default:
+			return v, false, storageError(err)
+		}
+		// Caught up: announce it, then re-check, so an append racing with us is never missed. Go's
+		// atomics are sequentially consistent: either the appender sees waiting, or we see its data.
+		c.waiting.Store(true)
+		if c.part.log.NextOffset() <= c.next {
+			return v, false, nil
+		}
+		if !c.waiting.CompareAndSwap(true, false) {
+			return v, false, nil // the appender won the flag: its Wake is on the way
+		}
+	}
+}
+
+var errCaughtUp = errors.New("engine: cursor caught up")
+
+// Subscription is one consumer's subscription: a set of cursors sharing a credit window.
+type Subscription struct {
+	ID    uint32
+	e     *Engine
+	owner Owner
+	topic *Topic
+	spec  wire.Subscribe
+
+	// Owned by the owner goroutine:
+	cursors []*Cursor
+	ready   []*Cursor // cursors with data to deliver, in round-robin order
+	credit  int64     // delivery bytes the consumer allows; may go negative by one batch
+	closed  bool
+
+	member *groupMember // non-nil for a group member
+}
+
+// Spec is the request that opened the subscription.
+func (s *Subscription) Spec() wire.Subscribe { return s.spec }
+
+// Topic is the subscribed topic.
+func (s *Subscription) Topic() *Topic { return s.topic }
+
+// Subscribe opens a subscription owned by owner. For a group member, the partitions come from the
+// group's assignment (and change later through Owner.Reassign); otherwise from spec.Partition.
+// It returns each partition's start offset.
+func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []wire.PartitionOffset, error) {
+	if e.closed.Load() {
+		return nil, nil, wire.CodeShuttingDown
+	}
+	t := e.TopicByName(spec.Topic)
+	if t == nil && e.opts.AutoCreateTopics {
+		var err error
+		if t, err = e.CreateTopic(wire.TopicConfig{Name: spec.Topic}); err != nil && !errors.Is(err, wire.CodeTopicExists) {
+			return nil, nil, err
+		}
+		t = e.TopicByName(spec.Topic)
+	}
+	if t == nil {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: spec.Topic}
+	}
+	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
+	if spec.Mode == wire.ModeQueue {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "work queue subscriptions are not served by this broker version"}
+	}
+	if spec.Group != "" {
+		if spec.Partition >= 0 {
+			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a group member takes the partitions the group assigns"}
+		}
+		e.groups.join(s) // the assignment arrives through Reassign
+		return s, nil, nil
+	}
+	var parts []int32
+	if spec.Partition < 0 {
+		for i := range t.parts {
+			parts = append(parts, int32(i))
+		}
+	} else if t.Partition(spec.Partition) == nil {
+		return nil, nil, wire.CodeUnknownPartition
+	} else {
+		parts = []int32{spec.Partition}
+	}
+	starts := make([]wire.PartitionOffset, 0, len(parts))
+	for _, id := range parts {
+		p := t.parts[id]
+		off, err := s.startOffset(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.addCursor(p, off)
+		starts = append(starts, wire.PartitionOffset{Partition: id, Offset: off})
+	}
+	return s, starts, nil
+}
+
+func (s *Subscription) startOffset(p *Partition) (int64, error) {
+	start := s.spec.Start
+	if s.spec.Group != "" {
+		if off, ok := s.e.offsets.Get(s.spec.Group, s.topic.cfg.Name, p.id); ok {
+			return min(max(off, p.StartOffset()), p.NextOffset()), nil
+		}
+		if start == wire.StartCommitted {
+			start = wire.StartEarliest
+		}
+	} else if start == wire.StartCommitted {
+		start = wire.StartEarliest
+	}
+	return p.resolveStart(start, s.spec.StartValue)
+}
+
+func (s *Subscription) addCursor(p *Partition, off int64) {
+	c := &Cursor{part: p, sub: s, owner: s.owner, next: off}
+	s.cursors = append(s.cursors, c)
+	p.addCursor(c)
+	s.Ready(c)
+}
+
+// Ready queues cursor c for delivery. Owner goroutine only.
+func (s *Subscription) Ready(c *Cursor) {
+	if c.ready || s.closed || c.sub != s {
+		return
+	}
+	c.ready = true
+	s.ready = append(s.ready, c)
+}
+
+// HasReady reports whether some cursor may have data to deliver. Owner goroutine only.
+func (s *Subscription) HasReady() bool { return len(s.ready) > 0 }
+
+// ReadyAll queues every cursor, for an owner that lost track of wake-ups. Owner goroutine only.
+func (s *Subscription) ReadyAll() {
+	for _, c := range s.cursors {
+		c.waiting.Store(false)
+		s.Ready(c)
+	}
+}
+
+// AddCredit grants the subscription more delivery bytes. Owner goroutine only.
+func (s *Subscription) AddCredit(n uint32) { s.credit += int64(n) }
+
+// Credit is the subscription's remaining delivery bytes.
+func (s *Subscription) Credit() int64 { return s.credit }
+
+// DeliverFunc writes one delivery: committed batches of partition p (data is a slice of the log's
+// mapping, valid only during the call), with the partition's high watermark.
+type DeliverFunc func(s *Subscription, p *Partition, hw int64, data []byte) error
+
+// Delivery is a run of committed batches from one partition, read in place from the log's mapping.
+// Release it when done; until then the segment under it cannot be unmapped.
+type Delivery struct {
+	Partition     *Partition
+	HighWatermark int64
+	view          disk.View
+}
+
+// Batches are the record batches, as stored: base offsets set, CRCs intact.
+func (d *Delivery) Batches() []byte { return d.view.Data }
+
+// Release drops the delivery's hold on the mapping.
+func (d *Delivery) Release() { d.view.Release() }
+
+// Next takes the next delivery within the credit window, at most maxBytes unless one batch is larger.
+// ok is false when no ready cursor has data (the owner is woken when one does) or credit is spent.
+// Owner goroutine only.
+func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
+	for len(s.ready) > 0 && s.credit > 0 && !s.closed {
+		c := s.ready[0]
+		v, ok, err := c.read(int(min(int64(maxBytes), s.credit)))
+		if err != nil {
+			return d, false, err
+		}
+		if !ok {
+			c.ready = false
+			s.ready = s.ready[1:]
+			continue
+		}
+		c.next = v.NextOffset
+		s.credit -= int64(len(v.Data))
+		// Round-robin: the cursor goes to the back, so one busy partition cannot starve the others.
+		s.ready = append(s.ready[1:], c)
+		return Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}, true, nil
+	}
+	if len(s.ready) == 0 {
+		s.ready = s.ready[:0:0] // drop the drifted backing array once drained
+	}
+	return d, false, nil
+}
+
+// Deliver writes out everything the ready cursors have, within the credit window and maxBytes per
+// delivery. Owner goroutine only. It returns the first error from fn or the log.
+func (s *Subscription) Deliver(maxBytes int, fn DeliverFunc) error {
+	for {
+		d, ok, err := s.Next(maxBytes)
+		if !ok || err != nil {
+			return err
+		}
+		data := d.Batches()
+		err = fn(s, d.Partition, d.HighWatermark, data)
+		d.Release()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Close ends the subscription: it leaves its group and stops its cursors. Owner goroutine only.
+func (s *Subscription) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	for _, c := range s.cursors {
+		c.part.removeCursor(c)
+	}
+	s.cursors, s.ready = nil, nil
+	if s.member != nil {
+		s.e.groups.leave(s)
+	}
+}
+
+// ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
+// returns it. Owner goroutine only.
+func (s *Subscription) ApplyAssignment() wire.Assign {
+	gen, parts := s.e.groups.assignment(s)
+	a := wire.Assign{SubID: s.ID, Generation: gen}
+	kept := s.cursors[:0]
+	for _, c := range s.cursors {
+		if slices.Contains(parts, c.part.id) {
+			kept = append(kept, c)
+			a.Partitions = append(a.Partitions, wire.PartitionOffset{Partition: c.part.id, Offset: c.next})
+			continue
+		}
+		c.part.removeCursor(c)
+		c.sub = nil // stale wake-ups for it are ignored
+		if i := slices.Index(s.ready, c); i >= 0 {
+			s.ready = slices.Delete(s.ready, i, i+1)
+		}
+	}
+	s.cursors = kept
+	for _, id := range parts {
+		if slices.ContainsFunc(s.cursors, func(c *Cursor) bool { return c.part.id == id }) {
+			continue
+		}
+		p := s.topic.Partition(id)
+		off, err := s.startOffset(p)
+		if err != nil {
+			continue
+		}
+		s.addCursor(p, off)
+		a.Partitions = append(a.Partitions, wire.PartitionOffset{Partition: id, Offset: off})
+	}
+	return a
+}

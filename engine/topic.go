@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicemq/sluice/disk"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Topic is a named set of partitions.
+type Topic struct {
+	e       *Engine
+	cfg     wire.TopicConfig // immutable after open
+	parts   []*Partition     // immutable after open
+	deleted atomic.Bool
+	rr      atomic.Uint32 // round-robin partition choice for produces that name none
+}
+
+// Name is the topic's name.
+func (t *Topic) Name() string { return t.cfg.Name }
+
+// Config is the topic's configuration.
+func (t *Topic) Config() wire.TopicConfig { return t.cfg }
+
+// Memory reports whether the topic is memory-only.
+func (t *Topic) Memory() bool { return t.cfg.Flags&wire.TopicMemory != 0 }
+
+// Partitions is the topic's partition count.
+func (t *Topic) Partitions() int { return len(t.parts) }
+
+// Partition returns partition i, or nil when out of range.
+func (t *Topic) Partition(i int32) *Partition {
+	if i < 0 || int(i) >= len(t.parts) {
+		return nil
+	}
+	return t.parts[i]
+}
+
+// PickPartition returns partition i, or for i < 0 the next partition round-robin.
+func (t *Topic) PickPartition(i int32) (*Partition, error) {
+	if i < 0 {
+		i = int32(t.rr.Add(1) % uint32(len(t.parts)))
+	}
+	p := t.Partition(i)
+	if p == nil {
+		return nil, wire.CodeUnknownPartition
+	}
+	return p, nil
+}
+
+// Info describes the topic and its partitions' offsets.
+func (t *Topic) Info() wire.TopicInfo {
+	info := wire.TopicInfo{Config: t.cfg, Partitions: make([]wire.PartitionInfo, len(t.parts))}
+	for i, p := range t.parts {
+		info.Partitions[i] = wire.PartitionInfo{
+			Partition:   p.id,
+			StartOffset: p.log.StartOffset(),
+			EndOffset:   p.log.NextOffset(),
+			Bytes:       p.log.Size(),
+		}
+	}
+	return info
+}
+
+func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
+	t := &Topic{e: e, cfg: cfg, parts: make([]*Partition, cfg.Partitions)}
+	segBytes, dataDir := cfg.SegmentBytes, dir
+	if t.Memory() {
+		segBytes = min(segBytes, e.opts.MemorySegmentBytes)
+		dataDir = filepath.Join(e.opts.MemoryDir, cfg.Name)
+	}
+	for i := range t.parts {
+		p := &Partition{topic: t, id: int32(i)}
+		empty := []*Cursor{}
+		p.cursors.Store(&empty)
+		noWatch := []SyncWatcher{}
+		p.watchers.Store(&noWatch)
+		opts := disk.Options{
+			Dir:            filepath.Join(dataDir, strconv.Itoa(i)),
+			SegmentBytes:   int(cfg.SegmentBytes),
+			FlushInterval:  e.opts.FlushInterval,
+			FlushBytes:     int(e.opts.FlushBytes),
+			RetentionBytes: cfg.RetentionBytes,
+			RetentionAge:   time.Duration(cfg.RetentionMs) * time.Millisecond,
+			MaxBatchBytes:  e.opts.MaxBatchBytes,
+			Logger:         e.log.With("topic", cfg.Name, "partition", i),
+			OnSync:         p.onSync,
+		}
+		l, err := disk.Open(opts)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
+		}
+		p.log = l
+		t.parts[i] = p
+	}
+	return t, nil
+}
+
+func (t *Topic) close() error {
+	var errs []error
+	for _, p := range t.parts {
+		if p == nil || p.log == nil {
+			continue
+		}
+		for _, c := range *p.cursors.Load() {
+			c.owner.Wake(c) // the owner finds the topic gone and ends the subscription
+		}
+		errs = append(errs, p.log.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Partition is one totally ordered log of a topic.
+type Partition struct {
+	topic *Topic
+	id    int32
+	log   *disk.Log
+
+	// cursors are the consumers reading this partition, woken when NextOffset advances. Copy-on-write:
+	// the produce path Loads it without locking; subMu guards writers.
+	cursors atomic.Pointer[[]*Cursor]
+	// watchers are told when the synced offset advances (connections holding fsync-level acks).
+	// Copy-on-write like cursors.
+	watchers atomic.Pointer[[]SyncWatcher]
+	subMu    sync.Mutex
+}
+
+// ID is the partition's index in its topic.
+func (p *Partition) ID() int32 { return p.id }
+
+// Topic is the partition's topic.
+func (p *Partition) Topic() *Topic { return p.topic }
+
+// NextOffset is the offset the next record will get: everything below it is readable.
+func (p *Partition) NextOffset() int64 { return p.log.NextOffset() }
+
+// StartOffset is the oldest retained offset.
+func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
+
+// SyncedOffset is the offset below which every record is covered by an fdatasync.
+func (p *Partition) SyncedOffset() int64 { return p.log.SyncedOffset() }
+
+// Append validates the record batches in batches (one or more, back to back), stores them with one
+// copy into the partition log and wakes the partition's consumers. It returns the offsets of the
+// first and last record stored. It allocates nothing.
+func (p *Partition) Append(batches []byte) (base, last int64, err error) {
+	maxBatch := p.topic.e.opts.MaxBatchBytes
+	for rest := batches; len(rest) > 0; {
+		h, err := wire.ValidateBatch(rest, maxBatch)
+		if err != nil {
+			return 0, 0, err
+		}
+		rest = rest[h.Size():]
+	}
+	res, err := p.log.Append(batches)
+	if err != nil {
+		return 0, 0, storageError(err)
+	}
+	p.topic.e.metrics.produced(len(batches))
+	p.wake()
+	return res.BaseOffset, res.LastOffset, nil
+}
+
+// wake hands every waiting cursor of the partition to its owner. A cursor's waiting flag is cleared
+// by exactly one party (this loop or the cursor's own re-check), so each wake-up is delivered once.
+func (p *Partition) wake() {
+	for _, c := range *p.cursors.Load() {
+		if c.waiting.Load() && c.waiting.CompareAndSwap(true, false) {
+			c.owner.Wake(c)
+		}
+	}
+}
+
+// onSync runs on the log's flusher after each successful fdatasync.
+func (p *Partition) onSync(next int64) {
+	for _, w := range *p.watchers.Load() {
+		w.Synced(p, next)
+	}
+}
+
+// Watch registers w to hear of this partition's synced offset. Registering twice is harmless.
+func (p *Partition) Watch(w SyncWatcher) {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	old := *p.watchers.Load()
+	for _, x := range old {
+		if x == w {
+			return
+		}
+	}
+	n := append(append(make([]SyncWatcher, 0, len(old)+1), old...), w)
+	p.watchers.Store(&n)
+}
+
+// Unwatch removes w.
+func (p *Partition) Unwatch(w SyncWatcher) {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	old := *p.watchers.Load()
+	n := make([]SyncWatcher, 0, len(old))
+	for _, x := range old {
+		if x != w {
+			n = append(n, x)
+		}
+	}
+	p.watchers.Store(&n)
+}
+
+func (p *Partition) addCursor(c *Cursor) {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	old := *p.cursors.Load()
+	n := append(append(make([]*Cursor, 0, len(old)+1), old...), c)
+	p.cursors.Store(&n)
+}
+
+func (p *Partition) removeCursor(c *Cursor) {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	old := *p.cursors.Load()
+	n := make([]*Cursor, 0, len(old))
+	for _, x := range old {
+		if x != c {
+			n = append(n, x)
+		}
+	}
+	p.cursors.Store(&n)
+}
+
+// resolveStart turns a start policy into an offset within the partition.
+func (p *Partition) resolveStart(start wire.StartAt, value int64) (int64, error) {
+	switch start {
+	case wire.StartEarliest:
+		return p.StartOffset(), nil
+	case wire.StartLatest:
+		return p.NextOffset(), nil
+	case wire.StartOffset:
+		return min(max(value, p.StartOffset()), p.NextOffset()), nil
+	case wire.StartTimestamp:
+		off, err := p.log.OffsetForTimestamp(value)
+		if err != nil {
+			return p.NextOffset(), nil
+		}
+		return off, nil
+	}
+	return 0, wire.CodeInvalidRequest
+}
+
+// storageError maps a log error onto the protocol's codes, keeping the cause in the message.
+func storageError(err error) error {
+	switch {
+	case errors.Is(err, disk.ErrNoSpace):
+		return &wire.ProtocolError{Code: wire.CodeStorageFull, Message: err.Error()}
+	case errors.Is(err, disk.ErrFailed):
+		return &wire.ProtocolError{Code: wire.CodeStorageFailed, Message: err.Error()}
+	case errors.Is(err, disk.ErrClosed):
+		return wire.CodeShuttingDown
+	}
+	return err
+}
