@@ -1,0 +1,394 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// flusher is the group commit: one goroutine per log. The first append after a sync wakes it; it
+// then waits until FlushInterval has passed or FlushBytes are unsynced (or Sync asks), and issues
+// one fdatasync per segment holding unsynced data, which covers every append committed before it
+// looked. A failed fdatasync fails the log for good.
+func (l *Log) flusher() {
+	defer l.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-l.flushWake:
+		case <-l.done:
+			return
+		}
+		if !l.syncReq.Load() && l.unsynced() < int64(l.opts.FlushBytes) {
+			timer.Reset(l.opts.FlushInterval)
+		wait:
+			for {
+				select {
+				case <-timer.C:
+					break wait
+				case <-l.flushWake:
+					if l.syncReq.Load() || l.unsynced() >= int64(l.opts.FlushBytes) {
+						timer.Stop()
+						break wait
+					}
+				case <-l.done:
+					timer.Stop()
+					return
+				}
+			}
+		}
+		if l.syncOnce() != nil {
+			return
+		}
+	}
+}
+
+// unsynced is the number of committed bytes not yet covered by an fdatasync.
+func (l *Log) unsynced() int64 {
+	s := l.active.Load()
+	p, _ := s.end()
+	return s.logStart + int64(p) - l.syncedPos.Load()
+}
+
+// syncOnce makes everything committed at its start durable, then publishes the new watermark and
+// calls OnSync. Called by the flusher, or by Close after the flusher stopped: never concurrently.
+func (l *Log) syncOnce() error {
+	if err := l.Err(); err != nil {
+		return err
+	}
+	l.flushArmed.Store(false) // appends from here on arm the next round
+	l.syncReq.Store(false)
+	active := l.active.Load()
+	endPos, endDelta := active.end()
+	targetNext := active.base + int64(endDelta)
+	targetPos := active.logStart + int64(endPos)
+	if targetNext <= l.syncedNext.Load() && !l.dirDirty.Load() {
+		l.notifySynced()
+		return nil
+	}
+	for _, s := range *l.segs.Load() {
+		if s.base > active.base {
+			break
+		}
+		p, _ := s.end()
+		if s.synced.Load() >= p || !s.acquire() {
+			continue
+		}
+		err := s.f.Datasync()
+		s.release()
+		if err != nil {
+			return l.fail(fmt.Errorf("%w: fdatasync %s: %w", ErrFailed, filepath.Base(s.path), err))
+		}
+		s.synced.Store(p)
+	}
+	if l.dirDirty.Swap(false) {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return l.fail(fmt.Errorf("%w: fsync directory %s: %w", ErrFailed, l.dir, err))
+		}
+	}
+	l.syncedPos.Store(targetPos)
+	l.syncedNext.Store(targetNext)
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(targetNext)
+	}
+	l.notifySynced()
+	return nil
+}
+
+// fail records the fatal error (the first one wins), logs it and wakes waiters.
+func (l *Log) fail(err error) error {
+	if l.failed.CompareAndSwap(nil, &failure{err: err}) {
+		l.log.Error("disk: log failed; refusing further appends", "err", err)
+	}
+	l.notifySynced()
+	return l.Err()
+}
+
+// housekeeper runs off the append path: it pre-touches pages ahead of the writer, pre-creates the
+// next segment, indexes committed batches, writes the index of sealed segments and enforces
+// retention. Appenders wake it when they pass a segment's touchKick; a roll wakes it too.
+func (l *Log) housekeeper() {
+	defer l.wg.Done()
+	var tick <-chan time.Time
+	if l.opts.RetentionBytes > 0 || l.opts.RetentionAge > 0 {
+		t := time.NewTicker(l.opts.CheckInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	idle := time.NewTicker(50 * time.Millisecond) // keeps the index close behind a slow writer
+	defer idle.Stop()
+	for {
+		retain := false
+		select {
+		case <-l.hkWake:
+		case <-idle.C:
+		case <-tick:
+			retain = true
+		case <-l.done:
+			return
+		}
+		l.pretouch()
+		l.prepareSpare()
+		l.indexSegments()
+		if retain {
+			if err := l.EnforceRetention(); err != nil {
+				l.log.Warn("disk: retention", "err", err)
+			}
+		}
+	}
+}
+
+// pretouch faults in the pages of the active segment from its touched mark to PretouchBytes past
+// the claim position, then moves touchKick to half way so appenders wake us in time.
+func (l *Log) pretouch() {
+	s := l.active.Load()
+	if !s.acquire() {
+		return
+	}
+	defer s.release()
+	pos, _ := unpack(s.claim.Load())
+	if pos == sealedPos {
+		return
+	}
+	ahead := uint32(l.opts.PretouchBytes)
+	limit := uint32(min(uint64(pos)+uint64(ahead), uint64(len(s.data))))
+	if s.touched < pos {
+		s.touched = pos &^ uint32(pageSize-1)
+	}
+	if s.touched < limit {
+		limit = min(uint32(roundUp(int(limit), pageSize)), uint32(len(s.data)))
+		prefault(s.data[s.touched:limit])
+		s.touched = limit
+	}
+	kick := s.touched - min(s.touched, ahead/2)
+	if s.touched >= uint32(len(s.data)) {
+		kick = sealedPos // nothing left to touch
+	}
+	s.touchKick.Store(kick)
+}
+
+func roundUp(n, to int) int { return (n + to - 1) / to * to }
+
+// populateWrite is cleared once madvise(MADV_POPULATE_WRITE) (Linux 5.14) turns out unsupported.
+var populateWrite atomic.Bool
+
+func init() { populateWrite.Store(true) }
+
+// prefault makes the pages of b (page-aligned, in a mapping) resident and writable, so that an
+// appender copying into them does not take a page fault. MADV_POPULATE_WRITE does it without
+// touching the data; the fallback adds zero atomically to one word per page, which faults the
+// page in for writing and cannot lose a byte an appender writes concurrently to the same word.
+func prefault(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if populateWrite.Load() {
+		err := unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, unix.EINVAL) {
+			populateWrite.Store(false)
+		}
+	}
+	for off := 0; off < len(b); off += pageSize {
+		(*atomic.Uint32)(unsafe.Pointer(&b[off])).Add(0)
+	}
+}
+
+// prepareSpare creates the next segment file once the active one is half full, so that a roll only
+// renames it. A failure (a full disk) is logged; the roll then tries itself and reports it.
+func (l *Log) prepareSpare() {
+	s := l.active.Load()
+	pos, _ := unpack(s.claim.Load())
+	if pos == sealedPos || pos < uint32(len(s.data)/defaultSpareThreshold) {
+		return
+	}
+	l.mu.Lock()
+	have := l.spare != nil || l.closedLocked
+	l.mu.Unlock()
+	if have {
+		return
+	}
+	f, data, err := l.createFile(filepath.Join(l.dir, spareName))
+	if err != nil {
+		l.log.Warn("disk: pre-creating the next segment", "err", err)
+		return
+	}
+	prefault(data[:min(len(data), roundUp(l.opts.PretouchBytes, pageSize))])
+	l.mu.Lock()
+	if l.spare == nil && !l.closedLocked {
+		l.spare = &spare{f: f, data: data}
+		f, data = nil, nil
+	}
+	l.mu.Unlock()
+	if f != nil {
+		l.dropSpare(&spare{f: f, data: data})
+	}
+}
+
+func (l *Log) dropSpare(sp *spare) {
+	sp.f.Unmap(sp.data)
+	sp.f.Close()
+	if err := l.fs.Remove(sp.f.Name()); err != nil && !isNotExist(err) {
+		l.log.Warn("disk: removing the spare segment", "err", err)
+	}
+}
+
+// indexSegments advances the index of every segment with unindexed committed batches and writes
+// the index file of sealed, fully indexed segments. Housekeeper only (or Close after it stopped).
+func (l *Log) indexSegments() {
+	for _, s := range *l.segs.Load() {
+		if s.indexWritten || !s.acquire() {
+			continue
+		}
+		p, d := s.end()
+		sealed := s.sealed.Load()
+		if s.idxPos < p {
+			s.indexTo(p)
+		}
+		if sealed && s.idxPos == p {
+			s.indexDone.Store(true)
+			if err := writeIndexFile(l.fs, l.dir, s, p, d); err != nil {
+				l.log.Warn("disk: writing index", "segment", filepath.Base(s.path), "err", err)
+			}
+			s.indexWritten = true
+		}
+		s.release()
+	}
+}
+
+// EnforceRetention deletes the oldest whole sealed segments while the log's files exceed
+// RetentionBytes, or while their newest record is older than RetentionAge. The housekeeper calls
+// it every CheckInterval; readers still holding a deleted segment keep their Views.
+func (l *Log) EnforceRetention() error {
+	if l.opts.RetentionBytes <= 0 && l.opts.RetentionAge <= 0 {
+		return nil
+	}
+	cutoff := time.Now().Add(-l.opts.RetentionAge).UnixMilli()
+	return l.dropOldest(func(s *segment, total int64) bool {
+		if l.opts.RetentionBytes > 0 && total > l.opts.RetentionBytes {
+			return true
+		}
+		return l.opts.RetentionAge > 0 && s.indexDone.Load() && s.maxTs.Load() < cutoff
+	})
+}
+
+// TruncateBefore deletes every whole sealed segment whose offsets are all below offset. The start
+// offset becomes the base of the first segment kept.
+func (l *Log) TruncateBefore(offset int64) error {
+	return l.dropOldest(func(s *segment, _ int64) bool {
+		_, d := s.end()
+		return s.base+int64(d) <= offset
+	})
+}
+
+// dropOldest removes segments from the front, oldest first, while drop says so (given the total
+// file size still held), never the active one. The files are unlinked and the directory fsynced;
+// each mapping goes when its last View is released.
+func (l *Log) dropOldest(drop func(s *segment, total int64) bool) error {
+	l.mu.Lock()
+	if l.closedLocked {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	segs := *l.segs.Load()
+	var total int64
+	for _, s := range segs {
+		total += int64(len(s.data))
+	}
+	n := 0
+	for n < len(segs)-1 && drop(segs[n], total) {
+		total -= int64(len(segs[n].data))
+		n++
+	}
+	if n == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	gone := segs[:n]
+	kept := append([]*segment(nil), segs[n:]...)
+	l.segs.Store(&kept)
+	l.mu.Unlock()
+
+	var first error
+	for _, s := range gone {
+		for _, p := range []string{s.path, filepath.Join(l.dir, indexName(s.base))} {
+			if err := l.fs.Remove(p); err != nil && !isNotExist(err) && first == nil {
+				first = fmt.Errorf("disk: removing %s: %w", filepath.Base(p), err)
+			}
+		}
+		l.log.Info("disk: segment deleted", "segment", filepath.Base(s.path), "base", s.base)
+		s.release()
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil && first == nil {
+		first = fmt.Errorf("disk: fsync %s: %w", l.dir, err)
+	}
+	return first
+}
+
+// Close stops appends (in-flight ones finish), stops the background goroutines, makes everything
+// durable with a final fdatasync, writes the active segment's index and drops the log's references.
+// Views still held stay valid until released. It returns the log's failure, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closedLocked {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closedLocked = true
+	l.closed.Store(true)
+	active := l.active.Load()
+	active.seal() // waits for in-flight appends to publish
+	sp := l.spare
+	l.spare = nil
+	l.mu.Unlock()
+
+	close(l.done)
+	l.wg.Wait()
+	err := l.syncOnce()
+	if sp != nil {
+		l.dropSpare(sp)
+	}
+	l.indexSegments()
+	if l.dirDirty.Load() || sp != nil {
+		if derr := l.fs.SyncDir(l.dir); derr != nil && err == nil {
+			err = fmt.Errorf("disk: fsync %s: %w", l.dir, derr)
+		}
+	}
+	for _, s := range *l.segs.Load() {
+		s.release()
+	}
+	l.notifySynced()
+	return err
+}
+
+// Remove closes the log and deletes its directory (topic deletion).
+func (l *Log) Remove() error {
+	err := l.Close()
+	if errors.Is(err, ErrFailed) {
+		err = nil // the data is being deleted; a failed sync no longer matters
+	}
+	names, rerr := l.fs.ReadDir(l.dir)
+	if rerr != nil && !isNotExist(rerr) {
+		return fmt.Errorf("disk: listing %s: %w", l.dir, rerr)
+	}
+	for _, n := range names {
+		if rerr := l.fs.Remove(filepath.Join(l.dir, n)); rerr != nil && !isNotExist(rerr) {
+			return fmt.Errorf("disk: removing %s: %w", n, rerr)
+		}
+	}
+	if rerr := l.fs.Remove(l.dir); rerr != nil && !isNotExist(rerr) {
+		return fmt.Errorf("disk: removing %s: %w", l.dir, rerr)
+	}
+	if rerr := l.fs.SyncDir(filepath.Dir(l.dir)); rerr != nil {
+		return fmt.Errorf("disk: fsync %s: %w", filepath.Dir(l.dir), rerr)
+	}
+	return err
+}

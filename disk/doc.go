@@ -1,0 +1,83 @@
+// Package disk is the partition log: one Log per partition, a directory of mmap'd, preallocated
+// segment files, appended to lock-free by many goroutines, made durable by a group-commit flusher,
+// recovered batch by batch on Open, and trimmed by retention. docs/storage.md has the procedures.
+//
+// # Files
+//
+// A partition directory holds, per segment:
+//
+//	00000000000000000000.log    segment: record batches back to back, named by its base offset
+//	00000000000000000000.index  sparse index of that segment (see indexfile.go), written when sealed
+//	spare.log.tmp               the next segment, pre-created before the active one fills
+//
+// A segment file is preallocated (fallocate) to SegmentBytes and mapped MAP_SHARED whole; it is
+// never shrunk while mapped, so a write through the mapping cannot fault for lack of space.
+//
+//	 0                                   P                                 SegmentBytes
+//	+--------+--------+-----+-----------+---------------------------------+
+//	| batch  | batch  | ... | batch     | 0 0 0 0 0 ... (zeros to the end) |
+//	+--------+--------+-----+-----------+---------------------------------+
+//	                                     ^ a zero batchLength ends the log
+//
+// Each batch is a Kafka RecordBatch v2 exactly as the producer sent it (see wire/batch.go for its
+// byte diagram) except the 8-byte base offset, which the log patches and the CRC does not cover.
+// Batch n+1's base offset is batch n's base offset plus its record count; the first batch's is the
+// segment's base offset. These rules are frozen: they are the on-disk format.
+//
+// # Append: claim, copy, publish
+//
+// Appends come from several goroutines (network event loops, in-process publishers) and take no
+// lock. Each segment has two words, each alone on a cache line:
+//
+//   - claim packs (position, offset delta) — the next free byte and the next free offset,
+//     relative to the segment — into one uint64 (see pack). An appender reserves its bytes and
+//     its offsets together with one CAS from (p, d) to (p+n, d+k).
+//   - committed has the same packing: everything below it is copied and visible.
+//
+// An appender then copies its batches into the mapping at p — the one copy on the write path,
+// from the caller's buffer (a connection's read buffer) into the page cache — and patches each
+// batch's base offset in place. To publish it waits until committed equals its own starting
+// (p, d), which means every appender that claimed before it has published, and stores (p+n, d+k).
+// The store is a release and readers load committed with acquire, so a reader that sees the new
+// committed word sees the bytes. Publication is therefore in claim order, and committed only moves
+// forward over fully written batches: NextOffset and every Read stop at a prefix of whole batches.
+// The wait is a brief spin (the appender ahead is mid-copy), then runtime.Gosched so that a
+// descheduled appender can finish; as in Aeron, an appender stalled between claim and publish
+// holds up those behind it, never corrupts them.
+//
+// When a claim does not fit, the appender takes the slow path, roll, under Log.mu: it seals the
+// segment (CAS the claim to position sealedPos; later CASes fail), waits until committed reaches
+// the sealed end, renames the spare file to the next segment's name (or creates one), and stores
+// the new segment as active. The new segment starts at (0, 0), so committed offsets stay dense
+// across segments, and nothing is claimed in it until the old one is entirely committed. If
+// creating the segment fails (ENOSPC) the seal is undone and the error returned; nothing is lost.
+//
+// The housekeeper goroutine keeps the append path free of page faults and slow work: it faults in
+// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_WRITE, else an atomic add of zero
+// per page — never a plain write, which could race with an appender), pre-creates the spare once
+// the active segment is half full, indexes committed batches, writes sealed segments' index files,
+// and enforces retention.
+//
+// # Durability
+//
+// An Append that returns is in the page cache: it survives a process crash ("written"). The
+// flusher goroutine makes it survive a machine crash ("fsync"): woken by the first append after a
+// sync, it waits FlushInterval or until FlushBytes are unsynced, then issues one fdatasync per
+// segment holding unsynced data (normally one), fsyncs the directory if a segment was created, and
+// publishes SyncedOffset and calls OnSync. A failed fdatasync is fatal: the kernel may already
+// have marked the pages clean, so retrying could report data durable that is not. The log then
+// refuses every append with an error wrapping ErrFailed and the cause.
+//
+// # Reads and segment lifetimes
+//
+// Read returns a View: a slice of the mapping holding whole committed batches, zero-copy. Segments
+// are reference-counted: the log holds one reference, each View and each flusher use another.
+// Retention unlinks a segment's files at once but the mapping goes only when the last reference is
+// released, so a reader's View stays valid (the file system keeps the unlinked inode alive).
+//
+// # Ownership summary
+//
+// Appenders own their claimed range until they publish. Log.mu serializes roll, retention,
+// truncation and Close. The flusher alone writes the synced watermarks; the housekeeper alone
+// writes pre-touch marks and the index cursors. Fields say the same at their declarations.
+package disk

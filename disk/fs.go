@@ -1,0 +1,154 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// pageSize is the unit of pre-touching and of segment sizes.
+var pageSize = os.Getpagesize()
+
+// FS is the file system under a Log: the few calls the log makes, so that tests can fail any
+// of them (an fdatasync error, ENOSPC from fallocate). Paths are absolute or relative to the
+// process's working directory.
+type FS interface {
+	// OpenFile opens or creates a file, as os.OpenFile.
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// Remove unlinks a file.
+	Remove(name string) error
+	// Rename atomically replaces newname with oldname.
+	Rename(oldname, newname string) error
+	// ReadDir lists the names in dir, sorted.
+	ReadDir(dir string) ([]string, error)
+	// MkdirAll creates dir and its parents.
+	MkdirAll(dir string) error
+	// SyncDir fsyncs a directory so that entries created, renamed or removed in it are durable.
+	SyncDir(dir string) error
+}
+
+// File is an open file.
+type File interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Close() error
+	Name() string
+	// Size is the file's current length.
+	Size() (int64, error)
+	// Allocate reserves [off, off+n) on disk (fallocate mode 0), extending the file: a later
+	// write through a mapping of that range cannot fail for lack of space.
+	Allocate(off, n int64) error
+	// ZeroRange makes [off, off+n) read as zeros and keeps it allocated.
+	ZeroRange(off, n int64) error
+	// Datasync is fdatasync.
+	Datasync() error
+	// Map maps the first n bytes MAP_SHARED, readable and writable.
+	Map(n int) ([]byte, error)
+	// Unmap undoes Map.
+	Unmap(b []byte) error
+}
+
+// OSFS is the operating system's file system (Linux).
+type OSFS struct{}
+
+func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+func (OSFS) Remove(name string) error             { return os.Remove(name) }
+func (OSFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
+func (OSFS) MkdirAll(dir string) error            { return os.MkdirAll(dir, 0o755) }
+
+func (OSFS) ReadDir(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (OSFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type osFile struct{ *os.File }
+
+func (f osFile) Size() (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func (f osFile) Allocate(off, n int64) error {
+	return ignoringEINTR(func() error { return unix.Fallocate(int(f.Fd()), 0, off, n) })
+}
+
+func (f osFile) ZeroRange(off, n int64) error {
+	err := ignoringEINTR(func() error {
+		return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	})
+	if !errors.Is(err, unix.EOPNOTSUPP) {
+		return err
+	}
+	// The file system cannot zero a range in place: write the zeros.
+	zero := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		c := min(n, int64(len(zero)))
+		if _, err := f.WriteAt(zero[:c], off); err != nil {
+			return err
+		}
+		off, n = off+c, n-c
+	}
+	return nil
+}
+
+func (f osFile) Datasync() error {
+	return ignoringEINTR(func() error { return unix.Fdatasync(int(f.Fd())) })
+}
+
+func (f osFile) Map(n int) ([]byte, error) {
+	return unix.Mmap(int(f.Fd()), 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}
+
+func (f osFile) Unmap(b []byte) error { return unix.Munmap(b) }
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// allocErr classifies a failed fallocate: ENOSPC (and EDQUOT) become ErrNoSpace.
+func allocErr(name string, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("%w: allocating %s: %w", ErrNoSpace, filepath.Base(name), err)
+	}
+	return fmt.Errorf("disk: allocating %s: %w", filepath.Base(name), err)
+}

@@ -1,0 +1,141 @@
+package disk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+)
+
+// Index file layout. Written whole (temp file, fdatasync, rename, directory fsync) once a segment is
+// sealed and at Close; never updated in place. Big-endian. Frozen at version 1.
+//
+//	 0               4       6       8                              16
+//	+---------------+-------+-------+-------------------------------+
+//	| magic "SLXI"  |  ver  | esize |  base offset (int64)          |
+//	+---------------+-------+-------+-------------------------------+
+//	| interval u32  | count u32     | end position u32 | end delta u32 |  16..32
+//	+---------------+---------------+------------------+--------------+
+//	|  max timestamp (int64)        | crc32c u32    | reserved u32  |  32..48
+//	+-------------------------------+---------------+---------------+
+//	| entry 0: delta u32 | position u32 | maxTsBefore int64         |  48, 16 bytes each
+//	| entry 1 ...                                                   |
+//
+// crc32c covers bytes 0..40 and every entry. An entry (delta, position, maxTsBefore) says the batch
+// at position has base offset base+delta and every batch before it has max timestamp
+// <= maxTsBefore. "end" is where the segment's last batch ends. The index is a cache: Open
+// rebuilds it from the log whenever it is missing, behind, or fails a check.
+const (
+	indexMagic      = 0x534c5849 // "SLXI"
+	indexVersion    = 1
+	indexHeaderSize = 48
+	indexEntrySize  = 16
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeIndex serializes the segment's index with its end (pos, delta).
+func (s *segment) encodeIndex(endPos, endDelta uint32) []byte {
+	n := int(s.idxN.Load())
+	b := make([]byte, indexHeaderSize+n*indexEntrySize)
+	be := binary.BigEndian
+	be.PutUint32(b[0:], indexMagic)
+	be.PutUint16(b[4:], indexVersion)
+	be.PutUint16(b[6:], indexEntrySize)
+	be.PutUint64(b[8:], uint64(s.base))
+	be.PutUint32(b[16:], s.interval)
+	be.PutUint32(b[20:], uint32(n))
+	be.PutUint32(b[24:], endPos)
+	be.PutUint32(b[28:], endDelta)
+	be.PutUint64(b[32:], uint64(s.idxMaxTs))
+	for i, e := range s.entries[:n] {
+		p := b[indexHeaderSize+i*indexEntrySize:]
+		be.PutUint32(p[0:], e.delta)
+		be.PutUint32(p[4:], e.pos)
+		be.PutUint64(p[8:], uint64(e.maxTsBefore))
+	}
+	crc := crc32.Update(crc32.Checksum(b[:40], castagnoli), castagnoli, b[indexHeaderSize:])
+	be.PutUint32(b[40:], crc)
+	return b
+}
+
+// writeIndexFile replaces the segment's index file: temp file, fdatasync, rename, directory fsync.
+func writeIndexFile(fs FS, dir string, s *segment, endPos, endDelta uint32) error {
+	b := s.encodeIndex(endPos, endDelta)
+	path := filepath.Join(dir, indexName(s.base))
+	tmp := path + tmpSuffix
+	f, err := fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fs.Remove(tmp)
+		return err
+	}
+	return fs.SyncDir(dir)
+}
+
+// indexHeader is a decoded index file.
+type indexFile struct {
+	base             int64
+	interval         uint32
+	endPos, endDelta uint32
+	maxTs            int64
+	entries          []indexEntry
+}
+
+var errIndex = errors.New("index rejected")
+
+// readIndexFile reads and checks an index file's framing and checksum; the caller checks it
+// against the log.
+func readIndexFile(fs FS, path string) (indexFile, error) {
+	var x indexFile
+	f, err := fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return x, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return x, err
+	}
+	if size < indexHeaderSize || size > 1<<30 || (size-indexHeaderSize)%indexEntrySize != 0 {
+		return x, fmt.Errorf("%w: size %d", errIndex, size)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return x, err
+	}
+	be := binary.BigEndian
+	n := int(be.Uint32(b[20:]))
+	switch {
+	case be.Uint32(b[0:]) != indexMagic || be.Uint16(b[4:]) != indexVersion || be.Uint16(b[6:]) != indexEntrySize:
+		return x, fmt.Errorf("%w: bad magic or version", errIndex)
+	case indexHeaderSize+n*indexEntrySize != len(b):
+		return x, fmt.Errorf("%w: %d entries in %d bytes", errIndex, n, len(b))
+	case crc32.Update(crc32.Checksum(b[:40], castagnoli), castagnoli, b[indexHeaderSize:]) != be.Uint32(b[40:]):
+		return x, fmt.Errorf("%w: checksum mismatch", errIndex)
+	}
+	x.base = int64(be.Uint64(b[8:]))
+	x.interval = be.Uint32(b[16:])
+	x.endPos, x.endDelta = be.Uint32(b[24:]), be.Uint32(b[28:])
+	x.maxTs = int64(be.Uint64(b[32:]))
+	x.entries = make([]indexEntry, n)
+	for i := range x.entries {
+		p := b[indexHeaderSize+i*indexEntrySize:]
+		x.entries[i] = indexEntry{delta: be.Uint32(p[0:]), pos: be.Uint32(p[4:]), maxTsBefore: int64(be.Uint64(p[8:]))}
+	}
+	return x, nil
+}

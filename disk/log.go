@@ -1,0 +1,725 @@
+package disk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Log is one partition's log: a directory of segment files. Append, Read, NextOffset and the
+// other accessors are safe for concurrent use.
+type Log struct {
+	// Immutable after Open.
+	opts Options
+	dir  string
+	fs   FS
+	log  *slog.Logger
+	rec  Recovery
+
+	// active is the segment appenders claim in. Stored by the roller under mu (after segs), loaded
+	// lock-free by everyone.
+	active atomic.Pointer[segment]
+	// segs is an immutable, oldest-first snapshot of the live segments, replaced (never mutated)
+	// under mu by the roller, retention and truncation. The last element is the active segment.
+	segs atomic.Pointer[[]*segment]
+	// failed is set once, by the flusher, when an fdatasync fails; appends then return its error.
+	failed atomic.Pointer[failure]
+	// closed mirrors closedLocked for lock-free readers.
+	closed atomic.Bool
+
+	// mu serializes the slow paths: roll, retention, truncation, Close. Never taken by an append
+	// that fits in the active segment.
+	mu           sync.Mutex
+	closedLocked bool   // guarded by mu
+	spare        *spare // guarded by mu: the pre-created next segment, if ready
+
+	// Group commit. syncedNext/syncedPos are written by the flusher only (and by Close after the
+	// flusher stopped); everyone may load them.
+	syncedNext atomic.Int64 // every offset below is durable
+	syncedPos  atomic.Int64 // log position covered by the last fdatasync
+	flushArmed atomic.Bool  // set by the first append after a sync, cleared by the flusher
+	syncReq    atomic.Bool  // Sync wants a sync now
+	dirDirty   atomic.Bool  // a segment was created or renamed: the flusher fsyncs the directory
+	flushWake  chan struct{}
+	syncMu     sync.Mutex
+	syncCh     chan struct{} // guarded by syncMu: closed and replaced after every sync attempt
+
+	hkWake chan struct{} // wakes the housekeeper (pre-touch, spare, index, retention)
+	done   chan struct{} // closed by Close to stop the goroutines
+	wg     sync.WaitGroup
+}
+
+type failure struct{ err error }
+
+// spare is a pre-created, preallocated, mapped segment file not yet named by a base offset.
+type spare struct {
+	f    File
+	data []byte
+}
+
+// AppendResult describes a successful Append.
+type AppendResult struct {
+	BaseOffset int64 // offset assigned to the first record
+	LastOffset int64 // offset of the last record
+	NextOffset int64 // LastOffset+1: pass it to WaitSynced for fsync-level durability
+	Position   int64 // log byte position after the append (process-local, monotone)
+}
+
+// View is a zero-copy slice of the log: whole committed batches, read-only. Data stays valid, even
+// if retention deletes the segment, until Release, which must be called exactly once per View.
+type View struct {
+	Data       []byte // whole batches, straight from the mapping; never write to it
+	BaseOffset int64  // base offset of the first batch in Data
+	NextOffset int64  // the offset to read next
+	seg        *segment
+}
+
+// Release drops the View's reference to its segment.
+func (v *View) Release() {
+	if v.seg != nil {
+		v.seg.release()
+		v.seg = nil
+	}
+	v.Data = nil
+}
+
+// Open opens or creates the log in opts.Dir, recovering it first (see docs/storage.md).
+func Open(opts Options) (*Log, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	l := &Log{
+		opts:      o,
+		dir:       o.Dir,
+		fs:        o.FS,
+		log:       o.Logger.With("dir", o.Dir),
+		flushWake: make(chan struct{}, 1),
+		hkWake:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		syncCh:    make(chan struct{}),
+	}
+	if err := l.fs.MkdirAll(l.dir); err != nil {
+		return nil, fmt.Errorf("disk: creating %s: %w", l.dir, err)
+	}
+	segs, err := l.recover()
+	if err != nil {
+		return nil, err
+	}
+	tail := segs[len(segs)-1]
+	l.segs.Store(&segs)
+	l.active.Store(tail)
+	next := l.NextOffset()
+	l.syncedNext.Store(next)
+	l.syncedPos.Store(tail.logStart + int64(tail.idxPos))
+	l.wg.Add(2)
+	go l.flusher()
+	go l.housekeeper()
+	l.kickHousekeeper()
+	return l, nil
+}
+
+// Recovery returns what Open found and repaired.
+func (l *Log) Recovery() Recovery { return l.rec }
+
+// Dir is the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// recover lists, opens, validates and repairs the segments, following the numbered procedure in
+// docs/storage.md. It runs before any other goroutine touches the log.
+func (l *Log) recover() ([]*segment, error) {
+	rec := Recovery{InvalidPosition: -1}
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: listing %s: %w", l.dir, err)
+	}
+	dirty := false
+	remove := func(name string) error {
+		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !isNotExist(err) {
+			return fmt.Errorf("disk: removing %s: %w", name, err)
+		}
+		rec.Removed = append(rec.Removed, name)
+		dirty = true
+		return nil
+	}
+	// Step 1: leftovers of interrupted creations, and the list of segments.
+	var bases []int64
+	indexes := map[int64]bool{}
+	for _, name := range names {
+		if strings.HasSuffix(name, tmpSuffix) {
+			if err := remove(name); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if base, ok := parseSegmentName(name); ok {
+			bases = append(bases, base)
+		} else if s, ok := strings.CutSuffix(name, indexSuffix); ok {
+			if base, ok := parseSegmentName(s + logSuffix); ok {
+				indexes[base] = true
+			}
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+
+	// Step 2: open every segment; drop empty files; extend a short tail; map.
+	var segs []*segment
+	closeAll := func() {
+		for _, s := range segs {
+			s.release()
+		}
+	}
+	type opened struct {
+		base int64
+		f    File
+		size int64
+	}
+	var files []opened
+	for _, base := range bases {
+		path := filepath.Join(l.dir, segmentName(base))
+		f, err := l.fs.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("disk: opening %s: %w", path, err)
+		}
+		size, err := f.Size()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("disk: stat %s: %w", path, err)
+		}
+		if size == 0 {
+			f.Close()
+			if err := remove(segmentName(base)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		files = append(files, opened{base, f, size})
+	}
+	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
+		t := &files[n-1]
+		if err := t.f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
+			for _, o := range files {
+				o.f.Close()
+			}
+			return nil, allocErr(t.f.Name(), err)
+		}
+		t.size = int64(l.opts.SegmentBytes)
+	}
+	for i, o := range files {
+		if o.size > MaxSegmentBytes {
+			for _, o := range files[i:] {
+				o.f.Close()
+			}
+			closeAll()
+			return nil, fmt.Errorf("%w: segment %s is %d bytes, more than %d", ErrCorrupt, segmentName(o.base), o.size, MaxSegmentBytes)
+		}
+		data, err := o.f.Map(int(o.size))
+		if err != nil {
+			for _, o := range files[i:] {
+				o.f.Close()
+			}
+			closeAll()
+			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
+		}
+		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, 0, l.opts.IndexInterval))
+	}
+
+	rebuilt := map[int64]bool{}
+	// Step 3: trust sealed segments whose index agrees with the log; scan the others and the tail.
+	for i := 0; i < len(segs); i++ {
+		s := segs[i]
+		tail := i == len(segs)-1
+		ipath := filepath.Join(l.dir, indexName(s.base))
+		if !tail {
+			err := s.loadIndex(l.fs, ipath, segs[i+1].base)
+			if err == nil {
+				continue
+			}
+			rebuilt[s.base] = true
+			if !isNotExist(err) {
+				l.log.Warn("disk: index rejected, rebuilding from the log", "segment", filepath.Base(s.path), "err", err)
+			}
+			rec.IndexesRebuilt++
+		}
+		r := s.scanValidate()
+		rec.SegmentsScanned++
+		rec.BatchesKept += r.batches
+		reason := r.reason
+		if !tail && !r.invalid && s.base+int64(r.endDelta) != segs[i+1].base {
+			reason = fmt.Sprintf("segment ends at offset %d, the next begins at %d", s.base+int64(r.endDelta), segs[i+1].base)
+		}
+		if reason == "" {
+			continue
+		}
+		// Step 4: cut at the first invalid batch: zero the rest, fdatasync, drop later segments.
+		if rec.InvalidPosition < 0 {
+			rec.InvalidSegment, rec.InvalidPosition, rec.Reason = filepath.Base(s.path), int64(r.endPos), reason
+		}
+		n, err := s.cutAt(r.endPos)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		rec.BytesTruncated += n
+		for _, t := range segs[i+1:] {
+			rec.BytesTruncated += int64(lastNonZero(t.data))
+			t.release()
+			if err := remove(filepath.Base(t.path)); err != nil {
+				segs = segs[:i+1]
+				closeAll()
+				return nil, err
+			}
+			if indexes[t.base] {
+				if err := remove(indexName(t.base)); err != nil {
+					segs = segs[:i+1]
+					closeAll()
+					return nil, err
+				}
+				delete(indexes, t.base)
+			}
+		}
+		segs = segs[:i+1]
+		break
+	}
+	// Orphan index files.
+	live := map[int64]bool{}
+	for _, s := range segs {
+		live[s.base] = true
+	}
+	for base := range indexes {
+		if !live[base] {
+			if err := remove(indexName(base)); err != nil {
+				closeAll()
+				return nil, err
+			}
+		}
+	}
+
+	// Step 5: a fresh log gets its first segment.
+	if len(segs) == 0 {
+		f, data, err := l.createFile(filepath.Join(l.dir, segmentName(0)+tmpSuffix))
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(l.dir, segmentName(0))
+		if err := l.fs.Rename(f.Name(), path); err != nil {
+			f.Unmap(data)
+			f.Close()
+			return nil, fmt.Errorf("disk: renaming %s: %w", path, err)
+		}
+		dirty = true
+		segs = append(segs, newSegment(0, path, f, data, 0, l.opts.IndexInterval))
+	}
+
+	// Step 6: make what was found durable, then set positions.
+	var logStart int64
+	for i, s := range segs {
+		s.logStart = logStart
+		p, d := s.idxPos, s.idxDelta
+		s.claim.Store(pack(p, d))
+		s.committed.Store(pack(p, d))
+		s.synced.Store(p)
+		if i < len(segs)-1 {
+			s.final.Store(pack(p, d))
+			s.sealed.Store(true)
+			s.indexDone.Store(true)
+			s.indexWritten = true
+		}
+		logStart += int64(p)
+		if err := s.f.Datasync(); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(s.path), err)
+		}
+	}
+	for _, s := range segs[:len(segs)-1] {
+		if rebuilt[s.base] {
+			// Rebuilt (or missing): write it now; a failure only costs a rescan next time.
+			if err := writeIndexFile(l.fs, l.dir, s, s.idxPos, s.idxDelta); err != nil {
+				l.log.Warn("disk: writing index", "segment", filepath.Base(s.path), "err", err)
+			}
+		}
+	}
+	if dirty {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("disk: fsync %s: %w", l.dir, err)
+		}
+	}
+	l.rec = rec
+	tail := segs[len(segs)-1]
+	attrs := []any{
+		"segments", len(segs), "scanned", rec.SegmentsScanned, "batches_kept", rec.BatchesKept,
+		"start", segs[0].base, "next", tail.base + int64(tail.idxDelta),
+	}
+	if rec.InvalidPosition >= 0 || len(rec.Removed) > 0 {
+		l.log.Warn("disk: log recovered with repairs", append(attrs,
+			"truncated_bytes", rec.BytesTruncated, "invalid_segment", rec.InvalidSegment,
+			"invalid_position", rec.InvalidPosition, "reason", rec.Reason, "removed", rec.Removed)...)
+	} else {
+		l.log.Info("disk: log opened", attrs...)
+	}
+	return segs, nil
+}
+
+// createFile creates a segment file of SegmentBytes under path: fallocate (so later writes through
+// the mapping cannot fault for lack of space), fdatasync (so the allocation and size are durable),
+// map. The caller renames it into place and has the directory fsynced.
+func (l *Log) createFile(path string) (File, []byte, error) {
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk: creating %s: %w", filepath.Base(path), err)
+	}
+	fail := func(err error) (File, []byte, error) {
+		f.Close()
+		_ = l.fs.Remove(path)
+		return nil, nil, err
+	}
+	if err := f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
+		return fail(allocErr(path, err))
+	}
+	if err := f.Datasync(); err != nil {
+		return fail(fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(path), err))
+	}
+	data, err := f.Map(l.opts.SegmentBytes)
+	if err != nil {
+		return fail(fmt.Errorf("disk: mapping %s: %w", filepath.Base(path), err))
+	}
+	return f, data, nil
+}
+
+// measure walks the batches of an Append and returns their total size and offset count. The caller
+// validated them (wire.ValidateBatch); this only checks the framing the log relies on.
+func (l *Log) measure(b []byte) (n, count int, err error) {
+	if len(b) == 0 {
+		return 0, 0, fmt.Errorf("%w: no batches", ErrInvalidBatch)
+	}
+	if len(b) > l.opts.SegmentBytes {
+		return 0, 0, fmt.Errorf("%w: %d bytes in one append, segments hold %d", ErrTooLarge, len(b), l.opts.SegmentBytes)
+	}
+	for n < len(b) {
+		h, err := wire.ParseBatchHeader(b[n:])
+		if err != nil {
+			return 0, 0, fmt.Errorf("%w: at byte %d: %w", ErrInvalidBatch, n, err)
+		}
+		size := h.Size()
+		switch {
+		case size > len(b)-n:
+			return 0, 0, fmt.Errorf("%w: batch at byte %d runs past the end", ErrInvalidBatch, n)
+		case size > l.opts.MaxBatchBytes:
+			return 0, 0, fmt.Errorf("%w: batch of %d bytes, limit %d", ErrTooLarge, size, l.opts.MaxBatchBytes)
+		case h.RecordCount <= 0 || h.LastOffsetDelta != h.RecordCount-1:
+			return 0, 0, fmt.Errorf("%w: %d records, last offset delta %d", ErrInvalidBatch, h.RecordCount, h.LastOffsetDelta)
+		}
+		n += size
+		count += int(h.RecordCount)
+	}
+	return n, count, nil
+}
+
+// Append stores one or more whole record batches (already validated with wire.ValidateBatch),
+// assigning consecutive offsets. It copies b once, into the active segment's mapping, patches each
+// batch's base offset there, and returns once the batches are committed: readable, and safe from a
+// process crash. b is not modified and may be reused on return. See the package doc for the
+// protocol. It does not allocate.
+func (l *Log) Append(b []byte) (AppendResult, error) {
+	n, count, err := l.measure(b)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	for {
+		if f := l.failed.Load(); f != nil {
+			return AppendResult{}, f.err
+		}
+		s := l.active.Load()
+		old := s.claim.Load()
+		pos, delta := unpack(old)
+		// pos is sealedPos once the segment is sealed; the sum then exceeds any segment too.
+		if uint64(pos)+uint64(n) > uint64(len(s.data)) || uint64(delta)+uint64(count) >= sealedPos {
+			if err := l.roll(s); err != nil {
+				return AppendResult{}, err
+			}
+			continue
+		}
+		end, endDelta := pos+uint32(n), delta+uint32(count)
+		next := pack(end, endDelta)
+		if !s.claim.CompareAndSwap(old, next) {
+			continue
+		}
+		// [pos, end) and offsets [delta, endDelta) are ours alone. The one copy:
+		dst := s.data[pos:end:end]
+		copy(dst, b)
+		off := s.base + int64(delta)
+		for p := 0; p < n; {
+			wire.SetBaseOffset(dst[p:], off)
+			size, _ := wire.BatchSize(dst[p:])
+			off += int64(wire.RecordCount(dst[p:]))
+			p += size
+		}
+		// Publish in claim order: wait for the appenders ahead, then release ours.
+		waitFor(&s.committed.Uint64, old)
+		s.committed.Store(next)
+
+		if end >= s.touchKick.Load() {
+			l.kickHousekeeper()
+		}
+		logPos := s.logStart + int64(end)
+		if !l.flushArmed.Load() && l.flushArmed.CompareAndSwap(false, true) {
+			l.kickFlusher()
+		} else if logPos-l.syncedPos.Load() >= int64(l.opts.FlushBytes) {
+			l.kickFlusher()
+		}
+		return AppendResult{BaseOffset: s.base + int64(delta), LastOffset: off - 1, NextOffset: off, Position: logPos}, nil
+	}
+}
+
+func (l *Log) kickFlusher() {
+	select {
+	case l.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Log) kickHousekeeper() {
+	select {
+	case l.hkWake <- struct{}{}:
+	default:
+	}
+}
+
+// roll is the slow path of Append: the claim did not fit in s. Under mu it seals s, waits for the
+// appenders that claimed before the seal to publish, and installs the next segment (the spare if
+// the housekeeper made one, else a new file). If that fails (a full disk) it unseals s and
+// returns the error; a later append retries.
+func (l *Log) roll(s *segment) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closedLocked {
+		return ErrClosed
+	}
+	if f := l.failed.Load(); f != nil {
+		return f.err
+	}
+	if l.active.Load() != s {
+		return nil // another appender rolled it
+	}
+	pos, delta := s.seal()
+	if pos == 0 {
+		// An empty segment that cannot take this append can only be a short tail left by an
+		// older configuration; Open extends those, so this is a bug.
+		s.unseal()
+		return fmt.Errorf("%w: append does not fit in an empty segment of %d bytes", ErrTooLarge, len(s.data))
+	}
+	base := s.base + int64(delta)
+	path := filepath.Join(l.dir, segmentName(base))
+	var f File
+	var data []byte
+	if sp := l.spare; sp != nil {
+		l.spare = nil
+		if err := l.fs.Rename(sp.f.Name(), path); err != nil {
+			sp.f.Unmap(sp.data)
+			sp.f.Close()
+			_ = l.fs.Remove(sp.f.Name())
+			s.unseal()
+			return fmt.Errorf("disk: renaming the spare segment to %s: %w", filepath.Base(path), err)
+		}
+		f, data = sp.f, sp.data
+	} else {
+		var err error
+		f, data, err = l.createFile(path + tmpSuffix)
+		if err == nil {
+			if err = l.fs.Rename(f.Name(), path); err != nil {
+				f.Unmap(data)
+				f.Close()
+				_ = l.fs.Remove(f.Name())
+				err = fmt.Errorf("disk: renaming %s: %w", filepath.Base(path), err)
+			}
+		}
+		if err != nil {
+			s.unseal()
+			return err
+		}
+	}
+	next := newSegment(base, path, f, data, s.logStart+int64(pos), l.opts.IndexInterval)
+	old := *l.segs.Load()
+	segs := make([]*segment, len(old), len(old)+1)
+	copy(segs, old)
+	segs = append(segs, next)
+	l.segs.Store(&segs)
+	l.dirDirty.Store(true) // before active: a flusher that sees next also sees the dirty directory
+	l.active.Store(next)
+	l.kickHousekeeper()
+	return nil
+}
+
+// NextOffset is the high watermark: every offset below it is committed and readable.
+func (l *Log) NextOffset() int64 {
+	s := l.active.Load()
+	_, d := s.end()
+	return s.base + int64(d)
+}
+
+// StartOffset is the first offset still stored.
+func (l *Log) StartOffset() int64 { return (*l.segs.Load())[0].base }
+
+// Size is the number of bytes of committed batches stored in the log's segments.
+func (l *Log) Size() int64 {
+	var n int64
+	for _, s := range *l.segs.Load() {
+		p, _ := s.end()
+		n += int64(p)
+	}
+	return n
+}
+
+// SyncedOffset is the durable watermark: every offset below it is covered by an fdatasync.
+func (l *Log) SyncedOffset() int64 { return l.syncedNext.Load() }
+
+// Err returns the error that failed the log, or nil.
+func (l *Log) Err() error {
+	if f := l.failed.Load(); f != nil {
+		return f.err
+	}
+	return nil
+}
+
+// Read returns whole committed batches starting with the batch that holds offset: at least one
+// batch, more while the total stays within maxBytes, never past the committed position and never
+// across a segment boundary. Reading at NextOffset returns an empty View. The View must be released.
+func (l *Log) Read(offset int64, maxBytes int) (View, error) {
+	for {
+		if l.closed.Load() {
+			return View{}, ErrClosed
+		}
+		segs := *l.segs.Load()
+		if offset < segs[0].base {
+			return View{}, fmt.Errorf("%w: offset %d below the start %d", ErrOffsetOutOfRange, offset, segs[0].base)
+		}
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].base > offset }) - 1
+		s := segs[i]
+		if !s.acquire() {
+			continue // deleted since the snapshot; look again
+		}
+		endPos, endDelta := s.end()
+		end := s.base + int64(endDelta)
+		if offset >= end {
+			s.release()
+			if offset > end {
+				return View{}, fmt.Errorf("%w: offset %d beyond the end %d", ErrOffsetOutOfRange, offset, end)
+			}
+			return View{BaseOffset: offset, NextOffset: offset}, nil
+		}
+		rel := uint32(offset - s.base)
+		p, d := s.lookup(rel)
+		for {
+			h := s.header(p)
+			if d+uint32(h.RecordCount) > rel {
+				break
+			}
+			p += uint32(h.Size())
+			d += uint32(h.RecordCount)
+		}
+		start, startDelta := p, d
+		for p < endPos {
+			h := s.header(p)
+			if p > start && int(p-start)+h.Size() > maxBytes {
+				break
+			}
+			p += uint32(h.Size())
+			d += uint32(h.RecordCount)
+		}
+		return View{Data: s.data[start:p:p], BaseOffset: s.base + int64(startDelta), NextOffset: s.base + int64(d), seg: s}, nil
+	}
+}
+
+// header decodes the committed batch header at pos; committed batches always parse.
+func (s *segment) header(pos uint32) wire.BatchHeader {
+	h, err := wire.ParseBatchHeader(s.data[pos:])
+	if err != nil {
+		panic(fmt.Sprintf("disk: committed batch at %s:%d does not parse: %v", filepath.Base(s.path), pos, err))
+	}
+	return h
+}
+
+// OffsetForTimestamp returns the first offset whose batch's max timestamp is at least ts: the base
+// offset of that batch. If no stored batch reaches ts it returns NextOffset.
+func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	for _, s := range *l.segs.Load() {
+		if !s.acquire() {
+			continue
+		}
+		if s.indexDone.Load() && s.maxTs.Load() < ts {
+			s.release()
+			continue
+		}
+		endPos, _ := s.end()
+		p, d := s.lookupTime(ts)
+		for p < endPos {
+			h := s.header(p)
+			if h.MaxTimestamp >= ts {
+				s.release()
+				return s.base + int64(d), nil
+			}
+			p += uint32(h.Size())
+			d += uint32(h.RecordCount)
+		}
+		s.release()
+	}
+	return l.NextOffset(), nil
+}
+
+// Sync forces a group commit covering everything committed so far and waits for it.
+func (l *Log) Sync() error {
+	target := l.NextOffset()
+	if err := l.Err(); err != nil {
+		return err
+	}
+	if l.syncedNext.Load() >= target {
+		return nil
+	}
+	l.syncReq.Store(true)
+	l.kickFlusher()
+	return l.WaitSynced(context.Background(), target)
+}
+
+// WaitSynced blocks until every offset below offset is durable (pass AppendResult.NextOffset), the
+// log fails or closes, or ctx ends. It waits for the regular group commit; it does not force one.
+func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
+	for {
+		l.syncMu.Lock()
+		ch := l.syncCh
+		l.syncMu.Unlock()
+		if err := l.Err(); err != nil {
+			return err
+		}
+		if l.syncedNext.Load() >= offset {
+			return nil
+		}
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// notifySynced wakes WaitSynced callers after a sync attempt.
+func (l *Log) notifySynced() {
+	l.syncMu.Lock()
+	close(l.syncCh)
+	l.syncCh = make(chan struct{})
+	l.syncMu.Unlock()
+}

@@ -1,0 +1,113 @@
+package disk
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults. The flush figures come from the measurements in docs/benchmarks.md: on the project's
+// disk an fdatasync of a small tail costs about 1-2 ms, so a 2 ms window lets one fdatasync cover
+// every append of the window without adding more than one sync time to an fsync-level ack; 4 MiB
+// is about what the disk writes in a few milliseconds, so a burst does not wait for the timer.
+const (
+	DefaultSegmentBytes   = 64 << 20
+	DefaultIndexInterval  = 4096
+	DefaultFlushInterval  = 2 * time.Millisecond
+	DefaultFlushBytes     = 4 << 20
+	DefaultMaxBatchBytes  = 8 << 20
+	DefaultCheckInterval  = time.Second
+	DefaultPretouchBytes  = 1 << 20
+	MaxSegmentBytes       = 1 << 30 // positions are packed into 32 bits; see the package doc
+	minSegmentBytes       = 4096
+	minIndexInterval      = 64
+	defaultSpareThreshold = 2 // pre-create the next segment once the active one is 1/2 full
+)
+
+// Options configure a Log. The zero value of every field except Dir selects its default.
+type Options struct {
+	// Dir is the partition's directory; created if missing. Required.
+	Dir string
+	// SegmentBytes is the size every segment file is preallocated to (default 64 MiB, at most
+	// MaxSegmentBytes). One Append must fit in a segment.
+	SegmentBytes int
+	// IndexInterval is the number of log bytes between sparse index entries (default 4 KiB).
+	IndexInterval int
+	// FlushInterval bounds how long an append waits for the group commit's fdatasync, measured
+	// from the first unsynced append (default 2 ms).
+	FlushInterval time.Duration
+	// FlushBytes starts a group commit early once this many bytes are unsynced (default 4 MiB).
+	FlushBytes int
+	// RetentionBytes deletes the oldest whole segments while the log's files exceed it (0: keep all).
+	RetentionBytes int64
+	// RetentionAge deletes whole segments whose newest record timestamp is older than this (0: keep all).
+	RetentionAge time.Duration
+	// CheckInterval is how often retention is enforced in the background (default 1 s).
+	CheckInterval time.Duration
+	// MaxBatchBytes rejects a single batch larger than this (default 8 MiB, at most SegmentBytes).
+	MaxBatchBytes int
+	// PretouchBytes is how far ahead of the writer pages are faulted in (default 1 MiB).
+	PretouchBytes int
+	// Logger receives recovery reports and failures (default slog.Default()).
+	Logger *slog.Logger
+	// OnSync, when set, is called from the flusher goroutine after each successful fdatasync with
+	// the offset below which everything is durable. It must not block for long and must not call
+	// Sync or WaitSynced.
+	OnSync func(syncedNext int64)
+	// FS is the file system (default OSFS). Tests inject faults through it.
+	FS FS
+}
+
+// withDefaults returns a copy with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.IndexInterval == 0 {
+		o.IndexInterval = DefaultIndexInterval
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.FlushBytes == 0 {
+		o.FlushBytes = DefaultFlushBytes
+	}
+	if o.CheckInterval == 0 {
+		o.CheckInterval = DefaultCheckInterval
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = min(DefaultMaxBatchBytes, o.SegmentBytes)
+	}
+	if o.PretouchBytes == 0 {
+		o.PretouchBytes = DefaultPretouchBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.FS == nil {
+		o.FS = OSFS{}
+	}
+	return o
+}
+
+// Validate reports the first invalid field, after defaults are applied.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	switch {
+	case o.Dir == "":
+		return fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	case o.SegmentBytes < minSegmentBytes || o.SegmentBytes > MaxSegmentBytes:
+		return fmt.Errorf("%w: SegmentBytes %d outside [%d, %d]", ErrInvalidOptions, o.SegmentBytes, minSegmentBytes, MaxSegmentBytes)
+	case o.SegmentBytes%pageSize != 0:
+		return fmt.Errorf("%w: SegmentBytes %d not a multiple of the page size %d", ErrInvalidOptions, o.SegmentBytes, pageSize)
+	case o.IndexInterval < minIndexInterval:
+		return fmt.Errorf("%w: IndexInterval %d below %d", ErrInvalidOptions, o.IndexInterval, minIndexInterval)
+	case o.FlushInterval < 0 || o.FlushBytes < 0 || o.CheckInterval < 0 || o.PretouchBytes < 0:
+		return fmt.Errorf("%w: negative flush, check or pretouch setting", ErrInvalidOptions)
+	case o.RetentionBytes < 0 || o.RetentionAge < 0:
+		return fmt.Errorf("%w: negative retention", ErrInvalidOptions)
+	case o.MaxBatchBytes < 61 || o.MaxBatchBytes > o.SegmentBytes:
+		return fmt.Errorf("%w: MaxBatchBytes %d outside [61, SegmentBytes]", ErrInvalidOptions, o.MaxBatchBytes)
+	}
+	return nil
+}

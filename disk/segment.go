@@ -1,0 +1,276 @@
+package disk
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// File names. A segment is named by its base offset, zero-padded so that names sort by offset; its
+// sparse index sits beside it. Files being created carry a ".tmp" suffix until they are complete,
+// so a crash mid-creation leaves only a name that Open deletes.
+const (
+	logSuffix   = ".log"
+	indexSuffix = ".index"
+	tmpSuffix   = ".tmp"
+	spareName   = "spare" + logSuffix + tmpSuffix
+)
+
+func segmentName(base int64) string { return fmt.Sprintf("%020d%s", base, logSuffix) }
+func indexName(base int64) string   { return fmt.Sprintf("%020d%s", base, indexSuffix) }
+
+// parseSegmentName returns the base offset of a segment file name, or ok=false.
+func parseSegmentName(name string) (int64, bool) {
+	s, ok := strings.CutSuffix(name, logSuffix)
+	if !ok || len(s) != 20 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(s, 10, 64)
+	return base, err == nil && base >= 0
+}
+
+// A claim word packs (position within the segment, offset delta from the segment's base) into one
+// uint64 so that a single CAS reserves both the bytes and the offsets of an append:
+//
+//	 63                              32 31                               0
+//	+----------------------------------+----------------------------------+
+//	|   position: bytes claimed        |   delta: offsets claimed         |
+//	+----------------------------------+----------------------------------+
+//
+// Position sealedPos marks a segment that takes no more claims (rolled or closed). Segments are
+// at most MaxSegmentBytes (1 GiB), so a position never reaches sealedPos; a batch holds at least
+// one record of at least 7 bytes, so a segment never holds 2^32 offsets (Append rolls early if it
+// would).
+const sealedPos = math.MaxUint32
+
+func pack(pos, delta uint32) uint64       { return uint64(pos)<<32 | uint64(delta) }
+func unpack(v uint64) (pos, delta uint32) { return uint32(v >> 32), uint32(v) }
+
+// cacheLinePad separates words written by different cores. 64 bytes is the line on amd64 and
+// most arm64 parts; the pad is computed from the size of the word it follows.
+const cacheLine = 64
+
+// paddedUint64 is an atomic.Uint64 alone on its cache line: appenders CAS the claim word on every
+// append, and readers poll the committed word, so neither may share a line with anything else.
+type paddedUint64 struct {
+	atomic.Uint64
+	_ [cacheLine - 8]byte
+}
+
+// segment is one mapped segment file.
+type segment struct {
+	// Immutable once the segment is published in Log.segs (set by Open or the roller under Log.mu).
+	base     int64  // offset of the first record
+	path     string // the .log file
+	f        File
+	data     []byte // the MAP_SHARED mapping of the whole file; never shrunk while mapped
+	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
+	interval uint32 // index interval
+
+	_ [cacheLine]byte
+	// claim is the next free (position, delta). Written by appenders (CAS), and by the roller or
+	// Close, under Log.mu, to seal it. Never decreases except when a failed roll unseals it.
+	claim paddedUint64
+	// committed is the (position, delta) below which every claim has been copied and published.
+	// Only the appender whose claim starts at the current value stores it (a release store);
+	// readers load it (acquire) and may then read every byte below it.
+	committed paddedUint64
+
+	// final is the packed end of a sealed segment; valid once sealed is true (stored before it).
+	final  atomic.Uint64
+	sealed atomic.Bool
+
+	// synced is the position covered by the last fdatasync. Written by the flusher only.
+	synced atomic.Uint32
+
+	// touchKick is the claim position past which an appender wakes the housekeeper to pre-touch
+	// more pages. Written by the housekeeper, read by appenders.
+	touchKick atomic.Uint32
+	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
+	touched uint32
+
+	// Sparse index. entries[:idxN] are published: the housekeeper (or Open, before any other
+	// goroutine exists) writes entries[idxN] and then stores idxN+1; readers load idxN and read
+	// below it. The slice header never changes after newSegment: its length is the most entries
+	// the segment can need, and only its elements are written.
+	entries []indexEntry
+	idxN    atomic.Int64
+	// Indexer cursor, owned by the housekeeper (and Open, or Close after the housekeeper stopped).
+	idxPos     uint32 // next batch to index
+	idxDelta   uint32
+	idxLastPos uint32 // position of the last entry (0: the implicit entry at the start)
+	idxMaxTs   int64  // largest timestamp of the batches indexed so far
+	// maxTs publishes idxMaxTs for retention; indexDone is set once a sealed segment is wholly
+	// indexed; indexWritten once its index file is on disk (housekeeper/Close only).
+	maxTs        atomic.Int64
+	indexDone    atomic.Bool
+	indexWritten bool
+
+	// refs counts the log's own reference plus one per View and per flusher use. The mapping is
+	// unmapped and the file closed when it drops to zero; it is never raised from zero.
+	refs atomic.Int64
+}
+
+// indexEntry says that the batch at pos has base offset base+delta, and that every batch before
+// pos has a max timestamp of at most maxTsBefore.
+type indexEntry struct {
+	delta       uint32
+	pos         uint32
+	maxTsBefore int64
+}
+
+func newSegment(base int64, path string, f File, data []byte, logStart int64, interval int) *segment {
+	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
+	s.entries = make([]indexEntry, len(data)/interval+1)
+	s.idxMaxTs = math.MinInt64
+	s.maxTs.Store(math.MinInt64)
+	s.refs.Store(1)
+	return s
+}
+
+// acquire takes a reference unless the segment is already released; it never resurrects one.
+func (s *segment) acquire() bool {
+	for {
+		r := s.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one unmaps the segment and closes its file.
+func (s *segment) release() {
+	switch r := s.refs.Add(-1); {
+	case r == 0:
+		_ = s.f.Unmap(s.data)
+		_ = s.f.Close()
+	case r < 0:
+		panic("disk: segment released more often than acquired")
+	}
+}
+
+// end is the segment's committed (position, delta): final once sealed, else the committed word.
+func (s *segment) end() (pos, delta uint32) {
+	return unpack(s.committed.Load())
+}
+
+// seal stops further claims and returns the final (position, delta). The caller holds Log.mu.
+// It then waits for the appenders that claimed before the seal to publish, so on return every
+// byte below the final position is committed.
+func (s *segment) seal() (pos, delta uint32) {
+	if s.sealed.Load() {
+		return unpack(s.final.Load())
+	}
+	for {
+		old := s.claim.Load()
+		pos, delta = unpack(old)
+		if s.claim.CompareAndSwap(old, pack(sealedPos, delta)) {
+			break
+		}
+	}
+	s.final.Store(pack(pos, delta))
+	s.sealed.Store(true)
+	waitFor(&s.committed.Uint64, pack(pos, delta))
+	return pos, delta
+}
+
+// unseal undoes a seal whose roll failed; the caller holds Log.mu and nothing claimed meanwhile.
+func (s *segment) unseal() {
+	s.sealed.Store(false)
+	s.claim.Store(s.final.Load())
+}
+
+// waitFor spins until w holds want: briefly on the CPU (the appender ahead is usually mid-copy),
+// then yielding the processor so a descheduled appender can run.
+func waitFor(w *atomic.Uint64, want uint64) {
+	for i := 0; w.Load() != want; i++ {
+		if i >= 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// index adds the batch at (pos, delta) to the sparse index: an entry once pos is at least one
+// interval past the previous entry. Called by the owner of the indexer cursor only.
+func (s *segment) index(pos, delta uint32, maxTs int64) {
+	if n := s.idxN.Load(); pos >= s.idxLastPos+s.interval && n < int64(len(s.entries)) {
+		s.entries[n] = indexEntry{delta: delta, pos: pos, maxTsBefore: s.idxMaxTs}
+		s.idxN.Store(n + 1) // publishes entries[n]
+		s.idxLastPos = pos
+	}
+	s.idxMaxTs = max(s.idxMaxTs, maxTs)
+	s.idxPos = pos
+	s.idxDelta = delta
+}
+
+// indexTo indexes the committed batches from the cursor up to (pos, delta). The bytes there were
+// written by appenders and published, so only their headers are read.
+func (s *segment) indexTo(end uint32) {
+	p, d := s.idxPos, s.idxDelta
+	for p < end {
+		h, err := wire.ParseBatchHeader(s.data[p:])
+		if err != nil {
+			panic(fmt.Sprintf("disk: committed batch at %s:%d does not parse: %v", filepath.Base(s.path), p, err))
+		}
+		s.index(p, d, h.MaxTimestamp)
+		p += uint32(h.Size())
+		d += uint32(h.RecordCount)
+	}
+	s.idxPos, s.idxDelta = p, d
+	s.maxTs.Store(s.idxMaxTs)
+}
+
+// lookup returns the indexed (position, delta) of the last entry at or before delta: the batch
+// holding delta starts there or later.
+func (s *segment) lookup(delta uint32) (pos, d uint32) {
+	e := s.entries[:s.idxN.Load()]
+	lo, hi := 0, len(e) // first entry with delta > target
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if e[m].delta <= delta {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return 0, 0
+	}
+	return e[lo-1].pos, e[lo-1].delta
+}
+
+// lookupTime returns the (position, delta) of the last entry before which every batch's max
+// timestamp is below ts: the first batch reaching ts is there or later.
+func (s *segment) lookupTime(ts int64) (pos, d uint32) {
+	e := s.entries[:s.idxN.Load()]
+	lo, hi := 0, len(e) // first entry with maxTsBefore >= ts
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if e[m].maxTsBefore < ts {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return 0, 0
+	}
+	return e[lo-1].pos, e[lo-1].delta
+}
+
+// resetIndex empties the in-memory index (before a rebuild at Open).
+func (s *segment) resetIndex() {
+	s.idxN.Store(0)
+	s.idxPos, s.idxDelta, s.idxLastPos = 0, 0, 0
+	s.idxMaxTs = math.MinInt64
+	s.maxTs.Store(math.MinInt64)
+}
