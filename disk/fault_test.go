@@ -1,0 +1,113 @@
+package disk
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestFsyncFailureIsFatal(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t.TempDir())
+	o.FS = fs
+	var synced atomic.Int64
+	o.OnSync = func(n int64) { synced.Store(n) }
+	l := mustOpen(t, o)
+	defer l.Close()
+	res, err := l.Append(testBatch(t, 1, 2, 10, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitSynced(context.Background(), res.NextOffset); err != nil {
+		t.Fatal(err)
+	}
+	if synced.Load() != 2 || l.SyncedOffset() != 2 {
+		t.Fatalf("OnSync saw %d, SyncedOffset %d", synced.Load(), l.SyncedOffset())
+	}
+
+	fs.setSyncErr(unix.EIO)
+	res, err = l.Append(testBatch(t, 2, 1, 10, 0)) // written-level: accepted before the sync fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.WaitSynced(context.Background(), res.NextOffset)
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, unix.EIO) || !strings.HasPrefix(err.Error(), "disk: log failed: ") {
+		t.Fatalf("WaitSynced after a failed fdatasync: %v", err)
+	}
+	if l.SyncedOffset() != 2 || synced.Load() != 2 {
+		t.Fatalf("a failed sync advanced the watermark: %d %d", l.SyncedOffset(), synced.Load())
+	}
+	calls := fs.syncs.Load()
+	fs.setSyncErr(nil) // the disk "recovers": the log must still refuse, and never retry
+	for range 3 {
+		if _, err := l.Append(testBatch(t, 3, 1, 10, 0)); !errors.Is(err, ErrFailed) || !errors.Is(err, unix.EIO) {
+			t.Fatalf("Append after failure: %v", err)
+		}
+		if err := l.Sync(); !errors.Is(err, ErrFailed) {
+			t.Fatalf("Sync after failure: %v", err)
+		}
+	}
+	if fs.syncs.Load() != calls {
+		t.Fatalf("fdatasync retried after failure (%d calls, was %d)", fs.syncs.Load(), calls)
+	}
+	// The data accepted before the failure is still readable.
+	if got := readAll(t, l, 1<<20); len(got) != 2 {
+		t.Fatalf("read %d batches", len(got))
+	}
+	if err := l.Close(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestDiskFull(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t.TempDir())
+	o.FS = fs
+	l := mustOpen(t, o)
+	fs.setAllocErr(unix.ENOSPC)
+	var appended [][]byte
+	var err error
+	for i := 0; ; i++ {
+		b := testBatch(t, uint64(i), 1, 1000, 0)
+		if _, err = l.Append(b); err != nil {
+			break
+		}
+		appended = append(appended, b)
+	}
+	if !errors.Is(err, ErrNoSpace) || !errors.Is(err, unix.ENOSPC) || !strings.HasPrefix(err.Error(), "disk: no space") {
+		t.Fatalf("Append on a full disk: %v", err)
+	}
+	if len(appended) < 50 {
+		t.Fatalf("only %d appends before the disk was full", len(appended))
+	}
+	// Still full: still a clean error, and what was written is intact and durable.
+	if _, err := l.Append(testBatch(t, 9999, 1, 1000, 0)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("second Append on a full disk: %v", err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	checkPrefix(t, l, appended, len(appended))
+
+	fs.setAllocErr(nil) // space returns
+	for i := range 100 {
+		b := testBatch(t, uint64(10000+i), 1, 1000, 0)
+		if _, err := l.Append(b); err != nil {
+			t.Fatalf("Append after space returned: %v", err)
+		}
+		appended = append(appended, b)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, o)
+	defer l.Close()
+	if r := l.Recovery(); r.InvalidPosition != -1 {
+		t.Fatalf("recovery after a full disk found damage: %+v", r)
+	}
+	checkPrefix(t, l, appended, len(appended))
+}
