@@ -68,6 +68,7 @@ func BenchmarkDecoderFeed(b *testing.B) {
 					}
 				}
 			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/frame")
 			if frames%1000 != 0 || d.Buffered() != 0 {
 				b.Fatalf("%d frames, %d buffered", frames, d.Buffered())
 			}
@@ -216,5 +217,17 @@ func TestHotPathAllocs(t *testing.T) {
 	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd} {
 		bb.SetCompression(codec)
 		check("build-"+codec.String(), func() { benchBatch(bb, 50, 50) })
+	}
+	for _, codec := range []Codec{CodecSnappy, CodecZstd, CodecGzip} {
+		if raceEnabled {
+			break
+		}
+		bb.SetCompression(codec)
+		packed := bytes.Clone(benchBatch(bb, 50, 50))
+		check("record-iter-"+codec.String(), func() {
+			it.Reset(packed)
+			for it.Next(&r) {
+			}
+		})
 	}
 }
