@@ -1,0 +1,415 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// replyHandler receives the answer to one request. complete runs exactly once: on the connection's
+// reader goroutine with the response frame (its body is valid only during the call) and a nil error
+// or the broker's *wire.ProtocolError; or, when the connection fails first, on the goroutine that
+// failed it, with an error wrapping ErrConnectionLost. It must not block.
+type replyHandler interface {
+	complete(f wire.Frame, err error)
+}
+
+// Buffer sizes of a connection. Reads use one buffer for the connection's life; frames wholly inside
+// a read are decoded in place. The write buffer grows to the largest burst queued while a write was in
+// progress and is dropped after a burst above maxKeptWriteBuf, so one spike does not pin memory.
+const (
+	readBufSize     = 256 << 10
+	maxKeptWriteBuf = 8 << 20
+)
+
+// conn is one broker connection. Requests from any goroutine are encoded straight into wbuf; the
+// writer goroutine swaps it for its spare buffer and hands everything queued to the kernel in one
+// write, so frames queued while a write is in progress leave together. The reader goroutine decodes
+// frames and completes the request registered under each response's correlation id.
+type conn struct {
+	c        *Client
+	nc       net.Conn
+	maxFrame int    // the smaller of ours and the broker's; set before the goroutines start
+	serverID string // from the handshake
+	seq      uint64 // connection number within the client, for logs
+
+	wmu  sync.Mutex
+	wbuf []byte        // guarded by wmu: encoded frames the writer has not taken yet
+	wake chan struct{} // capacity 1: poked when wbuf turns non-empty
+
+	corr    atomic.Uint32
+	pmu     sync.Mutex
+	pending map[uint32]replyHandler // guarded by pmu: requests awaiting an answer
+	dead    bool                    // guarded by pmu: failed, registers nothing more
+
+	failOnce sync.Once
+	err      error         // why the connection failed; written once, before done is closed
+	done     chan struct{} // closed when the connection has failed
+}
+
+func newConn(c *Client, nc net.Conn, maxFrame int, serverID string, seq uint64) *conn {
+	return &conn{
+		c: c, nc: nc, maxFrame: maxFrame, serverID: serverID, seq: seq,
+		wake:    make(chan struct{}, 1),
+		pending: make(map[uint32]replyHandler, 64),
+		done:    make(chan struct{}),
+	}
+}
+
+func (cn *conn) start() {
+	cn.c.wg.Add(2)
+	go cn.writeLoop()
+	go cn.readLoop()
+	if cn.c.opts.PingInterval > 0 {
+		cn.c.wg.Add(1)
+		go cn.keepalive(cn.c.opts.PingInterval)
+	}
+}
+
+// keepalive pings every interval and fails the connection when a pong is two intervals late.
+func (cn *conn) keepalive(interval time.Duration) {
+	defer cn.c.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	k := &call{ch: make(chan struct{}, 1)}
+	for {
+		select {
+		case <-t.C:
+		case <-cn.done:
+			return
+		}
+		corr, err := cn.register(k)
+		if err != nil {
+			return
+		}
+		ping := wire.Ping{Nonce: uint64(corr)}
+		buf, start := cn.beginFrame(wire.OpPing, 0, corr)
+		_ = cn.endFrame(ping.Append(buf), start)
+		timeout := time.NewTimer(2 * interval)
+		select {
+		case <-k.ch:
+			timeout.Stop()
+		case <-timeout.C:
+			cn.fail(fmt.Errorf("no pong in %v", 2*interval))
+			return
+		case <-cn.done:
+			timeout.Stop()
+			return
+		}
+	}
+}
+
+// isDone reports whether the connection has failed.
+func (cn *conn) isDone() bool {
+	select {
+	case <-cn.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// lostErr is the error requests in flight on a failed connection complete with.
+func (cn *conn) lostErr() error {
+	<-cn.done
+	return fmt.Errorf("%w: %w", ErrConnectionLost, cn.err)
+}
+
+// fail closes the connection for err and completes every pending request with ErrConnectionLost.
+// The client forgets the connection before done is closed, so a goroutine that sees done closed and
+// asks the client for a connection never gets this one back.
+func (cn *conn) fail(err error) {
+	cn.failOnce.Do(func() {
+		cn.err = err
+		_ = cn.nc.Close()
+		cn.c.connLost(cn)
+		cn.pmu.Lock()
+		cn.dead = true
+		pending := cn.pending
+		cn.pending = nil
+		cn.pmu.Unlock()
+		close(cn.done)
+		lost := cn.lostErr()
+		for _, h := range pending {
+			h.complete(wire.Frame{}, lost)
+		}
+	})
+}
+
+// nextCorr returns a fresh correlation id. Requests without an answer (FlagNoReply) carry one too:
+// the broker's error for them comes back under it, and id 0 would make the error fatal.
+func (cn *conn) nextCorr() uint32 {
+	for {
+		if corr := cn.corr.Add(1); corr != 0 { // 0 is the id of pushes and fatal errors
+			return corr
+		}
+	}
+}
+
+// register files h under a fresh correlation id. It fails once the connection has failed.
+func (cn *conn) register(h replyHandler) (uint32, error) {
+	corr := cn.nextCorr()
+	cn.pmu.Lock()
+	if cn.dead {
+		cn.pmu.Unlock()
+		return 0, cn.lostErr()
+	}
+	cn.pending[corr] = h
+	cn.pmu.Unlock()
+	return corr, nil
+}
+
+// take removes and returns the handler registered under corr, or nil.
+func (cn *conn) take(corr uint32) replyHandler {
+	cn.pmu.Lock()
+	h, ok := cn.pending[corr]
+	if ok {
+		delete(cn.pending, corr)
+	}
+	cn.pmu.Unlock()
+	return h
+}
+
+// beginFrame locks the write buffer and opens a frame in it; the caller appends the body and must
+// call endFrame with the results, which unlocks. Nothing between the two may block.
+func (cn *conn) beginFrame(op wire.Op, flags wire.Flags, corr uint32) ([]byte, int) {
+	cn.wmu.Lock()
+	return wire.BeginFrame(cn.wbuf, op, flags, corr)
+}
+
+// endFrame closes the frame opened by beginFrame and unlocks the write buffer. A frame over the
+// negotiated maximum is dropped and reported.
+func (cn *conn) endFrame(buf []byte, start int) error {
+	if n := len(buf) - start; n > cn.maxFrame {
+		cn.wbuf = buf[:start]
+		cn.wmu.Unlock()
+		return fmt.Errorf("%w: frame of %d bytes, limit %d", ErrRecordTooLarge, n, cn.maxFrame)
+	}
+	cn.wbuf = wire.EndFrame(buf, start)
+	cn.wmu.Unlock()
+	if start == 0 {
+		select {
+		case cn.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// writeLoop hands queued frames to the kernel, everything queued in one write.
+func (cn *conn) writeLoop() {
+	defer cn.c.wg.Done()
+	var buf []byte // the spare buffer, owned by this goroutine between swaps
+	for {
+		select {
+		case <-cn.wake:
+		case <-cn.done:
+			return
+		}
+		cn.wmu.Lock()
+		buf, cn.wbuf = cn.wbuf, buf[:0]
+		cn.wmu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		if _, err := cn.nc.Write(buf); err != nil {
+			cn.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+		if cap(buf) > maxKeptWriteBuf {
+			buf = nil
+		}
+	}
+}
+
+// readLoop decodes frames until the connection fails.
+func (cn *conn) readLoop() {
+	defer cn.c.wg.Done()
+	dec := wire.NewDecoder(cn.maxFrame)
+	buf := make([]byte, readBufSize)
+	for {
+		n, err := cn.nc.Read(buf)
+		if n > 0 {
+			if ferr := dec.Feed(buf[:n], cn.dispatch); ferr != nil {
+				cn.fail(ferr)
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			cn.fail(fmt.Errorf("read: %w", err))
+			return
+		}
+	}
+}
+
+// dispatch routes one frame: pushes to their subscription, answers to their request.
+func (cn *conn) dispatch(f wire.Frame) error {
+	switch {
+	case f.Op == wire.OpDeliver:
+		cn.c.deliver(cn, f.Body)
+		return nil
+	case f.Op == wire.OpAssign:
+		cn.c.assign(cn, f.Body)
+		return nil
+	case f.Op == wire.OpError && f.Corr == 0:
+		var eb wire.ErrorBody
+		if err := eb.Decode(f.Body); err != nil {
+			return fmt.Errorf("fatal error frame: %w", err)
+		}
+		cn.c.log.Error("sluice: broker closed the connection", "conn", cn.seq, "code", eb.Code, "message", eb.Message)
+		return eb.Err()
+	case f.Flags&wire.FlagResponse != 0 || f.Op == wire.OpError:
+		var err error
+		if f.Op == wire.OpError {
+			var eb wire.ErrorBody
+			if derr := eb.Decode(f.Body); derr != nil {
+				return fmt.Errorf("error frame: %w", derr)
+			}
+			err = eb.Err()
+		}
+		h := cn.take(f.Corr)
+		if h == nil {
+			// A request abandoned by its context, or a no-reply request (produce at durability none,
+			// ack, credit) the broker refused.
+			if err != nil {
+				cn.c.log.Warn("sluice: broker refused a request nobody awaits", "conn", cn.seq, "corr", f.Corr, "err", err)
+			}
+			return nil
+		}
+		h.complete(f, err)
+		return nil
+	}
+	cn.c.log.Debug("sluice: unexpected frame ignored", "conn", cn.seq, "op", f.Op, "flags", f.Flags)
+	return nil
+}
+
+// connect dials the broker, speaks the handshake (and authenticates), and starts the connection's
+// goroutines.
+func (c *Client) connect(ctx context.Context, seq uint64) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 15 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", c.addr, err)
+	}
+	if c.opts.TLS != nil {
+		cfg := c.opts.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			if host, _, err := net.SplitHostPort(c.addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("client: tls handshake with %s: %w", c.addr, err)
+		}
+		nc = tc
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	maxFrame, serverID, err := c.handshake(nc)
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	cn := newConn(c, nc, maxFrame, serverID, seq)
+	cn.start()
+	return cn, nil
+}
+
+// handshake sends Hello (and Auth) and reads the answers synchronously, before the connection's
+// goroutines exist.
+func (c *Client) handshake(nc net.Conn) (maxFrame int, serverID string, err error) {
+	var buf []byte
+	buf, start := wire.BeginFrame(buf, wire.OpHello, 0, 1)
+	hello := wire.Hello{Version: wire.ProtocolVersion, MaxFrame: uint32(c.opts.MaxFrame), ClientID: c.opts.ClientID}
+	buf = wire.EndFrame(hello.Append(buf), start)
+	if _, err := nc.Write(buf); err != nil {
+		return 0, "", fmt.Errorf("%w: write hello: %w", ErrHandshake, err)
+	}
+	f, err := readFrame(nc, c.opts.MaxFrame)
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: read hello reply: %w", ErrHandshake, err)
+	}
+	if err := replyErr(f, wire.OpHello); err != nil {
+		return 0, "", fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	var hr wire.HelloReply
+	if err := hr.Decode(f.Body); err != nil {
+		return 0, "", fmt.Errorf("%w: hello reply: %w", ErrHandshake, err)
+	}
+	if hr.Version != wire.ProtocolVersion {
+		return 0, "", fmt.Errorf("%w: broker speaks version %d, client %d: %w", ErrHandshake, hr.Version, wire.ProtocolVersion, wire.ErrUnsupportedVer)
+	}
+	maxFrame = c.opts.MaxFrame
+	if hr.MaxFrame != 0 && int(hr.MaxFrame) < maxFrame {
+		maxFrame = max(int(hr.MaxFrame), wire.MinMaxFrame)
+	}
+	switch {
+	case c.opts.AuthToken != "":
+		buf, start = wire.BeginFrame(buf[:0], wire.OpAuth, 0, 2)
+		auth := wire.Auth{Mechanism: "token", Payload: []byte(c.opts.AuthToken)}
+		buf = wire.EndFrame(auth.Append(buf), start)
+		if _, err := nc.Write(buf); err != nil {
+			return 0, "", fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
+		}
+		f, err := readFrame(nc, maxFrame)
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: read auth reply: %w", ErrHandshake, err)
+		}
+		if err := replyErr(f, wire.OpAuth); err != nil {
+			return 0, "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		}
+	case hr.AuthRequired:
+		return 0, "", fmt.Errorf("%w: the broker requires authentication and no token is set: %w", ErrHandshake, wire.CodeAuthFailed)
+	}
+	return maxFrame, hr.ServerID, nil
+}
+
+// replyErr checks that f answers op: the broker's error, or nil.
+func replyErr(f wire.Frame, op wire.Op) error {
+	if f.Op == wire.OpError {
+		var eb wire.ErrorBody
+		if err := eb.Decode(f.Body); err != nil {
+			return err
+		}
+		return eb.Err()
+	}
+	if f.Op != op || f.Flags&wire.FlagResponse == 0 {
+		return fmt.Errorf("%w: %v frame (flags %#x) answering %v", wire.ErrMalformed, f.Op, f.Flags, op)
+	}
+	return nil
+}
+
+// readFrame reads exactly one frame from r, for the handshake.
+func readFrame(r io.Reader, maxFrame int) (wire.Frame, error) {
+	var hdr [wire.FrameHeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return wire.Frame{}, err
+	}
+	h, err := wire.ParseFrameHeader(hdr[:], maxFrame)
+	if err != nil {
+		return wire.Frame{}, err
+	}
+	body := make([]byte, h.Size-wire.FrameHeaderSize)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return wire.Frame{}, err
+	}
+	return wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: body}, nil
+}

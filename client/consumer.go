@@ -1,0 +1,804 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// ConsumerOptions configure a Consumer. The zero value of a field means its default.
+type ConsumerOptions struct {
+	// Group makes the consumer a member of a consumer group: the broker deals the topic's partitions
+	// over the members, the consumer starts each partition at the group's committed offset, and
+	// commits its progress. Empty: a plain subscription to every partition (or Partition).
+	Group string
+
+	// Partition restricts a plain subscription to one partition. Default: all. Not with a Group.
+	Partition    int32
+	partitionSet bool
+
+	// Start says where each partition begins when the group has no committed offset (with a Group)
+	// or always (without). StartValue is the offset or the Unix time in milliseconds. Default
+	// StartCommitted (else earliest) with a Group, StartLatest without.
+	Start      wire.StartAt
+	StartValue int64
+	startSet   bool
+
+	// Credit is the delivery window in bytes: how much the broker may push ahead of the application.
+	// The consumer grants bytes back as the application consumes them, once half the window is used.
+	// Memory held by undelivered records stays under Credit plus one batch per partition. Default
+	// 4 MiB.
+	Credit int
+
+	// AutoCommit is the interval of automatic commits for a group member; negative disables them.
+	// Default 5 s.
+	AutoCommit time.Duration
+
+	// Queue makes the subscription a work queue: records go to competing consumers, each record
+	// must be acked (Message.Ack) or it is delivered again after AckTimeout, up to MaxDeliveries.
+	Queue         bool
+	AckTimeout    time.Duration // 0: the broker's default
+	MaxDeliveries int           // 0: the broker's default
+
+	// Filter is a server-side header filter: "key=value" terms joined by '&'.
+	Filter string
+}
+
+// ConsumerOption sets a field of ConsumerOptions.
+type ConsumerOption func(*ConsumerOptions)
+
+// WithGroup joins the consumer group name.
+func WithGroup(name string) ConsumerOption { return func(o *ConsumerOptions) { o.Group = name } }
+
+// WithPartition subscribes to one partition only.
+func WithPartition(p int32) ConsumerOption {
+	return func(o *ConsumerOptions) { o.Partition, o.partitionSet = p, true }
+}
+
+// WithStartEarliest starts at the oldest retained record.
+func WithStartEarliest() ConsumerOption { return withStart(wire.StartEarliest, 0) }
+
+// WithStartLatest starts at the next record produced.
+func WithStartLatest() ConsumerOption { return withStart(wire.StartLatest, 0) }
+
+// WithStartOffset starts at offset.
+func WithStartOffset(offset int64) ConsumerOption { return withStart(wire.StartOffset, offset) }
+
+// WithStartTime starts at the first record stamped at or after t.
+func WithStartTime(t time.Time) ConsumerOption { return withStart(wire.StartTimestamp, t.UnixMilli()) }
+
+// WithStartCommitted starts at the group's committed offset, else at the earliest record.
+func WithStartCommitted() ConsumerOption { return withStart(wire.StartCommitted, 0) }
+
+func withStart(s wire.StartAt, v int64) ConsumerOption {
+	return func(o *ConsumerOptions) { o.Start, o.StartValue, o.startSet = s, v, true }
+}
+
+// WithCredit sets the delivery window in bytes.
+func WithCredit(bytes int) ConsumerOption { return func(o *ConsumerOptions) { o.Credit = bytes } }
+
+// WithAutoCommit sets the automatic commit interval; negative disables automatic commits.
+func WithAutoCommit(interval time.Duration) ConsumerOption {
+	return func(o *ConsumerOptions) { o.AutoCommit = interval }
+}
+
+// WithQueue makes the subscription a work queue with the given visibility timeout and delivery
+// limit (zero: the broker's defaults).
+func WithQueue(ackTimeout time.Duration, maxDeliveries int) ConsumerOption {
+	return func(o *ConsumerOptions) { o.Queue, o.AckTimeout, o.MaxDeliveries = true, ackTimeout, maxDeliveries }
+}
+
+// WithFilter sets a server-side header filter.
+func WithFilter(filter string) ConsumerOption { return func(o *ConsumerOptions) { o.Filter = filter } }
+
+func (o *ConsumerOptions) setDefaults() {
+	if !o.partitionSet {
+		o.Partition = -1
+	}
+	if !o.startSet {
+		o.Start = wire.StartLatest
+		if o.Group != "" {
+			o.Start = wire.StartCommitted
+		}
+	}
+	if o.Credit == 0 {
+		o.Credit = 4 << 20
+	}
+	if o.AutoCommit == 0 {
+		o.AutoCommit = 5 * time.Second
+	}
+}
+
+// Validate reports the first invalid field (after defaults).
+func (o *ConsumerOptions) Validate() error {
+	switch {
+	case o.Group != "" && o.Partition >= 0:
+		return fmt.Errorf("%w: a group member takes the partitions the group assigns", ErrOptions)
+	case o.Partition < -1:
+		return fmt.Errorf("%w: partition %d", ErrOptions, o.Partition)
+	case o.Credit < 1<<10 || o.Credit > 1<<31-1:
+		return fmt.Errorf("%w: credit %d outside [1 KiB, 2 GiB)", ErrOptions, o.Credit)
+	case o.Start > wire.StartCommitted:
+		return fmt.Errorf("%w: start %d", ErrOptions, o.Start)
+	case o.AckTimeout < 0 || o.MaxDeliveries < 0 || o.MaxDeliveries > 0xffff:
+		return fmt.Errorf("%w: ack timeout %v, max deliveries %d", ErrOptions, o.AckTimeout, o.MaxDeliveries)
+	}
+	return nil
+}
+
+// minResubCredit is the smallest window a per-partition resubscription gets.
+const minResubCredit = 64 << 10
+
+// partState is the consumer's view of one partition.
+type partState struct {
+	partition int32
+	// epoch advances whenever the partition is (re)assigned or resubscribed: deliveries stamped with
+	// an older epoch were cut for a cursor that no longer exists and are dropped.
+	epoch    uint32
+	assigned bool
+	// position is the next offset to hand to the application; records below it are skipped (the
+	// broker delivers whole batches). Not used by work queues.
+	position int64
+	// processed is the offset after the last record the application finished: what a commit stores.
+	processed int64
+	// committed is the offset last stored by a commit (or the start offset of the assignment).
+	committed int64
+}
+
+// delivery is one Deliver push, its batches copied out of the connection's read buffer into a
+// pooled buffer. The buffer belongs to the consumer from push until Next moves past the delivery;
+// records handed out point into it, which is why a Message is valid only until the next Next.
+type delivery struct {
+	sub       *subscription
+	partition int32
+	hw        int64
+	epoch     uint32
+	buf       *bytebufferpool.ByteBuffer
+}
+
+// Consumer receives the records of one topic: from Next (iterator style) or Consume (handler
+// style), one goroutine at a time. Commit, Close and the Message methods may be called from any
+// goroutine.
+type Consumer struct {
+	c     *Client
+	topic string
+	opts  ConsumerOptions
+
+	mu         sync.Mutex
+	parts      map[int32]*partState // guarded by mu
+	subs       []*subscription      // guarded by mu: the broker subscriptions on the current connection
+	cn         *conn                // guarded by mu: the connection subs live on
+	queue      []delivery           // guarded by mu: deliveries not yet read, FIFO from qhead
+	qhead      int                  // guarded by mu
+	generation uint32               // guarded by mu: the group generation of the last assignment
+	closed     bool                 // guarded by mu
+	err        error                // guarded by mu: a failure that ends the subscription
+
+	// The delivery being read and the last record returned; guarded by mu (Next holds it while it
+	// works, so Commit and the reader goroutine see a consistent state).
+	cur       delivery
+	curPS     *partState
+	off       int // offset of the next batch in cur.buf
+	inBatch   bool
+	it        wire.RecordIter
+	rec       wire.Record
+	msg       Message
+	hasLast   bool
+	lastPS    *partState
+	lastEpoch uint32
+	lastOff   int64
+
+	notify   chan struct{} // capacity 1: a delivery was queued, or the consumer closed or failed
+	ctx      context.Context
+	cancel   context.CancelFunc
+	commitMu sync.Mutex // serializes commits
+	wg       sync.WaitGroup
+}
+
+// Subscribe opens a consumer on topic. It returns once the broker has accepted the subscription.
+func (c *Client) Subscribe(ctx context.Context, topic string, opts ...ConsumerOption) (*Consumer, error) {
+	var o ConsumerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	cons := &Consumer{c: c, topic: topic, opts: o, parts: map[int32]*partState{}, notify: make(chan struct{}, 1)}
+	cons.msg.Topic = topic
+	cons.msg.c = cons
+	cons.ctx, cons.cancel = context.WithCancel(c.closeCtx)
+	cn, err := c.waitConn(ctx)
+	if err != nil {
+		cons.cancel()
+		return nil, err
+	}
+	if err := cons.subscribe(ctx, cn, false); err != nil {
+		cons.cancel()
+		cons.dropSubs()
+		return nil, err
+	}
+	cons.wg.Add(1)
+	go cons.maintain()
+	if o.Group != "" && o.AutoCommit > 0 && !o.Queue {
+		cons.wg.Add(1)
+		go cons.autoCommit()
+	}
+	return cons, nil
+}
+
+// Topic is the consumer's topic.
+func (c *Consumer) Topic() string { return c.topic }
+
+// Assigned lists the partitions the consumer currently reads, ascending.
+func (c *Consumer) Assigned() []int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int32
+	for p, ps := range c.parts {
+		if ps.assigned {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Generation is the group generation of the consumer's latest assignment (0 without a group).
+func (c *Consumer) Generation() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.generation
+}
+
+// subscribe opens the broker subscriptions on cn: the requested one the first time; after a
+// reconnect, a group member or work queue asks again the same way (a member starts from the
+// committed offsets), and a plain subscription resumes every partition at its position.
+func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
+	base := wire.Subscribe{
+		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
+		Start: c.opts.Start, StartValue: c.opts.StartValue, Credit: uint32(c.opts.Credit),
+		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
+		Filter: c.opts.Filter,
+	}
+	if c.opts.Queue {
+		base.Mode = wire.ModeQueue
+	}
+	var specs []wire.Subscribe
+	if resume && c.opts.Group == "" && !c.opts.Queue {
+		c.mu.Lock()
+		for _, ps := range c.parts {
+			s := base
+			s.Partition, s.Start, s.StartValue = ps.partition, wire.StartOffset, ps.position
+			specs = append(specs, s)
+		}
+		c.mu.Unlock()
+		slices.SortFunc(specs, func(a, b wire.Subscribe) int { return int(a.Partition) - int(b.Partition) })
+		if len(specs) > 1 {
+			credit := max(c.opts.Credit/len(specs), minResubCredit)
+			for i := range specs {
+				specs[i].Credit = uint32(credit)
+			}
+		}
+	}
+	if len(specs) == 0 {
+		specs = []wire.Subscribe{base}
+	}
+	c.mu.Lock()
+	c.cn = cn
+	c.mu.Unlock()
+	for _, spec := range specs {
+		err := c.subscribeOne(ctx, cn, spec)
+		if errors.Is(err, wire.CodeOffsetOutOfRange) && spec.Start == wire.StartOffset {
+			c.c.log.Warn("sluice: resume offset no longer retained; resuming at the earliest", "topic", c.topic, "partition", spec.Partition, "offset", spec.StartValue)
+			spec.Start, spec.StartValue = wire.StartEarliest, 0
+			err = c.subscribeOne(ctx, cn, spec)
+		}
+		if err != nil {
+			return wrapf(err, "subscribe %s", c.topic)
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) subscribeOne(ctx context.Context, cn *conn, spec wire.Subscribe) error {
+	s := &subscription{id: c.c.newSubID(), cn: cn, cons: c, window: spec.Credit}
+	spec.SubID = s.id
+	c.mu.Lock()
+	c.subs = append(c.subs, s)
+	c.mu.Unlock()
+	c.c.addSub(s)
+	k := &call{ch: make(chan struct{}, 1)}
+	k.onReply = func(body []byte) { // reader goroutine, before any delivery for this subscription
+		var r wire.SubscribeReply
+		if err := r.Decode(body); err != nil {
+			return
+		}
+		c.mu.Lock()
+		for _, st := range r.Starts {
+			c.startLocked(st.Partition, st.Offset)
+		}
+		c.mu.Unlock()
+	}
+	_, err := c.c.roundTripOn(ctx, cn, wire.OpSubscribe, k, spec.Append)
+	if err != nil {
+		c.c.removeSub(s.id)
+		c.mu.Lock()
+		c.subs = slices.DeleteFunc(c.subs, func(x *subscription) bool { return x == s })
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// startLocked (re)starts partition p at offset: deliveries cut before are dropped.
+func (c *Consumer) startLocked(p int32, offset int64) *partState {
+	ps := c.parts[p]
+	if ps == nil {
+		ps = &partState{partition: p}
+		c.parts[p] = ps
+	}
+	ps.epoch++
+	ps.assigned = true
+	ps.position, ps.processed, ps.committed = offset, offset, offset
+	return ps
+}
+
+// applyAssign takes a group assignment. Reader goroutine. Partitions kept keep their position (the
+// broker's cursor continues); new ones start at the offset given; lost ones stop.
+func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || !slices.Contains(c.subs, s) {
+		return
+	}
+	c.generation = a.Generation
+	for p, ps := range c.parts {
+		if ps.assigned && !slices.ContainsFunc(a.Partitions, func(x wire.PartitionOffset) bool { return x.Partition == p }) {
+			ps.assigned = false
+			ps.epoch++
+		}
+	}
+	for _, po := range a.Partitions {
+		if ps := c.parts[po.Partition]; ps != nil && ps.assigned {
+			continue
+		}
+		c.startLocked(po.Partition, po.Offset)
+	}
+	c.c.log.Debug("sluice: assignment", "topic", c.topic, "group", c.opts.Group, "generation", a.Generation, "partitions", len(a.Partitions))
+}
+
+// push queues a delivery. Reader goroutine; d's batches alias the read buffer and are copied.
+func (c *Consumer) push(s *subscription, d *wire.Deliver) {
+	c.mu.Lock()
+	ps := c.parts[d.Partition]
+	if c.closed || ps == nil || !ps.assigned || !slices.Contains(c.subs, s) {
+		c.owedLocked(s, len(d.Batches))
+		c.mu.Unlock()
+		return
+	}
+	bb := bytebufferpool.Get()
+	bb.B = append(bb.B[:0], d.Batches...)
+	c.queue = append(c.queue, delivery{sub: s, partition: d.Partition, hw: d.HighWatermark, epoch: ps.epoch, buf: bb})
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *Consumer) poke() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// owedLocked records n delivered bytes as consumed and grants them back once half the window is.
+func (c *Consumer) owedLocked(s *subscription, n int) {
+	if s == nil || n == 0 {
+		return
+	}
+	s.owed += n
+	if s.owed < int(s.window/2) || s.cn.isDone() {
+		return
+	}
+	credit := wire.Credit{SubID: s.id, Bytes: uint32(s.owed)}
+	s.owed = 0
+	buf, start := s.cn.beginFrame(wire.OpCredit, wire.FlagNoReply, s.cn.nextCorr())
+	_ = s.cn.endFrame(credit.Append(buf), start) // a lost credit dies with its connection
+}
+
+// releaseCurLocked ends the current delivery: its buffer goes back to the pool and its bytes are
+// granted back.
+func (c *Consumer) releaseCurLocked() {
+	if c.cur.buf == nil {
+		return
+	}
+	c.owedLocked(c.cur.sub, len(c.cur.buf.B))
+	bytebufferpool.Put(c.cur.buf)
+	c.cur = delivery{}
+	c.curPS = nil
+	c.off, c.inBatch = 0, false
+}
+
+// settleLocked counts the last record returned as processed.
+func (c *Consumer) settleLocked() {
+	if !c.hasLast {
+		return
+	}
+	c.hasLast = false
+	if ps := c.lastPS; ps.epoch == c.lastEpoch && ps.assigned && c.lastOff+1 > ps.processed {
+		ps.processed = c.lastOff + 1
+	}
+}
+
+// Next returns the next record, waiting until one arrives, ctx ends or the consumer closes. The
+// Message and every slice it holds are valid only until the next call of Next (or Close): use
+// Message.Clone to keep one. Calling Next again counts the previous record as processed: a commit
+// stores the offset after it.
+func (c *Consumer) Next(ctx context.Context) (*Message, error) {
+	c.mu.Lock()
+	c.settleLocked()
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.cur.buf != nil {
+			if ps := c.curPS; ps == nil || ps.epoch != c.cur.epoch || !ps.assigned {
+				c.releaseCurLocked()
+				continue
+			}
+			m, err := c.nextRecordLocked()
+			if m != nil || err != nil {
+				c.mu.Unlock()
+				return m, err
+			}
+			c.releaseCurLocked()
+			continue
+		}
+		if c.qhead < len(c.queue) {
+			c.cur = c.queue[c.qhead]
+			c.queue[c.qhead] = delivery{}
+			c.qhead++
+			if c.qhead == len(c.queue) {
+				c.queue, c.qhead = c.queue[:0], 0
+			} else if c.qhead >= 64 && c.qhead*2 >= len(c.queue) {
+				n := copy(c.queue, c.queue[c.qhead:])
+				clear(c.queue[n:])
+				c.queue, c.qhead = c.queue[:n], 0
+			}
+			c.curPS = c.parts[c.cur.partition]
+			continue
+		}
+		if err := c.err; err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			c.mu.Lock()
+			if !c.closed && c.qhead == len(c.queue) {
+				c.mu.Unlock()
+				return nil, ErrClosed // the client closed
+			}
+			continue
+		}
+		c.mu.Lock()
+	}
+}
+
+// nextRecordLocked returns the next record of the current delivery at or after the partition's
+// position, or nil when the delivery is used up.
+func (c *Consumer) nextRecordLocked() (*Message, error) {
+	ps := c.curPS
+	for {
+		if c.inBatch {
+			if c.it.Next(&c.rec) {
+				if !c.opts.Queue && c.rec.Offset < ps.position {
+					continue
+				}
+				ps.position = c.rec.Offset + 1
+				c.hasLast, c.lastPS, c.lastEpoch, c.lastOff = true, ps, ps.epoch, c.rec.Offset
+				m := &c.msg
+				m.Partition, m.Offset, m.HighWatermark = ps.partition, c.rec.Offset, c.cur.hw
+				m.Timestamp = time.UnixMilli(c.rec.Timestamp)
+				m.Key, m.Value, m.rec, m.hdrs, m.sub = c.rec.Key, c.rec.Value, &c.rec, nil, c.cur.sub
+				return m, nil
+			}
+			c.inBatch = false
+			if err := c.it.Err(); err != nil {
+				c.off = len(c.cur.buf.B)
+				return nil, fmt.Errorf("client: %s/%d: records after offset %d: %w", c.topic, ps.partition, ps.position, err)
+			}
+		}
+		b := c.cur.buf.B[c.off:]
+		if len(b) == 0 {
+			return nil, nil
+		}
+		h, err := wire.ParseBatchHeader(b)
+		if err == nil && h.Size() > len(b) {
+			err = fmt.Errorf("%w: batch of %d bytes in %d", wire.ErrCorrupt, h.Size(), len(b))
+		}
+		if err == nil && wire.BatchCRC(b[:h.Size()]) != h.CRC {
+			err = fmt.Errorf("%w: batch crc mismatch", wire.ErrCorrupt)
+		}
+		if err != nil {
+			c.off = len(c.cur.buf.B)
+			return nil, fmt.Errorf("client: %s/%d: delivery at offset %d: %w", c.topic, ps.partition, ps.position, err)
+		}
+		batch := b[:h.Size()]
+		c.off += len(batch)
+		if !c.opts.Queue && h.LastOffset() < ps.position {
+			continue // wholly below the position: skip without decoding
+		}
+		if _, err := c.it.Reset(batch); err != nil {
+			return nil, fmt.Errorf("client: %s/%d: batch at %d: %w", c.topic, ps.partition, h.BaseOffset, err)
+		}
+		c.inBatch = true
+	}
+}
+
+// Consume calls fn for every record until fn fails, ctx ends or the consumer closes, and returns
+// that error. A record counts as processed when fn returns nil (for a work queue it is then acked;
+// when fn fails it is nacked). fn's Message is valid only during the call.
+func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
+	for {
+		m, err := c.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			if c.opts.Queue {
+				_ = m.Nack(0)
+			}
+			c.mu.Lock()
+			c.hasLast = false // not processed: a commit must not pass it
+			c.mu.Unlock()
+			return err
+		}
+		if c.opts.Queue {
+			if err := m.Ack(); err != nil {
+				c.c.log.Debug("sluice: ack lost", "topic", c.topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+			}
+		}
+		c.mu.Lock()
+		c.settleLocked()
+		c.mu.Unlock()
+	}
+}
+
+// Commit stores the group's offsets: for every partition the consumer holds, the offset after the
+// last record Next returned (that record included) or Consume processed. It needs a Group.
+func (c *Consumer) Commit(ctx context.Context) error {
+	return c.commit(ctx, true, nil)
+}
+
+// commit stores processed offsets on cn (nil: the live connection). settle counts the last record
+// returned as processed first.
+func (c *Consumer) commit(ctx context.Context, settle bool, cn *conn) error {
+	if c.opts.Group == "" {
+		return ErrNoGroup
+	}
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	type pending struct {
+		ps     *partState
+		offset int64
+		k      *call
+	}
+	var todo []pending
+	c.mu.Lock()
+	if settle {
+		c.settleLocked()
+	}
+	for _, ps := range c.parts {
+		if ps.assigned && ps.processed > ps.committed {
+			todo = append(todo, pending{ps: ps, offset: ps.processed})
+		}
+	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	if cn == nil {
+		var err error
+		if cn, err = c.c.waitConn(ctx); err != nil {
+			return wrapf(err, "commit %s", c.opts.Group)
+		}
+	}
+	// Pipeline every partition's commit, then collect the answers.
+	var errs []error
+	sent := todo[:0]
+	for _, t := range todo {
+		t.k = &call{ch: make(chan struct{}, 1)}
+		corr, err := cn.register(t.k)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		req := wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: t.ps.partition, Offset: t.offset}
+		buf, start := cn.beginFrame(wire.OpCommit, 0, corr)
+		if err := cn.endFrame(req.Append(buf), start); err != nil {
+			if cn.take(corr) != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		sent = append(sent, t)
+	}
+	for _, t := range sent {
+		var err error
+		select {
+		case <-t.k.ch:
+			err = t.k.err
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: %w", t.ps.partition, err))
+			continue
+		}
+		c.mu.Lock()
+		if t.offset > t.ps.committed {
+			t.ps.committed = t.offset
+		}
+		c.mu.Unlock()
+	}
+	return wrapf(errors.Join(errs...), "commit %s/%s", c.opts.Group, c.topic)
+}
+
+// autoCommit commits processed offsets on the interval until the consumer closes.
+func (c *Consumer) autoCommit() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.AutoCommit)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.c.opts.RequestTimeout)
+		if err := c.commit(ctx, false, nil); err != nil && c.ctx.Err() == nil {
+			c.c.log.Warn("sluice: automatic commit failed", "group", c.opts.Group, "topic", c.topic, "err", err)
+		}
+		cancel()
+	}
+}
+
+// maintain resubscribes after every reconnection until the consumer closes.
+func (c *Consumer) maintain() {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		cn := c.cn
+		c.mu.Unlock()
+		select {
+		case <-cn.done:
+		case <-c.ctx.Done():
+			return
+		}
+		c.lost()
+		for {
+			ncn, err := c.c.waitConn(c.ctx)
+			if err != nil {
+				return // closed
+			}
+			if err = c.resume(ncn); err == nil {
+				break
+			}
+			if c.ctx.Err() != nil {
+				return
+			}
+			if !IsRetriable(err) && !errors.Is(err, context.DeadlineExceeded) {
+				c.c.log.Error("sluice: resubscribe failed; the consumer stops", "topic", c.topic, "err", err)
+				c.mu.Lock()
+				c.err = err
+				c.mu.Unlock()
+				c.poke()
+				return
+			}
+			c.c.log.Warn("sluice: resubscribe failed; retrying", "topic", c.topic, "err", err)
+			select {
+			case <-ncn.done:
+			case <-time.After(c.c.opts.ReconnectMin):
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// lost forgets the subscriptions of a failed connection. Deliveries already queued stay readable
+// (their records are real) until resume restarts their partitions.
+func (c *Consumer) lost() {
+	c.dropSubs()
+}
+
+// resume re-establishes the consumer on cn: a group member first commits what the application has
+// processed (with automatic commits on), then everyone resubscribes.
+func (c *Consumer) resume(cn *conn) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.c.opts.RequestTimeout)
+	defer cancel()
+	if c.opts.Group != "" && !c.opts.Queue && c.opts.AutoCommit > 0 {
+		if err := c.commit(ctx, false, cn); err != nil {
+			c.c.log.Warn("sluice: commit before resubscribing failed", "group", c.opts.Group, "err", err)
+		}
+	}
+	c.mu.Lock()
+	for _, ps := range c.parts {
+		ps.epoch++ // deliveries of the old subscriptions end here
+		if c.opts.Group != "" || c.opts.Queue {
+			ps.assigned = false // the new assignment says what this member holds
+		}
+	}
+	c.mu.Unlock()
+	err := c.subscribe(ctx, cn, true)
+	if err != nil {
+		c.dropSubs()
+	}
+	return err
+}
+
+// dropSubs forgets every broker subscription of the consumer.
+func (c *Consumer) dropSubs() {
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.c.removeSub(s.id)
+	}
+}
+
+// Close ends the subscription. A group member with automatic commits commits what the application
+// has processed (the last record Next returned is not counted: it is delivered again unless Commit
+// was called after it). Records not yet read are dropped.
+func (c *Consumer) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	var err error
+	if c.opts.Group != "" && !c.opts.Queue && c.opts.AutoCommit > 0 {
+		err = c.commit(ctx, false, nil)
+		if errors.Is(err, ErrClosed) {
+			err = nil
+		}
+	}
+	c.mu.Lock()
+	c.closed = true
+	subs, cn := c.subs, c.cn
+	c.subs = nil
+	c.releaseCurLocked()
+	for i := c.qhead; i < len(c.queue); i++ {
+		bytebufferpool.Put(c.queue[i].buf)
+	}
+	c.queue, c.qhead = nil, 0
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.c.removeSub(s.id)
+		if cn != nil && !cn.isDone() {
+			req := wire.SubID{SubID: s.id}
+			if _, uerr := c.c.roundTripOn(ctx, cn, wire.OpUnsubscribe, &call{ch: make(chan struct{}, 1)}, req.Append); uerr != nil && !errors.Is(uerr, ErrConnectionLost) {
+				err = errors.Join(err, wrapf(uerr, "unsubscribe %s", c.topic))
+			}
+		}
+	}
+	c.cancel()
+	c.poke()
+	c.wg.Wait()
+	return err
+}

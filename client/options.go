@@ -1,0 +1,114 @@
+package client
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Options configure a Client. Dial starts from DefaultOptions and applies the With… options in order;
+// the result must pass Validate.
+type Options struct {
+	// ClientID names the client to the broker (logs, metrics). At most 255 bytes. Default "sluice-go".
+	ClientID string
+
+	// DialTimeout bounds one connection attempt: TCP connect, TLS and the handshake. Default 10 s.
+	DialTimeout time.Duration
+
+	// RequestTimeout bounds requests the client makes on its own behalf (the producer's topic lookup,
+	// a consumer's resubscription after a reconnect, automatic commits). Requests made with a
+	// context use its deadline instead. Default 30 s.
+	RequestTimeout time.Duration
+
+	// MaxFrame is the largest frame this client accepts; the connection uses the smaller of it and the
+	// broker's. At least wire.MinMaxFrame. Default wire.DefaultMaxFrame (16 MiB).
+	MaxFrame int
+
+	// TLS, when non-nil, wraps the connection in TLS with this configuration. An empty ServerName is
+	// taken from the address's host.
+	TLS *tls.Config
+
+	// AuthToken, when non-empty, is sent after the handshake (mechanism "token").
+	AuthToken string
+
+	// ReconnectMin and ReconnectMax bound the exponential backoff between reconnection attempts
+	// (jittered by ±25%). Defaults 50 ms and 5 s.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+
+	// PingInterval is how often the client pings the broker. The ping keeps an idle connection from
+	// the broker's idle timeout, and a connection whose pong is two intervals late is declared dead
+	// and replaced. Default 15 s; negative disables pings.
+	PingInterval time.Duration
+
+	// Logger receives the client's structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the options Dial starts from.
+func DefaultOptions() Options {
+	return Options{
+		ClientID:       "sluice-go",
+		DialTimeout:    10 * time.Second,
+		RequestTimeout: 30 * time.Second,
+		MaxFrame:       wire.DefaultMaxFrame,
+		ReconnectMin:   50 * time.Millisecond,
+		ReconnectMax:   5 * time.Second,
+		PingInterval:   15 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field.
+func (o *Options) Validate() error {
+	switch {
+	case len(o.ClientID) > 255:
+		return fmt.Errorf("%w: client id of %d bytes, limit 255", ErrOptions, len(o.ClientID))
+	case o.DialTimeout <= 0:
+		return fmt.Errorf("%w: dial timeout %v", ErrOptions, o.DialTimeout)
+	case o.RequestTimeout <= 0:
+		return fmt.Errorf("%w: request timeout %v", ErrOptions, o.RequestTimeout)
+	case o.MaxFrame < wire.MinMaxFrame || o.MaxFrame > 1<<30:
+		return fmt.Errorf("%w: max frame %d outside [%d, 1 GiB]", ErrOptions, o.MaxFrame, wire.MinMaxFrame)
+	case o.PingInterval == 0:
+		return fmt.Errorf("%w: ping interval 0 (negative disables pings)", ErrOptions)
+	case o.ReconnectMin <= 0 || o.ReconnectMax < o.ReconnectMin:
+		return fmt.Errorf("%w: reconnect backoff [%v, %v]", ErrOptions, o.ReconnectMin, o.ReconnectMax)
+	}
+	return nil
+}
+
+// Option sets a field of Options.
+type Option func(*Options)
+
+// WithClientID names the client to the broker.
+func WithClientID(id string) Option { return func(o *Options) { o.ClientID = id } }
+
+// WithDialTimeout bounds one connection attempt, handshake included.
+func WithDialTimeout(d time.Duration) Option { return func(o *Options) { o.DialTimeout = d } }
+
+// WithRequestTimeout bounds the requests the client makes on its own behalf.
+func WithRequestTimeout(d time.Duration) Option { return func(o *Options) { o.RequestTimeout = d } }
+
+// WithMaxFrame sets the largest frame the client accepts.
+func WithMaxFrame(n int) Option { return func(o *Options) { o.MaxFrame = n } }
+
+// WithTLS connects over TLS with cfg.
+func WithTLS(cfg *tls.Config) Option { return func(o *Options) { o.TLS = cfg } }
+
+// WithAuthToken authenticates with a bearer token after the handshake.
+func WithAuthToken(token string) Option { return func(o *Options) { o.AuthToken = token } }
+
+// WithReconnectBackoff bounds the wait between reconnection attempts: it starts at min and doubles
+// up to max.
+func WithReconnectBackoff(min, max time.Duration) Option {
+	return func(o *Options) { o.ReconnectMin, o.ReconnectMax = min, max }
+}
+
+// WithPingInterval sets how often the client pings the broker; negative disables pings.
+func WithPingInterval(d time.Duration) Option { return func(o *Options) { o.PingInterval = d } }
+
+// WithLogger sends the client's logs to l.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }

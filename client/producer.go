@@ -1,0 +1,637 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Header is one record header.
+type Header = wire.Header
+
+// Record is one record to produce. Produce copies Key, Value and Headers into the batch under
+// construction before it returns: the caller may reuse them at once.
+type Record struct {
+	Key     []byte // nil: a null key (the producer picks the partition)
+	Value   []byte // nil: a null value
+	Headers []Header
+	// Timestamp is the record's time; zero means the time of Produce. Stored in milliseconds.
+	Timestamp time.Time
+	// Partition is used only by ManualPartitioner.
+	Partition int32
+}
+
+// Result is the outcome of one produced record.
+type Result struct {
+	Partition int32
+	Offset    int64 // the record's offset; -1 when it failed or at durability none
+	Err       error
+}
+
+// ProducerOptions configure a Producer. The zero value of a field means its default.
+type ProducerOptions struct {
+	// Durability says when a record counts as produced: DurabilityNone when handed to the
+	// connection (no acknowledgement; failures are only logged), DurabilityWritten when the broker
+	// stored it (survives a broker crash), DurabilityFsync when the broker's fdatasync covers it.
+	// Default DurabilityWritten.
+	Durability wire.Durability
+	durabilitySet bool
+
+	// Linger is how long a batch waits for more records before it is sent. Batches also leave when
+	// they reach MaxBatchBytes, on Flush and Close, and at once for Publish. Default 5 ms; a
+	// negative value means none.
+	Linger time.Duration
+
+	// MaxBatchBytes caps a batch's uncompressed size; a record larger than it travels alone.
+	// Default 1 MiB, the broker's default limit.
+	MaxBatchBytes int
+
+	// MaxInFlight caps the produce requests sent and not yet answered. Default 16.
+	MaxInFlight int
+
+	// MaxBufferedBytes caps the bytes of records produced and not yet completed; Produce blocks
+	// (until its context ends) while it is reached. Default 64 MiB.
+	MaxBufferedBytes int
+
+	// Compression is the batch codec. Default none.
+	Compression wire.Codec
+
+	// Partitioner picks partitions. Default HashPartitioner.
+	Partitioner Partitioner
+
+	// Retries is how many times a batch is sent again after its connection failed before its records
+	// fail with ErrConnectionLost. A resent batch may be stored twice. Default 5; negative: none.
+	Retries int
+}
+
+// ProducerOption sets a field of ProducerOptions.
+type ProducerOption func(*ProducerOptions)
+
+// WithDurability sets when records count as produced.
+func WithDurability(d wire.Durability) ProducerOption {
+	return func(o *ProducerOptions) { o.Durability, o.durabilitySet = d, true }
+}
+
+// WithLinger sets how long a batch waits for more records.
+func WithLinger(d time.Duration) ProducerOption { return func(o *ProducerOptions) { o.Linger = d } }
+
+// WithMaxBatchBytes caps a batch's size.
+func WithMaxBatchBytes(n int) ProducerOption { return func(o *ProducerOptions) { o.MaxBatchBytes = n } }
+
+// WithMaxInFlight caps unanswered produce requests.
+func WithMaxInFlight(n int) ProducerOption { return func(o *ProducerOptions) { o.MaxInFlight = n } }
+
+// WithMaxBufferedBytes caps the bytes of records not yet completed.
+func WithMaxBufferedBytes(n int) ProducerOption {
+	return func(o *ProducerOptions) { o.MaxBufferedBytes = n }
+}
+
+// WithCompression compresses batches with codec.
+func WithCompression(codec wire.Codec) ProducerOption {
+	return func(o *ProducerOptions) { o.Compression = codec }
+}
+
+// WithPartitioner sets the partitioner.
+func WithPartitioner(p Partitioner) ProducerOption {
+	return func(o *ProducerOptions) { o.Partitioner = p }
+}
+
+// WithRetries sets how many times a batch is resent after a connection failure.
+func WithRetries(n int) ProducerOption { return func(o *ProducerOptions) { o.Retries = n } }
+
+func (o *ProducerOptions) setDefaults() {
+	if !o.durabilitySet {
+		o.Durability = wire.DurabilityWritten
+	}
+	if o.Linger == 0 {
+		o.Linger = 5 * time.Millisecond
+	} else if o.Linger < 0 {
+		o.Linger = 0
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = 1 << 20
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 16
+	}
+	if o.MaxBufferedBytes == 0 {
+		o.MaxBufferedBytes = 64 << 20
+	}
+	if o.Partitioner == nil {
+		o.Partitioner = HashPartitioner()
+	}
+	if o.Retries == 0 {
+		o.Retries = 5
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+}
+
+// Validate reports the first invalid field (after defaults).
+func (o *ProducerOptions) Validate() error {
+	switch {
+	case o.Durability > wire.DurabilityFsync:
+		return fmt.Errorf("%w: durability %v", ErrOptions, o.Durability)
+	case o.MaxBatchBytes < wire.BatchHeaderSize+16:
+		return fmt.Errorf("%w: max batch bytes %d", ErrOptions, o.MaxBatchBytes)
+	case o.MaxInFlight < 1:
+		return fmt.Errorf("%w: max in flight %d", ErrOptions, o.MaxInFlight)
+	case o.MaxBufferedBytes < o.MaxBatchBytes:
+		return fmt.Errorf("%w: max buffered bytes %d below max batch bytes %d", ErrOptions, o.MaxBufferedBytes, o.MaxBatchBytes)
+	case o.Compression != wire.CodecNone && o.Compression != wire.CodecGzip && o.Compression != wire.CodecSnappy && o.Compression != wire.CodecZstd:
+		return fmt.Errorf("%w: compression %v", ErrOptions, o.Compression)
+	}
+	return nil
+}
+
+// Future is the pending result of one record sent with Send. A Future is good for one completed
+// Wait: once Wait has returned the record's result, the Future goes back to a pool and must not be
+// touched again. A Future that is never waited for is simply garbage collected.
+type Future struct {
+	ch  chan struct{} // capacity 1: signalled once res is set
+	res Result
+}
+
+// futurePool recycles Futures so Send allocates nothing per record in steady state. A Future
+// returns to the pool only from Wait, after its single result has been received.
+var futurePool = sync.Pool{New: func() any { return &Future{ch: make(chan struct{}, 1)} }}
+
+// Wait blocks until the record is produced or has failed, or ctx ends. After a result (success or
+// the record's error) the Future is recycled; after ctx's error it may be waited for again.
+func (f *Future) Wait(ctx context.Context) (Result, error) {
+	select {
+	case <-f.ch:
+		res := f.res
+		f.res = Result{}
+		futurePool.Put(f)
+		return res, res.Err
+	case <-ctx.Done():
+		return Result{Partition: -1, Offset: -1}, ctx.Err()
+	}
+}
+
+// completion is how one record's result is reported: a callback, a Future, or both.
+type completion struct {
+	fn  func(Result)
+	fut *Future
+}
+
+// pbatch is a batch under construction, waiting or in flight. Batches are recycled with their
+// builder and completion slice, so steady-state production allocates nothing.
+type pbatch struct {
+	p         *Producer
+	partition int32
+	b         *wire.BatchBuilder
+	done      []completion // one per record, in record order
+	bytes     int          // buffered bytes the batch accounts for
+	created   time.Time
+	urgent    bool   // a Publish waits: send without lingering
+	seq       uint64 // send order, kept across retries
+	data      []byte // the built batch, valid until b is reset; nil before the first send
+	attempts  int    // sends after connection failures
+}
+
+// Producer sends records of one topic asynchronously, in batches per partition. All methods are safe
+// for concurrent use. Records of one partition are stored in the order Produce accepted them, also
+// across reconnects (in-flight batches are resent in order); a record may be stored twice when its
+// connection failed after the broker stored it and before the answer arrived.
+type Producer struct {
+	c      *Client
+	topic  string
+	topicB []byte // topic, as the produce header wants it
+	nparts int32
+	opts   ProducerOptions
+
+	mu          sync.Mutex
+	open        []*pbatch     // guarded by mu: per partition, the batch taking records, or nil
+	ready       []*pbatch     // guarded by mu: batches closed to records, waiting for an in-flight slot
+	retry       []*pbatch     // guarded by mu: batches to resend after a connection failure, by seq
+	free        []*pbatch     // guarded by mu: recycled batches
+	inflight    int           // guarded by mu: batches handed to the sender and not finished
+	buffered    int           // guarded by mu: bytes of records not yet completed
+	outstanding int           // guarded by mu: records not yet completed
+	space       chan struct{} // guarded by mu: closed when buffered drops; nil while nobody waits
+	idle        chan struct{} // guarded by mu: closed when outstanding reaches 0; nil while nobody waits
+	flushing    int           // guarded by mu: Flush calls in progress; batches do not linger meanwhile
+	closed      bool          // guarded by mu: Produce refuses records
+	sticky      int32         // guarded by mu: the partition keyless records go to
+	seq         uint64        // guarded by mu
+	scratch     Record        // guarded by mu: the record the partitioner is looking at
+
+	stopped    atomic.Bool // the sender has stopped: failures are final
+	wake       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+	sendCtx    context.Context
+	sendCancel context.CancelFunc
+}
+
+// Producer returns a producer for topic. It looks up the topic's partition count with a Describe
+// request bounded by the client's request timeout.
+func (c *Client) Producer(topic string, opts ...ProducerOption) (*Producer, error) {
+	var o ProducerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.requestContext()
+	ti, err := c.DescribeTopic(ctx, topic)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	n := int32(len(ti.Partitions))
+	if n == 0 {
+		n = int32(ti.Config.Partitions)
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("client: producer for %s: the topic has no partitions: %w", topic, wire.CodeUnknownPartition)
+	}
+	p := &Producer{
+		c: c, topic: topic, topicB: []byte(topic), nparts: n, opts: o,
+		open: make([]*pbatch, n),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	p.sendCtx, p.sendCancel = context.WithCancel(c.closeCtx)
+	go p.run()
+	return p, nil
+}
+
+// Topic is the producer's topic.
+func (p *Producer) Topic() string { return p.topic }
+
+// Partitions is the topic's partition count.
+func (p *Producer) Partitions() int32 { return p.nparts }
+
+// Produce queues rec and reports its result to fn, which runs exactly once on a client goroutine
+// (the connection's reader, or the producer's sender) and must not block. fn may be nil. Produce
+// blocks only while MaxBufferedBytes are buffered, until ctx ends; its error says the record was not
+// queued (and fn will not run).
+func (p *Producer) Produce(ctx context.Context, rec Record, fn func(Result)) error {
+	return p.produce(ctx, &rec, completion{fn: fn}, false)
+}
+
+// Send queues rec and returns a Future for its result. See Produce.
+func (p *Producer) Send(ctx context.Context, rec Record) (*Future, error) {
+	f := futurePool.Get().(*Future)
+	if err := p.produce(ctx, &rec, completion{fut: f}, false); err != nil {
+		futurePool.Put(f)
+		return nil, err
+	}
+	return f, nil
+}
+
+// Publish produces rec and waits for its result. Its batch is sent without lingering (records
+// produced meanwhile may still join it).
+func (p *Producer) Publish(ctx context.Context, rec Record) (Result, error) {
+	f := futurePool.Get().(*Future)
+	if err := p.produce(ctx, &rec, completion{fut: f}, true); err != nil {
+		futurePool.Put(f)
+		return Result{Partition: -1, Offset: -1}, err
+	}
+	return f.Wait(ctx)
+}
+
+// recordOverhead bounds what a record adds to a batch beyond RecordSize(0, 0, …): the offset and
+// timestamp deltas' varints.
+const recordOverhead = 20
+
+func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, urgent bool) error {
+	var ts int64
+	if rec.Timestamp.IsZero() {
+		ts = time.Now().UnixMilli()
+	} else {
+		ts = rec.Timestamp.UnixMilli()
+	}
+	size := wire.RecordSize(0, 0, rec.Key, rec.Value, rec.Headers) + recordOverhead
+	if limit := p.c.opts.MaxFrame - wire.FrameHeaderSize - 7 - len(p.topic) - wire.BatchHeaderSize; size > limit {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, size, limit)
+	}
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return ErrClosed
+		}
+		if p.buffered == 0 || p.buffered+size <= p.opts.MaxBufferedBytes {
+			break
+		}
+		if p.space == nil {
+			p.space = make(chan struct{})
+		}
+		space := p.space
+		p.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.mu.Lock()
+	}
+	p.scratch = *rec
+	part := p.opts.Partitioner.Partition(&p.scratch, p.nparts)
+	p.scratch = Record{}
+	if part == AnyPartition {
+		part = p.sticky
+	} else if part < 0 || part >= p.nparts {
+		p.mu.Unlock()
+		return fmt.Errorf("client: partitioner chose partition %d of %d: %w", part, p.nparts, wire.CodeUnknownPartition)
+	}
+	wake := urgent
+	b := p.open[part]
+	if b != nil && b.b.Size()+size > p.opts.MaxBatchBytes {
+		p.sealLocked(b)
+		b = nil
+	}
+	if b == nil {
+		b = p.newBatchLocked(part)
+		p.open[part] = b
+		wake = true // the sender arms the new batch's linger timer
+	}
+	b.b.Append(rec.Key, rec.Value, rec.Headers, ts)
+	b.done = append(b.done, comp)
+	b.bytes += size
+	b.urgent = b.urgent || urgent
+	p.buffered += size
+	p.outstanding++
+	if b.b.Size() >= p.opts.MaxBatchBytes {
+		p.sealLocked(b)
+		wake = true
+	}
+	p.mu.Unlock()
+	if wake {
+		p.poke()
+	}
+	return nil
+}
+
+func (p *Producer) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Producer) newBatchLocked(part int32) *pbatch {
+	var b *pbatch
+	if n := len(p.free); n > 0 {
+		b = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+	} else {
+		b = &pbatch{p: p, b: wire.NewBatchBuilder(min(p.opts.MaxBatchBytes, 64<<10))}
+		b.b.SetCompression(p.opts.Compression)
+	}
+	b.partition = part
+	b.created = time.Now()
+	return b
+}
+
+// sealLocked closes b to new records and queues it for sending.
+func (p *Producer) sealLocked(b *pbatch) {
+	p.open[b.partition] = nil
+	p.seq++
+	b.seq = p.seq
+	p.ready = append(p.ready, b)
+	if b.partition == p.sticky {
+		p.sticky = (p.sticky + 1) % p.nparts
+	}
+}
+
+// run is the sender goroutine: it seals lingering batches when due and sends queued batches while
+// in-flight slots are free.
+func (p *Producer) run() {
+	defer close(p.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var send []*pbatch // reused across rounds
+	for {
+		p.mu.Lock()
+		linger := p.opts.Linger
+		if p.flushing > 0 || p.closed {
+			linger = 0
+		}
+		now := time.Now()
+		next := time.Duration(-1)
+		for _, b := range p.open {
+			if b == nil {
+				continue
+			}
+			if age := now.Sub(b.created); b.urgent || age >= linger {
+				p.sealLocked(b)
+			} else if d := linger - age; next < 0 || d < next {
+				next = d
+			}
+		}
+		for p.inflight < p.opts.MaxInFlight {
+			var b *pbatch
+			if len(p.retry) > 0 {
+				b = p.retry[0]
+				p.retry = append(p.retry[:0], p.retry[1:]...)
+			} else if len(p.ready) > 0 {
+				b = p.ready[0]
+				p.ready = append(p.ready[:0], p.ready[1:]...)
+			} else {
+				break
+			}
+			p.inflight++
+			send = append(send, b)
+		}
+		p.mu.Unlock()
+		for i, b := range send {
+			p.send(b)
+			send[i] = nil
+		}
+		send = send[:0]
+		if next >= 0 {
+			timer.Reset(next)
+		}
+		select {
+		case <-p.wake:
+		case <-timer.C:
+		case <-p.stop:
+			timer.Stop()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+// send writes one batch to the live connection, waiting for one if need be.
+func (p *Producer) send(b *pbatch) {
+	if b.data == nil {
+		data, err := b.b.Build()
+		if err != nil {
+			p.finish(b, -1, fmt.Errorf("client: build batch: %w", err), true)
+			return
+		}
+		b.data = data
+	}
+	cn, err := p.c.waitConn(p.sendCtx)
+	if err != nil {
+		if !errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		p.finish(b, -1, err, true)
+		return
+	}
+	var corr uint32
+	flags, noReply := wire.Flags(0), p.opts.Durability == wire.DurabilityNone
+	if noReply {
+		flags, corr = wire.FlagNoReply, cn.nextCorr()
+	} else {
+		if corr, err = cn.register(b); err != nil {
+			b.complete(wire.Frame{}, err)
+			return
+		}
+	}
+	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
+	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
+	buf = append(req.AppendHeader(buf), b.data...)
+	if err := cn.endFrame(buf, start); err != nil {
+		if noReply || cn.take(corr) != nil {
+			p.finish(b, -1, err, true)
+		}
+		return
+	}
+	if noReply {
+		p.finish(b, -1, nil, true)
+	}
+}
+
+// complete is the answer to a batch's produce request (replyHandler).
+func (b *pbatch) complete(f wire.Frame, err error) {
+	p := b.p
+	if err == nil {
+		var r wire.ProduceReply
+		if err = r.Decode(f.Body); err == nil {
+			p.finish(b, r.BaseOffset, nil, true)
+			return
+		}
+		err = fmt.Errorf("client: produce reply: %w", err)
+	}
+	if errors.Is(err, ErrConnectionLost) && !errors.Is(err, ErrClosed) && b.attempts < p.opts.Retries && !p.stopped.Load() {
+		b.attempts++
+		p.mu.Lock()
+		p.inflight--
+		i, _ := slices.BinarySearchFunc(p.retry, b.seq, func(x *pbatch, seq uint64) int {
+			return cmp.Compare(x.seq, seq)
+		})
+		p.retry = slices.Insert(p.retry, i, b)
+		p.mu.Unlock()
+		p.poke()
+		return
+	}
+	p.finish(b, -1, err, true)
+}
+
+// finish reports every record of b and recycles it. base is the first record's offset, or -1.
+func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
+	for i, c := range b.done {
+		r := Result{Partition: b.partition, Offset: -1, Err: err}
+		if err == nil && base >= 0 {
+			r.Offset = base + int64(i)
+		}
+		if c.fn != nil {
+			c.fn(r)
+		}
+		if c.fut != nil {
+			c.fut.res = r
+			c.fut.ch <- struct{}{}
+		}
+		b.done[i] = completion{}
+	}
+	p.mu.Lock()
+	if inflight {
+		p.inflight--
+	}
+	p.buffered -= b.bytes
+	p.outstanding -= len(b.done)
+	if p.space != nil {
+		close(p.space)
+		p.space = nil
+	}
+	if p.outstanding == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+	b.b.Reset()
+	b.done = b.done[:0]
+	b.bytes, b.urgent, b.data, b.attempts, b.seq = 0, false, nil, 0, 0
+	p.free = append(p.free, b)
+	p.mu.Unlock()
+	p.poke()
+}
+
+// Flush sends every buffered record without lingering and waits until all records produced before
+// it returns have completed (successfully or not), or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	if p.outstanding == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	p.flushing++
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	idle := p.idle
+	p.mu.Unlock()
+	p.poke()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.mu.Lock()
+	p.flushing--
+	p.mu.Unlock()
+	return err
+}
+
+// Close refuses new records, sends everything buffered and waits for it to complete. When ctx ends
+// first, the records still waiting fail with ErrClosed and Close returns ctx's error; requests already
+// on the wire complete when their answer arrives.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.done
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	err := p.Flush(ctx)
+	p.stopped.Store(true)
+	p.sendCancel()
+	close(p.stop)
+	<-p.done
+	// Fail what the sender never took (only when ctx ended).
+	p.mu.Lock()
+	var left []*pbatch
+	for _, b := range p.open {
+		if b != nil {
+			left = append(left, b)
+		}
+	}
+	clear(p.open)
+	left = append(left, p.ready...)
+	left = append(left, p.retry...)
+	p.ready, p.retry = nil, nil
+	p.mu.Unlock()
+	for _, b := range left {
+		p.finish(b, -1, ErrClosed, false)
+	}
+	return err
+}
