@@ -20,16 +20,16 @@ type Client struct {
 	addr string
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	cn       *conn         // guarded by mu: the live connection; nil while reconnecting
-	ready    chan struct{} // guarded by mu: closed once cn is set; replaced when cn is lost
-	closed   bool          // guarded by mu
-	connSeq  uint64        // guarded by mu: connections made so far
+	mu      sync.Mutex
+	cn      *conn         // guarded by mu: the live connection; nil while reconnecting
+	ready   chan struct{} // guarded by mu: closed once cn is set; replaced when cn is lost
+	closed  bool          // guarded by mu
+	connSeq uint64        // guarded by mu: connections made so far
 
 	closeCh  chan struct{}   // closed by Close
 	closeCtx context.Context // cancelled by Close
 	stop     context.CancelFunc
-	wg      sync.WaitGroup
+	wg       sync.WaitGroup
 
 	subMu   sync.RWMutex
 	subs    map[uint32]*subscription // guarded by subMu: open subscriptions by id, all connections

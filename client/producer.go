@@ -41,7 +41,7 @@ type ProducerOptions struct {
 	// connection (no acknowledgement; failures are only logged), DurabilityWritten when the broker
 	// stored it (survives a broker crash), DurabilityFsync when the broker's fdatasync covers it.
 	// Default DurabilityWritten.
-	Durability wire.Durability
+	Durability    wire.Durability
 	durabilitySet bool
 
 	// Linger is how long a batch waits for more records before it is sent. Batches also leave when
