@@ -13,8 +13,8 @@ import (
 const (
 	DefaultSegmentBytes   = 64 << 20
 	DefaultIndexInterval  = 4096
-	DefaultFlushInterval  = 2 * time.Millisecond
-	DefaultFlushBytes     = 4 << 20
+	DefaultFlushInterval  = time.Millisecond
+	DefaultFlushBytes     = 1 << 20
 	DefaultMaxBatchBytes  = 8 << 20
 	DefaultCheckInterval  = time.Second
 	DefaultPretouchBytes  = 1 << 20

@@ -1,0 +1,192 @@
+package disk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+)
+
+// Benchmarks run on the real disk (b.TempDir: $TMPDIR, on the same ext4 volume as the repository
+// on the project machine; check with df). The machine is shared: compare the ratios within one
+// run, not absolute figures across runs. Command (docs/benchmarks.md):
+//
+//	go test -run '^$' -bench . -benchtime 2s ./disk/
+
+// benchRecordsPerBatch: every appended batch carries this many records of the benchmark's size.
+const benchRecordsPerBatch = 10
+
+var benchRecordSizes = []struct {
+	name string
+	size int
+}{{"100B", 100}, {"1KiB", 1 << 10}, {"16KiB", 16 << 10}}
+
+// BenchmarkRawWrite is the disk's sequential write bandwidth through the page cache: write(2) of
+// 4 MiB then fdatasync, in a loop over a 256 MiB file, the physical limit group commit answers to.
+func BenchmarkRawWrite(b *testing.B) {
+	const chunk, fileSize = 4 << 20, 256 << 20
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, chunk)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	b.SetBytes(chunk)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var off int64
+	for range b.N {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+		off = (off + chunk) % fileSize
+	}
+}
+
+func benchLog(b *testing.B, groupCommit bool) *Log {
+	o := Options{Dir: b.TempDir(), Logger: quietLogger(), RetentionBytes: 512 << 20, CheckInterval: 100 * time.Millisecond}
+	if !groupCommit {
+		o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
+	}
+	l, err := Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkAppend is one goroutine appending batches of benchRecordsPerBatch records, with no
+// fsync at all (nosync) or with the default group commit running (groupcommit, finishing with a
+// Sync inside the timed region so every byte counted is durable).
+func BenchmarkAppend(b *testing.B) {
+	for _, rs := range benchRecordSizes {
+		for _, gc := range []bool{false, true} {
+			name := rs.name + "/nosync"
+			if gc {
+				name = rs.name + "/groupcommit"
+			}
+			b.Run(name, func(b *testing.B) {
+				l := benchLog(b, gc)
+				defer l.Close()
+				batch := testBatch(b, 1, benchRecordsPerBatch, rs.size, time.Now().UnixMilli())
+				b.SetBytes(int64(len(batch)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					if _, err := l.Append(batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if gc {
+					if err := l.Sync(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAppendParallel appends 1 KiB-record batches from GOMAXPROCS goroutines at once: the
+// lock-free claim under contention.
+func BenchmarkAppendParallel(b *testing.B) {
+	l := benchLog(b, true)
+	defer l.Close()
+	batch := testBatch(b, 1, benchRecordsPerBatch, 1<<10, time.Now().UnixMilli())
+	b.SetBytes(int64(len(batch)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Append(batch); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if err := l.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRawFdatasyncLatency is the latency of write(1 KiB) + fdatasync, one after another.
+func BenchmarkRawFdatasyncLatency(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<10)
+	h := hdrhistogram.New(1, 10_000_000, 3)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := f.WriteAt(buf, int64(i%4096)*int64(len(buf))); err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+		_ = h.RecordValue(time.Since(t0).Microseconds())
+	}
+	reportLatency(b, h)
+}
+
+// BenchmarkFsyncAppendLatency is the fsync-level append latency: Append a 10 × 1 KiB batch, then
+// WaitSynced, from 1 and from 8 concurrent producers sharing the group commit.
+func BenchmarkFsyncAppendLatency(b *testing.B) {
+	for _, producers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
+			l := benchLog(b, true)
+			defer l.Close()
+			batch := testBatch(b, 1, benchRecordsPerBatch, 1<<10, time.Now().UnixMilli())
+			var mu sync.Mutex
+			h := hdrhistogram.New(1, 10_000_000, 3)
+			var wg sync.WaitGroup
+			per := (b.N + producers - 1) / producers
+			b.ResetTimer()
+			for range producers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					local := hdrhistogram.New(1, 10_000_000, 3)
+					for range per {
+						t0 := time.Now()
+						res, err := l.Append(batch)
+						if err == nil {
+							err = l.WaitSynced(context.Background(), res.NextOffset)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						_ = local.RecordValue(time.Since(t0).Microseconds())
+					}
+					mu.Lock()
+					h.Merge(local)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			reportLatency(b, h)
+		})
+	}
+}
+
+func reportLatency(b *testing.B, h *hdrhistogram.Histogram) {
+	b.ReportMetric(float64(h.ValueAtQuantile(50)), "p50-µs")
+	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
