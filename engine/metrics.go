@@ -56,6 +56,15 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 			fmt.Fprintf(w, "sluice_partition_end_offset{topic=%q,partition=\"%d\"} %d\n", cfg.Name, p.id, p.NextOffset())
 		}
 	}
+	fmt.Fprintln(w, "# HELP sluice_partition_synced_offset The offset below which each partition is covered by an fdatasync.")
+	fmt.Fprintln(w, "# TYPE sluice_partition_synced_offset gauge")
+	for _, cfg := range topics {
+		if t := e.TopicByName(cfg.Name); t != nil {
+			for _, p := range t.parts {
+				fmt.Fprintf(w, "sluice_partition_synced_offset{topic=%q,partition=\"%d\"} %d\n", cfg.Name, p.id, p.SyncedOffset())
+			}
+		}
+	}
 	fmt.Fprintln(w, "# HELP sluice_partition_bytes Bytes retained by each partition.")
 	fmt.Fprintln(w, "# TYPE sluice_partition_bytes gauge")
 	for _, cfg := range topics {
