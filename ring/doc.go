@@ -1,0 +1,116 @@
+// Package ring provides bounded, lock-free rings that hand typed entries
+// from producer goroutines to one consumer goroutine without allocating:
+// SPSC for one producer, MPSC for many. They follow the LMAX Disruptor's
+// sequencers and Aeron's publications: power-of-two capacity indexed with a
+// mask, cache-line padded positions, cached gating positions, claim then
+// publish with release/acquire ordering, batched claim and batched
+// consumption, and a pluggable wait strategy.
+//
+// # Positions and slots
+//
+// Positions are uint64 counters that only grow; position p lives in slot
+// p & (cap-1). They never wrap in practice (2^64 hand-offs at 10^9/s take
+// 584 years), so "full" is tail-head == cap and "empty" is tail == head,
+// with no wasted slot and no lap bit.
+//
+//	                  head = 13                 tail = 18
+//	                     v                          v
+//	position  ... | 12 |  13 |  14 |  15 |  16 |  17 |  18 | ...
+//	        consumed     <- published (SPSC) ->       free: the producer's
+//	                     <- claimed (MPSC) -->        next position
+//
+//	slot = position & mask, cap = mask+1 = 8, free = cap - (tail-head) = 3
+//	  slot    0    1    2    3    4    5    6    7
+//	       +----+----+----+----+----+----+----+----+
+//	       | 16 | 17 | -- | -- | -- | 13 | 14 | 15 |
+//	       +----+----+----+----+----+----+----+----+
+//	                  18   19   20  <- the next claims; 20 reuses 12's slot
+//
+// The SPSC struct, one padded block per writer (cacheLine = 128 bytes):
+//
+//	+------------------------------+  written by
+//	| pad                          |
+//	| tail        | headCache      |  producer (consumer reads tail)
+//	| head        | tailCache      |  consumer (producer reads head)
+//	| state                        |  consumer on its way to idle; waking producer
+//	| closed wake waker opts buf   |  read-mostly (closed: once, by Close)
+//	| pad                          |
+//	+------------------------------+
+//
+// MPSC pads tail (CASed by every producer), headCache (shared by the
+// producers, read on every claim, rarely written) and head apart, and
+// prefixes every slot with its publication mark, as an Aeron frame's length
+// precedes its body:
+//
+//	slot: +----------------+---------------------+
+//	      | seq uint64     | v T                 |
+//	      +----------------+---------------------+
+//	      seq == p+1  <=>  the entry for position p is published
+//
+// # Memory ordering
+//
+// Go's sync/atomic operations are sequentially consistent, which includes
+// release (Store) and acquire (Load): a Load that observes a Store makes
+// every write before the Store visible after the Load. Entries are written
+// and read with plain memory operations, ordered only by these.
+//
+// The consumer never reads a slot before it is published. SPSC: the producer
+// writes slots [t, t+n) and then stores tail = t+n; the consumer reads slot p
+// only after a load of tail returned more than p (tailCache holds such a
+// value, so it is never ahead of the real tail). MPSC: the producer that
+// claimed p writes the slot and then stores seq = p+1; the consumer reads
+// slot p only after loading seq == p+1 from it. The previous entry in that
+// slot was at p-cap and marked p-cap+1, so a mark from an earlier lap never
+// passes for this one, and the consumer stops at the first unmarked slot
+// even if later ones are published.
+//
+// The producer never overwrites an unconsumed slot. The consumer reads and
+// clears slots [h, h+n) and then stores head = h+n; a producer writes
+// position p only after a load of head returned more than p-cap (headCache
+// holds such a value and is never ahead of head), i.e. after the consumer's
+// last access to that slot happened. MPSC producers also claim p with a CAS
+// on tail that succeeds for one producer only, so no two producers write one
+// position.
+//
+// # Waiting and waking
+//
+// Options.Wait picks the wait strategy: WaitSpin, WaitYield (spin, then
+// runtime.Gosched) or WaitPark (spin, yield, then park). Options has
+// defaults for every zero field and a Validate method.
+//
+// A parking consumer stores state = parked, re-checks the ring and Close,
+// and only then blocks on a one-slot channel; a producer stores its
+// publication, then loads state, and only if it is not running CASes it back
+// and sends a token. Both sides store, then load the other's variable; with
+// sequentially consistent atomics at least one sees the other's store, so
+// either the consumer finds the entry or the producer finds the consumer
+// parked: no wake-up is lost. While the consumer runs, a producer's cost is
+// one load of a line that stays shared in its cache. The CAS lets exactly one
+// producer send per park. A token sent after the consumer cancelled a park
+// makes the next park return at once: a spurious wake-up, which every wait
+// loop tolerates by re-checking.
+//
+// An event loop consumes the same way with Arm and Options.Waker instead of
+// blocking: Arm stores state = armed and re-checks; the first producer to
+// publish afterwards calls Waker once (for gnet, Conn.Wake), and the loop
+// drains the ring when the wake-up runs, then Arms again before idling.
+//
+// Producers are never parked: a full ring is back-pressure, and waking
+// producers would cost the consumer on every batch. Put spins and yields,
+// and under WaitPark then sleeps with a back-off capped at 1 ms.
+//
+// # Clearing and allocation
+//
+// The consumer zeroes each slot after reading it, so an entry holding
+// pointers does not keep their targets alive while its slot waits for the
+// next lap. Entries are stored by value in a slice of T (no interface
+// boxing); after NewSPSC and NewMPSC, no method allocates.
+//
+// # Constants
+//
+// No constant of this package is persisted or sent over the wire, so none is
+// frozen by compatibility. What callers may rely on: capacity is a power of
+// two, fixed at creation; positions are uint64 and never wrap; an MPSC slot
+// is marked with position+1. cacheLine (128), DefaultCapacity, DefaultSpins,
+// DefaultYields and the producer's 1 ms sleep cap are tuning constants.
+package ring

@@ -1,0 +1,289 @@
+package ring
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// slot is one MPSC entry with its publication mark in front of it, as an
+// Aeron frame's length precedes its body: the consumer's acquire load of seq
+// and its read of v usually touch the same cache line.
+type slot[T any] struct {
+	// seq is p+1 once the entry for position p is written, stored with
+	// release by the producer that claimed p. Position p's slot held p-cap+1
+	// (or 0, initially) before, so a mark from an earlier lap never passes
+	// for this one.
+	seq atomic.Uint64
+	v   T
+}
+
+// MPSC is a bounded ring with any number of producer goroutines and one
+// consumer goroutine. Any goroutine may call the producer methods (Offer,
+// OfferBatch, Put); at most one goroutine at a time the consumer methods
+// (Poll, Drain, Take, Wait, Arm); Len, Cap, Closed and Close are safe from
+// any goroutine.
+//
+// Producers claim positions with a compare-and-swap on tail, write their
+// slots, then mark each slot published. The consumer reads in position
+// order and stops at the first slot not yet marked, so a slow producer holds
+// back the entries claimed after its own, never corrupts them.
+//
+// Create it with NewMPSC; the zero value is not usable.
+type MPSC[T any] struct {
+	_ [cacheLine]byte // off the cache line of whatever precedes the ring
+
+	// tail is the next position to claim. Every producer CASes it; its line
+	// bounces between producers and nothing else lives on it.
+	tail atomic.Uint64
+	_    [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
+
+	// headCache is the producers' shared last view of head, never ahead of
+	// it. It is read on every claim and written only when it says the ring
+	// is full, so it sits on its own line that stays shared in every
+	// producer's cache instead of riding the tail's bouncing line. Stores
+	// may race and move it backwards; a stale value only makes a producer
+	// re-read head sooner.
+	headCache atomic.Uint64
+	_         [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
+
+	// head is the next position to read; only the consumer stores it, after
+	// the slots before it are read and cleared.
+	head atomic.Uint64
+	_    [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
+
+	w waiter // wake-up state on its own line, then read-mostly config
+
+	// Read-mostly: written before the ring is shared.
+	slots []slot[T] // len is a power of two
+	mask  uint64    // len(slots) - 1
+
+	_ [cacheLine]byte // off the cache line of whatever follows
+}
+
+// NewMPSC returns an empty multi-producer, single-consumer ring.
+func NewMPSC[T any](o Options) (*MPSC[T], error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	r := &MPSC[T]{slots: make([]slot[T], o.Capacity), mask: uint64(o.Capacity - 1)}
+	r.w.init(o)
+	return r, nil
+}
+
+// Cap returns the number of slots.
+func (r *MPSC[T]) Cap() int { return len(r.slots) }
+
+// Len returns the number of positions claimed by producers and not yet
+// consumed, including claims whose entries are still being written. It is a
+// snapshot that may be stale by the time it returns.
+func (r *MPSC[T]) Len() int {
+	h := r.head.Load() // head first: then tail >= h
+	return int(min(r.tail.Load()-h, uint64(len(r.slots))))
+}
+
+// Closed reports whether Close has been called.
+func (r *MPSC[T]) Closed() bool { return r.w.isClosed() }
+
+// Close closes the ring and wakes a parked or armed consumer. Producers then
+// fail: Offer and Put return false, OfferBatch returns 0. The consumer still
+// drains what was published; Wait and Take return false once the ring is
+// closed and empty. Close is idempotent and reports whether this call closed
+// the ring. An entry offered concurrently with Close may or may not be
+// delivered; stop the producers first if that matters.
+func (r *MPSC[T]) Close() bool { return r.w.close() }
+
+// claim reserves up to want (>= 1) consecutive positions and returns the
+// first and how many; n == 0 means the ring is full. The claim never passes
+// head+cap, so a claimed slot's previous entry has been consumed.
+func (r *MPSC[T]) claim(want uint64) (t, n uint64) {
+	size := uint64(len(r.slots))
+	want = min(want, size)
+	for {
+		// headCache before tail: headCache <= head <= tail at every
+		// instant, so hc <= t and t-hc does not underflow. It may exceed
+		// size, though: other producers may have claimed far past a stale
+		// headCache. Hence the test is t-hc > size-want, never the
+		// unsigned size-(t-hc) >= want, which wraps.
+		hc := r.headCache.Load()
+		t = r.tail.Load()
+		n = want
+		if t-hc > size-want {
+			h := r.head.Load() // acquire: the consumer is done with slots before h
+			if h > t {
+				continue // t is stale: other claims moved tail past it
+			}
+			if h > hc {
+				r.headCache.Store(h)
+			}
+			// h was loaded after t, so h >= t-size: no wrap here.
+			n = min(want, size-(t-h))
+			if n == 0 {
+				return t, 0
+			}
+		}
+		if r.tail.CompareAndSwap(t, t+n) {
+			return t, n
+		}
+	}
+}
+
+// publish writes v at position p and marks the slot published.
+func (r *MPSC[T]) publish(p uint64, v *T) {
+	s := &r.slots[p&r.mask]
+	s.v = *v
+	s.seq.Store(p + 1) // release: the write of s.v happens before it
+}
+
+// Offer publishes v if there is a free slot, without waiting. It returns
+// false if the ring is full or closed.
+func (r *MPSC[T]) Offer(v T) bool {
+	if r.w.isClosed() {
+		return false
+	}
+	t, n := r.claim(1)
+	if n == 0 {
+		return false
+	}
+	r.publish(t, &v)
+	if r.w.state.Load() != running {
+		r.w.signal()
+	}
+	return true
+}
+
+// OfferBatch claims as many slots as are free for the leading entries of vs
+// with one compare-and-swap, publishes them, and returns how many (0 if the
+// ring is full or closed). The entries of one batch are consecutive in the
+// ring. The caller keeps vs.
+func (r *MPSC[T]) OfferBatch(vs []T) int {
+	if len(vs) == 0 || r.w.isClosed() {
+		return 0
+	}
+	t, n := r.claim(uint64(len(vs)))
+	for k := uint64(0); k < n; k++ {
+		r.publish(t+k, &vs[k])
+	}
+	if n > 0 && r.w.state.Load() != running {
+		r.w.signal()
+	}
+	return int(n)
+}
+
+// Put publishes v, waiting for a free slot by the wait strategy. It returns
+// false, without publishing, if the ring is or becomes closed.
+func (r *MPSC[T]) Put(v T) bool {
+	for i := 0; ; i++ {
+		if r.Offer(v) {
+			return true
+		}
+		if r.w.isClosed() {
+			return false
+		}
+		r.w.producerPause(i)
+	}
+}
+
+// Poll calls fn on up to limit published entries in order and returns how
+// many. It does not wait, and stops at the first slot claimed but not yet
+// published. The pointer is into the ring's slot and valid only during the
+// call: copy what must outlive it. fn must not call methods of r. Each slot
+// is cleared after fn returns, so an entry holding pointers does not keep
+// their targets alive, and head moves once for the whole batch.
+func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
+	h := r.head.Load()
+	var zero T
+	n := uint64(0)
+	for ; n < uint64(max(limit, 0)); n++ {
+		s := &r.slots[(h+n)&r.mask]
+		if s.seq.Load() != h+n+1 { // acquire: s.v is written if it matches
+			break
+		}
+		fn(&s.v)
+		s.v = zero
+	}
+	if n > 0 {
+		r.head.Store(h + n) // release: reads and clears above happen before it
+	}
+	return int(n)
+}
+
+// Drain copies up to len(dst) published entries into dst in order, clears
+// their slots, and returns how many. It does not wait, and stops at the
+// first slot claimed but not yet published.
+func (r *MPSC[T]) Drain(dst []T) int {
+	h := r.head.Load()
+	var zero T
+	n := uint64(0)
+	for ; n < uint64(len(dst)); n++ {
+		s := &r.slots[(h+n)&r.mask]
+		if s.seq.Load() != h+n+1 {
+			break
+		}
+		dst[n] = s.v
+		s.v = zero
+	}
+	if n > 0 {
+		r.head.Store(h + n)
+	}
+	return int(n)
+}
+
+// ready reports whether the entry at head is published. Consumer only.
+func (r *MPSC[T]) ready() bool {
+	h := r.head.Load()
+	return r.slots[h&r.mask].seq.Load() == h+1
+}
+
+// Wait blocks, by the wait strategy, until the next entry is published or
+// the ring is closed. It returns true if an entry is ready to Poll or Drain,
+// false if the ring is closed and empty.
+func (r *MPSC[T]) Wait() bool {
+	for i := 0; ; i++ {
+		if r.ready() {
+			return true
+		}
+		if r.w.isClosed() {
+			return r.ready() // entries published before Close are delivered
+		}
+		if r.w.consumerPause(i) {
+			r.w.announce(parked)
+			if r.ready() || r.w.isClosed() {
+				r.w.cancel(parked)
+				continue
+			}
+			r.w.block()
+		}
+	}
+}
+
+// Take waits, by the wait strategy, for the next entry and returns it. ok is
+// false if the ring is closed and empty.
+func (r *MPSC[T]) Take() (v T, ok bool) {
+	if !r.Wait() {
+		return v, false
+	}
+	h := r.head.Load()
+	s := &r.slots[h&r.mask]
+	v = s.v
+	var zero T
+	s.v = zero
+	r.head.Store(h + 1)
+	return v, true
+}
+
+// Arm prepares an event-loop consumer to go idle. It returns true if the
+// consumer may sleep: the next publish (or Close) calls Options.Waker once.
+// It returns false if an entry was published or the ring closed in the
+// meantime: the consumer must poll again instead of sleeping. A false Arm may
+// still be followed by one Waker call, if a producer saw the arm first. Arm
+// panics if Options.Waker is nil.
+func (r *MPSC[T]) Arm() bool {
+	r.w.mustWaker()
+	r.w.announce(armed)
+	if r.ready() || r.w.isClosed() {
+		r.w.cancel(armed)
+		return false
+	}
+	return true
+}

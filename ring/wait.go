@@ -1,0 +1,163 @@
+package ring
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// cacheLine is the padding unit between fields written by different
+// goroutines. It is two 64-byte lines, not one: Intel's spatial prefetcher
+// fetches 64-byte lines in aligned pairs, and Apple's arm64 cores have
+// 128-byte lines, so 64 bytes of padding still lets a producer's store
+// invalidate the consumer's line. A tuning constant, not a format: nothing
+// it shapes is persisted or sent, and changing it changes no behaviour.
+const cacheLine = 128
+
+// maxProducerSleep caps the back-off of a producer waiting in Put for space
+// under WaitPark.
+const maxProducerSleep = time.Millisecond
+
+// Consumer states, held in waiter.state.
+const (
+	running uint32 = iota // consumer is (or will soon be) looking at the ring
+	parked                // consumer is, or is about to be, blocked on waiter.wake
+	armed                 // consumer is an idle event loop; call Waker
+)
+
+// waiter is the wake-up half of a ring, shared by SPSC and MPSC. It sits on
+// its own cache lines: producers read state after every publish, and the
+// consumer writes it only on its way to idle, so while the consumer is busy
+// the line stays shared in every producer's cache and the check is one load
+// that hits.
+//
+// The protocol is Dekker's. The consumer stores parked (or armed), then
+// re-reads the ring; a producer stores its publication, then reads state.
+// Go's atomics are sequentially consistent, so at least one of the two sees
+// the other's store: either the consumer sees the entry and does not block,
+// or the producer sees parked and wakes it. A wake-up is never lost.
+//
+// The embedding ring puts a full cache line of padding in front of a waiter.
+type waiter struct {
+	// state is running, parked or armed. The consumer moves it away from
+	// running; whoever moves it back (one producer's CAS, Close, or the
+	// consumer cancelling) owes the wake-up if the CAS took it from parked
+	// or armed, so exactly one signal is sent per park or Arm.
+	state atomic.Uint32
+	_     [cacheLine - unsafe.Sizeof(atomic.Uint32{})]byte
+
+	// Read-mostly configuration, written once before the ring is shared
+	// (closed is written once more, by Close).
+	closed atomic.Uint32
+	// wake carries a parked consumer's wake-up. One buffered slot: a
+	// producer's send never blocks, and a token sent just after the consumer
+	// cancelled its park is left for the next park, which then returns at
+	// once and re-checks (a spurious wake-up, never a lost one).
+	wake   chan struct{}
+	waker  func()
+	wait   WaitStrategy
+	spins  int
+	yields int
+
+	// idleHook, if set, runs on the consumer just before it announces
+	// parked or armed. Tests only: they publish from it to land an entry
+	// between the consumer's last look at the ring and its announce, the
+	// window that the re-check after the announce exists for.
+	idleHook func()
+}
+
+func (w *waiter) init(o Options) {
+	w.wake = make(chan struct{}, 1)
+	w.waker = o.Waker
+	w.wait = o.Wait
+	w.spins = o.Spins
+	w.yields = o.Yields
+}
+
+// signal wakes the consumer if it has parked or armed. Producers call it
+// after publishing, only when a load of state saw something other than
+// running, so a producer pays one load while the consumer is running.
+func (w *waiter) signal() {
+	s := w.state.Load()
+	if s == running || !w.state.CompareAndSwap(s, running) {
+		return // running, or another producer took this wake-up
+	}
+	if s == armed {
+		if w.waker != nil {
+			w.waker()
+		}
+		return
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default: // a token is already pending: the consumer will wake
+	}
+}
+
+// announce is the consumer's first step to parking (s == parked) or arming
+// (s == armed). The consumer must re-check the ring and closed after it, then
+// either cancel or block.
+func (w *waiter) announce(s uint32) {
+	if w.idleHook != nil {
+		w.idleHook()
+	}
+	w.state.Store(s)
+}
+
+// cancel takes back an announce after the re-check found work. If a producer
+// got there first, its wake-up is already on its way: a token in wake (a
+// spurious return from the next park) or a Waker call.
+func (w *waiter) cancel(s uint32) { w.state.CompareAndSwap(s, running) }
+
+// block waits for a wake-up after an announce(parked) whose re-check found
+// nothing.
+func (w *waiter) block() {
+	<-w.wake
+	// After a producer's wake-up state is running already; after a stale
+	// token it is still parked, and the consumer is awake now.
+	w.state.Store(running)
+}
+
+// consumerPause is the consumer's step i of waiting for an entry. It returns
+// true when the caller should park now (announce, re-check, block).
+func (w *waiter) consumerPause(i int) (park bool) {
+	switch {
+	case w.wait == WaitSpin || i < w.spins:
+		return false
+	case w.wait == WaitYield || i < w.spins+w.yields:
+		runtime.Gosched()
+		return false
+	}
+	return true
+}
+
+// producerPause is a producer's step i of waiting in Put for a free slot.
+func (w *waiter) producerPause(i int) {
+	switch {
+	case w.wait == WaitSpin || i < w.spins:
+	case w.wait == WaitYield || i < w.spins+w.yields:
+		runtime.Gosched()
+	default:
+		d := time.Microsecond << min(i-w.spins-w.yields, 10)
+		time.Sleep(min(d, maxProducerSleep))
+	}
+}
+
+// close marks the ring closed and wakes a parked or armed consumer. It
+// reports whether this call closed the ring.
+func (w *waiter) close() bool {
+	if !w.closed.CompareAndSwap(0, 1) {
+		return false
+	}
+	w.signal()
+	return true
+}
+
+func (w *waiter) isClosed() bool { return w.closed.Load() != 0 }
+
+func (w *waiter) mustWaker() {
+	if w.waker == nil {
+		panic("ring: Arm needs Options.Waker")
+	}
+}

@@ -1,0 +1,330 @@
+package ring
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitState spins until the consumer's state is want or the deadline
+// passes, and reports whether it got there.
+func waitState(w *waiter, want uint32, deadline time.Time) bool {
+	for w.state.Load() != want {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
+
+// parkCycles is how many park/wake cycles each wake-up test runs.
+const parkCycles = 4000
+
+func waiterOf[T any](r anyRing[T]) *waiter {
+	switch r := r.(type) {
+	case *SPSC[T]:
+		return &r.w
+	case *MPSC[T]:
+		return &r.w
+	}
+	panic("unknown ring type")
+}
+
+// window lets producers publish at the two instants where a wake-up can be
+// lost. Through the consumer's idle hook, a producer publishes after the
+// consumer's last look at the ring but before it announces parked or armed:
+// the producer sees running and sends nothing, so only the consumer's
+// re-check after the announce finds the entry. By waiting for the announced
+// state, a producer publishes between the announce and the block: only the
+// producer's check of the state wakes the consumer.
+type window struct {
+	w    *waiter
+	stop <-chan struct{} // closed at the test's deadline
+	req  chan struct{}   // the hook offers the window here
+	done chan struct{}   // and waits here until the producer has published
+	hits atomic.Int64    // entries published through the hook
+	seen atomic.Int64    // entries published after seeing the announce
+
+	// acked[id] counts producer id's entries consumed. A producer waits
+	// for its entry to be consumed before the next, so a lost wake-up is
+	// not rescued by a later publish: the consumer stays blocked and the
+	// test fails at its deadline.
+	acked []atomic.Int64
+}
+
+func newWindow(w *waiter, stop <-chan struct{}, producers int) *window {
+	win := &window{w: w, stop: stop, req: make(chan struct{}), done: make(chan struct{}),
+		acked: make([]atomic.Int64, producers)}
+	w.idleHook = func() {
+		// Give a producer that is on its way to the window a moment to
+		// get there: the consumer may reach it right after consuming.
+		wait := time.NewTimer(100 * time.Microsecond)
+		defer wait.Stop()
+		select {
+		case win.req <- struct{}{}:
+			select {
+			case <-win.done:
+				win.hits.Add(1)
+			case <-stop:
+			}
+		case <-wait.C: // no producer wants the window
+		case <-stop:
+		}
+	}
+	return win
+}
+
+// publish runs put in a randomly chosen timing: in the hook's window (1/2),
+// after the consumer announced state (3/8), or at once (1/8). A producer
+// waiting for the window gives up on it when it finds the state announced,
+// in case the hook ran before the producer listened and the consumer went on
+// to block. It reports false at the deadline.
+func (win *window) publish(rng *rand.Rand, state uint32, put func() bool) bool {
+	switch k := rng.IntN(8); {
+	case k < 4:
+		poll := time.NewTimer(time.Millisecond)
+		defer poll.Stop()
+		for {
+			select {
+			case <-win.req:
+				ok := put()
+				win.done <- struct{}{}
+				return ok
+			case <-win.stop:
+				return false
+			case <-poll.C:
+				if win.w.state.Load() == state {
+					return put()
+				}
+				poll.Reset(time.Millisecond)
+			}
+		}
+	case k < 7:
+		for win.w.state.Load() != state {
+			select {
+			case <-win.stop:
+				return false
+			default:
+				runtime.Gosched()
+			}
+		}
+		win.seen.Add(1)
+	}
+	return put()
+}
+
+// awaitAck waits until producer id's entry seq has been consumed, and
+// reports false at the deadline.
+func (win *window) awaitAck(id, seq int) bool {
+	for win.acked[id].Load() <= int64(seq) {
+		select {
+		case <-win.stop:
+			return false
+		default:
+			runtime.Gosched()
+		}
+	}
+	return true
+}
+
+// ack records the consumption of v.
+func (win *window) ack(v uint64) { win.acked[v>>32].Add(1) }
+
+// check fails the test if the windows were not exercised: then it tested
+// nothing about wake-ups.
+func (win *window) check(t *testing.T, cycles int) {
+	t.Helper()
+	if h, s := win.hits.Load(), win.seen.Load(); h < int64(cycles/4) || s < int64(cycles/4) {
+		t.Errorf("of %d entries, %d were published before the announce and %d after it; want at least a quarter each", cycles, h, s)
+	}
+}
+
+// testParkWake runs park/wake cycles between producers and a consumer in
+// Take, publishing in the windows where a wake-up can be lost. A lost
+// wake-up leaves the consumer blocked: the watchdog then closes the ring,
+// Take returns false and the test fails instead of hanging.
+func testParkWake(t *testing.T, kind string, producers int) {
+	seed := testSeed(t)
+	r := newRing[uint64](t, kind, Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1})
+	stop := make(chan struct{})
+	var timedOut atomic.Bool
+	watchdog := time.AfterFunc(10*time.Second, func() { timedOut.Store(true); close(stop); r.Close() })
+	defer watchdog.Stop()
+	win := newWindow(waiterOf(r), stop, producers)
+
+	perProducer := parkCycles / producers
+	var wg sync.WaitGroup
+	for id := range producers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
+			for seq := range perProducer {
+				if !win.publish(rng, parked, func() bool { return r.Put(entry(id, seq)) }) || !win.awaitAck(id, seq) {
+					return
+				}
+			}
+		})
+	}
+	c := &orderChecker{t: t, next: make([]int, producers)}
+	for c.got < producers*perProducer {
+		v, ok := r.Take()
+		if !ok {
+			t.Errorf("lost wake-up: consumer still parked after %d of %d entries (timed out: %v)",
+				c.got, producers*perProducer, timedOut.Load())
+			break
+		}
+		c.check(v)
+		win.ack(v)
+	}
+	wg.Wait()
+	win.check(t, producers*perProducer)
+}
+
+func TestSPSCParkWake(t *testing.T) { testParkWake(t, "spsc", 1) }
+
+func TestMPSCParkWake(t *testing.T) {
+	for _, producers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("producers=%d", producers), func(t *testing.T) { testParkWake(t, "mpsc", producers) })
+	}
+}
+
+// testArmWake drives a ring the way an event loop does: drain, Arm, sleep
+// until the Waker fires, repeat, with entries published in the windows where
+// a wake-up can be lost. It checks that none is lost and that Waker runs at
+// most once per Arm.
+func testArmWake(t *testing.T, kind string, producers int) {
+	seed := testSeed(t)
+	loop := make(chan struct{}, 1) // the event loop's own wake-up queue
+	var wakes atomic.Int64
+	r := newRing[uint64](t, kind, Options{Capacity: 8, Waker: func() {
+		wakes.Add(1)
+		select {
+		case loop <- struct{}{}:
+		default:
+		}
+	}})
+	stop := make(chan struct{})
+	watchdog := time.AfterFunc(10*time.Second, func() { close(stop); r.Close() })
+	defer watchdog.Stop()
+	win := newWindow(waiterOf(r), stop, producers)
+
+	perProducer := parkCycles / producers
+	var wg sync.WaitGroup
+	for id := range producers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
+			for seq := range perProducer {
+				if !win.publish(rng, armed, func() bool { return r.Put(entry(id, seq)) }) || !win.awaitAck(id, seq) {
+					return
+				}
+			}
+		})
+	}
+	c := &orderChecker{t: t, next: make([]int, producers)}
+	check := func(p *uint64) { c.check(*p); win.ack(*p) }
+	arms := 0
+loop:
+	for c.got < producers*perProducer {
+		if r.Poll(64, check) > 0 {
+			continue
+		}
+		arms++
+		if !r.Arm() {
+			continue
+		}
+		select {
+		case <-loop:
+		case <-stop:
+			t.Errorf("lost wake-up: armed loop not woken after %d of %d entries", c.got, producers*perProducer)
+			break loop
+		}
+	}
+	wg.Wait()
+	if n := wakes.Load(); n > int64(arms) {
+		t.Errorf("Waker called %d times for %d Arm calls, want at most one per Arm", n, arms)
+	}
+	win.check(t, producers*perProducer)
+}
+
+func TestSPSCArmWake(t *testing.T) { testArmWake(t, "spsc", 1) }
+
+func TestMPSCArmWake(t *testing.T) {
+	for _, producers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("producers=%d", producers), func(t *testing.T) { testArmWake(t, "mpsc", producers) })
+	}
+}
+
+func TestCloseWakesParkedConsumer(t *testing.T) {
+	for _, kind := range []string{"spsc", "mpsc"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newRing[int](t, kind, Options{Capacity: 8, Spins: 1, Yields: 1})
+			w := waiterOf(r)
+			done := make(chan bool)
+			go func() {
+				_, ok := r.Take()
+				done <- ok
+			}()
+			if !waitState(w, parked, time.Now().Add(5*time.Second)) {
+				t.Fatal("consumer did not park on an empty ring")
+			}
+			if !r.Close() {
+				t.Fatal("Close of an open ring returned false")
+			}
+			select {
+			case ok := <-done:
+				if ok {
+					t.Fatal("Take on a closed, empty ring returned ok")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not wake the parked consumer")
+			}
+		})
+	}
+}
+
+func TestCloseCallsWakerOfArmedConsumer(t *testing.T) {
+	for _, kind := range []string{"spsc", "mpsc"} {
+		t.Run(kind, func(t *testing.T) {
+			var wakes atomic.Int64
+			r := newRing[int](t, kind, Options{Capacity: 8, Waker: func() { wakes.Add(1) }})
+			if !r.Arm() {
+				t.Fatal("Arm on an empty open ring returned false")
+			}
+			r.Close()
+			if n := wakes.Load(); n != 1 {
+				t.Fatalf("Waker called %d times by Close of an armed ring, want 1", n)
+			}
+			if r.Arm() {
+				t.Fatal("Arm on a closed ring returned true")
+			}
+		})
+	}
+}
+
+func TestCloseUnblocksPut(t *testing.T) {
+	for _, kind := range []string{"spsc", "mpsc"} {
+		for _, wait := range []WaitStrategy{WaitPark, WaitYield, WaitSpin} {
+			t.Run(kind+"/"+wait.String(), func(t *testing.T) {
+				r := newRing[int](t, kind, Options{Capacity: 2, Wait: wait, Spins: 1, Yields: 1})
+				r.Put(1)
+				r.Put(2)
+				done := make(chan bool)
+				go func() { done <- r.Put(3) }()
+				time.Sleep(10 * time.Millisecond) // let Put reach its back-off
+				r.Close()
+				select {
+				case ok := <-done:
+					if ok {
+						t.Fatal("Put into a full ring returned true after Close")
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("Close did not unblock Put on a full ring")
+				}
+			})
+		}
+	}
+}
