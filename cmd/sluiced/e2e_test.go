@@ -456,3 +456,84 @@ func TestFsyncAcksFollowTheSync(t *testing.T) {
 		}
 	}
 }
+
+// rssAnon reads a process's resident anonymous memory (heap, stacks, gnet buffers) in bytes. Pages
+// of the mapped segment files are page cache, shared with the kernel and reclaimable, and are
+// reported apart as RssFile: the bound is on the memory the broker itself allocates.
+func rssAnon(t *testing.T, pid int) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^RssAnon:\s+(\d+) kB$`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no RssAnon in /proc/%d/status", pid)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+// memoryBound is the documented ceiling on sluiced's anonymous memory under a stalled consumer
+// (docs/architecture.md, "Memory bounds").
+const memoryBound = 192 << 20
+
+// TestStalledConsumerKeepsMemoryBounded: a consumer that grants 4 GiB of credit and then never reads
+// its socket, while 256 MiB are produced: the broker's anonymous memory stays under the bound,
+// because deliveries pause once a connection's outbound buffer passes MaxOutboundBytes.
+func TestStalledConsumerKeepsMemoryBounded(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	c := dialBroker(t, b)
+	createTopic(t, c, "flood", 2)
+
+	stalled, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	var req []byte
+	req, start := wire.BeginFrame(req, wire.OpHello, 0, 1)
+	req = wire.EndFrame((&wire.Hello{Version: wire.ProtocolVersion}).Append(req), start)
+	req, start = wire.BeginFrame(req, wire.OpSubscribe, 0, 2)
+	req = wire.EndFrame((&wire.Subscribe{SubID: 1, Topic: "flood", Partition: -1, Start: wire.StartEarliest, Credit: 1<<32 - 1}).Append(req), start)
+	if _, err := stalled.Write(req); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := c.Producer("flood", client.WithDurability(wire.DurabilityWritten), client.WithMaxBatchBytes(256<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := []byte(strings.Repeat("m", 4096))
+	var peak int64
+	for i := 0; i < 65536; i++ { // 256 MiB
+		if err := p.Produce(ctx, client.Record{Value: value}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i%4096 == 0 {
+			peak = max(peak, rssAnon(t, b.cmd.Process.Pid))
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let deliveries to the stalled consumer run into the cap
+	peak = max(peak, rssAnon(t, b.cmd.Process.Pid))
+	t.Logf("sluiced anonymous RSS peak %d MiB with a stalled consumer and 256 MiB produced", peak>>20)
+	if peak > memoryBound {
+		t.Fatalf("sluiced anonymous RSS reached %d MiB, bound %d MiB", peak>>20, memoryBound>>20)
+	}
+	// The broker still serves: a fresh consumer reads everything.
+	cons, err := c.Subscribe(ctx, "flood", client.WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	for i := 0; i < 65536; i++ {
+		if _, err := cons.Next(ctx); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+}

@@ -47,6 +47,10 @@ type Options struct {
 	// MaxConnections caps concurrent connections; extra ones get CodeThrottled and are closed.
 	// Default 10000.
 	MaxConnections int
+	// MaxOutboundBytes caps what gnet may hold unsent for one connection. Deliveries pause while a
+	// consumer's socket leaves more than this queued (it granted credit but stopped reading) and
+	// resume on the next tick once it drains. Default 4 MiB.
+	MaxOutboundBytes int
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
 	// Tokens, when non-empty, requires authentication: a client sends OpAuth with mechanism "token"
@@ -73,6 +77,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxConnections == 0 {
 		o.MaxConnections = 10000
+	}
+	if o.MaxOutboundBytes == 0 {
+		o.MaxOutboundBytes = 4 << 20
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 2 * time.Minute
@@ -238,7 +245,11 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	return ss.onTraffic()
 }
 
-// OnTick closes idle connections.
+// tickInterval paces idle checks and the resumption of deliveries paused by a full outbound buffer.
+const tickInterval = 50 * time.Millisecond
+
+// OnTick closes idle connections and wakes sessions whose deliveries paused on a full outbound
+// buffer, so they look again once gnet has drained it.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
 	limit := s.opts.IdleTimeout.Nanoseconds()
@@ -246,10 +257,12 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for ss := range s.conns {
 		if limit > 0 && now-ss.lastActive.Load() > limit {
 			ss.closeWith(wire.CodeTimeout, "idle timeout")
+		} else if ss.blocked.CompareAndSwap(true, false) {
+			ss.wakeLoop()
 		}
 	}
 	s.connMu.Unlock()
-	return time.Second, gnet.None
+	return tickInterval, gnet.None
 }
 
 // WriteMetrics writes the server's and the engine's metrics in Prometheus text format.

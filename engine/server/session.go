@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -49,16 +50,20 @@ type session struct {
 	out  []byte // responses gathered during one OnTraffic, written with one write at its end
 	hdr  [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
 	iov  [2][]byte
+	// deliverFn is writeDelivery bound to this session.
+	deliverFn engine.DeliverFunc
 	dead bool // a fatal error frame was queued; close after flushing
 
 	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
+	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 }
 
 func newSession(srv *Server, c gnet.Conn) (*session, error) {
 	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{}}
+	ss.deliverFn = ss.writeDelivery // bound once: a method value taken per call would allocate
 	inbox, err := ring.NewMPSC[event](ring.Options{Capacity: inboxCapacity, Waker: ss.wakeLoop})
 	if err != nil {
 		return nil, err
@@ -211,11 +216,17 @@ func (ss *session) serveDeliveries() {
 	ss.flush()
 	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr))
 	keep := ss.active[:0]
-	for _, s := range ss.active {
+	for i, s := range ss.active {
 		if ss.subs[s.ID] != s {
 			continue
 		}
-		err := s.Deliver(maxBytes, ss.writeDelivery)
+		err := s.Deliver(maxBytes, ss.deliverFn)
+		if err == errPause {
+			// The consumer is not reading: keep the rest for when gnet has drained the buffer.
+			keep = append(keep, ss.active[i:]...)
+			ss.blocked.Store(true)
+			break
+		}
 		if err != nil {
 			ss.out = wire.AppendError(ss.out, 0, wire.CodeOf(err), "subscription "+s.Spec().Topic+": "+err.Error())
 			ss.closeSub(s.ID)
@@ -241,8 +252,14 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 	_, err := ss.c.Writev(ss.iov[:])
 	ss.iov[1] = nil
 	ss.srv.e.Delivered(len(data))
+	if err == nil && ss.c.OutboundBuffered() > ss.srv.opts.MaxOutboundBytes {
+		return errPause // written; stop before the next one
+	}
 	return err
 }
+
+// errPause stops a subscription's deliveries while its connection's outbound buffer is full.
+var errPause = errors.New("server: outbound buffer full")
 
 func (ss *session) closeSub(id uint32) {
 	if s := ss.subs[id]; s != nil {
