@@ -47,12 +47,12 @@ type session struct {
 	pending []pendingAck           // fsync-level acks in offset order per partition
 	watched map[*engine.Partition]struct{}
 
-	out  []byte // responses gathered during one OnTraffic, written with one write at its end
-	hdr  [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
-	iov  [2][]byte
+	out []byte // responses gathered during one OnTraffic, written with one write at its end
+	hdr [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
+	iov [2][]byte
 	// deliverFn is writeDelivery bound to this session.
 	deliverFn engine.DeliverFunc
-	dead bool // a fatal error frame was queued; close after flushing
+	dead      bool // a fatal error frame was queued; close after flushing
 
 	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
