@@ -93,7 +93,10 @@ func testCtx(t testing.TB) context.Context {
 
 func dialT(t testing.TB, addr string, opts ...Option) *Client {
 	t.Helper()
-	opts = append([]Option{WithLogger(quiet), WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond)}, opts...)
+	// A short dial timeout: while the broker restarts, a connection may be accepted and never
+	// served (reported to the server's author), and the attempt then lasts the whole timeout.
+	opts = append([]Option{WithLogger(quiet), WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond),
+		WithDialTimeout(time.Second)}, opts...)
 	c, err := Dial(testCtx(t), addr, opts...)
 	if err != nil {
 		t.Fatal(err)
