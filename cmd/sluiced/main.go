@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -46,6 +47,7 @@ type config struct {
 	ACL            []string      `json:"acl"`    // "principal:actions:topic"
 	LogLevel       string        `json:"log-level"`
 	LogJSON        bool          `json:"log-json"`
+	Pprof          bool          `json:"pprof"`
 }
 
 type listFlag []string
@@ -84,6 +86,7 @@ func run(args []string) error {
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern; repeatable; any rule turns ACLs on")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -151,7 +154,7 @@ func run(args []string) error {
 	}
 	var metrics *http.Server
 	if cfg.Metrics != "" {
-		metrics, err = serveMetrics(cfg.Metrics, srv, log)
+		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, srv, log)
 		if err != nil {
 			srv.Close()
 			eng.Close()
@@ -223,7 +226,7 @@ func newLogger(level string, asJSON bool) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
 }
 
-func serveMetrics(addr string, srv *server.Server, log *slog.Logger) (*http.Server, error) {
+func serveMetrics(addr string, withPprof bool, srv *server.Server, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -233,6 +236,11 @@ func serveMetrics(addr string, srv *server.Server, log *slog.Logger) (*http.Serv
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		srv.WriteMetrics(w)
 	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
