@@ -53,8 +53,9 @@
 // creating the segment fails (ENOSPC) the seal is undone and the error returned; nothing is lost.
 //
 // The housekeeper goroutine keeps the append path free of page faults and slow work: it faults in
-// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_WRITE, else an atomic add of zero
-// per page — never a plain write, which could race with an appender), pre-creates the spare once
+// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_READ, else an atomic load per page;
+// see prefault for why not MADV_POPULATE_WRITE, and never a plain write, which could race with an
+// appender), pre-creates the spare once
 // the active segment is half full, indexes committed batches, writes sealed segments' index files,
 // and enforces retention.
 //
