@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicemq/sluice/ring"
 	"github.com/sluicemq/sluice/wire"
@@ -159,6 +160,16 @@ func (l *Local) Commit(ctx context.Context, p int32, offset int64) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Ack settles work-queue records of partition p as processed.
+func (l *Local) Ack(p int32, offsets ...int64) error {
+	return l.sub.Ack(p, len(offsets), func(i int) int64 { return offsets[i] })
+}
+
+// Nack returns work-queue records of partition p for redelivery after delay.
+func (l *Local) Nack(p int32, delay time.Duration, offsets ...int64) error {
+	return l.sub.Nack(p, len(offsets), func(i int) int64 { return offsets[i] }, delay)
 }
 
 // Close ends the subscription. Call it from the owner goroutine.

@@ -35,6 +35,7 @@ type Engine struct {
 	adminMu sync.Mutex
 
 	groups  *groupTable
+	queues  *queueTable
 	offsets *offsetStore
 	metrics Metrics
 
@@ -63,6 +64,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.groups = newGroupTable(e)
+	e.queues = newQueueTable(e)
 	if err := e.loadTopics(); err != nil {
 		e.Close()
 		return nil, err
@@ -80,6 +82,7 @@ func (e *Engine) Close() error {
 	}
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
+	e.queues.close() // commits the queues' floors
 	var errs []error
 	for _, t := range *e.topics.Load() {
 		errs = append(errs, t.close())

@@ -102,6 +102,7 @@ type Subscription struct {
 	closed  bool
 
 	member *groupMember // non-nil for a group member
+	queue  *queue       // non-nil in work-queue mode
 }
 
 // Spec is the request that opened the subscription.
@@ -130,9 +131,11 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	}
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
 	if spec.Mode == wire.ModeQueue {
-		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "work queue subscriptions are not served by this broker version"}
-	}
-	if spec.Group != "" {
+		if spec.Group == "" {
+			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a work-queue subscription names its group"}
+		}
+		s.queue = e.queues.join(s)
+	} else if spec.Group != "" {
 		if spec.Partition >= 0 {
 			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a group member takes the partitions the group assigns"}
 		}
@@ -163,6 +166,12 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 }
 
 func (s *Subscription) startOffset(p *Partition) (int64, error) {
+	if s.queue != nil {
+		qp := s.queue.parts[p.id]
+		qp.mu.Lock()
+		defer qp.mu.Unlock()
+		return qp.floor, nil
+	}
 	start := s.spec.Start
 	if s.spec.Group != "" {
 		if off, ok := s.e.offsets.Get(s.spec.Group, s.topic.cfg.Name, p.id); ok {
@@ -220,18 +229,31 @@ type Delivery struct {
 	Partition     *Partition
 	HighWatermark int64
 	view          disk.View
+	owned         []byte // a work-queue redelivery, built for it rather than read in place
 }
 
 // Batches are the record batches, as stored: base offsets set, CRCs intact.
-func (d *Delivery) Batches() []byte { return d.view.Data }
+func (d *Delivery) Batches() []byte {
+	if d.owned != nil {
+		return d.owned
+	}
+	return d.view.Data
+}
 
 // Release drops the delivery's hold on the mapping.
-func (d *Delivery) Release() { d.view.Release() }
+func (d *Delivery) Release() {
+	if d.owned == nil {
+		d.view.Release()
+	}
+}
 
 // Next takes the next delivery within the credit window, at most maxBytes unless one batch is larger.
 // ok is false when no ready cursor has data (the owner is woken when one does) or credit is spent.
 // Owner goroutine only.
 func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
+	if s.queue != nil {
+		return s.nextQueued(maxBytes)
+	}
 	for len(s.ready) > 0 && s.credit > 0 && !s.closed {
 		c := s.ready[0]
 		v, ok, err := c.read(int(min(int64(maxBytes), s.credit)))
@@ -253,6 +275,32 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		s.ready = s.ready[:0:0] // drop the drifted backing array once drained
 	}
 	return d, false, nil
+}
+
+// nextQueued is Next for a work-queue member: records come from the queue's shared dispatch position
+// or its redeliveries, and the cursors serve only to be woken.
+func (s *Subscription) nextQueued(maxBytes int) (Delivery, bool, error) {
+	now := s.e.opts.Clock().UnixNano()
+	for len(s.ready) > 0 && s.credit > 0 && !s.closed {
+		c := s.ready[0]
+		qp := s.queue.parts[c.part.id]
+		d, ok, err := qp.take(s, int(min(int64(maxBytes), s.credit)), now)
+		if err != nil {
+			return d, false, err
+		}
+		if ok {
+			s.credit -= int64(len(d.Batches()))
+			s.ready = append(s.ready[1:], c)
+			return d, true, nil
+		}
+		// Nothing now: wait, with the same announce-then-recheck as a stream cursor.
+		c.waiting.Store(true)
+		if !qp.hasWork(now) || !c.waiting.CompareAndSwap(true, false) {
+			c.ready = false
+			s.ready = s.ready[1:]
+		}
+	}
+	return Delivery{}, false, nil
 }
 
 // Deliver writes out everything the ready cursors have, within the credit window and maxBytes per
@@ -284,6 +332,9 @@ func (s *Subscription) Close() {
 	s.cursors, s.ready = nil, nil
 	if s.member != nil {
 		s.e.groups.leave(s)
+	}
+	if s.queue != nil {
+		s.e.queues.leave(s)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/wire"
@@ -108,7 +109,7 @@ func (ss *session) handle(f wire.Frame) {
 	case wire.OpHello:
 		ss.fatal(wire.CodeInvalidRequest, "second hello")
 	case wire.OpAck, wire.OpNack:
-		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "no work-queue subscription"})
+		ss.settle(f)
 	case wire.OpCreateTopic, wire.OpDeleteTopic, wire.OpListTopics, wire.OpDescribe, wire.OpListGroups, wire.OpDescribeGrp:
 		ss.admin(f)
 	default:
@@ -212,6 +213,32 @@ func (ss *session) produce(f wire.Frame) {
 		}
 	default:
 		ss.out = appendProduceReply(ss.out, f.Corr, p.ID(), base, last)
+	}
+}
+
+// settle serves Ack and Nack for a work-queue subscription.
+func (ss *session) settle(f wire.Frame) {
+	var m wire.Ack
+	if err := m.Decode(f.Body); err != nil {
+		ss.fatal(wire.CodeMalformedFrame, err.Error())
+		return
+	}
+	s := ss.subs[m.SubID]
+	if s == nil {
+		ss.fail(f, wire.CodeUnknownSubscription)
+		return
+	}
+	var err error
+	if f.Op == wire.OpAck {
+		err = s.Ack(m.Partition, m.Count(), m.Offset)
+	} else {
+		err = s.Nack(m.Partition, m.Count(), m.Offset, time.Duration(m.DelayMs)*time.Millisecond)
+	}
+	switch {
+	case err != nil:
+		ss.fail(f, err)
+	case f.Flags&wire.FlagNoReply == 0:
+		ss.reply(f, nil)
 	}
 }
 
