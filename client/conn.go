@@ -27,7 +27,7 @@ type replyHandler interface {
 // progress and is dropped after a burst above maxKeptWriteBuf, so one spike does not pin memory.
 const (
 	readBufSize     = 256 << 10
-	maxKeptWriteBuf = 8 << 20
+	maxKeptWriteBuf = 32 << 20
 )
 
 // conn is one broker connection. Requests from any goroutine are encoded straight into wbuf; the
