@@ -1,0 +1,242 @@
+// Package targets plugs the Sluice broker into the latency harness (package bench).
+//
+// Three targets, registered by [Register]:
+//
+//   - "embedded" ([EmbeddedName]): the engine in-process on a temporary data directory. Each producer
+//     builds record batches with one reused wire.BatchBuilder per partition and publishes them with
+//     Engine.Publish; each consumer reads its partitions with Engine.SubscribeLocal and walks the
+//     delivered batches, straight out of the segment mapping, with a wire.RecordIter.
+//   - "tcp" ([TCPName]): engine and gnet server in-process on 127.0.0.1:0, driven through the Go client
+//     over loopback TCP: one client connection per producer and per consumer.
+//   - "addr" ([AddrName]): the Go client against a broker started elsewhere (Options.Addr), for
+//     example by `make run`. It creates a topic of its own, named bench-<random>, and deletes it on Close.
+//
+// # What the targets honour
+//
+// Partitions: the topic is created with Config.Partitions. Keyed messages go to the partition their key
+// hashes to; keyless ones stick to one partition per batch and move on round-robin. Consumer i reads every
+// partition when there is one consumer, partition i when Consumers >= Partitions (consumers beyond the
+// partition count idle); other splits are refused at Open.
+//
+// Durability: none, written or fsync, passed to every produce. At fsync a consumer hands a record to the
+// harness only once the producer side holds its fsync acknowledgement (embedded: Publish returned; TCP:
+// the client's result callback). Without that gate the latency would stop at the consumer, which sees a
+// record as soon as it is in the mapping, before any fdatasync: the fsync figures would be the written
+// figures. With it, an fsync-durable latency is intended send → acknowledged durable and delivered,
+// comparable with the raw fdatasync latency of the disk.
+//
+// Batching: Config.BatchBytes caps a batch. Config.Linger == 0: a batch leaves on Flush (the harness
+// calls it after every burst) or when full; TCP producers run the client with no linger, so a batch
+// leaves as soon as the client's sender takes it, and records that queue meanwhile share the next one.
+// Linger > 0: a batch also leaves once its first record is Linger old (embedded: checked on every Send and
+// by a ticker; TCP: the client's own linger timer).
+//
+// # Allocations
+//
+// The targets' own per-message code allocates nothing: builders, iterators and records are reused, the
+// client's result callback is one method value made at Open, and the fsync gate is a few atomics with a
+// condition variable for the slow path. BenchmarkEmbeddedSend and BenchmarkTCPSend report the per-message
+// cost including the engine and client below (b.ReportAllocs).
+package targets
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/sluicemq/sluice/bench"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Registry names of the broker targets.
+const (
+	EmbeddedName = "embedded"
+	TCPName      = "tcp"
+	AddrName     = "addr"
+)
+
+// ErrConfig is returned by Open for a configuration a target cannot run.
+var ErrConfig = errors.New("targets: unsupported config")
+
+// Options configure the broker targets. The zero value runs everything under os.TempDir().
+type Options struct {
+	// Dir is where the in-process targets make their temporary data directories (removed on Close).
+	// Put it on the disk under test: not a tmpfs. Default os.TempDir().
+	Dir string
+	// Addr is the broker the addr target dials (host:port). Required by that target only.
+	Addr string
+	// FlushInterval and FlushBytes set the in-process engine's group commit; 0 keeps the engine's default.
+	FlushInterval time.Duration
+	FlushBytes    int64
+	// Loops is the tcp target's number of gnet event loops. Default one per CPU.
+	Loops int
+	// Logger receives the engine's, server's and client's logs. Default: warnings and errors to stderr.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Dir == "" {
+		o.Dir = os.TempDir()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return o
+}
+
+// Register adds the embedded, tcp and addr targets to reg.
+func Register(reg *bench.Registry, opts Options) {
+	reg.Register(EmbeddedName, func() bench.Target { return NewEmbedded(opts) })
+	reg.Register(TCPName, func() bench.Target { return NewTCP(opts) })
+	reg.Register(AddrName, func() bench.Target { return NewAddr(opts) })
+}
+
+// parseDurability maps the harness's durability names to the wire's levels.
+func parseDurability(s string) (wire.Durability, error) {
+	d, err := wire.ParseDurability(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: durability %q", ErrConfig, s)
+	}
+	return d, nil
+}
+
+// consumerPartition says which partitions consumer i reads: all (-1) when there is one consumer,
+// partition i when there are at least as many consumers as partitions; ok is false for a consumer
+// with nothing to read.
+func consumerPartition(i int, cfg bench.Config) (part int32, ok bool) {
+	if cfg.Consumers == 1 {
+		return -1, true
+	}
+	return int32(i), i < cfg.Partitions
+}
+
+// checkSplit refuses consumer/partition splits the targets do not implement.
+func checkSplit(cfg bench.Config) error {
+	if cfg.Consumers > 1 && cfg.Consumers < cfg.Partitions {
+		return fmt.Errorf("%w: %d consumers over %d partitions: use 1 consumer (it reads every partition) "+
+			"or at least as many consumers as partitions (one each)", ErrConfig, cfg.Consumers, cfg.Partitions)
+	}
+	return nil
+}
+
+// topicName returns a fresh topic name, so a run never reads records an earlier one left behind.
+func topicName() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "bench-" + hex.EncodeToString(b[:])
+}
+
+// fnv1a hashes a key to pick a partition in the embedded target, allocation-free.
+func fnv1a(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// cacheLine is the padding unit for the gate's per-partition watermarks: x86 prefetches lines in pairs.
+const cacheLine = 128
+
+// paddedInt64 keeps one partition's watermark on its own cache-line pair: producers (or the client's
+// reader goroutine) store it on every acknowledgement while consumers of other partitions load theirs.
+type paddedInt64 struct {
+	atomic.Int64
+	_ [cacheLine - unsafe.Sizeof(atomic.Int64{})%cacheLine]byte
+}
+
+// durableGate holds consumers back until records are acknowledged durable on the producer side.
+//
+// Producers call advance(p, next) with the offset after the last record acknowledged at fsync; a
+// consumer calls wait(p, off) before it hands record off of partition p to the harness. The fast path is
+// one atomic load. The slow path sleeps on cond; advance broadcasts only when a waiter announced itself,
+// so an acknowledgement with nobody waiting costs a load and a compare-and-swap.
+//
+// No wake-up is lost: a waiter increments waiters before it checks the watermark under mu, and advance
+// stores the watermark before it reads waiters. Go's atomics are sequentially consistent, so either the
+// waiter sees the new watermark or advance sees the waiter and broadcasts under mu.
+type durableGate struct {
+	next    []paddedInt64 // per partition: every offset below is acknowledged durable
+	waiters atomic.Int32
+	mu      sync.Mutex
+	cond    *sync.Cond // on mu
+	closed  bool       // guarded by mu: wait returns false from now on
+}
+
+func newDurableGate(partitions int) *durableGate {
+	g := &durableGate{next: make([]paddedInt64, partitions)}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// advance raises partition p's watermark to next (never lowers it). Any goroutine.
+func (g *durableGate) advance(p int32, next int64) {
+	w := &g.next[p]
+	for {
+		cur := w.Load()
+		if next <= cur {
+			return
+		}
+		if w.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	if g.waiters.Load() > 0 {
+		g.mu.Lock()
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	}
+}
+
+// wait blocks until offset off of partition p is acknowledged durable, or the gate closes (false).
+func (g *durableGate) wait(p int32, off int64) bool {
+	w := &g.next[p]
+	if w.Load() > off {
+		return true
+	}
+	g.waiters.Add(1)
+	g.mu.Lock()
+	for w.Load() <= off && !g.closed {
+		g.cond.Wait()
+	}
+	closed := g.closed
+	g.mu.Unlock()
+	g.waiters.Add(-1)
+	return !closed
+}
+
+// close releases every waiter for good.
+func (g *durableGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// errList collects errors from producer and consumer goroutines for Close to return.
+type errList struct {
+	mu   sync.Mutex
+	errs []error // guarded by mu
+}
+
+func (e *errList) add(err error) {
+	e.mu.Lock()
+	if len(e.errs) < 16 { // the first few say what went wrong; a flood says nothing more
+		e.errs = append(e.errs, err)
+	}
+	e.mu.Unlock()
+}
+
+func (e *errList) join() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return errors.Join(e.errs...)
+}
