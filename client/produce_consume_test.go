@@ -233,7 +233,7 @@ func TestDurabilityLevelsAgainstBroker(t *testing.T) {
 	c := dialT(t, b.addr)
 	createTopic(t, c, "dur", 2)
 	ctx := testCtx(t)
-	for _, d := range []wire.Durability{wire.DurabilityNone, wire.DurabilityWritten} {
+	for _, d := range []wire.Durability{wire.DurabilityNone, wire.DurabilityWritten, wire.DurabilityFsync} {
 		p, err := c.Producer("dur", WithDurability(d), WithPartitioner(ManualPartitioner()))
 		if err != nil {
 			t.Fatal(err)
@@ -258,8 +258,8 @@ func TestDurabilityLevelsAgainstBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ti.Partitions[0].EndOffset + ti.Partitions[1].EndOffset; got != 20 {
-		t.Fatalf("%d records stored, want 20", got)
+	if got := ti.Partitions[0].EndOffset + ti.Partitions[1].EndOffset; got != 30 {
+		t.Fatalf("%d records stored, want 30", got)
 	}
 	// A partitioner's choice outside the topic is refused before anything is queued.
 	p, err := c.Producer("dur", WithPartitioner(ManualPartitioner()))
