@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -301,6 +302,17 @@ func TestTopicAdmin(t *testing.T) {
 	produce(t, e, "mem", 1, 10, wire.DurabilityFsync)
 	if info := e.TopicByName("mem").Info(); info.Partitions[0].EndOffset != 10 {
 		t.Fatalf("memory topic end %d", info.Partitions[0].EndOffset)
+	}
+	// A memory topic's segments live in the memory directory, sized for RAM.
+	segs, _ := filepath.Glob(filepath.Join(e.opts.MemoryDir, "mem", "0", "*.log"))
+	if len(segs) == 0 {
+		t.Fatalf("no segment of the memory topic under %s", e.opts.MemoryDir)
+	}
+	if st, err := os.Stat(segs[0]); err != nil || st.Size() != e.opts.MemorySegmentBytes {
+		t.Fatalf("memory segment %s: size %d, want %d (%v)", segs[0], st.Size(), e.opts.MemorySegmentBytes, err)
+	}
+	if disk, _ := filepath.Glob(filepath.Join(e.opts.DataDir, "topics", "mem", "0", "*.log")); len(disk) != 0 {
+		t.Fatalf("memory topic wrote segments to the data directory: %v", disk)
 	}
 	if err := e.DeleteTopic("a"); err != nil {
 		t.Fatal(err)

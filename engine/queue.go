@@ -343,12 +343,10 @@ func (qp *queuePart) deadLetterLocked(off int64, deliveries int) error {
 			return err
 		}
 		name := qp.q.topic.cfg.Name + DeadLetterSuffix
-		t := e.TopicByName(name)
-		if t == nil {
-			if t, err = e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1}); err != nil && e.TopicByName(name) == nil {
+		if e.TopicByName(name) == nil {
+			if _, err := e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1}); err != nil && e.TopicByName(name) == nil {
 				return err
 			}
-			t = e.TopicByName(name)
 		}
 		_, _, err = e.Publish(context.Background(), name, 0, batch, wire.DurabilityWritten)
 		return err

@@ -118,16 +118,9 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
-	t := e.TopicByName(spec.Topic)
-	if t == nil && e.opts.AutoCreateTopics {
-		var err error
-		if t, err = e.CreateTopic(wire.TopicConfig{Name: spec.Topic}); err != nil && !errors.Is(err, wire.CodeTopicExists) {
-			return nil, nil, err
-		}
-		t = e.TopicByName(spec.Topic)
-	}
-	if t == nil {
-		return nil, nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: spec.Topic}
+	t, err := e.AutoCreate(spec.Topic)
+	if err != nil {
+		return nil, nil, err
 	}
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
 	if spec.Mode == wire.ModeQueue {

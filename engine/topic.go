@@ -83,7 +83,7 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 		p.watchers.Store(&noWatch)
 		opts := disk.Options{
 			Dir:            filepath.Join(dataDir, strconv.Itoa(i)),
-			SegmentBytes:   int(cfg.SegmentBytes),
+			SegmentBytes:   int(segBytes),
 			FlushInterval:  e.opts.FlushInterval,
 			FlushBytes:     int(e.opts.FlushBytes),
 			RetentionBytes: cfg.RetentionBytes,
