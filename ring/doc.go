@@ -32,7 +32,7 @@
 //	| pad                          |
 //	| tail        | headCache      |  producer (consumer reads tail)
 //	| head        | tailCache      |  consumer (producer reads head)
-//	| state                        |  consumer on its way to idle; waking producer
+//	| state       | blocked        |  consumer / producer on its way to park
 //	| closed wake waker opts buf   |  read-mostly (closed: once, by Close)
 //	| pad                          |
 //	+------------------------------+
@@ -95,9 +95,11 @@
 // publish afterwards calls Waker once (for gnet, Conn.Wake), and the loop
 // drains the ring when the wake-up runs, then Arms again before idling.
 //
-// Producers are never parked: a full ring is back-pressure, and waking
-// producers would cost the consumer on every batch. Put spins and yields,
-// and under WaitPark then sleeps with a back-off capped at 1 ms.
+// Under WaitPark a producer in Put that finds the ring full parks too, on a
+// sync.Cond: it counts itself in blocked, re-checks head, then waits; the
+// consumer stores head, then loads blocked, and broadcasts once a quarter of
+// the ring is free, so one wake-up buys a run of publishes. While no
+// producer is parked this costs the consumer one load per batch.
 //
 // # Clearing and allocation
 //
@@ -112,5 +114,6 @@
 // frozen by compatibility. What callers may rely on: capacity is a power of
 // two, fixed at creation; positions are uint64 and never wrap; an MPSC slot
 // is marked with position+1. cacheLine (128), DefaultCapacity, DefaultSpins,
-// DefaultYields and the producer's 1 ms sleep cap are tuning constants.
+// DefaultYields and the producers' wake-up threshold (a quarter of the ring)
+// are tuning constants.
 package ring

@@ -180,7 +180,24 @@ func (r *MPSC[T]) Put(v T) bool {
 		if r.w.isClosed() {
 			return false
 		}
-		r.w.producerPause(i)
+		if r.w.producerPause(i) {
+			r.w.blockForSpace(r.hasSpace)
+		}
+	}
+}
+
+// hasSpace reports whether a slot is free. Any goroutine.
+func (r *MPSC[T]) hasSpace() bool {
+	h := r.head.Load() // head first: then tail >= h
+	return r.tail.Load()-h < uint64(len(r.slots))
+}
+
+// consumed publishes head = h once the consumer is done with the slots
+// before it, and wakes parked producers once resume slots are free.
+func (r *MPSC[T]) consumed(h uint64) {
+	r.head.Store(h) // release: reads and clears of the slots happen before it
+	if r.w.blocked.Load() != 0 && uint64(len(r.slots))-(r.tail.Load()-h) >= r.w.resume {
+		r.w.wakeProducers()
 	}
 }
 
@@ -203,7 +220,7 @@ func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
 		s.v = zero
 	}
 	if n > 0 {
-		r.head.Store(h + n) // release: reads and clears above happen before it
+		r.consumed(h + n)
 	}
 	return int(n)
 }
@@ -224,7 +241,7 @@ func (r *MPSC[T]) Drain(dst []T) int {
 		s.v = zero
 	}
 	if n > 0 {
-		r.head.Store(h + n)
+		r.consumed(h + n)
 	}
 	return int(n)
 }
@@ -268,7 +285,7 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 	v = s.v
 	var zero T
 	s.v = zero
-	r.head.Store(h + 1)
+	r.consumed(h + 1)
 	return v, true
 }
 

@@ -11,11 +11,11 @@ type WaitStrategy uint8
 
 const (
 	// WaitPark spins Options.Spins times, yields Options.Yields times, then
-	// parks the consumer until a producer publishes or the ring is closed.
-	// A producer blocked in Put never parks: after spinning and yielding it
-	// sleeps with a doubling back-off capped at maxProducerSleep, so that a
-	// consumer never pays for waking producers. It is the zero value and the
-	// default: an idle ring costs no CPU.
+	// parks: the consumer until a producer publishes or the ring is closed,
+	// a producer in Put until a quarter of the ring is free or the ring is
+	// closed. It is the zero value and the default: an idle ring costs no
+	// CPU, and on a machine with fewer free cores than goroutines the
+	// waiting side gives its core to the side it waits for.
 	WaitPark WaitStrategy = iota
 	// WaitYield spins Options.Spins times, then calls runtime.Gosched between
 	// re-checks. It never blocks in the kernel. Use it where a hand-off is

@@ -215,7 +215,7 @@ func stress(t *testing.T, seed uint64, kind string, o Options, producers, perPro
 // stressEntries sizes the stress runs to keep the package under ~20 s with
 // -race on 2 cores; every run still wraps a capacity-8 ring thousands of
 // times.
-const stressEntries = 200000
+const stressEntries = 50000
 
 func TestSPSCExactlyOnceInOrder(t *testing.T) {
 	seed := testSeed(t)

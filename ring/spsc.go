@@ -132,7 +132,24 @@ func (r *SPSC[T]) Put(v T) bool {
 		if r.w.isClosed() {
 			return false
 		}
-		r.w.producerPause(i)
+		if r.w.producerPause(i) {
+			r.w.blockForSpace(r.hasSpace)
+		}
+	}
+}
+
+// hasSpace reports whether a slot is free. Any goroutine.
+func (r *SPSC[T]) hasSpace() bool {
+	h := r.head.Load() // head first: then tail >= h
+	return r.tail.Load()-h < uint64(len(r.buf))
+}
+
+// consumed publishes head = h once the consumer is done with the slots
+// before it, and wakes parked producers once resume slots are free.
+func (r *SPSC[T]) consumed(h uint64) {
+	r.head.Store(h) // release: reads and clears of the slots happen before it
+	if r.w.blocked.Load() != 0 && uint64(len(r.buf))-(r.tail.Load()-h) >= r.w.resume {
+		r.w.wakeProducers()
 	}
 }
 
@@ -164,7 +181,7 @@ func (r *SPSC[T]) Poll(limit int, fn func(*T)) int {
 		*p = zero
 	}
 	if n > 0 {
-		r.head.Store(h + n) // release: reads and clears above happen before it
+		r.consumed(h + n)
 	}
 	return int(n)
 }
@@ -186,7 +203,7 @@ func (r *SPSC[T]) Drain(dst []T) int {
 	clear(r.buf[i:end])
 	copy(dst[c:n], r.buf)
 	clear(r.buf[:n-uint64(c)])
-	r.head.Store(h + n)
+	r.consumed(h + n)
 	return int(n)
 }
 
@@ -226,7 +243,7 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 	v = *p
 	var zero T
 	*p = zero
-	r.head.Store(h + 1)
+	r.consumed(h + 1)
 	return v, true
 }
 

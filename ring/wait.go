@@ -2,8 +2,8 @@ package ring
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
@@ -14,10 +14,6 @@ import (
 // invalidate the consumer's line. A tuning constant, not a format: nothing
 // it shapes is persisted or sent, and changing it changes no behaviour.
 const cacheLine = 128
-
-// maxProducerSleep caps the back-off of a producer waiting in Put for space
-// under WaitPark.
-const maxProducerSleep = time.Millisecond
 
 // Consumer states, held in waiter.state.
 const (
@@ -45,7 +41,11 @@ type waiter struct {
 	// consumer cancelling) owes the wake-up if the CAS took it from parked
 	// or armed, so exactly one signal is sent per park or Arm.
 	state atomic.Uint32
-	_     [cacheLine - unsafe.Sizeof(atomic.Uint32{})]byte
+	// blocked counts producers parked in Put on a full ring (WaitPark).
+	// Producers change it only on their way into and out of a park; the
+	// consumer loads it after each batch, a hit while it is zero.
+	blocked atomic.Int32
+	_       [cacheLine - unsafe.Sizeof(atomic.Uint32{}) - unsafe.Sizeof(atomic.Int32{})]byte
 
 	// Read-mostly configuration, written once before the ring is shared
 	// (closed is written once more, by Close).
@@ -59,6 +59,14 @@ type waiter struct {
 	wait   WaitStrategy
 	spins  int
 	yields int
+	// resume is how many free slots the consumer waits for before it
+	// wakes parked producers: a quarter of the ring, so a producer's
+	// wake-up buys a run of publishes, not one.
+	resume uint64
+
+	// mu and space park producers on a full ring. space.L is &mu.
+	mu    sync.Mutex
+	space sync.Cond
 
 	// idleHook, if set, runs on the consumer just before it announces
 	// parked or armed. Tests only: they publish from it to land an entry
@@ -73,6 +81,8 @@ func (w *waiter) init(o Options) {
 	w.wait = o.Wait
 	w.spins = o.Spins
 	w.yields = o.Yields
+	w.resume = uint64(max(1, o.Capacity/4))
+	w.space.L = &w.mu
 }
 
 // signal wakes the consumer if it has parked or armed. Producers call it
@@ -133,15 +143,41 @@ func (w *waiter) consumerPause(i int) (park bool) {
 }
 
 // producerPause is a producer's step i of waiting in Put for a free slot.
-func (w *waiter) producerPause(i int) {
+// It returns true when the producer should park now (blockForSpace).
+func (w *waiter) producerPause(i int) (park bool) {
 	switch {
 	case w.wait == WaitSpin || i < w.spins:
+		return false
 	case w.wait == WaitYield || i < w.spins+w.yields:
 		runtime.Gosched()
-	default:
-		d := time.Microsecond << min(i-w.spins-w.yields, 10)
-		time.Sleep(min(d, maxProducerSleep))
+		return false
 	}
+	return true
+}
+
+// blockForSpace parks a producer until hasSpace or the ring is closed. The
+// producer counts itself in blocked before it looks at head, and the
+// consumer stores head before it loads blocked (wakeProducers), so either
+// the producer sees the space or the consumer sees the producer: the
+// Dekker pattern again. The consumer broadcasts under mu, so a producer
+// between its check and space.Wait cannot miss it.
+func (w *waiter) blockForSpace(hasSpace func() bool) {
+	w.mu.Lock()
+	w.blocked.Add(1)
+	for !hasSpace() && !w.isClosed() {
+		w.space.Wait()
+	}
+	w.blocked.Add(-1)
+	w.mu.Unlock()
+}
+
+// wakeProducers wakes every producer parked in blockForSpace. The consumer
+// calls it when blocked is non-zero and at least resume slots are free;
+// Close calls it unconditionally.
+func (w *waiter) wakeProducers() {
+	w.mu.Lock()
+	w.space.Broadcast()
+	w.mu.Unlock()
 }
 
 // close marks the ring closed and wakes a parked or armed consumer. It
@@ -151,6 +187,7 @@ func (w *waiter) close() bool {
 		return false
 	}
 	w.signal()
+	w.wakeProducers()
 	return true
 }
 

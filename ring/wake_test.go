@@ -23,7 +23,7 @@ func waitState(w *waiter, want uint32, deadline time.Time) bool {
 }
 
 // parkCycles is how many park/wake cycles each wake-up test runs.
-const parkCycles = 4000
+const parkCycles = 3000
 
 func waiterOf[T any](r anyRing[T]) *waiter {
 	switch r := r.(type) {
