@@ -302,3 +302,44 @@ func TestWorkQueueAckNack(t *testing.T) {
 		t.Fatalf("acked %v nacked %v", acked, nacked)
 	}
 }
+
+// TestKeepaliveDetectsDeadPeer: a broker that stops answering pings is declared dead and replaced.
+func TestKeepaliveDetectsDeadPeer(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	fb := startFake(t, nil, func(fc *fakeConn, f wire.Frame) {
+		if f.Op == wire.OpListTopics {
+			mu.Lock()
+			conns = fc.n
+			mu.Unlock()
+			fc.reply(f, &wire.TopicList{})
+		}
+	})
+	fb.noPong = true
+	c := dialT(t, fb.addr(), WithPingInterval(10*time.Millisecond))
+	waitFor(t, "a second connection", func() bool {
+		if _, err := c.ListTopics(testCtx(t)); err != nil {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return conns >= 2
+	})
+}
+
+func TestRecordTooLarge(t *testing.T) {
+	fb := startFake(t, nil, func(fc *fakeConn, f wire.Frame) {
+		if f.Op == wire.OpDescribe {
+			fc.describe(f, 1)
+		}
+	})
+	c := dialT(t, fb.addr(), WithMaxFrame(wire.MinMaxFrame))
+	p, err := c.Producer("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Produce(testCtx(t), Record{Value: make([]byte, wire.MinMaxFrame)}, nil)
+	if !errors.Is(err, ErrRecordTooLarge) {
+		t.Fatalf("a record over the frame limit: %v", err)
+	}
+}

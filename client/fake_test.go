@@ -18,6 +18,7 @@ type fakeBroker struct {
 	handle func(fc *fakeConn, f wire.Frame)
 
 	version uint16 // announced in the hello reply; 0: wire.ProtocolVersion
+	noPong  bool   // leave pings unanswered
 
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -82,6 +83,7 @@ func (fc *fakeConn) serve() {
 						v = wire.ProtocolVersion
 					}
 					fc.reply(f, &wire.HelloReply{Version: v, MaxFrame: wire.DefaultMaxFrame, ServerID: "fake"})
+				case f.Op == wire.OpPing && fc.fb.noPong:
 				case f.Op == wire.OpPing:
 					var p wire.Ping
 					_ = p.Decode(f.Body)
