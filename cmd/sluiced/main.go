@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -48,6 +49,9 @@ type config struct {
 	LogLevel       string        `json:"log-level"`
 	LogJSON        bool          `json:"log-json"`
 	Pprof          bool          `json:"pprof"`
+	TLSListen      string        `json:"tls-listen"`
+	TLSCert        string        `json:"tls-cert"`
+	TLSKey         string        `json:"tls-key"`
 }
 
 type listFlag []string
@@ -87,6 +91,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
+	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen address, used with --tls-cert and --tls-key")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file: turns the TLS listener on")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -124,6 +131,15 @@ func run(args []string) error {
 	}
 	sopts := server.Options{Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			eng.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		sopts.TLSAddr = cfg.TLSListen
+		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	if len(cfg.Tokens) > 0 {
 		sopts.Tokens = map[string]string{}
 		for _, t := range cfg.Tokens {

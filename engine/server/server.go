@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,10 @@ type Options struct {
 	MaxOutboundBytes int
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
+	// TLSAddr and TLSConfig, when TLSConfig is set, open a second listener that serves the same
+	// protocol over crypto/tls (gnet has no TLS). Default TLSAddr 127.0.0.1:7453.
+	TLSAddr   string
+	TLSConfig *tls.Config
 	// Tokens, when non-empty, requires authentication: a client sends OpAuth with mechanism "token"
 	// and one of these tokens; the value is the principal's name.
 	Tokens map[string]string
@@ -65,6 +70,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:7450"
+	}
+	if o.TLSAddr == "" {
+		o.TLSAddr = "127.0.0.1:7453"
 	}
 	if o.Loops == 0 {
 		o.Loops = runtime.NumCPU()
@@ -117,8 +125,11 @@ type Server struct {
 	booted chan struct{}
 	done   chan error
 
-	connMu sync.Mutex // guards conns
-	conns  map[*session]struct{}
+	connMu   sync.Mutex // guards conns and tlsConns
+	conns    map[*session]struct{}
+	tlsConns map[*tlsConn]struct{}
+	tlsLn    net.Listener
+	tlsDone  chan struct{}
 
 	stats Stats
 }
@@ -137,7 +148,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
-		conns: map[*session]struct{}{}}
+		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}}
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),
@@ -152,10 +163,28 @@ func Start(opts Options) (*Server, error) {
 	}()
 	select {
 	case <-s.booted:
-		return s, nil
 	case err := <-s.done:
 		return nil, fmt.Errorf("server: listen %s: %w", opts.Addr, err)
 	}
+	if opts.TLSConfig != nil {
+		ln, err := tls.Listen("tcp", opts.TLSAddr, opts.TLSConfig)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("server: listen tls %s: %w", opts.TLSAddr, err)
+		}
+		s.tlsLn, s.tlsDone = ln, make(chan struct{})
+		s.log.Info("listening for TLS", "addr", ln.Addr().String())
+		go s.serveTLS(ln)
+	}
+	return s, nil
+}
+
+// TLSAddr is the TLS listener's address, or nil without TLS.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
 }
 
 // Addr is the address the server listens on.
@@ -167,6 +196,15 @@ func (s *Server) Stats() *Stats { return &s.stats }
 // Close stops accepting, closes every connection after flushing what it has buffered, and waits
 // for the event loops to exit. It does not close the engine.
 func (s *Server) Close() error {
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+		<-s.tlsDone
+		s.connMu.Lock()
+		for tc := range s.tlsConns {
+			tc.Close()
+		}
+		s.connMu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.ge.Stop(ctx)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,7 @@ const inboxCapacity = 1024
 // loop unless its comment says otherwise.
 type session struct {
 	srv *Server
-	c   gnet.Conn
+	c   transport
 
 	handshaken bool
 	principal  string // authenticated principal; "" when authentication is off or not yet done
@@ -61,7 +62,23 @@ type session struct {
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 }
 
-func newSession(srv *Server, c gnet.Conn) (*session, error) {
+// transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
+// for TLS. Peek, Discard, Write, Writev and the Buffered calls run on the session's loop; AsyncWrite,
+// Wake and Close may be called from any goroutine.
+type transport interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	InboundBuffered() int
+	OutboundBuffered() int
+	Write(b []byte) (int, error)
+	Writev(bs [][]byte) (int, error)
+	AsyncWrite(b []byte, cb gnet.AsyncCallback) error
+	Wake(cb gnet.AsyncCallback) error
+	Close() error
+	RemoteAddr() net.Addr
+}
+
+func newSession(srv *Server, c transport) (*session, error) {
 	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{}}
 	ss.deliverFn = ss.writeDelivery // bound once: a method value taken per call would allocate
 	inbox, err := ring.NewMPSC[event](ring.Options{Capacity: inboxCapacity, Waker: ss.wakeLoop})
@@ -180,8 +197,8 @@ func (ss *session) fatal(code wire.Code, msg string) {
 
 // closeWith closes the connection from another goroutine (the ticker) with an error frame.
 func (ss *session) closeWith(code wire.Code, msg string) {
-	_ = ss.c.AsyncWrite(wire.AppendError(nil, 0, code, msg), func(c gnet.Conn, _ error) error {
-		return c.Close()
+	_ = ss.c.AsyncWrite(wire.AppendError(nil, 0, code, msg), func(gnet.Conn, error) error {
+		return ss.c.Close()
 	})
 }
 

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// selfSigned makes a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// TestTLSListenerServesTheProtocol: the same broker serves plain TCP and TLS; records produced over
+// one come back over the other.
+func TestTLSListenerServesTheProtocol(t *testing.T) {
+	cert, pool := selfSigned(t)
+	s, _ := startServer(t, func(o *Options) {
+		o.TLSAddr = "127.0.0.1:0"
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	secure, err := client.Dial(ctx, s.TLSAddr().String(), client.WithTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer secure.Close()
+	plain, err := client.Dial(ctx, s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := secure.CreateTopic(ctx, client.TopicConfig{Name: "tls", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := secure.Producer("tls", client.WithDurability(wire.DurabilityFsync))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for i := 0; i < n; i++ {
+		if err := p.Produce(ctx, client.Record{Key: []byte{byte(i)}, Value: []byte("secret")}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{plain, secure} {
+		cons, err := c.Subscribe(ctx, "tls", client.WithStartEarliest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			m, err := cons.Next(ctx)
+			if err != nil || string(m.Value) != "secret" {
+				t.Fatalf("record %d: %v %q", i, err, m.Value)
+			}
+		}
+		cons.Close(ctx)
+	}
+	// A plaintext client on the TLS port gets nothing it can use and does not disturb the broker.
+	raw, err := net.Dial("tcp", s.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, _ := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion})
+	raw.Write(hello)
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	if n, _ := raw.Read(buf); n >= wire.FrameHeaderSize && wire.Op(buf[4]) == wire.OpHello {
+		t.Fatal("the TLS port answered a plaintext hello")
+	}
+	raw.Close()
+	if _, err := secure.Ping(ctx); err != nil {
+		t.Fatalf("TLS client after the plaintext probe: %v", err)
+	}
+}
+
+// TestAssignReachesIdleMember: a rebalance is pushed to a member that sends nothing.
+func TestAssignReachesIdleMember(t *testing.T) {
+	s, e := startServer(t, nil)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "idle", Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, s)
+	a.hello()
+	corr := a.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
+	a.expectReply(corr, nil)
+	var as wire.Assign
+	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 4 {
+		t.Fatalf("first assignment: %v %+v", f.Op, as)
+	}
+	b := dial(t, s)
+	b.hello()
+	corr = b.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
+	b.expectReply(corr, nil)
+	// a sends nothing; its new, smaller share must still arrive.
+	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 2 {
+		t.Fatalf("reassignment to the idle member: %v %+v", f.Op, as)
+	}
+}
