@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// dial connects to the broker the global flags name, within --timeout. The client's own logs go to
+// stderr with --verbose and nowhere otherwise: a failing command prints one line, its error.
+func (g *globals) dial(ctx context.Context, stderr io.Writer) (*client.Client, error) {
+	log := slog.New(slog.DiscardHandler)
+	if g.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	opts := []client.Option{
+		client.WithClientID("sluice-cli"),
+		client.WithDialTimeout(g.timeout),
+		client.WithRequestTimeout(g.timeout),
+		client.WithLogger(log),
+	}
+	if g.token != "" {
+		opts = append(opts, client.WithAuthToken(g.token))
+	}
+	dctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	c, err := client.Dial(dctx, g.addr, opts...)
+	if err != nil {
+		return nil, &dialError{addr: g.addr, err: err}
+	}
+	return c, nil
+}
+
+// request bounds one request by --timeout.
+func (g *globals) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.timeout)
+}
+
+// dialError is a failure to reach or handshake with the broker.
+type dialError struct {
+	addr string
+	err  error
+}
+
+func (e *dialError) Error() string {
+	var op *net.OpError
+	if errors.As(e.err, &op) && op.Err != nil {
+		// "dial tcp 127.0.0.1:1: connect: connection refused" says the address twice.
+		return fmt.Sprintf("cannot reach the broker at %s: %v", e.addr, op.Err)
+	}
+	if errors.Is(e.err, context.DeadlineExceeded) {
+		return fmt.Sprintf("cannot reach the broker at %s: no answer within the timeout", e.addr)
+	}
+	return fmt.Sprintf("cannot connect to the broker at %s: %s", e.addr, errorLine(e.err))
+}
+
+func (e *dialError) Unwrap() error { return e.err }
+
+// errorLine renders err as one line for a human: the package prefixes the client and wire errors
+// carry ("client: ", "sluice: ") are dropped, and the broker's errors read as "unknown topic: orders".
+func errorLine(err error) string {
+	var de *dialError
+	if errors.As(err, &de) {
+		return de.Error()
+	}
+	s := err.Error()
+	for _, p := range []string{"client: ", "sluice: ", "wire: "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	s = strings.ReplaceAll(s, "\n", "; ")
+	return s
+}
+
+// brokerCode is the broker's error code in err, or CodeOK.
+func brokerCode(err error) wire.Code {
+	var pe *wire.ProtocolError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	var c wire.Code
+	if errors.As(err, &c) {
+		return c
+	}
+	return wire.CodeOK
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sluicemq/sluice/client"
+)
+
+func init() {
+	register(command{name: "consume", summary: "print the records of a topic", run: runConsume})
+}
+
+func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("consume", "TOPIC",
+		"Print the records of TOPIC until interrupted, or until --count records or --idle without one.\n"+
+			"--format raw writes each value followed by the delimiter, so what `sluice produce` read comes\n"+
+			"back byte for byte; --format json writes one object a line. With --group the consumer joins\n"+
+			"the group, starts every partition at the group's committed offset (--from only where there\n"+
+			"is none) and commits what it printed.", stdout, stderr)
+	var from startFlag
+	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, or an RFC 3339 time (default earliest)")
+	group := f.String("group", "", "consume as a member of group `G`, resuming from and committing its offsets")
+	partition := f.Int("partition", -1, "read partition `P` only (default: all; not with --group)")
+	count := f.Int("count", 0, "stop after `N` records (default: no limit)")
+	idle := f.Duration("idle", 0, "stop after `D` without a record (default: wait until interrupted)")
+	format := f.String("format", "raw", "output format `F`: raw or json")
+	delim := delimFlag("\n")
+	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
+	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
+	ops, err := f.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *format != "raw" && *format != "json":
+		return f.usageError("--format %q: want raw or json", *format)
+	case *group != "" && *partition >= 0:
+		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
+	case *partition < -1:
+		return f.usageError("--partition %d is not a partition", *partition)
+	case *count < 0 || *idle < 0:
+		return f.usageError("--count and --idle cannot be negative")
+	}
+	topic := ops[0]
+	copts := []client.ConsumerOption{from.option()}
+	if *group != "" {
+		copts = append(copts, client.WithGroup(*group))
+	}
+	if *partition >= 0 {
+		copts = append(copts, client.WithPartition(int32(*partition)))
+	}
+
+	c, err := f.g.dial(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	sctx, cancel := f.g.request(ctx)
+	cons, err := c.Subscribe(sctx, topic, copts...)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while subscribing
+		}
+		return err
+	}
+
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	w := &recordWriter{out: out, json: *format == "json", delim: delim, keyField: *keyField}
+	if w.json {
+		w.enc = json.NewEncoder(out)
+		w.enc.SetEscapeHTML(false)
+	}
+	werr, rerr := consumeLoop(ctx, cons, w, *count, *idle)
+	if ferr := out.Flush(); werr == nil {
+		werr = ferr
+	}
+
+	// Commit what was printed (the last record included, which Close alone would leave out) unless
+	// the output failed, then close.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), f.g.timeout)
+	defer ccancel()
+	var cerr error
+	if *group != "" && werr == nil {
+		cerr = cons.Commit(cctx)
+	}
+	cerr = errors.Join(cerr, cons.Close(cctx))
+	switch {
+	case werr != nil:
+		return fmt.Errorf("writing the output: %w", werr)
+	case rerr != nil:
+		return rerr
+	case cerr != nil:
+		return cerr
+	}
+	return nil
+}
+
+// consumeLoop writes records until count (0: no limit), idle without a record (0: forever), the end
+// of ctx, or an error: a write error in werr, a consumer error in rerr.
+func consumeLoop(ctx context.Context, cons *client.Consumer, w *recordWriter, count int, idle time.Duration) (werr, rerr error) {
+	// now is an ended context: Next with it returns a record already received, or at once an error
+	// when there is none. That is when the output is flushed, so a large backlog is written in big
+	// writes and a live tail record by record.
+	now, end := context.WithCancel(context.Background())
+	end()
+	for n := 0; count == 0 || n < count; n++ {
+		m, err := cons.Next(now)
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			if err := w.out.Flush(); err != nil {
+				return err, nil
+			}
+			wctx, cancel := ctx, context.CancelFunc(func() {})
+			if idle > 0 {
+				wctx, cancel = context.WithTimeout(ctx, idle)
+			}
+			m, err = cons.Next(wctx)
+			cancel()
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil // interrupted: a normal end
+		case err != nil && idle > 0 && errors.Is(err, context.DeadlineExceeded):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		if err := w.write(m); err != nil {
+			return err, nil
+		}
+	}
+	return nil, nil
+}
+
+// recordWriter formats consumed records.
+type recordWriter struct {
+	out      *bufio.Writer
+	json     bool
+	enc      *json.Encoder
+	delim    []byte
+	keyField bool
+}
+
+// jsonRecord is one line of --format json. Key, value and header values are strings when they are
+// valid UTF-8, else base64 with the matching _base64 field true; null stays null.
+type jsonRecord struct {
+	Topic       string       `json:"topic"`
+	Partition   int32        `json:"partition"`
+	Offset      int64        `json:"offset"`
+	Timestamp   string       `json:"timestamp"`
+	Key         *string      `json:"key"`
+	KeyBase64   bool         `json:"key_base64,omitempty"`
+	Value       *string      `json:"value"`
+	ValueBase64 bool         `json:"value_base64,omitempty"`
+	Headers     []jsonHeader `json:"headers"`
+}
+
+type jsonHeader struct {
+	Key         string  `json:"key"`
+	KeyBase64   bool    `json:"key_base64,omitempty"`
+	Value       *string `json:"value"`
+	ValueBase64 bool    `json:"value_base64,omitempty"`
+}
+
+func (w *recordWriter) write(m *client.Message) error {
+	if !w.json {
+		if w.keyField {
+			w.out.Write(m.Key)
+			w.out.WriteByte('\t')
+		}
+		w.out.Write(m.Value)
+		_, err := w.out.Write(w.delim) // bufio.Writer errors are sticky: this reports any above
+		return err
+	}
+	r := jsonRecord{
+		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+		Timestamp: m.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Headers:   make([]jsonHeader, 0, m.HeaderCount()),
+	}
+	r.Key, r.KeyBase64 = jsonBytes(m.Key)
+	r.Value, r.ValueBase64 = jsonBytes(m.Value)
+	m.Headers(func(k, v []byte) bool {
+		var h jsonHeader
+		kp, kb := jsonBytes(k)
+		if kp != nil {
+			h.Key = *kp
+		}
+		h.KeyBase64 = kb
+		h.Value, h.ValueBase64 = jsonBytes(v)
+		r.Headers = append(r.Headers, h)
+		return true
+	})
+	return w.enc.Encode(&r)
+}
+
+// jsonBytes renders b for JSON: nil for a null, the string when valid UTF-8, else base64 (and true).
+func jsonBytes(b []byte) (*string, bool) {
+	if b == nil {
+		return nil, false
+	}
+	if utf8.Valid(b) {
+		s := string(b)
+		return &s, false
+	}
+	s := base64.StdEncoding.EncodeToString(b)
+	return &s, true
+}
+
+// startFlag is a --from value.
+type startFlag struct {
+	text string
+	opt  client.ConsumerOption
+}
+
+func (s *startFlag) String() string { return s.text }
+
+func (s *startFlag) Set(v string) error {
+	switch v {
+	case "earliest":
+		s.opt = client.WithStartEarliest()
+	case "latest":
+		s.opt = client.WithStartLatest()
+	default:
+		if off, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if off < 0 {
+				return errors.New("negative offset")
+			}
+			s.opt = client.WithStartOffset(off)
+			break
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errors.New("want earliest, latest, an offset or an RFC 3339 time such as 2024-05-01T12:00:00Z")
+		}
+		s.opt = client.WithStartTime(t)
+	}
+	s.text = v
+	return nil
+}
+
+// option is the start option; earliest when --from was not given.
+func (s *startFlag) option() client.ConsumerOption {
+	if s.opt == nil {
+		return client.WithStartEarliest()
+	}
+	return s.opt
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// defaultAddr is the broker address when neither --addr nor SLUICE_ADDR gives one.
+const defaultAddr = "127.0.0.1:7450"
+
+// globals are the flags every broker command accepts, before or after the command name.
+type globals struct {
+	addr    string
+	token   string
+	timeout time.Duration
+	verbose bool
+}
+
+// globalNames are the names register defines, so usage lists them apart.
+var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	addr := os.Getenv("SLUICE_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	fs.StringVar(&g.addr, "addr", addr, "the broker's `address`, host:port (env SLUICE_ADDR)")
+	fs.StringVar(&g.token, "token", os.Getenv("SLUICE_TOKEN"), "authentication `token` (env SLUICE_TOKEN)")
+	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on connecting and on each request")
+	fs.BoolVar(&g.verbose, "verbose", false, "log the client's activity to stderr")
+}
+
+// cmdFlags is one command's flag set, its own flags and the global ones, with the text --help prints.
+type cmdFlags struct {
+	*flag.FlagSet
+	name     string // "topic create"
+	operands string // "NAME"
+	about    string // a paragraph for --help
+	g        globals
+	stdout   io.Writer
+	stderr   io.Writer
+}
+
+// newFlags returns the flag set of the command name, which takes operands (for the synopsis) and
+// does what about says.
+func newFlags(name, operands, about string, stdout, stderr io.Writer) *cmdFlags {
+	f := &cmdFlags{
+		FlagSet: flag.NewFlagSet("sluice "+name, flag.ContinueOnError),
+		name:    name, operands: operands, about: about, stdout: stdout, stderr: stderr,
+	}
+	f.SetOutput(io.Discard) // parse reports errors itself
+	f.Usage = func() {}
+	f.g.register(f.FlagSet)
+	return f
+}
+
+// parse parses args, flags and operands interleaved ("--" ends the flags), and checks that there are
+// between lo and hi operands (hi < 0: no limit). --help prints the usage on stdout and returns errHelp;
+// a bad flag or operand count prints the error and the usage on stderr and returns errUsage.
+func (f *cmdFlags) parse(args []string, lo, hi int) ([]string, error) {
+	var operands []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.printUsage(f.stdout)
+				return nil, errHelp
+			}
+			return nil, f.usageError("%v", err)
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			operands = append(operands, rest...)
+			break
+		}
+		operands = append(operands, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(operands) < lo:
+		return nil, f.usageError("missing %s", strings.Fields(f.operands)[len(operands)])
+	case hi >= 0 && len(operands) > hi:
+		return nil, f.usageError("unexpected argument %q", operands[hi])
+	}
+	if f.g.timeout <= 0 {
+		return nil, f.usageError("--timeout must be positive")
+	}
+	return operands, nil
+}
+
+// usageError prints a usage error and the usage on stderr and returns errUsage.
+func (f *cmdFlags) usageError(format string, args ...any) error {
+	fmt.Fprintf(f.stderr, "sluice %s: %s\n\n", f.name, fmt.Sprintf(format, args...))
+	f.printUsage(f.stderr)
+	return errUsage
+}
+
+func (f *cmdFlags) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: sluice %s", f.name)
+	if f.operands != "" {
+		fmt.Fprintf(w, " %s", f.operands)
+	}
+	fmt.Fprintf(w, " [FLAGS]\n\n%s\n", f.about)
+	own := false
+	f.VisitAll(func(fl *flag.Flag) { own = own || !globalNames[fl.Name] })
+	if own {
+		fmt.Fprint(w, "\nFlags:\n")
+		printFlags(w, f.FlagSet, func(name string) bool { return !globalNames[name] })
+	}
+	fmt.Fprint(w, "\nGlobal flags:\n")
+	printFlags(w, f.FlagSet, func(name string) bool { return globalNames[name] })
+}
+
+// printFlags lists the flags of fs that keep accepts (nil: all), one a line, with their defaults.
+func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fs.VisitAll(func(fl *flag.Flag) {
+		if keep != nil && !keep(fl.Name) {
+			return
+		}
+		arg, usage := flag.UnquoteUsage(fl)
+		if arg != "" {
+			arg = " " + arg
+		}
+		if d := fl.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && !strings.Contains(usage, "(default") {
+			usage += fmt.Sprintf(" (default %s)", d)
+		}
+		fmt.Fprintf(tw, "  --%s%s\t%s\n", fl.Name, arg, usage)
+	})
+	tw.Flush()
+}
+
+// optString is a string flag that knows whether it was given, so "" can be a value.
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// byteSize is a flag holding a size in bytes: a number with an optional unit, "512", "64KiB",
+// "1.5GB", "10M" (k, M, G, T are powers of 1024; KB, MB, GB, TB powers of 1000).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	mult   float64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"k", 1 << 10}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+func parseBytes(s string) (int64, error) {
+	num, mult := strings.TrimSpace(s), 1.0
+	for _, u := range byteUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	if n, err := strconv.ParseInt(num, 10, 64); err == nil && mult == 1 {
+		if n < 0 {
+			return 0, errors.New("negative size")
+		}
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || f*mult >= 1<<63 {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return int64(f * mult), nil
+}
+
+// ageFlag is a duration flag that also takes days: "7d", "36h", "90m".
+type ageFlag time.Duration
+
+func (a *ageFlag) String() string { return time.Duration(*a).String() }
+
+func (a *ageFlag) Set(s string) error {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("not a duration: %q", s)
+		}
+		*a = ageFlag(n * float64(24*time.Hour))
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("not a duration: %q", s)
+	}
+	*a = ageFlag(d)
+	return nil
+}
+
+// delimFlag is a record delimiter: one or more bytes, with the escapes \n \r \t \0 \\ and \xHH.
+type delimFlag []byte
+
+func (d *delimFlag) String() string {
+	r := strings.NewReplacer("\\", `\\`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "\x00", `\0`)
+	return r.Replace(string(*d))
+}
+
+func (d *delimFlag) Set(s string) error {
+	b, err := unescape(s)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return errors.New("empty delimiter")
+	}
+	*d = b
+	return nil
+}
+
+func unescape(s string) ([]byte, error) {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 == len(s) {
+			return nil, errors.New(`trailing \`)
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case '0':
+			out = append(out, 0)
+		case '\\':
+			out = append(out, '\\')
+		case 'x':
+			if i+3 > len(s) { // two hex digits must follow the x at i
+				return nil, fmt.Errorf(`bad escape \x in %q`, s)
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return nil, fmt.Errorf(`bad escape \x%s in %q`, s[i+1:i+3], s)
+			}
+			out = append(out, byte(v))
+			i += 2
+		default:
+			return nil, fmt.Errorf(`unknown escape \%c (use \n \r \t \0 \\ \xHH)`, s[i])
+		}
+	}
+	return out, nil
+}
