@@ -19,11 +19,13 @@
 // partition count idle); other splits are refused at Open.
 //
 // Durability: none, written or fsync, passed to every produce. At fsync a consumer hands a record to the
-// harness only once the producer side holds its fsync acknowledgement (embedded: Publish returned; TCP:
-// the client's result callback). Without that gate the latency would stop at the consumer, which sees a
-// record as soon as it is in the mapping, before any fdatasync: the fsync figures would be the written
-// figures. With it, an fsync-durable latency is intended send → acknowledged durable and delivered,
-// comparable with the raw fdatasync latency of the disk.
+// harness only once it is acknowledged durable (embedded: the partition's sync watcher reported an
+// fdatasync covering it; TCP: the producer's client received its fsync acknowledgement). Without that
+// gate the latency would stop at the consumer, which sees a record as soon as it is in the mapping,
+// before any fdatasync: the fsync figures would be the written figures. With it, an fsync-durable
+// latency is intended send → acknowledged durable and delivered, comparable with the raw fdatasync
+// latency of the disk. Producers never wait for the fsync themselves: the embedded one appends at
+// written and lets the watcher acknowledge, the TCP one keeps up to the client's in-flight limit.
 //
 // Batching: Config.BatchBytes caps a batch. Config.Linger == 0: a batch leaves on Flush (the harness
 // calls it after every burst) or when full; TCP producers run the client with no linger, so a batch

@@ -3,27 +3,35 @@
 //	go run ./bench/cmd/sluicebench -targets floor -budget 5m \
 //	    -report docs/benchmarks.md -plots docs/bench -plot-link bench -limits-dir ./data
 //
-// Every named target runs bench.StandardScenarios. Broker targets are registered in registry below.
+// Every named target runs bench.StandardScenarios, or with -suite broker the broker suite
+// (targets.Suite: 100 B and 1 KiB records, written and fsync, rate sweeps and a closed-loop maximum).
+// The broker targets embedded, tcp and addr are registered in registry below. `make bench` runs
+//
+//	go run ./bench/cmd/sluicebench -suite broker -targets embedded,tcp -budget 8m \
+//	    -report docs/benchmarks.md -plots docs/bench -plot-link bench -limits-dir ./data
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/sluicemq/sluice/bench"
+	"github.com/sluicemq/sluice/bench/targets"
 )
 
-// registry holds every target the command can run. A broker target plugs in here:
-//
-//	r.Register("sluice-embedded", func() bench.Target { return embedded.NewBenchTarget(...) })
-func registry() *bench.Registry {
+// registry holds every target the command can run: the floor and the broker targets (embedded, tcp,
+// addr), whose data directories go under dataDir.
+func registry(dataDir, addr string) *bench.Registry {
 	r := bench.NewRegistry()
+	targets.Register(r, targets.Options{Dir: dataDir, Addr: addr})
 	return r
 }
 
@@ -38,24 +46,64 @@ func main() {
 		limitsProbe = flag.Duration("limits-probe", time.Second, "time per physical-limit probe")
 		jsonOut     = flag.String("json", "", "write the suite result as JSON to this file")
 		quiet       = flag.Bool("quiet", false, "no progress lines")
+		suite       = flag.String("suite", "standard", "scenarios per target: standard (bench.StandardScenarios) or broker (targets.Suite)")
+		dataDir     = flag.String("data", "", "parent of the broker targets' data directories (default -limits-dir, else the temp dir)")
+		addr        = flag.String("addr", "127.0.0.1:7450", "broker address for the addr target")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole suite to this file")
 	)
 	flag.Parse()
-	if err := run(*targets, *budget, *report, *plots, *plotLink, *limitsDir, *limitsProbe, *jsonOut, *quiet); err != nil {
+	if *dataDir == "" {
+		*dataDir = *limitsDir
+	}
+	err := withProfile(*cpuProfile, func() error {
+		return run(*targets, *suite, *budget, *report, *plots, *plotLink, *limitsDir, *limitsProbe, *jsonOut, *quiet,
+			registry(*dataDir, *addr))
+	})
+	if err != nil {
 		slog.Error("sluicebench", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(targets string, budget time.Duration, report, plots, plotLink, limitsDir string,
-	limitsProbe time.Duration, jsonOut string, quiet bool) error {
+// withProfile runs fn under a CPU profile written to path (empty: no profile).
+func withProfile(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	err = fn()
+	pprof.StopCPUProfile()
+	return errors.Join(err, f.Close())
+}
+
+func run(targetList, suite string, budget time.Duration, report, plots, plotLink, limitsDir string,
+	limitsProbe time.Duration, jsonOut string, quiet bool, reg *bench.Registry) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	var names []string
+	for _, t := range strings.Split(targetList, ",") {
+		names = append(names, strings.TrimSpace(t))
+	}
 	var scenarios []bench.Scenario
-	for _, t := range strings.Split(targets, ",") {
-		scenarios = append(scenarios, bench.StandardScenarios(strings.TrimSpace(t))...)
+	switch suite {
+	case "standard":
+		for _, t := range names {
+			scenarios = append(scenarios, bench.StandardScenarios(t)...)
+		}
+	case "broker":
+		scenarios = targets.Suite(names...)
+	default:
+		return fmt.Errorf("unknown -suite %q (want standard or broker)", suite)
 	}
 	opts := bench.SuiteOptions{
-		Registry: registry(), Budget: budget, LimitsDir: limitsDir, LimitsProbe: limitsProbe,
+		Registry: reg, Budget: budget, LimitsDir: limitsDir, LimitsProbe: limitsProbe,
 		PlotDir: plots, PlotLink: plotLink,
 	}
 	if !quiet {
@@ -82,6 +130,7 @@ func run(targets string, budget time.Duration, report, plots, plotLink, limitsDi
 		return err
 	}
 	var md strings.Builder
+	writeHeadline(&md, sr)
 	if err := bench.WriteMarkdown(&md, sr); err != nil {
 		return err
 	}

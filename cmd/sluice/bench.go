@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/sluicemq/sluice/bench"
+	"github.com/sluicemq/sluice/bench/targets"
+)
+
+func init() {
+	register(command{name: "bench", summary: "measure the broker's throughput and latency (open-loop harness)",
+		run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+			return runBench(ctx, args, stdout, stderr)
+		}})
+}
+
+const benchAbout = `Run one measurement with the open-loop latency harness (docs/bench.md): producers send on a
+fixed-rate schedule, every message carries its intended send time, and latency is measured from it to
+the consumer (coordinated-omission corrected), recorded in HdrHistogram.
+
+Targets: embedded (the engine in-process, no socket), tcp (engine and server in-process, the Go client
+over loopback), addr (the Go client against the broker at --addr, e.g. one started with make run; the
+run uses a topic of its own and deletes it), floor (the harness alone: an in-process hand-off).
+
+Prints a table on stdout, or the full result as JSON with --json; a progress line a second on stderr.`
+
+// benchFlags are the command's own flags, one per bench.Config field it exposes.
+type benchFlags struct {
+	target      string
+	mode        string
+	rate        float64
+	duration    time.Duration
+	warmup      time.Duration
+	size        byteSize
+	producers   int
+	consumers   int
+	partitions  int
+	durability  string
+	batchBytes  byteSize
+	linger      time.Duration
+	keys        string
+	keyCount    int
+	spin        time.Duration
+	drain       time.Duration
+	floor       bool
+	jsonOut     bool
+	hgrm        string
+	svg         string
+	dataDir     string
+	cpuProfile  string
+	noProgress  bool
+	flushPeriod time.Duration
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("bench", "", benchAbout, stdout, stderr)
+	var b benchFlags
+	b.size, b.batchBytes = 128, 64<<10
+	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr or floor")
+	f.StringVar(&b.mode, "mode", "open", "open (fixed-rate schedule) or closed (send as fast as accepted)")
+	f.Float64Var(&b.rate, "rate", 10000, "total scheduled `msgs/s` over all producers (open loop)")
+	f.DurationVar(&b.duration, "duration", 5*time.Second, "measured part of the run")
+	f.DurationVar(&b.warmup, "warmup", time.Second, "warm-up before the measured part (negative: none)")
+	f.Var(&b.size, "size", "payload `bytes` per message, at least 8 (units: 1KiB, 4k)")
+	f.IntVar(&b.producers, "producers", 1, "producer goroutines (one connection each over TCP)")
+	f.IntVar(&b.consumers, "consumers", 1, "consumer goroutines: 1 reads every partition, else one partition each")
+	f.IntVar(&b.partitions, "partitions", 1, "partitions of the benchmark topic")
+	f.StringVar(&b.durability, "durability", bench.DurabilityWritten, "none, written or fsync")
+	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes`")
+	f.DurationVar(&b.linger, "linger", 0, "how long a producer may hold a partial batch (0: send after every burst)")
+	f.StringVar(&b.keys, "keys", bench.KeysNone, "key distribution: none, uniform or zipf")
+	f.IntVar(&b.keyCount, "key-count", 1024, "distinct keys for uniform and zipf")
+	f.DurationVar(&b.spin, "spin", 0, "pacer spins this long before each send (default 50µs; negative: sleep only)")
+	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
+	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison")
+	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
+	f.StringVar(&b.hgrm, "hgrm", "", "write the latency distribution to `FILE` in HdrHistogram's .hgrm format (µs)")
+	f.StringVar(&b.svg, "svg", "", "write a latency-by-percentile plot to `FILE`")
+	f.StringVar(&b.dataDir, "data", "", "parent of the in-process targets' temporary data directory (default the temp dir; not a tmpfs for fsync figures)")
+	f.DurationVar(&b.flushPeriod, "flush-interval", 0, "in-process engine's group-commit interval (default the engine's)")
+	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
+	f.BoolVar(&b.noProgress, "quiet", false, "no progress lines on stderr")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	cfg, err := b.config()
+	if err != nil {
+		return f.usageError("%v", err)
+	}
+	if !b.noProgress {
+		cfg.Progress = stderr
+	}
+
+	reg := bench.NewRegistry()
+	targets.Register(reg, targets.Options{Dir: b.dataDir, Addr: f.g.addr, FlushInterval: b.flushPeriod})
+	tg, err := reg.New(cfg.Target)
+	if err != nil {
+		return f.usageError("--target %q: want embedded, tcp, addr or floor", cfg.Target)
+	}
+
+	if b.cpuProfile != "" {
+		pf, err := os.Create(b.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	res, runErr := bench.Run(ctx, tg, cfg)
+	if res == nil {
+		return runErr
+	}
+	results := []*bench.Result{res}
+	if b.floor && runErr == nil && cfg.Target != bench.FloorName {
+		fc := cfg
+		fc.Target = bench.FloorName
+		fr, err := bench.Run(ctx, bench.NewFloorTarget(), fc)
+		if fr != nil {
+			results = append(results, fr)
+		}
+		runErr = errors.Join(runErr, err)
+	}
+	if err := writeBenchOutputs(b, results, stdout); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if res.Lost > 0 || res.Unsent > 0 {
+		return fmt.Errorf("the target did not sustain %s msg/s: %d lost, %d unsent", rateLabel(cfg), res.Lost, res.Unsent)
+	}
+	return nil
+}
+
+// config turns the flags into a bench.Config and validates it.
+func (b *benchFlags) config() (bench.Config, error) {
+	cfg := bench.Config{
+		Target:        b.target,
+		Rate:          b.rate,
+		Duration:      b.duration,
+		Warmup:        b.warmup,
+		PayloadSize:   int(b.size),
+		KeyDist:       b.keys,
+		KeyCount:      b.keyCount,
+		Producers:     b.producers,
+		Consumers:     b.consumers,
+		Partitions:    b.partitions,
+		Durability:    b.durability,
+		BatchBytes:    int(b.batchBytes),
+		Linger:        b.linger,
+		SpinThreshold: b.spin,
+		DrainTimeout:  b.drain,
+	}
+	switch strings.ToLower(b.mode) {
+	case "open", string(bench.OpenLoop):
+		cfg.Mode = bench.OpenLoop
+	case "closed", string(bench.ClosedLoop):
+		cfg.Mode = bench.ClosedLoop
+		cfg.Rate = 0
+	default:
+		return cfg, fmt.Errorf("--mode %q: want open or closed", b.mode)
+	}
+	if b.warmup == 0 {
+		cfg.Warmup = -1 // the flag's 0 means none; Config's 0 means its default
+	}
+	if b.duration <= 0 {
+		return cfg, fmt.Errorf("--duration must be positive")
+	}
+	if b.producers < 1 || b.consumers < 1 || b.partitions < 1 {
+		return cfg, fmt.Errorf("--producers, --consumers and --partitions must be at least 1")
+	}
+	return cfg, cfg.Validate()
+}
+
+// writeBenchOutputs prints the table or JSON and writes the .hgrm and SVG files asked for.
+func writeBenchOutputs(b benchFlags, results []*bench.Result, stdout io.Writer) error {
+	var err error
+	if b.jsonOut {
+		err = bench.WriteJSON(stdout, results...)
+	} else {
+		err = bench.WriteTable(stdout, results...)
+	}
+	if err != nil {
+		return err
+	}
+	res := results[0]
+	if b.hgrm != "" {
+		if err := writeFileWith(b.hgrm, func(w io.Writer) error { return bench.WriteHGRM(w, res.Hist, 1e3) }); err != nil {
+			return err
+		}
+	}
+	if b.svg != "" {
+		var series []bench.Series
+		for _, r := range results {
+			name := fmt.Sprintf("%s @ %s msg/s", r.Target, rateLabel(r.Config))
+			if r.Target == bench.FloorName && res.Target != bench.FloorName {
+				name = "harness floor @ " + rateLabel(r.Config) + " msg/s"
+			}
+			series = append(series, bench.Series{Name: name, Hist: r.Hist})
+		}
+		c := res.Config
+		title := fmt.Sprintf("%s, %d B, %s: latency by percentile", res.Target, c.PayloadSize, c.Durability)
+		if err := writeFileWith(b.svg, func(w io.Writer) error { return bench.WriteSVG(w, title, series...) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rateLabel(c bench.Config) string {
+	if c.Mode == bench.ClosedLoop {
+		return "max"
+	}
+	return fmt.Sprintf("%g", c.Rate)
+}
+
+func writeFileWith(path string, write func(io.Writer) error) error {
+	fl, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(fl); err != nil {
+		fl.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := fl.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicemq/sluice/bench"
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/server"
+)
+
+// benchBroker serves a fresh engine on loopback for the addr target.
+func benchBroker(t *testing.T) string {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eng, err := engine.Open(engine.Options{DataDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet})
+	if err != nil {
+		eng.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		eng.Close()
+	})
+	return srv.Addr().String()
+}
+
+func TestBenchJSON(t *testing.T) {
+	addr := benchBroker(t)
+	for _, tc := range []struct {
+		target, durability string
+		extra              []string
+	}{
+		{"embedded", "fsync", nil},
+		{"tcp", "written", []string{"--floor"}},
+		{"addr", "none", []string{"--addr", addr}},
+		{"floor", "none", nil},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			dir := t.TempDir()
+			hgrm, svg := filepath.Join(dir, "run.hgrm"), filepath.Join(dir, "run.svg")
+			args := append([]string{"--target", tc.target, "--durability", tc.durability, "--rate", "2000",
+				"--duration", "300ms", "--warmup", "50ms", "--size", "100", "--data", dir, "--json", "--quiet",
+				"--hgrm", hgrm, "--svg", svg}, tc.extra...)
+			var stdout, stderr bytes.Buffer
+			if err := runBench(context.Background(), args, &stdout, &stderr); err != nil {
+				t.Fatalf("runBench: %v\nstderr: %s", err, stderr.String())
+			}
+			var results []*bench.Result
+			if err := json.Unmarshal(stdout.Bytes(), &results); err != nil {
+				t.Fatalf("output is not JSON results: %v\n%s", err, stdout.String())
+			}
+			want := 1
+			if len(tc.extra) > 0 && tc.extra[0] == "--floor" {
+				want = 2
+			}
+			if len(results) != want {
+				t.Fatalf("%d results, want %d", len(results), want)
+			}
+			r := results[0]
+			if r.Target != tc.target || r.Config.Durability != tc.durability || r.Config.PayloadSize != 100 {
+				t.Errorf("result for %s/%s/%d B, want %s/%s/100 B", r.Target, r.Config.Durability, r.Config.PayloadSize, tc.target, tc.durability)
+			}
+			if r.Sent == 0 || r.Received != r.Sent || r.Lost != 0 || r.Unsent != 0 {
+				t.Errorf("sent %d, received %d, lost %d, unsent %d", r.Sent, r.Received, r.Lost, r.Unsent)
+			}
+			if r.Hist == nil || r.Hist.TotalCount() != r.Measured {
+				t.Errorf("latency histogram missing or short: measured %d", r.Measured)
+			}
+			for _, p := range []string{hgrm, svg} {
+				if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+					t.Errorf("%s not written: %v", p, err)
+				}
+			}
+		})
+	}
+}
+
+func TestBenchTable(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := runBench(context.Background(), []string{"--target", "embedded", "--rate", "1000", "--duration", "200ms",
+		"--warmup", "0", "--data", t.TempDir()}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("runBench: %v\nstderr: %s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "p99.9") || !strings.Contains(stdout.String(), "embedded") {
+		t.Errorf("no table on stdout:\n%s", stdout.String())
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--target", "nosuch"},
+		{"--mode", "sideways"},
+		{"--durability", "maybe"},
+		{"--size", "4"},
+		{"--producers", "0"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := runBench(context.Background(), args, &stdout, &stderr); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"bench", "--help"}, nil, &stdout, &stderr); code != exitOK {
+		t.Errorf("sluice bench --help: exit %d", code)
+	}
+	if !strings.Contains(stdout.String(), "--durability") {
+		t.Errorf("help does not list the flags:\n%s", stdout.String())
+	}
+}
