@@ -277,6 +277,13 @@ func TestConsumeGroupResume(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\s*total\s+0$`).MatchString(r.stdout) {
 		t.Errorf("the interrupted consumer did not commit:\n%s", r.stdout)
 	}
+
+	// Offsets outlive their topic; describe shows them without an end or a lag.
+	ok(t, addr, nil, "topic", "delete", "jobs")
+	r = ok(t, addr, nil, "group", "describe", "workers")
+	if n := len(regexp.MustCompile(`(?m)^\s*jobs\s+\d\s+\d+\s+-\s+-$`).FindAllString(r.stdout, -1)); n != 3 {
+		t.Errorf("describe after the topic's deletion:\n%s", r.stdout)
+	}
 }
 
 // TestConsumeFrom covers --from latest, an offset with --partition, and a time.

@@ -105,6 +105,10 @@ func writeGroup(w io.Writer, gi *client.GroupInfo) {
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\t")
 	var total int64
 	for _, o := range offsets {
+		if o.End < 0 { // the partition is gone (its topic deleted): no end, no lag
+			fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t\n", o.Topic, o.Partition, o.Committed)
+			continue
+		}
 		lag := max(o.End-o.Committed, 0)
 		total += lag
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", o.Topic, o.Partition, o.Committed, o.End, lag)

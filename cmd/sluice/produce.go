@@ -42,9 +42,9 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	f.Var(&headers, "header", "add header `k=v` to every record; repeatable")
 	partition := f.Int("partition", -1, "send every record to partition `P` (default: by key, else spread)")
 	durability := durabilityFlag(wire.DurabilityWritten)
-	f.Var(&durability, "durability", "when a record counts as sent: `none`, written (in the broker's log) or fsync (on disk)")
+	f.Var(&durability, "durability", "`LEVEL` at which a record counts as sent: none, written (in the broker's log) or fsync (on disk)")
 	codec := codecFlag(wire.CodecNone)
-	f.Var(&codec, "compression", "batch compression: `none`, gzip, snappy or zstd")
+	f.Var(&codec, "compression", "batch compression `CODEC`: none, gzip, snappy or zstd")
 	quiet := f.Bool("quiet", false, "print no summary")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {

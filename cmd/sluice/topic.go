@@ -23,7 +23,7 @@ func init() {
 
 func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("topic create", "NAME", "Create a topic. Settings left out take the broker's defaults.", stdout, stderr)
-	partitions := f.Uint("partitions", 0, "number of partitions `N` (default: the broker's)")
+	partitions := f.Uint("partitions", 0, "the number `N` of partitions (default: the broker's)")
 	var retentionBytes, segmentBytes byteSize
 	var retentionAge ageFlag
 	f.Var(&retentionBytes, "retention-bytes", "keep at most `B` bytes per partition, e.g. 512MiB (default: the broker's)")
