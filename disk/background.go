@@ -11,10 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// flusher is the group commit: one goroutine per log. The first append after a sync wakes it; it
-// then waits until FlushInterval has passed or FlushBytes are unsynced (or Sync asks), and issues
-// one fdatasync per segment holding unsynced data, which covers every append committed before it
-// looked. A failed fdatasync fails the log for good.
+// flusher is the group commit: one goroutine per log. The first append after a sync wakes it. With
+// FlushInterval 0 (the default) it syncs at once: the appends that arrive while one fdatasync runs
+// are all covered by the next, so the batch grows with the load and an idle log pays one fdatasync,
+// not a timer. With FlushInterval > 0 it first waits that long or until FlushBytes are unsynced (or
+// Sync asks). Each round issues one fdatasync per segment holding unsynced data, covering every
+// append committed before it looked. A failed fdatasync fails the log for good.
 func (l *Log) flusher() {
 	defer l.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -25,7 +27,7 @@ func (l *Log) flusher() {
 		case <-l.done:
 			return
 		}
-		if !l.syncReq.Load() && l.unsynced() < int64(l.opts.FlushBytes) {
+		if l.opts.FlushInterval > 0 && !l.syncReq.Load() && l.unsynced() < int64(l.opts.FlushBytes) {
 			timer.Reset(l.opts.FlushInterval)
 		wait:
 			for {
