@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/sluicemq/sluice/client"
-	"github.com/sluicemq/sluice/wire"
 )
 
 // dial connects to the broker the global flags name, within --timeout. The client's own logs go to
@@ -76,17 +75,4 @@ func errorLine(err error) string {
 	}
 	s = strings.ReplaceAll(s, "\n", "; ")
 	return s
-}
-
-// brokerCode is the broker's error code in err, or CodeOK.
-func brokerCode(err error) wire.Code {
-	var pe *wire.ProtocolError
-	if errors.As(err, &pe) {
-		return pe.Code
-	}
-	var c wire.Code
-	if errors.As(err, &c) {
-		return c
-	}
-	return wire.CodeOK
 }

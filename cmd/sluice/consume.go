@@ -43,6 +43,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	switch {
 	case *format != "raw" && *format != "json":
 		return f.usageError("--format %q: want raw or json", *format)
+	case *format == "json" && (*keyField || flagGiven(f, "delim")):
+		return f.usageError("--delim and --key-field apply to --format raw only")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
 	case *partition < -1:

@@ -139,6 +139,13 @@ func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
 	tw.Flush()
 }
 
+// flagGiven reports whether the flag name was given on the command line.
+func flagGiven(f *cmdFlags, name string) bool {
+	given := false
+	f.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}
+
 // optString is a string flag that knows whether it was given, so "" can be a value.
 type optString struct {
 	v   string

@@ -29,12 +29,22 @@ var quiet = func() *slog.Logger {
 // on request (so unknown topics stay unknown), and returns its address.
 func startBroker(t *testing.T) string {
 	t.Helper()
+	return startBrokerWith(t, nil)
+}
+
+// startBrokerWith is startBroker with server options adjusted by set.
+func startBrokerWith(t *testing.T, set func(*server.Options)) string {
+	t.Helper()
 	dir := t.TempDir()
 	eng, err := engine.Open(engine.Options{DataDir: dir, MemoryDir: filepath.Join(dir, "mem"), SegmentBytes: 4 << 20, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet})
+	o := server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet}
+	if set != nil {
+		set(&o)
+	}
+	srv, err := server.Start(o)
 	if err != nil {
 		eng.Close()
 		t.Fatal(err)
@@ -210,6 +220,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"consume", "t", "--format", "xml"}, `--format "xml": want raw or json`},
 		{[]string{"consume", "t", "--from", "yesterday"}, "want earliest, latest, an offset or an RFC 3339 time"},
 		{[]string{"consume", "t", "--group", "g", "--partition", "0"}, "--partition and --group exclude each other"},
+		{[]string{"consume", "t", "--format", "json", "--delim", ","}, "apply to --format raw only"},
 		{[]string{"consume", "t", "--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"group", "describe"}, "missing GROUP"},
 		{[]string{"ping", "--count", "0"}, "--count must be at least 1"},
@@ -254,6 +265,21 @@ func TestBrokerErrors(t *testing.T) {
 		r := sluice(t, dead, []byte("x\n"), args...)
 		oneErrorLine(t, r, "cannot reach the broker at "+dead)
 	}
+}
+
+func TestToken(t *testing.T) {
+	addr := startBrokerWith(t, func(o *server.Options) { o.Tokens = map[string]string{"s3cret": "ops"} })
+	r := ok(t, addr, nil, "topic", "create", "guarded", "--token", "s3cret")
+	if r.stdout != "created topic guarded with 4 partitions\n" {
+		t.Errorf("create with a token: %q", r.stdout)
+	}
+	ok(t, addr, []byte("x\n"), "--token=s3cret", "produce", "guarded", "--quiet")
+	r = sluice(t, addr, nil, "topic", "list")
+	t.Logf("without a token: %s", r.stderr)
+	oneErrorLine(t, r, "auth")
+	r = sluice(t, addr, nil, "topic", "list", "--token", "wrong")
+	t.Logf("with a wrong token: %s", r.stderr)
+	oneErrorLine(t, r, "auth")
 }
 
 func TestPingVersion(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -50,10 +49,8 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	delimSet := false
-	f.Visit(func(fl *flag.Flag) { delimSet = delimSet || fl.Name == "delim" })
 	switch {
-	case *whole && delimSet:
+	case *whole && flagGiven(f, "delim"):
 		return f.usageError("--whole and --delim exclude each other")
 	case key.set && *keyField:
 		return f.usageError("--key and --key-field exclude each other")
