@@ -22,7 +22,9 @@ type Record struct {
 	Key     []byte // nil: a null key (the producer picks the partition)
 	Value   []byte // nil: a null value
 	Headers []Header
-	// Timestamp is the record's time; zero means the time of Produce. Stored in milliseconds.
+	// Timestamp is the record's time, stored in milliseconds. Zero means the time its batch was
+	// opened, at most the linger time before Produce: reading the clock once per batch rather than
+	// once per record keeps clock reads (slow on many VMs) off the per-record path.
 	Timestamp time.Time
 	// Partition is used only by ManualPartitioner.
 	Partition int32
@@ -192,6 +194,7 @@ type pbatch struct {
 	done      []completion // one per record, in record order
 	bytes     int          // buffered bytes the batch accounts for
 	created   time.Time
+	createdMs int64  // created in milliseconds: the timestamp of records produced without one
 	urgent    bool   // a Publish waits: send without lingering
 	seq       uint64 // send order, kept across retries
 	data      []byte // the built batch, valid until b is reset; nil before the first send
@@ -307,10 +310,8 @@ func (p *Producer) Publish(ctx context.Context, rec Record) (Result, error) {
 const recordOverhead = 20
 
 func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, urgent bool) error {
-	var ts int64
-	if rec.Timestamp.IsZero() {
-		ts = time.Now().UnixMilli()
-	} else {
+	ts := int64(-1)
+	if !rec.Timestamp.IsZero() {
 		ts = rec.Timestamp.UnixMilli()
 	}
 	size := wire.RecordSize(0, 0, rec.Key, rec.Value, rec.Headers) + recordOverhead
@@ -358,6 +359,9 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 		p.open[part] = b
 		wake = true // the sender arms the new batch's linger timer
 	}
+	if ts < 0 {
+		ts = b.createdMs
+	}
 	b.b.Append(rec.Key, rec.Value, rec.Headers, ts)
 	b.done = append(b.done, comp)
 	b.bytes += size
@@ -394,6 +398,7 @@ func (p *Producer) newBatchLocked(part int32) *pbatch {
 	}
 	b.partition = part
 	b.created = time.Now()
+	b.createdMs = b.created.UnixMilli()
 	return b
 }
 
