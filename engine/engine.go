@@ -197,6 +197,7 @@ func (e *Engine) DeleteTopic(name string) error {
 	}
 	e.storeTopicLocked(name, nil)
 	t.deleted.Store(true)
+	e.offsets.DeleteTopic(name)
 	err := t.close()
 	dir := e.topicDir(name)
 	gone := dir + ".deleted"

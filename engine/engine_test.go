@@ -314,8 +314,12 @@ func TestTopicAdmin(t *testing.T) {
 	if disk, _ := filepath.Glob(filepath.Join(e.opts.DataDir, "topics", "mem", "0", "*.log")); len(disk) != 0 {
 		t.Fatalf("memory topic wrote segments to the data directory: %v", disk)
 	}
+	e.CommitOffset("g", "a", 0, 7, func(error) {})
 	if err := e.DeleteTopic("a"); err != nil {
 		t.Fatal(err)
+	}
+	if got := e.CommittedOffset("g", "a", 0); got != -1 {
+		t.Fatalf("a deleted topic's committed offset survives: %d", got)
 	}
 	if err := e.DeleteTopic("a"); !errors.Is(err, wire.CodeUnknownTopic) {
 		t.Fatalf("second delete: %v", err)

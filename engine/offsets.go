@@ -100,6 +100,29 @@ func (s *offsetStore) Get(group, topic string, partition int32) (int64, bool) {
 	return off, ok
 }
 
+// DeleteTopic forgets every committed offset of topic, so a topic created later under the same name
+// does not inherit them. It is written with the next snapshot.
+func (s *offsetStore) DeleteTopic(topic string) {
+	s.mu.Lock()
+	changed := false
+	for k := range s.m {
+		if k.Topic == topic {
+			delete(s.m, k)
+			changed = true
+		}
+	}
+	if changed {
+		s.seq++
+	}
+	s.mu.Unlock()
+	if changed {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Keys lists every stored key, sorted.
 func (s *offsetStore) Keys() []OffsetKey {
 	s.mu.Lock()

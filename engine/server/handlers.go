@@ -302,7 +302,16 @@ func (ss *session) admin(f wire.Frame) {
 			ss.fatal(wire.CodeMalformedFrame, err.Error())
 			return
 		}
+		// As Kafka's metadata request does, describing a topic creates it on an auto-creating broker,
+		// so that a producer can learn the partition count of a topic it is about to create.
 		t := e.TopicByName(m.Name)
+		if t == nil && e.Options().AutoCreateTopics {
+			ss.async(f, func() error { _, err := e.AutoCreate(m.Name); return err }, func() message {
+				info := e.TopicByName(m.Name).Info()
+				return &info
+			})
+			return
+		}
 		if t == nil {
 			ss.fail(f, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: m.Name})
 			return
@@ -330,7 +339,7 @@ func (ss *session) admin(f wire.Frame) {
 		if !ss.allowed(f, ActAdmin, m.Name) {
 			return
 		}
-		ss.async(f, func() error { _, err := e.CreateTopic(m); return err })
+		ss.async(f, func() error { _, err := e.CreateTopic(m); return err }, nil)
 	case wire.OpDeleteTopic:
 		var m wire.Name
 		if err := m.Decode(f.Body); err != nil {
@@ -340,19 +349,23 @@ func (ss *session) admin(f wire.Frame) {
 		if !ss.allowed(f, ActAdmin, m.Name) {
 			return
 		}
-		ss.async(f, func() error { return e.DeleteTopic(m.Name) })
+		ss.async(f, func() error { return e.DeleteTopic(m.Name) }, nil)
 	}
 }
 
-// async runs fn off the loop and answers f with an empty response or an error.
-func (ss *session) async(f wire.Frame, fn func() error) {
+// async runs fn off the loop and answers f with reply() (nil: an empty response) or fn's error.
+func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 	corr, op := f.Corr, f.Op
 	go func() {
 		var b []byte
 		if err := fn(); err != nil {
 			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
 		} else {
-			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+			var m message
+			if reply != nil {
+				m = reply()
+			}
+			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, m)
 		}
 		_ = ss.c.AsyncWrite(b, nil)
 	}()

@@ -437,3 +437,20 @@ func TestIdleConnectionsClose(t *testing.T) {
 		t.Fatal("connection still open")
 	}
 }
+
+// TestDescribeAutoCreates: on an auto-creating broker, describing an unknown topic creates it, so a
+// producer can learn the partition count of a topic it is about to write.
+func TestDescribeAutoCreates(t *testing.T) {
+	s, e := startServer(t, nil)
+	c := dial(t, s)
+	c.hello()
+	corr := c.send(wire.OpDescribe, 0, &wire.Name{Name: "fresh"})
+	var info wire.TopicInfo
+	c.expectReply(corr, &info)
+	if info.Config.Name != "fresh" || len(info.Partitions) != e.Options().DefaultPartitions {
+		t.Fatalf("describe of a new topic: %+v", info)
+	}
+	if e.TopicByName("fresh") == nil {
+		t.Fatal("topic not created")
+	}
+}
