@@ -103,6 +103,7 @@ type Subscription struct {
 
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
+	filter *filter      // non-nil with a header filter
 }
 
 // Spec is the request that opened the subscription.
@@ -123,6 +124,12 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 		return nil, nil, err
 	}
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
+	if s.filter, err = parseFilter(spec.Filter); err != nil {
+		return nil, nil, err
+	}
+	if s.filter != nil && spec.Mode == wire.ModeQueue {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a work queue takes every record: no filter"}
+	}
 	if spec.Mode == wire.ModeQueue {
 		if spec.Group == "" {
 			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a work-queue subscription names its group"}
@@ -258,11 +265,24 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 			s.ready = s.ready[1:]
 			continue
 		}
+		from := c.next
 		c.next = v.NextOffset
-		s.credit -= int64(len(v.Data))
 		// Round-robin: the cursor goes to the back, so one busy partition cannot starve the others.
 		s.ready = append(s.ready[1:], c)
-		return Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}, true, nil
+		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}
+		if s.filter != nil {
+			out, err := s.filter.apply(v.Data, from)
+			v.Release()
+			if err != nil {
+				return d, false, err
+			}
+			if len(out) == 0 {
+				continue // nothing in this stretch matched: read on
+			}
+			d.owned = out
+		}
+		s.credit -= int64(len(d.Batches()))
+		return d, true, nil
 	}
 	if len(s.ready) == 0 {
 		s.ready = s.ready[:0:0] // drop the drifted backing array once drained

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Server-side header filters. A subscription's filter is a list of terms joined by '&'; a record is
+// delivered when every term holds:
+//
+//	key=value    a header named key has exactly this value
+//	key!=value   no header named key has this value
+//	key          a header named key exists
+//	!key         no header named key exists
+//
+// A filtered delivery cannot be a slice of the mapping: the matching records are copied into new
+// batches (one per run of consecutive matching offsets, keeping each record's offset, timestamp, key,
+// value and headers). Unfiltered subscriptions keep the zero-copy path.
+
+type filterTerm struct {
+	key, value []byte
+	hasValue   bool
+	negate     bool
+}
+
+type filter struct {
+	terms []filterTerm
+
+	// Reused across deliveries: the filtered batches stay valid until the next one (owner goroutine).
+	out     []byte
+	builder *wire.BatchBuilder
+	it      wire.RecordIter
+	hdrs    []wire.Header
+}
+
+func parseFilter(s string) (*filter, error) {
+	if s == "" {
+		return nil, nil
+	}
+	f := &filter{}
+	for _, t := range strings.Split(s, "&") {
+		var term filterTerm
+		switch {
+		case strings.Contains(t, "!="):
+			k, v, _ := strings.Cut(t, "!=")
+			term = filterTerm{key: []byte(k), value: []byte(v), hasValue: true, negate: true}
+		case strings.Contains(t, "="):
+			k, v, _ := strings.Cut(t, "=")
+			term = filterTerm{key: []byte(k), value: []byte(v), hasValue: true}
+		case strings.HasPrefix(t, "!"):
+			term = filterTerm{key: []byte(t[1:]), negate: true}
+		default:
+			term = filterTerm{key: []byte(t)}
+		}
+		if len(term.key) == 0 {
+			return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf("filter %q: empty header name in %q", s, t)}
+		}
+		f.terms = append(f.terms, term)
+	}
+	return f, nil
+}
+
+// match reports whether r satisfies every term.
+func (f *filter) match(r *wire.Record) bool {
+	for i := range f.terms {
+		t := &f.terms[i]
+		found := false
+		r.Headers(func(k, v []byte) bool {
+			if bytes.Equal(k, t.key) && (!t.hasValue || bytes.Equal(v, t.value)) {
+				found = true
+				return false
+			}
+			return true
+		})
+		if found == t.negate {
+			return false
+		}
+	}
+	return true
+}
+
+// apply returns the records of batches at or above from that match, as new batches. The result is
+// valid until the next call.
+func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
+	if f.builder == nil {
+		f.builder = wire.NewBatchBuilder(16 << 10)
+	}
+	f.out = f.out[:0]
+	b := f.builder
+	b.Reset()
+	runBase, next := int64(-1), int64(-1)
+	flush := func() error {
+		if b.Count() == 0 {
+			return nil
+		}
+		batch, err := b.Build()
+		if err != nil {
+			return err
+		}
+		start := len(f.out)
+		f.out = append(f.out, batch...)
+		wire.SetBaseOffset(f.out[start:], runBase)
+		b.Reset()
+		return nil
+	}
+	var r wire.Record
+	for rest := batches; len(rest) > 0; {
+		h, err := f.it.Reset(rest)
+		if err != nil {
+			return nil, err
+		}
+		rest = rest[h.Size():]
+		for f.it.Next(&r) {
+			if r.Offset < from || !f.match(&r) {
+				continue
+			}
+			if r.Offset != next { // a gap: close the run so offsets stay base + index
+				if err := flush(); err != nil {
+					return nil, err
+				}
+				runBase = r.Offset
+			}
+			f.hdrs = r.AppendHeaders(f.hdrs[:0])
+			b.Append(r.Key, r.Value, f.hdrs, r.Timestamp)
+			next = r.Offset + 1
+		}
+		if err := f.it.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return f.out, nil
+}
