@@ -31,6 +31,9 @@ type Client struct {
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 
+	reqMu sync.Mutex // guards req
+	req   *requester // the reply inbox, made by the first Request or Reply
+
 	subMu   sync.RWMutex
 	subs    map[uint32]*subscription // guarded by subMu: open subscriptions by id, all connections
 	nextSub atomic.Uint32
@@ -71,6 +74,15 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 // matching both ErrConnectionLost and ErrClosed. Close producers (which drain) and consumers (which
 // commit) first.
 func (c *Client) Close() error {
+	c.reqMu.Lock()
+	r := c.req
+	c.req = nil
+	c.reqMu.Unlock()
+	if r != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r.close(ctx)
+		cancel()
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
