@@ -214,8 +214,8 @@ func (m *ProduceReply) Decode(b []byte) error {
 }
 
 // Subscribe opens a subscription. Partition -1 means every partition of the topic, or, with a Group,
-// the partitions the group assigns this member (announced by Assign frames). Topic may hold wildcards:
-// '*' matches one dot-separated token, '>' (last) matches one or more. Filter is a server-side header
+// the partitions the group assigns this member (announced by Assign frames). Topic names one topic:
+// '*' and '>' are reserved for pattern subscriptions and rejected today. Filter is a server-side header
 // filter, "key=value" terms joined by '&', empty for none.
 //
 //	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
