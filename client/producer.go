@@ -3,6 +3,8 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -62,6 +64,10 @@ type ProducerOptions struct {
 	// (until its context ends) while it is reached. Default 64 MiB.
 	MaxBufferedBytes int
 
+	// Idempotent stamps every batch with a producer id, an epoch and per-partition sequence numbers,
+	// so that the broker stores a batch resent after a lost connection only once (and answers the
+	// resend with the original offsets). Default off.
+	Idempotent bool
 	// Compression is the batch codec. Default none.
 	Compression wire.Codec
 
@@ -94,6 +100,9 @@ func WithMaxInFlight(n int) ProducerOption { return func(o *ProducerOptions) { o
 func WithMaxBufferedBytes(n int) ProducerOption {
 	return func(o *ProducerOptions) { o.MaxBufferedBytes = n }
 }
+
+// WithIdempotence makes the producer idempotent: retries after a lost connection store nothing twice.
+func WithIdempotence() ProducerOption { return func(o *ProducerOptions) { o.Idempotent = true } }
 
 // WithCompression compresses batches with codec.
 func WithCompression(codec wire.Codec) ProducerOption {
@@ -199,6 +208,7 @@ type pbatch struct {
 	seq       uint64 // send order, kept across retries
 	data      []byte // the built batch, valid until b is reset; nil before the first send
 	attempts  int    // sends after connection failures
+	epoch     int16  // the producer epoch the batch was stamped with (idempotent producers)
 }
 
 // Producer sends records of one topic asynchronously, in batches per partition. All methods are safe
@@ -216,6 +226,9 @@ type Producer struct {
 	open        []*pbatch     // guarded by mu: per partition, the batch taking records, or nil
 	ready       []*pbatch     // guarded by mu: batches closed to records, waiting for an in-flight slot
 	retry       []*pbatch     // guarded by mu: batches to resend after a connection failure, by seq
+	pid         int64         // guarded by mu: idempotent producer id, chosen at the first send
+	epoch       int16         // guarded by mu: bumped when a batch is given up on
+	seqs        []int32       // guarded by mu: next sequence per partition
 	free        []*pbatch     // guarded by mu: recycled batches
 	inflight    int           // guarded by mu: batches handed to the sender and not finished
 	buffered    int           // guarded by mu: bytes of records not yet completed
@@ -475,6 +488,9 @@ func (p *Producer) run() {
 // send writes one batch to the live connection, waiting for one if need be.
 func (p *Producer) send(b *pbatch) {
 	if b.data == nil {
+		if p.opts.Idempotent {
+			p.stamp(b)
+		}
 		data, err := b.b.Build()
 		if err != nil {
 			p.finish(b, -1, fmt.Errorf("client: build batch: %w", err), true)
@@ -512,6 +528,23 @@ func (p *Producer) send(b *pbatch) {
 	if noReply {
 		p.finish(b, -1, nil, true)
 	}
+}
+
+// stamp gives b the producer's identity and the next sequence of its partition. Sequences are
+// assigned at the first send, in send order, which is the order the broker must see them in; a
+// resend keeps them. Called from the sender goroutine only.
+func (p *Producer) stamp(b *pbatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pid == 0 {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		p.pid = int64(binary.BigEndian.Uint64(id[:]) >> 1) // non-negative: -1 means "not idempotent"
+		p.seqs = make([]int32, p.nparts)
+	}
+	b.b.SetProducer(p.pid, p.epoch, p.seqs[b.partition])
+	b.epoch = p.epoch
+	p.seqs[b.partition] += int32(b.b.Count())
 }
 
 // complete is the answer to a batch's produce request (replyHandler).
@@ -557,6 +590,12 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 		b.done[i] = completion{}
 	}
 	p.mu.Lock()
+	if err != nil && p.opts.Idempotent && b.data != nil && b.epoch == p.epoch {
+		// A batch given up on leaves a gap in its partition's sequence: start a new session (epoch)
+		// so the batches after it are not refused as out of order.
+		p.epoch++
+		clear(p.seqs)
+	}
 	if inflight {
 		p.inflight--
 	}

@@ -98,6 +98,7 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 			return nil, fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
 		}
 		p.log = l
+		p.rebuildProducers()
 		t.parts[i] = p
 	}
 	return t, nil
@@ -130,6 +131,8 @@ type Partition struct {
 	// Copy-on-write like cursors.
 	watchers atomic.Pointer[[]SyncWatcher]
 	subMu    sync.Mutex
+
+	idem producers // idempotent producers' sequences; touched only for batches with a producer id
 }
 
 // ID is the partition's index in its topic.
@@ -152,20 +155,31 @@ func (p *Partition) SyncedOffset() int64 { return p.log.SyncedOffset() }
 // first and last record stored. It allocates nothing.
 func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
+	idempotent := false
 	for rest := batches; len(rest) > 0; {
 		h, err := wire.ValidateBatch(rest, maxBatch)
 		if err != nil {
 			return 0, 0, err
 		}
+		idempotent = idempotent || h.ProducerID >= 0
 		rest = rest[h.Size():]
 	}
-	res, err := p.log.Append(batches)
+	if idempotent {
+		base, last, err = p.appendIdempotent(batches)
+	} else {
+		var res disk.AppendResult
+		res, err = p.log.Append(batches)
+		if err != nil {
+			err = storageError(err)
+		}
+		base, last = res.BaseOffset, res.LastOffset
+	}
 	if err != nil {
-		return 0, 0, storageError(err)
+		return 0, 0, err
 	}
 	p.topic.e.metrics.produced(len(batches))
 	p.wake()
-	return res.BaseOffset, res.LastOffset, nil
+	return base, last, nil
 }
 
 // wake hands every waiting cursor of the partition to its owner. A cursor's waiting flag is cleared
