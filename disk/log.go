@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,14 +44,15 @@ type Log struct {
 
 	// Group commit. syncedNext/syncedPos are written by the flusher only (and by Close after the
 	// flusher stopped); everyone may load them.
-	syncedNext atomic.Int64 // every offset below is durable
-	syncedPos  atomic.Int64 // log position covered by the last fdatasync
-	flushArmed atomic.Bool  // set by the first append after a sync, cleared by the flusher
-	syncReq    atomic.Bool  // Sync wants a sync now
-	dirDirty   atomic.Bool  // a segment was created or renamed: the flusher fsyncs the directory
-	flushWake  chan struct{}
-	syncMu     sync.Mutex
-	syncCh     chan struct{} // guarded by syncMu: closed and replaced after every sync attempt
+	syncedNext  atomic.Int64 // every offset below is durable
+	syncedPos   atomic.Int64 // log position covered by the last fdatasync
+	flushArmed  atomic.Bool  // set by the first append after a sync, cleared by the flusher
+	syncReq     atomic.Bool  // Sync wants a sync now
+	dirDirty    atomic.Bool  // a segment was created or renamed: the flusher fsyncs the directory
+	flushWake   chan struct{}
+	syncMu      sync.Mutex
+	syncCh      chan struct{} // guarded by syncMu: closed and replaced after a sync attempt with waiters
+	syncWaiters int           // guarded by syncMu: WaitSynced callers registered on syncCh
 
 	hkWake chan struct{} // wakes the housekeeper (pre-touch, spare, index, retention)
 	done   chan struct{} // closed by Close to stop the goroutines
@@ -696,30 +698,56 @@ func (l *Log) Sync() error {
 // log fails or closes, or ctx ends. It waits for the regular group commit; it does not force one.
 func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
 	for {
+		// Register before looking: a sync that lands after this sees the waiter and closes ch; one
+		// that landed before has already stored syncedNext, which the lock makes visible here.
 		l.syncMu.Lock()
 		ch := l.syncCh
+		l.syncWaiters++
 		l.syncMu.Unlock()
-		if err := l.Err(); err != nil {
+		err := l.checkSynced(offset)
+		if err == nil || err != errNotYet {
+			l.unwait()
 			return err
-		}
-		if l.syncedNext.Load() >= offset {
-			return nil
-		}
-		if l.closed.Load() {
-			return ErrClosed
 		}
 		select {
 		case <-ch:
+			l.unwait()
 		case <-ctx.Done():
+			l.unwait()
 			return ctx.Err()
 		}
 	}
 }
 
+// errNotYet says WaitSynced must keep waiting.
+var errNotYet = errors.New("disk: not synced yet")
+
+func (l *Log) checkSynced(offset int64) error {
+	if err := l.Err(); err != nil {
+		return err
+	}
+	if l.syncedNext.Load() >= offset {
+		return nil
+	}
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return errNotYet
+}
+
+func (l *Log) unwait() {
+	l.syncMu.Lock()
+	l.syncWaiters--
+	l.syncMu.Unlock()
+}
+
 // notifySynced wakes WaitSynced callers after a sync attempt.
+// Without waiters it does nothing, so a busy log's group commit allocates nothing per sync.
 func (l *Log) notifySynced() {
 	l.syncMu.Lock()
-	close(l.syncCh)
-	l.syncCh = make(chan struct{})
+	if l.syncWaiters > 0 {
+		close(l.syncCh)
+		l.syncCh = make(chan struct{})
+	}
 	l.syncMu.Unlock()
 }
