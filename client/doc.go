@@ -67,6 +67,11 @@
 // and, after a reconnect, possibly twice; a record whose Result carries an error may still have been
 // stored (the error says the outcome is unknown when it matches ErrConnectionLost).
 //
+// With WithIdempotence the broker recognises a resent batch by its producer id, epoch and sequence
+// and answers it with the offsets it was first stored at, so resends after a lost connection store
+// nothing twice (also across a broker restart, within the last 200,000 records of the partition). A
+// batch given up on (retries exhausted) starts a new producer epoch.
+//
 // Consuming without a group. The consumer tracks, per partition, the offset after the last record
 // Next handed out. After a reconnect (a broker restart included) it resubscribes each partition at
 // that offset and drops what was queued from the old connection: every stored offset is handed out
