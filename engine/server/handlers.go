@@ -44,6 +44,16 @@ func (ss *session) fail(f wire.Frame, err error) {
 	ss.out = wire.AppendError(ss.out, f.Corr, wire.CodeOf(err), msg)
 }
 
+// decode parses f's body into m; a body that does not parse is fatal for the connection. Off the
+// data path only: m escapes through the interface (produce and credit decode inline).
+func (ss *session) decode(f wire.Frame, m interface{ Decode([]byte) error }) bool {
+	if err := m.Decode(f.Body); err != nil {
+		ss.fatal(wire.CodeMalformedFrame, err.Error())
+		return false
+	}
+	return true
+}
+
 // handle serves one request. f.Body aliases gnet's buffer: nothing may keep it past this call.
 func (ss *session) handle(f wire.Frame) {
 	if f.Flags&wire.FlagResponse != 0 {
@@ -73,8 +83,7 @@ func (ss *session) handle(f wire.Frame) {
 		}
 	case wire.OpPing:
 		var m wire.Ping
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		ss.reply(f, &m)
@@ -82,8 +91,7 @@ func (ss *session) handle(f wire.Frame) {
 		ss.subscribe(f)
 	case wire.OpUnsubscribe:
 		var m wire.SubID
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		if ss.subs[m.SubID] == nil {
@@ -96,8 +104,7 @@ func (ss *session) handle(f wire.Frame) {
 		ss.commit(f)
 	case wire.OpFetchOffset:
 		var m wire.Commit
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		if !ss.allowed(f, ActConsume, m.Topic) {
@@ -127,8 +134,7 @@ func (ss *session) hello(f wire.Frame) {
 		return
 	}
 	var m wire.Hello
-	if err := m.Decode(f.Body); err != nil {
-		ss.fatal(wire.CodeMalformedFrame, err.Error())
+	if !ss.decode(f, &m) {
 		return
 	}
 	if m.Version != wire.ProtocolVersion {
@@ -142,8 +148,7 @@ func (ss *session) hello(f wire.Frame) {
 
 func (ss *session) auth(f wire.Frame) {
 	var m wire.Auth
-	if err := m.Decode(f.Body); err != nil {
-		ss.fatal(wire.CodeMalformedFrame, err.Error())
+	if !ss.decode(f, &m) {
 		return
 	}
 	principal, ok := ss.srv.opts.Tokens[string(m.Payload)]
@@ -219,8 +224,7 @@ func (ss *session) produce(f wire.Frame) {
 // settle serves Ack and Nack for a work-queue subscription.
 func (ss *session) settle(f wire.Frame) {
 	var m wire.Ack
-	if err := m.Decode(f.Body); err != nil {
-		ss.fatal(wire.CodeMalformedFrame, err.Error())
+	if !ss.decode(f, &m) {
 		return
 	}
 	s := ss.subs[m.SubID]
@@ -244,8 +248,7 @@ func (ss *session) settle(f wire.Frame) {
 
 func (ss *session) subscribe(f wire.Frame) {
 	var m wire.Subscribe
-	if err := m.Decode(f.Body); err != nil {
-		ss.fatal(wire.CodeMalformedFrame, err.Error())
+	if !ss.decode(f, &m) {
 		return
 	}
 	if !ss.allowed(f, ActConsume, m.Topic) {
@@ -267,8 +270,7 @@ func (ss *session) subscribe(f wire.Frame) {
 
 func (ss *session) commit(f wire.Frame) {
 	var m wire.Commit
-	if err := m.Decode(f.Body); err != nil {
-		ss.fatal(wire.CodeMalformedFrame, err.Error())
+	if !ss.decode(f, &m) {
 		return
 	}
 	if !ss.allowed(f, ActConsume, m.Topic) {
@@ -298,8 +300,7 @@ func (ss *session) admin(f wire.Frame) {
 		ss.reply(f, &wire.GroupList{Groups: e.ListGroups()})
 	case wire.OpDescribe:
 		var m wire.Name
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		// As Kafka's metadata request does, describing a topic creates it on an auto-creating broker,
@@ -320,8 +321,7 @@ func (ss *session) admin(f wire.Frame) {
 		ss.reply(f, &info)
 	case wire.OpDescribeGrp:
 		var m wire.Name
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		info, err := e.DescribeGroup(m.Name)
@@ -332,8 +332,7 @@ func (ss *session) admin(f wire.Frame) {
 		ss.reply(f, &info)
 	case wire.OpCreateTopic:
 		var m wire.TopicConfig
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		if !ss.allowed(f, ActAdmin, m.Name) {
@@ -342,8 +341,7 @@ func (ss *session) admin(f wire.Frame) {
 		ss.async(f, func() error { _, err := e.CreateTopic(m); return err }, nil)
 	case wire.OpDeleteTopic:
 		var m wire.Name
-		if err := m.Decode(f.Body); err != nil {
-			ss.fatal(wire.CodeMalformedFrame, err.Error())
+		if !ss.decode(f, &m) {
 			return
 		}
 		if !ss.allowed(f, ActAdmin, m.Name) {
