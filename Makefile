@@ -46,10 +46,11 @@ bench-micro:
 # The broker suite (docs/bench.md): the embedded and TCP targets with 100 B and 1 KiB records at written
 # and fsync durability, open-loop rate sweeps until p99 breaks and a closed-loop maximum, each step
 # beside the harness floor, with loopback TCP, disk write, fdatasync and memcpy limits measured in the
-# same run on BENCHDATA's disk (keep it off tmpfs). Rewrites the section between the bench markers of
+# same run on BENCHDATA's disk: /var/tmp is disk-backed (unlike /tmp on some systems) and outside the
+# checkout, where nothing else removes it mid-run. Rewrites the section between the bench markers of
 # docs/benchmarks.md and the plots in docs/bench/. BENCHBUDGET bounds the suite (about 9 minutes in all).
 BENCHBUDGET   ?= 8m
-BENCHDATA     ?= $(DATA)/bench
+BENCHDATA     ?= /var/tmp/sluice-bench
 
 bench:
 	mkdir -p $(BENCHDATA)
