@@ -42,6 +42,23 @@ func (g *globals) request(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, g.timeout)
 }
 
+// call parses f's arguments (between min and max operands), connects, and runs fn with a context
+// bounded by --timeout: the shape of every one-request command.
+func (f *cmdFlags) call(ctx context.Context, args []string, min, max int, fn func(ctx context.Context, c *client.Client, ops []string) error) error {
+	ops, err := f.parse(args, min, max)
+	if err != nil {
+		return err
+	}
+	c, err := f.g.dial(ctx, f.stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rctx, cancel := f.g.request(ctx)
+	defer cancel()
+	return fn(rctx, c, ops)
+}
+
 // dialError is a failure to reach or handshake with the broker.
 type dialError struct {
 	addr string

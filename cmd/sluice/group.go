@@ -20,25 +20,17 @@ func init() {
 
 func runGroupList(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("group list", "", "List the consumer groups that have members or committed offsets, one a line.", stdout, stderr)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	c, err := f.g.dial(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rctx, cancel := f.g.request(ctx)
-	defer cancel()
-	groups, err := c.ListGroups(rctx)
-	if err != nil {
-		return err
-	}
-	slices.Sort(groups)
-	for _, g := range groups {
-		fmt.Fprintln(stdout, g)
-	}
-	return nil
+	return f.call(ctx, args, 0, 0, func(rctx context.Context, c *client.Client, _ []string) error {
+		groups, err := c.ListGroups(rctx)
+		if err != nil {
+			return err
+		}
+		slices.Sort(groups)
+		for _, g := range groups {
+			fmt.Fprintln(stdout, g)
+		}
+		return nil
+	})
 }
 
 func runGroupDescribe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -46,23 +38,14 @@ func runGroupDescribe(ctx context.Context, args []string, _ io.Reader, stdout, s
 		"Show a consumer group: its generation, each member with the partitions it holds, and per\n"+
 			"partition the committed offset (the next the group reads), the partition's end and the lag\n"+
 			"between them.", stdout, stderr)
-	ops, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := f.g.dial(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rctx, cancel := f.g.request(ctx)
-	defer cancel()
-	gi, err := c.DescribeGroup(rctx, ops[0])
-	if err != nil {
-		return err
-	}
-	writeGroup(stdout, &gi)
-	return nil
+	return f.call(ctx, args, 1, 1, func(rctx context.Context, c *client.Client, ops []string) error {
+		gi, err := c.DescribeGroup(rctx, ops[0])
+		if err != nil {
+			return err
+		}
+		writeGroup(stdout, &gi)
+		return nil
+	})
 }
 
 func writeGroup(w io.Writer, gi *client.GroupInfo) {

@@ -67,94 +67,68 @@ func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, std
 
 func runTopicList(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("topic list", "", "List the topics with their settings, one a line.", stdout, stderr)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	c, err := f.g.dial(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rctx, cancel := f.g.request(ctx)
-	defer cancel()
-	topics, err := c.ListTopics(rctx)
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(topics, func(a, b client.TopicConfig) int { return strings.Compare(a.Name, b.Name) })
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPARTITIONS\tRETENTION-BYTES\tRETENTION-AGE\tSEGMENT-BYTES\tSTORAGE")
-	for _, t := range topics {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", t.Name, t.Partitions,
-			unlimited(t.RetentionBytes, formatBytes), unlimited(t.RetentionMs, formatMs),
-			unlimited(t.SegmentBytes, formatBytes), storage(t.Flags))
-	}
-	return tw.Flush()
+	return f.call(ctx, args, 0, 0, func(rctx context.Context, c *client.Client, _ []string) error {
+		topics, err := c.ListTopics(rctx)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(topics, func(a, b client.TopicConfig) int { return strings.Compare(a.Name, b.Name) })
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tPARTITIONS\tRETENTION-BYTES\tRETENTION-AGE\tSEGMENT-BYTES\tSTORAGE")
+		for _, t := range topics {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", t.Name, t.Partitions,
+				unlimited(t.RetentionBytes, formatBytes), unlimited(t.RetentionMs, formatMs),
+				unlimited(t.SegmentBytes, formatBytes), storage(t.Flags))
+		}
+		return tw.Flush()
+	})
 }
 
 func runTopicDescribe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("topic describe", "NAME",
 		"Show a topic's settings and, per partition, its oldest retained offset (START), the next offset\n"+
 			"to be written (END), the records between them and the bytes retained.", stdout, stderr)
-	ops, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := f.g.dial(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rctx, cancel := f.g.request(ctx)
-	defer cancel()
-	ti, err := c.DescribeTopic(rctx, ops[0])
-	if err != nil {
-		return err
-	}
-	cfg := ti.Config
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "topic:\t%s\n", cfg.Name)
-	fmt.Fprintf(tw, "partitions:\t%d\n", len(ti.Partitions))
-	fmt.Fprintf(tw, "retention-bytes:\t%s\n", unlimited(cfg.RetentionBytes, formatBytes))
-	fmt.Fprintf(tw, "retention-age:\t%s\n", unlimited(cfg.RetentionMs, formatMs))
-	fmt.Fprintf(tw, "segment-bytes:\t%s\n", unlimited(cfg.SegmentBytes, formatBytes))
-	fmt.Fprintf(tw, "storage:\t%s\n", storage(cfg.Flags))
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout)
-	parts := slices.Clone(ti.Partitions)
-	slices.SortFunc(parts, func(a, b client.PartitionInfo) int { return int(a.Partition) - int(b.Partition) })
-	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "PARTITION\tSTART\tEND\tRECORDS\tBYTES\t")
-	var records, bytes int64
-	for _, p := range parts {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t\n", p.Partition, p.StartOffset, p.EndOffset, p.EndOffset-p.StartOffset, p.Bytes)
-		records += p.EndOffset - p.StartOffset
-		bytes += p.Bytes
-	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t\n", records, bytes)
-	return tw.Flush()
+	return f.call(ctx, args, 1, 1, func(rctx context.Context, c *client.Client, ops []string) error {
+		ti, err := c.DescribeTopic(rctx, ops[0])
+		if err != nil {
+			return err
+		}
+		cfg := ti.Config
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "topic:\t%s\n", cfg.Name)
+		fmt.Fprintf(tw, "partitions:\t%d\n", len(ti.Partitions))
+		fmt.Fprintf(tw, "retention-bytes:\t%s\n", unlimited(cfg.RetentionBytes, formatBytes))
+		fmt.Fprintf(tw, "retention-age:\t%s\n", unlimited(cfg.RetentionMs, formatMs))
+		fmt.Fprintf(tw, "segment-bytes:\t%s\n", unlimited(cfg.SegmentBytes, formatBytes))
+		fmt.Fprintf(tw, "storage:\t%s\n", storage(cfg.Flags))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
+		parts := slices.Clone(ti.Partitions)
+		slices.SortFunc(parts, func(a, b client.PartitionInfo) int { return int(a.Partition) - int(b.Partition) })
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "PARTITION\tSTART\tEND\tRECORDS\tBYTES\t")
+		var records, bytes int64
+		for _, p := range parts {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t\n", p.Partition, p.StartOffset, p.EndOffset, p.EndOffset-p.StartOffset, p.Bytes)
+			records += p.EndOffset - p.StartOffset
+			bytes += p.Bytes
+		}
+		fmt.Fprintf(tw, "total\t\t\t%d\t%d\t\n", records, bytes)
+		return tw.Flush()
+	})
 }
 
 func runTopicDelete(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("topic delete", "NAME", "Delete a topic and every record in it. There is no undo.", stdout, stderr)
-	ops, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c, err := f.g.dial(ctx, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rctx, cancel := f.g.request(ctx)
-	defer cancel()
-	if err := c.DeleteTopic(rctx, ops[0]); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "deleted topic %s\n", ops[0])
-	return nil
+	return f.call(ctx, args, 1, 1, func(rctx context.Context, c *client.Client, ops []string) error {
+		if err := c.DeleteTopic(rctx, ops[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted topic %s\n", ops[0])
+		return nil
+	})
 }
 
 // unlimited formats a retention or size setting, where 0 means none (or the broker's default).
