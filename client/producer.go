@@ -441,12 +441,19 @@ func (p *Producer) run() {
 		}
 		now := time.Now()
 		next := time.Duration(-1)
+		// A batch past its linger is sealed only when an in-flight slot can take it: while every slot
+		// waits on the broker (a slow fdatasync, say), records keep joining the open batch, so the
+		// batches grow with the back-pressure instead of queueing one small request per record.
+		free := p.opts.MaxInFlight - p.inflight - len(p.ready) - len(p.retry)
 		for _, b := range p.open {
 			if b == nil {
 				continue
 			}
 			if age := now.Sub(b.created); b.urgent || age >= linger {
-				p.sealLocked(b)
+				if free > 0 || p.closed || p.flushing > 0 {
+					p.sealLocked(b)
+					free--
+				}
 			} else if d := linger - age; next < 0 || d < next {
 				next = d
 			}

@@ -11,44 +11,52 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// flusher is the group commit: one goroutine per log. The first append after a sync wakes it. With
-// FlushInterval 0 (the default) it syncs at once: the appends that arrive while one fdatasync runs
-// are all covered by the next, so the batch grows with the load and an idle log pays one fdatasync,
-// not a timer. With FlushInterval > 0 it first waits that long or until FlushBytes are unsynced (or
-// Sync asks). Each round issues one fdatasync per segment holding unsynced data, covering every
-// append committed before it looked. A failed fdatasync fails the log for good.
+// flusher is the group commit: one goroutine per log, syncing on demand. A sync that someone waits
+// for (RequestSync from an fsync-level produce, WaitSynced, Sync) starts at once, and every append
+// that arrives while an fdatasync runs is covered by the next one, so the batch grows with the load.
+// Data nobody waits for (written durability) is synced in the background: once FlushBytes are
+// unsynced, or FlushInterval after the first unsynced append. Syncing only on demand matters on a
+// mapped file: every fdatasync write-protects the pages it cleans, and the next append to one of them
+// takes a page fault on the writer's thread. A failed fdatasync fails the log for good.
 func (l *Log) flusher() {
 	defer l.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	timerSet := false
 	for {
 		select {
 		case <-l.flushWake:
+			if !l.syncReq.Load() && l.unsynced() < int64(l.opts.FlushBytes) {
+				// Background data only: make sure the interval timer runs, and wait.
+				if !timerSet && l.unsynced() > 0 {
+					timer.Reset(l.opts.FlushInterval)
+					timerSet = true
+				}
+				continue
+			}
+		case <-timer.C:
+			timerSet = false
 		case <-l.done:
 			return
 		}
-		if l.opts.FlushInterval > 0 && !l.syncReq.Load() && l.unsynced() < int64(l.opts.FlushBytes) {
-			timer.Reset(l.opts.FlushInterval)
-		wait:
-			for {
-				select {
-				case <-timer.C:
-					break wait
-				case <-l.flushWake:
-					if l.syncReq.Load() || l.unsynced() >= int64(l.opts.FlushBytes) {
-						timer.Stop()
-						break wait
-					}
-				case <-l.done:
-					timer.Stop()
-					return
-				}
-			}
+		if timerSet {
+			timer.Stop()
+			timerSet = false
 		}
 		if l.syncOnce() != nil {
 			return
 		}
 	}
+}
+
+// RequestSync asks the group commit for an fdatasync as soon as it can, covering everything
+// committed so far. It does not wait; watch SyncedOffset, OnSync or WaitSynced for the result.
+func (l *Log) RequestSync() {
+	l.lastSyncReq.Store(time.Now().UnixNano())
+	if !l.syncReq.Load() {
+		l.syncReq.Store(true)
+	}
+	l.kickFlusher()
 }
 
 // unsynced is the number of committed bytes not yet covered by an fdatasync.
@@ -165,7 +173,12 @@ func (l *Log) pretouch() {
 	}
 	if s.touched < limit {
 		limit = min(uint32(roundUp(int(limit), pageSize)), uint32(len(s.data)))
-		prefault(s.data[s.touched:limit])
+		// Fault pages in writable while nobody asks for syncs: the appender's copy then runs at memory
+		// speed (about 11 GB/s here, against 1.4 GB/s when each page still takes a write fault).
+		// While fsync-level syncs are being requested, fault them in readable only: a sync would
+		// otherwise write the pre-touched zeros ahead of the data, and clean them again anyway.
+		write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
+		prefault(s.data[s.touched:limit], write)
 		s.touched = limit
 	}
 	kick := s.touched - min(s.touched, ahead/2)
@@ -177,10 +190,17 @@ func (l *Log) pretouch() {
 
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
 
-// populateRead is cleared once madvise(MADV_POPULATE_READ) (Linux 5.14) turns out unsupported.
-var populateRead atomic.Bool
+// syncModeHold is how long after the last requested sync the pre-toucher keeps to read faults.
+const syncModeHold = time.Second
 
-func init() { populateRead.Store(true) }
+// populateRead and populateWrite are cleared once madvise(MADV_POPULATE_READ/WRITE) (Linux 5.14)
+// turns out unsupported.
+var populateRead, populateWrite atomic.Bool
+
+func init() {
+	populateRead.Store(true)
+	populateWrite.Store(true)
+}
 
 // prefault makes the pages of b (page-aligned, in a mapping) resident, so that an appender copying
 // into them takes at most a minor write-protect fault, never a page allocation.
@@ -190,21 +210,30 @@ func init() { populateRead.Store(true) }
 // cleans it, and the appender's copy then faults on it again and it is written a second time.
 // Populating for reading leaves the pages clean: nothing is written twice. On kernels without it
 // the fallback is an atomic load of one word per page: a read, so it cannot race with an appender.
-func prefault(b []byte) {
+func prefault(b []byte, write bool) {
 	if len(b) == 0 {
 		return
 	}
-	if populateRead.Load() {
-		err := unix.Madvise(b, unix.MADV_POPULATE_READ)
+	advice, supported := unix.MADV_POPULATE_READ, &populateRead
+	if write {
+		advice, supported = unix.MADV_POPULATE_WRITE, &populateWrite
+	}
+	if supported.Load() {
+		err := unix.Madvise(b, advice)
 		if err == nil {
 			return
 		}
 		if errors.Is(err, unix.EINVAL) {
-			populateRead.Store(false)
+			supported.Store(false)
 		}
 	}
 	for off := 0; off < len(b); off += pageSize {
-		(*atomic.Uint32)(unsafe.Pointer(&b[off])).Load()
+		p := (*atomic.Uint32)(unsafe.Pointer(&b[off]))
+		if write {
+			p.Add(0) // a locked add of zero: a write fault that cannot clobber a racing appender
+		} else {
+			p.Load()
+		}
 	}
 }
 
@@ -227,7 +256,7 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
-	prefault(data[:min(len(data), roundUp(l.opts.PretouchBytes, pageSize))])
+	prefault(data[:min(len(data), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
 		l.spare = &spare{f: f, data: data}

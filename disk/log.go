@@ -47,7 +47,8 @@ type Log struct {
 	syncedNext  atomic.Int64 // every offset below is durable
 	syncedPos   atomic.Int64 // log position covered by the last fdatasync
 	flushArmed  atomic.Bool  // set by the first append after a sync, cleared by the flusher
-	syncReq     atomic.Bool  // Sync wants a sync now
+	syncReq     atomic.Bool  // someone waits for a sync: start one now
+	lastSyncReq atomic.Int64 // unix nanos of the last RequestSync: the pre-toucher's mode
 	dirDirty    atomic.Bool  // a segment was created or renamed: the flusher fsyncs the directory
 	flushWake   chan struct{}
 	syncMu      sync.Mutex
@@ -689,13 +690,11 @@ func (l *Log) Sync() error {
 	if l.syncedNext.Load() >= target {
 		return nil
 	}
-	l.syncReq.Store(true)
-	l.kickFlusher()
 	return l.WaitSynced(context.Background(), target)
 }
 
 // WaitSynced blocks until every offset below offset is durable (pass AppendResult.NextOffset), the
-// log fails or closes, or ctx ends. It waits for the regular group commit; it does not force one.
+// log fails or closes, or ctx ends. It requests a sync (RequestSync) when one is needed.
 func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
 	for {
 		// Register before looking: a sync that lands after this sees the waiter and closes ch; one
@@ -709,6 +708,7 @@ func (l *Log) WaitSynced(ctx context.Context, offset int64) error {
 			l.unwait()
 			return err
 		}
+		l.RequestSync()
 		select {
 		case <-ch:
 			l.unwait()

@@ -150,6 +150,9 @@ func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
 // SyncedOffset is the offset below which every record is covered by an fdatasync.
 func (p *Partition) SyncedOffset() int64 { return p.log.SyncedOffset() }
 
+// RequestSync asks the group commit for an fdatasync now, for a produce waiting at fsync durability.
+func (p *Partition) RequestSync() { p.log.RequestSync() }
+
 // Append validates the record batches in batches (one or more, back to back), stores them with one
 // copy into the partition log and wakes the partition's consumers. It returns the offsets of the
 // first and last record stored. It allocates nothing.

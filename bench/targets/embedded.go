@@ -277,8 +277,8 @@ func (p *embeddedProducer) flushLocked(age int64) error {
 
 // publishLocked publishes partition part's batch and empties the builder.
 //
-// At fsync it publishes at written, which returns once the batch is in the mapping, and leaves the
-// acknowledgement to the partition's sync watcher (syncWatcher), which raises the consumers' gate when
+// At fsync it publishes at written, which returns once the batch is in the mapping, requests a sync,
+// and leaves the acknowledgement to the partition's sync watcher (syncWatcher), which raises the consumers' gate when
 // the group commit's fdatasync covers the batch. The producer keeps appending meanwhile, as a TCP
 // producer with requests in flight does, so one group commit covers every batch appended while the
 // previous one ran. Publish at fsync would hold each producer for a whole group commit per batch and
@@ -292,6 +292,9 @@ func (p *embeddedProducer) publishLocked(part int32) error {
 			d = wire.DurabilityWritten
 		}
 		_, _, err = p.t.eng.Publish(p.t.ctx, p.t.topic, part, batch, d)
+		if err == nil && p.t.durability == wire.DurabilityFsync {
+			p.t.eng.TopicByName(p.t.topic).Partition(part).RequestSync() // as the server does for an fsync produce
+		}
 	}
 	b.Reset()
 	if part == p.sticky {

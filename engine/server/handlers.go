@@ -213,6 +213,7 @@ func (ss *session) produce(f wire.Frame) {
 			p.Watch(ss)
 		}
 		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr})
+		p.RequestSync()
 		if p.SyncedOffset() > last {
 			ss.releaseAcks() // the flusher synced between the append and the Watch
 		}
