@@ -53,17 +53,18 @@
 // creating the segment fails (ENOSPC) the seal is undone and the error returned; nothing is lost.
 //
 // The housekeeper goroutine keeps the append path free of page faults and slow work: it faults in
-// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_READ, else an atomic load per page;
-// see prefault for why not MADV_POPULATE_WRITE, and never a plain write, which could race with an
-// appender), pre-creates the spare once
+// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_WRITE while no fsync waiter asked
+// for a sync in the last second, MADV_POPULATE_READ while they do; else an atomic add of zero or a
+// load per page, never a plain write, which could race with an appender), pre-creates the spare once
 // the active segment is half full, indexes committed batches, writes sealed segments' index files,
 // and enforces retention.
 //
 // # Durability
 //
 // An Append that returns is in the page cache: it survives a process crash ("written"). The
-// flusher goroutine makes it survive a machine crash ("fsync"): woken by the first append after a
-// sync, it waits FlushInterval or until FlushBytes are unsynced, then issues one fdatasync per
+// flusher goroutine makes it survive a machine crash ("fsync"), on demand: a sync requested by
+// RequestSync, WaitSynced or Sync starts at once, and data nobody waits for is synced FlushInterval
+// after its first unsynced append or once FlushBytes are unsynced. A round issues one fdatasync per
 // segment holding unsynced data (normally one), fsyncs the directory if a segment was created, and
 // publishes SyncedOffset and calls OnSync. A failed fdatasync is fatal: the kernel may already
 // have marked the pages clean, so retrying could report data durable that is not. The log then
