@@ -3,6 +3,8 @@
 GO            ?= go
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.7.0
 FUZZTIME      ?= 60s
+# Minimizing each new interesting input may otherwise take a minute of the fuzzing time.
+FUZZMINIMIZE  ?= 5s
 BENCHTIME     ?= 1s
 DATA          ?= ./data
 LISTEN        ?= 127.0.0.1:7450
@@ -35,7 +37,7 @@ fuzz:
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
 	    echo "== $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	  done; \
 	done
 
