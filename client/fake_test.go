@@ -118,12 +118,6 @@ func (fc *fakeConn) write(op wire.Op, flags wire.Flags, corr uint32, m appender)
 
 func (fc *fakeConn) reply(f wire.Frame, m appender) { fc.write(f.Op, wire.FlagResponse, f.Corr, m) }
 
-func (fc *fakeConn) fail(f wire.Frame, code wire.Code, msg string) {
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	_, _ = fc.nc.Write(wire.AppendError(nil, f.Corr, code, msg))
-}
-
 // describe answers a Describe for a topic of n partitions.
 func (fc *fakeConn) describe(f wire.Frame, n int) {
 	var name wire.Name
