@@ -173,17 +173,10 @@ func (r *MPSC[T]) OfferBatch(vs []T) int {
 // Put publishes v, waiting for a free slot by the wait strategy. It returns
 // false, without publishing, if the ring is or becomes closed.
 func (r *MPSC[T]) Put(v T) bool {
-	for i := 0; ; i++ {
-		if r.Offer(v) {
-			return true
-		}
-		if r.w.isClosed() {
-			return false
-		}
-		if r.w.producerPause(i) {
-			r.w.blockForSpace(r.hasSpace)
-		}
+	if r.Offer(v) {
+		return true
 	}
+	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace)
 }
 
 // hasSpace reports whether a slot is free. Any goroutine.
@@ -256,22 +249,10 @@ func (r *MPSC[T]) ready() bool {
 // the ring is closed. It returns true if an entry is ready to Poll or Drain,
 // false if the ring is closed and empty.
 func (r *MPSC[T]) Wait() bool {
-	for i := 0; ; i++ {
-		if r.ready() {
-			return true
-		}
-		if r.w.isClosed() {
-			return r.ready() // entries published before Close are delivered
-		}
-		if r.w.consumerPause(i) {
-			r.w.announce(parked)
-			if r.ready() || r.w.isClosed() {
-				r.w.cancel(parked)
-				continue
-			}
-			r.w.block()
-		}
+	if r.ready() {
+		return true
 	}
+	return r.w.await(r.ready)
 }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
@@ -295,12 +276,4 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 // meantime: the consumer must poll again instead of sleeping. A false Arm may
 // still be followed by one Waker call, if a producer saw the arm first. Arm
 // panics if Options.Waker is nil.
-func (r *MPSC[T]) Arm() bool {
-	r.w.mustWaker()
-	r.w.announce(armed)
-	if r.ready() || r.w.isClosed() {
-		r.w.cancel(armed)
-		return false
-	}
-	return true
-}
+func (r *MPSC[T]) Arm() bool { return r.w.arm(r.ready) }

@@ -125,17 +125,10 @@ func (r *SPSC[T]) OfferBatch(vs []T) int {
 // Put publishes v, waiting for a free slot by the wait strategy. It returns
 // false, without publishing, if the ring is or becomes closed.
 func (r *SPSC[T]) Put(v T) bool {
-	for i := 0; ; i++ {
-		if r.Offer(v) {
-			return true
-		}
-		if r.w.isClosed() {
-			return false
-		}
-		if r.w.producerPause(i) {
-			r.w.blockForSpace(r.hasSpace)
-		}
+	if r.Offer(v) {
+		return true
 	}
+	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace)
 }
 
 // hasSpace reports whether a slot is free. Any goroutine.
@@ -214,22 +207,10 @@ func (r *SPSC[T]) ready() bool { return r.available(r.head.Load(), 1) > 0 }
 // is closed. It returns true if an entry is ready to Poll or Drain, false if
 // the ring is closed and empty.
 func (r *SPSC[T]) Wait() bool {
-	for i := 0; ; i++ {
-		if r.ready() {
-			return true
-		}
-		if r.w.isClosed() {
-			return r.ready() // entries published before Close are delivered
-		}
-		if r.w.consumerPause(i) {
-			r.w.announce(parked)
-			if r.ready() || r.w.isClosed() {
-				r.w.cancel(parked)
-				continue
-			}
-			r.w.block()
-		}
+	if r.ready() {
+		return true
 	}
+	return r.w.await(r.ready)
 }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
@@ -253,12 +234,4 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 // meantime: the consumer must poll again instead of sleeping. A false Arm may
 // still be followed by one Waker call, if a producer saw the arm first. Arm
 // panics if Options.Waker is nil.
-func (r *SPSC[T]) Arm() bool {
-	r.w.mustWaker()
-	r.w.announce(armed)
-	if r.ready() || r.w.isClosed() {
-		r.w.cancel(armed)
-		return false
-	}
-	return true
-}
+func (r *SPSC[T]) Arm() bool { return r.w.arm(r.ready) }

@@ -198,3 +198,51 @@ func (w *waiter) mustWaker() {
 		panic("ring: Arm needs Options.Waker")
 	}
 }
+
+// put is Put's slow path, shared by both rings: offer until it succeeds or the ring closes, pausing
+// by the wait strategy and parking (until hasSpace) when the strategy says so. The closures do not
+// escape, so a blocked Put allocates nothing either.
+func (w *waiter) put(offer, hasSpace func() bool) bool {
+	for i := 0; ; i++ {
+		if w.isClosed() {
+			return false
+		}
+		if w.producerPause(i) {
+			w.blockForSpace(hasSpace)
+		}
+		if offer() {
+			return true
+		}
+	}
+}
+
+// await is Wait for both rings: ready reports an entry at the consumer's position.
+func (w *waiter) await(ready func() bool) bool {
+	for i := 0; ; i++ {
+		if ready() {
+			return true
+		}
+		if w.isClosed() {
+			return ready() // entries published before Close are delivered
+		}
+		if w.consumerPause(i) {
+			w.announce(parked)
+			if ready() || w.isClosed() {
+				w.cancel(parked)
+				continue
+			}
+			w.block()
+		}
+	}
+}
+
+// arm is Arm for both rings.
+func (w *waiter) arm(ready func() bool) bool {
+	w.mustWaker()
+	w.announce(armed)
+	if ready() || w.isClosed() {
+		w.cancel(armed)
+		return false
+	}
+	return true
+}
