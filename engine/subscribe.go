@@ -202,6 +202,10 @@ func (s *Subscription) Ready(c *Cursor) {
 	s.ready = append(s.ready, c)
 }
 
+// Grouped reports whether the subscription is a consumer-group member (its partitions come from the
+// group's assignment).
+func (s *Subscription) Grouped() bool { return s.member != nil }
+
 // HasReady reports whether some cursor may have data to deliver. Owner goroutine only.
 func (s *Subscription) HasReady() bool { return len(s.ready) > 0 }
 

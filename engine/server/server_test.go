@@ -454,3 +454,34 @@ func TestDescribeAutoCreates(t *testing.T) {
 		t.Fatal("topic not created")
 	}
 }
+
+// TestInboxOverflowLosesNothing: a consumer subscribed to more partitions than its inbox has slots,
+// all woken at once, still receives everything (the overflow rescan serves what dropped events asked).
+func TestInboxOverflowLosesNothing(t *testing.T) {
+	s, e := startServer(t, nil)
+	const parts = 3 * inboxCapacity
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "wide", Partitions: parts}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s)
+	c.hello()
+	corr := c.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "wide", Partition: -1, Start: wire.StartLatest, Credit: 1 << 30})
+	c.expectReply(corr, nil)
+	// Every partition's cursor is caught up and waiting; one append to each wakes them all at once,
+	// from another goroutine, while the consumer's loop is idle.
+	batch := batchOf(t, 1, "w")
+	for p := int32(0); p < parts; p++ {
+		if _, _, err := e.TopicByName("wide").Partition(p).Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int32]bool{}
+	for len(seen) < parts {
+		f := c.mustNext()
+		var d wire.Deliver
+		if f.Op != wire.OpDeliver || d.Decode(f.Body) != nil {
+			t.Fatalf("unexpected %v", f.Op)
+		}
+		seen[d.Partition] = true
+	}
+}

@@ -28,10 +28,11 @@ type pendingAck struct {
 	corr uint32
 }
 
-// inboxCapacity bounds a session's inbox. Events are coalesced at their sources (a cursor wakes once
-// per caught-up episode), so the inbox holds at most about one entry per cursor, watched partition and
-// group subscription; past that the overflow flag makes the loop rescan everything instead.
-const inboxCapacity = 1024
+// inboxCapacity bounds a session's inbox: 128 slots of 32 bytes, 4 KiB a connection. Events are
+// coalesced at their sources (a cursor wakes once per caught-up episode), so the inbox holds about one
+// entry per cursor, watched partition and group subscription; past that the overflow flag makes the
+// loop rescan everything instead, which redoes whatever a dropped event asked for.
+const inboxCapacity = 128
 
 // session is one client connection's protocol state. Every field is owned by the connection's event
 // loop unless its comment says otherwise.
@@ -155,7 +156,12 @@ func (ss *session) drainInbox() {
 		}
 	})
 	if ss.overflow.CompareAndSwap(true, false) {
+		// Events were dropped: redo what any of them could have asked for.
 		for _, s := range ss.subs {
+			if s.Grouped() {
+				a := s.ApplyAssignment()
+				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+			}
 			s.ReadyAll()
 			ss.activate(s)
 		}
