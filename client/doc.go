@@ -5,9 +5,10 @@
 //
 // Dial opens one connection and speaks the handshake (Hello, then Auth with a token when one is
 // set). Every request carries a correlation id, so any number are in flight at once from any
-// goroutines. Requests are encoded straight into a shared write buffer; a writer goroutine hands
-// everything queued to the kernel in one write, so frames queued while a write is in progress leave
-// together (large writes are what loopback and NICs are fast at). A reader goroutine decodes frames
+// goroutines. Requests are encoded straight into a shared write buffer. A caller that finds no write
+// in progress writes it to the kernel itself (no hand-off to wait for); frames queued while a write is
+// in progress are handed to a writer goroutine that sends them together in one write (large writes are
+// what loopback and NICs are fast at). A reader goroutine decodes frames
 // with wire.Decoder and completes the request filed under each answer's correlation id; deliveries
 // are routed to their consumer by subscription id. Deadlines come from each call's context. Broker
 // errors are *wire.ProtocolError values and match their code: errors.Is(err, wire.CodeUnknownTopic).
