@@ -26,6 +26,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/wire"
 )
 
 type config struct {
@@ -49,6 +50,7 @@ type config struct {
 	LogLevel       string        `json:"log-level"`
 	LogJSON        bool          `json:"log-json"`
 	Pprof          bool          `json:"pprof"`
+	Durability     string        `json:"durability"`
 	TLSListen      string        `json:"tls-listen"`
 	TLSCert        string        `json:"tls-cert"`
 	TLSKey         string        `json:"tls-key"`
@@ -91,6 +93,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
+	fs.StringVar(&cfg.Durability, "durability", "none", "least durability of every produce: none (as each asks), written or fsync")
 	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen address, used with --tls-cert and --tls-key")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file: turns the TLS listener on")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
@@ -129,7 +132,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	sopts := server.Options{Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
+	minDurability, err := wire.ParseDurability(cfg.Durability)
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	sopts := server.Options{MinDurability: minDurability, Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)

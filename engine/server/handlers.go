@@ -205,8 +205,15 @@ func (ss *session) produce(f wire.Frame) {
 		}
 		return
 	}
+	noReply := f.Flags&wire.FlagNoReply != 0 || m.Durability == wire.DurabilityNone
+	if d := ss.srv.opts.MinDurability; d > m.Durability {
+		m.Durability = d // the broker's floor
+	}
 	switch {
-	case f.Flags&wire.FlagNoReply != 0 || m.Durability == wire.DurabilityNone:
+	case noReply:
+		if m.Durability == wire.DurabilityFsync && !t.Memory() {
+			p.RequestSync()
+		}
 	case m.Durability == wire.DurabilityFsync && p.SyncedOffset() <= last && !t.Memory():
 		if _, ok := ss.watched[p]; !ok {
 			ss.watched[p] = struct{}{}

@@ -42,6 +42,9 @@ type Options struct {
 	Loops int
 	// MaxFrame is the largest frame accepted (and announced in the handshake). Default 16 MiB.
 	MaxFrame int
+	// MinDurability is the least durability every produce gets: one that asks for less is stored as if
+	// it had asked for this (a produce at none still gets no reply). Default none: as each produce asks.
+	MinDurability wire.Durability
 	// MaxPendingAcks caps a connection's produce requests waiting for an fsync; past it the
 	// connection is refused further produces with CodeThrottled until acks drain. Default 4096.
 	MaxPendingAcks int
@@ -106,6 +109,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("server: Loops %d", o.Loops)
 	case o.MaxFrame < wire.MinMaxFrame:
 		return fmt.Errorf("server: MaxFrame %d below %d", o.MaxFrame, wire.MinMaxFrame)
+	case o.MinDurability > wire.DurabilityFsync:
+		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
 		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
 	}

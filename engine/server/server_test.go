@@ -485,3 +485,19 @@ func TestInboxOverflowLosesNothing(t *testing.T) {
 		seen[d.Partition] = true
 	}
 }
+
+// TestMinDurability: with the broker's floor at fsync, a produce asking for written is acknowledged
+// only once synced.
+func TestMinDurability(t *testing.T) {
+	s, e := startServer(t, func(o *Options) { o.MinDurability = wire.DurabilityFsync })
+	c := dial(t, s)
+	c.hello()
+	for i := 0; i < 10; i++ {
+		corr := c.send(wire.OpProduce, 0, &wire.Produce{Durability: wire.DurabilityWritten, Partition: 0, Topic: []byte("floor"), Batches: batchOf(t, 2, "f")})
+		var pr wire.ProduceReply
+		c.expectReply(corr, &pr)
+		if synced := e.TopicByName("floor").Partition(0).SyncedOffset(); synced <= pr.LastOffset {
+			t.Fatalf("written produce of offset %d acknowledged before the sync (synced %d) under an fsync floor", pr.LastOffset, synced)
+		}
+	}
+}
