@@ -82,6 +82,7 @@ func (l *Log) syncOnce() error {
 		l.notifySynced()
 		return nil
 	}
+	started := time.Now()
 	for _, s := range *l.segs.Load() {
 		if s.base > active.base {
 			break
@@ -101,6 +102,9 @@ func (l *Log) syncOnce() error {
 		if err := l.fs.SyncDir(l.dir); err != nil {
 			return l.fail(fmt.Errorf("%w: fsync directory %s: %w", ErrFailed, l.dir, err))
 		}
+	}
+	if l.opts.OnSyncDuration != nil {
+		l.opts.OnSyncDuration(time.Since(started))
 	}
 	l.syncedPos.Store(targetPos)
 	l.syncedNext.Store(targetNext)

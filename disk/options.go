@@ -55,6 +55,9 @@ type Options struct {
 	// the offset below which everything is durable. It must not block for long and must not call
 	// Sync or WaitSynced.
 	OnSync func(syncedNext int64)
+	// OnSyncDuration, when set, is called from the flusher with the duration of each sync round
+	// (its fdatasyncs and directory fsync), for metrics. It must not block.
+	OnSyncDuration func(time.Duration)
 	// FS is the file system (default OSFS). Tests inject faults through it.
 	FS FS
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -20,14 +21,35 @@ type counter struct {
 // Metrics are the engine's cumulative counters. The network layer adds its own beside them.
 type Metrics struct {
 	ProducedBatches counter
+	ProducedRecords counter
 	ProducedBytes   counter
 	DeliveredBytes  counter
 	Deliveries      counter
+
+	// syncSeconds is the group commit's sync-round latency histogram: one counter per bucket of
+	// syncBuckets (cumulative counts are summed when written), plus the total and the sum.
+	syncCounts [len(syncBuckets) + 1]counter
+	syncSumNs  counter
 }
 
-func (m *Metrics) produced(bytes int) {
+// syncBuckets are the histogram's upper bounds, in seconds: from a fast NVMe fdatasync to a stalled
+// disk.
+var syncBuckets = [...]float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1}
+
+func (m *Metrics) produced(bytes, records int) {
 	m.ProducedBatches.Add(1)
+	m.ProducedRecords.Add(uint64(records))
 	m.ProducedBytes.Add(uint64(bytes))
+}
+
+// synced records one sync round's duration. Called from flusher goroutines.
+func (m *Metrics) synced(d time.Duration) {
+	i := 0
+	for i < len(syncBuckets) && d.Seconds() > syncBuckets[i] {
+		i++
+	}
+	m.syncCounts[i].Add(1)
+	m.syncSumNs.Add(uint64(d.Nanoseconds()))
 }
 
 // Delivered counts one delivery of n bytes to a consumer.
@@ -40,9 +62,22 @@ func (e *Engine) Delivered(n int) {
 func (e *Engine) WriteMetrics(w io.Writer) {
 	m := &e.metrics
 	writeCounter(w, "sluice_produced_batches_total", "Record batches appended.", m.ProducedBatches.Load())
+	writeCounter(w, "sluice_produced_records_total", "Records appended.", m.ProducedRecords.Load())
 	writeCounter(w, "sluice_produced_bytes_total", "Record batch bytes appended.", m.ProducedBytes.Load())
 	writeCounter(w, "sluice_deliveries_total", "Deliveries written to consumers.", m.Deliveries.Load())
 	writeCounter(w, "sluice_delivered_bytes_total", "Record batch bytes delivered to consumers.", m.DeliveredBytes.Load())
+
+	fmt.Fprintln(w, "# HELP sluice_sync_duration_seconds Group-commit sync rounds (fdatasync of every segment with unsynced data).")
+	fmt.Fprintln(w, "# TYPE sluice_sync_duration_seconds histogram")
+	var cum uint64
+	for i, le := range syncBuckets {
+		cum += m.syncCounts[i].Load()
+		fmt.Fprintf(w, "sluice_sync_duration_seconds_bucket{le=\"%g\"} %d\n", le, cum)
+	}
+	cum += m.syncCounts[len(syncBuckets)].Load()
+	fmt.Fprintf(w, "sluice_sync_duration_seconds_bucket{le=\"+Inf\"} %d\n", cum)
+	fmt.Fprintf(w, "sluice_sync_duration_seconds_sum %g\n", float64(m.syncSumNs.Load())/1e9)
+	fmt.Fprintf(w, "sluice_sync_duration_seconds_count %d\n", cum)
 
 	fmt.Fprintln(w, "# HELP sluice_partition_end_offset The next offset of each partition.")
 	fmt.Fprintln(w, "# TYPE sluice_partition_end_offset gauge")

@@ -91,6 +91,7 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 			MaxBatchBytes:  e.opts.MaxBatchBytes,
 			Logger:         e.log.With("topic", cfg.Name, "partition", i),
 			OnSync:         p.onSync,
+			OnSyncDuration: e.metrics.synced,
 		}
 		l, err := disk.Open(opts)
 		if err != nil {
@@ -158,12 +159,13 @@ func (p *Partition) RequestSync() { p.log.RequestSync() }
 // first and last record stored. It allocates nothing.
 func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
-	idempotent := false
+	idempotent, records := false, 0
 	for rest := batches; len(rest) > 0; {
 		h, err := wire.ValidateBatch(rest, maxBatch)
 		if err != nil {
 			return 0, 0, err
 		}
+		records += int(h.RecordCount)
 		idempotent = idempotent || h.ProducerID >= 0
 		rest = rest[h.Size():]
 	}
@@ -180,7 +182,7 @@ func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	p.topic.e.metrics.produced(len(batches))
+	p.topic.e.metrics.produced(len(batches), records)
 	p.wake()
 	return base, last, nil
 }

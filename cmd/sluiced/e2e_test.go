@@ -160,7 +160,11 @@ func (b *broker) metric(t *testing.T, name, labels string) int64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name+"{"+labels+"}") + ` (\d+)$`)
+	series := name
+	if labels != "" {
+		series += "{" + labels + "}"
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)$`)
 	m := re.FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("metric %s{%s} not found in\n%s", name, labels, body)
@@ -457,6 +461,13 @@ func TestFsyncAcksFollowTheSync(t *testing.T) {
 		if synced := b.metric(t, "sluice_partition_synced_offset", `topic="durable",partition="0"`); synced <= r.Offset {
 			t.Fatalf("record %d acknowledged at fsync durability while the synced offset is %d", r.Offset, synced)
 		}
+	}
+	// The metrics count what happened: 10 records, and at least one sync round in the histogram.
+	if n := b.metric(t, "sluice_produced_records_total", ""); n != 10 {
+		t.Fatalf("sluice_produced_records_total %d, want 10", n)
+	}
+	if n := b.metric(t, "sluice_sync_duration_seconds_bucket", `le="+Inf"`); n < 1 {
+		t.Fatalf("sync histogram counted %d rounds", n)
 	}
 }
 
