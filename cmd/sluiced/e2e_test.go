@@ -664,3 +664,34 @@ func TestCrashLoopBroker(t *testing.T) {
 		t.Fatal("no record was acknowledged: the loop tested nothing")
 	}
 }
+
+// TestConfigFile: settings come from a JSON config whose keys are the flag names; flags on the command
+// line override it; an unknown key is refused with a clear error.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sluiced.json")
+	if err := os.WriteFile(cfg, []byte(`{"partitions": 3, "auto-create": true, "listen": "127.0.0.1:1", "retention-age": "168h", "token": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// --listen (set by startBroker) overrides the file's unusable address; partitions comes from the file.
+	b := startBroker(t, filepath.Join(dir, "data"), "--config", cfg)
+	c := dialBroker(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := c.DescribeTopic(ctx, "from-config") // auto-created by the describe
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Partitions) != 3 {
+		t.Fatalf("auto-created topic has %d partitions, want 3 from the config file", len(info.Partitions))
+	}
+
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"partitionz": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sluicedBinary(t), "--config", bad, "--data", filepath.Join(dir, "bad")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unknown key "partitionz"`) {
+		t.Fatalf("bad config: err %v, output %q", err, out)
+	}
+}

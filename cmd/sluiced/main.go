@@ -30,30 +30,30 @@ import (
 )
 
 type config struct {
-	Data           string        `json:"data"`
-	Listen         string        `json:"listen"`
-	Metrics        string        `json:"metrics"`
-	Loops          int           `json:"loops"`
-	Partitions     int           `json:"partitions"`
-	AutoCreate     bool          `json:"auto-create"`
-	SegmentBytes   int64         `json:"segment-bytes"`
-	RetentionBytes int64         `json:"retention-bytes"`
-	RetentionAge   time.Duration `json:"retention-age"`
-	FlushInterval  time.Duration `json:"flush-interval"`
-	FlushBytes     int64         `json:"flush-bytes"`
-	MaxBatchBytes  int           `json:"max-batch-bytes"`
-	MaxFrame       int           `json:"max-frame"`
-	MaxConns       int           `json:"max-connections"`
-	IdleTimeout    time.Duration `json:"idle-timeout"`
-	Tokens         []string      `json:"tokens"` // "token=principal"
-	ACL            []string      `json:"acl"`    // "principal:actions:topic"
-	LogLevel       string        `json:"log-level"`
-	LogJSON        bool          `json:"log-json"`
-	Pprof          bool          `json:"pprof"`
-	Durability     string        `json:"durability"`
-	TLSListen      string        `json:"tls-listen"`
-	TLSCert        string        `json:"tls-cert"`
-	TLSKey         string        `json:"tls-key"`
+	Data           string
+	Listen         string
+	Metrics        string
+	Loops          int
+	Partitions     int
+	AutoCreate     bool
+	SegmentBytes   int64
+	RetentionBytes int64
+	RetentionAge   time.Duration
+	FlushInterval  time.Duration
+	FlushBytes     int64
+	MaxBatchBytes  int
+	MaxFrame       int
+	MaxConns       int
+	IdleTimeout    time.Duration
+	Tokens         []string // "token=principal"
+	ACL            []string // "principal:actions:topic"
+	LogLevel       string
+	LogJSON        bool
+	Pprof          bool
+	Durability     string
+	TLSListen      string
+	TLSCert        string
+	TLSKey         string
 }
 
 type listFlag []string
@@ -104,7 +104,7 @@ func run(args []string) error {
 		return err
 	}
 	if *configPath != "" {
-		if err := loadConfig(*configPath, fs, &cfg); err != nil {
+		if err := loadConfig(*configPath, fs); err != nil {
 			return err
 		}
 	}
@@ -205,9 +205,10 @@ func run(args []string) error {
 	return nil
 }
 
-// loadConfig reads the JSON file into cfg, then re-applies the flags set on the command line so they
-// win over the file.
-func loadConfig(path string, fs *flag.FlagSet, cfg *config) error {
+// loadConfig applies a JSON config file whose keys are the flag names, each value parsed by its flag
+// exactly as on the command line ("retention-age": "168h", "partitions": 8, "token": ["t=alice"]).
+// Flags given on the command line win over the file.
+func loadConfig(path string, fs *flag.FlagSet) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -216,26 +217,35 @@ func loadConfig(path string, fs *flag.FlagSet, cfg *config) error {
 	if err := json.Unmarshal(raw, &file); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
-	known := map[string]bool{}
-	fs.VisitAll(func(f *flag.Flag) { known[f.Name] = true })
-	known["tokens"] = true
-	for k := range file {
-		if !known[k] {
-			return fmt.Errorf("config %s: unknown key %q", path, k)
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for key, v := range file {
+		name := strings.TrimSuffix(key, "s") // "tokens" reads like "token"
+		if fs.Lookup(key) != nil {
+			name = key
 		}
-	}
-	if err := json.Unmarshal(raw, cfg); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	var setErr error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "config" && f.Name != "token" && f.Name != "acl" {
-			if err := f.Value.Set(f.Value.String()); err != nil && setErr == nil {
-				setErr = err
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("config %s: unknown key %q", path, key)
+		}
+		if given[name] {
+			continue
+		}
+		var values []json.RawMessage
+		if err := json.Unmarshal(v, &values); err != nil {
+			values = []json.RawMessage{v} // a single value, not a list
+		}
+		for _, one := range values {
+			text := string(one)
+			var str string
+			if json.Unmarshal(one, &str) == nil {
+				text = str
+			}
+			if err := fs.Set(name, text); err != nil {
+				return fmt.Errorf("config %s: %s: %w", path, key, err)
 			}
 		}
-	})
-	return setErr
+	}
+	return nil
 }
 
 func newLogger(level string, asJSON bool) (*slog.Logger, error) {
