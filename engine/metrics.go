@@ -25,6 +25,7 @@ type Metrics struct {
 	ProducedBytes   counter
 	DeliveredBytes  counter
 	Deliveries      counter
+	ColdReads       counter // deliveries deferred while their pages were read in off the loop
 
 	// syncSeconds is the group commit's sync-round latency histogram: one counter per bucket of
 	// syncBuckets (cumulative counts are summed when written), plus the total and the sum.
@@ -65,6 +66,7 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	writeCounter(w, "sluice_produced_records_total", "Records appended.", m.ProducedRecords.Load())
 	writeCounter(w, "sluice_produced_bytes_total", "Record batch bytes appended.", m.ProducedBytes.Load())
 	writeCounter(w, "sluice_deliveries_total", "Deliveries written to consumers.", m.Deliveries.Load())
+	writeCounter(w, "sluice_cold_reads_total", "Deliveries deferred while their pages were read from disk off the event loop.", m.ColdReads.Load())
 	writeCounter(w, "sluice_delivered_bytes_total", "Record batch bytes delivered to consumers.", m.DeliveredBytes.Load())
 
 	fmt.Fprintln(w, "# HELP sluice_sync_duration_seconds Group-commit sync rounds (fdatasync of every segment with unsynced data).")

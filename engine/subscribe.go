@@ -104,6 +104,8 @@ type Subscription struct {
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
 	filter *filter      // non-nil with a header filter
+
+	mincoreVec []byte // scratch for the cold-read residency check (owner goroutine)
 }
 
 // Spec is the request that opened the subscription.
@@ -267,6 +269,14 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		if !ok {
 			c.ready = false
 			s.ready = s.ready[1:]
+			continue
+		}
+		if c.part.NextOffset()-c.next > coldLag && !isResident(v.Data, s.mincoreVec[:0]) {
+			// Far behind and not in memory: fault it in off this goroutine, deliver when woken.
+			c.ready = false
+			s.ready = s.ready[1:]
+			s.e.metrics.ColdReads.Add(1)
+			go prefetch(v, c)
 			continue
 		}
 		from := c.next
