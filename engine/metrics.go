@@ -81,36 +81,15 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	fmt.Fprintf(w, "sluice_sync_duration_seconds_sum %g\n", float64(m.syncSumNs.Load())/1e9)
 	fmt.Fprintf(w, "sluice_sync_duration_seconds_count %d\n", cum)
 
-	fmt.Fprintln(w, "# HELP sluice_partition_end_offset The next offset of each partition.")
-	fmt.Fprintln(w, "# TYPE sluice_partition_end_offset gauge")
-	topics := e.Topics()
-	for _, cfg := range topics {
-		t := e.TopicByName(cfg.Name)
-		if t == nil {
-			continue
-		}
-		for _, p := range t.parts {
-			fmt.Fprintf(w, "sluice_partition_end_offset{topic=%q,partition=\"%d\"} %d\n", cfg.Name, p.id, p.NextOffset())
-		}
-	}
-	fmt.Fprintln(w, "# HELP sluice_partition_synced_offset The offset below which each partition is covered by an fdatasync.")
-	fmt.Fprintln(w, "# TYPE sluice_partition_synced_offset gauge")
-	for _, cfg := range topics {
+	var parts []*Partition
+	for _, cfg := range e.Topics() {
 		if t := e.TopicByName(cfg.Name); t != nil {
-			for _, p := range t.parts {
-				fmt.Fprintf(w, "sluice_partition_synced_offset{topic=%q,partition=\"%d\"} %d\n", cfg.Name, p.id, p.SyncedOffset())
-			}
+			parts = append(parts, t.parts...)
 		}
 	}
-	fmt.Fprintln(w, "# HELP sluice_partition_bytes Bytes retained by each partition.")
-	fmt.Fprintln(w, "# TYPE sluice_partition_bytes gauge")
-	for _, cfg := range topics {
-		if t := e.TopicByName(cfg.Name); t != nil {
-			for _, p := range t.parts {
-				fmt.Fprintf(w, "sluice_partition_bytes{topic=%q,partition=\"%d\"} %d\n", cfg.Name, p.id, p.log.Size())
-			}
-		}
-	}
+	writePartitionGauge(w, parts, "sluice_partition_end_offset", "The next offset of each partition.", (*Partition).NextOffset)
+	writePartitionGauge(w, parts, "sluice_partition_synced_offset", "The offset below which each partition is covered by an fdatasync.", (*Partition).SyncedOffset)
+	writePartitionGauge(w, parts, "sluice_partition_bytes", "Bytes retained by each partition.", func(p *Partition) int64 { return p.log.Size() })
 	fmt.Fprintln(w, "# HELP sluice_consumer_group_lag Records between a group's committed offset and the partition end.")
 	fmt.Fprintln(w, "# TYPE sluice_consumer_group_lag gauge")
 	for _, k := range e.offsets.Keys() {
@@ -121,6 +100,13 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 		off, _ := e.offsets.Get(k.Group, k.Topic, k.Partition)
 		lag := max(t.Partition(k.Partition).NextOffset()-off, 0)
 		fmt.Fprintf(w, "sluice_consumer_group_lag{group=%q,topic=%q,partition=\"%d\"} %d\n", k.Group, k.Topic, k.Partition, lag)
+	}
+}
+
+func writePartitionGauge(w io.Writer, parts []*Partition, name, help string, value func(*Partition) int64) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+	for _, p := range parts {
+		fmt.Fprintf(w, "%s{topic=%q,partition=\"%d\"} %d\n", name, p.topic.cfg.Name, p.id, value(p))
 	}
 }
 
