@@ -10,12 +10,24 @@ import (
 
 // allocBytes reports the bytes fn allocates on the heap.
 func allocBytes(fn func()) uint64 {
+	// One P while measuring, as testing.AllocsPerRun does, so other goroutines add less to the
+	// process-wide counter.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	fn()
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
+}
+
+// leastAllocBytes is allocBytes of a repeatable fn, the least of three runs: noise only adds.
+func leastAllocBytes(fn func()) uint64 {
+	least := ^uint64(0)
+	for range 3 {
+		least = min(least, allocBytes(fn))
+	}
+	return least
 }
 
 func TestFrameHeaderLayout(t *testing.T) {
@@ -79,22 +91,33 @@ func TestParseFrameHeaderRejects(t *testing.T) {
 // TestDecoderOversizedBeforeAllocating: a 4 GiB length is refused from the header alone, whether the
 // header arrives whole or in pieces, and nothing near the announced size is allocated.
 func TestDecoderOversizedBeforeAllocating(t *testing.T) {
+	// The header claims a 4 GiB frame. The decoder must refuse it from the header alone, holding at
+	// most the header and allocating nothing near the claimed size. Allocations are counted process-wide
+	// (the race runtime and GC workers add a few KiB now and then), so the least of three attempts is
+	// checked against 64 KiB: far below any buffer for the frame.
 	b := append(u32(nil, 0xfffffff0), byte(OpProduce), 0, 0, 0, 0, 1)
 	b = append(b, make([]byte, 100)...)
 	for split := range FrameHeaderSize + 1 {
-		d := NewDecoder(DefaultMaxFrame)
-		var err error
-		n := allocBytes(func() {
-			err = d.Feed(b[:split], func(Frame) error { t.Fatal("frame yielded"); return nil })
-			if err == nil {
-				err = d.Feed(b[split:], func(Frame) error { t.Fatal("frame yielded"); return nil })
+		least := ^uint64(0)
+		for range 3 {
+			d := NewDecoder(DefaultMaxFrame)
+			var err error
+			n := allocBytes(func() {
+				err = d.Feed(b[:split], func(Frame) error { t.Fatal("frame yielded"); return nil })
+				if err == nil {
+					err = d.Feed(b[split:], func(Frame) error { t.Fatal("frame yielded"); return nil })
+				}
+			})
+			if !errors.Is(err, ErrFrameTooLarge) {
+				t.Fatalf("split %d: %v", split, err)
 			}
-		})
-		if !errors.Is(err, ErrFrameTooLarge) {
-			t.Fatalf("split %d: %v", split, err)
+			if d.Buffered() > FrameHeaderSize {
+				t.Fatalf("split %d: %d bytes buffered", split, d.Buffered())
+			}
+			least = min(least, n)
 		}
-		if d.Buffered() > FrameHeaderSize || n > 4096 {
-			t.Fatalf("split %d: %d buffered, %d bytes allocated", split, d.Buffered(), n)
+		if least > 64<<10 {
+			t.Fatalf("split %d: %d bytes allocated", split, least)
 		}
 	}
 }

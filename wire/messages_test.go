@@ -205,7 +205,7 @@ func TestMessagesHostileCounts(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var err error
-			n := allocBytes(func() { err = c.new().Decode(c.b) })
+			n := leastAllocBytes(func() { err = c.new().Decode(c.b) })
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode: %v, want ErrMalformed", err)
 			}
@@ -233,7 +233,7 @@ func TestDecodeBoundedAllocation(t *testing.T) {
 		m    body
 	}{{"group-list", groups, new(GroupList)}, {"group-info", members, new(GroupInfo)}} {
 		var err error
-		bytesAlloc := allocBytes(func() { err = c.m.Decode(c.b) })
+		bytesAlloc := leastAllocBytes(func() { err = c.m.Decode(c.b) })
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
