@@ -159,14 +159,19 @@ func (cn *conn) nextCorr() uint32 {
 // register files h under a fresh correlation id. It fails once the connection has failed.
 func (cn *conn) register(h replyHandler) (uint32, error) {
 	corr := cn.nextCorr()
+	return corr, cn.registerAs(corr, h)
+}
+
+// registerAs files h under corr, an id from nextCorr. It fails once the connection has failed.
+func (cn *conn) registerAs(corr uint32, h replyHandler) error {
 	cn.pmu.Lock()
 	if cn.dead {
 		cn.pmu.Unlock()
-		return 0, cn.lostErr()
+		return cn.lostErr()
 	}
 	cn.pending[corr] = h
 	cn.pmu.Unlock()
-	return corr, nil
+	return nil
 }
 
 // take removes and returns the handler registered under corr, or nil.
@@ -185,6 +190,12 @@ func (cn *conn) take(corr uint32) replyHandler {
 func (cn *conn) beginFrame(op wire.Op, flags wire.Flags, corr uint32) ([]byte, int) {
 	cn.wmu.Lock()
 	return wire.BeginFrame(cn.wbuf, op, flags, corr)
+}
+
+// abandonFrame drops the frame opened by beginFrame and unlocks the write buffer.
+func (cn *conn) abandonFrame(buf []byte, start int) {
+	cn.wbuf = buf[:start]
+	cn.wmu.Unlock()
 }
 
 // endFrame closes the frame opened by beginFrame and unlocks the write buffer. A frame over the

@@ -513,19 +513,26 @@ func (p *Producer) send(b *pbatch) {
 		p.finish(b, -1, err, true)
 		return
 	}
-	var corr uint32
+	// The whole frame is built before b is registered: once registered, a reply or a connection
+	// failure (on the reader goroutine) may complete b and recycle it, so send must not read b after
+	// that, except through take (which hands b back only if nobody completed it).
 	flags, noReply := wire.Flags(0), p.opts.Durability == wire.DurabilityNone
 	if noReply {
-		flags, corr = wire.FlagNoReply, cn.nextCorr()
-	} else {
-		if corr, err = cn.register(b); err != nil {
+		flags = wire.FlagNoReply
+	}
+	corr := cn.nextCorr()
+	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
+	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
+	buf = append(req.AppendHeader(buf), b.data...)
+	if !noReply {
+		// Registered while the write buffer is locked: the request cannot leave (so no reply can
+		// come) before this goroutine is done with b.
+		if err := cn.registerAs(corr, b); err != nil {
+			cn.abandonFrame(buf, start)
 			b.complete(wire.Frame{}, err)
 			return
 		}
 	}
-	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
-	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
-	buf = append(req.AppendHeader(buf), b.data...)
 	if err := cn.endFrame(buf, start); err != nil {
 		if noReply || cn.take(corr) != nil {
 			p.finish(b, -1, err, true)
