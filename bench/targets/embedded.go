@@ -48,19 +48,8 @@ func (t *Embedded) Open(_ context.Context, cfg bench.Config) error {
 	if err := checkSplit(t.cfg); err != nil {
 		return err
 	}
-	if t.dir, err = os.MkdirTemp(t.opts.Dir, "sluice-bench-embedded-*"); err != nil {
-		return fmt.Errorf("targets: data dir: %w", err)
-	}
-	t.eng, err = engine.Open(engine.Options{
-		DataDir:       t.dir,
-		FlushInterval: t.opts.FlushInterval,
-		FlushBytes:    t.opts.FlushBytes,
-		MaxBatchBytes: max(1<<20, t.cfg.BatchBytes+t.cfg.PayloadSize+64),
-		Logger:        t.opts.Logger,
-	})
-	if err != nil {
-		os.RemoveAll(t.dir)
-		return fmt.Errorf("targets: open engine: %w", err)
+	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "embedded"); err != nil {
+		return err
 	}
 	t.topic = topicName()
 	if _, err := t.eng.CreateTopic(wire.TopicConfig{Name: t.topic, Partitions: uint32(t.cfg.Partitions)}); err != nil {

@@ -54,6 +54,7 @@ import (
 	"unsafe"
 
 	"github.com/sluicemq/sluice/bench"
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -241,4 +242,25 @@ func (e *errList) join() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return errors.Join(e.errs...)
+}
+
+// openEngine opens an engine for a target on a fresh temporary directory under opts.Dir, sized for
+// cfg's batches, and removes the directory again if the engine does not open.
+func openEngine(opts Options, cfg bench.Config, kind string) (string, *engine.Engine, error) {
+	dir, err := os.MkdirTemp(opts.Dir, "sluice-bench-"+kind+"-*")
+	if err != nil {
+		return "", nil, fmt.Errorf("targets: data dir: %w", err)
+	}
+	eng, err := engine.Open(engine.Options{
+		DataDir:       dir,
+		FlushInterval: opts.FlushInterval,
+		FlushBytes:    opts.FlushBytes,
+		MaxBatchBytes: max(1<<20, cfg.BatchBytes+cfg.PayloadSize+64),
+		Logger:        opts.Logger,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("targets: open engine: %w", err)
+	}
+	return dir, eng, nil
 }

@@ -126,18 +126,8 @@ func (t *Client) Open(ctx context.Context, cfg bench.Config) (err error) {
 // startBroker opens an engine on a temporary directory and serves it on 127.0.0.1:0.
 func (t *Client) startBroker() error {
 	var err error
-	if t.dir, err = os.MkdirTemp(t.opts.Dir, "sluice-bench-tcp-*"); err != nil {
-		return fmt.Errorf("targets: data dir: %w", err)
-	}
-	t.eng, err = engine.Open(engine.Options{
-		DataDir:       t.dir,
-		FlushInterval: t.opts.FlushInterval,
-		FlushBytes:    t.opts.FlushBytes,
-		MaxBatchBytes: max(1<<20, t.cfg.BatchBytes+t.cfg.PayloadSize+64),
-		Logger:        t.opts.Logger,
-	})
-	if err != nil {
-		return fmt.Errorf("targets: open engine: %w", err)
+	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "tcp"); err != nil {
+		return err
 	}
 	t.srv, err = server.Start(server.Options{Addr: "127.0.0.1:0", Engine: t.eng, Loops: t.opts.Loops, Logger: t.opts.Logger})
 	if err != nil {
