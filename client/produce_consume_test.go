@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -309,6 +310,70 @@ func TestCompressionAgainstBroker(t *testing.T) {
 			}
 			if m.Offset != int64(i) || !bytes.Equal(m.Value, bytes.Repeat([]byte{byte('a' + i%26)}, 100)) {
 				t.Fatalf("%v: record %d: offset %d value %.10q", codec, i, m.Offset, m.Value)
+			}
+		}
+		cons.Close(ctx)
+	}
+}
+
+// TestCompressionIncompressible fills batches to the broker's batch limit with random bytes, which
+// every codec grows a little: the producer sends such batches uncompressed instead of over the limit.
+func TestCompressionIncompressible(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	ctx := testCtx(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	// Values sized so that one record fills a batch to exactly the limit, then smaller ones.
+	n := 1<<20 - wire.BatchHeaderSize
+	for wire.BatchHeaderSize+wire.RecordSize(0, 0, nil, make([]byte, n), nil) > 1<<20 {
+		n--
+	}
+	values := make([][]byte, 0, 300)
+	for i := range cap(values) {
+		v := make([]byte, 5000)
+		if i < 3 {
+			v = make([]byte, n)
+		}
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		values = append(values, v)
+	}
+	for _, codec := range []wire.Codec{wire.CodecGzip, wire.CodecSnappy, wire.CodecZstd} {
+		topic := "rand-" + codec.String()
+		createTopic(t, c, topic, 1)
+		// A long linger and a full-size batch limit: every batch but the last leaves full.
+		p, err := c.Producer(topic, WithCompression(codec), WithLinger(time.Minute), WithMaxBatchBytes(1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed atomic.Int64
+		for _, v := range values {
+			if err := p.Produce(ctx, Record{Value: v}, func(r Result) {
+				if r.Err != nil && failed.Add(1) == 1 {
+					t.Errorf("%v: %v", codec, r.Err)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := failed.Load(); n != 0 {
+			t.Fatalf("%v: %d of %d records failed", codec, n, len(values))
+		}
+		cons, err := c.Subscribe(ctx, topic, WithStartEarliest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range values {
+			m, err := cons.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Offset != int64(i) || !bytes.Equal(m.Value, v) {
+				t.Fatalf("%v: record %d: offset %d", codec, i, m.Offset)
 			}
 		}
 		cons.Close(ctx)

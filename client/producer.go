@@ -68,7 +68,8 @@ type ProducerOptions struct {
 	// so that the broker stores a batch resent after a lost connection only once (and answers the
 	// resend with the original offsets). Default off.
 	Idempotent bool
-	// Compression is the batch codec. Default none.
+	// Compression is the batch codec. Default none. A batch the codec does not shrink is sent
+	// uncompressed.
 	Compression wire.Codec
 
 	// Partitioner picks partitions. Default HashPartitioner.
@@ -499,6 +500,13 @@ func (p *Producer) send(b *pbatch) {
 			p.stamp(b)
 		}
 		data, err := b.b.Build()
+		if err == nil && p.opts.Compression != wire.CodecNone && len(data) >= b.b.Size() {
+			// The codec did not shrink the records (random or already compressed bytes): they travel
+			// as they are, so a batch filled to MaxBatchBytes never grows past it on the wire.
+			b.b.SetCompression(wire.CodecNone)
+			data, err = b.b.Build()
+			b.b.SetCompression(p.opts.Compression)
+		}
 		if err != nil {
 			p.finish(b, -1, fmt.Errorf("client: build batch: %w", err), true)
 			return
