@@ -46,16 +46,26 @@ type MPSC[T any] struct {
 	headCache atomic.Uint64
 	_         [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
 
-	// head is the next position to read; only the consumer stores it, after
-	// the slots before it are read and cleared.
+	// head is the released position: only the consumer stores it, after
+	// the slots before it are read and cleared; producers load it when
+	// headCache says the ring is full.
 	head atomic.Uint64
 	_    [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
+
+	// next is the consumer's private next position to read, ahead of head
+	// by the entries Take has returned but not yet released (fewer than
+	// takeRelease); on its own line, so that its stores do not take head's
+	// line from the producers.
+	next uint64
+	_    [cacheLine - unsafe.Sizeof(uint64(0))]byte
 
 	w waiter // wake-up state on its own line, then read-mostly config
 
 	// Read-mostly: written before the ring is shared.
-	slots []slot[T] // len is a power of two
-	mask  uint64    // len(slots) - 1
+	slots       []slot[T] // len is a power of two
+	mask        uint64    // len(slots) - 1
+	takeRelease uint64    // Take releases slots to the producers this many at a time
+	clearSlots  bool      // T holds pointers: clear consumed slots so they keep nothing alive
 
 	_ [cacheLine]byte // off the cache line of whatever follows
 }
@@ -66,7 +76,12 @@ func NewMPSC[T any](o Options) (*MPSC[T], error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	r := &MPSC[T]{slots: make([]slot[T], o.Capacity), mask: uint64(o.Capacity - 1)}
+	r := &MPSC[T]{
+		slots:       make([]slot[T], o.Capacity),
+		mask:        uint64(o.Capacity - 1),
+		takeRelease: takeRelease(o.Capacity),
+		clearSlots:  hasPointers[T](),
+	}
 	r.w.init(o)
 	return r, nil
 }
@@ -185,23 +200,32 @@ func (r *MPSC[T]) hasSpace() bool {
 	return r.tail.Load()-h < uint64(len(r.slots))
 }
 
-// consumed publishes head = h once the consumer is done with the slots
-// before it, and wakes parked producers once resume slots are free.
+// consumed releases the slots before h to the producers (head = h) and
+// wakes parked producers once resume slots are free.
 func (r *MPSC[T]) consumed(h uint64) {
+	r.next = h
 	r.head.Store(h) // release: reads and clears of the slots happen before it
 	if r.w.blocked.Load() != 0 && uint64(len(r.slots))-(r.tail.Load()-h) >= r.w.resume {
 		r.w.wakeProducers()
 	}
 }
 
+// release hands the producers the slots Take has returned and not yet
+// released, before the consumer waits or arms.
+func (r *MPSC[T]) release() {
+	if r.next != r.head.Load() {
+		r.consumed(r.next)
+	}
+}
+
 // Poll calls fn on up to limit published entries in order and returns how
 // many. It does not wait, and stops at the first slot claimed but not yet
 // published. The pointer is into the ring's slot and valid only during the
-// call: copy what must outlive it. fn must not call methods of r. Each slot
-// is cleared after fn returns, so an entry holding pointers does not keep
-// their targets alive, and head moves once for the whole batch.
+// call: copy what must outlive it. fn must not call methods of r. A slot of
+// a type holding pointers is cleared after fn returns, so it keeps nothing
+// alive, and head moves once for the whole batch.
 func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
-	h := r.head.Load()
+	h := r.next
 	var zero T
 	n := uint64(0)
 	for ; n < uint64(max(limit, 0)); n++ {
@@ -210,7 +234,9 @@ func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
 			break
 		}
 		fn(&s.v)
-		s.v = zero
+		if r.clearSlots {
+			s.v = zero
+		}
 	}
 	if n > 0 {
 		r.consumed(h + n)
@@ -219,10 +245,10 @@ func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
 }
 
 // Drain copies up to len(dst) published entries into dst in order, clears
-// their slots, and returns how many. It does not wait, and stops at the
-// first slot claimed but not yet published.
+// their slots (if T holds pointers), and returns how many. It does not
+// wait, and stops at the first slot claimed but not yet published.
 func (r *MPSC[T]) Drain(dst []T) int {
-	h := r.head.Load()
+	h := r.next
 	var zero T
 	n := uint64(0)
 	for ; n < uint64(len(dst)); n++ {
@@ -231,7 +257,9 @@ func (r *MPSC[T]) Drain(dst []T) int {
 			break
 		}
 		dst[n] = s.v
-		s.v = zero
+		if r.clearSlots {
+			s.v = zero
+		}
 	}
 	if n > 0 {
 		r.consumed(h + n)
@@ -239,9 +267,9 @@ func (r *MPSC[T]) Drain(dst []T) int {
 	return int(n)
 }
 
-// ready reports whether the entry at head is published. Consumer only.
+// ready reports whether the entry at next is published. Consumer only.
 func (r *MPSC[T]) ready() bool {
-	h := r.head.Load()
+	h := r.next
 	return r.slots[h&r.mask].seq.Load() == h+1
 }
 
@@ -252,21 +280,29 @@ func (r *MPSC[T]) Wait() bool {
 	if r.ready() {
 		return true
 	}
-	return r.w.await(r.ready)
+	r.release()
+	return r.w.await(r.ready, r.ready)
 }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
-// false if the ring is closed and empty.
+// false if the ring is closed and empty. Like SPSC.Take, it releases slots
+// to the producers in runs, and whenever the next entry is not yet
+// published.
 func (r *MPSC[T]) Take() (v T, ok bool) {
-	if !r.Wait() {
+	if !r.ready() && !r.Wait() {
 		return v, false
 	}
-	h := r.head.Load()
+	h := r.next
 	s := &r.slots[h&r.mask]
 	v = s.v
-	var zero T
-	s.v = zero
-	r.consumed(h + 1)
+	if r.clearSlots {
+		var zero T
+		s.v = zero
+	}
+	r.next = h + 1
+	if r.next-r.head.Load() >= r.takeRelease || !r.ready() {
+		r.consumed(r.next)
+	}
 	return v, true
 }
 
@@ -276,4 +312,7 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 // meantime: the consumer must poll again instead of sleeping. A false Arm may
 // still be followed by one Waker call, if a producer saw the arm first. Arm
 // panics if Options.Waker is nil.
-func (r *MPSC[T]) Arm() bool { return r.w.arm(r.ready) }
+func (r *MPSC[T]) Arm() bool {
+	r.release()
+	return r.w.arm(r.ready)
+}

@@ -113,3 +113,7 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// takeRelease is how many entries Take returns before it releases their
+// slots to the producers: an eighth of the ring, between 1 and 64.
+func takeRelease(capacity int) uint64 { return uint64(min(max(capacity/8, 1), 64)) }

@@ -23,18 +23,28 @@ type SPSC[T any] struct {
 	headCache uint64
 	_         [cacheLine - unsafe.Sizeof(atomic.Uint64{}) - unsafe.Sizeof(uint64(0))]byte
 
-	// Consumer's line. head is the next position to read; only the consumer
-	// stores it, after the slots before it are read and cleared. tailCache
-	// is the consumer's last view of tail, never ahead of it.
-	head      atomic.Uint64
+	// head is the released position: only the consumer stores it, after
+	// the slots before it are read and cleared, and the producer loads it
+	// when headCache says the ring is full. It has a line of its own, so
+	// the consumer's private stores below do not take it from the producer.
+	head atomic.Uint64
+	_    [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
+
+	// Consumer's private line. next is the next position to read, ahead of
+	// head by the entries Take has returned but not yet released (fewer than
+	// takeRelease). tailCache is the consumer's last view of tail, never
+	// ahead of it.
+	next      uint64
 	tailCache uint64
-	_         [cacheLine - unsafe.Sizeof(atomic.Uint64{}) - unsafe.Sizeof(uint64(0))]byte
+	_         [cacheLine - 2*unsafe.Sizeof(uint64(0))]byte
 
 	w waiter // wake-up state on its own line, then read-mostly config
 
 	// Read-mostly: written before the ring is shared.
-	buf  []T    // len is a power of two
-	mask uint64 // len(buf) - 1
+	buf         []T    // len is a power of two
+	mask        uint64 // len(buf) - 1
+	takeRelease uint64 // Take releases slots to the producer this many at a time
+	clearSlots  bool   // T holds pointers: clear consumed slots so they keep nothing alive
 
 	_ [cacheLine]byte // off the cache line of whatever follows
 }
@@ -45,8 +55,14 @@ func NewSPSC[T any](o Options) (*SPSC[T], error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	r := &SPSC[T]{buf: make([]T, o.Capacity), mask: uint64(o.Capacity - 1)}
+	r := &SPSC[T]{
+		buf:         make([]T, o.Capacity),
+		mask:        uint64(o.Capacity - 1),
+		takeRelease: takeRelease(o.Capacity),
+		clearSlots:  hasPointers[T](),
+	}
 	r.w.init(o)
+	r.w.heavy = asymmetric
 	return r, nil
 }
 
@@ -93,7 +109,7 @@ func (r *SPSC[T]) Offer(v T) bool {
 		return false
 	}
 	r.buf[t&r.mask] = v
-	r.tail.Store(t + 1) // release: the slot write above happens before it
+	publishStore(&r.tail, t+1)
 	if r.w.state.Load() != running {
 		r.w.signal()
 	}
@@ -115,7 +131,7 @@ func (r *SPSC[T]) OfferBatch(vs []T) int {
 	i := t & r.mask
 	c := copy(r.buf[i:], vs[:n]) // up to the end of the buffer,
 	copy(r.buf, vs[c:n])         // then the wrapped part from slot 0
-	r.tail.Store(t + n)
+	publishStore(&r.tail, t+n)
 	if r.w.state.Load() != running {
 		r.w.signal()
 	}
@@ -137,12 +153,22 @@ func (r *SPSC[T]) hasSpace() bool {
 	return r.tail.Load()-h < uint64(len(r.buf))
 }
 
-// consumed publishes head = h once the consumer is done with the slots
-// before it, and wakes parked producers once resume slots are free.
+// consumed releases the slots before h to the producer (head = h) and wakes
+// parked producers once resume slots are free.
 func (r *SPSC[T]) consumed(h uint64) {
+	r.next = h
 	r.head.Store(h) // release: reads and clears of the slots happen before it
 	if r.w.blocked.Load() != 0 && uint64(len(r.buf))-(r.tail.Load()-h) >= r.w.resume {
 		r.w.wakeProducers()
+	}
+}
+
+// release hands the producer the slots Take has returned and not yet
+// released. The consumer calls it before it waits or arms: a producer
+// waiting for space must see every slot the consumer is done with.
+func (r *SPSC[T]) release() {
+	if r.next != r.head.Load() {
+		r.consumed(r.next)
 	}
 }
 
@@ -159,19 +185,21 @@ func (r *SPSC[T]) available(h, want uint64) uint64 {
 // Poll calls fn on up to limit published entries in order and returns how
 // many. It does not wait. The pointer is into the ring's slot and valid only
 // during the call: copy what must outlive it. fn must not call methods of r.
-// Each slot is cleared after fn returns, so an entry holding pointers does
-// not keep their targets alive, and head moves once for the whole batch.
+// A slot of a type holding pointers is cleared after fn returns, so it keeps
+// nothing alive, and head moves once for the whole batch.
 func (r *SPSC[T]) Poll(limit int, fn func(*T)) int {
 	if limit <= 0 {
 		return 0
 	}
-	h := r.head.Load()
+	h := r.next
 	n := min(r.available(h, uint64(limit)), uint64(limit))
 	var zero T
 	for k := uint64(0); k < n; k++ {
 		p := &r.buf[(h+k)&r.mask]
 		fn(p)
-		*p = zero
+		if r.clearSlots {
+			*p = zero
+		}
 	}
 	if n > 0 {
 		r.consumed(h + n)
@@ -180,12 +208,12 @@ func (r *SPSC[T]) Poll(limit int, fn func(*T)) int {
 }
 
 // Drain copies up to len(dst) published entries into dst in order, clears
-// their slots, and returns how many. It does not wait.
+// their slots (if T holds pointers), and returns how many. It does not wait.
 func (r *SPSC[T]) Drain(dst []T) int {
 	if len(dst) == 0 {
 		return 0
 	}
-	h := r.head.Load()
+	h := r.next
 	n := min(r.available(h, uint64(len(dst))), uint64(len(dst)))
 	if n == 0 {
 		return 0
@@ -193,15 +221,17 @@ func (r *SPSC[T]) Drain(dst []T) int {
 	i := h & r.mask
 	end := min(i+n, uint64(len(r.buf)))
 	c := copy(dst, r.buf[i:end])
-	clear(r.buf[i:end])
 	copy(dst[c:n], r.buf)
-	clear(r.buf[:n-uint64(c)])
+	if r.clearSlots {
+		clear(r.buf[i:end])
+		clear(r.buf[:n-uint64(c)])
+	}
 	r.consumed(h + n)
 	return int(n)
 }
 
-// ready reports whether an entry is published at head. Consumer only.
-func (r *SPSC[T]) ready() bool { return r.available(r.head.Load(), 1) > 0 }
+// ready reports whether an entry is published at next. Consumer only.
+func (r *SPSC[T]) ready() bool { return r.available(r.next, 1) > 0 }
 
 // Wait blocks, by the wait strategy, until an entry is published or the ring
 // is closed. It returns true if an entry is ready to Poll or Drain, false if
@@ -210,21 +240,34 @@ func (r *SPSC[T]) Wait() bool {
 	if r.ready() {
 		return true
 	}
-	return r.w.await(r.ready)
+	r.release()
+	return r.w.await(r.ready, r.ready)
 }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
 // false if the ring is closed and empty.
+//
+// Take releases slots to the producer in runs (an eighth of the ring, at
+// most 64) rather than one by one, and whenever it has taken every entry it
+// knows to be published: a store the producer must see is a cache-line
+// transfer between cores, and one per entry would cost more than the
+// hand-off itself while the consumer has a backlog. Until then Len still
+// counts the entries Take returned.
 func (r *SPSC[T]) Take() (v T, ok bool) {
 	if !r.Wait() {
 		return v, false
 	}
-	h := r.head.Load()
+	h := r.next
 	p := &r.buf[h&r.mask]
 	v = *p
-	var zero T
-	*p = zero
-	r.consumed(h + 1)
+	if r.clearSlots {
+		var zero T
+		*p = zero
+	}
+	r.next = h + 1
+	if r.next == r.tailCache || r.next-r.head.Load() >= r.takeRelease {
+		r.consumed(r.next)
+	}
 	return v, true
 }
 
@@ -234,4 +277,7 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 // meantime: the consumer must poll again instead of sleeping. A false Arm may
 // still be followed by one Waker call, if a producer saw the arm first. Arm
 // panics if Options.Waker is nil.
-func (r *SPSC[T]) Arm() bool { return r.w.arm(r.ready) }
+func (r *SPSC[T]) Arm() bool {
+	r.release()
+	return r.w.arm(r.ready)
+}

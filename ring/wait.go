@@ -54,8 +54,12 @@ type waiter struct {
 	// producer's send never blocks, and a token sent just after the consumer
 	// cancelled its park is left for the next park, which then returns at
 	// once and re-checks (a spurious wake-up, never a lost one).
-	wake   chan struct{}
-	waker  func()
+	wake  chan struct{}
+	waker func()
+	// heavy says the producers publish with a plain release store, so the
+	// consumer's announcement needs heavyFence before its re-check (SPSC;
+	// MPSC producers fence with their claim).
+	heavy  bool
 	wait   WaitStrategy
 	spins  int
 	yields int
@@ -113,6 +117,9 @@ func (w *waiter) announce(s uint32) {
 		w.idleHook()
 	}
 	w.state.Store(s)
+	if w.heavy {
+		heavyFence()
+	}
 }
 
 // cancel takes back an announce after the re-check found work. If a producer
@@ -134,6 +141,7 @@ func (w *waiter) block() {
 func (w *waiter) consumerPause(i int) (park bool) {
 	switch {
 	case w.wait == WaitSpin || i < w.spins:
+		backoff(i)
 		return false
 	case w.wait == WaitYield || i < w.spins+w.yields:
 		runtime.Gosched()
@@ -216,8 +224,11 @@ func (w *waiter) put(offer, hasSpace func() bool) bool {
 	}
 }
 
-// await is Wait for both rings: ready reports an entry at the consumer's position.
-func (w *waiter) await(ready func() bool) bool {
+// await is Wait for both rings: ready reports an entry at the consumer's
+// position; pending, checked after announcing a park, reports an entry
+// published or about to be (an MPSC claim not yet marked), whose producer
+// may have missed the announcement.
+func (w *waiter) await(ready, pending func() bool) bool {
 	for i := 0; ; i++ {
 		if ready() {
 			return true
@@ -227,8 +238,11 @@ func (w *waiter) await(ready func() bool) bool {
 		}
 		if w.consumerPause(i) {
 			w.announce(parked)
-			if ready() || w.isClosed() {
+			if pending() || w.isClosed() {
 				w.cancel(parked)
+				if !ready() {
+					runtime.Gosched() // a claimed entry: let its producer mark it
+				}
 				continue
 			}
 			w.block()
@@ -236,13 +250,30 @@ func (w *waiter) await(ready func() bool) bool {
 	}
 }
 
-// arm is Arm for both rings.
-func (w *waiter) arm(ready func() bool) bool {
+// arm is Arm for both rings (pending as for await).
+func (w *waiter) arm(pending func() bool) bool {
 	w.mustWaker()
 	w.announce(armed)
-	if ready() || w.isClosed() {
+	if pending() || w.isClosed() {
 		w.cancel(armed)
 		return false
 	}
 	return true
+}
+
+// backoff is a spinning consumer's pause before its re-check i: a busy
+// loop on registers, growing from a few to 256 iterations (tens of
+// nanoseconds). Re-reading the producer's cache line in a tight loop would
+// take the line from the producer between its stores, slowing the very
+// publish the consumer waits for; pausing lets entries accumulate, so the
+// consumer then reads a run of them with one look at the producer's line.
+//
+//go:noinline
+func backoff(i int) int {
+	n := 8 << min(i, 5)
+	k := 0
+	for j := 0; j < n; j++ {
+		k += j
+	}
+	return k
 }
