@@ -157,6 +157,39 @@ func TestSlotsCleared(t *testing.T) {
 	}
 }
 
+// TestHasPointers checks which slot types are cleared once consumed.
+func TestHasPointers(t *testing.T) {
+	type plain struct {
+		a int64
+		b [4]uint32
+		c struct{ f float64 }
+	}
+	type withString struct {
+		a int
+		s string
+	}
+	for _, c := range []struct {
+		name      string
+		got, want bool
+	}{
+		{"uint64", hasPointers[uint64](), false},
+		{"plain struct", hasPointers[plain](), false},
+		{"[0]*int", hasPointers[[0]*int](), false},
+		{"*int", hasPointers[*int](), true},
+		{"string", hasPointers[string](), true},
+		{"[]byte", hasPointers[[]byte](), true},
+		{"struct with string", hasPointers[withString](), true},
+		{"[2]any", hasPointers[[2]any](), true},
+		{"func()", hasPointers[func()](), true},
+		{"map", hasPointers[map[int]int](), true},
+		{"chan", hasPointers[chan int](), true},
+	} {
+		if c.got != c.want {
+			t.Errorf("hasPointers[%s] = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
 func TestClosedRingDrainsThenFails(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -213,14 +246,16 @@ func TestLayout(t *testing.T) {
 	var s SPSC[int]
 	apart("SPSC start..tail", 0, unsafe.Offsetof(s.tail))
 	apart("SPSC tail..head", unsafe.Offsetof(s.tail), unsafe.Offsetof(s.head))
-	apart("SPSC head..state", unsafe.Offsetof(s.head), unsafe.Offsetof(s.w)+unsafe.Offsetof(s.w.state))
+	apart("SPSC head..next", unsafe.Offsetof(s.head), unsafe.Offsetof(s.next))
+	apart("SPSC next..state", unsafe.Offsetof(s.next), unsafe.Offsetof(s.w)+unsafe.Offsetof(s.w.state))
 	apart("SPSC state..config", unsafe.Offsetof(s.w)+unsafe.Offsetof(s.w.state), unsafe.Offsetof(s.w)+unsafe.Offsetof(s.w.closed))
 	apart("SPSC config..end", unsafe.Offsetof(s.mask), unsafe.Sizeof(s))
 	var m MPSC[int]
 	apart("MPSC start..tail", 0, unsafe.Offsetof(m.tail))
 	apart("MPSC tail..headCache", unsafe.Offsetof(m.tail), unsafe.Offsetof(m.headCache))
 	apart("MPSC headCache..head", unsafe.Offsetof(m.headCache), unsafe.Offsetof(m.head))
-	apart("MPSC head..state", unsafe.Offsetof(m.head), unsafe.Offsetof(m.w)+unsafe.Offsetof(m.w.state))
+	apart("MPSC head..next", unsafe.Offsetof(m.head), unsafe.Offsetof(m.next))
+	apart("MPSC next..state", unsafe.Offsetof(m.next), unsafe.Offsetof(m.w)+unsafe.Offsetof(m.w.state))
 	apart("MPSC state..config", unsafe.Offsetof(m.w)+unsafe.Offsetof(m.w.state), unsafe.Offsetof(m.w)+unsafe.Offsetof(m.w.closed))
 	apart("MPSC config..end", unsafe.Offsetof(m.mask), unsafe.Sizeof(m))
 }

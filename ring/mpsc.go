@@ -143,11 +143,13 @@ func (r *MPSC[T]) claim(want uint64) (t, n uint64) {
 	}
 }
 
-// publish writes v at position p and marks the slot published.
+// publish writes v at position p and marks the slot published. The mark
+// is a release store, with no fence: the claim's compare-and-swap on tail,
+// before it, is the producer's half of the parking handshake (see pending).
 func (r *MPSC[T]) publish(p uint64, v *T) {
 	s := &r.slots[p&r.mask]
 	s.v = *v
-	s.seq.Store(p + 1) // release: the write of s.v happens before it
+	storeRelease(&s.seq, p+1) // the write of s.v happens before it
 }
 
 // Offer publishes v if there is a free slot, without waiting. It returns
@@ -159,6 +161,9 @@ func (r *MPSC[T]) Offer(v T) bool {
 	t, n := r.claim(1)
 	if n == 0 {
 		return false
+	}
+	if r.w.claimHook != nil {
+		r.w.claimHook()
 	}
 	r.publish(t, &v)
 	if r.w.state.Load() != running {
@@ -281,8 +286,16 @@ func (r *MPSC[T]) Wait() bool {
 		return true
 	}
 	r.release()
-	return r.w.await(r.ready, r.ready)
+	return r.w.await(r.ready, r.pending)
 }
+
+// pending reports whether a position at or after next is claimed: its
+// entry is published or soon will be. The consumer checks it after
+// announcing a park or an arm. A producer claims with a compare-and-swap
+// on tail (a full fence) and loads state after it, so either the consumer
+// sees the claim and stays awake until the mark arrives, or the producer
+// sees the announcement and wakes the consumer.
+func (r *MPSC[T]) pending() bool { return r.tail.Load() != r.next }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
 // false if the ring is closed and empty. Like SPSC.Take, it releases slots
@@ -314,5 +327,5 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 // panics if Options.Waker is nil.
 func (r *MPSC[T]) Arm() bool {
 	r.release()
-	return r.w.arm(r.ready)
+	return r.w.arm(r.ready, r.pending)
 }

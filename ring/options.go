@@ -44,7 +44,7 @@ func (s WaitStrategy) String() string {
 // Defaults applied by NewSPSC and NewMPSC to zero-valued Options fields.
 const (
 	DefaultCapacity = 1024
-	DefaultSpins    = 128
+	DefaultSpins    = 32
 	DefaultYields   = 16
 	// MaxCapacity bounds Options.Capacity. Sequences are uint64 and never
 	// wrap; the bound only keeps a typo from allocating the machine.

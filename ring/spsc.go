@@ -279,5 +279,5 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 // panics if Options.Waker is nil.
 func (r *SPSC[T]) Arm() bool {
 	r.release()
-	return r.w.arm(r.ready)
+	return r.w.arm(r.ready, r.ready)
 }

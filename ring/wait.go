@@ -77,6 +77,9 @@ type waiter struct {
 	// between the consumer's last look at the ring and its announce, the
 	// window that the re-check after the announce exists for.
 	idleHook func()
+	// claimHook, if set, runs on an MPSC producer between its claim and its
+	// mark. Tests only: they hold a claim open while the consumer parks.
+	claimHook func()
 }
 
 func (w *waiter) init(o Options) {
@@ -250,12 +253,15 @@ func (w *waiter) await(ready, pending func() bool) bool {
 	}
 }
 
-// arm is Arm for both rings (pending as for await).
-func (w *waiter) arm(pending func() bool) bool {
+// arm is Arm for both rings (ready and pending as for await).
+func (w *waiter) arm(ready, pending func() bool) bool {
 	w.mustWaker()
 	w.announce(armed)
 	if pending() || w.isClosed() {
 		w.cancel(armed)
+		if !ready() {
+			runtime.Gosched() // a claimed entry: let its producer mark it
+		}
 		return false
 	}
 	return true

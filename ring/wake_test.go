@@ -328,3 +328,49 @@ func TestCloseUnblocksPut(t *testing.T) {
 		}
 	}
 }
+
+// TestMPSCClaimPendingKeepsConsumerAwake holds a producer between its claim
+// and its mark. MPSC marks are release stores with no fence of their own, so
+// a consumer must not block while a claim is pending: the producer's load of
+// the consumer's state may have been made before the consumer announced the
+// park. The consumer announces, sees the claim, cancels and tries again
+// (the idle hook counts the tries); Arm refuses to sleep; and once the mark
+// lands the entry is taken.
+func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
+	r, err := NewMPSC[uint64](Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1, Waker: func() {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, release := make(chan struct{}), make(chan struct{})
+	r.w.claimHook = func() { close(claimed); <-release }
+	go r.Put(42)
+	<-claimed
+	r.w.claimHook = nil
+
+	if r.Arm() {
+		t.Fatal("Arm let the consumer sleep with a claim pending")
+	}
+	var announces atomic.Int64
+	r.w.idleHook = func() { announces.Add(1) }
+	got := make(chan uint64, 1)
+	go func() {
+		v, _ := r.Take()
+		got <- v
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for announces.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer announced a park %d times in 10 s: it blocked with a claim pending", announces.Load())
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	select {
+	case v := <-got:
+		if v != 42 {
+			t.Fatalf("took %d, want 42", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("entry marked after the consumer's announce was never taken")
+	}
+}
