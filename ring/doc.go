@@ -31,14 +31,21 @@
 //	+------------------------------+  written by
 //	| pad                          |
 //	| tail        | headCache      |  producer (consumer reads tail)
-//	| head        | tailCache      |  consumer (producer reads head)
+//	| head                         |  consumer (producer reads head)
+//	| next        | tailCache      |  consumer only
 //	| state       | blocked        |  consumer / producer on its way to park
 //	| closed wake waker opts buf   |  read-mostly (closed: once, by Close)
 //	| pad                          |
 //	+------------------------------+
 //
+// head is the position released to the producer, next the consumer's own
+// read position. Take releases in runs (an eighth of the ring, at most 64)
+// and whenever it has taken every entry it knows of, not once per entry:
+// while the consumer works through a backlog, each release is a cache-line
+// transfer the producer would wait on. Poll and Drain release once per call.
+//
 // MPSC pads tail (CASed by every producer), headCache (shared by the
-// producers, read on every claim, rarely written) and head apart, and
+// producers, read on every claim, rarely written), head and next apart, and
 // prefixes every slot with its publication mark, as an Aeron frame's length
 // precedes its body:
 //
@@ -53,6 +60,11 @@
 // release (Store) and acquire (Load): a Load that observes a Store makes
 // every write before the Store visible after the Load. Entries are written
 // and read with plain memory operations, ordered only by these.
+//
+// Publication (SPSC tail, MPSC marks) is a release store and nothing more
+// where the platform allows (fence.go): on linux/amd64 outside the race
+// detector a plain MOV, where Go's Store would be an XCHG, a full fence that
+// makes every hand-off wait for the producer's cache lines to reach it.
 //
 // The consumer never reads a slot before it is published. SPSC: the producer
 // writes slots [t, t+n) and then stores tail = t+n; the consumer reads slot p
@@ -81,14 +93,27 @@
 // A parking consumer stores state = parked, re-checks the ring and Close,
 // and only then blocks on a one-slot channel; a producer stores its
 // publication, then loads state, and only if it is not running CASes it back
-// and sends a token. Both sides store, then load the other's variable; with
-// sequentially consistent atomics at least one sees the other's store, so
-// either the consumer finds the entry or the producer finds the consumer
-// parked: no wake-up is lost. While the consumer runs, a producer's cost is
-// one load of a line that stays shared in its cache. The CAS lets exactly one
-// producer send per park. A token sent after the consumer cancelled a park
-// makes the next park return at once: a spurious wake-up, which every wait
-// loop tolerates by re-checking.
+// and sends a token. Both sides store, then load the other's variable, and
+// both are fenced in between, so at least one sees the other's store: either
+// the consumer finds the entry or the producer finds the consumer parked,
+// and no wake-up is lost. The fences: the consumer's Store of state is
+// sequentially consistent. An SPSC producer's publication, a release store,
+// is not, so the consumer follows its announcement with heavyFence (Linux
+// membarrier), which makes every running thread of the process execute a
+// fence; where that is unavailable the producer publishes with a sequentially
+// consistent Store instead. An MPSC producer's claim, a compare-and-swap on
+// tail, is a full fence before its state load, so the MPSC consumer re-checks
+// claims (tail != next), not marks: it stays awake, yielding, while a claim
+// is pending, since that producer's state load may predate the announcement.
+// While the consumer runs, a producer's cost is one load of a line that stays
+// shared in its cache. The CAS on state lets exactly one producer send per
+// park. A token sent after the consumer cancelled a park makes the next park
+// return at once: a spurious wake-up, which every wait loop tolerates by
+// re-checking.
+//
+// A spinning consumer pauses between looks, a few to 256 iterations of a
+// register loop: each look at an empty ring takes the producer's line away
+// from it, and pausing lets a run of entries arrive per look.
 //
 // An event loop consumes the same way with Arm and Options.Waker instead of
 // blocking: Arm stores state = armed and re-checks; the first producer to
@@ -103,10 +128,11 @@
 //
 // # Clearing and allocation
 //
-// The consumer zeroes each slot after reading it, so an entry holding
-// pointers does not keep their targets alive while its slot waits for the
-// next lap. Entries are stored by value in a slice of T (no interface
-// boxing); after NewSPSC and NewMPSC, no method allocates.
+// If T holds pointers, the consumer zeroes each slot after reading it, so an
+// entry does not keep their targets alive while its slot waits for the next
+// lap; slots of pointer-free types are left as they are, sparing a store to
+// a line the producer writes next. Entries are stored by value in a slice of
+// T (no interface boxing); after NewSPSC and NewMPSC, no method allocates.
 //
 // # Constants
 //
@@ -114,6 +140,6 @@
 // frozen by compatibility. What callers may rely on: capacity is a power of
 // two, fixed at creation; positions are uint64 and never wrap; an MPSC slot
 // is marked with position+1. cacheLine (128), DefaultCapacity, DefaultSpins,
-// DefaultYields and the producers' wake-up threshold (a quarter of the ring)
-// are tuning constants.
+// DefaultYields, the producers' wake-up threshold (a quarter of the ring),
+// Take's release run and the spinning pause are tuning constants.
 package ring

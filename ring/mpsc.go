@@ -90,8 +90,9 @@ func NewMPSC[T any](o Options) (*MPSC[T], error) {
 func (r *MPSC[T]) Cap() int { return len(r.slots) }
 
 // Len returns the number of positions claimed by producers and not yet
-// consumed, including claims whose entries are still being written. It is a
-// snapshot that may be stale by the time it returns.
+// released by the consumer, including claims whose entries are still being
+// written (Take releases in runs; see Take). It is a snapshot that may be
+// stale by the time it returns.
 func (r *MPSC[T]) Len() int {
 	h := r.head.Load() // head first: then tail >= h
 	return int(min(r.tail.Load()-h, uint64(len(r.slots))))

@@ -68,8 +68,9 @@ type Options struct {
 	// Wait is the wait strategy for Wait, Take and Put. Default WaitPark.
 	Wait WaitStrategy
 
-	// Spins is the number of busy re-checks before the first yield
-	// (WaitYield, WaitPark). Default DefaultSpins.
+	// Spins is the number of paced re-checks a waiting consumer makes
+	// before its first yield (WaitYield, WaitPark); a producer waiting on a
+	// full ring makes an eighth as many. Default DefaultSpins.
 	Spins int
 
 	// Yields is the number of runtime.Gosched re-checks between spinning

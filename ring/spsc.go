@@ -69,8 +69,9 @@ func NewSPSC[T any](o Options) (*SPSC[T], error) {
 // Cap returns the number of slots.
 func (r *SPSC[T]) Cap() int { return len(r.buf) }
 
-// Len returns the number of entries published and not yet consumed. From
-// any goroutine but the two owners it is a snapshot that may be stale.
+// Len returns the number of entries published and not yet released by the
+// consumer (Take releases in runs; see Take). From any goroutine but the two
+// owners it is a snapshot that may be stale.
 func (r *SPSC[T]) Len() int {
 	h := r.head.Load() // head first: then tail >= h
 	return int(min(r.tail.Load()-h, uint64(len(r.buf))))
