@@ -291,3 +291,41 @@ func benchLatency(b *testing.B, gap time.Duration, send func(int64), recv func()
 	b.ReportMetric(float64(h.ValueAtQuantile(50)), "p50-ns")
 	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-ns")
 }
+
+// BenchmarkLineTransfer measures the machine's limit under the single-entry
+// hand-off: the time for a cache line written on one core to be read and
+// written back on another. Two goroutines take turns incrementing one
+// counter, each waiting (spinning, yielding now and then) for the other's
+// increment, so every op is one transfer of the line. A consumer reading
+// 8-byte entries that a producer on another core wrote pays one transfer
+// per 8 entries at least, whatever the ring does.
+func BenchmarkLineTransfer(b *testing.B) {
+	var turn struct {
+		_ [cacheLine]byte
+		n atomic.Int64
+		_ [cacheLine]byte
+	}
+	player := func(parity int64, until int64) {
+		for {
+			v := turn.n.Load()
+			if v >= until {
+				return
+			}
+			if v&1 == parity {
+				turn.n.Store(v + 1)
+				continue
+			}
+			for i := 0; turn.n.Load() == v; i++ {
+				if i&1023 == 1023 {
+					runtime.Gosched() // the other player may not be running
+				}
+			}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() { player(1, int64(b.N)); close(done) }()
+	player(0, int64(b.N))
+	<-done
+}
