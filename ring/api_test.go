@@ -159,14 +159,14 @@ func TestSlotsCleared(t *testing.T) {
 
 // TestHasPointers checks which slot types are cleared once consumed.
 func TestHasPointers(t *testing.T) {
-	type plain struct {
-		a int64
-		b [4]uint32
-		c struct{ f float64 }
+	type plain struct { // fields exported: only reflection reads them
+		A int64
+		B [4]uint32
+		C struct{ F float64 }
 	}
 	type withString struct {
-		a int
-		s string
+		A int
+		S string
 	}
 	for _, c := range []struct {
 		name      string
