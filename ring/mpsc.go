@@ -163,9 +163,6 @@ func (r *MPSC[T]) Offer(v T) bool {
 	if n == 0 {
 		return false
 	}
-	if r.w.claimHook != nil {
-		r.w.claimHook()
-	}
 	r.publish(t, &v)
 	if r.w.state.Load() != running {
 		r.w.signal()

@@ -77,9 +77,6 @@ type waiter struct {
 	// between the consumer's last look at the ring and its announce, the
 	// window that the re-check after the announce exists for.
 	idleHook func()
-	// claimHook, if set, runs on an MPSC producer between its claim and its
-	// mark. Tests only: they hold a claim open while the consumer parks.
-	claimHook func()
 }
 
 func (w *waiter) init(o Options) {

@@ -329,8 +329,8 @@ func TestCloseUnblocksPut(t *testing.T) {
 	}
 }
 
-// TestMPSCClaimPendingKeepsConsumerAwake holds a producer between its claim
-// and its mark. MPSC marks are release stores with no fence of their own, so
+// TestMPSCClaimPendingKeepsConsumerAwake claims a position and marks it only
+// later, as a producer preempted between the two would. MPSC marks are release stores with no fence of their own, so
 // a consumer must not block while a claim is pending: the producer's load of
 // the consumer's state may have been made before the consumer announced the
 // park. The consumer announces, sees the claim, cancels and tries again
@@ -341,11 +341,10 @@ func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claimed, release := make(chan struct{}), make(chan struct{})
-	r.w.claimHook = func() { close(claimed); <-release }
-	go r.Put(42)
-	<-claimed
-	r.w.claimHook = nil
+	pos, n := r.claim(1)
+	if n != 1 {
+		t.Fatalf("claimed %d positions, want 1", n)
+	}
 
 	if r.Arm() {
 		t.Fatal("Arm let the consumer sleep with a claim pending")
@@ -364,7 +363,8 @@ func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
 		}
 		runtime.Gosched()
 	}
-	close(release)
+	v := uint64(42)
+	r.publish(pos, &v)
 	select {
 	case v := <-got:
 		if v != 42 {
