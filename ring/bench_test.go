@@ -87,10 +87,11 @@ func benchRingBatch(b *testing.B, r anyRing[uint64], producers int) {
 				rest[i] = uint64(count - i)
 			}
 			count -= len(rest)
-			for i := 0; len(rest) > 0; i++ {
+			var f fullWait
+			for len(rest) > 0 {
 				n := r.OfferBatch(rest)
 				if n == 0 {
-					r.(interface{ pause(int) }).pause(i)
+					r.(interface{ pause(*fullWait) }).pause(&f)
 				}
 				rest = rest[n:]
 			}
@@ -114,17 +115,9 @@ func benchRingBatch(b *testing.B, r anyRing[uint64], producers int) {
 
 // pause backs off a producer whose OfferBatch found the ring full, by the
 // ring's wait strategy, as Put does.
-func (r *SPSC[T]) pause(i int) {
-	if r.w.producerPause(i) {
-		r.w.blockForSpace(r.hasSpace)
-	}
-}
+func (r *SPSC[T]) pause(f *fullWait) { r.w.fullPause(f, r.head.Load(), r.hasSpace) }
 
-func (r *MPSC[T]) pause(i int) {
-	if r.w.producerPause(i) {
-		r.w.blockForSpace(r.hasSpace)
-	}
-}
+func (r *MPSC[T]) pause(f *fullWait) { r.w.fullPause(f, r.head.Load(), r.hasSpace) }
 
 // sink keeps results alive so the compiler cannot drop the work.
 var sink atomic.Uint64

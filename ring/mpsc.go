@@ -52,12 +52,16 @@ type MPSC[T any] struct {
 	head atomic.Uint64
 	_    [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
 
-	// next is the consumer's private next position to read, ahead of head
-	// by the entries Take has returned but not yet released (fewer than
-	// takeRelease); on its own line, so that its stores do not take head's
-	// line from the producers.
-	next uint64
-	_    [cacheLine - unsafe.Sizeof(uint64(0))]byte
+	// The consumer's private line, so that its stores do not take head's
+	// line from the producers. next is the next position to read, ahead of
+	// head by the entries Take has returned but not yet released (fewer than
+	// takeRelease); released is the consumer's copy of head. caughtUp is the
+	// position at which the consumer last found the next slot unpublished
+	// (see paceRun).
+	next     uint64
+	released uint64
+	caughtUp uint64
+	_        [cacheLine - 3*unsafe.Sizeof(uint64(0))]byte
 
 	w waiter // wake-up state on its own line, then read-mostly config
 
@@ -194,7 +198,7 @@ func (r *MPSC[T]) Put(v T) bool {
 	if r.Offer(v) {
 		return true
 	}
-	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace)
+	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace, &r.head)
 }
 
 // hasSpace reports whether a slot is free. Any goroutine.
@@ -204,19 +208,19 @@ func (r *MPSC[T]) hasSpace() bool {
 }
 
 // consumed releases the slots before h to the producers (head = h) and
-// wakes parked producers once resume slots are free.
+// wakes parked producers (see waiter.freed).
 func (r *MPSC[T]) consumed(h uint64) {
-	r.next = h
+	r.next, r.released = h, h
 	r.head.Store(h) // release: reads and clears of the slots happen before it
-	if r.w.blocked.Load() != 0 && uint64(len(r.slots))-(r.tail.Load()-h) >= r.w.resume {
-		r.w.wakeProducers()
+	if r.w.blocked.Load() != 0 {
+		r.w.freed(h, uint64(len(r.slots))-(r.tail.Load()-h))
 	}
 }
 
 // release hands the producers the slots Take has returned and not yet
 // released, before the consumer waits or arms.
 func (r *MPSC[T]) release() {
-	if r.next != r.head.Load() {
+	if r.next != r.released {
 		r.consumed(r.next)
 	}
 }
@@ -284,6 +288,10 @@ func (r *MPSC[T]) Wait() bool {
 		return true
 	}
 	r.release()
+	if r.next-r.caughtUp < paceRun {
+		spin(pacePause) // a short run since the last time: let more arrive
+	}
+	r.caughtUp = r.next
 	return r.w.await(r.ready, r.pending)
 }
 
@@ -311,8 +319,8 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 		s.v = zero
 	}
 	r.next = h + 1
-	if r.next-r.head.Load() >= r.takeRelease || !r.ready() {
-		r.consumed(r.next)
+	if h+1-r.released >= r.takeRelease || !r.ready() {
+		r.consumed(h + 1)
 	}
 	return v, true
 }

@@ -32,11 +32,15 @@ type SPSC[T any] struct {
 
 	// Consumer's private line. next is the next position to read, ahead of
 	// head by the entries Take has returned but not yet released (fewer than
-	// takeRelease). tailCache is the consumer's last view of tail, never
-	// ahead of it.
+	// takeRelease). released is the consumer's copy of head, so deciding
+	// whether to release does not touch head's line. tailCache is the
+	// consumer's last view of tail, never ahead of it; lastLook is how many
+	// new entries the load that set it found (see paceRun).
 	next      uint64
+	released  uint64
 	tailCache uint64
-	_         [cacheLine - 2*unsafe.Sizeof(uint64(0))]byte
+	lastLook  uint64
+	_         [cacheLine - 4*unsafe.Sizeof(uint64(0))]byte
 
 	w waiter // wake-up state on its own line, then read-mostly config
 
@@ -145,7 +149,7 @@ func (r *SPSC[T]) Put(v T) bool {
 	if r.Offer(v) {
 		return true
 	}
-	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace)
+	return r.w.put(func() bool { return r.Offer(v) }, r.hasSpace, &r.head)
 }
 
 // hasSpace reports whether a slot is free. Any goroutine.
@@ -155,12 +159,12 @@ func (r *SPSC[T]) hasSpace() bool {
 }
 
 // consumed releases the slots before h to the producer (head = h) and wakes
-// parked producers once resume slots are free.
+// parked producers (see waiter.freed).
 func (r *SPSC[T]) consumed(h uint64) {
-	r.next = h
+	r.next, r.released = h, h
 	r.head.Store(h) // release: reads and clears of the slots happen before it
-	if r.w.blocked.Load() != 0 && uint64(len(r.buf))-(r.tail.Load()-h) >= r.w.resume {
-		r.w.wakeProducers()
+	if r.w.blocked.Load() != 0 {
+		r.w.freed(h, uint64(len(r.buf))-(r.tail.Load()-h))
 	}
 }
 
@@ -168,7 +172,7 @@ func (r *SPSC[T]) consumed(h uint64) {
 // released. The consumer calls it before it waits or arms: a producer
 // waiting for space must see every slot the consumer is done with.
 func (r *SPSC[T]) release() {
-	if r.next != r.head.Load() {
+	if r.next != r.released {
 		r.consumed(r.next)
 	}
 }
@@ -179,8 +183,9 @@ func (r *SPSC[T]) available(h, want uint64) uint64 {
 	if a := r.tailCache - h; a >= want {
 		return a
 	}
-	r.tailCache = r.tail.Load() // acquire: slots before tail are written
-	return r.tailCache - h
+	t := r.tail.Load() // acquire: slots before tail are written
+	r.lastLook, r.tailCache = t-r.tailCache, t
+	return t - h
 }
 
 // Poll calls fn on up to limit published entries in order and returns how
@@ -238,6 +243,9 @@ func (r *SPSC[T]) ready() bool { return r.available(r.next, 1) > 0 }
 // is closed. It returns true if an entry is ready to Poll or Drain, false if
 // the ring is closed and empty.
 func (r *SPSC[T]) Wait() bool {
+	if r.next == r.tailCache && r.lastLook < paceRun {
+		spin(pacePause) // the last look at tail found a short run: let more arrive
+	}
 	if r.ready() {
 		return true
 	}
@@ -255,7 +263,7 @@ func (r *SPSC[T]) Wait() bool {
 // hand-off itself while the consumer has a backlog. Until then Len still
 // counts the entries Take returned.
 func (r *SPSC[T]) Take() (v T, ok bool) {
-	if !r.Wait() {
+	if r.next == r.tailCache && !r.Wait() { // Wait re-reads tail first
 		return v, false
 	}
 	h := r.next
@@ -266,8 +274,8 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 		*p = zero
 	}
 	r.next = h + 1
-	if r.next == r.tailCache || r.next-r.head.Load() >= r.takeRelease {
-		r.consumed(r.next)
+	if h+1 == r.tailCache || h+1-r.released >= r.takeRelease {
+		r.consumed(h + 1)
 	}
 	return v, true
 }

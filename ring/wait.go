@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -67,6 +68,10 @@ type waiter struct {
 	// wakes parked producers: a quarter of the ring, so a producer's
 	// wake-up buys a run of publishes, not one.
 	resume uint64
+	// wakeAt is the consumer's: the position past which it wakes parked
+	// producers even if the ring has not drained to resume free slots
+	// (0: none parked when it last looked). See freed.
+	wakeAt uint64
 
 	// mu and space park producers on a full ring. space.L is &mu.
 	mu    sync.Mutex
@@ -150,23 +155,45 @@ func (w *waiter) consumerPause(i int) (park bool) {
 	return true
 }
 
-// producerPause is a producer's step i of waiting in Put for a free slot.
-// It returns true when the producer should park now (blockForSpace).
+// fullWait is a producer's progress through waiting for space.
+type fullWait struct {
+	i     int       // the pause step
+	head  uint64    // the consumer's released position at the producer's last look
+	still time.Time // when the producer first saw head at that position
+}
+
+// parkAfter is how long a producer on a full ring yields without seeing the
+// consumer release a slot before it parks (WaitPark).
+const parkAfter = 50 * time.Microsecond
+
+// fullPause is a producer's pause after an offer found the ring full; head
+// is the ring's head now. The producer spins an eighth as long as the
+// consumer would, then yields, and parks (until hasSpace) only once it has
+// yielded Yields times and the consumer has released nothing for parkAfter.
 //
-// A producer spins an eighth as long as the consumer: the consumer spins
-// while producers may be running, but a full ring frees only when the
-// consumer runs, and with more goroutines than cores a spinning producer
-// holds the core the consumer needs (4 producers on 2 cores: 1.2x to 1.5x
-// faster hand-offs than with the consumer's spin count).
-func (w *waiter) producerPause(i int) (park bool) {
-	switch {
-	case w.wait == WaitSpin || i < w.spins/8:
-		return false
-	case w.wait == WaitYield || i < w.spins/8+w.yields:
-		runtime.Gosched()
-		return false
+// While head moves the consumer is running and space is coming, and parking
+// would only add a wake-up, a costly one: Go puts a goroutine woken by the
+// consumer on the consumer's own processor, behind the consumer, which does
+// not yield while it has entries, so a producer woken there sat idle for
+// milliseconds. With 4 producers on 2 cores, parking after 16 yields (a few
+// microseconds) made hand-offs 1.6x slower than never parking; parking only
+// after parkAfter without progress costs nothing measurable. The short spin
+// is for the same cores: a full ring frees only when the consumer runs, and
+// with more goroutines than cores a spinning producer holds the core the
+// consumer needs (1.2x to 1.5x faster than with the consumer's spin count).
+func (w *waiter) fullPause(f *fullWait, head uint64, hasSpace func() bool) {
+	if head != f.head || f.i == 0 {
+		f.head, f.still = head, time.Now()
+		f.i = min(f.i, w.spins/8)
 	}
-	return true
+	switch {
+	case w.wait == WaitSpin || f.i < w.spins/8:
+	case w.wait == WaitYield || f.i < w.spins/8+w.yields || time.Since(f.still) < parkAfter:
+		runtime.Gosched()
+	default:
+		w.blockForSpace(hasSpace)
+	}
+	f.i++
 }
 
 // blockForSpace parks a producer until hasSpace or the ring is closed. The
@@ -185,9 +212,25 @@ func (w *waiter) blockForSpace(hasSpace func() bool) {
 	w.mu.Unlock()
 }
 
+// freed is the consumer's report, after storing head = h, that producers
+// are parked (blocked != 0) while free slots are free. It wakes them once
+// resume slots are free, or once the consumer has released resume more
+// slots since it first saw them parked: while other producers keep the
+// ring full it may never drain to resume free, and a parked producer must
+// not wait for ever (with 4 producers on 2 cores, one of them stayed
+// parked for most of a benchmark run and the hand-off slowed by 1.6x).
+func (w *waiter) freed(h, free uint64) {
+	if w.wakeAt == 0 {
+		w.wakeAt = h + w.resume
+	}
+	if free >= w.resume || h >= w.wakeAt {
+		w.wakeAt = 0
+		w.wakeProducers()
+	}
+}
+
 // wakeProducers wakes every producer parked in blockForSpace. The consumer
-// calls it when blocked is non-zero and at least resume slots are free;
-// Close calls it unconditionally.
+// calls it by way of freed; Close calls it unconditionally.
 func (w *waiter) wakeProducers() {
 	w.mu.Lock()
 	w.space.Broadcast()
@@ -213,21 +256,18 @@ func (w *waiter) mustWaker() {
 	}
 }
 
-// put is Put's slow path, shared by both rings: offer until it succeeds or the ring closes, pausing
-// by the wait strategy and parking (until hasSpace) when the strategy says so. The closures do not
-// escape, so a blocked Put allocates nothing either.
-func (w *waiter) put(offer, hasSpace func() bool) bool {
-	for i := 0; ; i++ {
-		if w.isClosed() {
-			return false
-		}
-		if w.producerPause(i) {
-			w.blockForSpace(hasSpace)
-		}
+// put is Put's slow path, shared by both rings: offer until it succeeds or
+// the ring closes, pausing by fullPause. The closures do not escape, so a
+// blocked Put allocates nothing either.
+func (w *waiter) put(offer, hasSpace func() bool, head *atomic.Uint64) bool {
+	f := fullWait{head: head.Load()}
+	for !w.isClosed() {
+		w.fullPause(&f, head.Load(), hasSpace)
 		if offer() {
 			return true
 		}
 	}
+	return false
 }
 
 // await is Wait for both rings: ready reports an entry at the consumer's
@@ -270,16 +310,32 @@ func (w *waiter) arm(ready, pending func() bool) bool {
 	return true
 }
 
-// backoff is a spinning consumer's pause before its re-check i: a busy
-// loop on registers, growing from a few to 256 iterations (tens of
-// nanoseconds). Re-reading the producer's cache line in a tight loop would
-// take the line from the producer between its stores, slowing the very
-// publish the consumer waits for; pausing lets entries accumulate, so the
-// consumer then reads a run of them with one look at the producer's line.
+// backoff is a spinning consumer's pause before its re-check i of an empty
+// ring, growing from a few to 256 iterations of spin (tens of nanoseconds).
+// Re-reading the producer's cache line in a tight loop would take the line
+// from the producer between its stores, slowing the very publish the
+// consumer waits for; pausing lets entries accumulate, so the consumer then
+// reads a run of them with one look at the producer's line.
+func backoff(i int) { spin(8 << min(i, 5)) }
+
+// Pacing. A consumer whose last look at the producers' side found fewer
+// than paceRun new entries is ahead of its producers: it spins pacePause
+// iterations before it looks again, so that entries arrive in runs rather
+// than one per look. Each look takes a line the producer is writing (SPSC:
+// tail; MPSC: the next slot) into the consumer's cache, and the producer's
+// next store must take it back: two cross-core transfers, several times the
+// cost of the hand-off itself. Paced, a single-entry SPSC hand-off is about
+// 1.5x faster, and its one-way latency lower (benchmarks.md).
+const (
+	paceRun   = 32
+	pacePause = 128
+)
+
+// spin is a busy loop of n iterations on registers: a pause that touches no
+// memory and issues no fence.
 //
 //go:noinline
-func backoff(i int) int {
-	n := 8 << min(i, 5)
+func spin(n int) int {
 	k := 0
 	for j := 0; j < n; j++ {
 		k += j

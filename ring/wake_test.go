@@ -374,3 +374,89 @@ func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
 		t.Fatal("entry marked after the consumer's announce was never taken")
 	}
 }
+
+// awaitBlocked waits until n producers are parked on a full ring, or fails
+// the test after 5 s.
+func awaitBlocked(t *testing.T, w *waiter, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for w.blocked.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d producers parked after 5 s, want %d", w.blocked.Load(), n)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// TestPutParksAndWakes: a producer in Put on a full ring whose consumer
+// releases nothing parks (WaitPark), and the consumer's releases wake it.
+func TestPutParksAndWakes(t *testing.T) {
+	for _, kind := range []string{"spsc", "mpsc"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newRing[int](t, kind, Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1})
+			for i := range 8 {
+				r.Put(i)
+			}
+			done := make(chan bool)
+			go func() { done <- r.Put(8) }()
+			awaitBlocked(t, waiterOf(r), 1)
+			for want := range 9 {
+				v, ok := r.Take()
+				if !ok || v != want {
+					t.Fatalf("Take = %d, %v; want %d, true", v, ok, want)
+				}
+				if want == 1 { // a quarter of the ring free: the producer must wake
+					select {
+					case ok := <-done:
+						if !ok {
+							t.Fatal("Put returned false on an open ring")
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatal("parked producer not woken with a quarter of the ring free")
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestParkedProducerWokenUnderRefill: another producer refills every slot
+// the consumer releases, so the ring never has a quarter free; the parked
+// producer is still woken once the consumer has released a quarter of the
+// ring since it parked, rather than waiting for the ring to drain.
+func TestParkedProducerWokenUnderRefill(t *testing.T) {
+	r, err := NewMPSC[int](Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		r.Put(i)
+	}
+	woken := make(chan bool, 1)
+	go func() { woken <- r.Put(-1) }() // parks: nothing is released
+	awaitBlocked(t, &r.w, 1)
+	// Release one slot at a time and refill it at once (this goroutine is
+	// the other producer): free never exceeds one of eight, below resume
+	// (two). The consumer sees the producer parked at its first release and
+	// wakes it resume releases later.
+	const maxReleases = 3
+	for released := 1; ; released++ {
+		if _, ok := r.Take(); !ok {
+			t.Fatal("Take on an open ring returned false")
+		}
+		select {
+		case ok := <-woken:
+			if !ok {
+				t.Fatal("Put returned false on an open ring")
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if released == maxReleases {
+			t.Fatalf("parked producer still parked after %d releases with the ring refilled each time", released)
+		}
+		if !r.Offer(released) {
+			t.Fatal("refill of the released slot failed")
+		}
+	}
+}
