@@ -81,13 +81,13 @@ func benchRingBatch(b *testing.B, r anyRing[uint64], producers int) {
 	b.ResetTimer()
 	wait := runProducers(b.N, producers, func(id, count int) {
 		var batch [benchBatch]uint64
+		var f fullWait // outside the loop: through the interface below it escapes
 		for count > 0 {
 			rest := batch[:min(count, benchBatch)]
 			for i := range rest {
 				rest[i] = uint64(count - i)
 			}
 			count -= len(rest)
-			var f fullWait
 			for len(rest) > 0 {
 				n := r.OfferBatch(rest)
 				if n == 0 {

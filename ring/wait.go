@@ -159,7 +159,7 @@ func (w *waiter) consumerPause(i int) (park bool) {
 type fullWait struct {
 	i     int       // the pause step
 	head  uint64    // the consumer's released position at the producer's last look
-	still time.Time // when the producer first saw head at that position
+	still time.Time // when its yields ran out with head at that position (zero: not yet)
 }
 
 // parkAfter is how long a producer on a full ring yields without seeing the
@@ -170,6 +170,8 @@ const parkAfter = 50 * time.Microsecond
 // is the ring's head now. The producer spins an eighth as long as the
 // consumer would, then yields, and parks (until hasSpace) only once it has
 // yielded Yields times and the consumer has released nothing for parkAfter.
+// A move of head starts the sequence again, with the short spin: space has
+// just been freed.
 //
 // While head moves the consumer is running and space is coming, and parking
 // would only add a wake-up, a costly one: Go puts a goroutine woken by the
@@ -182,18 +184,28 @@ const parkAfter = 50 * time.Microsecond
 // with more goroutines than cores a spinning producer holds the core the
 // consumer needs (1.2x to 1.5x faster than with the consumer's spin count).
 func (w *waiter) fullPause(f *fullWait, head uint64, hasSpace func() bool) {
-	if head != f.head || f.i == 0 {
-		f.head, f.still = head, time.Now()
-		f.i = min(f.i, w.spins/8)
+	if head != f.head {
+		f.head, f.still, f.i = head, time.Time{}, 0
 	}
 	switch {
 	case w.wait == WaitSpin || f.i < w.spins/8:
-	case w.wait == WaitYield || f.i < w.spins/8+w.yields || time.Since(f.still) < parkAfter:
+	case w.wait == WaitYield || f.i < w.spins/8+w.yields || !f.stillFor(parkAfter):
 		runtime.Gosched()
 	default:
 		w.blockForSpace(hasSpace)
 	}
 	f.i++
+}
+
+// stillFor reports whether head has been still for d, starting the clock
+// at the first call after head moved: the clock is read only once the
+// yields are spent, not on every pause.
+func (f *fullWait) stillFor(d time.Duration) bool {
+	if f.still.IsZero() {
+		f.still = time.Now()
+		return false
+	}
+	return time.Since(f.still) >= d
 }
 
 // blockForSpace parks a producer until hasSpace or the ring is closed. The
