@@ -28,15 +28,15 @@
 //
 // The SPSC struct, one padded block per writer (cacheLine = 128 bytes):
 //
-//	+------------------------------+  written by
-//	| pad                          |
-//	| tail        | headCache      |  producer (consumer reads tail)
-//	| head                         |  consumer (producer reads head)
-//	| next        | tailCache      |  consumer only
-//	| state       | blocked        |  consumer / producer on its way to park
-//	| closed wake waker opts buf   |  read-mostly (closed: once, by Close)
-//	| pad                          |
-//	+------------------------------+
+//	+-----------------------------------+  written by
+//	| pad                               |
+//	| tail          | headCache         |  producer (consumer reads tail)
+//	| head                              |  consumer (producer reads head)
+//	| next released tailCache lastLook  |  consumer only
+//	| state         | blocked           |  consumer / producer on its way to park
+//	| closed wake waker opts buf        |  read-mostly (closed: once, by Close)
+//	| pad                               |
+//	+-----------------------------------+
 //
 // head is the position released to the producer, next the consumer's own
 // read position. Take releases in runs (an eighth of the ring, at most 64)
@@ -97,14 +97,17 @@
 // both are fenced in between, so at least one sees the other's store: either
 // the consumer finds the entry or the producer finds the consumer parked,
 // and no wake-up is lost. The fences: the consumer's Store of state is
-// sequentially consistent. An SPSC producer's publication, a release store,
-// is not, so the consumer follows its announcement with heavyFence (Linux
-// membarrier), which makes every running thread of the process execute a
-// fence; where that is unavailable the producer publishes with a sequentially
-// consistent Store instead. An MPSC producer's claim, a compare-and-swap on
-// tail, is a full fence before its state load, so the MPSC consumer re-checks
-// claims (tail != next), not marks: it stays awake, yielding, while a claim
-// is pending, since that producer's state load may predate the announcement.
+// sequentially consistent. A producer's publication (SPSC tail, MPSC mark),
+// a release store, is not, so before it blocks on a re-check that found
+// nothing the consumer calls heavyFence (Linux membarrier), which makes
+// every running thread of the process execute a fence, and re-checks once
+// more; where that is unavailable, publication is a sequentially consistent
+// Store instead. An MPSC producer's claim, a compare-and-swap on tail, is a
+// full fence before its state load, so the MPSC consumer fences only if it
+// sees a claim at or after its position (tail != next): a producer that
+// claims after that look sees the announcement. It never spins waiting for
+// a claimed slot to be marked, which on a machine whose cores are all taken
+// could last a whole time slice of the preempted producer.
 // While the consumer runs, a producer's cost is one load of a line that stays
 // shared in its cache. The CAS on state lets exactly one producer send per
 // park. A token sent after the consumer cancelled a park makes the next park
@@ -113,7 +116,11 @@
 //
 // A spinning consumer pauses between looks, a few to 256 iterations of a
 // register loop: each look at an empty ring takes the producer's line away
-// from it, and pausing lets a run of entries arrive per look.
+// from it, and pausing lets a run of entries arrive per look. It also paces
+// itself while entries keep coming: a look that found fewer than 32 new
+// entries (SPSC: a load of tail; MPSC: the run since the consumer last found
+// the next slot unpublished) means the consumer is ahead of its producers,
+// and it pauses 128 iterations before the next look.
 //
 // An event loop consumes the same way with Arm and Options.Waker instead of
 // blocking: Arm stores state = armed and re-checks; the first producer to
@@ -121,9 +128,14 @@
 // drains the ring when the wake-up runs, then Arms again before idling.
 //
 // Under WaitPark a producer in Put that finds the ring full parks too, on a
-// sync.Cond: it counts itself in blocked, re-checks head, then waits; the
+// sync.Cond, but only once it has yielded Yields times and the consumer has
+// released nothing for 50 µs: while head moves, space is coming, and a
+// goroutine woken by the consumer waits behind it on its processor. A
+// parking producer counts itself in blocked, re-checks head, then waits; the
 // consumer stores head, then loads blocked, and broadcasts once a quarter of
-// the ring is free, so one wake-up buys a run of publishes. While no
+// the ring is free, so one wake-up buys a run of publishes, or once it has
+// released a quarter of the ring since it saw the producer parked, so a
+// producer is not left parked while others keep the ring full. While no
 // producer is parked this costs the consumer one load per batch.
 //
 // # Clearing and allocation
@@ -141,5 +153,6 @@
 // two, fixed at creation; positions are uint64 and never wrap; an MPSC slot
 // is marked with position+1. cacheLine (128), DefaultCapacity, DefaultSpins,
 // DefaultYields, the producers' wake-up threshold (a quarter of the ring),
-// Take's release run and the spinning pause are tuning constants.
+// Take's release run, the spinning pause, the consumer's pacing and a
+// producer's 50 µs before parking are tuning constants.
 package ring

@@ -16,13 +16,14 @@ import "sync/atomic"
 // before its publication is visible to the consumer (x86 reorders a load
 // ahead of earlier stores), which would break the Dekker handshake that
 // parks the consumer (see waiter). The fence moves to the side that parks:
-// after storing parked or armed, the consumer calls heavyFence, which
-// returns only after every running thread of the process has executed a
-// full fence (Linux membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED). A
-// producer's publication made before that point is then visible to the
-// consumer's re-check, and a producer's state load after it sees the
-// consumer's announcement. It costs the consumer about a microsecond, on a
-// path that is about to block anyway.
+// after storing parked or armed and finding nothing, the consumer calls
+// heavyFence, which returns only after every running thread of the process
+// has executed a full fence (Linux membarrier,
+// MEMBARRIER_CMD_PRIVATE_EXPEDITED), and re-checks. A producer's
+// publication made before that point is then visible to the re-check, and a
+// producer's state load after it sees the consumer's announcement. It costs
+// the consumer about a microsecond, on a path that is about to block anyway,
+// and an MPSC consumer pays it only with a claim outstanding (waiter.settle).
 //
 // Where membarrier is unavailable (another OS or architecture, an old
 // kernel, a seccomp filter, or the race detector, which must see every

@@ -150,7 +150,7 @@ func (r *MPSC[T]) claim(want uint64) (t, n uint64) {
 
 // publish writes v at position p and marks the slot published. The mark
 // is a release store, with no fence: the claim's compare-and-swap on tail,
-// before it, is the producer's half of the parking handshake (see pending).
+// before it, is the producer's half of the parking handshake (see inFlight).
 func (r *MPSC[T]) publish(p uint64, v *T) {
 	s := &r.slots[p&r.mask]
 	s.v = *v
@@ -292,16 +292,16 @@ func (r *MPSC[T]) Wait() bool {
 		spin(pacePause) // a short run since the last time: let more arrive
 	}
 	r.caughtUp = r.next
-	return r.w.await(r.ready, r.pending)
+	return r.w.await(r.ready, r.inFlight)
 }
 
-// pending reports whether a position at or after next is claimed: its
-// entry is published or soon will be. The consumer checks it after
-// announcing a park or an arm. A producer claims with a compare-and-swap
-// on tail (a full fence) and loads state after it, so either the consumer
-// sees the claim and stays awake until the mark arrives, or the producer
-// sees the announcement and wakes the consumer.
-func (r *MPSC[T]) pending() bool { return r.tail.Load() != r.next }
+// inFlight reports whether a position at or after next is claimed: its
+// entry is published or soon will be (see waiter.settle). A producer claims
+// with a compare-and-swap on tail (a full fence) and loads state after it,
+// so a producer whose claim the consumer did not see will see the
+// consumer's announcement; one whose claim it saw may have loaded state
+// before, and the consumer fences before it blocks.
+func (r *MPSC[T]) inFlight() bool { return r.tail.Load() != r.next }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
 // false if the ring is closed and empty. Like SPSC.Take, it releases slots
@@ -333,5 +333,5 @@ func (r *MPSC[T]) Take() (v T, ok bool) {
 // panics if Options.Waker is nil.
 func (r *MPSC[T]) Arm() bool {
 	r.release()
-	return r.w.arm(r.ready, r.pending)
+	return r.w.arm(r.ready, r.inFlight)
 }

@@ -74,7 +74,9 @@ type Options struct {
 	Spins int
 
 	// Yields is the number of runtime.Gosched re-checks between spinning
-	// and parking (WaitPark only). Default DefaultYields.
+	// and parking (WaitPark only); a producer on a full ring also keeps
+	// yielding until the consumer has released nothing for 50 µs. Default
+	// DefaultYields.
 	Yields int
 
 	// Waker, if set, lets an event loop be the consumer. The loop calls Arm

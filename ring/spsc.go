@@ -66,7 +66,6 @@ func NewSPSC[T any](o Options) (*SPSC[T], error) {
 		clearSlots:  hasPointers[T](),
 	}
 	r.w.init(o)
-	r.w.heavy = asymmetric
 	return r, nil
 }
 
@@ -250,8 +249,13 @@ func (r *SPSC[T]) Wait() bool {
 		return true
 	}
 	r.release()
-	return r.w.await(r.ready, r.ready)
+	return r.w.await(r.ready, r.inFlight)
 }
+
+// inFlight reports whether a publish may be on its way past the consumer's
+// announcement (see waiter.settle): always, as no claim precedes an SPSC
+// publish for the consumer to see.
+func (r *SPSC[T]) inFlight() bool { return true }
 
 // Take waits, by the wait strategy, for the next entry and returns it. ok is
 // false if the ring is closed and empty.
@@ -288,5 +292,5 @@ func (r *SPSC[T]) Take() (v T, ok bool) {
 // panics if Options.Waker is nil.
 func (r *SPSC[T]) Arm() bool {
 	r.release()
-	return r.w.arm(r.ready, r.ready)
+	return r.w.arm(r.ready, r.inFlight)
 }

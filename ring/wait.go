@@ -55,12 +55,8 @@ type waiter struct {
 	// producer's send never blocks, and a token sent just after the consumer
 	// cancelled its park is left for the next park, which then returns at
 	// once and re-checks (a spurious wake-up, never a lost one).
-	wake  chan struct{}
-	waker func()
-	// heavy says the producers publish with a plain release store, so the
-	// consumer's announcement needs heavyFence before its re-check (SPSC;
-	// MPSC producers fence with their claim).
-	heavy  bool
+	wake   chan struct{}
+	waker  func()
 	wait   WaitStrategy
 	spins  int
 	yields int
@@ -122,9 +118,6 @@ func (w *waiter) announce(s uint32) {
 		w.idleHook()
 	}
 	w.state.Store(s)
-	if w.heavy {
-		heavyFence()
-	}
 }
 
 // cancel takes back an announce after the re-check found work. If a producer
@@ -282,11 +275,38 @@ func (w *waiter) put(offer, hasSpace func() bool, head *atomic.Uint64) bool {
 	return false
 }
 
-// await is Wait for both rings: ready reports an entry at the consumer's
-// position; pending, checked after announcing a park, reports an entry
-// published or about to be (an MPSC claim not yet marked), whose producer
-// may have missed the announcement.
-func (w *waiter) await(ready, pending func() bool) bool {
+// settle is the consumer's last step before it blocks (s == parked) or
+// sleeps as an armed event loop (s == armed): it announces s and re-checks
+// the ring and Close. It reports whether the consumer may block or sleep;
+// if not, it has taken the announcement back.
+//
+// ready reports an entry at the consumer's position. inFlight reports
+// whether a publication may be on its way whose producer's state load may
+// have passed the announcement: publication is a plain release store
+// (fence.go), so the store may still sit in its core's store buffer while
+// the load that follows it runs. For SPSC that is always possible; for
+// MPSC only while a position at or after next is claimed, since a claim is
+// a compare-and-swap, a full fence, and a producer that claims after the
+// consumer's look loads state after the announcement. Only then does the
+// consumer pay heavyFence, after which the publication is visible to ready
+// or the producer's state load sees the announcement.
+func (w *waiter) settle(s uint32, ready, inFlight func() bool) bool {
+	w.announce(s)
+	if !ready() && !w.isClosed() {
+		if !inFlight() {
+			return true
+		}
+		heavyFence()
+		if !ready() && !w.isClosed() {
+			return true
+		}
+	}
+	w.cancel(s)
+	return false
+}
+
+// await is Wait for both rings (ready and inFlight as for settle).
+func (w *waiter) await(ready, inFlight func() bool) bool {
 	for i := 0; ; i++ {
 		if ready() {
 			return true
@@ -294,32 +314,16 @@ func (w *waiter) await(ready, pending func() bool) bool {
 		if w.isClosed() {
 			return ready() // entries published before Close are delivered
 		}
-		if w.consumerPause(i) {
-			w.announce(parked)
-			if pending() || w.isClosed() {
-				w.cancel(parked)
-				if !ready() {
-					runtime.Gosched() // a claimed entry: let its producer mark it
-				}
-				continue
-			}
+		if w.consumerPause(i) && w.settle(parked, ready, inFlight) {
 			w.block()
 		}
 	}
 }
 
-// arm is Arm for both rings (ready and pending as for await).
-func (w *waiter) arm(ready, pending func() bool) bool {
+// arm is Arm for both rings (ready and inFlight as for settle).
+func (w *waiter) arm(ready, inFlight func() bool) bool {
 	w.mustWaker()
-	w.announce(armed)
-	if pending() || w.isClosed() {
-		w.cancel(armed)
-		if !ready() {
-			runtime.Gosched() // a claimed entry: let its producer mark it
-		}
-		return false
-	}
-	return true
+	return w.settle(armed, ready, inFlight)
 }
 
 // backoff is a spinning consumer's pause before its re-check i of an empty

@@ -329,26 +329,44 @@ func TestCloseUnblocksPut(t *testing.T) {
 	}
 }
 
-// TestMPSCClaimPendingKeepsConsumerAwake claims a position and marks it only
-// later, as a producer preempted between the two would. MPSC marks are release stores with no fence of their own, so
-// a consumer must not block while a claim is pending: the producer's load of
-// the consumer's state may have been made before the consumer announced the
-// park. The consumer announces, sees the claim, cancels and tries again
-// (the idle hook counts the tries); Arm refuses to sleep; and once the mark
-// lands the entry is taken.
-func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
-	r, err := NewMPSC[uint64](Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1, Waker: func() {}})
+// TestMPSCParksWithClaimPending claims a position and marks it only later,
+// as a producer preempted between the two would. The consumer must neither
+// spin until the mark lands (on a machine whose cores are all busy, the
+// producer may not run for a whole time slice) nor miss it: it fences
+// (heavyFence) and blocks, and the producer's mark and state load, the rest
+// of Offer, wake it. Arm, likewise, lets the loop sleep, and the publish
+// calls Waker.
+func TestMPSCParksWithClaimPending(t *testing.T) {
+	var wakes atomic.Int64
+	r, err := NewMPSC[uint64](Options{Capacity: 8, Wait: WaitPark, Spins: 1, Yields: 1,
+		Waker: func() { wakes.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// finish is the rest of Offer after the claim: mark, then wake.
+	finish := func(pos, v uint64) {
+		r.publish(pos, &v)
+		if r.w.state.Load() != running {
+			r.w.signal()
+		}
+	}
+
 	pos, n := r.claim(1)
 	if n != 1 {
 		t.Fatalf("claimed %d positions, want 1", n)
 	}
-
-	if r.Arm() {
-		t.Fatal("Arm let the consumer sleep with a claim pending")
+	if !r.Arm() {
+		t.Fatal("Arm kept the loop awake while a claim was pending")
 	}
+	finish(pos, 41)
+	if wakes.Load() != 1 {
+		t.Fatalf("Waker called %d times after the mark, want 1", wakes.Load())
+	}
+	if v, ok := r.Take(); !ok || v != 41 {
+		t.Fatalf("Take = %d, %v; want 41, true", v, ok)
+	}
+
+	pos, _ = r.claim(1)
 	var announces atomic.Int64
 	r.w.idleHook = func() { announces.Add(1) }
 	got := make(chan uint64, 1)
@@ -356,22 +374,22 @@ func TestMPSCClaimPendingKeepsConsumerAwake(t *testing.T) {
 		v, _ := r.Take()
 		got <- v
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for announces.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer announced a park %d times in 10 s: it blocked with a claim pending", announces.Load())
-		}
-		runtime.Gosched()
+	if !waitState(&r.w, parked, time.Now().Add(10*time.Second)) {
+		t.Fatal("consumer did not park with a claim pending")
 	}
-	v := uint64(42)
-	r.publish(pos, &v)
+	before := announces.Load()
+	time.Sleep(20 * time.Millisecond)
+	if a := announces.Load(); a != before || r.w.state.Load() != parked {
+		t.Fatalf("consumer announced %d more parks in 20 ms with a claim pending: it spun instead of blocking", a-before)
+	}
+	finish(pos, 42)
 	select {
 	case v := <-got:
 		if v != 42 {
 			t.Fatalf("took %d, want 42", v)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("entry marked after the consumer's announce was never taken")
+		t.Fatal("entry marked after the consumer parked was never taken")
 	}
 }
 
