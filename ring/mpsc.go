@@ -9,10 +9,13 @@ import (
 // Aeron frame's length precedes its body: the consumer's acquire load of seq
 // and its read of v usually touch the same cache line.
 type slot[T any] struct {
-	// seq is p+1 once the entry for position p is written, stored with
-	// release by the producer that claimed p. Position p's slot held p-cap+1
-	// (or 0, initially) before, so a mark from an earlier lap never passes
-	// for this one.
+	// seq marks a published run, as an Aeron frame's length covers the
+	// frame: the slot of position p holds p+n once the n entries claimed
+	// from p (1 by Offer, a batch by OfferBatch) are written, stored with
+	// release by their producer. The entry at p is published if and only if
+	// the mark of p's slot exceeds p: slots inside a run keep older marks,
+	// and a mark set on an earlier lap, at q <= p-cap for a run of at most
+	// cap, is at most p.
 	seq atomic.Uint64
 	v   T
 }
@@ -55,13 +58,15 @@ type MPSC[T any] struct {
 	// The consumer's private line, so that its stores do not take head's
 	// line from the producers. next is the next position to read, ahead of
 	// head by the entries Take has returned but not yet released (fewer than
-	// takeRelease); released is the consumer's copy of head. caughtUp is the
-	// position at which the consumer last found the next slot unpublished
-	// (see paceRun).
+	// takeRelease); released is the consumer's copy of head. marked is the
+	// end of the last published run the consumer read a mark of: entries
+	// before it are published. caughtUp is the position at which the
+	// consumer last found the next slot unpublished (see paceRun).
 	next     uint64
 	released uint64
+	marked   uint64
 	caughtUp uint64
-	_        [cacheLine - 3*unsafe.Sizeof(uint64(0))]byte
+	_        [cacheLine - 4*unsafe.Sizeof(uint64(0))]byte
 
 	w waiter // wake-up state on its own line, then read-mostly config
 
@@ -148,13 +153,15 @@ func (r *MPSC[T]) claim(want uint64) (t, n uint64) {
 	}
 }
 
-// publish writes v at position p and marks the slot published. The mark
-// is a release store, with no fence: the claim's compare-and-swap on tail,
-// before it, is the producer's half of the parking handshake (see inFlight).
-func (r *MPSC[T]) publish(p uint64, v *T) {
-	s := &r.slots[p&r.mask]
-	s.v = *v
-	storeRelease(&s.seq, p+1) // the write of s.v happens before it
+// publish writes vs at positions p... and marks the run published in the
+// slot of p. The mark is a release store, with no fence: the claim's
+// compare-and-swap on tail, before it, is the producer's half of the
+// parking handshake (see inFlight).
+func (r *MPSC[T]) publish(p uint64, vs []T) {
+	for k := range vs {
+		r.slots[(p+uint64(k))&r.mask].v = vs[k]
+	}
+	storeRelease(&r.slots[p&r.mask].seq, p+uint64(len(vs))) // the writes of v happen before it
 }
 
 // Offer publishes v if there is a free slot, without waiting. It returns
@@ -167,7 +174,9 @@ func (r *MPSC[T]) Offer(v T) bool {
 	if n == 0 {
 		return false
 	}
-	r.publish(t, &v)
+	s := &r.slots[t&r.mask]
+	s.v = v
+	storeRelease(&s.seq, t+1) // publish, for one entry
 	if r.w.state.Load() != running {
 		r.w.signal()
 	}
@@ -175,16 +184,16 @@ func (r *MPSC[T]) Offer(v T) bool {
 }
 
 // OfferBatch claims as many slots as are free for the leading entries of vs
-// with one compare-and-swap, publishes them, and returns how many (0 if the
-// ring is full or closed). The entries of one batch are consecutive in the
-// ring. The caller keeps vs.
+// with one compare-and-swap, publishes them with one mark, and returns how
+// many (0 if the ring is full or closed). The entries of one batch are
+// consecutive in the ring. The caller keeps vs.
 func (r *MPSC[T]) OfferBatch(vs []T) int {
 	if len(vs) == 0 || r.w.isClosed() {
 		return 0
 	}
 	t, n := r.claim(uint64(len(vs)))
-	for k := uint64(0); k < n; k++ {
-		r.publish(t+k, &vs[k])
+	if n > 0 {
+		r.publish(t, vs[:n])
 	}
 	if n > 0 && r.w.state.Load() != running {
 		r.w.signal()
@@ -235,14 +244,17 @@ func (r *MPSC[T]) Poll(limit int, fn func(*T)) int {
 	h := r.next
 	var zero T
 	n := uint64(0)
-	for ; n < uint64(max(limit, 0)); n++ {
-		s := &r.slots[(h+n)&r.mask]
-		if s.seq.Load() != h+n+1 { // acquire: s.v is written if it matches
+	for lim := uint64(max(limit, 0)); n < lim; {
+		end := min(r.published(h+n), h+lim)
+		if end == h+n {
 			break
 		}
-		fn(&s.v)
-		if r.clearSlots {
-			s.v = zero
+		for ; h+n < end; n++ {
+			s := &r.slots[(h+n)&r.mask]
+			fn(&s.v)
+			if r.clearSlots {
+				s.v = zero
+			}
 		}
 	}
 	if n > 0 {
@@ -258,14 +270,17 @@ func (r *MPSC[T]) Drain(dst []T) int {
 	h := r.next
 	var zero T
 	n := uint64(0)
-	for ; n < uint64(len(dst)); n++ {
-		s := &r.slots[(h+n)&r.mask]
-		if s.seq.Load() != h+n+1 {
+	for lim := uint64(len(dst)); n < lim; {
+		end := min(r.published(h+n), h+lim)
+		if end == h+n {
 			break
 		}
-		dst[n] = s.v
-		if r.clearSlots {
-			s.v = zero
+		for ; h+n < end; n++ {
+			s := &r.slots[(h+n)&r.mask]
+			dst[n] = s.v
+			if r.clearSlots {
+				s.v = zero
+			}
 		}
 	}
 	if n > 0 {
@@ -274,11 +289,22 @@ func (r *MPSC[T]) Drain(dst []T) int {
 	return int(n)
 }
 
-// ready reports whether the entry at next is published. Consumer only.
-func (r *MPSC[T]) ready() bool {
-	h := r.next
-	return r.slots[h&r.mask].seq.Load() == h+1
+// published returns the end of the published run that position p (at or
+// after next) is in, or p if the entry at p is not published yet. Consumer
+// only. The acquire load of a mark makes the run's entries visible.
+func (r *MPSC[T]) published(p uint64) uint64 {
+	if p < r.marked {
+		return r.marked
+	}
+	if e := r.slots[p&r.mask].seq.Load(); e > p {
+		r.marked = e
+		return e
+	}
+	return p
 }
+
+// ready reports whether the entry at next is published. Consumer only.
+func (r *MPSC[T]) ready() bool { return r.published(r.next) > r.next }
 
 // Wait blocks, by the wait strategy, until the next entry is published or
 // the ring is closed. It returns true if an entry is ready to Poll or Drain,

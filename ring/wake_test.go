@@ -345,7 +345,7 @@ func TestMPSCParksWithClaimPending(t *testing.T) {
 	}
 	// finish is the rest of Offer after the claim: mark, then wake.
 	finish := func(pos, v uint64) {
-		r.publish(pos, &v)
+		r.publish(pos, []uint64{v})
 		if r.w.state.Load() != running {
 			r.w.signal()
 		}
