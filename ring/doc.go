@@ -46,13 +46,15 @@
 //
 // MPSC pads tail (CASed by every producer), headCache (shared by the
 // producers, read on every claim, rarely written), head and next apart, and
-// prefixes every slot with its publication mark, as an Aeron frame's length
-// precedes its body:
+// prefixes every slot with a publication mark. A run of n entries claimed
+// from p (one by Offer, a batch by OfferBatch) is marked once, in p's slot,
+// with its end, as an Aeron frame's length precedes and covers its body:
 //
 //	slot: +----------------+---------------------+
 //	      | seq uint64     | v T                 |
 //	      +----------------+---------------------+
-//	      seq == p+1  <=>  the entry for position p is published
+//	      seq > p  <=>  the entries for positions [p, seq) are published
+//	      (slots inside a run keep older marks, never above their position)
 //
 // # Memory ordering
 //
@@ -70,11 +72,13 @@
 // writes slots [t, t+n) and then stores tail = t+n; the consumer reads slot p
 // only after a load of tail returned more than p (tailCache holds such a
 // value, so it is never ahead of the real tail). MPSC: the producer that
-// claimed p writes the slot and then stores seq = p+1; the consumer reads
-// slot p only after loading seq == p+1 from it. The previous entry in that
-// slot was at p-cap and marked p-cap+1, so a mark from an earlier lap never
-// passes for this one, and the consumer stops at the first unmarked slot
-// even if later ones are published.
+// claimed [p, p+n) writes the slots and then stores seq = p+n in p's slot;
+// the consumer reads slots [p, p+n) only after loading a mark above p from
+// p's slot (it remembers the end of the run it read, so it loads one mark
+// per run). A mark left from an earlier lap was set at a position q <= p-cap
+// for a run of at most cap entries, so it is at most p and never passes for
+// this lap's; the consumer stops at the first unpublished position even if
+// later runs are published.
 //
 // The producer never overwrites an unconsumed slot. The consumer reads and
 // clears slots [h, h+n) and then stores head = h+n; a producer writes
