@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -290,5 +291,16 @@ func TestNoAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per hand-off cycle, want 0", kind, allocs)
 		}
+	}
+}
+
+// TestSpinTakesTime checks that the compiler keeps spin's empty loop: 2^24
+// iterations take milliseconds (at least one per cycle), and an optimized
+// away loop would take nanoseconds. Noise can only make it slower.
+func TestSpinTakesTime(t *testing.T) {
+	start := time.Now()
+	spin(1 << 24)
+	if d := time.Since(start); d < time.Millisecond {
+		t.Fatalf("spin(1<<24) took %v: the loop was optimized away", d)
 	}
 }
