@@ -218,12 +218,12 @@ func (w *waiter) blockForSpace(hasSpace func() bool) {
 }
 
 // freed is the consumer's report, after storing head = h, that producers
-// are parked (blocked != 0) while free slots are free. It wakes them once
+// are parked (blocked != 0) and free slots are now free. It wakes them once
 // resume slots are free, or once the consumer has released resume more
 // slots since it first saw them parked: while other producers keep the
 // ring full it may never drain to resume free, and a parked producer must
-// not wait for ever (with 4 producers on 2 cores, one of them stayed
-// parked for most of a benchmark run and the hand-off slowed by 1.6x).
+// not wait for ever (TestParkedProducerWokenUnderRefill). A wakeAt left
+// from an earlier park only wakes the next one early.
 func (w *waiter) freed(h, free uint64) {
 	if w.wakeAt == 0 {
 		w.wakeAt = h + w.resume
