@@ -118,6 +118,26 @@ func (win *window) publish(rng *rand.Rand, state uint32, put func() bool) bool {
 	return put()
 }
 
+// startProducers runs producers goroutines that each publish perProducer
+// entries through put, one at a time, each in a window chosen by publish
+// (state is what the consumer announces: parked or armed) and each only
+// after the previous one was consumed. It returns a function that waits for
+// them.
+func (win *window) startProducers(seed uint64, producers, perProducer int, state uint32, put func(uint64) bool) (wait func()) {
+	var wg sync.WaitGroup
+	for id := range producers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
+			for seq := range perProducer {
+				if !win.publish(rng, state, func() bool { return put(entry(id, seq)) }) || !win.awaitAck(id, seq) {
+					return
+				}
+			}
+		})
+	}
+	return wg.Wait
+}
+
 // awaitAck waits until producer id's entry seq has been consumed, and
 // reports false at the deadline.
 func (win *window) awaitAck(id, seq int) bool {
@@ -158,17 +178,7 @@ func testParkWake(t *testing.T, kind string, producers int) {
 	win := newWindow(waiterOf(r), stop, producers)
 
 	perProducer := parkCycles / producers
-	var wg sync.WaitGroup
-	for id := range producers {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
-			for seq := range perProducer {
-				if !win.publish(rng, parked, func() bool { return r.Put(entry(id, seq)) }) || !win.awaitAck(id, seq) {
-					return
-				}
-			}
-		})
-	}
+	wait := win.startProducers(seed, producers, perProducer, parked, r.Put)
 	c := &orderChecker{t: t, next: make([]int, producers)}
 	for c.got < producers*perProducer {
 		v, ok := r.Take()
@@ -180,7 +190,7 @@ func testParkWake(t *testing.T, kind string, producers int) {
 		c.check(v)
 		win.ack(v)
 	}
-	wg.Wait()
+	wait()
 	win.check(t, producers*perProducer)
 }
 
@@ -213,17 +223,7 @@ func testArmWake(t *testing.T, kind string, producers int) {
 	win := newWindow(waiterOf(r), stop, producers)
 
 	perProducer := parkCycles / producers
-	var wg sync.WaitGroup
-	for id := range producers {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(seed, uint64(id)+1))
-			for seq := range perProducer {
-				if !win.publish(rng, armed, func() bool { return r.Put(entry(id, seq)) }) || !win.awaitAck(id, seq) {
-					return
-				}
-			}
-		})
-	}
+	wait := win.startProducers(seed, producers, perProducer, armed, r.Put)
 	c := &orderChecker{t: t, next: make([]int, producers)}
 	check := func(p *uint64) { c.check(*p); win.ack(*p) }
 	arms := 0
@@ -243,7 +243,7 @@ loop:
 			break loop
 		}
 	}
-	wg.Wait()
+	wait()
 	if n := wakes.Load(); n > int64(arms) {
 		t.Errorf("Waker called %d times for %d Arm calls, want at most one per Arm", n, arms)
 	}
