@@ -153,7 +153,7 @@ func (r *MPSC[T]) claim(want uint64) (t, n uint64) {
 	}
 }
 
-// publish writes vs at positions p... and marks the run published in the
+// publish writes vs at positions p, p+1, ... and marks the run published in the
 // slot of p. The mark is a release store, with no fence: the claim's
 // compare-and-swap on tail, before it, is the producer's half of the
 // parking handshake (see inFlight).
