@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -55,6 +56,7 @@ type benchFlags struct {
 	svg         string
 	dataDir     string
 	cpuProfile  string
+	traceFile   string
 	noProgress  bool
 	flushPeriod time.Duration
 }
@@ -86,6 +88,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.StringVar(&b.dataDir, "data", "", "parent of the in-process targets' temporary data directory (default the temp dir; not a tmpfs for fsync figures)")
 	f.DurationVar(&b.flushPeriod, "flush-interval", 0, "in-process engine's group-commit interval (default the engine's)")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
+	f.StringVar(&b.traceFile, "trace", "", "write a Go execution trace of the run to `FILE` (go tool trace): where a latency spike's time went")
 	f.BoolVar(&b.noProgress, "quiet", false, "no progress lines on stderr")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
@@ -115,6 +118,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if b.traceFile != "" {
+		tf, err := os.Create(b.traceFile)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		if err := trace.Start(tf); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 
 	res, runErr := bench.Run(ctx, tg, cfg)

@@ -88,15 +88,24 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// TestBenchTable runs the default table output, with a CPU profile and an execution trace.
 func TestBenchTable(t *testing.T) {
+	dir := t.TempDir()
+	prof, tr := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "run.trace")
 	var stdout, stderr bytes.Buffer
 	err := runBench(context.Background(), []string{"--target", "embedded", "--rate", "1000", "--duration", "200ms",
-		"--warmup", "0", "--data", t.TempDir()}, &stdout, &stderr)
+		"--warmup", "0", "--data", dir, "--cpuprofile", prof, "--trace", tr}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("runBench: %v\nstderr: %s", err, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "p99.9") || !strings.Contains(stdout.String(), "embedded") {
 		t.Errorf("no table on stdout:\n%s", stdout.String())
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("CPU profile not written: %v", err)
+	}
+	if b, err := os.ReadFile(tr); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) {
+		t.Errorf("execution trace not written (read: %v, %d bytes)", err, len(b))
 	}
 }
 
