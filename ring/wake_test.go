@@ -456,25 +456,22 @@ func TestParkedProducerWokenUnderRefill(t *testing.T) {
 	// Release one slot at a time and refill it at once (this goroutine is
 	// the other producer): free never exceeds one of eight, below resume
 	// (two). The consumer sees the producer parked at its first release and
-	// wakes it resume releases later.
-	const maxReleases = 3
-	for released := 1; ; released++ {
+	// must wake it resume releases later, at the third.
+	const releases = 3
+	for i := 1; i <= releases; i++ {
 		if _, ok := r.Take(); !ok {
 			t.Fatal("Take on an open ring returned false")
 		}
-		select {
-		case ok := <-woken:
-			if !ok {
-				t.Fatal("Put returned false on an open ring")
-			}
-			return
-		case <-time.After(20 * time.Millisecond):
+		if i < releases && !r.Offer(100+i) {
+			t.Fatalf("refill after release %d failed: the parked producer was woken with one slot free", i)
 		}
-		if released == maxReleases {
-			t.Fatalf("parked producer still parked after %d releases with the ring refilled each time", released)
+	}
+	select {
+	case ok := <-woken:
+		if !ok {
+			t.Fatal("Put returned false on an open ring")
 		}
-		if !r.Offer(released) {
-			t.Fatal("refill of the released slot failed")
-		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("parked producer still parked after %d releases with the ring refilled each time", releases)
 	}
 }
