@@ -2,26 +2,19 @@ package client
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/engine/server/servertest"
 	"github.com/sluicemq/sluice/wire"
 )
 
 // quiet discards logs; set SLUICE_TEST_LOG=1 to see them.
-var quiet = func() *slog.Logger {
-	if os.Getenv("SLUICE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}()
+var quiet = servertest.Logger()
 
 // broker is a real engine and server in-process, restartable on the same address and data.
 type broker struct {

@@ -4,40 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/client"
-	"github.com/sluicemq/sluice/engine"
-	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/engine/server/servertest"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = servertest.Logger()
 
 // startBroker serves a fresh engine on loopback for the addr target.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	eng, err := engine.Open(engine.Options{DataDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Start(server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet})
-	if err != nil {
-		eng.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := eng.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	srv, _ := servertest.Start(t, nil, nil)
 	return srv.Addr().String()
 }
 

@@ -5,40 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluicemq/sluice/bench"
-	"github.com/sluicemq/sluice/engine"
-	"github.com/sluicemq/sluice/engine/server"
 )
 
-// benchBroker serves a fresh engine on loopback for the addr target.
-func benchBroker(t *testing.T) string {
-	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := engine.Open(engine.Options{DataDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Start(server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet})
-	if err != nil {
-		eng.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		eng.Close()
-	})
-	return srv.Addr().String()
-}
-
 func TestBenchJSON(t *testing.T) {
-	addr := benchBroker(t)
+	addr := startBroker(t)
 	for _, tc := range []struct {
 		target, durability string
 		extra              []string

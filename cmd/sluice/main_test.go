@@ -4,26 +4,18 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicemq/sluice/client"
-	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/engine/server/servertest"
 )
 
-// quiet discards the broker's logs; set SLUICE_TEST_LOG=1 to see them.
-var quiet = func() *slog.Logger {
-	if os.Getenv("SLUICE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}()
+var quiet = servertest.Logger()
 
 // startBroker runs a real engine and server in-process on a loopback port, with topics created only
 // on request (so unknown topics stay unknown), and returns its address.
@@ -35,24 +27,7 @@ func startBroker(t *testing.T) string {
 // startBrokerWith is startBroker with server options adjusted by set.
 func startBrokerWith(t *testing.T, set func(*server.Options)) string {
 	t.Helper()
-	dir := t.TempDir()
-	eng, err := engine.Open(engine.Options{DataDir: dir, MemoryDir: filepath.Join(dir, "mem"), SegmentBytes: 4 << 20, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := server.Options{Addr: "127.0.0.1:0", Engine: eng, Loops: 2, Logger: quiet}
-	if set != nil {
-		set(&o)
-	}
-	srv, err := server.Start(o)
-	if err != nil {
-		eng.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = srv.Close()
-		_ = eng.Close()
-	})
+	srv, _ := servertest.Start(t, nil, set)
 	return srv.Addr().String()
 }
 

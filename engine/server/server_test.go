@@ -501,3 +501,27 @@ func TestMinDurability(t *testing.T) {
 		}
 	}
 }
+
+// TestAssignReachesIdleMember: a rebalance is pushed to a member that sends nothing.
+func TestAssignReachesIdleMember(t *testing.T) {
+	s, e := startServer(t, nil)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "idle", Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	a := dial(t, s)
+	a.hello()
+	corr := a.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
+	a.expectReply(corr, nil)
+	var as wire.Assign
+	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 4 {
+		t.Fatalf("first assignment: %v %+v", f.Op, as)
+	}
+	b := dial(t, s)
+	b.hello()
+	corr = b.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
+	b.expectReply(corr, nil)
+	// a sends nothing; its new, smaller share must still arrive.
+	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 2 {
+		t.Fatalf("reassignment to the idle member: %v %+v", f.Op, as)
+	}
+}

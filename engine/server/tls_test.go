@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/engine/server/servertest"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -16,7 +18,7 @@ import (
 // one come back over the other.
 func TestTLSListenerServesTheProtocol(t *testing.T) {
 	cert, pool := servertest.SelfSigned(t)
-	s, _ := startServer(t, func(o *Options) {
+	s, _ := servertest.Start(t, func(o *engine.Options) { o.AutoCreateTopics = true }, func(o *server.Options) {
 		o.TLSAddr = "127.0.0.1:0"
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 	})
@@ -66,7 +68,8 @@ func TestTLSListenerServesTheProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hello, _ := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion})
+	hello, start := wire.BeginFrame(nil, wire.OpHello, 0, 1)
+	hello = wire.EndFrame((&wire.Hello{Version: wire.ProtocolVersion}).Append(hello), start)
 	raw.Write(hello)
 	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
@@ -76,29 +79,5 @@ func TestTLSListenerServesTheProtocol(t *testing.T) {
 	raw.Close()
 	if _, err := secure.Ping(ctx); err != nil {
 		t.Fatalf("TLS client after the plaintext probe: %v", err)
-	}
-}
-
-// TestAssignReachesIdleMember: a rebalance is pushed to a member that sends nothing.
-func TestAssignReachesIdleMember(t *testing.T) {
-	s, e := startServer(t, nil)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "idle", Partitions: 4}); err != nil {
-		t.Fatal(err)
-	}
-	a := dial(t, s)
-	a.hello()
-	corr := a.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
-	a.expectReply(corr, nil)
-	var as wire.Assign
-	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 4 {
-		t.Fatalf("first assignment: %v %+v", f.Op, as)
-	}
-	b := dial(t, s)
-	b.hello()
-	corr = b.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "idle", Partition: -1, Group: "g", Credit: 1 << 20})
-	b.expectReply(corr, nil)
-	// a sends nothing; its new, smaller share must still arrive.
-	if f := a.mustNext(); f.Op != wire.OpAssign || as.Decode(f.Body) != nil || len(as.Partitions) != 2 {
-		t.Fatalf("reassignment to the idle member: %v %+v", f.Op, as)
 	}
 }
