@@ -64,7 +64,11 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.groups = newGroupTable(e)
-	e.queues = newQueueTable(e)
+	qs, restored, err := openQueueStore(filepath.Join(opts.DataDir, "offsets"), e.log)
+	if err != nil {
+		return nil, err
+	}
+	e.queues = newQueueTable(e, qs, restored)
 	if err := e.loadTopics(); err != nil {
 		e.Close()
 		return nil, err
@@ -80,10 +84,10 @@ func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	// Before adminMu: the janitor may be creating a dead-letter topic, which takes it.
+	errs := []error{e.queues.close()} // commits the queues' floors and settlement state
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
-	e.queues.close() // commits the queues' floors
-	var errs []error
 	for _, t := range *e.topics.Load() {
 		errs = append(errs, t.close())
 	}
@@ -197,8 +201,9 @@ func (e *Engine) DeleteTopic(name string) error {
 	}
 	e.storeTopicLocked(name, nil)
 	t.deleted.Store(true)
+	qerr := e.queues.dropTopic(name) // before the offsets: no queue floor of the topic outlives them
 	e.offsets.DeleteTopic(name)
-	err := t.close()
+	err := errors.Join(qerr, t.close())
 	dir := e.topicDir(name)
 	gone := dir + ".deleted"
 	if rerr := os.Rename(dir, gone); rerr == nil {

@@ -51,6 +51,11 @@ type Options struct {
 	// dead-letter topic. Default 5.
 	QueueMaxDeliveries int
 
+	// QueueMaxAckPending is a work-queue member's default bound on the records it holds unsettled
+	// (delivered, neither acked nor nacked nor expired); a member at its bound is dispatched nothing
+	// more until it settles some. Default 1000.
+	QueueMaxAckPending int
+
 	// MemoryDir holds the segments of memory-only topics: a tmpfs directory, emptied when the engine
 	// opens. Default /dev/shm/sluice-<hash of DataDir>, or DataDir/memory when /dev/shm is absent.
 	MemoryDir string
@@ -87,6 +92,9 @@ func (o *Options) setDefaults() {
 	if o.QueueMaxDeliveries == 0 {
 		o.QueueMaxDeliveries = 5
 	}
+	if o.QueueMaxAckPending == 0 {
+		o.QueueMaxAckPending = 1000
+	}
 	if o.MemorySegmentBytes == 0 {
 		o.MemorySegmentBytes = 8 << 20
 	}
@@ -114,6 +122,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment", ErrOptions, o.MaxBatchBytes)
 	case o.MaxDeliverBytes < 1:
 		return fmt.Errorf("%w: MaxDeliverBytes %d", ErrOptions, o.MaxDeliverBytes)
+	case o.QueueMaxAckPending < 0:
+		return fmt.Errorf("%w: QueueMaxAckPending %d", ErrOptions, o.QueueMaxAckPending)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:
 		return fmt.Errorf("%w: negative retention or flush setting", ErrOptions)
 	}

@@ -1,51 +1,90 @@
 package engine
 
 import (
-	"context"
+	"errors"
 	"fmt"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
 // Work queues on the log. Subscriptions in wire.ModeQueue with the same group and topic are competing
 // consumers: each record goes to one of them, and stays owed until that consumer acks it. A record not
 // acked within the visibility timeout (or nacked) is delivered again, to whichever member asks next;
-// after MaxDeliveries it is appended to the dead-letter topic "<topic>.dlq" and settled.
+// after MaxDeliveries, or when it cannot be decoded, it is marked for the dead-letter topic (see
+// DeadLetterTopic), appended there by the janitor goroutine and then settled.
 //
 // State per partition (queuePart), guarded by its mutex — the queue path is not the streaming hot
 // path, and competing consumers on different loops must agree on who takes what:
 //
 //	floor ─────────── next ─────────── log end
 //	  │ settled below │ dispatched     │ not yet dispatched
-//	                  │ (pending or due, or acked above floor)
+//	                  │ (pending, due, dead, or acked above floor)
 //
-// The floor is committed as the group's offset, so a restart redelivers everything above it that was
-// not acked (at least once). Delivery counts live in memory: after a restart they start again at 1.
+// Every offset in [floor, next) is in exactly one of: pending (held by a member, with a visibility
+// deadline), due (waiting for redelivery), dead (marked for the dead-letter topic), or none of them,
+// which means acked. The floor, next and the unsettled runs in between are persisted by the queue
+// state store (queuestate.go), so a restart redelivers exactly the records not yet settled. Delivery
+// counts live in memory: after a restart they start again at 0.
+//
+// Each member holds at most its MaxAckPending unsettled records; a member at its bound is dispatched
+// nothing until it settles some, so the visibility clock of every record it holds starts no earlier
+// than the moment the member had room to work on it.
 
 type queueKey struct{ group, topic string }
 
 // queueTable holds the engine's work queues.
 type queueTable struct {
-	e      *Engine
-	mu     sync.Mutex // guards queues
+	e     *Engine
+	store *queueStore
+
+	mu     sync.Mutex // guards queues and restored; taken before any queuePart.mu
 	queues map[queueKey]*queue
-	stop   chan struct{}
-	done   chan struct{}
+	// restored is the persisted state of queues not joined since the engine opened: a queue's state
+	// moves from here to its queueParts on first join. Guarded by mu.
+	restored map[OffsetKey]queueState
+
+	deadKick chan struct{} // 1-buffered: a record was marked for the dead-letter topic
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 type queue struct {
 	key   queueKey
 	topic *Topic
 	parts []*queuePart
+
+	// dropped is set (under queueTable.mu) when the topic is deleted: the janitor then commits
+	// nothing for this queue and the store writes nothing of it.
+	dropped atomic.Bool
+
+	mu      sync.Mutex // guards members; taken after a queuePart.mu, never before
+	members map[*Subscription]*member
+}
+
+// member is one competing consumer's share of a queue.
+type member struct {
+	s   *Subscription
+	max int64 // MaxAckPending: the most unsettled records it may hold
+	// held counts the records pending for this member across all partitions. Changed under the
+	// holding queuePart's mutex; read without it by hasWork and take.
+	held atomic.Int64
 }
 
 type pending struct {
 	deadline   int64 // unix nanos: redeliver after this
 	deliveries int
-	sub        *Subscription // the member holding it; nil once due
+	m          *member // the member holding it; nil once due
+}
+
+// deadLetter is a run of records marked for the dead-letter topic. Guarded by the queuePart's mutex.
+type deadLetter struct {
+	first, last int64 // the records, inclusive
+	deliveries  int
+	reason      string // the sluice-dlq-reason header
 }
 
 type queuePart struct {
@@ -56,38 +95,71 @@ type queuePart struct {
 	floor     int64 // every offset below is settled
 	committed int64 // the floor last handed to the offset store
 	pending   map[int64]*pending
-	due       map[int64]*pending // waiting for redelivery at deadline
+	due       map[int64]*pending    // waiting for redelivery at deadline
+	dead      map[int64]*deadLetter // every offset of a run maps to the run; appended by the janitor
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
+	hdrs      []wire.Header
 }
 
-func newQueueTable(e *Engine) *queueTable {
-	qt := &queueTable{e: e, queues: map[queueKey]*queue{}, stop: make(chan struct{}), done: make(chan struct{})}
+func newQueueTable(e *Engine, store *queueStore, restored map[OffsetKey]queueState) *queueTable {
+	qt := &queueTable{e: e, store: store, queues: map[queueKey]*queue{}, restored: restored,
+		deadKick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	store.snapshot = qt.snapshot
 	go qt.janitor()
 	return qt
 }
 
-// join attaches s to its queue, creating the queue (starting at the group's committed offsets, else
-// where the subscription asks) on first use.
+// join attaches s to its queue, creating the queue on first use: from its persisted state, else the
+// group's committed offsets, else where the subscription asks.
 func (qt *queueTable) join(s *Subscription) *queue {
 	qt.mu.Lock()
 	defer qt.mu.Unlock()
 	k := queueKey{s.spec.Group, s.topic.cfg.Name}
 	q := qt.queues[k]
 	if q == nil || q.topic != s.topic {
-		q = &queue{key: k, topic: s.topic, parts: make([]*queuePart, len(s.topic.parts))}
+		q = &queue{key: k, topic: s.topic, parts: make([]*queuePart, len(s.topic.parts)), members: map[*Subscription]*member{}}
 		for i, p := range s.topic.parts {
-			start, ok := qt.e.offsets.Get(k.group, k.topic, p.id)
-			if !ok {
-				start, _ = p.resolveStart(startPolicy(s.spec.Start), s.spec.StartValue)
+			qp := &queuePart{q: q, p: p, pending: map[int64]*pending{}, due: map[int64]*pending{}, dead: map[int64]*deadLetter{}}
+			key := OffsetKey{Group: k.group, Topic: k.topic, Partition: p.id}
+			st, ok := qt.restored[key]
+			delete(qt.restored, key)
+			if ok && st.Next <= p.NextOffset() && st.Floor <= st.Next {
+				qp.restoreLocked(st)
+			} else {
+				start, ok := qt.e.offsets.Get(k.group, k.topic, p.id)
+				if !ok {
+					start, _ = p.resolveStart(startPolicy(s.spec.Start), s.spec.StartValue)
+				}
+				start = min(max(start, p.StartOffset()), p.NextOffset())
+				qp.next, qp.floor, qp.committed = start, start, start
 			}
-			start = min(max(start, p.StartOffset()), p.NextOffset())
-			q.parts[i] = &queuePart{q: q, p: p, next: start, floor: start, committed: start,
-				pending: map[int64]*pending{}, due: map[int64]*pending{}}
+			q.parts[i] = qp
 		}
 		qt.queues[k] = q
 	}
+	maxPending := int64(s.spec.MaxAckPending)
+	if maxPending == 0 {
+		maxPending = int64(qt.e.opts.QueueMaxAckPending)
+	}
+	q.mu.Lock()
+	q.members[s] = &member{s: s, max: maxPending}
+	q.mu.Unlock()
 	return q
+}
+
+// restoreLocked resumes a partition from its persisted state: everything unsettled in [floor, next)
+// is due at once; the rest of that range was acked and is never delivered again.
+func (qp *queuePart) restoreLocked(st queueState) {
+	start := qp.p.StartOffset()
+	qp.floor, qp.next = max(st.Floor, start), max(st.Next, start)
+	qp.committed = st.Floor
+	for _, run := range st.Unsettled {
+		for off := max(run[0], qp.floor); off < min(run[1], qp.next); off++ {
+			qp.due[off] = &pending{}
+		}
+	}
+	qp.settleLocked()
 }
 
 func startPolicy(s wire.StartAt) wire.StartAt {
@@ -97,15 +169,25 @@ func startPolicy(s wire.StartAt) wire.StartAt {
 	return s
 }
 
+// memberOf returns s's share of q, or nil once it has left.
+func (q *queue) memberOf(s *Subscription) *member {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.members[s]
+}
+
 // leave returns what s still holds to the queue for prompt redelivery.
 func (qt *queueTable) leave(s *Subscription) {
-	for _, qp := range s.queue.parts {
+	q := s.queue
+	m := q.memberOf(s)
+	q.mu.Lock()
+	delete(q.members, s)
+	q.mu.Unlock()
+	for _, qp := range q.parts {
 		qp.mu.Lock()
 		for off, pd := range qp.pending {
-			if pd.sub == s {
-				pd.sub, pd.deadline = nil, 0
-				delete(qp.pending, off)
-				qp.due[off] = pd
+			if pd.m == m {
+				qp.makeDueLocked(off, pd, 0)
 			}
 		}
 		qp.mu.Unlock()
@@ -113,15 +195,49 @@ func (qt *queueTable) leave(s *Subscription) {
 	}
 }
 
-func (qt *queueTable) close() {
+// makeDueLocked moves a pending record to due at deadline, releasing its member's hold on it.
+func (qp *queuePart) makeDueLocked(off int64, pd *pending, deadline int64) {
+	if pd.m != nil {
+		pd.m.held.Add(-1)
+	}
+	pd.m, pd.deadline = nil, deadline
+	delete(qp.pending, off)
+	qp.due[off] = pd
+}
+
+// dropTopic forgets every queue of a deleted topic, in memory and in the store, and waits until the
+// store no longer holds them. Called by Engine.DeleteTopic before it forgets the topic's offsets, so a
+// floor the janitor commits for the topic is always deleted with them.
+func (qt *queueTable) dropTopic(name string) error {
+	qt.mu.Lock()
+	for k, q := range qt.queues {
+		if k.topic == name {
+			q.dropped.Store(true)
+			delete(qt.queues, k)
+		}
+	}
+	for k := range qt.restored {
+		if k.Topic == name {
+			delete(qt.restored, k)
+		}
+	}
+	qt.mu.Unlock()
+	done := make(chan error, 1)
+	qt.store.sync(true, func(err error) { done <- err })
+	return <-done
+}
+
+func (qt *queueTable) close() error {
 	close(qt.stop)
 	<-qt.done
+	return qt.store.Close()
 }
 
 // janitorInterval is how often visibility timeouts are checked and floors committed.
 const janitorInterval = 50 * time.Millisecond
 
-// janitor expires visibility timeouts and commits floors.
+// janitor expires visibility timeouts, appends marked records to dead-letter topics and commits
+// floors. It is the one goroutine that touches the file system for a queue's records.
 func (qt *queueTable) janitor() {
 	defer close(qt.done)
 	t := time.NewTicker(janitorInterval)
@@ -131,41 +247,59 @@ func (qt *queueTable) janitor() {
 		case <-qt.stop:
 			qt.sweep(true)
 			return
+		case <-qt.deadKick:
+			qt.deadLetters()
 		case <-t.C:
+			qt.deadLetters()
 			qt.sweep(false)
 		}
 	}
 }
 
-func (qt *queueTable) sweep(final bool) {
+// liveQueues lists the queues whose topic is not deleted.
+func (qt *queueTable) liveQueues() []*queue {
 	qt.mu.Lock()
+	defer qt.mu.Unlock()
 	qs := make([]*queue, 0, len(qt.queues))
 	for _, q := range qt.queues {
-		qs = append(qs, q)
-	}
-	qt.mu.Unlock()
-	now := qt.e.opts.Clock().UnixNano()
-	for _, q := range qs {
-		if q.topic.deleted.Load() {
-			continue
+		if !q.topic.deleted.Load() {
+			qs = append(qs, q)
 		}
+	}
+	return qs
+}
+
+func (qt *queueTable) sweep(final bool) {
+	now := qt.e.opts.Clock().UnixNano()
+	for _, q := range qt.liveQueues() {
 		for _, qp := range q.parts {
 			qp.mu.Lock()
 			expired := false
 			for off, pd := range qp.pending {
 				if pd.deadline <= now {
-					pd.sub = nil
-					delete(qp.pending, off)
-					qp.due[off] = pd
+					qp.makeDueLocked(off, pd, pd.deadline)
 					expired = true
 				}
 			}
+			qp.mu.Unlock()
+			if expired {
+				q.wake()
+			}
+		}
+	}
+	// Floors go to the offset store under qt.mu: dropTopic takes it before the topic's offsets are
+	// deleted, so no floor of a deleted topic is committed after that.
+	qt.mu.Lock()
+	defer qt.mu.Unlock()
+	for _, q := range qt.queues {
+		if q.dropped.Load() || q.topic.deleted.Load() {
+			continue
+		}
+		for _, qp := range q.parts {
+			qp.mu.Lock()
 			floor, changed := qp.floor, qp.floor != qp.committed
 			qp.committed = qp.floor
 			qp.mu.Unlock()
-			if expired {
-				qp.p.wake()
-			}
 			if changed || final {
 				qt.e.offsets.Commit(OffsetKey{Group: q.key.group, Topic: q.key.topic, Partition: qp.p.id}, floor, func(error) {})
 			}
@@ -173,8 +307,19 @@ func (qt *queueTable) sweep(final bool) {
 	}
 }
 
-// hasWork reports whether take could return something now.
-func (qp *queuePart) hasWork(now int64) bool {
+// wake wakes every waiting member cursor of the queue: a record became due, or a member got room
+// under its bound (its cursors on every partition may have gone to sleep at the bound).
+func (q *queue) wake() {
+	for _, qp := range q.parts {
+		qp.p.wake()
+	}
+}
+
+// hasWork reports whether take could return something to m now.
+func (qp *queuePart) hasWork(m *member, now int64) bool {
+	if m == nil || m.held.Load() >= m.max {
+		return false
+	}
 	qp.mu.Lock()
 	defer qp.mu.Unlock()
 	if qp.next < qp.p.NextOffset() {
@@ -188,86 +333,229 @@ func (qp *queuePart) hasWork(now int64) bool {
 	return false
 }
 
-// take hands s the next due redelivery, else the next batches from the log, marking every record in
-// them pending for s.
-func (qp *queuePart) take(s *Subscription, maxBytes int, now int64) (Delivery, bool, error) {
+// take hands m the next due redelivery, else the next records from the log, marking each pending for
+// m; never more than m has room for under its bound. Records that cannot be decoded, and records at
+// their delivery limit, are marked for the dead-letter topic instead (the janitor appends them).
+func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, error) {
 	qp.mu.Lock()
 	defer qp.mu.Unlock()
+	room := m.max - m.held.Load()
+	if room <= 0 {
+		return Delivery{}, false, nil
+	}
+	s := m.s
 	timeout := s.ackTimeout().Nanoseconds()
 	for off, pd := range qp.due {
 		if pd.deadline > now {
 			continue
 		}
-		delete(qp.due, off)
-		if pd.deliveries >= s.maxDeliveries() {
-			if err := qp.deadLetterLocked(off, pd.deliveries); err != nil {
-				qp.due[off] = pd
-				return Delivery{}, false, err
-			}
+		if off < qp.p.StartOffset() { // retention removed it: nothing left to deliver
+			delete(qp.due, off)
 			qp.settleLocked()
 			continue
 		}
+		if pd.deliveries >= s.maxDeliveries() {
+			delete(qp.due, off)
+			qp.markDeadLocked(off, off, pd.deliveries, "max-deliveries")
+			continue
+		}
 		batch, err := qp.recordBatchLocked(off)
+		if errors.Is(err, errUndecodable) {
+			delete(qp.due, off)
+			qp.markDeadLocked(off, off, pd.deliveries, "undecodable: "+err.Error())
+			continue
+		}
 		if err != nil {
 			return Delivery{}, false, err
 		}
+		delete(qp.due, off)
 		pd.deliveries++
-		pd.deadline, pd.sub = now+timeout, s
+		pd.deadline, pd.m = now+timeout, m
+		m.held.Add(1)
 		qp.pending[off] = pd
 		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: batch}, true, nil
 	}
-	if qp.next >= qp.p.NextOffset() {
-		return Delivery{}, false, nil
-	}
-	v, err := qp.p.log.Read(qp.next, maxBytes)
-	if err != nil {
-		return Delivery{}, false, storageError(err)
-	}
-	for rest := v.Data; len(rest) >= wire.BatchHeaderSize; {
-		h, err := wire.ParseBatchHeader(rest)
+	for qp.next < qp.p.NextOffset() {
+		v, err := qp.p.log.Read(qp.next, maxBytes)
+		if errors.Is(err, disk.ErrOffsetOutOfRange) && qp.next < qp.p.StartOffset() {
+			qp.next = qp.p.StartOffset() // retention removed what was never dispatched
+			qp.settleLocked()
+			continue
+		}
 		if err != nil {
-			break
+			return Delivery{}, false, storageError(err)
 		}
-		for off := max(h.BaseOffset, qp.next); off <= h.LastOffset(); off++ {
-			qp.pending[off] = &pending{deadline: now + timeout, deliveries: 1, sub: s}
+		d, ok, err := qp.dispatchLocked(m, v, room, now+timeout)
+		if ok || err != nil {
+			return d, ok, err
 		}
-		rest = rest[h.Size():]
 	}
-	qp.next = v.NextOffset
-	return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), view: v}, true, nil
+	return Delivery{}, false, nil
 }
 
-// settle acks or nacks offsets held by s. A nack makes them due after delay.
-func (qp *queuePart) settle(s *Subscription, offsets func(i int) int64, n int, nack bool, delay time.Duration) {
+// dispatchLocked hands m records from v, which starts with the batch holding qp.next: whole batches
+// in place when they start at qp.next, fit under room and decode; otherwise the records of the first
+// batch from qp.next, re-encoded, up to room. A first batch that cannot be decoded is marked for the
+// dead-letter topic and skipped (ok false: the caller reads on). v is released unless returned.
+func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64) (Delivery, bool, error) {
+	cut, n := 0, int64(0)
+	for rest := v.Data; len(rest) >= wire.BatchHeaderSize; {
+		h, err := wire.ParseBatchHeader(rest)
+		if err != nil || h.Size() > len(rest) || h.BaseOffset != qp.next+n {
+			break
+		}
+		count := h.LastOffset() - h.BaseOffset + 1
+		if n+count > room || !qp.decodesLocked(rest[:h.Size()], h) {
+			break
+		}
+		cut, n = cut+h.Size(), n+count
+		rest = rest[h.Size():]
+	}
+	if cut > 0 {
+		v.Data = v.Data[:cut]
+		for off := qp.next; off < qp.next+n; off++ {
+			qp.pending[off] = &pending{deadline: deadline, deliveries: 1, m: m}
+		}
+		m.held.Add(n)
+		qp.next += n
+		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), view: v}, true, nil
+	}
+	defer v.Release()
+	h, err := wire.ParseBatchHeader(v.Data)
+	if err != nil || h.Size() > len(v.Data) {
+		return Delivery{}, false, storageError(fmt.Errorf("%w: batch at offset %d", wire.ErrCorrupt, qp.next))
+	}
+	if h.BaseOffset > qp.next { // no records between: nothing to hold
+		qp.next = h.BaseOffset
+		qp.settleLocked()
+		return Delivery{}, false, nil
+	}
+	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)
+	if err != nil {
+		qp.markDeadLocked(qp.next, h.LastOffset(), 0, "undecodable: "+err.Error())
+		qp.next = h.LastOffset() + 1
+		return Delivery{}, false, nil
+	}
+	for off := qp.next; off <= last; off++ {
+		qp.pending[off] = &pending{deadline: deadline, deliveries: 1, m: m}
+	}
+	m.held.Add(last - qp.next + 1)
+	qp.next = last + 1
+	return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: out}, true, nil
+}
+
+// decodesLocked reports whether batch's records can be read. Uncompressed batches were checked when
+// they were produced; a compressed one is inflated here once, as the consumer would.
+func (qp *queuePart) decodesLocked(batch []byte, h wire.BatchHeader) bool {
+	if h.Codec() == wire.CodecNone {
+		return true
+	}
+	if _, err := qp.it.Reset(batch); err != nil {
+		return false
+	}
+	var r wire.Record
+	for qp.it.Next(&r) {
+	}
+	return qp.it.Err() == nil
+}
+
+// errUndecodable marks a stored batch whose records cannot be read (a decompression failure or
+// corrupt records): its records go to the dead-letter topic.
+var errUndecodable = errors.New("engine: queue: records cannot be decoded")
+
+// rebuildLocked re-encodes the records of batch with offsets in [from, to] as one new batch at their
+// original offsets, returning it and the last offset it holds. The result is owned by the caller.
+func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64, error) {
+	if qp.builder == nil {
+		qp.builder = wire.NewBatchBuilder(1024)
+	}
+	if _, err := qp.it.Reset(batch); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errUndecodable, err)
+	}
+	qp.builder.Reset()
+	first, last := int64(-1), int64(-1)
+	var r wire.Record
+	for qp.it.Next(&r) {
+		if r.Offset < from || r.Offset > to {
+			continue
+		}
+		if first < 0 {
+			first = r.Offset
+		}
+		last = r.Offset
+		qp.hdrs = r.AppendHeaders(qp.hdrs[:0])
+		qp.builder.Append(r.Key, r.Value, qp.hdrs, r.Timestamp)
+	}
+	if err := qp.it.Err(); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errUndecodable, err)
+	}
+	if first != from {
+		return nil, 0, fmt.Errorf("%w: record %d not found in its batch", errUndecodable, from)
+	}
+	b, err := qp.builder.Build()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := append([]byte(nil), b...)
+	wire.SetBaseOffset(out, first)
+	return out, last, nil
+}
+
+// markDeadLocked marks the records first..last for the dead-letter topic and kicks the janitor,
+// which appends them and then settles them.
+func (qp *queuePart) markDeadLocked(first, last int64, deliveries int, reason string) {
+	dl := &deadLetter{first: first, last: last, deliveries: deliveries, reason: reason}
+	for off := first; off <= last; off++ {
+		qp.dead[off] = dl
+	}
+	select {
+	case qp.q.topic.e.queues.deadKick <- struct{}{}:
+	default:
+	}
+}
+
+// settle acks or nacks offsets held by s. A nack makes them due after delay. It reports whether the
+// settled state changed (an ack of a record s held).
+func (qp *queuePart) settle(m *member, offsets func(i int) int64, n int, nack bool, delay time.Duration) bool {
 	qp.mu.Lock()
 	now := qp.q.topic.e.opts.Clock().UnixNano()
+	relieved, acked := false, false
 	for i := 0; i < n; i++ {
 		off := offsets(i)
 		pd := qp.pending[off]
-		if pd == nil || pd.sub != s {
+		if pd == nil || pd.m != m {
 			continue // already settled, expired or held by another member: nothing to do
 		}
-		delete(qp.pending, off)
+		relieved = relieved || m.held.Load() >= m.max
 		if nack {
-			pd.sub, pd.deadline = nil, now+delay.Nanoseconds()
-			qp.due[off] = pd
+			qp.makeDueLocked(off, pd, now+delay.Nanoseconds())
+			continue
 		}
+		m.held.Add(-1)
+		delete(qp.pending, off)
+		acked = true
 	}
 	qp.settleLocked()
 	qp.mu.Unlock()
-	if nack {
-		if delay > 0 {
-			time.AfterFunc(delay, qp.p.wake)
-		} else {
-			qp.p.wake()
-		}
+	if acked {
+		qp.q.topic.e.queues.store.touch()
 	}
+	switch {
+	case nack && delay > 0:
+		time.AfterFunc(delay, qp.q.wake)
+		if relieved {
+			qp.q.wake()
+		}
+	case nack || relieved:
+		qp.q.wake()
+	}
+	return acked
 }
 
 // settleLocked advances the floor over every settled offset.
 func (qp *queuePart) settleLocked() {
 	for qp.floor < qp.next {
-		if qp.pending[qp.floor] != nil || qp.due[qp.floor] != nil {
+		if qp.pending[qp.floor] != nil || qp.due[qp.floor] != nil || qp.dead[qp.floor] != nil {
 			return
 		}
 		qp.floor++
@@ -275,83 +563,20 @@ func (qp *queuePart) settleLocked() {
 }
 
 // recordBatchLocked builds a one-record batch holding the record at off, with its original offset:
-// redelivery sends only what is owed, not the batch it came in.
+// redelivery sends only what is owed, not the batch it came in. A batch that cannot be decoded is
+// errUndecodable.
 func (qp *queuePart) recordBatchLocked(off int64) ([]byte, error) {
 	v, err := qp.p.log.Read(off, 1)
 	if err != nil {
 		return nil, storageError(err)
 	}
 	defer v.Release()
-	if qp.builder == nil {
-		qp.builder = wire.NewBatchBuilder(1024)
+	h, err := wire.ParseBatchHeader(v.Data)
+	if err != nil || h.Size() > len(v.Data) {
+		return nil, fmt.Errorf("%w: batch at offset %d", errUndecodable, off)
 	}
-	if _, err := qp.it.Reset(v.Data); err != nil {
-		return nil, err
-	}
-	var r wire.Record
-	for qp.it.Next(&r) {
-		if r.Offset != off {
-			continue
-		}
-		qp.builder.Reset()
-		qp.builder.Append(r.Key, r.Value, r.AppendHeaders(nil), r.Timestamp)
-		b, err := qp.builder.Build()
-		if err != nil {
-			return nil, err
-		}
-		out := append([]byte(nil), b...)
-		wire.SetBaseOffset(out, off)
-		return out, nil
-	}
-	if err := qp.it.Err(); err != nil {
-		return nil, err
-	}
-	return nil, fmt.Errorf("engine: queue: record %d not found in its batch", off)
-}
-
-// DeadLetterSuffix names a queue's dead-letter topic after its source topic.
-const DeadLetterSuffix = ".dlq"
-
-// deadLetterLocked appends the record at off to the dead-letter topic, with headers naming where it
-// came from and how often it was delivered.
-func (qp *queuePart) deadLetterLocked(off int64, deliveries int) error {
-	v, err := qp.p.log.Read(off, 1)
-	if err != nil {
-		return storageError(err)
-	}
-	defer v.Release()
-	if _, err := qp.it.Reset(v.Data); err != nil {
-		return err
-	}
-	e := qp.q.topic.e
-	var r wire.Record
-	for qp.it.Next(&r) {
-		if r.Offset != off {
-			continue
-		}
-		hdrs := r.AppendHeaders(nil)
-		hdrs = append(hdrs,
-			wire.Header{Key: []byte("sluice-dlq-topic"), Value: []byte(qp.q.topic.cfg.Name)},
-			wire.Header{Key: []byte("sluice-dlq-group"), Value: []byte(qp.q.key.group)},
-			wire.Header{Key: []byte("sluice-dlq-partition"), Value: strconv.AppendInt(nil, int64(qp.p.id), 10)},
-			wire.Header{Key: []byte("sluice-dlq-offset"), Value: strconv.AppendInt(nil, off, 10)},
-			wire.Header{Key: []byte("sluice-dlq-deliveries"), Value: strconv.AppendInt(nil, int64(deliveries), 10)})
-		b := wire.NewBatchBuilder(len(r.Value) + 512)
-		b.Append(r.Key, r.Value, hdrs, r.Timestamp)
-		batch, err := b.Build()
-		if err != nil {
-			return err
-		}
-		name := qp.q.topic.cfg.Name + DeadLetterSuffix
-		if e.TopicByName(name) == nil {
-			if _, err := e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1}); err != nil && e.TopicByName(name) == nil {
-				return err
-			}
-		}
-		_, _, err = e.Publish(context.Background(), name, 0, batch, wire.DurabilityWritten)
-		return err
-	}
-	return fmt.Errorf("engine: queue: record %d not found in its batch", off)
+	out, _, err := qp.rebuildLocked(v.Data[:h.Size()], off, off)
+	return out, err
 }
 
 func (s *Subscription) ackTimeout() time.Duration {
@@ -368,32 +593,45 @@ func (s *Subscription) maxDeliveries() int {
 	return s.e.opts.QueueMaxDeliveries
 }
 
-// Ack settles work-queue records of partition p as processed. Offsets not held by s are ignored.
+// Ack settles work-queue records of partition p as processed. Offsets not held by s are ignored. The
+// acks are recorded at once and durable with the queue state store's next snapshot (see
+// SyncSettlements).
 func (s *Subscription) Ack(p int32, n int, offset func(i int) int64) error {
-	qp, err := s.queuePart(p)
+	qp, m, err := s.queuePart(p)
 	if err != nil {
 		return err
 	}
-	qp.settle(s, offset, n, false, 0)
+	qp.settle(m, offset, n, false, 0)
 	return nil
 }
 
 // Nack returns work-queue records of partition p for redelivery after delay.
 func (s *Subscription) Nack(p int32, n int, offset func(i int) int64, delay time.Duration) error {
-	qp, err := s.queuePart(p)
+	qp, m, err := s.queuePart(p)
 	if err != nil {
 		return err
 	}
-	qp.settle(s, offset, n, true, delay)
+	qp.settle(m, offset, n, true, delay)
 	return nil
 }
 
-func (s *Subscription) queuePart(p int32) (*queuePart, error) {
+// SyncSettlements calls done once every work-queue ack recorded so far is on disk, from the queue
+// state store's writer goroutine (or at once with the store's write error). An ack answered after
+// done is never delivered again, whatever happens to the broker.
+func (s *Subscription) SyncSettlements(done func(error)) {
+	s.e.queues.store.sync(false, done)
+}
+
+func (s *Subscription) queuePart(p int32) (*queuePart, *member, error) {
 	if s.queue == nil {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "not a work-queue subscription"}
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "not a work-queue subscription"}
 	}
 	if p < 0 || int(p) >= len(s.queue.parts) {
-		return nil, wire.CodeUnknownPartition
+		return nil, nil, wire.CodeUnknownPartition
 	}
-	return s.queue.parts[p], nil
+	m := s.queue.memberOf(s)
+	if m == nil {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription left its queue"}
+	}
+	return s.queue.parts[p], m, nil
 }

@@ -308,10 +308,11 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 // or its redeliveries, and the cursors serve only to be woken.
 func (s *Subscription) nextQueued(maxBytes int) (Delivery, bool, error) {
 	now := s.e.opts.Clock().UnixNano()
-	for len(s.ready) > 0 && s.credit > 0 && !s.closed {
+	m := s.queue.memberOf(s)
+	for len(s.ready) > 0 && s.credit > 0 && !s.closed && m != nil {
 		c := s.ready[0]
 		qp := s.queue.parts[c.part.id]
-		d, ok, err := qp.take(s, int(min(int64(maxBytes), s.credit)), now)
+		d, ok, err := qp.take(m, int(min(int64(maxBytes), s.credit)), now)
 		if err != nil {
 			return d, false, err
 		}
@@ -322,7 +323,7 @@ func (s *Subscription) nextQueued(maxBytes int) (Delivery, bool, error) {
 		}
 		// Nothing now: wait, with the same announce-then-recheck as a stream cursor.
 		c.waiting.Store(true)
-		if !qp.hasWork(now) || !c.waiting.CompareAndSwap(true, false) {
+		if !qp.hasWork(m, now) || !c.waiting.CompareAndSwap(true, false) {
 			c.ready = false
 			s.ready = s.ready[1:]
 		}

@@ -232,6 +232,7 @@ type Subscribe struct {
 	AckTimeoutMs  uint32
 	MaxDeliveries uint16
 	Filter        string
+	MaxAckPending uint32 // queue mode: the most unsettled records the member holds; 0 the broker's default. Optional trailing field, sent only when not 0
 }
 
 func (m *Subscribe) Append(dst []byte) []byte {
@@ -244,7 +245,11 @@ func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.Credit)
 	dst = binary.BigEndian.AppendUint32(dst, m.AckTimeoutMs)
 	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
-	return appendStr16(dst, []byte(m.Filter))
+	dst = appendStr16(dst, []byte(m.Filter))
+	if m.MaxAckPending != 0 {
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
+	}
+	return dst
 }
 
 func (m *Subscribe) Decode(b []byte) error {
@@ -253,6 +258,10 @@ func (m *Subscribe) Decode(b []byte) error {
 	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
 	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
 	m.Filter = string(r.str16())
+	m.MaxAckPending = 0
+	if len(r.b) > 0 {
+		m.MaxAckPending = r.u32()
+	}
 	if r.err == nil && (m.Mode > ModeQueue || m.Start > StartCommitted) {
 		return fmt.Errorf("%w: subscribe mode %d start %d", ErrMalformed, m.Mode, m.Start)
 	}

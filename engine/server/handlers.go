@@ -249,7 +249,20 @@ func (ss *session) settle(f wire.Frame) {
 	switch {
 	case err != nil:
 		ss.fail(f, err)
-	case f.Flags&wire.FlagNoReply == 0:
+	case f.Flags&wire.FlagNoReply != 0:
+	case f.Op == wire.OpAck:
+		// Answered from the queue state store's writer once the ack is on disk.
+		corr, op := f.Corr, f.Op
+		s.SyncSettlements(func(err error) {
+			var b []byte
+			if err != nil {
+				b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
+			} else {
+				b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+			}
+			_ = ss.c.AsyncWrite(b, nil)
+		})
+	default:
 		ss.reply(f, nil)
 	}
 }
