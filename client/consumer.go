@@ -46,6 +46,13 @@ type ConsumerOptions struct {
 	Queue         bool
 	AckTimeout    time.Duration // 0: the broker's default
 	MaxDeliveries int           // 0: the broker's default
+	// MaxAckPending bounds the work-queue records the broker hands this consumer before it settles
+	// some (acks, nacks, or lets them time out); the broker dispatches nothing more until then.
+	// Default 1: a record's ack timeout then starts when the application is done with the previous
+	// one and is ready for it, not when it lands in the client's buffer. A larger bound prefetches
+	// (hiding a round trip per record) but starts the clock of every prefetched record at once:
+	// keep MaxAckPending × the handling time of a record well under AckTimeout.
+	MaxAckPending int
 
 	// Filter is a server-side header filter: "key=value" terms joined by '&'.
 	Filter string
@@ -95,6 +102,10 @@ func WithQueue(ackTimeout time.Duration, maxDeliveries int) ConsumerOption {
 	return func(o *ConsumerOptions) { o.Queue, o.AckTimeout, o.MaxDeliveries = true, ackTimeout, maxDeliveries }
 }
 
+// WithMaxAckPending sets how many unsettled work-queue records the consumer may hold (see
+// ConsumerOptions.MaxAckPending).
+func WithMaxAckPending(n int) ConsumerOption { return func(o *ConsumerOptions) { o.MaxAckPending = n } }
+
 // WithFilter sets a server-side header filter.
 func WithFilter(filter string) ConsumerOption { return func(o *ConsumerOptions) { o.Filter = filter } }
 
@@ -114,6 +125,9 @@ func (o *ConsumerOptions) setDefaults() {
 	if o.AutoCommit == 0 {
 		o.AutoCommit = 5 * time.Second
 	}
+	if o.Queue && o.MaxAckPending == 0 {
+		o.MaxAckPending = 1
+	}
 }
 
 // Validate reports the first invalid field (after defaults).
@@ -129,6 +143,8 @@ func (o *ConsumerOptions) Validate() error {
 		return fmt.Errorf("%w: start %d", ErrOptions, o.Start)
 	case o.AckTimeout < 0 || o.MaxDeliveries < 0 || o.MaxDeliveries > 0xffff:
 		return fmt.Errorf("%w: ack timeout %v, max deliveries %d", ErrOptions, o.AckTimeout, o.MaxDeliveries)
+	case o.MaxAckPending < 0 || int64(o.MaxAckPending) > 1<<32-1:
+		return fmt.Errorf("%w: max ack pending %d", ErrOptions, o.MaxAckPending)
 	}
 	return nil
 }
@@ -271,6 +287,7 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 	}
 	if c.opts.Queue {
 		base.Mode = wire.ModeQueue
+		base.MaxAckPending = uint32(c.opts.MaxAckPending)
 	}
 	var specs []wire.Subscribe
 	if resume && c.opts.Group == "" && !c.opts.Queue {
@@ -548,9 +565,11 @@ func (c *Consumer) nextRecordLocked() (*Message, error) {
 	}
 }
 
-// Consume calls fn for every record until fn fails, ctx ends or the consumer closes, and returns
-// that error. A record counts as processed when fn returns nil (for a work queue it is then acked;
-// when fn fails it is nacked). fn's Message is valid only during the call.
+// Consume calls fn for every record until ctx ends or the consumer closes, and returns that error.
+// A record counts as processed when fn returns nil. On a work queue the record is then acked; when
+// fn fails it is nacked (delivered again, to this or another member, up to the delivery limit) and
+// Consume carries on with the next record. On a stream Consume stops at fn's first error and returns
+// it. fn's Message is valid only during the call.
 func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 	for {
 		m, err := c.Next(ctx)
@@ -558,13 +577,16 @@ func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 			return err
 		}
 		if err := fn(m); err != nil {
-			if c.opts.Queue {
-				_ = m.Nack(0)
-			}
 			c.mu.Lock()
 			c.hasLast = false // not processed: a commit must not pass it
 			c.mu.Unlock()
-			return err
+			if !c.opts.Queue {
+				return err
+			}
+			if nerr := m.Nack(0); nerr != nil {
+				c.c.log.Debug("sluice: nack lost", "topic", c.topic, "partition", m.Partition, "offset", m.Offset, "err", nerr)
+			}
+			continue
 		}
 		if c.opts.Queue {
 			if err := m.Ack(); err != nil {
