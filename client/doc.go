@@ -54,8 +54,10 @@
 // when its Consume handler returns nil. Commit (manual) also counts the record Next returned last.
 //
 // A work-queue consumer (WithQueue) shares records with competing consumers; each record is settled
-// with Message.Ack or Message.Nack (Consume acks when the handler returns nil and nacks when it
-// fails). An unsettled record is delivered again after the ack timeout, up to the delivery limit.
+// with Message.Ack or Message.Nack (Consume acks when the handler returns nil, and nacks when it
+// fails and carries on). An unsettled record is delivered again after the ack timeout, up to the
+// delivery limit. The broker hands a consumer at most MaxAckPending unsettled records (default 1), so
+// a record's ack timeout starts when the application is ready for it.
 //
 // # Delivery contract: at least once
 //
@@ -92,7 +94,9 @@
 //
 // Work queues. A record is delivered until it is acked (or dead-lettered after its delivery limit).
 // An ack is sent without an answer: an ack lost with its connection, a consumer that crashes before
-// acking, or an ack that arrives after the ack timeout, means the record is delivered again.
+// acking, an ack that arrives after the ack timeout, or a broker crash in the few milliseconds before
+// the broker writes the ack, means the record is delivered again. An ack the broker has written
+// survives restarts: its record is not delivered again.
 //
 // Applications that need effectively-once processing make their handling idempotent, keyed by
 // (topic, partition, offset), or store their own progress with their results.

@@ -61,7 +61,7 @@ type queue struct {
 	// nothing for this queue and the store writes nothing of it.
 	dropped atomic.Bool
 
-	mu      sync.Mutex // guards members; taken after a queuePart.mu, never before
+	mu      sync.Mutex // guards members; never held with another lock
 	members map[*Subscription]*member
 }
 
