@@ -40,6 +40,30 @@ func takeRecords(t *testing.T, l *Local, wait time.Duration) (p int32, offs []in
 	return d.Partition.ID(), offs, vals, true
 }
 
+// takeAll reads deliveries from l until it has want records (waiting up to 5 s for each), then
+// checks for 300 ms that nothing more comes; acking with ack. It returns the offsets, sorted.
+func takeAll(t *testing.T, l *Local, want int, ack bool) []int64 {
+	t.Helper()
+	var got []int64
+	for len(got) < want {
+		_, offs, _, ok := takeRecords(t, l, 5*time.Second)
+		if !ok {
+			break
+		}
+		got = append(got, offs...)
+		if ack {
+			if err := l.Ack(0, offs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, offs, _, ok := takeRecords(t, l, 300*time.Millisecond); ok {
+		got = append(got, offs...)
+	}
+	slices.Sort(got)
+	return got
+}
+
 func queueSpec(timeout time.Duration, maxDeliveries uint16) wire.Subscribe {
 	return wire.Subscribe{Topic: "q", Partition: -1, Group: "workers", Mode: wire.ModeQueue,
 		Start: wire.StartEarliest, AckTimeoutMs: uint32(timeout.Milliseconds()), MaxDeliveries: maxDeliveries}
@@ -206,15 +230,7 @@ func TestWorkQueueSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	got = got[:0]
-	for {
-		_, offs, _, ok := takeRecords(t, l, 300*time.Millisecond)
-		if !ok {
-			break
-		}
-		got = append(got, offs...)
-	}
-	slices.Sort(got)
+	got = takeAll(t, l, 20, false)
 	var want []int64
 	for off := int64(0); off < 40; off += 2 {
 		want = append(want, off)
@@ -374,19 +390,7 @@ func TestWorkQueueUndecodableToDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var got []int64
-	for {
-		_, offs, _, ok := takeRecords(t, l, 300*time.Millisecond)
-		if !ok {
-			break
-		}
-		got = append(got, offs...)
-		if err := l.Ack(0, offs...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, []int64{0, 1, 2, 6, 7}) {
+	if got := takeAll(t, l, 5, true); !slices.Equal(got, []int64{0, 1, 2, 6, 7}) {
 		t.Fatalf("delivered %v, want 0..2 and 6..7", got)
 	}
 	recs := dlqRecords(t, e, "q", 1)
@@ -603,15 +607,7 @@ func TestWorkQueueDeletedTopicForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var got []int64
-	for {
-		_, offs, _, ok := takeRecords(t, l, 300*time.Millisecond)
-		if !ok {
-			break
-		}
-		got = append(got, offs...)
-	}
-	if !slices.Equal(got, []int64{0, 1, 2, 3}) {
+	if got := takeAll(t, l, 4, false); !slices.Equal(got, []int64{0, 1, 2, 3}) {
 		t.Fatalf("the recreated topic's queue delivered %v, want 0..3", got)
 	}
 }
