@@ -66,6 +66,9 @@ func msgCases() []msgCase {
 			Start: StartTimestamp, StartValue: 1_700_000_000_000, Credit: 1 << 20, AckTimeoutMs: 30000, MaxDeliveries: 5, Filter: "region=eu&tier=gold"},
 			func() body { return new(Subscribe) }, -1},
 		{"subscribe-minimal", OpSubscribe, &Subscribe{Topic: "t", Start: StartLatest}, func() body { return new(Subscribe) }, -1},
+		// The optional trailing field: a body that stops before it is the field's absence.
+		{"subscribe-max-ack-pending", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Mode: ModeQueue, MaxAckPending: 7}, func() body { return new(Subscribe) },
+			len((&Subscribe{Topic: "t", Group: "g", Mode: ModeQueue}).Append(nil))},
 		{"subscribe-reply", OpSubscribe, &SubscribeReply{SubID: 9, Starts: []PartitionOffset{{0, 10}, {1, -1}, {7, 1 << 50}}}, func() body { return new(SubscribeReply) }, -1},
 		{"subscribe-reply-empty", OpSubscribe, &SubscribeReply{SubID: 1}, func() body { return new(SubscribeReply) }, -1},
 		{"unsubscribe", OpUnsubscribe, &SubID{SubID: 77}, func() body { return new(SubID) }, -1},
