@@ -93,10 +93,11 @@
 // ever lost: a restart of the broker in the middle of a stream loses no record.
 //
 // Work queues. A record is delivered until it is acked (or dead-lettered after its delivery limit).
-// An ack is sent without an answer: an ack lost with its connection, a consumer that crashes before
-// acking, an ack that arrives after the ack timeout, or a broker crash in the few milliseconds before
-// the broker writes the ack, means the record is delivered again. An ack the broker has written
-// survives restarts: its record is not delivered again.
+// Message.Ack is sent without an answer: an ack lost with its connection, a consumer that crashes
+// before acking, an ack that arrives after the ack timeout, or a broker crash in the few milliseconds
+// before the broker writes the ack, means the record is delivered again. Message.AckSync waits for the
+// broker to confirm that the ack is on disk. An ack the broker has written survives restarts and
+// crashes: its record is not delivered again.
 //
 // Applications that need effectively-once processing make their handling idempotent, keyed by
 // (topic, partition, offset), or store their own progress with their results.

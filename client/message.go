@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"time"
 
 	"github.com/sluicemq/sluice/wire"
@@ -82,24 +83,49 @@ func (m *Message) Clone() *Message {
 }
 
 // Ack settles a work-queue record as processed. It is sent without waiting for an answer; an ack
-// lost with its connection leaves the record to be delivered again after the visibility timeout.
+// lost with its connection, or with a broker crash before the broker wrote it, leaves the record to
+// be delivered again. AckSync waits for the broker to confirm.
 func (m *Message) Ack() error { return m.settle(wire.OpAck, 0) }
+
+// AckSync settles a work-queue record as processed and waits until the broker has written the
+// settlement to disk: once it returns nil, the record is not delivered again, also across a broker
+// crash or restart. It costs a round trip and a write of the queue's state (shared by every ack
+// settled meanwhile). It fails with ErrNotQueue off a work queue, with an error wrapping
+// ErrConnectionLost when the record's connection is gone (the record will be redelivered), or with
+// ctx's error.
+func (m *Message) AckSync(ctx context.Context) error {
+	s, err := m.queueSub()
+	if err != nil {
+		return err
+	}
+	offs := [1]int64{m.Offset}
+	k := &call{ch: make(chan struct{}, 1)}
+	_, err = m.c.c.roundTripOn(ctx, s.cn, wire.OpAck, k, func(buf []byte) []byte {
+		return wire.AppendAck(buf, s.id, m.Partition, 0, offs[:])
+	})
+	return err
+}
 
 // Nack asks for the work-queue record to be delivered again after delay.
 func (m *Message) Nack(delay time.Duration) error {
 	return m.settle(wire.OpNack, uint32(max(delay, 0).Milliseconds()))
 }
 
+// queueSub returns the work-queue subscription m came from, on a live connection.
+func (m *Message) queueSub() (*subscription, error) {
+	if m.c == nil || !m.c.opts.Queue || m.sub == nil {
+		return nil, ErrNotQueue
+	}
+	if m.sub.cn.isDone() {
+		return nil, m.sub.cn.lostErr()
+	}
+	return m.sub, nil
+}
+
 func (m *Message) settle(op wire.Op, delayMs uint32) error {
-	if m.c == nil || !m.c.opts.Queue {
-		return ErrNotQueue
-	}
-	s := m.sub
-	if s == nil {
-		return ErrNotQueue
-	}
-	if s.cn.isDone() {
-		return s.cn.lostErr()
+	s, err := m.queueSub()
+	if err != nil {
+		return err
 	}
 	offs := [1]int64{m.Offset}
 	buf, start := s.cn.beginFrame(op, wire.FlagNoReply, s.cn.nextCorr())

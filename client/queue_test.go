@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/wire"
 )
 
 // TestWorkQueueAgainstBroker: competing consumers share a queue; a nacked record and a record whose
@@ -189,5 +194,66 @@ func TestWorkQueueSlowHandlerNotRedelivered(t *testing.T) {
 	defer cancel()
 	if m, err := w.Next(wait); err == nil {
 		t.Fatalf("%s delivered again after it was acked", m.Value)
+	}
+}
+
+// TestAckSyncIsDurable: once AckSync returns, the settlement is on disk. The data directory is copied
+// at that moment, as a crash would leave it, and an engine opened on the copy delivers the queue's
+// records from the first one not acked.
+func TestAckSyncIsDurable(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "jobs", 1)
+	ctx := testCtx(t)
+	p, err := c.Producer("jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, p, 0, 10)
+	w, err := c.Subscribe(ctx, "jobs", WithGroup("crew"), WithQueue(time.Minute, 5), WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 5; i++ {
+		m, err := w.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Offset != i {
+			t.Fatalf("offset %d, want %d", m.Offset, i)
+		}
+		if err := m.AckSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := t.TempDir()
+	if err := os.CopyFS(snap, os.DirFS(b.dir)); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.Open(engine.Options{DataDir: snap, MemoryDir: filepath.Join(snap, "mem2"), SegmentBytes: 8 << 20, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	sub, err := eng.SubscribeLocal(wire.Subscribe{Topic: "jobs", Partition: -1, Mode: wire.ModeQueue, Group: "crew",
+		Start: wire.StartEarliest, Credit: 1 << 20, AckTimeoutMs: 60_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	d, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var it wire.RecordIter
+	if _, err := it.Reset(d.Batches()); err != nil {
+		t.Fatal(err)
+	}
+	var r wire.Record
+	if !it.Next(&r) {
+		t.Fatalf("empty delivery: %v", it.Err())
+	}
+	if r.Offset != 5 {
+		t.Fatalf("after 5 synced acks the queue delivers offset %d first, want 5", r.Offset)
 	}
 }
