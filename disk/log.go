@@ -24,6 +24,7 @@ type Log struct {
 	fs   FS
 	log  *slog.Logger
 	rec  Recovery
+	step uint32 // allocation step of the segment files: allocStep(SegmentBytes)
 
 	// active is the segment appenders claim in. Stored by the roller under mu (after segs), loaded
 	// lock-free by everyone.
@@ -55,14 +56,22 @@ type Log struct {
 	syncCh      chan struct{} // guarded by syncMu: closed and replaced after a sync attempt with waiters
 	syncWaiters int           // guarded by syncMu: WaitSynced callers registered on syncCh
 
-	hkWake chan struct{} // wakes the housekeeper (pre-touch, spare, index, retention)
+	// limitHits counts appends that found their claim past the allocated end of the file and
+	// extended it themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
+	limitHits atomic.Int64
+	// allocFailing is set while the housekeeper's extensions fail (a full disk), so that it warns
+	// once per episode. Housekeeper only.
+	allocFailing bool
+
+	hkWake chan struct{} // wakes the housekeeper (pre-touch, allocation, spare, index, retention)
 	done   chan struct{} // closed by Close to stop the goroutines
 	wg     sync.WaitGroup
 }
 
 type failure struct{ err error }
 
-// spare is a pre-created, preallocated, mapped segment file not yet named by a base offset.
+// spare is a pre-created, mapped segment file not yet named by a base offset, allocated to its
+// first step.
 type spare struct {
 	f    File
 	data []byte
@@ -105,6 +114,7 @@ func Open(opts Options) (*Log, error) {
 		dir:       o.Dir,
 		fs:        o.FS,
 		log:       o.Logger.With("dir", o.Dir),
+		step:      uint32(allocStep(o.SegmentBytes)),
 		flushWake: make(chan struct{}, 1),
 		hkWake:    make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -173,7 +183,7 @@ func (l *Log) recover() ([]*segment, error) {
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 
-	// Step 2: open every segment; drop empty files; extend a short tail; map.
+	// Step 2: open every segment; drop empty files; allocate the tail's first step; map.
 	var segs []*segment
 	closeAll := func() {
 		for _, s := range segs {
@@ -206,17 +216,29 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		files = append(files, opened{base, f, size})
 	}
-	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
+	// The tail is allocated in steps, so it is usually shorter than SegmentBytes: its length is the
+	// allocated extent, not the end of the data (the scan below finds that). It is mapped whole and
+	// allocated to at least one step and to a whole page, so that appends never write past its end.
+	tailMap := 0
+	if n := len(files); n > 0 {
 		t := &files[n-1]
-		if err := t.f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
-			for _, o := range files {
-				o.f.Close()
+		size := int64(roundUp(int(t.size), pageSize))
+		tailMap = int(max(size, int64(l.opts.SegmentBytes)))
+		if want := min(int64(tailMap), max(size, int64(l.step))); t.size < want {
+			if err := t.f.Allocate(0, want); err != nil {
+				for _, o := range files {
+					o.f.Close()
+				}
+				return nil, allocErr(t.f.Name(), err)
 			}
-			return nil, allocErr(t.f.Name(), err)
+			t.size = want
 		}
-		t.size = int64(l.opts.SegmentBytes)
 	}
 	for i, o := range files {
+		mapLen := int(o.size) // a sealed segment never grows
+		if i == len(files)-1 {
+			mapLen = tailMap
+		}
 		if o.size > MaxSegmentBytes {
 			for _, o := range files[i:] {
 				o.f.Close()
@@ -224,7 +246,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("%w: segment %s is %d bytes, more than %d", ErrCorrupt, segmentName(o.base), o.size, MaxSegmentBytes)
 		}
-		data, err := o.f.Map(int(o.size))
+		data, err := o.f.Map(mapLen)
 		if err != nil {
 			for _, o := range files[i:] {
 				o.f.Close()
@@ -232,7 +254,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
 		}
-		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, 0, l.opts.IndexInterval))
+		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, int(o.size), 0, l.opts.IndexInterval))
 	}
 
 	rebuilt := map[int64]bool{}
@@ -273,7 +295,7 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		rec.BytesTruncated += n
 		for _, t := range segs[i+1:] {
-			rec.BytesTruncated += int64(lastNonZero(t.data))
+			rec.BytesTruncated += int64(lastNonZero(t.file()))
 			t.release()
 			if err := remove(filepath.Base(t.path)); err != nil {
 				segs = segs[:i+1]
@@ -319,7 +341,7 @@ func (l *Log) recover() ([]*segment, error) {
 			return nil, fmt.Errorf("disk: renaming %s: %w", path, err)
 		}
 		dirty = true
-		segs = append(segs, newSegment(0, path, f, data, 0, l.opts.IndexInterval))
+		segs = append(segs, newSegment(0, path, f, data, int(l.step), 0, l.opts.IndexInterval))
 	}
 
 	// Step 6: make what was found durable, then set positions.
@@ -372,9 +394,10 @@ func (l *Log) recover() ([]*segment, error) {
 	return segs, nil
 }
 
-// createFile creates a segment file of SegmentBytes under path: fallocate (so later writes through
-// the mapping cannot fault for lack of space), fdatasync (so the allocation and size are durable),
-// map. The caller renames it into place and has the directory fsynced.
+// createFile creates a segment file under path: fallocate its first step (l.step bytes, so that
+// writes through the mapping there cannot fault for lack of space), fdatasync (so the allocation
+// and size are durable), map SegmentBytes. The caller renames it into place and has the directory
+// fsynced; the housekeeper or the appenders extend it (segment.extend).
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -385,7 +408,7 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 		_ = l.fs.Remove(path)
 		return nil, nil, err
 	}
-	if err := f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
+	if err := f.Allocate(0, int64(l.step)); err != nil {
 		return fail(allocErr(path, err))
 	}
 	if err := f.Datasync(); err != nil {
@@ -452,6 +475,15 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 			continue
 		}
 		end, endDelta := pos+uint32(n), delta+uint32(count)
+		if end > s.allocated.Load() {
+			// Past the allocated end of the file (the housekeeper keeps it AllocAheadBytes ahead,
+			// so this is rare): extend it, or fail cleanly with ErrNoSpace. Writing there unallocated
+			// would raise SIGBUS.
+			if err := l.grow(s, end); err != nil {
+				return AppendResult{}, err
+			}
+			continue
+		}
 		next := pack(end, endDelta)
 		if !s.claim.CompareAndSwap(old, next) {
 			continue
@@ -481,6 +513,24 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		}
 		return AppendResult{BaseOffset: s.base + int64(delta), LastOffset: off - 1, NextOffset: off, Position: logPos}, nil
 	}
+}
+
+// grow is the slow path of an Append whose claim in s would end at end, past the allocated end of
+// the file: the appender extends the file by the steps it needs itself (one fallocate, about 20 µs
+// for a step), or waits on allocMu while the housekeeper does. Measured, that beats handing the
+// work to the housekeeper and waiting for it to be scheduled (docs/storage.md). A full disk returns
+// ErrNoSpace: nothing was claimed, nothing written.
+func (l *Log) grow(s *segment, end uint32) error {
+	if !s.acquire() {
+		return ErrClosed // released: only Close releases the active segment
+	}
+	defer s.release()
+	l.limitHits.Add(1)
+	if err := s.extend(end, l.step); err != nil {
+		return err // ErrNoSpace (wrapping ENOSPC) on a full disk, naming the file
+	}
+	l.kickHousekeeper() // to get ahead again
+	return nil
 }
 
 func (l *Log) kickFlusher() {
@@ -550,7 +600,7 @@ func (l *Log) roll(s *segment) error {
 			return err
 		}
 	}
-	next := newSegment(base, path, f, data, s.logStart+int64(pos), l.opts.IndexInterval)
+	next := newSegment(base, path, f, data, int(l.step), s.logStart+int64(pos), l.opts.IndexInterval)
 	old := *l.segs.Load()
 	segs := make([]*segment, len(old), len(old)+1)
 	copy(segs, old)

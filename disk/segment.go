@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sluicemq/sluice/wire"
@@ -69,7 +70,7 @@ type segment struct {
 	base     int64  // offset of the first record
 	path     string // the .log file
 	f        File
-	data     []byte // the MAP_SHARED mapping of the whole file; never shrunk while mapped
+	data     []byte // the MAP_SHARED mapping of the whole segment (SegmentBytes); never shrunk while mapped
 	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
 	interval uint32 // index interval
 
@@ -94,6 +95,15 @@ type segment struct {
 	touchKick atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
+
+	// allocated is the file's allocated extent, which is also its length (fallocate mode 0 extends
+	// it): bytes of data below it are backed by reserved blocks; a page of data at or past it lies
+	// beyond the end of the file, and touching it raises SIGBUS. A claim never ends past it, so
+	// readers (below committed) and appenders (below their claim) stay inside the file. It only
+	// grows, and only under allocMu, stored after the fallocate returned; the housekeeper extends
+	// it ahead of the writer, an appender that reaches it extends it itself (Log.grow).
+	allocated atomic.Uint32
+	allocMu   sync.Mutex // serializes extensions of the file (housekeeper, appenders at the limit)
 
 	// Sparse index. entries[:idxN] are published: the housekeeper (or Open, before any other
 	// goroutine exists) writes entries[idxN] and then stores idxN+1; readers load idxN and read
@@ -125,13 +135,37 @@ type indexEntry struct {
 	maxTsBefore int64
 }
 
-func newSegment(base int64, path string, f File, data []byte, logStart int64, interval int) *segment {
+// newSegment wraps a mapped segment file whose first allocated bytes are allocated (its length).
+func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
 	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
+	s.allocated.Store(uint32(allocated))
 	s.entries = make([]indexEntry, len(data)/interval+1)
 	s.idxMaxTs = math.MinInt64
 	s.maxTs.Store(math.MinInt64)
 	s.refs.Store(1)
 	return s
+}
+
+// file is the part of the mapping backed by the file: the allocated extent. Only Open's recovery
+// and tests read past committed, and they must stay inside it.
+func (s *segment) file() []byte { return s.data[:s.allocated.Load()] }
+
+// extend grows the file's allocation to at least want bytes (at most the mapping), by whole steps
+// from the current extent, and publishes the new extent. The caller holds a reference. An error
+// (ENOSPC: ErrNoSpace) leaves the extent and every byte as they were.
+func (s *segment) extend(want, step uint32) error {
+	s.allocMu.Lock()
+	defer s.allocMu.Unlock()
+	cur := s.allocated.Load()
+	if want <= cur {
+		return nil // someone else extended it meanwhile
+	}
+	target := uint32(min(uint64(len(s.data)), (uint64(want)+uint64(step)-1)/uint64(step)*uint64(step)))
+	if err := s.f.Allocate(int64(cur), int64(target-cur)); err != nil {
+		return allocErr(s.path, err)
+	}
+	s.allocated.Store(target) // after the fallocate: the blocks exist before anyone may claim them
+	return nil
 }
 
 // acquire takes a reference unless the segment is already released; it never resurrects one.

@@ -1,0 +1,340 @@
+package disk
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// diskUsage is what du reports for dir: the blocks allocated to its files, in bytes.
+func diskUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range ents {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(dir, e.Name()), &st); err != nil {
+			t.Fatal(err)
+		}
+		n += st.Blocks * 512
+	}
+	return n
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// TestIdleLogAllocatesOneStep: a fresh log with the default 64 MiB segments holds one allocation
+// step on disk, not a segment, and keeps to it after a small append and across a reopen (recovery
+// does not extend the tail to the segment size).
+func TestIdleLogAllocatesOneStep(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir, Logger: quietLogger()}
+	l := mustOpen(t, o)
+	defer func() { l.Close() }()
+	const slack = 64 << 10 // the file system's own metadata blocks
+	check := func(when string) {
+		t.Helper()
+		if du := diskUsage(t, dir); du < AllocStep || du > AllocStep+slack {
+			t.Fatalf("%s: du %d bytes, want one step (%d)", when, du, AllocStep)
+		}
+		if size := fileSize(t, filepath.Join(dir, segmentName(0))); size != AllocStep {
+			t.Fatalf("%s: segment file of %d bytes, want %d", when, size, AllocStep)
+		}
+	}
+	check("fresh log")
+	if _, err := l.Append(testBatch(t, 1, 1, 100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l.kickHousekeeper()
+	waitIndexed(t, l) // the housekeeper has run since the append
+	check("after one append")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, o)
+	check("reopened")
+	if l.NextOffset() != 1 {
+		t.Fatalf("NextOffset %d after reopen", l.NextOffset())
+	}
+}
+
+// TestNewLogsDoNotExhaustSpace is issue 12's scenario on a disk of two segments: several new,
+// barely used logs take a step each, and the log that was there keeps appending past a roll.
+func TestNewLogsDoNotExhaustSpace(t *testing.T) {
+	root := t.TempDir()
+	o := testOptions("")
+	fs := &quotaFS{capacity: 2 * int64(o.SegmentBytes)}
+	var logs []*Log
+	defer func() {
+		for _, l := range logs {
+			l.Close()
+		}
+	}()
+	for i := range 8 {
+		o := testOptions(filepath.Join(root, string(rune('a'+i))))
+		o.FS = fs
+		l, err := Open(o)
+		if err != nil {
+			t.Fatalf("opening log %d with %d of %d bytes used: %v", i, fs.Used(), fs.capacity, err)
+		}
+		logs = append(logs, l)
+		if _, err := l.Append(testBatch(t, uint64(i), 1, 10, 0)); err != nil {
+			t.Fatalf("first append to log %d: %v", i, err)
+		}
+	}
+	first := logs[0]
+	for i := 0; first.Size() < int64(o.SegmentBytes)+int64(o.SegmentBytes)/4; i++ {
+		if _, err := first.Append(testBatch(t, uint64(100+i), 1, 1000, 0)); err != nil {
+			t.Fatalf("append %d to the first log after %d bytes, %d of %d bytes used: %v", i, first.Size(), fs.Used(), fs.capacity, err)
+		}
+	}
+	if n := len(*first.segs.Load()); n < 2 {
+		t.Fatalf("%d segments; the test wants a roll", n)
+	}
+}
+
+// TestDiskFillsUp fills a small disk from four concurrent appenders: every append either succeeds
+// or fails with ErrNoSpace (no SIGBUS: an append never writes past the allocated end of a file),
+// the disk ends up nearly all used by data, everything acknowledged is intact, and appends resume
+// once space returns.
+func TestDiskFillsUp(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(dir)
+	fs := &quotaFS{capacity: 5*int64(o.SegmentBytes) + 3*4096}
+	o.FS = fs
+	l := mustOpen(t, o)
+	type ack struct {
+		base  int64
+		batch []byte
+	}
+	var mu sync.Mutex
+	var acks []ack
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				b := testBatch(t, uint64(w)<<32|uint64(i), 1+i%3, 50+(i*37+w*101)%900, 0)
+				res, err := l.Append(b)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				acks = append(acks, ack{res.BaseOffset, b})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrNoSpace) || !errors.Is(err, unix.ENOSPC) || !strings.HasPrefix(err.Error(), "disk: no space") {
+			t.Fatalf("Append on a full disk: %v", err)
+		}
+	}
+	if used := fs.Used(); used > fs.capacity {
+		t.Fatalf("%d bytes allocated on a disk of %d", used, fs.capacity)
+	}
+	if size := l.Size(); size < fs.capacity*3/4 {
+		t.Fatalf("only %d bytes of data on a disk of %d when it was full", size, fs.capacity)
+	}
+	if _, err := l.Append(testBatch(t, 1<<40, 1, 1000, 0)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Append on a still full disk: %v", err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(l *Log) {
+		t.Helper()
+		got := readAll(t, l, 1<<20)
+		byBase := map[int64][]byte{}
+		for _, g := range got {
+			byBase[g.base] = g.bytes
+		}
+		for _, a := range acks {
+			if err := sameBatch(byBase[a.base], a.batch, a.base); err != nil {
+				t.Fatalf("acknowledged batch at %d: %v", a.base, err)
+			}
+		}
+		if len(got) != len(acks) {
+			t.Fatalf("%d batches stored, %d acknowledged", len(got), len(acks))
+		}
+	}
+	check(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, o) // on the full disk
+	defer func() { l.Close() }()
+	if r := l.Recovery(); r.InvalidPosition != -1 {
+		t.Fatalf("recovery after a full disk found damage: %+v", r)
+	}
+	check(l)
+	fs.mu.Lock()
+	fs.capacity += 2 * int64(o.SegmentBytes) // space returns
+	fs.mu.Unlock()
+	for i := range 100 {
+		b := testBatch(t, uint64(2<<40+i), 1, 1000, 0)
+		res, err := l.Append(b)
+		if err != nil {
+			t.Fatalf("Append %d after space returned: %v", i, err)
+		}
+		acks = append(acks, ack{res.BaseOffset, b})
+	}
+	check(l)
+}
+
+// copyDir copies every file of a live log's directory: what a process crash leaves, since the
+// page cache keeps whatever was written through the mappings.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// batchOfSize returns a valid one-record batch of exactly n bytes.
+func batchOfSize(t *testing.T, id uint64, n int) []byte {
+	t.Helper()
+	for v := max(0, n-120); v <= n; v++ {
+		if b := testBatch(t, id, 1, v, 0); len(b) == n {
+			return b
+		}
+	}
+	t.Fatalf("no batch of %d bytes", n)
+	return nil
+}
+
+// TestRecoverPartiallyAllocated recovers a log left by a crash while its tail segment was
+// allocated only part way: the file is shorter than SegmentBytes and its length is not the end of
+// the data. Recovery keeps every batch, leaves the file short, and appends then grow it step by
+// step and roll; a second reopen is clean.
+func TestRecoverPartiallyAllocated(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// end is where the data ends (0: wherever the batches end); truncate cuts the copied tail
+		// file to the data's end, as if no extension ahead of the writer had been made.
+		end      int
+		truncate bool
+	}{
+		{"allocated ahead of the data", 0, false},
+		{"data ends at the allocated end", 3 * 4096, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t.TempDir())
+			live := mustOpen(t, o)
+			defer live.Close()
+			step := allocStep(o.SegmentBytes)
+			var batches [][]byte
+			var pos int
+			stop := 2*step + step/2
+			if tc.end > 0 {
+				stop = tc.end
+			}
+			for i := 0; pos < stop; i++ {
+				b := testBatch(t, uint64(i), 1+i%2, 40+i*13%300, 0)
+				if tc.end > 0 && tc.end-pos-len(b) < 200 {
+					b = batchOfSize(t, uint64(i), tc.end-pos)
+				}
+				if _, err := live.Append(b); err != nil {
+					t.Fatal(err)
+				}
+				batches = append(batches, b)
+				pos += len(b)
+			}
+			if tc.end > 0 && pos != tc.end {
+				t.Fatalf("data ends at %d, want %d", pos, tc.end)
+			}
+			crashed := t.TempDir()
+			copyDir(t, live.Dir(), crashed)
+			tail := filepath.Join(crashed, segmentName(0))
+			if tc.truncate {
+				if err := os.Truncate(tail, int64(pos)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if size := fileSize(t, tail); size < int64(pos) || size >= int64(o.SegmentBytes) {
+				t.Fatalf("crashed tail file of %d bytes; the test wants one between the data end %d and %d", size, pos, o.SegmentBytes)
+			}
+
+			o.Dir = crashed
+			l := mustOpen(t, o)
+			defer func() { l.Close() }()
+			if r := l.Recovery(); r.InvalidPosition != -1 || r.BatchesKept != len(batches) {
+				t.Fatalf("recovery %+v, want %d batches kept and no damage", r, len(batches))
+			}
+			checkPrefix(t, l, batches, len(batches))
+			if size := fileSize(t, tail); size >= int64(o.SegmentBytes) || size%int64(pageSize) != 0 {
+				t.Fatalf("recovered tail file of %d bytes: extended to the segment size or not to a page", size)
+			}
+			// Appends continue through the rest of the segment, step by step, and into the next.
+			for i := 0; len(*l.segs.Load()) < 2; i++ {
+				b := testBatch(t, uint64(1000+i), 2, 300+i*7%500, 0)
+				if _, err := l.Append(b); err != nil {
+					t.Fatalf("append %d after recovery: %v", i, err)
+				}
+				batches = append(batches, b)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = mustOpen(t, o)
+			if r := l.Recovery(); r.InvalidPosition != -1 {
+				t.Fatalf("second recovery found damage: %+v", r)
+			}
+			checkPrefix(t, l, batches, len(batches))
+		})
+	}
+}
+
+// TestAppendAtAllocatedEnd: with no headroom (the housekeeper extends a file only once the writer
+// stands exactly at its allocated end), appenders that reach the end extend the file themselves,
+// step by step, through a segment and into the next.
+func TestAppendAtAllocatedEnd(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.AllocAheadBytes = 1
+	l := mustOpen(t, o)
+	defer l.Close()
+	var appended [][]byte
+	for len(*l.segs.Load()) < 3 {
+		b := testBatch(t, uint64(len(appended)), 1+len(appended)%4, 100+len(appended)*53%1500, 0)
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		appended = append(appended, b)
+	}
+	if hits := l.limitHits.Load(); hits < 8 {
+		t.Fatalf("%d appends reached the allocated end in %d appends over two segments of %d steps", hits, len(appended), o.SegmentBytes/int(l.step))
+	}
+	checkPrefix(t, l, appended, len(appended))
+}
