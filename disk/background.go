@@ -159,10 +159,9 @@ func (l *Log) housekeeper() {
 }
 
 // pretouch extends the active segment's file to AllocAheadBytes past the claim position (whole
-// steps) once less than half of that is left, faults in its pages from the touched mark to
-// PretouchBytes past the claim position (never past the allocated end), then moves touchKick to
-// half way through either, so appenders wake us in time. The half-way rule keeps an idle or barely
-// written segment at its first step.
+// steps) once the claim passes extendAt, faults in its pages from the touched mark to PretouchBytes
+// past the claim position (never past the allocated end), then moves touchKick to the earlier of
+// extendAt and half way through the pre-touched pages, so appenders wake us in time.
 func (l *Log) pretouch() {
 	s := l.active.Load()
 	if !s.acquire() {
@@ -173,12 +172,9 @@ func (l *Log) pretouch() {
 	if pos == sealedPos {
 		return
 	}
-	headroom := uint32(l.opts.AllocAheadBytes)
-	half := headroom - headroom/2
-	want := uint32(min(uint64(pos)+uint64(headroom), uint64(len(s.data))))
 	allocOK := true
-	if a := s.allocated.Load(); want > a && uint64(a) < uint64(pos)+uint64(half) {
-		if err := s.extend(want, l.step); err != nil {
+	if a := s.allocated.Load(); a < uint32(len(s.data)) && pos >= l.extendAt(a) {
+		if err := s.extend(l.allocWant(s, pos), l.step); err != nil {
 			allocOK = false
 			if !l.allocFailing {
 				l.log.Warn("disk: allocating ahead of the writer; appends fail once they reach the allocated end", "err", err)
@@ -207,7 +203,7 @@ func (l *Log) pretouch() {
 	kick := s.touched - min(s.touched, ahead/2)
 	if alloc < uint32(len(s.data)) {
 		if allocOK {
-			kick = min(kick, alloc-min(alloc, half))
+			kick = min(kick, l.extendAt(alloc))
 		} else {
 			// The disk is full: appenders wake us only at the allocated end, where they try
 			// themselves, rather than on every append.

@@ -183,7 +183,7 @@ func (l *Log) recover() ([]*segment, error) {
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 
-	// Step 2: open every segment; drop empty files; allocate the tail's first step; map.
+	// Step 2: open every segment; drop empty files; extend a short tail; map.
 	var segs []*segment
 	closeAll := func() {
 		for _, s := range segs {
@@ -216,29 +216,19 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		files = append(files, opened{base, f, size})
 	}
-	// The tail is allocated in steps, so it is usually shorter than SegmentBytes: its length is the
-	// allocated extent, not the end of the data (the scan below finds that). It is mapped whole and
-	// allocated to at least one step and to a whole page, so that appends never write past its end.
-	tailMap := 0
-	if n := len(files); n > 0 {
+	// A tail shorter than SegmentBytes (truncated behind our back, or an older configuration) gets
+	// its length back as a hole: no blocks, zeros. Step 6 allocates what appends need.
+	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
 		t := &files[n-1]
-		size := int64(roundUp(int(t.size), pageSize))
-		tailMap = int(max(size, int64(l.opts.SegmentBytes)))
-		if want := min(int64(tailMap), max(size, int64(l.step))); t.size < want {
-			if err := t.f.Allocate(0, want); err != nil {
-				for _, o := range files {
-					o.f.Close()
-				}
-				return nil, allocErr(t.f.Name(), err)
+		if err := t.f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
+			for _, o := range files {
+				o.f.Close()
 			}
-			t.size = want
+			return nil, fmt.Errorf("disk: extending %s: %w", filepath.Base(t.f.Name()), err)
 		}
+		t.size = int64(l.opts.SegmentBytes)
 	}
 	for i, o := range files {
-		mapLen := int(o.size) // a sealed segment never grows
-		if i == len(files)-1 {
-			mapLen = tailMap
-		}
 		if o.size > MaxSegmentBytes {
 			for _, o := range files[i:] {
 				o.f.Close()
@@ -246,7 +236,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("%w: segment %s is %d bytes, more than %d", ErrCorrupt, segmentName(o.base), o.size, MaxSegmentBytes)
 		}
-		data, err := o.f.Map(mapLen)
+		data, err := o.f.Map(int(o.size))
 		if err != nil {
 			for _, o := range files[i:] {
 				o.f.Close()
@@ -295,7 +285,7 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		rec.BytesTruncated += n
 		for _, t := range segs[i+1:] {
-			rec.BytesTruncated += int64(lastNonZero(t.file()))
+			rec.BytesTruncated += int64(lastNonZero(t.data))
 			t.release()
 			if err := remove(filepath.Base(t.path)); err != nil {
 				segs = segs[:i+1]
@@ -326,6 +316,20 @@ func (l *Log) recover() ([]*segment, error) {
 				return nil, err
 			}
 		}
+	}
+
+	// The tail's blocks: its length says nothing about them (allocation in steps leaves the rest of
+	// the file a hole) nor about where its data ends (the scan found that). Reserve from 0 to the end
+	// of the data rounded up to a step, at least one step: blocks already there cost nothing, and
+	// appends extend it from there. Failing that, Open fails with ErrNoSpace.
+	if n := len(segs); n > 0 {
+		t := segs[n-1]
+		want := min(len(t.data), max(int(l.step), roundUp(int(t.idxPos), int(l.step))))
+		if err := t.f.Allocate(0, int64(want)); err != nil {
+			closeAll()
+			return nil, allocErr(t.path, err)
+		}
+		t.allocated.Store(uint32(want))
 	}
 
 	// Step 5: a fresh log gets its first segment.
@@ -394,10 +398,11 @@ func (l *Log) recover() ([]*segment, error) {
 	return segs, nil
 }
 
-// createFile creates a segment file under path: fallocate its first step (l.step bytes, so that
-// writes through the mapping there cannot fault for lack of space), fdatasync (so the allocation
-// and size are durable), map SegmentBytes. The caller renames it into place and has the directory
-// fsynced; the housekeeper or the appenders extend it (segment.extend).
+// createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
+// blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
+// fault for lack of space), fdatasync (so the allocation and length are durable), map it. The
+// caller renames it into place and has the directory fsynced; the housekeeper or the appenders
+// allocate the rest step by step (segment.extend).
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -407,6 +412,9 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 		f.Close()
 		_ = l.fs.Remove(path)
 		return nil, nil, err
+	}
+	if err := f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
+		return fail(fmt.Errorf("disk: sizing %s: %w", filepath.Base(path), err))
 	}
 	if err := f.Allocate(0, int64(l.step)); err != nil {
 		return fail(allocErr(path, err))
@@ -516,8 +524,8 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 }
 
 // grow is the slow path of an Append whose claim in s would end at end, past the allocated end of
-// the file: the appender extends the file by the steps it needs itself (one fallocate, about 20 µs
-// for a step), or waits on allocMu while the housekeeper does. Measured, that beats handing the
+// the file: the appender extends the file itself, to AllocAheadBytes past its claim (one fallocate,
+// 20-50 µs), or waits on allocMu while the housekeeper does. Measured, that beats handing the
 // work to the housekeeper and waiting for it to be scheduled (docs/storage.md). A full disk returns
 // ErrNoSpace: nothing was claimed, nothing written.
 func (l *Log) grow(s *segment, end uint32) error {
@@ -526,11 +534,28 @@ func (l *Log) grow(s *segment, end uint32) error {
 	}
 	defer s.release()
 	l.limitHits.Add(1)
-	if err := s.extend(end, l.step); err != nil {
-		return err // ErrNoSpace (wrapping ENOSPC) on a full disk, naming the file
+	if err := s.extend(l.allocWant(s, end), l.step); err != nil {
+		// Claims past the extent must not be refused merely for the headroom: try what it needs.
+		if s.extend(end, l.step) != nil {
+			return err // ErrNoSpace (wrapping ENOSPC) on a full disk, naming the file
+		}
 	}
 	l.kickHousekeeper() // to get ahead again
 	return nil
+}
+
+// extendAt is the claim position from which the housekeeper extends a file allocated to alloc: half
+// of AllocAheadBytes before its end, but not before half of the first step is written, so that an
+// idle or barely written segment keeps its first step only.
+func (l *Log) extendAt(alloc uint32) uint32 {
+	h := uint32(l.opts.AllocAheadBytes)
+	return max(l.step/2, alloc-min(alloc, h-h/2))
+}
+
+// allocWant is how far the file of s is extended for a writer at pos: AllocAheadBytes past it
+// (extend rounds up to a step), at most the segment.
+func (l *Log) allocWant(s *segment, pos uint32) uint32 {
+	return uint32(min(uint64(pos)+uint64(l.opts.AllocAheadBytes), uint64(len(s.data))))
 }
 
 func (l *Log) kickFlusher() {

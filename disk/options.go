@@ -22,6 +22,10 @@ const (
 	minSegmentBytes       = 4096
 	minIndexInterval      = 64
 	defaultSpareThreshold = 2 // pre-create the next segment once the active one is 1/2 full
+	// defaultAllocAheadSteps: the housekeeper extends the file 4 steps ahead, once 2 are left, so a
+	// writer crosses 2 MiB between its wake-up and the allocated end. With 1 step (0.5 MiB of
+	// slack) it missed two steps out of three under load (docs/storage.md).
+	defaultAllocAheadSteps = 4
 )
 
 // AllocStep is the unit in which a segment file's disk space is reserved. A segment is mapped
@@ -63,11 +67,12 @@ type Options struct {
 	// PretouchBytes is how far ahead of the writer pages are faulted in (default 1 MiB), never past
 	// the allocated end of the file.
 	PretouchBytes int
-	// AllocAheadBytes is how far ahead of the writer the housekeeper keeps the active segment's file
-	// allocated, rounded up to whole steps (default one step: AllocStep for segments of 16 MiB and
-	// more). An appender that reaches the allocated end anyway extends the file by one step itself.
-	// Larger values let a fast writer run longer without the housekeeper, and cost that much disk
-	// per partition.
+	// AllocAheadBytes is how far ahead of the writer the active segment's file is allocated, in whole
+	// steps (default four steps: 4 MiB for segments of 16 MiB and more). The housekeeper extends the
+	// file once the writer is within half of this of its allocated end (and past half of the first
+	// step: a barely written segment keeps one step); an appender that reaches the allocated end
+	// anyway extends it itself. Larger values let a fast writer run longer without the housekeeper
+	// and cost that much disk per written-to partition.
 	AllocAheadBytes int
 	// Logger receives recovery reports and failures (default slog.Default()).
 	Logger *slog.Logger
@@ -106,7 +111,7 @@ func (o Options) withDefaults() Options {
 		o.PretouchBytes = DefaultPretouchBytes
 	}
 	if o.AllocAheadBytes == 0 {
-		o.AllocAheadBytes = allocStep(o.SegmentBytes)
+		o.AllocAheadBytes = defaultAllocAheadSteps * allocStep(o.SegmentBytes)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

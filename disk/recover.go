@@ -76,16 +76,13 @@ func lastNonZero(b []byte) int {
 // scanValidate walks the segment from its start, validating every batch (length, magic, CRC,
 // records, base offset continuity), and rebuilds the in-memory index. It stops at the first
 // zero batch length (the end of the log) or the first invalid batch. Bytes after a clean end must
-// be zero; anything else there is reported as invalid so the caller zeroes it. It reads the file's
-// allocated extent only: the file may be shorter than the mapping (allocation in steps), and its
-// length says nothing about where the data ends.
+// be zero; anything else there is reported as invalid so the caller zeroes it.
 func (s *segment) scanValidate() scanResult {
 	s.resetIndex()
 	var r scanResult
 	var pos, delta uint32
-	file := s.file()
 	for {
-		rest := file[pos:]
+		rest := s.data[pos:]
 		if len(rest) < 12 || binary.BigEndian.Uint32(rest[8:12]) == 0 {
 			if !allZero(rest) {
 				r.invalid, r.reason = true, "non-zero bytes after the end of the log"
@@ -119,7 +116,7 @@ func (s *segment) scanValidate() scanResult {
 // cutAt zeroes the segment from pos to its last non-zero byte and fdatasyncs it, so that no stale
 // batch can be read back later. It returns the number of bytes zeroed.
 func (s *segment) cutAt(pos uint32) (int64, error) {
-	n := lastNonZero(s.file()[pos:])
+	n := lastNonZero(s.data[pos:])
 	if n == 0 {
 		return 0, nil
 	}
@@ -144,7 +141,7 @@ func (s *segment) loadIndex(fsys FS, path string, nextBase int64) error {
 	switch {
 	case x.base != s.base || x.interval != s.interval:
 		return fmt.Errorf("%w: base %d interval %d, want %d %d", errIndex, x.base, x.interval, s.base, s.interval)
-	case int64(x.endDelta) != nextBase-s.base || int(x.endPos) > len(s.file()):
+	case int64(x.endDelta) != nextBase-s.base || int(x.endPos) > len(s.data):
 		return fmt.Errorf("%w: end (%d, %d) does not meet the next segment", errIndex, x.endPos, x.endDelta)
 	case len(x.entries) > len(s.entries):
 		return fmt.Errorf("%w: %d entries", errIndex, len(x.entries))
@@ -177,7 +174,7 @@ func (s *segment) loadIndex(fsys FS, path string, nextBase int64) error {
 	if pos != x.endPos || delta != x.endDelta || maxTs != x.maxTs {
 		return fmt.Errorf("%w: batches end at (%d, %d), index says (%d, %d)", errIndex, pos, delta, x.endPos, x.endDelta)
 	}
-	if rest := s.file()[pos:]; len(rest) >= 12 && binary.BigEndian.Uint32(rest[8:12]) != 0 {
+	if rest := s.data[pos:]; len(rest) >= 12 && binary.BigEndian.Uint32(rest[8:12]) != 0 {
 		return fmt.Errorf("%w: a batch follows the indexed end", errIndex)
 	}
 	s.resetIndex()

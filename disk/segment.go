@@ -70,7 +70,7 @@ type segment struct {
 	base     int64  // offset of the first record
 	path     string // the .log file
 	f        File
-	data     []byte // the MAP_SHARED mapping of the whole segment (SegmentBytes); never shrunk while mapped
+	data     []byte // the MAP_SHARED mapping of the whole file; never shrunk while mapped
 	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
 	interval uint32 // index interval
 
@@ -96,12 +96,13 @@ type segment struct {
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
 
-	// allocated is the file's allocated extent, which is also its length (fallocate mode 0 extends
-	// it): bytes of data below it are backed by reserved blocks; a page of data at or past it lies
-	// beyond the end of the file, and touching it raises SIGBUS. A claim never ends past it, so
-	// readers (below committed) and appenders (below their claim) stay inside the file. It only
-	// grows, and only under allocMu, stored after the fallocate returned; the housekeeper extends
-	// it ahead of the writer, an appender that reaches it extends it itself (Log.grow).
+	// allocated is how much of the file, from its start, has its blocks reserved (fallocate). The
+	// file is SegmentBytes long, but past allocated it may be a hole: it reads as zeros, but a
+	// write there through the mapping makes the file system find a block at the page fault, and on
+	// a full disk that fault is SIGBUS. A claim never ends past allocated, and the pre-toucher never
+	// writes past it. It only grows, and only under allocMu, stored after the fallocate returned;
+	// the housekeeper extends it ahead of the writer, an appender that reaches it extends it itself
+	// (Log.grow). Open sets the tail's from its data (the length says nothing about it).
 	allocated atomic.Uint32
 	allocMu   sync.Mutex // serializes extensions of the file (housekeeper, appenders at the limit)
 
@@ -145,10 +146,6 @@ func newSegment(base int64, path string, f File, data []byte, allocated int, log
 	s.refs.Store(1)
 	return s
 }
-
-// file is the part of the mapping backed by the file: the allocated extent. Only Open's recovery
-// and tests read past committed, and they must stay inside it.
-func (s *segment) file() []byte { return s.data[:s.allocated.Load()] }
 
 // extend grows the file's allocation to at least want bytes (at most the mapping), by whole steps
 // from the current extent, and publishes the new extent. The caller holds a reference. An error

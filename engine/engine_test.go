@@ -308,9 +308,8 @@ func TestTopicAdmin(t *testing.T) {
 	if len(segs) == 0 {
 		t.Fatalf("no segment of the memory topic under %s", e.opts.MemoryDir)
 	}
-	// Segment files are allocated in steps (disk.AllocStep): at most the segment size.
-	if st, err := os.Stat(segs[0]); err != nil || st.Size() == 0 || st.Size() > min(e.opts.SegmentBytes, e.opts.MemorySegmentBytes) {
-		t.Fatalf("memory segment %s: size %d, want at most %d (%v)", segs[0], st.Size(), min(e.opts.SegmentBytes, e.opts.MemorySegmentBytes), err)
+	if st, err := os.Stat(segs[0]); err != nil || st.Size() != min(e.opts.SegmentBytes, e.opts.MemorySegmentBytes) {
+		t.Fatalf("memory segment %s: size %d, want %d (%v)", segs[0], st.Size(), e.opts.MemorySegmentBytes, err)
 	}
 	if disk, _ := filepath.Glob(filepath.Join(e.opts.DataDir, "topics", "mem", "0", "*.log")); len(disk) != 0 {
 		t.Fatalf("memory topic wrote segments to the data directory: %v", disk)
