@@ -10,19 +10,20 @@
 //	00000000000000000000.index  sparse index of that segment (see indexfile.go), written when sealed
 //	spare.log.tmp               the next segment, pre-created before the active one fills
 //
-// A segment is mapped MAP_SHARED whole (SegmentBytes), but its file is allocated (fallocate mode
-// 0, which extends its length) in steps of AllocStep, ahead of the writer; it is never shrunk
-// while mapped. A claim never ends past the allocated end A, so a write through the mapping never
-// touches a page past the end of the file and never needs a block the file system could fail to
-// find: no SIGBUS, even on a full disk. The file's length is the allocated extent, not the end of
-// the data.
+// A segment file is SegmentBytes long (ftruncate: a hole) and mapped MAP_SHARED whole; its blocks
+// are reserved (fallocate FALLOC_FL_KEEP_SIZE) in steps of AllocStep, ahead of the writer, up to
+// A, the segment's allocated word. A claim never ends past A, so a write through the mapping never
+// needs a block the file system could fail to find: no SIGBUS, even on a full disk (a write into
+// the hole would allocate at the page fault). Reading the hole gives zeros. A is kept in memory
+// only: neither the length nor the blocks say where the data ends. Files are never shrunk while
+// mapped.
 //
 //	 0                                   P               A                 SegmentBytes
 //	+--------+--------+-----+-----------+----------------+..................+
-//	| batch  | batch  | ... | batch     | 0 0 0 ... 0 0  | (not in the file)|
+//	| batch  | batch  | ... | batch     | 0 0 0 ... 0 0  | hole (0 0 0 ...) |
 //	+--------+--------+-----+-----------+----------------+..................+
 //	                                     ^ a zero batchLength ends the log
-//	                                                      ^ end of the file (a multiple of the step)
+//	                                                      ^ allocated (a multiple of the step)
 //
 // Each batch is a Kafka RecordBatch v2 exactly as the producer sent it (see wire/batch.go for its
 // byte diagram) except the 8-byte base offset, which the log patches and the CRC does not cover.
@@ -37,9 +38,8 @@
 //   - claim packs (position, offset delta) — the next free byte and the next free offset,
 //     relative to the segment — into one uint64 (see pack). An appender reserves its bytes and
 //     its offsets together with one CAS from (p, d) to (p+n, d+k), provided p+n is within the
-//     allocated extent (the segment's allocated word); past it, the appender first extends the
-//     file by the steps it needs (one short fallocate, under the segment's allocMu) or fails with
-//     ErrNoSpace.
+//     reserved blocks (the segment's allocated word); past them, the appender first reserves more
+//     (one short fallocate, under the segment's allocMu) or fails with ErrNoSpace.
 //   - committed has the same packing: everything below it is copied and visible.
 //
 // An appender then copies its batches into the mapping at p — the one copy on the write path,
@@ -60,8 +60,8 @@
 // across segments, and nothing is claimed in it until the old one is entirely committed. If
 // creating the segment fails (ENOSPC) the seal is undone and the error returned; nothing is lost.
 //
-// The housekeeper goroutine keeps the append path free of page faults and slow work: it extends the
-// file AllocAheadBytes ahead of the claim (once half of that is left); it faults in pages
+// The housekeeper goroutine keeps the append path free of page faults and slow work: it reserves
+// blocks AllocAheadBytes ahead of the claim (once half of that is left); it faults in pages
 // PretouchBytes ahead of the claim, never past the allocated end (madvise MADV_POPULATE_WRITE while
 // no fsync waiter asked for a sync in the last second, MADV_POPULATE_READ while they do; else an
 // atomic add of zero or a load per page, never a plain write, which could race with an appender);

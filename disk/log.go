@@ -484,9 +484,9 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		}
 		end, endDelta := pos+uint32(n), delta+uint32(count)
 		if end > s.allocated.Load() {
-			// Past the allocated end of the file (the housekeeper keeps it AllocAheadBytes ahead,
-			// so this is rare): extend it, or fail cleanly with ErrNoSpace. Writing there unallocated
-			// would raise SIGBUS.
+			// Past the reserved blocks (the housekeeper keeps them AllocAheadBytes ahead, so this
+			// is rare): reserve more, or fail cleanly with ErrNoSpace. Writing into the hole would
+			// raise SIGBUS on a full disk.
 			if err := l.grow(s, end); err != nil {
 				return AppendResult{}, err
 			}
@@ -523,8 +523,8 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 	}
 }
 
-// grow is the slow path of an Append whose claim in s would end at end, past the allocated end of
-// the file: the appender extends the file itself, to AllocAheadBytes past its claim (one fallocate,
+// grow is the slow path of an Append whose claim in s would end at end, past the segment's reserved
+// blocks: the appender reserves more itself, to AllocAheadBytes past its claim (one fallocate,
 // 20-50 µs), or waits on allocMu while the housekeeper does. Measured, that beats handing the
 // work to the housekeeper and waiting for it to be scheduled (docs/storage.md). A full disk returns
 // ErrNoSpace: nothing was claimed, nothing written.
