@@ -397,3 +397,27 @@ func TestAppendAtAllocatedEnd(t *testing.T) {
 	}
 	checkPrefix(t, l, appended, len(appended))
 }
+
+// TestAppendDoesNotAllocate: the append path stays allocation-free when appenders reserve blocks
+// themselves (no headroom, so they reach the allocated end every few appends).
+func TestAppendDoesNotAllocate(t *testing.T) {
+	o := testOptions(t.TempDir())
+	// 4 MiB segments in steps of 256 KiB: the run (600 appends of 2 KiB) reserves a few steps, and
+	// neither rolls nor reaches half the segment, where the housekeeper creates the spare file.
+	o.SegmentBytes = 4 << 20
+	o.AllocAheadBytes = 1
+	l := mustOpen(t, o)
+	defer l.Close()
+	b := testBatch(t, 1, 2, 1000, 0)
+	before := l.limitHits.Load()
+	if allocs := testing.AllocsPerRun(600, func() {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("Append allocates %.1f times per call", allocs)
+	}
+	if hits := l.limitHits.Load() - before; hits < 3 {
+		t.Fatalf("only %d appends reserved blocks themselves", hits)
+	}
+}

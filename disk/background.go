@@ -124,9 +124,9 @@ func (l *Log) fail(err error) error {
 	return l.Err()
 }
 
-// housekeeper runs off the append path: it allocates the file and pre-touches pages ahead of the
-// writer, pre-creates the next segment, indexes committed batches, writes the index of sealed segments and enforces
-// retention. Appenders wake it when they pass a segment's touchKick; a roll wakes it too.
+// housekeeper runs off the append path: it reserves blocks and pre-touches pages ahead of the
+// writer, pre-creates the next segment, indexes committed batches, writes the index of sealed
+// segments and enforces retention. Appenders wake it when they pass a segment's touchKick; a roll wakes it too.
 func (l *Log) housekeeper() {
 	defer l.wg.Done()
 	var tick <-chan time.Time
@@ -158,7 +158,7 @@ func (l *Log) housekeeper() {
 	}
 }
 
-// pretouch extends the active segment's file to AllocAheadBytes past the claim position (whole
+// pretouch reserves the active segment's blocks to AllocAheadBytes past the claim position (whole
 // steps) once the claim passes extendAt, faults in its pages from the touched mark to PretouchBytes
 // past the claim position (never past the allocated end), then moves touchKick to the earlier of
 // extendAt and half way through the pre-touched pages, so appenders wake us in time.
@@ -177,10 +177,10 @@ func (l *Log) pretouch() {
 		if err := s.extend(l.allocWant(s, pos), l.step); err != nil {
 			allocOK = false
 			if !l.allocFailing {
-				l.log.Warn("disk: allocating ahead of the writer; appends fail once they reach the allocated end", "err", err)
+				l.log.Warn("disk: reserving blocks ahead of the writer; appends fail once they reach the reserved end", "err", err)
 			}
 		} else if l.allocFailing {
-			l.log.Info("disk: allocating ahead of the writer again")
+			l.log.Info("disk: reserving blocks ahead of the writer again")
 		}
 		l.allocFailing = !allocOK
 	}

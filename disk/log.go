@@ -56,11 +56,11 @@ type Log struct {
 	syncCh      chan struct{} // guarded by syncMu: closed and replaced after a sync attempt with waiters
 	syncWaiters int           // guarded by syncMu: WaitSynced callers registered on syncCh
 
-	// limitHits counts appends that found their claim past the allocated end of the file and
-	// extended it themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
+	// limitHits counts appends that found their claim past the segment's reserved blocks and
+	// reserved more themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
 	limitHits atomic.Int64
-	// allocFailing is set while the housekeeper's extensions fail (a full disk), so that it warns
-	// once per episode. Housekeeper only.
+	// allocFailing is set while the housekeeper fails to reserve blocks (a full disk), so that it
+	// warns once per episode. Housekeeper only.
 	allocFailing bool
 
 	hkWake chan struct{} // wakes the housekeeper (pre-touch, allocation, spare, index, retention)
@@ -217,7 +217,7 @@ func (l *Log) recover() ([]*segment, error) {
 		files = append(files, opened{base, f, size})
 	}
 	// A tail shorter than SegmentBytes (truncated behind our back, or an older configuration) gets
-	// its length back as a hole: no blocks, zeros. Step 6 allocates what appends need.
+	// its length back as a hole: no blocks, zeros. After the scan, its blocks are reserved.
 	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
 		t := &files[n-1]
 		if err := t.f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
@@ -535,7 +535,7 @@ func (l *Log) grow(s *segment, end uint32) error {
 	defer s.release()
 	l.limitHits.Add(1)
 	if err := s.extend(l.allocWant(s, end), l.step); err != nil {
-		// Claims past the extent must not be refused merely for the headroom: try what it needs.
+		// A claim must not be refused merely for the headroom: try what it needs.
 		if s.extend(end, l.step) != nil {
 			return err // ErrNoSpace (wrapping ENOSPC) on a full disk, naming the file
 		}
@@ -544,15 +544,15 @@ func (l *Log) grow(s *segment, end uint32) error {
 	return nil
 }
 
-// extendAt is the claim position from which the housekeeper extends a file allocated to alloc: half
-// of AllocAheadBytes before its end, but not before half of the first step is written, so that an
-// idle or barely written segment keeps its first step only.
+// extendAt is the claim position from which the housekeeper reserves more of a segment reserved to
+// alloc: half of AllocAheadBytes before alloc, but not before half of the first step is written, so
+// that an idle or barely written segment keeps its first step only.
 func (l *Log) extendAt(alloc uint32) uint32 {
 	h := uint32(l.opts.AllocAheadBytes)
 	return max(l.step/2, alloc-min(alloc, h-h/2))
 }
 
-// allocWant is how far the file of s is extended for a writer at pos: AllocAheadBytes past it
+// allocWant is how far the blocks of s are reserved for a writer at pos: AllocAheadBytes past it
 // (extend rounds up to a step), at most the segment.
 func (l *Log) allocWant(s *segment, pos uint32) uint32 {
 	return uint32(min(uint64(pos)+uint64(l.opts.AllocAheadBytes), uint64(len(s.data))))

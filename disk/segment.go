@@ -104,7 +104,7 @@ type segment struct {
 	// the housekeeper extends it ahead of the writer, an appender that reaches it extends it itself
 	// (Log.grow). Open sets the tail's from its data (the length says nothing about it).
 	allocated atomic.Uint32
-	allocMu   sync.Mutex // serializes extensions of the file (housekeeper, appenders at the limit)
+	allocMu   sync.Mutex // serializes extend (the housekeeper, appenders at the allocated end)
 
 	// Sparse index. entries[:idxN] are published: the housekeeper (or Open, before any other
 	// goroutine exists) writes entries[idxN] and then stores idxN+1; readers load idxN and read
@@ -136,7 +136,7 @@ type indexEntry struct {
 	maxTsBefore int64
 }
 
-// newSegment wraps a mapped segment file whose first allocated bytes are allocated (its length).
+// newSegment wraps a mapped segment file whose blocks are reserved from 0 to allocated.
 func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
 	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
 	s.allocated.Store(uint32(allocated))
@@ -147,8 +147,8 @@ func newSegment(base int64, path string, f File, data []byte, allocated int, log
 	return s
 }
 
-// extend grows the file's allocation to at least want bytes (at most the mapping), by whole steps
-// from the current extent, and publishes the new extent. The caller holds a reference. An error
+// extend reserves the file's blocks up to at least want (rounded up to a step, at most the
+// mapping), from the current allocated end, and publishes the new end. The caller holds a reference. An error
 // (ENOSPC: ErrNoSpace) leaves the extent and every byte as they were.
 func (s *segment) extend(want, step uint32) error {
 	s.allocMu.Lock()
