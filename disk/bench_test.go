@@ -140,6 +140,8 @@ func BenchmarkAppend(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				// Appends that found the allocated end and ran a fallocate themselves.
+				b.ReportMetric(float64(l.limitHits.Load()), "limit-hits")
 			})
 		}
 	}
@@ -166,6 +168,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 	if err := l.Sync(); err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(l.limitHits.Load()), "limit-hits")
 }
 
 // BenchmarkRawFdatasyncLatency is the latency of write(1 KiB) + fdatasync, one after another.

@@ -1,5 +1,5 @@
-// Package disk is the partition log: one Log per partition, a directory of mmap'd, preallocated
-// segment files, appended to lock-free by many goroutines, made durable by a group-commit flusher,
+// Package disk is the partition log: one Log per partition, a directory of mmap'd segment files
+// allocated in steps, appended to lock-free by many goroutines, made durable by a group-commit flusher,
 // recovered batch by batch on Open, and trimmed by retention. docs/storage.md has the procedures.
 //
 // # Files
@@ -10,14 +10,20 @@
 //	00000000000000000000.index  sparse index of that segment (see indexfile.go), written when sealed
 //	spare.log.tmp               the next segment, pre-created before the active one fills
 //
-// A segment file is preallocated (fallocate) to SegmentBytes and mapped MAP_SHARED whole; it is
-// never shrunk while mapped, so a write through the mapping cannot fault for lack of space.
+// A segment file is SegmentBytes long (ftruncate: a hole) and mapped MAP_SHARED whole; its blocks
+// are reserved (fallocate FALLOC_FL_KEEP_SIZE) in steps of AllocStep, ahead of the writer, up to
+// A, the segment's allocated word. A claim never ends past A, so a write through the mapping never
+// needs a block the file system could fail to find: no SIGBUS, even on a full disk (a write into
+// the hole would allocate at the page fault). Reading the hole gives zeros. A is kept in memory
+// only: neither the length nor the blocks say where the data ends. Files are never shrunk while
+// mapped.
 //
-//	 0                                   P                                 SegmentBytes
-//	+--------+--------+-----+-----------+---------------------------------+
-//	| batch  | batch  | ... | batch     | 0 0 0 0 0 ... (zeros to the end) |
-//	+--------+--------+-----+-----------+---------------------------------+
+//	 0                                   P               A                 SegmentBytes
+//	+--------+--------+-----+-----------+----------------+..................+
+//	| batch  | batch  | ... | batch     | 0 0 0 ... 0 0  | hole (0 0 0 ...) |
+//	+--------+--------+-----+-----------+----------------+..................+
 //	                                     ^ a zero batchLength ends the log
+//	                                                      ^ allocated (a multiple of the step)
 //
 // Each batch is a Kafka RecordBatch v2 exactly as the producer sent it (see wire/batch.go for its
 // byte diagram) except the 8-byte base offset, which the log patches and the CRC does not cover.
@@ -31,7 +37,9 @@
 //
 //   - claim packs (position, offset delta) — the next free byte and the next free offset,
 //     relative to the segment — into one uint64 (see pack). An appender reserves its bytes and
-//     its offsets together with one CAS from (p, d) to (p+n, d+k).
+//     its offsets together with one CAS from (p, d) to (p+n, d+k), provided p+n is within the
+//     reserved blocks (the segment's allocated word); past them, the appender first reserves more
+//     (one short fallocate, under the segment's allocMu) or fails with ErrNoSpace.
 //   - committed has the same packing: everything below it is copied and visible.
 //
 // An appender then copies its batches into the mapping at p — the one copy on the write path,
@@ -52,12 +60,13 @@
 // across segments, and nothing is claimed in it until the old one is entirely committed. If
 // creating the segment fails (ENOSPC) the seal is undone and the error returned; nothing is lost.
 //
-// The housekeeper goroutine keeps the append path free of page faults and slow work: it faults in
-// pages PretouchBytes ahead of the claim (madvise MADV_POPULATE_WRITE while no fsync waiter asked
-// for a sync in the last second, MADV_POPULATE_READ while they do; else an atomic add of zero or a
-// load per page, never a plain write, which could race with an appender), pre-creates the spare once
-// the active segment is half full, indexes committed batches, writes sealed segments' index files,
-// and enforces retention.
+// The housekeeper goroutine keeps the append path free of page faults and slow work: it reserves
+// blocks AllocAheadBytes ahead of the claim (once half of that is left); it faults in pages
+// PretouchBytes ahead of the claim, never past the allocated end (madvise MADV_POPULATE_WRITE while
+// no fsync waiter asked for a sync in the last second, MADV_POPULATE_READ while they do; else an
+// atomic add of zero or a load per page, never a plain write, which could race with an appender);
+// it pre-creates the spare (its first step) once the active segment is half full, indexes
+// committed batches, writes sealed segments' index files, and enforces retention.
 //
 // # Durability
 //

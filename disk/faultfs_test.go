@@ -2,7 +2,11 @@ package disk
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // faultFS is the OS file system with injectable failures: fdatasync errors and fallocate errors
@@ -43,4 +47,89 @@ func (f *faultFile) Allocate(off, n int64) error {
 		return *p
 	}
 	return f.File.Allocate(off, n)
+}
+
+// quotaFS is the OS file system with a disk of capacity bytes shared by every log opened on it:
+// an fallocate that would take the blocks allocated to its files past it fails with ENOSPC, as a
+// full file system's does, and reserves nothing. It counts allocated blocks (st_blocks), not
+// lengths; this package allocates each file from its start, so the blocks an fallocate adds are
+// its end minus the blocks the file holds. Removing or truncating a file frees its blocks.
+type quotaFS struct {
+	OSFS
+	capacity int64
+	mu       sync.Mutex
+	used     int64 // guarded by mu
+}
+
+// blocks is the number of bytes allocated to the file at path (0 if it does not exist).
+func blocks(path string) int64 {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+func (fs *quotaFS) Used() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.used
+}
+
+func (fs *quotaFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	before := blocks(name)
+	f, err := fs.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	fs.used += blocks(name) - before // O_TRUNC frees
+	return &quotaFile{File: f, fs: fs}, nil
+}
+
+func (fs *quotaFS) Remove(name string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	before := blocks(name)
+	if err := fs.OSFS.Remove(name); err != nil {
+		return err
+	}
+	fs.used -= before // a file still open keeps its blocks until closed; close enough here
+	return nil
+}
+
+type quotaFile struct {
+	File
+	fs *quotaFS
+}
+
+// blocks is the number of bytes allocated to the open file (fstat: renames do not matter).
+func (f *quotaFile) blocks() int64 {
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.File.(interface{ Fd() uintptr }).Fd()), &st) != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+func (f *quotaFile) Allocate(off, n int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	before := f.blocks()
+	if f.fs.used+max(0, off+n-before) > f.fs.capacity {
+		return unix.ENOSPC
+	}
+	err := f.File.Allocate(off, n)
+	f.fs.used += f.blocks() - before
+	return err
+}
+
+func (f *quotaFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	before := f.blocks()
+	err := f.File.Truncate(size)
+	f.fs.used += f.blocks() - before
+	return err
 }

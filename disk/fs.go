@@ -40,8 +40,12 @@ type File interface {
 	Name() string
 	// Size is the file's current length.
 	Size() (int64, error)
-	// Allocate reserves [off, off+n) on disk (fallocate mode 0), extending the file: a later
-	// write through a mapping of that range cannot fail for lack of space.
+	// Truncate sets the file's length (ftruncate). Growing it adds a hole: zeros, no blocks.
+	Truncate(size int64) error
+	// Allocate reserves the blocks of [off, off+n) on disk (fallocate FALLOC_FL_KEEP_SIZE: the
+	// length is unchanged; blocks already there are kept): a later write through a mapping of that
+	// range cannot fail for lack of space. A write to a hole can: on a full disk, through a mapping,
+	// that is SIGBUS.
 	Allocate(off, n int64) error
 	// ZeroRange makes [off, off+n) read as zeros and keeps it allocated.
 	ZeroRange(off, n int64) error
@@ -104,7 +108,7 @@ func (f osFile) Size() (int64, error) {
 }
 
 func (f osFile) Allocate(off, n int64) error {
-	return ignoringEINTR(func() error { return unix.Fallocate(int(f.Fd()), 0, off, n) })
+	return ignoringEINTR(func() error { return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, n) })
 }
 
 func (f osFile) ZeroRange(off, n int64) error {

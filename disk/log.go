@@ -24,6 +24,7 @@ type Log struct {
 	fs   FS
 	log  *slog.Logger
 	rec  Recovery
+	step uint32 // allocation step of the segment files: allocStep(SegmentBytes)
 
 	// active is the segment appenders claim in. Stored by the roller under mu (after segs), loaded
 	// lock-free by everyone.
@@ -55,14 +56,22 @@ type Log struct {
 	syncCh      chan struct{} // guarded by syncMu: closed and replaced after a sync attempt with waiters
 	syncWaiters int           // guarded by syncMu: WaitSynced callers registered on syncCh
 
-	hkWake chan struct{} // wakes the housekeeper (pre-touch, spare, index, retention)
+	// limitHits counts appends that found their claim past the segment's reserved blocks and
+	// reserved more themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
+	limitHits atomic.Int64
+	// allocFailing is set while the housekeeper fails to reserve blocks (a full disk), so that it
+	// warns once per episode. Housekeeper only.
+	allocFailing bool
+
+	hkWake chan struct{} // wakes the housekeeper (pre-touch, allocation, spare, index, retention)
 	done   chan struct{} // closed by Close to stop the goroutines
 	wg     sync.WaitGroup
 }
 
 type failure struct{ err error }
 
-// spare is a pre-created, preallocated, mapped segment file not yet named by a base offset.
+// spare is a pre-created, mapped segment file not yet named by a base offset, allocated to its
+// first step.
 type spare struct {
 	f    File
 	data []byte
@@ -105,6 +114,7 @@ func Open(opts Options) (*Log, error) {
 		dir:       o.Dir,
 		fs:        o.FS,
 		log:       o.Logger.With("dir", o.Dir),
+		step:      uint32(allocStep(o.SegmentBytes)),
 		flushWake: make(chan struct{}, 1),
 		hkWake:    make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -206,13 +216,15 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		files = append(files, opened{base, f, size})
 	}
+	// A tail shorter than SegmentBytes (truncated behind our back, or an older configuration) gets
+	// its length back as a hole: no blocks, zeros. After the scan, its blocks are reserved.
 	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
 		t := &files[n-1]
-		if err := t.f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
+		if err := t.f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
 			for _, o := range files {
 				o.f.Close()
 			}
-			return nil, allocErr(t.f.Name(), err)
+			return nil, fmt.Errorf("disk: extending %s: %w", filepath.Base(t.f.Name()), err)
 		}
 		t.size = int64(l.opts.SegmentBytes)
 	}
@@ -232,7 +244,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
 		}
-		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, 0, l.opts.IndexInterval))
+		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, int(o.size), 0, l.opts.IndexInterval))
 	}
 
 	rebuilt := map[int64]bool{}
@@ -306,6 +318,20 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 	}
 
+	// The tail's blocks: its length says nothing about them (allocation in steps leaves the rest of
+	// the file a hole) nor about where its data ends (the scan found that). Reserve from 0 to the end
+	// of the data rounded up to a step, at least one step: blocks already there cost nothing, and
+	// appends extend it from there. Failing that, Open fails with ErrNoSpace.
+	if n := len(segs); n > 0 {
+		t := segs[n-1]
+		want := min(len(t.data), max(int(l.step), roundUp(int(t.idxPos), int(l.step))))
+		if err := t.f.Allocate(0, int64(want)); err != nil {
+			closeAll()
+			return nil, allocErr(t.path, err)
+		}
+		t.allocated.Store(uint32(want))
+	}
+
 	// Step 5: a fresh log gets its first segment.
 	if len(segs) == 0 {
 		f, data, err := l.createFile(filepath.Join(l.dir, segmentName(0)+tmpSuffix))
@@ -319,7 +345,7 @@ func (l *Log) recover() ([]*segment, error) {
 			return nil, fmt.Errorf("disk: renaming %s: %w", path, err)
 		}
 		dirty = true
-		segs = append(segs, newSegment(0, path, f, data, 0, l.opts.IndexInterval))
+		segs = append(segs, newSegment(0, path, f, data, int(l.step), 0, l.opts.IndexInterval))
 	}
 
 	// Step 6: make what was found durable, then set positions.
@@ -372,9 +398,11 @@ func (l *Log) recover() ([]*segment, error) {
 	return segs, nil
 }
 
-// createFile creates a segment file of SegmentBytes under path: fallocate (so later writes through
-// the mapping cannot fault for lack of space), fdatasync (so the allocation and size are durable),
-// map. The caller renames it into place and has the directory fsynced.
+// createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
+// blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
+// fault for lack of space), fdatasync (so the allocation and length are durable), map it. The
+// caller renames it into place and has the directory fsynced; the housekeeper or the appenders
+// allocate the rest step by step (segment.extend).
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -385,7 +413,10 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 		_ = l.fs.Remove(path)
 		return nil, nil, err
 	}
-	if err := f.Allocate(0, int64(l.opts.SegmentBytes)); err != nil {
+	if err := f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
+		return fail(fmt.Errorf("disk: sizing %s: %w", filepath.Base(path), err))
+	}
+	if err := f.Allocate(0, int64(l.step)); err != nil {
 		return fail(allocErr(path, err))
 	}
 	if err := f.Datasync(); err != nil {
@@ -452,6 +483,15 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 			continue
 		}
 		end, endDelta := pos+uint32(n), delta+uint32(count)
+		if end > s.allocated.Load() {
+			// Past the reserved blocks (the housekeeper keeps them AllocAheadBytes ahead, so this
+			// is rare): reserve more, or fail cleanly with ErrNoSpace. Writing into the hole would
+			// raise SIGBUS on a full disk.
+			if err := l.grow(s, end); err != nil {
+				return AppendResult{}, err
+			}
+			continue
+		}
 		next := pack(end, endDelta)
 		if !s.claim.CompareAndSwap(old, next) {
 			continue
@@ -481,6 +521,41 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		}
 		return AppendResult{BaseOffset: s.base + int64(delta), LastOffset: off - 1, NextOffset: off, Position: logPos}, nil
 	}
+}
+
+// grow is the slow path of an Append whose claim in s would end at end, past the segment's reserved
+// blocks: the appender reserves more itself, to AllocAheadBytes past its claim (one fallocate,
+// 20-50 µs), or waits on allocMu while the housekeeper does. Measured, that beats handing the
+// work to the housekeeper and waiting for it to be scheduled (docs/storage.md). A full disk returns
+// ErrNoSpace: nothing was claimed, nothing written.
+func (l *Log) grow(s *segment, end uint32) error {
+	if !s.acquire() {
+		return ErrClosed // released: only Close releases the active segment
+	}
+	defer s.release()
+	l.limitHits.Add(1)
+	if err := s.extend(l.allocWant(s, end), l.step); err != nil {
+		// A claim must not be refused merely for the headroom: try what it needs.
+		if s.extend(end, l.step) != nil {
+			return err // ErrNoSpace (wrapping ENOSPC) on a full disk, naming the file
+		}
+	}
+	l.kickHousekeeper() // to get ahead again
+	return nil
+}
+
+// extendAt is the claim position from which the housekeeper reserves more of a segment reserved to
+// alloc: half of AllocAheadBytes before alloc, but not before half of the first step is written, so
+// that an idle or barely written segment keeps its first step only.
+func (l *Log) extendAt(alloc uint32) uint32 {
+	h := uint32(l.opts.AllocAheadBytes)
+	return max(l.step/2, alloc-min(alloc, h-h/2))
+}
+
+// allocWant is how far the blocks of s are reserved for a writer at pos: AllocAheadBytes past it
+// (extend rounds up to a step), at most the segment.
+func (l *Log) allocWant(s *segment, pos uint32) uint32 {
+	return uint32(min(uint64(pos)+uint64(l.opts.AllocAheadBytes), uint64(len(s.data))))
 }
 
 func (l *Log) kickFlusher() {
@@ -550,7 +625,7 @@ func (l *Log) roll(s *segment) error {
 			return err
 		}
 	}
-	next := newSegment(base, path, f, data, s.logStart+int64(pos), l.opts.IndexInterval)
+	next := newSegment(base, path, f, data, int(l.step), s.logStart+int64(pos), l.opts.IndexInterval)
 	old := *l.segs.Load()
 	segs := make([]*segment, len(old), len(old)+1)
 	copy(segs, old)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sluicemq/sluice/wire"
@@ -95,6 +96,16 @@ type segment struct {
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
 
+	// allocated is how much of the file, from its start, has its blocks reserved (fallocate). The
+	// file is SegmentBytes long, but past allocated it may be a hole: it reads as zeros, but a
+	// write there through the mapping makes the file system find a block at the page fault, and on
+	// a full disk that fault is SIGBUS. A claim never ends past allocated, and the pre-toucher never
+	// writes past it. It only grows, and only under allocMu, stored after the fallocate returned;
+	// the housekeeper extends it ahead of the writer, an appender that reaches it extends it itself
+	// (Log.grow). Open sets the tail's from its data (the length says nothing about it).
+	allocated atomic.Uint32
+	allocMu   sync.Mutex // serializes extend (the housekeeper, appenders at the allocated end)
+
 	// Sparse index. entries[:idxN] are published: the housekeeper (or Open, before any other
 	// goroutine exists) writes entries[idxN] and then stores idxN+1; readers load idxN and read
 	// below it. The slice header never changes after newSegment: its length is the most entries
@@ -125,13 +136,33 @@ type indexEntry struct {
 	maxTsBefore int64
 }
 
-func newSegment(base int64, path string, f File, data []byte, logStart int64, interval int) *segment {
+// newSegment wraps a mapped segment file whose blocks are reserved from 0 to allocated.
+func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
 	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
+	s.allocated.Store(uint32(allocated))
 	s.entries = make([]indexEntry, len(data)/interval+1)
 	s.idxMaxTs = math.MinInt64
 	s.maxTs.Store(math.MinInt64)
 	s.refs.Store(1)
 	return s
+}
+
+// extend reserves the file's blocks up to at least want (rounded up to a step, at most the
+// mapping), from the current allocated end, and publishes the new end. The caller holds a reference. An error
+// (ENOSPC: ErrNoSpace) leaves the extent and every byte as they were.
+func (s *segment) extend(want, step uint32) error {
+	s.allocMu.Lock()
+	defer s.allocMu.Unlock()
+	cur := s.allocated.Load()
+	if want <= cur {
+		return nil // someone else extended it meanwhile
+	}
+	target := uint32(min(uint64(len(s.data)), (uint64(want)+uint64(step)-1)/uint64(step)*uint64(step)))
+	if err := s.f.Allocate(int64(cur), int64(target-cur)); err != nil {
+		return allocErr(s.path, err)
+	}
+	s.allocated.Store(target) // after the fallocate: the blocks exist before anyone may claim them
+	return nil
 }
 
 // acquire takes a reference unless the segment is already released; it never resurrects one.

@@ -23,7 +23,7 @@ type Options struct {
 	// AutoCreateTopics creates a topic with DefaultPartitions on its first produce or subscribe.
 	AutoCreateTopics bool
 
-	// SegmentBytes is the size of each preallocated segment file. Default 64 MiB.
+	// SegmentBytes is the length of each segment file (blocks reserved in disk.AllocStep steps). Default 64 MiB.
 	SegmentBytes int64
 
 	// FlushInterval and FlushBytes drive the group commit: one fdatasync covers every batch appended
