@@ -36,7 +36,7 @@ type Record struct {
 // Result is the outcome of one produced record.
 type Result struct {
 	Partition int32
-	Offset    int64 // the record's offset; -1 when it failed or at durability none
+	Offset    int64 // the record's offset; -1 when it failed, at durability none, or unknown (ProducerOptions.Idempotent)
 	Err       error
 }
 
@@ -67,7 +67,8 @@ type ProducerOptions struct {
 
 	// Idempotent stamps every batch with a producer id, an epoch and per-partition sequence numbers,
 	// so that the broker stores a batch resent after a lost connection only once (and answers the
-	// resend with the original offsets). Default off.
+	// resend with the original offsets; when the broker no longer remembers them, beyond its last 16
+	// batches of the producer, the records succeed with Offset -1). Default off.
 	Idempotent bool
 	// Compression is the batch codec. Default none. A batch the codec does not shrink is sent
 	// uncompressed.
@@ -77,7 +78,8 @@ type ProducerOptions struct {
 	Partitioner Partitioner
 
 	// Retries is how many times a batch is sent again after its connection failed before its records
-	// fail with ErrConnectionLost. A resent batch may be stored twice. Default 5; negative: none.
+	// fail with ErrConnectionLost. Resends keep Produce order; a resent batch may be stored twice
+	// (not with Idempotent). Default 5; negative: none.
 	Retries int
 }
 
