@@ -76,7 +76,8 @@
 // nothing twice (also across a broker restart, within the last 200,000 records of the partition),
 // and the ordered resends never break the sequence. A resend of a batch older than the broker's
 // last 16 for the producer (more in flight than that) succeeds with Offset -1: stored, offset
-// unknown. A batch given up on (retries exhausted) starts a new producer epoch.
+// unknown. A batch given up on (retries exhausted) starts a new producer epoch; batches sent behind
+// it under the old epoch fail with an out-of-order sequence when the broker never stored it.
 //
 // Consuming without a group. The consumer tracks, per partition, the offset after the last record
 // Next handed out. After a reconnect (a broker restart included) it resubscribes each partition at
