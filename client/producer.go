@@ -228,7 +228,7 @@ type pbatch struct {
 // acknowledged one) when its connection failed after the broker stored it and before the answer
 // arrived.
 //
-// The order rule (sendable): a batch is handed to connection cn only when no batch sealed before
+// The order rule (admit): a batch is handed to connection cn only when no batch sealed before
 // it is unresolved on another connection or waiting in retry. Batches are sealed and sent in seq
 // order, the broker stores the produce requests of one connection in the order they arrive, and a
 // connection's batches are resolved before the next connection takes any, so the stored (and
