@@ -64,16 +64,22 @@
 // Producing. A record whose Result carries no error is stored (at DurabilityWritten it survives a
 // broker crash, at DurabilityFsync a power loss too; DurabilityNone reports success when the record
 // is handed to the connection, and a failure only in the client's log). Records of one partition are
-// stored in the order Produce accepted them. When the connection fails, batches in flight are sent
-// again on the next connection, in their original order, up to WithRetries times; a batch the broker
-// had stored before the connection failed is then stored twice. So a record is stored at least once
-// and, after a reconnect, possibly twice; a record whose Result carries an error may still have been
-// stored (the error says the outcome is unknown when it matches ErrConnectionLost).
+// stored in the order Produce accepted them, also across reconnects and broker crashes: the offsets
+// a producer's Results report increase in Produce order. When the connection fails, nothing goes out
+// on the next connection until every batch in flight on the failed one has failed; those are then
+// sent again first, in their original order, up to WithRetries times each. A batch the broker had
+// stored before the connection failed is then stored twice, the first copy ahead of the
+// acknowledged one. So a record is stored at least once and, after a reconnect, possibly twice; a
+// record whose Result carries an error may still have been stored (the error says the outcome is
+// unknown when it matches ErrConnectionLost).
 //
 // With WithIdempotence the broker recognises a resent batch by its producer id, epoch and sequence
 // and answers it with the offsets it was first stored at, so resends after a lost connection store
-// nothing twice (also across a broker restart, within the last 200,000 records of the partition). A
-// batch given up on (retries exhausted) starts a new producer epoch.
+// nothing twice (also across a broker restart, within the last 200,000 records of the partition),
+// and the ordered resends never break the sequence. A resend of a batch older than the broker's
+// last 16 for the producer (more in flight than that) succeeds with Offset -1: stored, offset
+// unknown. A batch given up on (retries exhausted) starts a new producer epoch; batches sent behind
+// it under the old epoch fail with an out-of-order sequence when the broker never stored it.
 //
 // Consuming without a group. The consumer tracks, per partition, the offset after the last record
 // Next handed out. After a reconnect (a broker restart included) it resubscribes each partition at

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,7 @@ type Record struct {
 // Result is the outcome of one produced record.
 type Result struct {
 	Partition int32
-	Offset    int64 // the record's offset; -1 when it failed or at durability none
+	Offset    int64 // the record's offset; -1 when it failed, at durability none, or unknown (ProducerOptions.Idempotent)
 	Err       error
 }
 
@@ -66,7 +67,8 @@ type ProducerOptions struct {
 
 	// Idempotent stamps every batch with a producer id, an epoch and per-partition sequence numbers,
 	// so that the broker stores a batch resent after a lost connection only once (and answers the
-	// resend with the original offsets). Default off.
+	// resend with the original offsets; when the broker no longer remembers them, beyond its last 16
+	// batches of the producer, the records succeed with Offset -1). Default off.
 	Idempotent bool
 	// Compression is the batch codec. Default none. A batch the codec does not shrink is sent
 	// uncompressed.
@@ -76,7 +78,8 @@ type ProducerOptions struct {
 	Partitioner Partitioner
 
 	// Retries is how many times a batch is sent again after its connection failed before its records
-	// fail with ErrConnectionLost. A resent batch may be stored twice. Default 5; negative: none.
+	// fail with ErrConnectionLost. Resends keep Produce order; a resent batch may be stored twice
+	// (not with Idempotent). Default 5; negative: none.
 	Retries int
 }
 
@@ -210,12 +213,26 @@ type pbatch struct {
 	data      []byte // the built batch, valid until b is reset; nil before the first send
 	attempts  int    // sends after connection failures
 	epoch     int16  // the producer epoch the batch was stamped with (idempotent producers)
+	// counted says b is one of the producer's unresolved batches on p.sentOn. Guarded by p.mu: set
+	// by the sender when it hands b to a connection, cleared by whoever resolves b (its answer, its
+	// failure, or its move to p.retry).
+	counted bool
 }
 
 // Producer sends records of one topic asynchronously, in batches per partition. All methods are safe
 // for concurrent use. Records of one partition are stored in the order Produce accepted them, also
-// across reconnects (in-flight batches are resent in order); a record may be stored twice when its
-// connection failed after the broker stored it and before the answer arrived.
+// across reconnects: the offsets the producer acknowledges increase in Produce order. After a
+// connection fails, no batch goes out on the next connection until every batch in flight on the
+// failed one has been answered or failed, and then the failed ones are resent first, in their
+// original order. Without idempotence a record may be stored twice (an earlier copy before the
+// acknowledged one) when its connection failed after the broker stored it and before the answer
+// arrived.
+//
+// The order rule (admit): a batch is handed to connection cn only when no batch sealed before
+// it is unresolved on another connection or waiting in retry. Batches are sealed and sent in seq
+// order, the broker stores the produce requests of one connection in the order they arrive, and a
+// connection's batches are resolved before the next connection takes any, so the stored (and
+// acknowledged) order is the seq order.
 type Producer struct {
 	c      *Client
 	topic  string
@@ -241,6 +258,11 @@ type Producer struct {
 	sticky      int32         // guarded by mu: the partition keyless records go to
 	seq         uint64        // guarded by mu
 	scratch     Record        // guarded by mu: the record the partitioner is looking at
+	// sentOn is the connection the unresolved batches were handed to, and unresolved how many
+	// batches (those with counted set) have neither been answered nor failed nor moved to retry.
+	// Guarded by mu. sentOn changes only while unresolved is 0: every counted batch is on sentOn.
+	sentOn     *conn
+	unresolved int
 
 	stopped    atomic.Bool // the sender has stopped: failures are final
 	wake       chan struct{}
@@ -521,6 +543,9 @@ func (p *Producer) send(b *pbatch) {
 		p.finish(b, -1, err, true)
 		return
 	}
+	if !p.admit(b, cn) {
+		return
+	}
 	// The whole frame is built before b is registered: once registered, a reply or a connection
 	// failure (on the reader goroutine) may complete b and recycle it, so send must not read b after
 	// that, except through take (which hands b back only if nobody completed it).
@@ -549,6 +574,48 @@ func (p *Producer) send(b *pbatch) {
 	}
 	if noReply {
 		p.finish(b, -1, nil, true)
+	}
+}
+
+// admit decides whether b may go out on cn now (the order rule at Producer). It counts b as
+// unresolved on cn and reports true; or it puts b back into retry, in seq order, and reports false.
+// A batch put back because a failed connection still has unresolved batches waits for the last of
+// them to be resolved (which wakes the sender); one put back behind a lower seq waiting in retry is
+// taken again at once, after it. Called from the sender goroutine only.
+func (p *Producer) admit(b *pbatch, cn *conn) bool {
+	p.mu.Lock()
+	older := p.unresolved > 0 && p.sentOn != cn
+	behind := len(p.retry) > 0 && p.retry[0].seq < b.seq
+	if !older && !behind {
+		p.sentOn = cn
+		p.unresolved++
+		b.counted = true
+		p.mu.Unlock()
+		return true
+	}
+	p.inflight--
+	p.retryLocked(b)
+	p.mu.Unlock()
+	if !older {
+		p.poke()
+	}
+	return false
+}
+
+// retryLocked files b in retry by seq.
+func (p *Producer) retryLocked(b *pbatch) {
+	i, _ := slices.BinarySearchFunc(p.retry, b.seq, func(x *pbatch, seq uint64) int {
+		return cmp.Compare(x.seq, seq)
+	})
+	p.retry = slices.Insert(p.retry, i, b)
+}
+
+// resolveLocked notes that b, if it was handed to a connection, is answered, failed or back in
+// retry.
+func (p *Producer) resolveLocked(b *pbatch) {
+	if b.counted {
+		b.counted = false
+		p.unresolved--
 	}
 }
 
@@ -584,12 +651,17 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 		b.attempts++
 		p.mu.Lock()
 		p.inflight--
-		i, _ := slices.BinarySearchFunc(p.retry, b.seq, func(x *pbatch, seq uint64) int {
-			return cmp.Compare(x.seq, seq)
-		})
-		p.retry = slices.Insert(p.retry, i, b)
+		p.resolveLocked(b)
+		p.retryLocked(b)
 		p.mu.Unlock()
 		p.poke()
+		return
+	}
+	if p.opts.Idempotent && b.attempts > 0 && errors.Is(err, wire.CodeDuplicateSequence) {
+		// A resend of a batch the broker stored so long ago that it no longer remembers the
+		// offsets (more batches in flight than it keeps per producer): the records are stored,
+		// once, at offsets the answer does not say.
+		p.finish(b, -1, nil, true)
 		return
 	}
 	p.finish(b, -1, err, true)
@@ -614,13 +686,20 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	p.mu.Lock()
 	if err != nil && p.opts.Idempotent && b.data != nil && b.epoch == p.epoch {
 		// A batch given up on leaves a gap in its partition's sequence: start a new session (epoch)
-		// so the batches after it are not refused as out of order.
-		p.epoch++
+		// so the batches after it are not refused as out of order. Past the last epoch, a new
+		// producer id (chosen at the next stamp) starts over: an (id, epoch, sequence) never names
+		// two different batches.
+		if p.epoch == math.MaxInt16 {
+			p.pid, p.epoch = 0, 0
+		} else {
+			p.epoch++
+		}
 		clear(p.seqs)
 	}
 	if inflight {
 		p.inflight--
 	}
+	p.resolveLocked(b)
 	p.buffered -= b.bytes
 	p.outstanding -= len(b.done)
 	if p.space != nil {

@@ -16,8 +16,11 @@ import (
 // The state is rebuilt when a partition opens from the batch headers of its last rebuildRecords
 // records, so a resend that crosses a broker restart is still caught within that window.
 
-// producerHistory is how many recent batches per producer are remembered for duplicate answers.
-const producerHistory = 5
+// producerHistory is how many recent batches per producer are remembered for duplicate answers: as
+// many as the Go client keeps in flight by default (client.ProducerOptions.MaxInFlight), so every
+// batch a reconnecting producer resends is answered with its offsets. A resend older than that is
+// answered with CodeDuplicateSequence, which the client counts as stored at unknown offsets.
+const producerHistory = 16
 
 // rebuildRecords is how many of a partition's last records are scanned for producer state on open.
 const rebuildRecords = 200_000

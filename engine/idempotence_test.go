@@ -77,3 +77,41 @@ func TestIdempotentProducerDedup(t *testing.T) {
 		t.Fatalf("end offset %d after restart, want 11", p.NextOffset())
 	}
 }
+
+// TestIdempotentResendOfAFullWindow: a producer with 16 batches in flight (the Go client's default)
+// whose answers were all lost resends the 16; each is answered with the offsets it was stored at,
+// also after a restart, and nothing is stored twice.
+func TestIdempotentResendOfAFullWindow(t *testing.T) {
+	o := testOptions(t)
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "w", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const window = 16
+	var batches [][]byte
+	for i := range window {
+		b := idemBatch(t, 9, 0, int32(2*i), 2)
+		batches = append(batches, b)
+		if base, _, err := e.TopicByName("w").Partition(0).Append(b); err != nil || base != int64(2*i) {
+			t.Fatalf("batch %d: base %d, %v", i, base, err)
+		}
+	}
+	resend := func(e *Engine) {
+		t.Helper()
+		p := e.TopicByName("w").Partition(0)
+		for i, b := range batches {
+			base, last, err := p.Append(b)
+			if err != nil || base != int64(2*i) || last != int64(2*i+1) {
+				t.Fatalf("resent batch %d: %d..%d %v, want %d..%d", i, base, last, err, 2*i, 2*i+1)
+			}
+		}
+		if p.NextOffset() != 2*window {
+			t.Fatalf("end offset %d, want %d: a resend was stored again", p.NextOffset(), 2*window)
+		}
+	}
+	resend(e)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	resend(openEngine(t, o))
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -549,119 +548,6 @@ func TestStalledConsumerKeepsMemoryBounded(t *testing.T) {
 		if _, err := cons.Next(ctx); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-	}
-}
-
-// TestCrashLoopBroker kills sluiced with SIGKILL at random moments while producers run, restarts it
-// and checks that every record acknowledged at written durability survived, exactly once per
-// acknowledgement offset, in order per partition. A few rounds in make test; SLUICE_SOAK=1 (make soak)
-// runs many more.
-func TestCrashLoopBroker(t *testing.T) {
-	rounds := 3
-	if os.Getenv("SLUICE_SOAK") != "" {
-		rounds = 40
-	}
-	b := startBroker(t, t.TempDir(), "--segment-bytes", "1048576")
-	c := dialBroker(t, b)
-	createTopic(t, c, "crashy", 3)
-	c.Close()
-
-	type ack struct {
-		part  int32
-		off   int64
-		value string
-	}
-	var acked []ack
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for round := 0; round < rounds; round++ {
-		c := dialBroker(t, b)
-		ctx, cancel := context.WithCancel(context.Background())
-		p, err := c.Producer("crashy", client.WithDurability(wire.DurabilityWritten), client.WithLinger(time.Millisecond), client.WithRetries(-1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var mu sync.Mutex
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v := fmt.Sprintf("r%d-%d", round, i)
-				err := p.Produce(ctx, client.Record{Key: []byte(v), Value: []byte(v)}, func(r client.Result) {
-					if r.Err == nil {
-						mu.Lock()
-						acked = append(acked, ack{r.Partition, r.Offset, v})
-						mu.Unlock()
-					}
-				})
-				if err != nil {
-					return
-				}
-			}
-		}()
-		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
-		b.kill() // SIGKILL: no shutdown, no final sync
-		close(stop)
-		cancel()
-		<-done
-		c.Close()
-		b.start()
-	}
-
-	// Every acknowledged record is where its acknowledgement said, intact.
-	c = dialBroker(t, b)
-	want := map[int32]map[int64]string{}
-	for _, a := range acked {
-		if want[a.part] == nil {
-			want[a.part] = map[int64]string{}
-		}
-		want[a.part][a.off] = a.value
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	info, err := c.DescribeTopic(ctx, "crashy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := c.Subscribe(ctx, "crashy", client.WithStartEarliest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close(ctx)
-	var total int64
-	for _, p := range info.Partitions {
-		total += p.EndOffset
-	}
-	last := map[int32]int64{}
-	for got := int64(0); got < total; got++ {
-		m, err := cons.Next(ctx)
-		if err != nil {
-			t.Fatalf("after %d of %d records: %v", got, total, err)
-		}
-		if l, ok := last[m.Partition]; ok && m.Offset != l+1 {
-			t.Fatalf("partition %d: offset %d after %d", m.Partition, m.Offset, l)
-		}
-		last[m.Partition] = m.Offset
-		if v, ok := want[m.Partition][m.Offset]; ok {
-			if v != string(m.Value) {
-				t.Fatalf("partition %d offset %d holds %q, acknowledged as %q", m.Partition, m.Offset, m.Value, v)
-			}
-			delete(want[m.Partition], m.Offset)
-		}
-	}
-	for p, offs := range want {
-		for off, v := range offs {
-			t.Fatalf("acknowledged record %q at partition %d offset %d is missing", v, p, off)
-		}
-	}
-	t.Logf("%d rounds of SIGKILL, %d acknowledged records all present", rounds, len(acked))
-	if len(acked) == 0 {
-		t.Fatal("no record was acknowledged: the loop tested nothing")
 	}
 }
 
