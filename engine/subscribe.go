@@ -121,10 +121,11 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
-	t, err := e.AutoCreate(spec.Topic)
-	if err != nil {
-		return nil, nil, err
+	t := e.TopicByName(spec.Topic) // subscribing never creates a topic
+	if t == nil {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: spec.Topic}
 	}
+	var err error
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
 	if s.filter, err = parseFilter(spec.Filter); err != nil {
 		return nil, nil, err
