@@ -391,7 +391,7 @@ var securityTable = map[string]struct{ allowed, denied func(v *tableEnv) }{
 			wantCode(v.t, "produce", v.bob.do(wire.OpProduce, produceMsg(v.t, "orders")), wire.CodeNotAuthorized)
 		},
 	},
-	"topic-produce-create": {
+	"admin-auto-create": {
 		func(v *tableEnv) {
 			name := v.fresh("scratch.p")
 			v.alice.must(wire.OpProduce, produceMsg(v.t, name))
@@ -419,7 +419,7 @@ var securityTable = map[string]struct{ allowed, denied func(v *tableEnv) }{
 			wantCode(v.t, "describe", v.bob.do(wire.OpDescribe, &wire.Name{Name: "orders"}), wire.CodeNotAuthorized)
 		},
 	},
-	"topic-create": {
+	"admin-create": {
 		func(v *tableEnv) {
 			v.alice.must(wire.OpCreateTopic, &wire.TopicConfig{Name: v.fresh("scratch.c"), Partitions: 1})
 		},
@@ -427,7 +427,7 @@ var securityTable = map[string]struct{ allowed, denied func(v *tableEnv) }{
 			wantCode(v.t, "create", v.bob.do(wire.OpCreateTopic, &wire.TopicConfig{Name: v.fresh("scratch.c"), Partitions: 1}), wire.CodeNotAuthorized)
 		},
 	},
-	"topic-delete": {
+	"admin-delete": {
 		func(v *tableEnv) {
 			name := v.fresh("scratch.d")
 			v.root.must(wire.OpCreateTopic, &wire.TopicConfig{Name: name, Partitions: 1})
