@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/engine/server/servertest"
 	"github.com/sluicemq/sluice/wire"
@@ -89,5 +90,25 @@ func TestRequestReplyUnderACLs(t *testing.T) {
 				t.Fatalf("alice's inbox is listed to another principal: %v", topics)
 			}
 		}
+	}
+}
+
+// TestRequestNeverCreates (issue 12, item 1): on an auto-creating broker, a request to a topic that
+// does not exist fails with CodeUnknownTopic and creates nothing (the client's producer describes
+// the topic, and describing never creates).
+func TestRequestNeverCreates(t *testing.T) {
+	s, e := servertest.Start(t, func(o *engine.Options) { o.AutoCreateTopics = true }, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, s.Addr().String(), client.WithLogger(servertest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Request(ctx, "absent", client.Record{Value: []byte("anyone?")}); !errors.Is(err, wire.CodeUnknownTopic) {
+		t.Fatalf("request to an unknown topic: %v, want CodeUnknownTopic", err)
+	}
+	if e.TopicByName("absent") != nil {
+		t.Fatal("the request created its topic")
 	}
 }
