@@ -327,30 +327,6 @@ func TestParseRule(t *testing.T) {
 	}
 }
 
-// TestInboxNames: an inbox name's owner segment names exactly its principal.
-func TestInboxNames(t *testing.T) {
-	for _, p := range []string{"alice", "alice@corp", "a.b", "x_y", "a_2eb", "-", "ünï"} {
-		name := wire.InboxName(p, "0a")
-		if !wire.InboxOwnedBy(name, p) {
-			t.Errorf("%s is not owned by %q", name, p)
-		}
-		for _, q := range []string{"", "alice", "alice@corp", "a.b", "a_2eb", "x_y", "a", "alice@cor"} {
-			if q != p && wire.InboxOwnedBy(name, q) {
-				t.Errorf("%s (of %q) is owned by %q", name, p, q)
-			}
-		}
-	}
-	if !wire.InboxOwnedBy(wire.InboxName("", "0a"), "") || wire.InboxOwnedBy("_inbox.0a", "alice") {
-		t.Error("the anonymous inbox")
-	}
-	if wire.InboxOwnedBy("orders", "") {
-		t.Error("a topic is not an inbox")
-	}
-	if n := testing.AllocsPerRun(100, func() { wire.InboxOwnedBy("_inbox.alice_40corp.0a", "alice@corp") }); n != 0 {
-		t.Errorf("InboxOwnedBy allocates %v times", n)
-	}
-}
-
 // TestAuthorizeDoesNotAllocate: the check on the produce path allocates nothing on a grant.
 func TestAuthorizeDoesNotAllocate(t *testing.T) {
 	rules := aclRules(t)

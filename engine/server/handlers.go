@@ -344,13 +344,17 @@ func (ss *session) admin(f wire.Frame) {
 	case wire.OpListTopics:
 		topics := e.Topics()
 		if acl != nil {
-			topics = slices.DeleteFunc(topics, func(t wire.TopicConfig) bool { return !mayList(acl, ss.principal, t.Name) })
+			topics = slices.DeleteFunc(topics, func(t wire.TopicConfig) bool {
+				return !mayList(acl, ss.principal, t.Name)
+			})
 		}
 		ss.reply(f, &wire.TopicList{Topics: topics})
 	case wire.OpListGroups:
 		groups := e.ListGroups()
 		if acl != nil {
-			groups = slices.DeleteFunc(groups, func(g string) bool { return !mayGroup(acl, ss.principal, ActConsume, g) })
+			groups = slices.DeleteFunc(groups, func(g string) bool {
+				return !mayGroup(acl, ss.principal, ActConsume, g)
+			})
 		}
 		ss.reply(f, &wire.GroupList{Groups: groups})
 	case wire.OpDescribe:
@@ -376,9 +380,10 @@ func (ss *session) admin(f wire.Frame) {
 			ss.fail(f, err)
 			return
 		}
-		if acl != nil { // the group's members and offsets on topics the principal may not describe
-			info.Members = slices.DeleteFunc(info.Members, func(g wire.GroupMember) bool { return !mayTopic(acl, ss.principal, actAny, g.Topic) })
-			info.Offsets = slices.DeleteFunc(info.Offsets, func(g wire.GroupOffset) bool { return !mayTopic(acl, ss.principal, actAny, g.Topic) })
+		if acl != nil { // drop the members and offsets on topics the principal may not describe
+			hidden := func(topic string) bool { return !mayTopic(acl, ss.principal, actAny, topic) }
+			info.Members = slices.DeleteFunc(info.Members, func(g wire.GroupMember) bool { return hidden(g.Topic) })
+			info.Offsets = slices.DeleteFunc(info.Offsets, func(g wire.GroupOffset) bool { return hidden(g.Topic) })
 		}
 		ss.reply(f, &info)
 	case wire.OpCreateTopic:
