@@ -25,6 +25,9 @@ type Client struct {
 	ready   chan struct{} // guarded by mu: closed once cn is set; replaced when cn is lost
 	closed  bool          // guarded by mu
 	connSeq uint64        // guarded by mu: connections made so far
+	// principal is guarded by mu: the name the broker gave the authenticated principal; "" without
+	// authentication. Reply inboxes are named after it (request.go).
+	principal string
 
 	closeCh  chan struct{}   // closed by Close
 	closeCtx context.Context // cancelled by Close

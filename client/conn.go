@@ -427,6 +427,13 @@ func (c *Client) handshake(nc net.Conn) (maxFrame int, serverID string, err erro
 		if err := replyErr(f, wire.OpAuth); err != nil {
 			return 0, "", fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
+		var ar wire.Auth
+		if err := ar.Decode(f.Body); err != nil {
+			return 0, "", fmt.Errorf("%w: auth reply: %w", ErrHandshake, err)
+		}
+		c.mu.Lock()
+		c.principal = string(ar.Payload) // the broker names the principal (older brokers: empty)
+		c.mu.Unlock()
 	case hr.AuthRequired:
 		return 0, "", fmt.Errorf("%w: the broker requires authentication and no token is set: %w", ErrHandshake, wire.CodeAuthFailed)
 	}

@@ -273,7 +273,8 @@ type Producer struct {
 }
 
 // Producer returns a producer for topic. It looks up the topic's partition count with a Describe
-// request bounded by the client's request timeout.
+// request bounded by the client's request timeout; the topic must exist (describing never creates
+// one), else the error matches wire.CodeUnknownTopic.
 func (c *Client) Producer(topic string, opts ...ProducerOption) (*Producer, error) {
 	var o ProducerOptions
 	for _, opt := range opts {

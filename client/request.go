@@ -13,7 +13,9 @@ import (
 )
 
 // Request/reply over topics, as NATS does it with inboxes. A requester owns a reply inbox: a
-// memory-only topic (nothing on disk, gone when the broker restarts) named "_inbox.<random>". A
+// memory-only topic of one partition (nothing on disk, gone when the broker restarts) named
+// "_inbox.<principal>.<random>" (wire.InboxName) after the principal the broker authenticated, so
+// that under ACLs only that principal may read it and any principal may reply to it. A
 // request is an ordinary record carrying two headers, HeaderReplyTo (the inbox) and
 // HeaderCorrelationID; a responder consumes the request topic and answers with Reply, which produces
 // to the inbox with the same correlation id. The requester matches replies to waiting calls by it.
@@ -106,11 +108,14 @@ func (c *Client) requester(ctx context.Context) (*requester, error) {
 	if c.req != nil {
 		return c.req, nil
 	}
-	var suffix [8]byte
+	var suffix [16]byte // 128 bits: a responder learns the name, nobody can guess it
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return nil, err
 	}
-	r := &requester{c: c, inbox: "_inbox." + hex.EncodeToString(suffix[:]),
+	c.mu.Lock()
+	principal := c.principal
+	c.mu.Unlock()
+	r := &requester{c: c, inbox: wire.InboxName(principal, hex.EncodeToString(suffix[:])),
 		waiting: map[uint64]chan *Message{}, prods: map[string]*Producer{}}
 	if err := c.CreateTopic(ctx, TopicConfig{Name: r.inbox, Partitions: 1, Flags: wire.TopicMemory}); err != nil {
 		return nil, fmt.Errorf("client: reply inbox: %w", err)

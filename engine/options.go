@@ -20,7 +20,8 @@ type Options struct {
 	// DefaultPartitions is the partition count of a topic created without one. Default 4.
 	DefaultPartitions int
 
-	// AutoCreateTopics creates a topic with DefaultPartitions on its first produce or subscribe.
+	// AutoCreateTopics creates a topic with DefaultPartitions on its first produce (never on a
+	// subscribe or a describe).
 	AutoCreateTopics bool
 
 	// SegmentBytes is the length of each segment file (blocks reserved in disk.AllocStep steps). Default 64 MiB.

@@ -116,15 +116,17 @@ func (s *Subscription) Topic() *Topic { return s.topic }
 
 // Subscribe opens a subscription owned by owner. For a group member, the partitions come from the
 // group's assignment (and change later through Owner.Reassign); otherwise from spec.Partition.
-// It returns each partition's start offset.
+// It returns each partition's start offset. The topic must exist: subscribing never creates one
+// (CodeUnknownTopic), even when the engine auto-creates topics on produce.
 func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
-	t, err := e.AutoCreate(spec.Topic)
-	if err != nil {
-		return nil, nil, err
+	t := e.TopicByName(spec.Topic)
+	if t == nil {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: spec.Topic}
 	}
+	var err error
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
 	if s.filter, err = parseFilter(spec.Filter); err != nil {
 		return nil, nil, err

@@ -564,7 +564,12 @@ func TestConfigFile(t *testing.T) {
 	c := dialBroker(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := c.DescribeTopic(ctx, "from-config") // auto-created by the describe
+	// The file turns auto-create on (off by default): a produce creates the topic, with the file's
+	// partition count.
+	if code := rawProduce(t, b.addr, "", "from-config"); code != wire.CodeOK {
+		t.Fatalf("produce creating a topic: %v", code)
+	}
+	info, err := c.DescribeTopic(ctx, "from-config")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ type config struct {
 	MaxConns       int
 	IdleTimeout    time.Duration
 	Tokens         []string // "token=principal"
-	ACL            []string // "principal:actions:topic"
+	ACL            []string // "principal:actions:[topic:|group:]pattern"
 	LogLevel       string
 	LogJSON        bool
 	Pprof          bool
@@ -69,7 +69,7 @@ func main() {
 }
 
 func run(args []string) error {
-	cfg := config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, AutoCreate: true, LogLevel: "info"}
+	cfg := config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
 	configPath := fs.String("config", "", "JSON config file; flags given on the command line override it")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory")
@@ -77,7 +77,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Metrics, "metrics", "", "Prometheus metrics listen address (empty: off)")
 	fs.IntVar(&cfg.Loops, "loops", 0, "event loops (default: one per core)")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of a topic created without a count")
-	fs.BoolVar(&cfg.AutoCreate, "auto-create", cfg.AutoCreate, "create topics on first produce or subscribe")
+	fs.BoolVar(&cfg.AutoCreate, "auto-create", cfg.AutoCreate, "create a topic on its first produce (off by default; under ACLs it needs admin on the name)")
 	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "segment file size (default 64 MiB)")
 	fs.Int64Var(&cfg.RetentionBytes, "retention-bytes", 0, "default retention per partition in bytes (0: keep all)")
 	fs.DurationVar(&cfg.RetentionAge, "retention-age", 0, "default retention by age (0: keep all)")
@@ -89,7 +89,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections silent for this long (default 2m)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
-	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern; repeatable; any rule turns ACLs on")
+	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicemq/sluice/engine"
@@ -107,7 +108,7 @@ func (ss *session) handle(f wire.Frame) {
 		if !ss.decode(f, &m) {
 			return
 		}
-		if !ss.allowed(f, ActConsume, m.Topic) {
+		if !ss.allowed(f, ActConsume, m.Topic) || !ss.allowedGroup(f, m.Group) {
 			return
 		}
 		ss.reply(f, &wire.Offset{Offset: ss.srv.e.CommittedOffset(m.Group, m.Topic, m.Partition)})
@@ -157,16 +158,46 @@ func (ss *session) auth(f wire.Frame) {
 		return
 	}
 	ss.authed, ss.principal = true, principal
-	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism})
+	// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
+	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: []byte(principal)})
 }
 
-// allowed checks the ACL and answers f with CodeNotAuthorized when it denies.
+// allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and
+// inboxes) and answers f with CodeNotAuthorized when not. It does not allocate on a grant.
 func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
-	if acl := ss.srv.opts.ACL; acl != nil && !acl.Allow(ss.principal, act, topic) {
-		ss.fail(f, &wire.ProtocolError{Code: wire.CodeNotAuthorized, Message: act.String() + " " + topic})
+	if !mayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
+		ss.deny(f, act.String()+" topic "+topic)
 		return false
 	}
 	return true
+}
+
+// allowedGroup checks that the principal may consume as group (join it, commit or fetch its
+// offsets, describe it) and answers f with CodeNotAuthorized when not. The empty group (a consumer
+// outside any group) needs nothing.
+func (ss *session) allowedGroup(f wire.Frame, group string) bool {
+	if group != "" && !mayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
+		ss.deny(f, "consume group "+group)
+		return false
+	}
+	return true
+}
+
+// allowedCreate checks that the principal may create a topic with cfg (mayCreate).
+func (ss *session) allowedCreate(f wire.Frame, cfg wire.TopicConfig) bool {
+	if !mayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
+		msg := "admin topic " + cfg.Name
+		if wire.IsInbox(cfg.Name) {
+			msg += " (an inbox is created by its owner, memory-only, with one partition)"
+		}
+		ss.deny(f, msg)
+		return false
+	}
+	return true
+}
+
+func (ss *session) deny(f wire.Frame, what string) {
+	ss.fail(f, &wire.ProtocolError{Code: wire.CodeNotAuthorized, Message: what})
 }
 
 // produce is the hot path: decode in place, append (the one copy), answer per durability.
@@ -179,8 +210,14 @@ func (ss *session) produce(f wire.Frame) {
 	e := ss.srv.e
 	t := e.Topic(m.Topic)
 	if t == nil {
+		// Authorized before anything is created: the produce, and the creation itself.
+		name := string(m.Topic)
+		if !ss.allowed(f, ActProduce, name) ||
+			(e.Options().AutoCreateTopics && !ss.allowedCreate(f, wire.TopicConfig{Name: name})) {
+			return
+		}
 		var err error
-		if t, err = e.AutoCreate(string(m.Topic)); err != nil {
+		if t, err = e.AutoCreate(name); err != nil {
 			ss.fail(f, err)
 			return
 		}
@@ -272,7 +309,7 @@ func (ss *session) subscribe(f wire.Frame) {
 	if !ss.decode(f, &m) {
 		return
 	}
-	if !ss.allowed(f, ActConsume, m.Topic) {
+	if !ss.allowed(f, ActConsume, m.Topic) || !ss.allowedGroup(f, m.Group) {
 		return
 	}
 	if ss.subs[m.SubID] != nil {
@@ -294,7 +331,7 @@ func (ss *session) commit(f wire.Frame) {
 	if !ss.decode(f, &m) {
 		return
 	}
-	if !ss.allowed(f, ActConsume, m.Topic) {
+	if !ss.allowed(f, ActConsume, m.Topic) || !ss.allowedGroup(f, m.Group) {
 		return
 	}
 	corr, op := f.Corr, f.Op
@@ -311,29 +348,35 @@ func (ss *session) commit(f wire.Frame) {
 }
 
 // admin serves topic and group administration. Creating and deleting topics touch the file system
-// (mkdir, fsync), so they run off the loop and answer with AsyncWrite.
+// (mkdir, fsync), so they run off the loop and answer with AsyncWrite. Listings show only what the
+// principal may describe; a description of what it may not is refused whether or not it exists.
 func (ss *session) admin(f wire.Frame) {
 	e := ss.srv.e
+	acl := ss.srv.opts.ACL
 	switch f.Op {
 	case wire.OpListTopics:
-		ss.reply(f, &wire.TopicList{Topics: e.Topics()})
+		topics := e.Topics()
+		if acl != nil {
+			topics = slices.DeleteFunc(topics, func(t wire.TopicConfig) bool {
+				return !mayList(acl, ss.principal, t.Name)
+			})
+		}
+		ss.reply(f, &wire.TopicList{Topics: topics})
 	case wire.OpListGroups:
-		ss.reply(f, &wire.GroupList{Groups: e.ListGroups()})
+		groups := e.ListGroups()
+		if acl != nil {
+			groups = slices.DeleteFunc(groups, func(g string) bool {
+				return !mayGroup(acl, ss.principal, ActConsume, g)
+			})
+		}
+		ss.reply(f, &wire.GroupList{Groups: groups})
 	case wire.OpDescribe:
 		var m wire.Name
-		if !ss.decode(f, &m) {
+		if !ss.decode(f, &m) || !ss.allowed(f, actAny, m.Name) {
 			return
 		}
-		// As Kafka's metadata request does, describing a topic creates it on an auto-creating broker,
-		// so that a producer can learn the partition count of a topic it is about to create.
+		// Describing never creates: a producer learns the partition count of a topic that exists.
 		t := e.TopicByName(m.Name)
-		if t == nil && e.Options().AutoCreateTopics {
-			ss.async(f, func() error { _, err := e.AutoCreate(m.Name); return err }, func() message {
-				info := e.TopicByName(m.Name).Info()
-				return &info
-			})
-			return
-		}
 		if t == nil {
 			ss.fail(f, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: m.Name})
 			return
@@ -342,7 +385,7 @@ func (ss *session) admin(f wire.Frame) {
 		ss.reply(f, &info)
 	case wire.OpDescribeGrp:
 		var m wire.Name
-		if !ss.decode(f, &m) {
+		if !ss.decode(f, &m) || !ss.allowedGroup(f, m.Name) {
 			return
 		}
 		info, err := e.DescribeGroup(m.Name)
@@ -350,13 +393,18 @@ func (ss *session) admin(f wire.Frame) {
 			ss.fail(f, err)
 			return
 		}
+		if acl != nil { // drop the members and offsets on topics the principal may not describe
+			hidden := func(topic string) bool { return !mayTopic(acl, ss.principal, actAny, topic) }
+			info.Members = slices.DeleteFunc(info.Members, func(g wire.GroupMember) bool { return hidden(g.Topic) })
+			info.Offsets = slices.DeleteFunc(info.Offsets, func(g wire.GroupOffset) bool { return hidden(g.Topic) })
+		}
 		ss.reply(f, &info)
 	case wire.OpCreateTopic:
 		var m wire.TopicConfig
 		if !ss.decode(f, &m) {
 			return
 		}
-		if !ss.allowed(f, ActAdmin, m.Name) {
+		if !ss.allowedCreate(f, m) {
 			return
 		}
 		ss.async(f, func() error { _, err := e.CreateTopic(m); return err }, nil)
