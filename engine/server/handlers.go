@@ -142,6 +142,7 @@ func (ss *session) hello(f wire.Frame) {
 		return
 	}
 	ss.handshaken = true
+	ss.peerMax = peerMaxFrame(m.MaxFrame)
 	ss.reply(f, &wire.HelloReply{Version: wire.ProtocolVersion, MaxFrame: uint32(ss.srv.opts.MaxFrame),
 		AuthRequired: !ss.authed, ServerID: "sluice"})
 }
