@@ -179,8 +179,9 @@ type Server struct {
 	unauth map[*session]struct{}
 	// unauthPerAddr counts unauth by source address; an address leaves the map at zero.
 	unauthPerAddr map[netip.Addr]int
-	tlsLn         net.Listener
-	tlsDone       chan struct{}
+
+	tlsLn   net.Listener
+	tlsDone chan struct{}
 
 	stats Stats
 }
