@@ -84,10 +84,14 @@ func TestPreAuthFramesAreSmall(t *testing.T) {
 }
 
 // expectClosedWithErr reads until the broker closes c, and reports an error unless an error frame
-// with code came first.
+// with code came first, or if the connection is still open after 10 s.
 func expectClosedWithErr(c *rawConn, code wire.Code) error {
 	saw := false
+	deadline := time.Now().Add(10 * time.Second)
 	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("connection still open after 10 s, want it closed with %v", code)
+		}
 		f, err := c.next()
 		if err != nil {
 			if !saw {
