@@ -313,6 +313,9 @@ func (cn *conn) dispatch(f wire.Frame) error {
 	case f.Op == wire.OpAssign:
 		cn.c.assign(cn, f.Body)
 		return nil
+	case f.Op == wire.OpSubEnded:
+		cn.c.subEnded(cn, f.Body)
+		return nil
 	case f.Op == wire.OpError && f.Corr == 0:
 		var eb wire.ErrorBody
 		if err := eb.Decode(f.Body); err != nil {
