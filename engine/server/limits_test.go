@@ -358,4 +358,3 @@ func TestDeliveriesFitTheClientsMaxFrame(t *testing.T) {
 		t.Fatalf("got %v, want a delivery for subscription 5", f.Op)
 	}
 }
-

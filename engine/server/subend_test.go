@@ -221,4 +221,3 @@ func TestConsumerWithSmallMaxFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
