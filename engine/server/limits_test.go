@@ -358,3 +358,47 @@ func TestDeliveriesFitTheClientsMaxFrame(t *testing.T) {
 		t.Fatalf("got %v, want a delivery for subscription 5", f.Op)
 	}
 }
+
+// TestRepliesFitTheClientsMaxFrame: a response larger than the client's announced maximum frame
+// (here the list of 300 groups with long names, about 75 KB, to a client that accepts 65,536) is
+// not sent: the request is answered with CodeFrameTooLarge and the connection stays.
+func TestRepliesFitTheClientsMaxFrame(t *testing.T) {
+	s, e := startServer(t, nil)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 300)
+	for i := range 300 {
+		e.CommitOffset(fmt.Sprintf("%03d-%s", i, strings.Repeat("g", 240)), "t", 0, 0, func(err error) { done <- err })
+	}
+	for range 300 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	const maxFrame = 65536
+	c := dial(t, s)
+	c.dec = wire.NewDecoder(maxFrame) // a larger frame fails the read
+	corr := c.send(wire.OpHello, 0, &wire.Hello{Version: wire.ProtocolVersion, MaxFrame: maxFrame})
+	c.expectReply(corr, nil)
+	corr = c.send(wire.OpListGroups, 0, nil)
+	f, err := c.next()
+	if err != nil {
+		t.Fatalf("list-groups: %v", err)
+	}
+	var eb wire.ErrorBody
+	if f.Op != wire.OpError || f.Corr != corr || eb.Decode(f.Body) != nil || eb.Code != wire.CodeFrameTooLarge {
+		t.Fatalf("list-groups answered %v corr %d (%v), want frame too large for %d", f.Op, f.Corr, eb.Code, corr)
+	}
+	corr = c.send(wire.OpPing, 0, &wire.Ping{Nonce: 3})
+	c.expectReply(corr, nil)
+	// A client with the default maximum gets the list.
+	d := dial(t, s)
+	d.hello()
+	corr = d.send(wire.OpListGroups, 0, nil)
+	var gl wire.GroupList
+	d.expectReply(corr, &gl)
+	if len(gl.Groups) != 300 {
+		t.Fatalf("%d groups", len(gl.Groups))
+	}
+}
