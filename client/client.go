@@ -111,6 +111,10 @@ func (c *Client) install(cn *conn) bool {
 		cn.fail(ErrClosed)
 		return false
 	}
+	if cn.lost {
+		c.mu.Unlock()
+		return true // it failed before it was installed: supervise sees it done and replaces it
+	}
 	c.cn = cn
 	close(c.ready)
 	c.mu.Unlock()
@@ -120,6 +124,7 @@ func (c *Client) install(cn *conn) bool {
 // connLost forgets cn if it is the live connection. Called by conn.fail before it closes done.
 func (c *Client) connLost(cn *conn) {
 	c.mu.Lock()
+	cn.lost = true
 	if c.cn == cn {
 		c.cn = nil
 		c.ready = make(chan struct{})
@@ -127,9 +132,12 @@ func (c *Client) connLost(cn *conn) {
 	c.mu.Unlock()
 }
 
-// supervise waits for the live connection to fail and replaces it, until Close.
+// supervise waits for the live connection to fail and replaces it, until Close. A connection that
+// failed within ReconnectMax of being made does not reset the backoff: the next dial waits for it
+// first, so a broker that drops every connection at once is not redialled in a tight loop.
 func (c *Client) supervise(cn *conn) {
 	defer c.wg.Done()
+	backoff := c.opts.ReconnectMin
 	for {
 		select {
 		case <-cn.done:
@@ -137,7 +145,16 @@ func (c *Client) supervise(cn *conn) {
 			return
 		}
 		c.log.Warn("sluice: connection lost; reconnecting", "conn", cn.seq, "err", cn.err)
-		backoff := c.opts.ReconnectMin
+		if time.Since(cn.made) >= c.opts.ReconnectMax {
+			backoff = c.opts.ReconnectMin // it was up a while: redial at once
+		} else {
+			select {
+			case <-time.After(backoff - backoff/4 + time.Duration(rand.Int64N(int64(backoff/2)+1))):
+			case <-c.closeCh:
+				return
+			}
+			backoff = min(backoff*2, c.opts.ReconnectMax)
+		}
 		for {
 			c.mu.Lock()
 			c.connSeq++

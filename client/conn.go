@@ -41,6 +41,9 @@ type conn struct {
 	serverID string // from the handshake
 	seq      uint64 // connection number within the client, for logs
 
+	made time.Time // when the handshake completed; immutable
+	lost bool      // guarded by c.mu: connLost has run, so install must not make it the live connection
+
 	wmu     sync.Mutex
 	wbuf    []byte        // guarded by wmu: encoded frames no writer has taken yet
 	spare   []byte        // guarded by wmu: the other buffer, swapped with wbuf by whoever writes
@@ -59,7 +62,7 @@ type conn struct {
 
 func newConn(c *Client, nc net.Conn, maxFrame int, serverID string, seq uint64) *conn {
 	return &conn{
-		c: c, nc: nc, maxFrame: maxFrame, serverID: serverID, seq: seq,
+		c: c, nc: nc, maxFrame: maxFrame, serverID: serverID, seq: seq, made: time.Now(),
 		wake:    make(chan struct{}, 1),
 		pending: make(map[uint32]replyHandler, 64),
 		done:    make(chan struct{}),
@@ -312,6 +315,9 @@ func (cn *conn) dispatch(f wire.Frame) error {
 		return nil
 	case f.Op == wire.OpAssign:
 		cn.c.assign(cn, f.Body)
+		return nil
+	case f.Op == wire.OpSubEnded:
+		cn.c.subEnded(cn, f.Body)
 		return nil
 	case f.Op == wire.OpError && f.Corr == 0:
 		var eb wire.ErrorBody

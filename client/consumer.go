@@ -211,6 +211,13 @@ type Consumer struct {
 	lastEpoch uint32
 	lastOff   int64
 
+	// ended (capacity 1) tells maintain that the broker ended one of the consumer's subscriptions
+	// (a SubEnded push); lastEnd is why, and endRepeat how many endings in a row had that same
+	// code and message with no delivery between them. Both guarded by mu.
+	ended     chan struct{}
+	lastEnd   *wire.ProtocolError
+	endRepeat int
+
 	notify   chan struct{} // capacity 1: a delivery was queued, or the consumer closed or failed
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -228,7 +235,8 @@ func (c *Client) Subscribe(ctx context.Context, topic string, opts ...ConsumerOp
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	cons := &Consumer{c: c, topic: topic, opts: o, parts: map[int32]*partState{}, notify: make(chan struct{}, 1)}
+	cons := &Consumer{c: c, topic: topic, opts: o, parts: map[int32]*partState{}, notify: make(chan struct{}, 1),
+		ended: make(chan struct{}, 1)}
 	cons.msg.Topic = topic
 	cons.msg.c = cons
 	cons.ctx, cons.cancel = context.WithCancel(c.closeCtx)
@@ -404,6 +412,7 @@ func (c *Consumer) push(s *subscription, d *wire.Deliver) {
 	bb := bytebufferpool.Get()
 	bb.B = append(bb.B[:0], d.Batches...)
 	c.queue = append(c.queue, delivery{sub: s, partition: d.Partition, hw: d.HighWatermark, epoch: ps.epoch, buf: bb})
+	c.endRepeat = 0 // records flow again: a later ending is not a repeat
 	c.mu.Unlock()
 	c.poke()
 }
@@ -698,7 +707,8 @@ func (c *Consumer) autoCommit() {
 	}
 }
 
-// maintain resubscribes after every reconnection until the consumer closes.
+// maintain resubscribes after every reconnection, and after the broker ends a subscription, until
+// the consumer closes or fails.
 func (c *Consumer) maintain() {
 	defer c.wg.Done()
 	for {
@@ -707,6 +717,11 @@ func (c *Consumer) maintain() {
 		c.mu.Unlock()
 		select {
 		case <-cn.done:
+		case <-c.ended:
+			if !c.restart(cn) {
+				return
+			}
+			continue
 		case <-c.ctx.Done():
 			return
 		}
@@ -737,6 +752,139 @@ func (c *Consumer) maintain() {
 			case <-c.ctx.Done():
 				return
 			}
+		}
+	}
+}
+
+// maxSubRestarts bounds the resubscriptions after identical endings in a row: the one after it
+// ends the consumer.
+const maxSubRestarts = 5
+
+// subEnded routes a SubEnded push to its consumer. Reader goroutine.
+func (c *Client) subEnded(cn *conn, body []byte) {
+	var m wire.SubEnded
+	if err := m.Decode(body); err != nil {
+		c.log.Warn("sluice: malformed sub-ended push dropped", "err", err)
+		return
+	}
+	s := c.sub(cn, m.SubID)
+	if s == nil {
+		c.log.Debug("sluice: sub-ended for an unknown subscription dropped", "sub", m.SubID)
+		return
+	}
+	c.log.Warn("sluice: the broker ended a subscription", "topic", s.cons.topic, "sub", m.SubID, "code", m.Code, "message", m.Message)
+	s.cons.subEnded(s, &wire.ProtocolError{Code: m.Code, Message: m.Message})
+}
+
+// subEnded records that the broker ended s for err and wakes maintain. Reader goroutine.
+func (c *Consumer) subEnded(s *subscription, err *wire.ProtocolError) {
+	c.mu.Lock()
+	if c.closed || !slices.Contains(c.subs, s) {
+		c.mu.Unlock()
+		return
+	}
+	c.subs = slices.DeleteFunc(c.subs, func(x *subscription) bool { return x == s })
+	if c.lastEnd != nil && *c.lastEnd == *err {
+		c.endRepeat++
+	} else {
+		c.endRepeat = 1
+	}
+	c.lastEnd = err
+	c.mu.Unlock()
+	c.c.removeSub(s.id)
+	select {
+	case c.ended <- struct{}{}:
+	default:
+	}
+}
+
+// endIsFinal reports whether a subscription ended for err cannot succeed by subscribing again: the
+// topic or partition is gone, the principal may not read it, or a batch exceeds the client's
+// maximum frame.
+func endIsFinal(err error) bool {
+	for _, code := range []wire.Code{wire.CodeUnknownTopic, wire.CodeUnknownPartition, wire.CodeNotAuthorized,
+		wire.CodeAuthFailed, wire.CodeBatchTooLarge, wire.CodeInvalidRequest} {
+		if errors.Is(err, code) {
+			return true
+		}
+	}
+	return false
+}
+
+// restart answers a subscription the broker ended on cn. A final error, or the same ending
+// maxSubRestarts times in a row with no delivery between, ends the consumer: Next returns the error
+// once the records already received are read. Otherwise the consumer resubscribes on cn, where it
+// stands, after a back-off that starts at the reconnection minimum and doubles with every identical
+// ending in a row (bounded by the reconnection maximum); the connection and the client's other
+// consumers are never touched. It reports whether maintain should carry on.
+func (c *Consumer) restart(cn *conn) bool {
+	c.mu.Lock()
+	perr, n := c.lastEnd, c.endRepeat
+	c.mu.Unlock()
+	if perr == nil {
+		return true
+	}
+	err := fmt.Errorf("client: the broker ended the subscription to %s: %w", c.topic, perr)
+	if endIsFinal(perr) || n >= maxSubRestarts {
+		c.c.log.Error("sluice: subscription ended; the consumer stops", "topic", c.topic, "err", perr, "endings", n)
+		c.dropAll(cn)
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		c.poke()
+		return false
+	}
+	wait := c.c.opts.ReconnectMin
+	for i := 1; i < n && wait < c.c.opts.ReconnectMax; i++ {
+		wait *= 2
+	}
+	wait = min(wait, c.c.opts.ReconnectMax)
+	c.c.log.Warn("sluice: subscription ended; resubscribing", "topic", c.topic, "err", perr, "in", wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-cn.done:
+		return true // the reconnection resubscribes everything
+	case <-c.ctx.Done():
+		return false
+	}
+	c.dropAll(cn)
+	if err := c.resume(cn); err != nil && !cn.isDone() && c.ctx.Err() == nil {
+		if !IsRetriable(err) {
+			c.c.log.Error("sluice: resubscribe failed; the consumer stops", "topic", c.topic, "err", err)
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
+			c.poke()
+			return false
+		}
+		// Throttled or timed out: count it as another ending in a row and come back after a longer wait.
+		c.mu.Lock()
+		c.endRepeat++
+		c.mu.Unlock()
+		select {
+		case c.ended <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// dropAll unsubscribes every subscription the consumer holds on cn, so that a resubscription
+// starts from one state.
+func (c *Consumer) dropAll(cn *conn) {
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, c.c.opts.RequestTimeout)
+	defer cancel()
+	for _, s := range subs {
+		c.c.removeSub(s.id)
+		if !cn.isDone() {
+			req := wire.SubID{SubID: s.id}
+			_, _ = c.c.roundTripOn(ctx, cn, wire.OpUnsubscribe, &call{ch: make(chan struct{}, 1)}, req.Append)
 		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 //	+-------------------------------+-------------------------------+
 //
 // A request's correlation id comes back on its response (flag Response) or on an Error frame, so a
-// client may pipeline any number of requests. Server pushes (Deliver, Assign) carry id 0.
+// client may pipeline any number of requests. Server pushes (Deliver, Assign, SubEnded) carry id 0.
 const (
 	FrameHeaderSize = 10 // frozen
 	frameLenSize    = 4
@@ -47,6 +47,7 @@ const (
 	OpAck         Op = 0x17 // work queue: records processed
 	OpNack        Op = 0x18 // work queue: records to redeliver
 	OpAssign      Op = 0x19 // server push: a group member's partitions changed
+	OpSubEnded    Op = 0x1A // server push: the broker ended one subscription; the connection stays
 	OpCreateTopic Op = 0x20 // admin: create a topic
 	OpDeleteTopic Op = 0x21 // admin: delete a topic
 	OpListTopics  Op = 0x22 // admin: list topics
@@ -59,7 +60,7 @@ const (
 var opNames = map[Op]string{
 	OpHello: "hello", OpAuth: "auth", OpPing: "ping", OpProduce: "produce", OpSubscribe: "subscribe",
 	OpUnsubscribe: "unsubscribe", OpDeliver: "deliver", OpCredit: "credit", OpCommit: "commit",
-	OpFetchOffset: "fetch-offset", OpAck: "ack", OpNack: "nack", OpAssign: "assign",
+	OpFetchOffset: "fetch-offset", OpAck: "ack", OpNack: "nack", OpAssign: "assign", OpSubEnded: "sub-ended",
 	OpCreateTopic: "create-topic", OpDeleteTopic: "delete-topic", OpListTopics: "list-topics",
 	OpDescribe: "describe", OpListGroups: "list-groups", OpDescribeGrp: "describe-group", OpError: "error",
 }

@@ -483,6 +483,33 @@ func (m *Assign) Decode(b []byte) error {
 	return r.end()
 }
 
+// SubEnded tells a consumer that the broker ended one of its subscriptions (its topic was deleted,
+// a batch could not be read or filtered, a batch exceeds the consumer's maximum frame). It is a push
+// with correlation id 0 and no Response flag; only that subscription ends, the connection stays.
+// Code says why, as in an Error frame.
+//
+//	sub id u32 | code u16 | message str16
+type SubEnded struct {
+	SubID   uint32
+	Code    Code
+	Message string
+}
+
+func (m *SubEnded) Append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Code))
+	return appendStr16(dst, []byte(m.Message))
+}
+
+func (m *SubEnded) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Code, m.Message = r.u32(), Code(r.u16()), string(r.str16())
+	return r.end()
+}
+
+// Err returns the error the frame describes.
+func (m *SubEnded) Err() error { return &ProtocolError{Code: m.Code, Message: m.Message} }
+
 // TopicConfig describes a topic for CreateTopic and in Describe and ListTopics replies.
 //
 //	name str16 | partitions u32 | retention bytes i64 | retention ms i64 | segment bytes i64 | flags u8

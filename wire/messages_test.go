@@ -81,6 +81,7 @@ func msgCases() []msgCase {
 		{"ack-none", OpAck, &ackBody{Ack: Ack{SubID: 3}}, func() body { return new(ackBody) }, -1},
 		{"assign", OpAssign, &Assign{SubID: 4, Generation: 17, Partitions: []PartitionOffset{{0, 5}, {3, 8}}}, func() body { return new(Assign) }, -1},
 		{"assign-revoke-all", OpAssign, &Assign{SubID: 4, Generation: 18}, func() body { return new(Assign) }, -1},
+		{"sub-ended", OpSubEnded, &SubEnded{SubID: 4, Code: CodeBatchTooLarge, Message: "batch of 412506 bytes, limit 65536"}, func() body { return new(SubEnded) }, -1},
 		{"create-topic", OpCreateTopic, &topicCfg, func() body { return new(TopicConfig) }, -1},
 		{"name", OpDeleteTopic, &Name{Name: "orders"}, func() body { return new(Name) }, -1},
 		{"topic-list", OpListTopics, &TopicList{Topics: []TopicConfig{topicCfg, {Name: "x", Partitions: 1}}}, func() body { return new(TopicList) }, -1},

@@ -551,6 +551,86 @@ func TestStalledConsumerKeepsMemoryBounded(t *testing.T) {
 	}
 }
 
+// TestPreAuthFloodKeepsMemoryBounded: 16 connections each send the header of a frame just under
+// 16 MiB and then its body but for the last byte, before authenticating (half before Hello, half
+// after it). The broker refuses each from its header (CodeFrameTooLarge) instead of buffering the
+// body, so its anonymous memory stays near its idle value; the report measured +351 MiB. Then a
+// client holding a token still works.
+func TestPreAuthFloodKeepsMemoryBounded(t *testing.T) {
+	b := startBroker(t, t.TempDir(), "--token", "tok=alice", "--handshake-timeout", "30s", "--max-unauthenticated", "100")
+	idle := rssAnon(t, b.cmd.Process.Pid)
+	var hello []byte
+	hello, start := wire.BeginFrame(hello, wire.OpHello, 0, 1)
+	hello = wire.EndFrame((&wire.Hello{Version: wire.ProtocolVersion}).Append(hello), start)
+	const frame = wire.DefaultMaxFrame - 1
+	body := make([]byte, frame-wire.FrameHeaderSize-1)
+	codes := make(chan wire.Code, 16)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		nc, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		var msg []byte
+		if i%2 == 1 {
+			msg = append(msg, hello...)
+		}
+		hdr := make([]byte, wire.FrameHeaderSize)
+		wire.PutFrameHeader(hdr, wire.OpProduce, 0, 2, frame-wire.FrameHeaderSize)
+		msg = append(msg, hdr...)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := nc.Write(msg); err != nil {
+				return
+			}
+			_, _ = nc.Write(body) // fails once the broker has closed the connection
+		}()
+		go func() { // the last error frame before the broker closes, CodeOK if none
+			code := wire.CodeOK
+			dec := wire.NewDecoder(wire.DefaultMaxFrame)
+			buf := make([]byte, 4096)
+			for {
+				n, err := nc.Read(buf)
+				_ = dec.Feed(buf[:n], func(f wire.Frame) error {
+					var eb wire.ErrorBody
+					if f.Op == wire.OpError && eb.Decode(f.Body) == nil {
+						code = eb.Code
+					}
+					return nil
+				})
+				if err != nil {
+					codes <- code
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait() // every body is written or refused
+	peak := rssAnon(t, b.cmd.Process.Pid)
+	t.Logf("sluiced anonymous RSS %d MiB idle, %d MiB after 16 pre-auth 16 MiB frames", idle>>20, peak>>20)
+	if peak > idle+64<<20 {
+		t.Fatalf("16 unauthenticated partial frames grew sluiced's anonymous RSS from %d to %d MiB", idle>>20, peak>>20)
+	}
+	for range 16 {
+		if code := <-codes; code != wire.CodeFrameTooLarge {
+			t.Fatalf("a pre-auth 16 MiB frame was answered with %v, want frame too large", code)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, b.addr, client.WithAuthToken("tok"), client.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestConfigFile: settings come from a JSON config whose keys are the flag names; flags on the command
 // line override it; an unknown key is refused with a clear error.
 func TestConfigFile(t *testing.T) {

@@ -54,6 +54,12 @@ type config struct {
 	TLSListen      string
 	TLSCert        string
 	TLSKey         string
+
+	// Limits on connections that have not completed their handshake.
+	HandshakeTimeout time.Duration
+	MaxUnauth        int
+	MaxUnauthPerAddr int
+	MaxPreAuthFrame  int
 }
 
 type listFlag []string
@@ -87,6 +93,10 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxFrame, "max-frame", 0, "largest frame accepted (default 16 MiB)")
 	fs.IntVar(&cfg.MaxConns, "max-connections", 0, "connection limit (default 10000)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections silent for this long (default 2m)")
+	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 0, "close connections that have not completed hello (and auth) within this long (default 10s)")
+	fs.IntVar(&cfg.MaxUnauth, "max-unauthenticated", 0, "limit on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
+	fs.IntVar(&cfg.MaxUnauthPerAddr, "max-unauthenticated-per-addr", 0, "limit on unauthenticated connections from one IP address (default 64)")
+	fs.IntVar(&cfg.MaxPreAuthFrame, "max-preauth-frame", 0, "largest frame accepted before the handshake completes (default 64 KiB)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
@@ -138,7 +148,9 @@ func run(args []string) error {
 		return err
 	}
 	sopts := server.Options{MinDurability: minDurability, Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
-		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log}
+		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log,
+		HandshakeTimeout: cfg.HandshakeTimeout, MaxUnauthenticated: cfg.MaxUnauth, MaxUnauthenticatedPerAddr: cfg.MaxUnauthPerAddr,
+		MaxPreAuthFrame: cfg.MaxPreAuthFrame}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

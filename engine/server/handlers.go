@@ -28,9 +28,20 @@ func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) [
 	return wire.EndFrame(r.Append(dst), start)
 }
 
-// reply appends a response frame for request f.
+// reply appends a response frame for request f; one larger than the client's maximum frame is
+// replaced by an error answering f.
 func (ss *session) reply(f wire.Frame, m message) {
+	start := len(ss.out)
 	ss.out, _ = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
+	if n := len(ss.out) - start; n > ss.peerMax {
+		ss.out = appendReplyTooLarge(ss.out[:start], f.Corr, n, ss.peerMax)
+	}
+}
+
+// appendReplyTooLarge answers request corr with CodeFrameTooLarge: its response of n bytes would
+// exceed the client's maximum frame. The connection stays.
+func appendReplyTooLarge(dst []byte, corr uint32, n, peerMax int) []byte {
+	return wire.AppendError(dst, corr, wire.CodeFrameTooLarge, fmt.Sprintf("the response of %d bytes exceeds the client's maximum frame of %d", n, peerMax))
 }
 
 // fail appends an error frame answering request f.
@@ -143,6 +154,7 @@ func (ss *session) hello(f wire.Frame) {
 		return
 	}
 	ss.handshaken = true
+	ss.peerMax = peerMaxFrame(m.MaxFrame)
 	ss.reply(f, &wire.HelloReply{Version: wire.ProtocolVersion, MaxFrame: uint32(ss.srv.opts.MaxFrame),
 		AuthRequired: !ss.authed, ServerID: "sluice"})
 }
@@ -422,7 +434,7 @@ func (ss *session) admin(f wire.Frame) {
 
 // async runs fn off the loop and answers f with reply() (nil: an empty response) or fn's error.
 func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
-	corr, op := f.Corr, f.Op
+	corr, op, peerMax := f.Corr, f.Op, ss.peerMax
 	go func() {
 		var b []byte
 		if err := fn(); err != nil {
@@ -433,6 +445,9 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 				m = reply()
 			}
 			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, m)
+			if len(b) > peerMax {
+				b = appendReplyTooLarge(b[:0], corr, len(b), peerMax)
+			}
 		}
 		_ = ss.c.AsyncWrite(b, nil)
 	}()

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
@@ -57,6 +58,25 @@ type Options struct {
 	MaxOutboundBytes int
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
+	// MaxPreAuthFrame is the largest frame (bytes, header included) accepted from a connection that
+	// has not completed its handshake (Hello, then Auth when Tokens are set): room for Hello, an Auth
+	// carrying a token or a SCRAM step, and Ping. It is checked from the frame header, so such a
+	// connection never makes the broker buffer more than this for it. Default 64 KiB
+	// (wire.MinMaxFrame); at most MaxFrame.
+	MaxPreAuthFrame int
+	// HandshakeTimeout closes a connection that has not completed its handshake this long after it
+	// opened, whatever it sends meanwhile (pings do not extend it). Default 10 s.
+	HandshakeTimeout time.Duration
+	// MaxUnauthenticated caps the connections, TCP and TLS together, that have not completed their
+	// handshake. It is at most MaxConnections, and below it by default, so that connections which
+	// never authenticate cannot take the slots of clients that do. When it is reached, a new
+	// connection is taken and the oldest unauthenticated one is closed with CodeThrottled. Default
+	// MaxConnections/2, at most 1024.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedPerAddr caps the unauthenticated connections from one source IP address;
+	// past it a new connection from that address is refused with CodeThrottled. Default 64, at most
+	// MaxUnauthenticated.
+	MaxUnauthenticatedPerAddr int
 	// TLSAddr and TLSConfig, when TLSConfig is set, open a second listener that serves the same
 	// protocol over crypto/tls (gnet has no TLS). Default TLSAddr 127.0.0.1:7453.
 	TLSAddr   string
@@ -95,6 +115,18 @@ func (o *Options) setDefaults() {
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 2 * time.Minute
 	}
+	if o.MaxPreAuthFrame == 0 {
+		o.MaxPreAuthFrame = min(wire.MinMaxFrame, o.MaxFrame)
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.MaxUnauthenticated == 0 {
+		o.MaxUnauthenticated = max(1, min(1024, o.MaxConnections/2))
+	}
+	if o.MaxUnauthenticatedPerAddr == 0 {
+		o.MaxUnauthenticatedPerAddr = min(64, o.MaxUnauthenticated)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -113,6 +145,14 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
 		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
+	case o.MaxPreAuthFrame < 1<<10 || o.MaxPreAuthFrame > o.MaxFrame:
+		return fmt.Errorf("server: MaxPreAuthFrame %d outside [1 KiB, MaxFrame %d]", o.MaxPreAuthFrame, o.MaxFrame)
+	case o.HandshakeTimeout <= 0:
+		return fmt.Errorf("server: HandshakeTimeout %v", o.HandshakeTimeout)
+	case o.MaxUnauthenticated < 1 || o.MaxUnauthenticated > o.MaxConnections:
+		return fmt.Errorf("server: MaxUnauthenticated %d outside [1, MaxConnections %d]", o.MaxUnauthenticated, o.MaxConnections)
+	case o.MaxUnauthenticatedPerAddr < 1 || o.MaxUnauthenticatedPerAddr > o.MaxUnauthenticated:
+		return fmt.Errorf("server: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
 	}
 	return nil
 }
@@ -130,11 +170,18 @@ type Server struct {
 	booted chan struct{}
 	done   chan error
 
-	connMu   sync.Mutex // guards conns and tlsConns
+	connMu   sync.Mutex // guards conns, tlsConns, unauth and unauthPerAddr
 	conns    map[*session]struct{}
 	tlsConns map[*tlsConn]struct{}
-	tlsLn    net.Listener
-	tlsDone  chan struct{}
+	// unauth holds the open sessions that have not completed their handshake, TCP and TLS; a session
+	// leaves it once, on completing the handshake, on eviction or on close. At most
+	// opts.MaxUnauthenticated entries.
+	unauth map[*session]struct{}
+	// unauthPerAddr counts unauth by source address; an address leaves the map at zero.
+	unauthPerAddr map[netip.Addr]int
+
+	tlsLn   net.Listener
+	tlsDone chan struct{}
 
 	stats Stats
 }
@@ -144,6 +191,10 @@ type Stats struct {
 	Connections    atomic.Int64
 	Accepted       atomic.Uint64
 	ProtocolErrors atomic.Uint64
+	// Unauthenticated is the number of open connections that have not completed their handshake.
+	Unauthenticated atomic.Int64
+	// Refused counts connections turned away or evicted by a connection limit.
+	Refused atomic.Uint64
 }
 
 // Start listens and serves until Close. It returns once the listener is up.
@@ -153,7 +204,8 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
-		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}}
+		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
+		unauthPerAddr: map[netip.Addr]int{}}
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),
@@ -251,6 +303,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.stats.Accepted.Add(1)
 	if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
 		s.stats.Connections.Add(-1)
+		s.stats.Refused.Add(1)
 		return wire.AppendError(nil, 0, wire.CodeThrottled, "too many connections"), gnet.Close
 	}
 	ss, err := newSession(s, c)
@@ -258,11 +311,85 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.stats.Connections.Add(-1)
 		return wire.AppendError(nil, 0, wire.CodeInternal, err.Error()), gnet.Close
 	}
+	if err := s.admit(ss); err != nil {
+		s.stats.Connections.Add(-1)
+		return wire.AppendError(nil, 0, wire.CodeThrottled, err.Error()), gnet.Close
+	}
 	c.SetContext(ss)
-	s.connMu.Lock()
-	s.conns[ss] = struct{}{}
-	s.connMu.Unlock()
 	return nil, gnet.None
+}
+
+// errTooManyUnauthenticated refuses a connection whose source address holds its share of
+// unauthenticated connections.
+var errTooManyUnauthenticated = errors.New("server: too many unauthenticated connections from this address")
+
+// admit registers a new session as open and unauthenticated. When the source address already holds
+// MaxUnauthenticatedPerAddr unauthenticated connections it refuses it. When MaxUnauthenticated is
+// reached it closes the oldest unauthenticated connection to make room: a client that is about to
+// authenticate always gets its chance, and one that never does is held for at most
+// HandshakeTimeout, or less under a flood. Any goroutine (gnet loops, the TLS acceptor).
+func (s *Server) admit(ss *session) error {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.unauthPerAddr[ss.addr] >= s.opts.MaxUnauthenticatedPerAddr {
+		s.stats.Refused.Add(1)
+		return errTooManyUnauthenticated
+	}
+	if len(s.unauth) >= s.opts.MaxUnauthenticated {
+		var oldest *session
+		for u := range s.unauth {
+			if oldest == nil || u.opened < oldest.opened {
+				oldest = u
+			}
+		}
+		s.authenticatedLocked(oldest) // its slot is free now, not once its close has run
+		s.stats.Refused.Add(1)
+		oldest.closeWith(wire.CodeThrottled, "too many unauthenticated connections: the oldest is closed")
+	}
+	s.unauth[ss] = struct{}{}
+	s.unauthPerAddr[ss.addr]++
+	s.stats.Unauthenticated.Add(1)
+	s.conns[ss] = struct{}{}
+	return nil
+}
+
+// authenticated takes ss out of the unauthenticated connections, once: on completing the
+// handshake, on eviction or on close. Any goroutine.
+func (s *Server) authenticated(ss *session) {
+	s.connMu.Lock()
+	s.authenticatedLocked(ss)
+	s.connMu.Unlock()
+}
+
+func (s *Server) authenticatedLocked(ss *session) {
+	if _, ok := s.unauth[ss]; !ok {
+		return
+	}
+	delete(s.unauth, ss)
+	if n := s.unauthPerAddr[ss.addr] - 1; n > 0 {
+		s.unauthPerAddr[ss.addr] = n
+	} else {
+		delete(s.unauthPerAddr, ss.addr)
+	}
+	s.stats.Unauthenticated.Add(-1)
+}
+
+// forget removes a closed session from the server's accounting.
+func (s *Server) forget(ss *session) {
+	s.stats.Connections.Add(-1)
+	s.connMu.Lock()
+	delete(s.conns, ss)
+	s.authenticatedLocked(ss)
+	s.connMu.Unlock()
+}
+
+// addrOf is the IP address of a connection's remote end (IPv4-mapped IPv6 unmapped), or the zero
+// Addr for a connection that is not IP.
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // OnClose tears the session down: subscriptions leave their partitions and groups.
@@ -271,10 +398,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	if !ok {
 		return gnet.None
 	}
-	s.stats.Connections.Add(-1)
-	s.connMu.Lock()
-	delete(s.conns, ss)
-	s.connMu.Unlock()
+	s.forget(ss)
 	ss.close()
 	return gnet.None
 }
@@ -291,12 +415,19 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // tickInterval paces idle checks and the resumption of deliveries paused by a full outbound buffer.
 const tickInterval = 50 * time.Millisecond
 
-// OnTick closes idle connections and wakes sessions whose deliveries paused on a full outbound
-// buffer, so they look again once gnet has drained it.
+// OnTick closes idle connections and those whose handshake is overdue, and wakes sessions whose
+// deliveries paused on a full outbound buffer, so they look again once gnet has drained it.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
 	limit := s.opts.IdleTimeout.Nanoseconds()
+	handshake := s.opts.HandshakeTimeout.Nanoseconds()
 	s.connMu.Lock()
+	for ss := range s.unauth {
+		if now-ss.opened > handshake {
+			s.authenticatedLocked(ss) // its slot is free now, not once its close has run
+			ss.closeWith(wire.CodeTimeout, "handshake not completed within "+s.opts.HandshakeTimeout.String())
+		}
+	}
 	for ss := range s.conns {
 		if limit > 0 && now-ss.lastActive.Load() > limit {
 			ss.closeWith(wire.CodeTimeout, "idle timeout")
@@ -312,6 +443,8 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 func (s *Server) WriteMetrics(w interface{ Write([]byte) (int, error) }) {
 	fmt.Fprintf(w, "# HELP sluice_connections Open client connections.\n# TYPE sluice_connections gauge\nsluice_connections %d\n", s.stats.Connections.Load())
 	fmt.Fprintf(w, "# HELP sluice_connections_accepted_total Connections accepted.\n# TYPE sluice_connections_accepted_total counter\nsluice_connections_accepted_total %d\n", s.stats.Accepted.Load())
+	fmt.Fprintf(w, "# HELP sluice_connections_unauthenticated Open connections that have not completed their handshake.\n# TYPE sluice_connections_unauthenticated gauge\nsluice_connections_unauthenticated %d\n", s.stats.Unauthenticated.Load())
+	fmt.Fprintf(w, "# HELP sluice_connections_refused_total Connections refused or evicted by a connection limit.\n# TYPE sluice_connections_refused_total counter\nsluice_connections_refused_total %d\n", s.stats.Refused.Load())
 	fmt.Fprintf(w, "# HELP sluice_protocol_errors_total Connections closed for protocol errors.\n# TYPE sluice_protocol_errors_total counter\nsluice_protocol_errors_total %d\n", s.stats.ProtocolErrors.Load())
 	s.e.WriteMetrics(w)
 }

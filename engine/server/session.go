@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,14 @@ type session struct {
 	handshaken bool
 	principal  string // authenticated principal; "" when authentication is off or not yet done
 	authed     bool
+	// established: the handshake is complete (Hello, and Auth when required). Until then frames are
+	// limited to MaxPreAuthFrame and the session counts against the server's unauthenticated limits.
+	established bool
+	// peerMax is the largest frame (bytes, header included) the client accepts, from its Hello: no
+	// frame sent to it may be larger. wire.DefaultMaxFrame until Hello.
+	peerMax int
+	addr    netip.Addr // the client's IP address, for the per-address limit; immutable
+	opened  int64      // unix nanos when the connection opened, for the handshake timeout; immutable
 
 	subs    map[uint32]*engine.Subscription
 	active  []*engine.Subscription // subscriptions with ready cursors to serve
@@ -61,6 +71,7 @@ type session struct {
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
+	closing    atomic.Bool  // closeWith has run; any goroutine
 }
 
 // transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
@@ -87,7 +98,10 @@ func newSession(srv *Server, c transport) (*session, error) {
 		return nil, err
 	}
 	ss.inbox = inbox
-	ss.lastActive.Store(time.Now().UnixNano())
+	ss.opened = time.Now().UnixNano()
+	ss.lastActive.Store(ss.opened)
+	ss.addr = addrOf(c.RemoteAddr())
+	ss.peerMax = wire.DefaultMaxFrame
 	ss.authed = len(srv.opts.Tokens) == 0
 	return ss, nil
 }
@@ -169,7 +183,9 @@ func (ss *session) drainInbox() {
 	}
 }
 
-// readFrames serves every whole frame in gnet's inbound buffer.
+// readFrames serves every whole frame in gnet's inbound buffer. Until the handshake is complete a
+// frame may be at most MaxPreAuthFrame: the limit is checked from the header, before the body is
+// waited for, so an unauthenticated peer never makes the broker hold more than that for it.
 func (ss *session) readFrames() {
 	c := ss.c
 	for !ss.dead {
@@ -177,10 +193,18 @@ func (ss *session) readFrames() {
 		if n < wire.FrameHeaderSize {
 			return
 		}
+		limit := ss.srv.opts.MaxFrame
+		if !ss.established {
+			limit = ss.srv.opts.MaxPreAuthFrame
+		}
 		hb, _ := c.Peek(wire.FrameHeaderSize)
-		h, err := wire.ParseFrameHeader(hb, ss.srv.opts.MaxFrame)
+		h, err := wire.ParseFrameHeader(hb, limit)
 		if err != nil {
-			ss.fatal(wire.CodeOf(err), err.Error())
+			msg := err.Error()
+			if !ss.established {
+				msg += " before the handshake completed"
+			}
+			ss.fatal(wire.CodeOf(err), msg)
 			return
 		}
 		if n < h.Size {
@@ -190,7 +214,32 @@ func (ss *session) readFrames() {
 		ss.lastActive.Store(time.Now().UnixNano())
 		ss.handle(wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: buf[wire.FrameHeaderSize:]})
 		_, _ = c.Discard(h.Size)
+		if !ss.established && ss.handshaken && ss.authed && !ss.dead {
+			ss.establish()
+		}
 	}
+}
+
+// establish marks the handshake complete: the session leaves the unauthenticated connections and
+// frames up to MaxFrame are accepted from now on.
+func (ss *session) establish() {
+	ss.established = true
+	ss.srv.authenticated(ss)
+	if t, ok := ss.c.(interface{ established(maxFrame int) }); ok {
+		t.established(ss.srv.opts.MaxFrame)
+	}
+}
+
+// peerMaxFrame is the maximum frame a client announced in Hello, as the protocol reads it: 0 means
+// the default, and a value below wire.MinMaxFrame is raised to it.
+func peerMaxFrame(announced uint32) int {
+	switch {
+	case announced == 0:
+		return wire.DefaultMaxFrame
+	case announced < wire.MinMaxFrame:
+		return wire.MinMaxFrame
+	}
+	return int(announced)
 }
 
 // fatal queues an error frame with correlation id 0 and closes the connection after it.
@@ -201,8 +250,12 @@ func (ss *session) fatal(code wire.Code, msg string) {
 	ss.dead = true
 }
 
-// closeWith closes the connection from another goroutine (the ticker) with an error frame.
+// closeWith closes the connection from another goroutine (the ticker, an eviction) with an error
+// frame. Only its first call does anything.
 func (ss *session) closeWith(code wire.Code, msg string) {
+	if !ss.closing.CompareAndSwap(false, true) {
+		return
+	}
 	_ = ss.c.AsyncWrite(wire.AppendError(nil, 0, code, msg), func(gnet.Conn, error) error {
 		return ss.c.Close()
 	})
@@ -237,7 +290,7 @@ func (ss *session) serveDeliveries() {
 		return
 	}
 	ss.flush()
-	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr))
+	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr), ss.peerMax-len(ss.hdr))
 	keep := ss.active[:0]
 	for i, s := range ss.active {
 		if ss.subs[s.ID] != s {
@@ -251,8 +304,7 @@ func (ss *session) serveDeliveries() {
 			break
 		}
 		if err != nil {
-			ss.out = wire.AppendError(ss.out, 0, wire.CodeOf(err), "subscription "+s.Spec().Topic+": "+err.Error())
-			ss.closeSub(s.ID)
+			ss.endSub(s, err)
 			continue
 		}
 		if s.HasReady() && s.Credit() > 0 {
@@ -264,10 +316,27 @@ func (ss *session) serveDeliveries() {
 	ss.active = keep
 }
 
+// endSub ends subscription s after err and tells the client with a SubEnded push naming it. The
+// failure is that subscription's alone: the connection and its other subscriptions carry on (an
+// Error frame with correlation id 0 would be fatal to the whole connection).
+func (ss *session) endSub(s *engine.Subscription, err error) {
+	ss.srv.log.Debug("subscription ended", "remote", ss.c.RemoteAddr(), "sub", s.ID, "topic", s.Spec().Topic, "err", err)
+	m := wire.SubEnded{SubID: s.ID, Code: wire.CodeOf(err), Message: "subscription " + s.Spec().Topic + ": " + errMessage(err)}
+	ss.out, _ = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
+	ss.closeSub(s.ID)
+}
+
 // writeDelivery sends one Deliver frame: header from the session's scratch, batches straight out of
 // the segment mapping. gnet writes them with writev, or copies what the socket did not take into its
-// outbound buffer before returning, so data need not outlive the call.
+// outbound buffer before returning, so data need not outlive the call. A delivery larger than the
+// client's maximum frame (one batch bigger than it: deliveries are cut to fit otherwise) is not
+// sent; the error ends the subscription.
 func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw int64, data []byte) error {
+	if n := len(ss.hdr) + len(data); n > ss.peerMax {
+		return &wire.ProtocolError{Code: wire.CodeBatchTooLarge, Message: fmt.Sprintf(
+			"partition %d: the batch at offset %d makes a delivery of %d bytes, above the client's maximum frame of %d",
+			p.ID(), wire.BaseOffset(data), n, ss.peerMax)}
+	}
 	wire.PutFrameHeader(ss.hdr[:], wire.OpDeliver, 0, 0, wire.DeliverHeaderSize+len(data))
 	d := wire.Deliver{SubID: s.ID, Partition: p.ID(), HighWatermark: hw}
 	d.PutHeader(ss.hdr[wire.FrameHeaderSize:])

@@ -32,19 +32,26 @@ func (s *Server) serveTLS(ln net.Listener) {
 		s.stats.Accepted.Add(1)
 		if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
 			s.stats.Connections.Add(-1)
-			_, _ = nc.Write(wire.AppendError(nil, 0, wire.CodeThrottled, "too many connections"))
-			nc.Close()
+			s.stats.Refused.Add(1)
+			go refuseTLS(nc, "too many connections")
 			continue
 		}
-		tc := newTLSConn(nc.(*tls.Conn), s.opts.MaxFrame)
+		tc := newTLSConn(nc.(*tls.Conn), s.opts.MaxPreAuthFrame)
+		// The TLS handshake and the protocol's must both be done before this read deadline (a second
+		// after the ticker's, which closes with an error frame); establish clears it.
+		_ = nc.SetReadDeadline(time.Now().Add(s.opts.HandshakeTimeout + time.Second))
 		ss, err := newSession(s, tc)
 		if err != nil {
 			s.stats.Connections.Add(-1)
 			nc.Close()
 			continue
 		}
+		if err := s.admit(ss); err != nil {
+			s.stats.Connections.Add(-1)
+			go refuseTLS(nc, err.Error())
+			continue
+		}
 		s.connMu.Lock()
-		s.conns[ss] = struct{}{}
 		s.tlsConns[tc] = struct{}{}
 		s.connMu.Unlock()
 		go tc.read()
@@ -52,12 +59,19 @@ func (s *Server) serveTLS(ln net.Listener) {
 	}
 }
 
+// refuseTLS writes an error frame to a connection the acceptor turned away and closes it. On its
+// own goroutine: the write runs the TLS handshake, which the acceptor must not wait for.
+func refuseTLS(nc net.Conn, msg string) {
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = nc.Write(wire.AppendError(nil, 0, wire.CodeThrottled, msg))
+	nc.Close()
+}
+
 // runTLS is a TLS connection's event loop.
 func (s *Server) runTLS(ss *session, tc *tlsConn) {
 	defer func() {
-		s.stats.Connections.Add(-1)
+		s.forget(ss)
 		s.connMu.Lock()
-		delete(s.conns, ss)
 		delete(s.tlsConns, tc)
 		s.connMu.Unlock()
 		ss.close()
@@ -84,10 +98,12 @@ func (s *Server) runTLS(ss *session, tc *tlsConn) {
 
 // tlsConn adapts a tls.Conn to the session's transport.
 type tlsConn struct {
-	nc  *tls.Conn
-	max int // input held before the reader waits for the loop to catch up
+	nc *tls.Conn
 
-	mu      sync.Mutex // guards in and err
+	mu sync.Mutex // guards max, in and err
+	// max is the input held before the reader waits for the loop to catch up: twice the largest
+	// frame the session accepts, MaxPreAuthFrame until the handshake completes, then MaxFrame.
+	max     int
 	in      []byte     // decrypted input not yet discarded; the reader appends, the loop consumes
 	err     error      // the reader's terminal error
 	drained *sync.Cond // signalled by Discard; the reader waits on it when in is full
@@ -96,6 +112,16 @@ type tlsConn struct {
 	tasks     chan func() error // async writes, run on the loop
 	closed    chan struct{}
 	closeOnce sync.Once
+}
+
+// established raises the input bound to the full frame size and lifts the handshake's read
+// deadline. Called by the session's loop once the protocol handshake is complete.
+func (tc *tlsConn) established(maxFrame int) {
+	_ = tc.nc.SetReadDeadline(time.Time{})
+	tc.mu.Lock()
+	tc.max = 2 * maxFrame
+	tc.drained.Signal() // a reader waiting on the old bound may read on
+	tc.mu.Unlock()
 }
 
 func newTLSConn(nc *tls.Conn, maxFrame int) *tlsConn {
