@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // Defaults. Syncs requested by fsync-level waiters start at once (the group commit batches whatever
@@ -19,6 +21,9 @@ const (
 	DefaultCheckInterval  = time.Second
 	DefaultPretouchBytes  = 1 << 20
 	MaxSegmentBytes       = 1 << 30 // positions are packed into 32 bits; see the package doc
+	// MaxRetentionAge is the longest RetentionAge (100 years, wire.MaxRetentionMs): far inside a
+	// time.Duration, so the retention cutoff cannot wrap. 0 keeps everything.
+	MaxRetentionAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
 	minSegmentBytes       = 4096
 	minIndexInterval      = 64
 	defaultSpareThreshold = 2 // pre-create the next segment once the active one is 1/2 full
@@ -59,7 +64,10 @@ type Options struct {
 	FlushBytes int
 	// RetentionBytes deletes the oldest whole segments while the log's files exceed it (0: keep all).
 	RetentionBytes int64
-	// RetentionAge deletes whole segments whose newest record timestamp is older than this (0: keep all).
+	// RetentionAge deletes whole sealed segments whose retention time is older than this (0: keep
+	// all; at most MaxRetentionAge). A segment's retention time is its newest batch's max timestamp,
+	// each batch's capped at the Clock reading when the log indexed it (just after its append), so a
+	// record stamped in the future cannot hold a segment back: see docs/storage.md, Retention.
 	RetentionAge time.Duration
 	// CheckInterval is how often retention is enforced in the background (default 1 s).
 	CheckInterval time.Duration
@@ -86,6 +94,9 @@ type Options struct {
 	OnSyncDuration func(time.Duration)
 	// FS is the file system (default OSFS). Tests inject faults through it.
 	FS FS
+	// Clock returns the current time for retention by age: the cap on batch timestamps and the
+	// cutoff (default time.Now). Tests drive it.
+	Clock func() time.Time
 }
 
 // withDefaults returns a copy with every zero field set to its default.
@@ -120,6 +131,9 @@ func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = OSFS{}
 	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
 	return o
 }
 
@@ -141,6 +155,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: AllocAheadBytes %d outside [0, %d]", ErrInvalidOptions, o.AllocAheadBytes, MaxSegmentBytes)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0:
 		return fmt.Errorf("%w: negative retention", ErrInvalidOptions)
+	case o.RetentionAge > MaxRetentionAge:
+		return fmt.Errorf("%w: RetentionAge %v above %v (100 years; 0 keeps everything)", ErrInvalidOptions, o.RetentionAge, MaxRetentionAge)
 	case o.MaxBatchBytes < 61 || o.MaxBatchBytes > o.SegmentBytes:
 		return fmt.Errorf("%w: MaxBatchBytes %d outside [61, SegmentBytes]", ErrInvalidOptions, o.MaxBatchBytes)
 	}

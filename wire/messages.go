@@ -490,9 +490,37 @@ type TopicConfig struct {
 	Name           string
 	Partitions     uint32
 	RetentionBytes int64 // per partition; 0: unlimited
-	RetentionMs    int64 // 0: unlimited
-	SegmentBytes   int64 // 0: the broker's default
+	RetentionMs    int64 // 0: unlimited; at most MaxRetentionMs
+	SegmentBytes   int64 // 0: the broker's default; at most MaxSegmentBytes
 	Flags          TopicFlags
+}
+
+// Limits on a TopicConfig's settings, checked by Validate. MaxRetentionMs (100 years) keeps every
+// retention age far inside what a time.Duration holds (about 292 years in nanoseconds), so no
+// conversion can wrap; 0 is the way to keep records for ever. MaxSegmentBytes is the largest segment
+// the storage addresses (disk.MaxSegmentBytes: positions are 32-bit).
+const (
+	MaxRetentionMs  = 100 * 365 * 24 * 3600 * 1000
+	MaxSegmentBytes = 1 << 30
+)
+
+// Validate range-checks the settings a peer may send: no negative size or age, RetentionMs at most
+// MaxRetentionMs, SegmentBytes at most MaxSegmentBytes. It returns a *ProtocolError with
+// CodeInvalidRequest naming the setting. The broker checks the rest (name, partition count, segment
+// size against its batch limit) against its own configuration.
+func (m *TopicConfig) Validate() error {
+	bad := func(format string, args ...any) error {
+		return &ProtocolError{Code: CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case m.RetentionBytes < 0:
+		return bad("retention bytes %d is negative (0: unlimited)", m.RetentionBytes)
+	case m.RetentionMs < 0 || m.RetentionMs > MaxRetentionMs:
+		return bad("retention ms %d outside 0..%d (100 years; 0: unlimited)", m.RetentionMs, int64(MaxRetentionMs))
+	case m.SegmentBytes < 0 || m.SegmentBytes > MaxSegmentBytes:
+		return bad("segment bytes %d outside 0..%d (1 GiB; 0: the broker's default)", m.SegmentBytes, MaxSegmentBytes)
+	}
+	return nil
 }
 
 func (m *TopicConfig) Append(dst []byte) []byte {
