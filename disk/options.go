@@ -21,9 +21,6 @@ const (
 	DefaultCheckInterval  = time.Second
 	DefaultPretouchBytes  = 1 << 20
 	MaxSegmentBytes       = 1 << 30 // positions are packed into 32 bits; see the package doc
-	// MaxRetentionAge is the longest RetentionAge (100 years, wire.MaxRetentionMs): far inside a
-	// time.Duration, so the retention cutoff cannot wrap. 0 keeps everything.
-	MaxRetentionAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
 	minSegmentBytes       = 4096
 	minIndexInterval      = 64
 	defaultSpareThreshold = 2 // pre-create the next segment once the active one is 1/2 full
@@ -46,6 +43,10 @@ const AllocStep = 1 << 20
 func allocStep(segmentBytes int) int {
 	return min(AllocStep, max(pageSize, segmentBytes/16/pageSize*pageSize))
 }
+
+// MaxRetentionAge is the longest RetentionAge (100 years, wire.MaxRetentionMs): far inside a
+// time.Duration, so the retention cutoff cannot wrap. 0 keeps everything.
+const MaxRetentionAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
 
 // Options configure a Log. The zero value of every field except Dir selects its default.
 type Options struct {
