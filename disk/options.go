@@ -44,8 +44,8 @@ func allocStep(segmentBytes int) int {
 	return min(AllocStep, max(pageSize, segmentBytes/16/pageSize*pageSize))
 }
 
-// MaxRetentionAge is the longest RetentionAge (100 years, wire.MaxRetentionMs): far inside a
-// time.Duration, so the retention cutoff cannot wrap. 0 keeps everything.
+// MaxRetentionAge is the longest RetentionAge (wire.MaxRetentionMs, about 292 years: the longest
+// whole-millisecond time.Duration). 0 keeps everything.
 const MaxRetentionAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
 
 // Options configure a Log. The zero value of every field except Dir selects its default.
@@ -157,7 +157,7 @@ func (o Options) Validate() error {
 	case o.RetentionBytes < 0 || o.RetentionAge < 0:
 		return fmt.Errorf("%w: negative retention", ErrInvalidOptions)
 	case o.RetentionAge > MaxRetentionAge:
-		return fmt.Errorf("%w: RetentionAge %v above %v (100 years; 0 keeps everything)", ErrInvalidOptions, o.RetentionAge, MaxRetentionAge)
+		return fmt.Errorf("%w: RetentionAge %v above %v (0 keeps everything)", ErrInvalidOptions, o.RetentionAge, MaxRetentionAge)
 	case o.MaxBatchBytes < 61 || o.MaxBatchBytes > o.SegmentBytes:
 		return fmt.Errorf("%w: MaxBatchBytes %d outside [61, SegmentBytes]", ErrInvalidOptions, o.MaxBatchBytes)
 	}

@@ -241,8 +241,9 @@ func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
 		undo()
 		return nil, storageError(err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, topicFile), mustJSON(cfg)); err == nil {
-		err = syncDir(root) // the topic's directory entry
+	err = writeTopicFile(e.opts.FS, filepath.Join(dir, topicFile), mustJSON(cfg))
+	if err == nil {
+		err = e.opts.FS.SyncDir(root) // the topic's directory entry
 	}
 	if err != nil {
 		t.close()
@@ -475,6 +476,32 @@ func mustJSON(v any) []byte {
 		panic(err) // only plain structs are marshalled here
 	}
 	return b
+}
+
+// writeTopicFile creates path holding data through fsys (the file system the partition logs use,
+// so tests can fail it): temp file, fdatasync, rename, fsync the directory. The temp file is removed
+// on failure.
+func writeTopicFile(fsys disk.FS, path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+		return err
+	}
+	return fsys.SyncDir(filepath.Dir(path))
 }
 
 // writeFileAtomic replaces path with data: temp file, fsync, rename, fsync the directory.

@@ -37,7 +37,7 @@ type Options struct {
 
 	// RetentionBytes and RetentionAge are the defaults for topics created without their own.
 	// 0 keeps everything. RetentionAge is whole milliseconds in practice (topics store it in ms), at
-	// least 1 ms when set and at most disk.MaxRetentionAge (100 years).
+	// least 1 ms when set and at most disk.MaxRetentionAge (about 292 years).
 	RetentionBytes int64
 	RetentionAge   time.Duration
 
@@ -75,7 +75,8 @@ type Options struct {
 	// by age too. Default time.Now.
 	Clock func() time.Time
 
-	// FS is the file system under the partition logs. Default disk.OSFS; tests inject faults.
+	// FS is the file system under the partition logs and topic.json files. Default disk.OSFS; tests
+	// inject faults.
 	FS disk.FS
 }
 
@@ -116,6 +117,9 @@ func (o *Options) setDefaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.FS == nil {
+		o.FS = disk.OSFS{}
+	}
 }
 
 // Validate reports the first invalid option. Sizes and durations are range-checked here, so that
@@ -142,7 +146,7 @@ func (o *Options) Validate() error {
 	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:
 		return fmt.Errorf("%w: negative retention or flush setting", ErrOptions)
 	case o.RetentionAge > disk.MaxRetentionAge || (o.RetentionAge > 0 && o.RetentionAge < time.Millisecond):
-		return fmt.Errorf("%w: RetentionAge %v outside 1ms..%v (100 years; 0 keeps everything)", ErrOptions, o.RetentionAge, disk.MaxRetentionAge)
+		return fmt.Errorf("%w: RetentionAge %v outside 1ms..%v (0 keeps everything)", ErrOptions, o.RetentionAge, disk.MaxRetentionAge)
 	case o.QueueAckTimeout < 0 || o.QueueMaxDeliveries < 0:
 		return fmt.Errorf("%w: negative queue setting", ErrOptions)
 	}

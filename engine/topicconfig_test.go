@@ -204,20 +204,23 @@ func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File,
 	return fs.OSFS.OpenFile(name, flag, perm)
 }
 
-// A create that fails part way (the file limit, a full disk, at partition 2 of 4) leaves nothing
-// behind: no directory, no topic.json, nothing that a restart would load.
+// A create that fails part way (the file limit, a full disk, at partition 2 of 4 or at topic.json)
+// leaves nothing behind: no directory, no topic.json, nothing that a restart would load.
 func TestCreateTopicFailingMidwayLeavesNothing(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		err  error
-		mem  bool
+		name   string
+		failIn string // the directory whose file creation fails: partition 2, or the topic's (topic.json)
+		err    error
+		mem    bool
 	}{
-		{"file limit", syscall.EMFILE, false},
-		{"disk full", syscall.ENOSPC, false},
-		{"file limit, memory topic", syscall.EMFILE, true},
+		{"file limit", "2", syscall.EMFILE, false},
+		{"disk full", "2", syscall.ENOSPC, false},
+		{"file limit, memory topic", "2", syscall.EMFILE, true},
+		{"disk full writing topic.json", "orders", syscall.ENOSPC, false},
+		{"disk full writing topic.json, memory topic", "orders", syscall.ENOSPC, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := &faultFS{failIn: "2", err: tc.err}
+			fs := &faultFS{failIn: tc.failIn, err: tc.err}
 			o := testOptions(t)
 			o.FS = fs
 			e := openEngine(t, o)

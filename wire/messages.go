@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 )
 
 // Frame bodies, one type per operation. Every body type has Append (encode onto dst) and Decode
@@ -495,12 +497,13 @@ type TopicConfig struct {
 	Flags          TopicFlags
 }
 
-// Limits on a TopicConfig's settings, checked by Validate. MaxRetentionMs (100 years) keeps every
-// retention age far inside what a time.Duration holds (about 292 years in nanoseconds), so no
-// conversion can wrap; 0 is the way to keep records for ever. MaxSegmentBytes is the largest segment
-// the storage addresses (disk.MaxSegmentBytes: positions are 32-bit).
+// Limits on a TopicConfig's settings, checked by Validate. MaxRetentionMs (9223372036854 ms, about
+// 292 years) is the longest retention a time.Duration holds, so converting one cannot wrap (as
+// 18446744073710 ms did, to under a millisecond); 0 is the way to keep records for ever.
+// MaxSegmentBytes is the largest segment the storage addresses (disk.MaxSegmentBytes: positions are
+// 32-bit).
 const (
-	MaxRetentionMs  = 100 * 365 * 24 * 3600 * 1000
+	MaxRetentionMs  = math.MaxInt64 / int64(time.Millisecond)
 	MaxSegmentBytes = 1 << 30
 )
 
@@ -516,7 +519,7 @@ func (m *TopicConfig) Validate() error {
 	case m.RetentionBytes < 0:
 		return bad("retention bytes %d is negative (0: unlimited)", m.RetentionBytes)
 	case m.RetentionMs < 0 || m.RetentionMs > MaxRetentionMs:
-		return bad("retention ms %d outside 0..%d (100 years; 0: unlimited)", m.RetentionMs, int64(MaxRetentionMs))
+		return bad("retention ms %d outside 0..%d (about 292 years; 0: unlimited)", m.RetentionMs, int64(MaxRetentionMs))
 	case m.SegmentBytes < 0 || m.SegmentBytes > MaxSegmentBytes:
 		return bad("segment bytes %d outside 0..%d (1 GiB; 0: the broker's default)", m.SegmentBytes, MaxSegmentBytes)
 	}

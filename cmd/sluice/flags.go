@@ -211,7 +211,7 @@ func parseBytes(s string) (int64, error) {
 }
 
 // ageFlag is a retention age flag that also takes days: "7d", "36h", "90m". It is range-checked as
-// it is parsed: 0 (the broker's default) or 1ms..100 years (wire.MaxRetentionMs), so the
+// it is parsed: 0 (the broker's default) or 1ms..about 292 years (wire.MaxRetentionMs), so the
 // milliseconds sent can neither wrap nor round to 0.
 type ageFlag time.Duration
 
@@ -226,7 +226,7 @@ func (a *ageFlag) Set(s string) error {
 			return fmt.Errorf("not a duration: %q", s)
 		}
 		if n*float64(24*time.Hour) > float64(maxAge) {
-			return fmt.Errorf("%s is more than 100 years (0 keeps records for ever)", s)
+			return fmt.Errorf("%s is more than %d ms, about 292 years (0 keeps records for ever)", s, int64(wire.MaxRetentionMs))
 		}
 		d = time.Duration(n * float64(24*time.Hour))
 	} else {
@@ -237,7 +237,7 @@ func (a *ageFlag) Set(s string) error {
 	}
 	switch {
 	case d > maxAge:
-		return fmt.Errorf("%s is more than 100 years (0 keeps records for ever)", s)
+		return fmt.Errorf("%s is more than %d ms, about 292 years (0 keeps records for ever)", s, int64(wire.MaxRetentionMs))
 	case d > 0 && d < time.Millisecond:
 		return fmt.Errorf("%s is less than 1ms", s)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestTopicCreateRangeChecked(t *testing.T) {
 	dead := deadAddr(t)
 	for _, args := range [][]string{
 		{"--retention-age", "213504d"}, // 18446744073710 ms and more: wrapped as a time.Duration
-		{"--retention-age", "1000000h"},
+		{"--retention-age", "3000000h"},
 		{"--retention-age", "1e300d"},
 		{"--retention-age", "500us"},
 		{"--segment-bytes", "2GiB"},
@@ -110,7 +111,7 @@ func TestTopicCreateRangeChecked(t *testing.T) {
 	if r := ok(t, addr, nil, "topic", "list"); strings.Contains(r.stdout, "orders") {
 		t.Fatalf("a refused topic is listed:\n%s", r.stdout)
 	}
-	ok(t, addr, nil, "topic", "create", "orders", "--segment-bytes", "1MiB", "--retention-age", "36500d")
+	ok(t, addr, nil, "topic", "create", "orders", "--segment-bytes", "1MiB", "--retention-age", "106751d")
 }
 
 func TestSizesAndDelimiters(t *testing.T) {
@@ -151,12 +152,15 @@ func TestSizesAndDelimiters(t *testing.T) {
 	if err := a.Set("90m"); err != nil || formatMs(int64(a)/1e6) != "1h30m0s" {
 		t.Errorf("90m: %v %v", a, err)
 	}
-	for _, bad := range []string{"213504d", "36501d", "876001h", "1e300d", "NaNd", "Infd", "-1d", "-1h", "999us"} {
+	for _, bad := range []string{"213504d", "106752d", "3000000h", "1e300d", "NaNd", "Infd", "-1d", "-1h", "999us"} {
 		if err := a.Set(bad); err == nil {
 			t.Errorf("retention age %q accepted", bad)
 		}
 	}
-	if err := a.Set("36500d"); err != nil || time.Duration(a).Milliseconds() != wire.MaxRetentionMs {
-		t.Errorf("36500d (100 years): %v %v", time.Duration(a), err)
+	if err := a.Set("106751d"); err != nil || time.Duration(a).Milliseconds() != 106751*86400e3 {
+		t.Errorf("106751d (292 years): %v %v", time.Duration(a), err)
+	}
+	if err := a.Set(strconv.FormatInt(wire.MaxRetentionMs, 10) + "ms"); err != nil || time.Duration(a).Milliseconds() != wire.MaxRetentionMs {
+		t.Errorf("the longest retention: %v %v", time.Duration(a), err)
 	}
 }

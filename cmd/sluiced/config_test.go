@@ -15,7 +15,7 @@ func TestConfigRangeChecked(t *testing.T) {
 		args []string
 		want string // in the error
 	}{
-		{[]string{"--retention-age", "1000000h"}, "retention-age"}, // 114 years
+		{[]string{"--retention-age", "3000000h"}, "retention-age"}, // 342 years: overflows a duration
 		{[]string{"--retention-age", "500us"}, "retention-age"},    // would read as 0 ms: keep all
 		{[]string{"--retention-age", "-1h"}, "retention-age"},
 		{[]string{"--segment-bytes", "2147483648"}, "segment-bytes"},
@@ -38,11 +38,11 @@ func TestConfigRangeChecked(t *testing.T) {
 
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"retention-age": "1000000h"}`), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"retention-age": "3000000h"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := parseConfig([]string{"--config", bad}); err == nil || !strings.Contains(err.Error(), "retention-age") {
-		t.Errorf("config file with a 114-year retention: %v", err)
+		t.Errorf("config file with a 342-year retention: %v", err)
 	}
 
 	good := filepath.Join(dir, "good.json")

@@ -87,7 +87,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.BoolVar(&cfg.AutoCreate, "auto-create", cfg.AutoCreate, "create a topic on its first produce (off by default; under ACLs it needs admin on the name)")
 	fs.Var(rangeFlag[int64]{&cfg.SegmentBytes, 0, disk.MaxSegmentBytes}, "segment-bytes", "segment file size, at most 1 GiB (default 64 MiB)")
 	fs.Var(rangeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition in bytes (0: keep all)")
-	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..100 years (0: keep all)")
+	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..about 292 years (0: keep all)")
 	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval, at most 1h (default: the storage default)")
 	fs.Var(rangeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit byte threshold (default: the storage default)")
 	fs.Var(rangeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, at most 1 GiB (default 1 MiB)")
