@@ -65,7 +65,8 @@ type Options struct {
 	MemoryDir string
 
 	// MemorySegmentBytes is the segment size of memory-only topics, whose pages are RAM: a multiple
-	// of the page size, 64 KiB..1 GiB, at least MaxBatchBytes. Default 8 MiB.
+	// of the page size, 64 KiB..1 GiB. Default 8 MiB. A memory topic is refused unless its segments
+	// (the smaller of this and its SegmentBytes) hold MaxBatchBytes.
 	MemorySegmentBytes int64
 
 	// Logger receives the engine's structured logs. Default slog.Default().
@@ -136,9 +137,9 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: SegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.SegmentBytes, page)
 	case badSegment(o.MemorySegmentBytes):
 		return fmt.Errorf("%w: MemorySegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.MemorySegmentBytes, page)
-	case o.MaxBatchBytes < wire.BatchHeaderSize || int64(o.MaxBatchBytes) > min(o.SegmentBytes, o.MemorySegmentBytes):
-		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment (SegmentBytes %d, MemorySegmentBytes %d)",
-			ErrOptions, o.MaxBatchBytes, o.SegmentBytes, o.MemorySegmentBytes)
+	case o.MaxBatchBytes < wire.BatchHeaderSize || int64(o.MaxBatchBytes) > o.SegmentBytes:
+		// A memory topic whose segments cannot hold MaxBatchBytes is refused at create instead.
+		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment (SegmentBytes %d)", ErrOptions, o.MaxBatchBytes, o.SegmentBytes)
 	case o.MaxDeliverBytes < 1:
 		return fmt.Errorf("%w: MaxDeliverBytes %d", ErrOptions, o.MaxDeliverBytes)
 	case o.QueueMaxAckPending < 0:

@@ -285,13 +285,12 @@ func TestRetentionMsRangeChecked(t *testing.T) {
 
 func TestOptionsRangeChecked(t *testing.T) {
 	for name, mod := range map[string]func(*Options){
-		"segment not page aligned":   func(o *Options) { o.SegmentBytes = 1<<20 + 1 },
-		"segment above 1 GiB":        func(o *Options) { o.SegmentBytes = 2 << 30 },
-		"memory segment too small":   func(o *Options) { o.MemorySegmentBytes = 4096 },
-		"batch above memory segment": func(o *Options) { o.MemorySegmentBytes, o.MaxBatchBytes = 1<<16, 1<<17 },
-		"retention age wraps":        func(o *Options) { o.RetentionAge = 1<<63 - 1 },
-		"retention age sub-ms":       func(o *Options) { o.RetentionAge = 500_000 },
-		"negative queue timeout":     func(o *Options) { o.QueueAckTimeout = -1 },
+		"segment not page aligned": func(o *Options) { o.SegmentBytes = 1<<20 + 1 },
+		"segment above 1 GiB":      func(o *Options) { o.SegmentBytes = 2 << 30 },
+		"memory segment too small": func(o *Options) { o.MemorySegmentBytes = 4096 },
+		"retention age wraps":      func(o *Options) { o.RetentionAge = 1<<63 - 1 },
+		"retention age sub-ms":     func(o *Options) { o.RetentionAge = 500_000 },
+		"negative queue timeout":   func(o *Options) { o.QueueAckTimeout = -1 },
 	} {
 		o := testOptions(t)
 		mod(&o)
