@@ -158,7 +158,7 @@ func (e *Engine) Topics() []wire.TopicConfig {
 // (a rejected one answers CodeInvalidRequest saying which setting), and the create is all or
 // nothing: if opening a partition log or writing topic.json fails (a full disk, the file limit),
 // everything it made is removed. topic.json is written last, so a crash mid-create leaves a
-// directory without one, which Open removes. A name that failed to open at start answers
+// directory marked unfinished, which Open removes. A name that failed to open at start answers
 // CodeStorageFailed until it is deleted.
 func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	if e.closed.Load() {
@@ -199,22 +199,29 @@ func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	return t, nil
 }
 
-// createTopicLocked makes a checked topic's directory, opens its partition logs and then writes
-// topic.json, the mark of a complete topic; on any failure it removes what it made.
+// createTopicLocked makes a checked topic, all or nothing, in this order (docs/architecture.md):
+//
+//  1. mkdir NAME, create NAME/.creating, fsync NAME and topics/: from here on a crash leaves a
+//     directory that says it is an unfinished create;
+//  2. open the partition logs (creating their directories and first segments);
+//  3. write topic.json (temp file, fdatasync, rename, fsync NAME): the topic is complete;
+//  4. remove .creating.
+//
+// On any failure it closes the logs it opened and removes everything it made.
 func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
 	root := filepath.Join(e.opts.DataDir, "topics")
 	dir := e.topicDir(cfg.Name)
+	fsys := e.opts.FS
 	if err := os.Mkdir(dir, 0o755); errors.Is(err, fs.ErrExist) {
-		// Not a topic (Open loaded or failed every directory with a topic.json): the leftover of a
-		// create whose clean-up failed. Nothing in it was ever served.
-		if _, serr := os.Stat(filepath.Join(dir, topicFile)); serr == nil {
-			return nil, fmt.Errorf("engine: create topic %s: %s exists", cfg.Name, filepath.Join(dir, topicFile))
+		// Not a topic (Open loaded or failed every directory there was): what a failed create's
+		// clean-up left in this process's life. Remove it only if it says so.
+		if !leftoverCreate(dir) {
+			return nil, fmt.Errorf("engine: create topic %s: %s exists and is not a topic", cfg.Name, dir)
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("engine: create topic %s: removing a leftover directory: %w", cfg.Name, err)
 		}
-		err = os.Mkdir(dir, 0o755)
-		if err != nil {
+		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
 		}
 	} else if err != nil {
@@ -230,32 +237,58 @@ func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
 		}
 		_ = syncDir(root)
 	}
-	if parts != dir {
-		if err := os.RemoveAll(parts); err != nil { // a memory topic starts empty
-			undo()
-			return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
+	fail := func(t *Topic, err error) (*Topic, error) {
+		if t != nil {
+			t.close()
 		}
-	}
-	t, err := openTopic(e, cfg, dir)
-	if err != nil {
 		undo()
 		return nil, storageError(err)
 	}
-	err = writeTopicFile(e.opts.FS, filepath.Join(dir, topicFile), mustJSON(cfg))
+	wrap := func(err error) error { return fmt.Errorf("engine: create topic %s: %w", cfg.Name, err) }
+	err := writeTopicFile(fsys, filepath.Join(dir, creatingFile), nil)
 	if err == nil {
-		err = e.opts.FS.SyncDir(root) // the topic's directory entry
+		err = fsys.SyncDir(root)
+	}
+	if err == nil && parts != dir {
+		err = os.RemoveAll(parts) // a memory topic starts empty
 	}
 	if err != nil {
-		t.close()
-		undo()
-		return nil, storageError(fmt.Errorf("engine: create topic %s: %w", cfg.Name, err))
+		return fail(nil, wrap(err))
+	}
+	t, err := openTopic(e, cfg, dir)
+	if err != nil {
+		return fail(nil, err)
+	}
+	if err := writeTopicFile(fsys, filepath.Join(dir, topicFile), mustJSON(cfg)); err != nil {
+		return fail(t, wrap(err))
+	}
+	if err := fsys.Remove(filepath.Join(dir, creatingFile)); err != nil {
+		e.log.Warn("removing the creating mark; Open removes it", "topic", cfg.Name, "err", err)
 	}
 	return t, nil
 }
 
 // topicFile names a topic's configuration file in its directory. Its presence marks a complete
-// topic: CreateTopic writes it last.
-const topicFile = "topic.json"
+// topic: CreateTopic writes it last. creatingFile marks a topic directory whose create has not
+// finished (written first, removed after topic.json).
+const (
+	topicFile    = "topic.json"
+	creatingFile = ".creating"
+)
+
+// leftoverCreate reports whether dir, a topic directory without topic.json, is what an unfinished
+// create left: it holds the creating mark, or nothing at all. Anything else is not removed.
+func leftoverCreate(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	if len(ents) == 0 {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(dir, creatingFile))
+	return err == nil
+}
 
 // checkTopicConfig checks a topic configuration with its defaults filled in, the way the partition
 // logs will: a create checks it before writing anything, Open before opening a topic. It returns a
@@ -391,8 +424,9 @@ func (e *Engine) topicDir(name string) string {
 
 // loadTopics opens every topic under DataDir/topics. It fails only when the directory cannot be
 // listed: a topic that cannot be opened is logged, recorded in failed and skipped, and the rest are
-// served. A directory without topic.json is a create interrupted by a crash (CreateTopic writes it
-// last) and is removed; so is NAME.deleted, a delete interrupted by a crash.
+// served. A directory without topic.json that holds the creating mark (or nothing) is a create cut
+// short by a crash (CreateTopic writes topic.json last) and is removed; so is NAME.deleted, a delete
+// interrupted by a crash. A directory without topic.json holding anything else is a failed topic.
 func (e *Engine) loadTopics() error {
 	root := filepath.Join(e.opts.DataDir, "topics")
 	ents, err := os.ReadDir(root)
@@ -412,7 +446,7 @@ func (e *Engine) loadTopics() error {
 		}
 		t, err := e.loadTopicLocked(root, name)
 		if errors.Is(err, errIncomplete) {
-			e.log.Warn("topic directory without topic.json (a create interrupted by a crash): removed", "dir", name)
+			e.log.Warn("topic directory of a create cut short by a crash: removed", "dir", name)
 			if rerr := os.RemoveAll(filepath.Join(root, name)); rerr != nil {
 				e.log.Error("removing an incomplete topic directory", "dir", name, "err", rerr)
 			}
@@ -428,17 +462,24 @@ func (e *Engine) loadTopics() error {
 	return nil
 }
 
-// errIncomplete marks a topic directory without topic.json.
-var errIncomplete = errors.New("engine: topic directory without topic.json")
+// errIncomplete marks a topic directory that an unfinished create left (leftoverCreate).
+var errIncomplete = errors.New("engine: topic directory of an unfinished create")
 
 // loadTopicLocked reads, checks and opens the topic in root/name.
 func (e *Engine) loadTopicLocked(root, name string) (*Topic, error) {
-	raw, err := os.ReadFile(filepath.Join(root, name, topicFile))
+	dir := filepath.Join(root, name)
+	raw, err := os.ReadFile(filepath.Join(dir, topicFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, errIncomplete
+		if leftoverCreate(dir) {
+			return nil, errIncomplete
+		}
+		return nil, fmt.Errorf("engine: topic %s: no %s, and not an unfinished create: left alone", name, topicFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("engine: topic %s: %w", name, err)
+	}
+	if rerr := os.Remove(filepath.Join(dir, creatingFile)); rerr == nil {
+		e.log.Info("topic's create finished before a crash: creating mark removed", "topic", name)
 	}
 	var cfg wire.TopicConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -450,7 +491,7 @@ func (e *Engine) loadTopicLocked(root, name string) (*Topic, error) {
 	if err := e.checkTopicConfig(cfg); err != nil {
 		return nil, fmt.Errorf("engine: topic %s: %s: %w", name, topicFile, err)
 	}
-	return openTopic(e, cfg, filepath.Join(root, name))
+	return openTopic(e, cfg, dir)
 }
 
 // validTopicName accepts Kafka's topic alphabet, up to 249 bytes.

@@ -58,6 +58,9 @@ func TestCreateTopicRejectsBadSizesWholly(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := produce(t, e, "other", 2, 20, wire.DurabilityWritten)
+	if ents, _ := os.ReadDir(filepath.Join(o.DataDir, "topics", "other")); len(ents) != 3 { // topic.json, 0, 1
+		t.Errorf("a created topic's directory holds %d entries, want topic.json and 2 partitions", len(ents))
+	}
 	e.Close()
 
 	e = openEngine(t, o)
@@ -124,7 +127,21 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	writeConfig("aged", mustJSON(wire.TopicConfig{Name: "aged", Partitions: 1, RetentionMs: 18446744073710, SegmentBytes: o.SegmentBytes}))
 	writeConfig("broken", []byte("{not json"))
 	writeConfig("renamed", mustJSON(wire.TopicConfig{Name: "other", Partitions: 1, SegmentBytes: o.SegmentBytes}))
-	if err := os.MkdirAll(filepath.Join(root, "halfmade", "0"), 0o755); err != nil {
+	// Creates cut short by a crash: marked unfinished (with a partition made), or an empty directory.
+	for _, p := range []string{filepath.Join(root, "halfmade", "0"), filepath.Join(root, "justmade")} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "halfmade", ".creating"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A create finished but for removing its mark: a topic.
+	if err := os.WriteFile(filepath.Join(root, "good", ".creating"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A topic that lost its topic.json otherwise: not served, and not removed either.
+	if err := os.MkdirAll(filepath.Join(root, "orphan", "0"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	agedSegs, _ := filepath.Glob(filepath.Join(root, "aged", "0", "*.log"))
@@ -141,14 +158,22 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 			t.Errorf("%s failed without a cause", f.Name)
 		}
 	}
-	if strings.Join(names, ",") != "aged,broken,orders,renamed" {
+	if strings.Join(names, ",") != "aged,broken,orders,orphan,renamed" {
 		t.Fatalf("failed topics %v", names)
 	}
-	if _, err := os.Stat(filepath.Join(root, "halfmade")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("an incomplete topic directory survives Open: %v", err)
+	for _, name := range []string{"halfmade", "justmade"} {
+		if _, err := os.Stat(filepath.Join(root, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the directory of an unfinished create survives Open: %s: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "orphan", "0")); err != nil {
+		t.Errorf("a directory without topic.json that is not an unfinished create was removed: %v", err)
 	}
 	if got := e.Topics(); len(got) != 1 || got[0].Name != "good" {
 		t.Fatalf("served topics %+v", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "good", ".creating")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the creating mark of a finished create survives Open: %v", err)
 	}
 	// The good topic is whole.
 	l, err := e.SubscribeLocal(wire.Subscribe{Topic: "good", Partition: -1, Start: wire.StartEarliest})
@@ -172,7 +197,7 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	}
 	var m bytes.Buffer
 	e.WriteMetrics(&m)
-	if !strings.Contains(m.String(), "\nsluice_topics_failed 4\n") {
+	if !strings.Contains(m.String(), "\nsluice_topics_failed 5\n") {
 		t.Errorf("metrics do not count the failed topics:\n%s", m.String())
 	}
 	// Deleting a failed topic removes it; its name can then be created again.
@@ -183,7 +208,7 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "orders", Partitions: 1}); err != nil {
 		t.Fatalf("create after deleting the failed topic: %v", err)
 	}
-	if len(e.FailedTopics()) != 3 {
+	if len(e.FailedTopics()) != 4 {
 		t.Fatalf("failed topics after a delete: %v", e.FailedTopics())
 	}
 }
