@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/wire"
 )
 
 // Every size and duration is range-checked where it is parsed, on the command line and in the
@@ -59,5 +65,70 @@ func TestConfigRangeChecked(t *testing.T) {
 	}
 	if cfg, _, err := parseConfig(nil); err != nil || cfg.Partitions != 4 || cfg.RetentionAge != 0 {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
+	}
+}
+
+// The issue's sequence against the real binary: a create the storage would refuse is refused whole,
+// and a bad topic left on disk (as earlier versions left them) does not stop the broker: it starts,
+// counts the topic as failed, answers it with the cause and serves the others.
+func TestBrokerStartsOverBadTopic(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, data)
+	c := dialBroker(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	createTopic(t, c, "good", 1)
+	produceN(t, c, "good", 100, wire.DurabilityWritten)
+	for _, cfg := range []client.TopicConfig{
+		{Name: "orders", SegmentBytes: 512 << 10}, // below the 1 MiB batch limit
+		{Name: "orders", SegmentBytes: 5000},
+		{Name: "orders", SegmentBytes: 2 << 30},
+		{Name: "orders", SegmentBytes: 4096, Flags: wire.TopicMemory},
+		{Name: "orders", RetentionMs: 18446744073710},
+	} {
+		if err := c.CreateTopic(ctx, cfg); !errors.Is(err, wire.CodeInvalidRequest) {
+			t.Errorf("create %+v: %v, want invalid request", cfg, err)
+		}
+	}
+	c.Close()
+	b.stop()
+	if _, err := os.Stat(filepath.Join(data, "topics", "orders")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused create left its directory: %v", err)
+	}
+
+	legacy := filepath.Join(data, "topics", "legacy")
+	if err := os.MkdirAll(legacy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(legacy, "topic.json"), []byte(`{"Name": "legacy", "Partitions": 4, "SegmentBytes": 524288}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) { // the metrics listener starts after the broker's
+		if resp, err := http.Get("http://" + b.metrics + "/metrics"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no metrics endpoint after 10s")
+		}
+	}
+	if n := b.metric(t, "sluice_topics_failed", ""); n != 1 {
+		t.Fatalf("sluice_topics_failed %d, want 1", n)
+	}
+	if !strings.Contains(b.log(), "legacy") {
+		t.Errorf("the failed topic is not logged:\n%s", b.log())
+	}
+	c = dialBroker(t, b)
+	consumeAll(t, c, "good", 100, newChecker(t))
+	// The producer's describe (which would auto-create the topic) answers the cause.
+	if _, err := c.Producer("legacy"); !errors.Is(err, wire.CodeStorageFailed) || !strings.Contains(err.Error(), "segment bytes 524288") {
+		t.Fatalf("a producer for the failed topic: %v, want storage failed with the cause", err)
+	}
+	if err := c.DeleteTopic(ctx, "legacy"); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.metric(t, "sluice_topics_failed", ""); n != 0 {
+		t.Fatalf("sluice_topics_failed %d after the delete, want 0", n)
 	}
 }
