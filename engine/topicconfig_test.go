@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -369,5 +370,53 @@ func TestRetentionAgeIgnoresFutureTimestamps(t *testing.T) {
 	clock.Store(t0 + 3000)
 	if err := p.log.EnforceRetention(); err != nil || p.StartOffset() < 60 {
 		t.Fatalf("3 s after the appends: start %d (%v), want the sealed segments gone", p.StartOffset(), err)
+	}
+}
+
+// A create that runs into the real file limit (RLIMIT_NOFILE, lowered in a child process so the
+// test's own process keeps its files) fails with EMFILE and leaves nothing behind; the engine opens
+// again without the topic.
+func TestCreateTopicAtTheFileLimit(t *testing.T) {
+	const env = "SLUICE_TEST_FDLIMIT_DIR"
+	if dir := os.Getenv(env); dir != "" {
+		o := testOptions(t)
+		o.DataDir, o.MemoryDir = dir, filepath.Join(dir, "mem")
+		o.SegmentBytes, o.MaxBatchBytes = 64<<10, 64<<10
+		e := openEngine(t, o)
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		lim.Cur = uint64(len(fds) + 32) // room for a few partitions, not 64
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.CreateTopic(wire.TopicConfig{Name: "wide", Partitions: 64})
+		if !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("create at the file limit: %v, want EMFILE", err)
+		}
+		noTopicLeft(t, o, "wide")
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCreateTopicAtTheFileLimit$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	o := testOptions(t)
+	o.DataDir, o.MemoryDir = dir, filepath.Join(dir, "mem")
+	o.SegmentBytes, o.MaxBatchBytes = 64<<10, 64<<10
+	e := openEngine(t, o)
+	if e.TopicByName("wide") != nil || len(e.FailedTopics()) != 0 {
+		t.Fatalf("after the failed create: topic %v, failed %v", e.TopicByName("wide"), e.FailedTopics())
+	}
+	noTopicLeft(t, o, "wide")
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "wide", Partitions: 64}); err != nil {
+		t.Fatalf("the same create without the limit: %v", err)
 	}
 }
