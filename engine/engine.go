@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,9 +38,11 @@ type Engine struct {
 	topics  atomic.Pointer[map[string]*Topic]
 	adminMu sync.Mutex
 
-	// failed holds the topics found on disk at Open that could not be opened, with the cause. They
-	// are not served until DeleteTopic removes them. Guarded by adminMu; set by loadTopics only.
-	failed map[string]error
+	// failed maps the topics found on disk at Open that could not be opened to the cause. They are
+	// not served until DeleteTopic removes them. Copy-on-write like topics: read without a lock (a
+	// produce to an unknown topic looks here from an event loop); written under adminMu by
+	// loadTopics and DeleteTopic.
+	failed atomic.Pointer[map[string]error]
 
 	groups  *groupTable
 	queues  *queueTable
@@ -64,9 +67,11 @@ func Open(opts Options) (*Engine, error) {
 	if err := os.RemoveAll(opts.MemoryDir); err != nil {
 		return nil, fmt.Errorf("engine: memory dir: %w", err)
 	}
-	e := &Engine{opts: opts, log: opts.Logger, failed: map[string]error{}}
+	e := &Engine{opts: opts, log: opts.Logger}
 	empty := map[string]*Topic{}
 	e.topics.Store(&empty)
+	noFailed := map[string]error{}
+	e.failed.Store(&noFailed)
 	var err error
 	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log); err != nil {
 		return nil, err
@@ -187,7 +192,7 @@ func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	if _, ok := (*e.topics.Load())[cfg.Name]; ok {
 		return nil, &wire.ProtocolError{Code: wire.CodeTopicExists, Message: cfg.Name}
 	}
-	if err := e.failedTopicLocked(cfg.Name); err != nil {
+	if err := e.failedTopic(cfg.Name); err != nil {
 		return nil, err
 	}
 	t, err := e.createTopicLocked(cfg)
@@ -336,25 +341,18 @@ type FailedTopic struct {
 // produce, subscribe, describe-with-auto-create and CreateTopic of their names answer
 // CodeStorageFailed with the cause. DeleteTopic removes one, data and all.
 func (e *Engine) FailedTopics() []FailedTopic {
-	e.adminMu.Lock()
-	defer e.adminMu.Unlock()
-	out := make([]FailedTopic, 0, len(e.failed))
-	for name, err := range e.failed {
+	failed := *e.failed.Load()
+	out := make([]FailedTopic, 0, len(failed))
+	for name, err := range failed {
 		out = append(out, FailedTopic{Name: name, Err: err})
 	}
 	slices.SortFunc(out, func(a, b FailedTopic) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
-// failedTopic returns the error to answer for a topic that failed to open, or nil.
+// failedTopic returns the error to answer for a topic that failed to open, or nil. It takes no lock.
 func (e *Engine) failedTopic(name string) error {
-	e.adminMu.Lock()
-	defer e.adminMu.Unlock()
-	return e.failedTopicLocked(name)
-}
-
-func (e *Engine) failedTopicLocked(name string) error {
-	cause, ok := e.failed[name]
+	cause, ok := (*e.failed.Load())[name]
 	if !ok {
 		return nil
 	}
@@ -368,8 +366,8 @@ func (e *Engine) DeleteTopic(name string) error {
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
 	t, ok := (*e.topics.Load())[name]
-	if _, failed := e.failed[name]; !ok && failed {
-		delete(e.failed, name)
+	if _, failed := (*e.failed.Load())[name]; !ok && failed {
+		e.storeFailedLocked(name, nil)
 		qerr := e.queues.dropTopic(name) // a queue's restored state of the topic goes with it
 		e.offsets.DeleteTopic(name)
 		err := errors.Join(qerr, e.removeTopicDir(name), os.RemoveAll(filepath.Join(e.opts.MemoryDir, name)))
@@ -418,6 +416,17 @@ func (e *Engine) storeTopicLocked(name string, t *Topic) {
 	e.topics.Store(&m)
 }
 
+// storeFailedLocked publishes a new failed-topic map with name set to cause (nil removes it).
+func (e *Engine) storeFailedLocked(name string, cause error) {
+	m := maps.Clone(*e.failed.Load())
+	if cause == nil {
+		delete(m, name)
+	} else {
+		m[name] = cause
+	}
+	e.failed.Store(&m)
+}
+
 func (e *Engine) topicDir(name string) string {
 	return filepath.Join(e.opts.DataDir, "topics", name)
 }
@@ -454,7 +463,7 @@ func (e *Engine) loadTopics() error {
 		}
 		if err != nil {
 			e.log.Error("topic failed to open: not served", "topic", name, "err", err)
-			e.failed[name] = err
+			e.storeFailedLocked(name, err)
 			continue
 		}
 		e.storeTopicLocked(name, t)
