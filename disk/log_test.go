@@ -150,14 +150,14 @@ func TestOffsetForTimestamp(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	for name, o := range map[string]Options{
-		"no dir":          {},
-		"tiny segment":    {Dir: "x", SegmentBytes: 100},
-		"unaligned":       {Dir: "x", SegmentBytes: 4096*3 + 1},
-		"huge segment":    {Dir: "x", SegmentBytes: 2 << 30},
-		"batch too big":   {Dir: "x", SegmentBytes: 8192, MaxBatchBytes: 8193},
-		"small interval":  {Dir: "x", IndexInterval: 1},
-		"negative":        {Dir: "x", RetentionBytes: -1},
-		"retention wraps": {Dir: "x", RetentionAge: MaxRetentionAge + 1},
+		"no dir":         {},
+		"tiny segment":   {Dir: "x", SegmentBytes: 100},
+		"unaligned":      {Dir: "x", SegmentBytes: 4096*3 + 1},
+		"huge segment":   {Dir: "x", SegmentBytes: 2 << 30},
+		"batch too big":  {Dir: "x", SegmentBytes: 8192, MaxBatchBytes: 8193},
+		"small interval": {Dir: "x", IndexInterval: 1},
+		"negative":       {Dir: "x", RetentionBytes: -1},
+		"age too long":   {Dir: "x", RetentionAge: MaxRetentionAge + 1},
 	} {
 		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("%s: %v", name, err)
