@@ -338,8 +338,8 @@ type FailedTopic struct {
 }
 
 // FailedTopics lists, sorted by name, the topics that failed to open at Open. They are not served:
-// produce, subscribe, describe-with-auto-create and CreateTopic of their names answer
-// CodeStorageFailed with the cause. DeleteTopic removes one, data and all.
+// produce, subscribe and CreateTopic of their names answer CodeStorageFailed with the cause.
+// DeleteTopic removes one, data and all.
 func (e *Engine) FailedTopics() []FailedTopic {
 	failed := *e.failed.Load()
 	out := make([]FailedTopic, 0, len(failed))

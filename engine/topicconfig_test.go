@@ -196,6 +196,9 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "orders", Partitions: 1}); !errors.Is(err, wire.CodeStorageFailed) {
 		t.Fatalf("create over a failed topic: %v", err)
 	}
+	if _, err := e.SubscribeLocal(wire.Subscribe{Topic: "orders", Partition: -1, Start: wire.StartEarliest}); !errors.Is(err, wire.CodeStorageFailed) {
+		t.Fatalf("subscribe to a failed topic: %v", err)
+	}
 	var m bytes.Buffer
 	e.WriteMetrics(&m)
 	if !strings.Contains(m.String(), "\nsluice_topics_failed 5\n") {

@@ -121,9 +121,12 @@ func TestBrokerStartsOverBadTopic(t *testing.T) {
 	}
 	c = dialBroker(t, b)
 	consumeAll(t, c, "good", 100, newChecker(t))
-	// The producer's describe (which would auto-create the topic) answers the cause.
-	if _, err := c.Producer("legacy"); !errors.Is(err, wire.CodeStorageFailed) || !strings.Contains(err.Error(), "segment bytes 524288") {
-		t.Fatalf("a producer for the failed topic: %v, want storage failed with the cause", err)
+	// Subscribing and creating answer the cause.
+	if _, err := c.Subscribe(ctx, "legacy", client.WithStartEarliest()); !errors.Is(err, wire.CodeStorageFailed) || !strings.Contains(err.Error(), "segment bytes 524288") {
+		t.Fatalf("a subscription to the failed topic: %v, want storage failed with the cause", err)
+	}
+	if err := c.CreateTopic(ctx, client.TopicConfig{Name: "legacy"}); !errors.Is(err, wire.CodeStorageFailed) {
+		t.Fatalf("a create over the failed topic: %v, want storage failed", err)
 	}
 	if err := c.DeleteTopic(ctx, "legacy"); err != nil {
 		t.Fatal(err)
