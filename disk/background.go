@@ -314,7 +314,8 @@ func (l *Log) indexSegments() {
 		p, d := s.end()
 		sealed := s.sealed.Load()
 		if s.idxPos < p {
-			s.indexTo(p)
+			// Read after the committed end: no earlier than the append of any batch below it.
+			s.indexTo(p, l.opts.Clock().UnixMilli())
 		}
 		if sealed && s.idxPos == p {
 			s.indexDone.Store(true)
@@ -328,18 +329,21 @@ func (l *Log) indexSegments() {
 }
 
 // EnforceRetention deletes the oldest whole sealed segments while the log's files exceed
-// RetentionBytes, or while their newest record is older than RetentionAge. The housekeeper calls
-// it every CheckInterval; readers still holding a deleted segment keep their Views.
+// RetentionBytes, or while their retention time is older than RetentionAge by the log's Clock. A
+// segment's retention time is its newest batch timestamp, each batch's capped at the Clock when it
+// was indexed, just after its append (segment.idxRetainTs): a record stamped in the future ages
+// from its append. The housekeeper calls it every CheckInterval; readers still holding a deleted
+// segment keep their Views.
 func (l *Log) EnforceRetention() error {
 	if l.opts.RetentionBytes <= 0 && l.opts.RetentionAge <= 0 {
 		return nil
 	}
-	cutoff := time.Now().Add(-l.opts.RetentionAge).UnixMilli()
+	cutoff := l.opts.Clock().Add(-l.opts.RetentionAge).UnixMilli() // RetentionAge <= MaxRetentionAge: no wrap
 	return l.dropOldest(func(s *segment, total int64) bool {
 		if l.opts.RetentionBytes > 0 && total > l.opts.RetentionBytes {
 			return true
 		}
-		return l.opts.RetentionAge > 0 && s.indexDone.Load() && s.maxTs.Load() < cutoff
+		return l.opts.RetentionAge > 0 && s.indexDone.Load() && s.retainTs.Load() < cutoff
 	})
 }
 

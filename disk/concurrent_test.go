@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,5 +280,54 @@ func TestRemove(t *testing.T) {
 	v.Release()
 	if _, err := l.Append(testBatch(t, 2, 1, 10, 0)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Remove: %v", err)
+	}
+}
+
+// A record stamped in the future does not hold back retention by age: a segment's retention time
+// caps each batch's timestamp at the log's clock when the batch was indexed, and that bound is kept
+// in the index file across a reopen.
+func TestRetentionByAgeIgnoresFutureTimestamps(t *testing.T) {
+	t0 := time.Now().UnixMilli()
+	var clock atomic.Int64
+	clock.Store(t0)
+	o := testOptions(t.TempDir())
+	o.RetentionAge = 2 * time.Second
+	o.CheckInterval = time.Hour // the test enforces retention itself
+	o.Clock = func() time.Time { return time.UnixMilli(clock.Load()) }
+	l := mustOpen(t, o)
+	hourAgo, yearAhead := t0-time.Hour.Milliseconds(), t0+365*24*time.Hour.Milliseconds()
+	if _, err := l.Append(testBatch(t, 0, 1, 900, yearAhead)); err != nil {
+		t.Fatal(err)
+	}
+	// 160 records stamped an hour ago, then more until the last of them is in a sealed segment.
+	for i := 1; i <= 160 || len(*l.segs.Load()) < 2 || l.active.Load().base < 161; i++ {
+		if _, err := l.Append(testBatch(t, uint64(i), 1, 900, hourAgo)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIndexed(t, l)
+	active := l.active.Load().base
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.Store(t0 + 1500) // reopen: the index files carry each segment's retention time
+	l = mustOpen(t, o)
+	defer l.Close()
+	if r := l.Recovery(); r.IndexesRebuilt != 0 {
+		t.Fatalf("%d indexes rebuilt on reopen", r.IndexesRebuilt)
+	}
+	if err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.StartOffset(); s != 0 {
+		t.Fatalf("StartOffset %d 1.5 s after the future-stamped record's append, want 0", s)
+	}
+	clock.Store(t0 + 3000)
+	if err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.StartOffset(); s != active || s < 161 {
+		t.Fatalf("StartOffset %d 3 s after the appends, want %d (every sealed segment gone)", s, active)
 	}
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // Index file layout. Written whole (temp file, fdatasync, rename, directory fsync) once a segment is
-// sealed and at Close; never updated in place. Big-endian. Frozen at version 1.
+// sealed and at Close; never updated in place. Big-endian. Frozen at version 2 (version 1 lacked the
+// retention time; Open rebuilds a version 1 file from the log like any rejected index).
 //
 //	 0               4       6       8                              16
 //	+---------------+-------+-------+-------------------------------+
@@ -18,20 +19,26 @@ import (
 //	+---------------+-------+-------+-------------------------------+
 //	| interval u32  | count u32     | end position u32 | end delta u32 |  16..32
 //	+---------------+---------------+------------------+--------------+
-//	|  max timestamp (int64)        | crc32c u32    | reserved u32  |  32..48
-//	+-------------------------------+---------------+---------------+
-//	| entry 0: delta u32 | position u32 | maxTsBefore int64         |  48, 16 bytes each
+//	|  max timestamp (int64)        |  retention time (int64)       |  32..48
+//	+-------------------------------+-------------------------------+
+//	| crc32c u32    | reserved u32  |                                  48..56
+//	+---------------+---------------+
+//	| entry 0: delta u32 | position u32 | maxTsBefore int64         |  56, 16 bytes each
 //	| entry 1 ...                                                   |
 //
-// crc32c covers bytes 0..40 and every entry. An entry (delta, position, maxTsBefore) says the batch
+// crc32c covers bytes 0..48 and every entry. An entry (delta, position, maxTsBefore) says the batch
 // at position has base offset base+delta and every batch before it has max timestamp
-// <= maxTsBefore. "end" is where the segment's last batch ends. The index is a cache: Open
-// rebuilds it from the log whenever it is missing, behind, or fails a check.
+// <= maxTsBefore. "end" is where the segment's last batch ends. The max timestamp is the largest
+// batch max timestamp (client clocks: for timestamp lookups); the retention time is the largest of
+// them each capped at the broker's clock when the batch was indexed (for retention by age; see
+// segment.idxRetainTs). The index is a cache: Open rebuilds it from the log whenever it is missing,
+// behind, or fails a check.
 const (
 	indexMagic      = 0x534c5849 // "SLXI"
-	indexVersion    = 1
-	indexHeaderSize = 48
+	indexVersion    = 2
+	indexHeaderSize = 56
 	indexEntrySize  = 16
+	indexCRCAt      = 48 // the checksum's offset; it covers the header before it
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -50,15 +57,20 @@ func (s *segment) encodeIndex(endPos, endDelta uint32) []byte {
 	be.PutUint32(b[24:], endPos)
 	be.PutUint32(b[28:], endDelta)
 	be.PutUint64(b[32:], uint64(s.idxMaxTs))
+	be.PutUint64(b[40:], uint64(s.idxRetainTs))
 	for i, e := range s.entries[:n] {
 		p := b[indexHeaderSize+i*indexEntrySize:]
 		be.PutUint32(p[0:], e.delta)
 		be.PutUint32(p[4:], e.pos)
 		be.PutUint64(p[8:], uint64(e.maxTsBefore))
 	}
-	crc := crc32.Update(crc32.Checksum(b[:40], castagnoli), castagnoli, b[indexHeaderSize:])
-	be.PutUint32(b[40:], crc)
+	be.PutUint32(b[indexCRCAt:], indexCRC(b))
 	return b
+}
+
+// indexCRC is the checksum of an encoded index b: its header before the checksum, and its entries.
+func indexCRC(b []byte) uint32 {
+	return crc32.Update(crc32.Checksum(b[:indexCRCAt], castagnoli), castagnoli, b[indexHeaderSize:])
 }
 
 // writeIndexFile replaces the segment's index file: temp file, fdatasync, rename, directory fsync.
@@ -93,10 +105,14 @@ type indexFile struct {
 	interval         uint32
 	endPos, endDelta uint32
 	maxTs            int64
+	retainTs         int64
 	entries          []indexEntry
 }
 
-var errIndex = errors.New("index rejected")
+var (
+	errIndex        = errors.New("index rejected")
+	errIndexVersion = fmt.Errorf("%w: an older version", errIndex) // rebuilt quietly
+)
 
 // readIndexFile reads and checks an index file's framing and checksum; the caller checks it
 // against the log.
@@ -111,7 +127,7 @@ func readIndexFile(fs FS, path string) (indexFile, error) {
 	if err != nil {
 		return x, err
 	}
-	if size < indexHeaderSize || size > 1<<30 || (size-indexHeaderSize)%indexEntrySize != 0 {
+	if size < 8 || size > 1<<30 {
 		return x, fmt.Errorf("%w: size %d", errIndex, size)
 	}
 	b := make([]byte, size)
@@ -119,19 +135,26 @@ func readIndexFile(fs FS, path string) (indexFile, error) {
 		return x, err
 	}
 	be := binary.BigEndian
+	if be.Uint32(b[0:]) == indexMagic && be.Uint16(b[4:]) < indexVersion {
+		return x, errIndexVersion
+	}
+	if size < indexHeaderSize || (size-indexHeaderSize)%indexEntrySize != 0 {
+		return x, fmt.Errorf("%w: size %d", errIndex, size)
+	}
 	n := int(be.Uint32(b[20:]))
 	switch {
 	case be.Uint32(b[0:]) != indexMagic || be.Uint16(b[4:]) != indexVersion || be.Uint16(b[6:]) != indexEntrySize:
 		return x, fmt.Errorf("%w: bad magic or version", errIndex)
 	case indexHeaderSize+n*indexEntrySize != len(b):
 		return x, fmt.Errorf("%w: %d entries in %d bytes", errIndex, n, len(b))
-	case crc32.Update(crc32.Checksum(b[:40], castagnoli), castagnoli, b[indexHeaderSize:]) != be.Uint32(b[40:]):
+	case indexCRC(b) != be.Uint32(b[indexCRCAt:]):
 		return x, fmt.Errorf("%w: checksum mismatch", errIndex)
 	}
 	x.base = int64(be.Uint64(b[8:]))
 	x.interval = be.Uint32(b[16:])
 	x.endPos, x.endDelta = be.Uint32(b[24:]), be.Uint32(b[28:])
 	x.maxTs = int64(be.Uint64(b[32:]))
+	x.retainTs = int64(be.Uint64(b[40:]))
 	x.entries = make([]indexEntry, n)
 	for i := range x.entries {
 		p := b[indexHeaderSize+i*indexEntrySize:]

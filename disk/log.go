@@ -248,6 +248,7 @@ func (l *Log) recover() ([]*segment, error) {
 	}
 
 	rebuilt := map[int64]bool{}
+	now := l.opts.Clock().UnixMilli() // caps the timestamps of the batches scanned, for retention
 	// Step 3: trust sealed segments whose index agrees with the log; scan the others and the tail.
 	for i := 0; i < len(segs); i++ {
 		s := segs[i]
@@ -259,12 +260,15 @@ func (l *Log) recover() ([]*segment, error) {
 				continue
 			}
 			rebuilt[s.base] = true
-			if !isNotExist(err) {
+			switch {
+			case errors.Is(err, errIndexVersion):
+				l.log.Info("disk: index of an older version, rebuilding from the log", "segment", filepath.Base(s.path))
+			case !isNotExist(err):
 				l.log.Warn("disk: index rejected, rebuilding from the log", "segment", filepath.Base(s.path), "err", err)
 			}
 			rec.IndexesRebuilt++
 		}
-		r := s.scanValidate()
+		r := s.scanValidate(now)
 		rec.SegmentsScanned++
 		rec.BatchesKept += r.batches
 		reason := r.reason

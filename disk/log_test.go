@@ -157,6 +157,7 @@ func TestOptionsValidate(t *testing.T) {
 		"batch too big":  {Dir: "x", SegmentBytes: 8192, MaxBatchBytes: 8193},
 		"small interval": {Dir: "x", IndexInterval: 1},
 		"negative":       {Dir: "x", RetentionBytes: -1},
+		"age too long":   {Dir: "x", RetentionAge: MaxRetentionAge + 1},
 	} {
 		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("%s: %v", name, err)

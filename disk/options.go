@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // Defaults. Syncs requested by fsync-level waiters start at once (the group commit batches whatever
@@ -42,6 +44,10 @@ func allocStep(segmentBytes int) int {
 	return min(AllocStep, max(pageSize, segmentBytes/16/pageSize*pageSize))
 }
 
+// MaxRetentionAge is the longest RetentionAge (wire.MaxRetentionMs, about 292 years: the longest
+// whole-millisecond time.Duration). 0 keeps everything.
+const MaxRetentionAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
+
 // Options configure a Log. The zero value of every field except Dir selects its default.
 type Options struct {
 	// Dir is the partition's directory; created if missing. Required.
@@ -59,7 +65,10 @@ type Options struct {
 	FlushBytes int
 	// RetentionBytes deletes the oldest whole segments while the log's files exceed it (0: keep all).
 	RetentionBytes int64
-	// RetentionAge deletes whole segments whose newest record timestamp is older than this (0: keep all).
+	// RetentionAge deletes whole sealed segments whose retention time is older than this (0: keep
+	// all; at most MaxRetentionAge). A segment's retention time is its newest batch's max timestamp,
+	// each batch's capped at the Clock reading when the log indexed it (just after its append), so a
+	// record stamped in the future cannot hold a segment back: see docs/storage.md, Retention.
 	RetentionAge time.Duration
 	// CheckInterval is how often retention is enforced in the background (default 1 s).
 	CheckInterval time.Duration
@@ -86,6 +95,9 @@ type Options struct {
 	OnSyncDuration func(time.Duration)
 	// FS is the file system (default OSFS). Tests inject faults through it.
 	FS FS
+	// Clock returns the current time for retention by age: the cap on batch timestamps and the
+	// cutoff (default time.Now). Tests drive it.
+	Clock func() time.Time
 }
 
 // withDefaults returns a copy with every zero field set to its default.
@@ -120,6 +132,9 @@ func (o Options) withDefaults() Options {
 	if o.FS == nil {
 		o.FS = OSFS{}
 	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
 	return o
 }
 
@@ -141,6 +156,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: AllocAheadBytes %d outside [0, %d]", ErrInvalidOptions, o.AllocAheadBytes, MaxSegmentBytes)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0:
 		return fmt.Errorf("%w: negative retention", ErrInvalidOptions)
+	case o.RetentionAge > MaxRetentionAge:
+		return fmt.Errorf("%w: RetentionAge %v above %v (0 keeps everything)", ErrInvalidOptions, o.RetentionAge, MaxRetentionAge)
 	case o.MaxBatchBytes < 61 || o.MaxBatchBytes > o.SegmentBytes:
 		return fmt.Errorf("%w: MaxBatchBytes %d outside [61, SegmentBytes]", ErrInvalidOptions, o.MaxBatchBytes)
 	}

@@ -76,8 +76,9 @@ func lastNonZero(b []byte) int {
 // scanValidate walks the segment from its start, validating every batch (length, magic, CRC,
 // records, base offset continuity), and rebuilds the in-memory index. It stops at the first
 // zero batch length (the end of the log) or the first invalid batch. Bytes after a clean end must
-// be zero; anything else there is reported as invalid so the caller zeroes it.
-func (s *segment) scanValidate() scanResult {
+// be zero; anything else there is reported as invalid so the caller zeroes it. now (unix ms) caps
+// the batches' timestamps for the retention time: a batch is taken as appended no later than now.
+func (s *segment) scanValidate(now int64) scanResult {
 	s.resetIndex()
 	var r scanResult
 	var pos, delta uint32
@@ -102,13 +103,14 @@ func (s *segment) scanValidate() scanResult {
 			r.invalid, r.reason = true, "more offsets than a segment can address"
 			break
 		}
-		s.index(pos, delta, h.MaxTimestamp)
+		s.index(pos, delta, h.MaxTimestamp, now)
 		pos += uint32(h.Size())
 		delta += uint32(h.RecordCount)
 		r.batches++
 	}
 	s.idxPos, s.idxDelta = pos, delta
 	s.maxTs.Store(s.idxMaxTs)
+	s.retainTs.Store(s.idxRetainTs)
 	r.endPos, r.endDelta = pos, delta
 	return r
 }
@@ -174,6 +176,9 @@ func (s *segment) loadIndex(fsys FS, path string, nextBase int64) error {
 	if pos != x.endPos || delta != x.endDelta || maxTs != x.maxTs {
 		return fmt.Errorf("%w: batches end at (%d, %d), index says (%d, %d)", errIndex, pos, delta, x.endPos, x.endDelta)
 	}
+	if x.retainTs > x.maxTs { // capped timestamps never exceed the max
+		return fmt.Errorf("%w: retention time %d with max timestamp %d", errIndex, x.retainTs, x.maxTs)
+	}
 	if rest := s.data[pos:]; len(rest) >= 12 && binary.BigEndian.Uint32(rest[8:12]) != 0 {
 		return fmt.Errorf("%w: a batch follows the indexed end", errIndex)
 	}
@@ -182,8 +187,9 @@ func (s *segment) loadIndex(fsys FS, path string, nextBase int64) error {
 	s.idxN.Store(int64(len(x.entries)))
 	s.idxPos, s.idxDelta = x.endPos, x.endDelta
 	s.idxLastPos = prev.pos
-	s.idxMaxTs = x.maxTs
+	s.idxMaxTs, s.idxRetainTs = x.maxTs, x.retainTs
 	s.maxTs.Store(x.maxTs)
+	s.retainTs.Store(x.retainTs)
 	return nil
 }
 

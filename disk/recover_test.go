@@ -233,6 +233,9 @@ func TestRecoveryIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 1, -1, 2, 4},
+		{"index of version 1", func(t *testing.T, dir string, bases []int64) {
+			patchFile(t, filepath.Join(dir, indexName(bases[0])), 4, []byte{0, 1})
+		}, 1, -1, 2, 4},
 		{"index missing", func(t *testing.T, dir string, bases []int64) {
 			os.Remove(filepath.Join(dir, indexName(bases[2])))
 		}, 1, -1, 2, 4},

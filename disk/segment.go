@@ -117,9 +117,16 @@ type segment struct {
 	idxDelta   uint32
 	idxLastPos uint32 // position of the last entry (0: the implicit entry at the start)
 	idxMaxTs   int64  // largest timestamp of the batches indexed so far
-	// maxTs publishes idxMaxTs for retention; indexDone is set once a sealed segment is wholly
-	// indexed; indexWritten once its index file is on disk (housekeeper/Close only).
+	// idxRetainTs is the segment's retention time so far: the largest of the indexed batches' max
+	// timestamps, each capped at the log's Clock (unix ms) when it was indexed, which is no earlier
+	// than its append. A batch stamped in the future therefore counts as appended when indexed, and
+	// cannot keep the segment from ageing out.
+	idxRetainTs int64
+	// maxTs publishes idxMaxTs for timestamp lookups and retainTs publishes idxRetainTs for
+	// retention by age; indexDone is set once a sealed segment is wholly indexed; indexWritten once
+	// its index file is on disk (housekeeper/Close only).
 	maxTs        atomic.Int64
+	retainTs     atomic.Int64
 	indexDone    atomic.Bool
 	indexWritten bool
 
@@ -141,8 +148,9 @@ func newSegment(base int64, path string, f File, data []byte, allocated int, log
 	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
 	s.allocated.Store(uint32(allocated))
 	s.entries = make([]indexEntry, len(data)/interval+1)
-	s.idxMaxTs = math.MinInt64
+	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64
 	s.maxTs.Store(math.MinInt64)
+	s.retainTs.Store(math.MinInt64)
 	s.refs.Store(1)
 	return s
 }
@@ -230,34 +238,38 @@ func waitFor(w *atomic.Uint64, want uint64) {
 	}
 }
 
-// index adds the batch at (pos, delta) to the sparse index: an entry once pos is at least one
-// interval past the previous entry. Called by the owner of the indexer cursor only.
-func (s *segment) index(pos, delta uint32, maxTs int64) {
+// index adds the batch at (pos, delta), whose max timestamp is maxTs, to the sparse index: an
+// entry once pos is at least one interval past the previous entry. now (unix ms) caps maxTs for
+// the retention time. Called by the owner of the indexer cursor only.
+func (s *segment) index(pos, delta uint32, maxTs, now int64) {
 	if n := s.idxN.Load(); pos >= s.idxLastPos+s.interval && n < int64(len(s.entries)) {
 		s.entries[n] = indexEntry{delta: delta, pos: pos, maxTsBefore: s.idxMaxTs}
 		s.idxN.Store(n + 1) // publishes entries[n]
 		s.idxLastPos = pos
 	}
 	s.idxMaxTs = max(s.idxMaxTs, maxTs)
+	s.idxRetainTs = max(s.idxRetainTs, min(maxTs, now))
 	s.idxPos = pos
 	s.idxDelta = delta
 }
 
-// indexTo indexes the committed batches from the cursor up to (pos, delta). The bytes there were
-// written by appenders and published, so only their headers are read.
-func (s *segment) indexTo(end uint32) {
+// indexTo indexes the committed batches from the cursor up to position end, at time now (unix ms,
+// the log's Clock). The bytes there were written by appenders and published, so only their headers
+// are read.
+func (s *segment) indexTo(end uint32, now int64) {
 	p, d := s.idxPos, s.idxDelta
 	for p < end {
 		h, err := wire.ParseBatchHeader(s.data[p:])
 		if err != nil {
 			panic(fmt.Sprintf("disk: committed batch at %s:%d does not parse: %v", filepath.Base(s.path), p, err))
 		}
-		s.index(p, d, h.MaxTimestamp)
+		s.index(p, d, h.MaxTimestamp, now)
 		p += uint32(h.Size())
 		d += uint32(h.RecordCount)
 	}
 	s.idxPos, s.idxDelta = p, d
 	s.maxTs.Store(s.idxMaxTs)
+	s.retainTs.Store(s.idxRetainTs)
 }
 
 // lookup returns the indexed (position, delta) of the last entry at or before delta: the batch
@@ -302,6 +314,7 @@ func (s *segment) lookupTime(ts int64) (pos, d uint32) {
 func (s *segment) resetIndex() {
 	s.idxN.Store(0)
 	s.idxPos, s.idxDelta, s.idxLastPos = 0, 0, 0
-	s.idxMaxTs = math.MinInt64
+	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64
 	s.maxTs.Store(math.MinInt64)
+	s.retainTs.Store(math.MinInt64)
 }

@@ -13,14 +13,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -34,6 +38,12 @@ type Engine struct {
 	topics  atomic.Pointer[map[string]*Topic]
 	adminMu sync.Mutex
 
+	// failed maps the topics found on disk at Open that could not be opened to the cause. They are
+	// not served until DeleteTopic removes them. Copy-on-write like topics: read without a lock (a
+	// produce to an unknown topic looks here from an event loop); written under adminMu by
+	// loadTopics and DeleteTopic.
+	failed atomic.Pointer[map[string]error]
+
 	groups  *groupTable
 	queues  *queueTable
 	offsets *offsetStore
@@ -43,7 +53,8 @@ type Engine struct {
 }
 
 // Open opens (or creates) the engine's data directory and every topic in it, recovering each
-// partition log.
+// partition log. A topic that cannot be opened (an unreadable or invalid topic.json, a partition
+// log that fails to open) does not fail Open: it is logged, listed by FailedTopics and not served.
 func Open(opts Options) (*Engine, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
@@ -59,6 +70,8 @@ func Open(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, log: opts.Logger}
 	empty := map[string]*Topic{}
 	e.topics.Store(&empty)
+	noFailed := map[string]error{}
+	e.failed.Store(&noFailed)
 	var err error
 	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log); err != nil {
 		return nil, err
@@ -102,10 +115,14 @@ func (e *Engine) Topic(name []byte) *Topic {
 }
 
 // AutoCreate returns the topic named name, creating it with the default partition count when the
-// engine auto-creates topics; otherwise it fails with CodeUnknownTopic.
+// engine auto-creates topics; otherwise it fails with CodeUnknownTopic. A topic that failed to open
+// at start fails with CodeStorageFailed and the cause.
 func (e *Engine) AutoCreate(name string) (*Topic, error) {
 	if t := e.TopicByName(name); t != nil {
 		return t, nil
+	}
+	if err := e.failedTopic(name); err != nil {
+		return nil, err
 	}
 	if !e.opts.AutoCreateTopics {
 		return nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name}
@@ -141,22 +158,19 @@ func (e *Engine) Topics() []wire.TopicConfig {
 	return out
 }
 
-// CreateTopic creates a topic. Partitions 0 means the default count.
+// CreateTopic creates a topic. Partitions 0 means the default count; a zero retention or segment
+// setting takes the engine's default. The whole configuration is checked before anything is written
+// (a rejected one answers CodeInvalidRequest saying which setting), and the create is all or
+// nothing: if opening a partition log or writing topic.json fails (a full disk, the file limit),
+// everything it made is removed. topic.json is written last, so a crash mid-create leaves a
+// directory marked unfinished, which Open removes. A name that failed to open at start answers
+// CodeStorageFailed until it is deleted.
 func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	if e.closed.Load() {
 		return nil, wire.CodeShuttingDown
 	}
-	if err := validTopicName(cfg.Name); err != nil {
-		return nil, err
-	}
 	if cfg.Partitions == 0 {
 		cfg.Partitions = uint32(e.opts.DefaultPartitions)
-	}
-	if cfg.Partitions > maxPartitions {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf("%d partitions, limit %d", cfg.Partitions, maxPartitions)}
-	}
-	if cfg.RetentionBytes < 0 || cfg.RetentionMs < 0 || cfg.SegmentBytes < 0 {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "negative retention or segment size"}
 	}
 	if cfg.RetentionBytes == 0 {
 		cfg.RetentionBytes = e.opts.RetentionBytes
@@ -170,19 +184,18 @@ func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	if cfg.SegmentBytes == 0 {
 		cfg.SegmentBytes = e.opts.SegmentBytes
 	}
+	if err := e.checkTopicConfig(cfg); err != nil {
+		return nil, err
+	}
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
 	if _, ok := (*e.topics.Load())[cfg.Name]; ok {
 		return nil, &wire.ProtocolError{Code: wire.CodeTopicExists, Message: cfg.Name}
 	}
-	dir := e.topicDir(cfg.Name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
+	if err := e.failedTopic(cfg.Name); err != nil {
+		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "topic.json"), mustJSON(cfg)); err != nil {
-		return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
-	}
-	t, err := openTopic(e, cfg, dir)
+	t, err := e.createTopicLocked(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -191,11 +204,176 @@ func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 	return t, nil
 }
 
-// DeleteTopic closes a topic's subscriptions and partitions and removes its data.
+// createTopicLocked makes a checked topic, all or nothing, in this order (docs/architecture.md):
+//
+//  1. mkdir NAME, create NAME/.creating, fsync NAME and topics/: from here on a crash leaves a
+//     directory that says it is an unfinished create;
+//  2. open the partition logs (creating their directories and first segments);
+//  3. write topic.json (temp file, fdatasync, rename, fsync NAME): the topic is complete;
+//  4. remove .creating.
+//
+// On any failure it closes the logs it opened and removes everything it made.
+func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
+	root := filepath.Join(e.opts.DataDir, "topics")
+	dir := e.topicDir(cfg.Name)
+	fsys := e.opts.FS
+	if err := os.Mkdir(dir, 0o755); errors.Is(err, fs.ErrExist) {
+		// Not a topic (Open loaded or failed every directory there was): what a failed create's
+		// clean-up left in this process's life. Remove it only if it says so.
+		if !leftoverCreate(dir) {
+			return nil, fmt.Errorf("engine: create topic %s: %s exists and is not a topic", cfg.Name, dir)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("engine: create topic %s: removing a leftover directory: %w", cfg.Name, err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("engine: create topic %s: %w", cfg.Name, err)
+	}
+	parts := e.partitionsDir(cfg, dir)
+	undo := func() {
+		if err := os.RemoveAll(dir); err != nil {
+			e.log.Error("removing a failed topic create", "topic", cfg.Name, "err", err)
+		}
+		if parts != dir {
+			_ = os.RemoveAll(parts)
+		}
+		_ = syncDir(root)
+	}
+	fail := func(t *Topic, err error) (*Topic, error) {
+		if t != nil {
+			t.close()
+		}
+		undo()
+		return nil, storageError(err)
+	}
+	wrap := func(err error) error { return fmt.Errorf("engine: create topic %s: %w", cfg.Name, err) }
+	err := writeTopicFile(fsys, filepath.Join(dir, creatingFile), nil)
+	if err == nil {
+		err = fsys.SyncDir(root)
+	}
+	if err == nil && parts != dir {
+		err = os.RemoveAll(parts) // a memory topic starts empty
+	}
+	if err != nil {
+		return fail(nil, wrap(err))
+	}
+	t, err := openTopic(e, cfg, dir)
+	if err != nil {
+		return fail(nil, err)
+	}
+	if err := writeTopicFile(fsys, filepath.Join(dir, topicFile), mustJSON(cfg)); err != nil {
+		return fail(t, wrap(err))
+	}
+	if err := fsys.Remove(filepath.Join(dir, creatingFile)); err != nil {
+		e.log.Warn("removing the creating mark; Open removes it", "topic", cfg.Name, "err", err)
+	}
+	return t, nil
+}
+
+// topicFile names a topic's configuration file in its directory. Its presence marks a complete
+// topic: CreateTopic writes it last. creatingFile marks a topic directory whose create has not
+// finished (written first, removed after topic.json).
+const (
+	topicFile    = "topic.json"
+	creatingFile = ".creating"
+)
+
+// leftoverCreate reports whether dir, a topic directory without topic.json, is what an unfinished
+// create left: it holds the creating mark, or nothing at all. Anything else is not removed.
+func leftoverCreate(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	if len(ents) == 0 {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(dir, creatingFile))
+	return err == nil
+}
+
+// checkTopicConfig checks a topic configuration with its defaults filled in, the way the partition
+// logs will: a create checks it before writing anything, Open before opening a topic. It returns a
+// *wire.ProtocolError with CodeInvalidRequest saying which setting is wrong.
+func (e *Engine) checkTopicConfig(cfg wire.TopicConfig) error {
+	bad := func(format string, args ...any) error {
+		return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf("topic %s: ", cfg.Name) + fmt.Sprintf(format, args...)}
+	}
+	if err := validTopicName(cfg.Name); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Partitions < 1 || cfg.Partitions > maxPartitions {
+		return bad("%d partitions, want 1..%d", cfg.Partitions, maxPartitions)
+	}
+	seg, what := cfg.SegmentBytes, "segment bytes"
+	if cfg.Flags&wire.TopicMemory != 0 && e.opts.MemorySegmentBytes < seg {
+		seg, what = e.opts.MemorySegmentBytes, "memory segment bytes"
+	}
+	page := int64(os.Getpagesize())
+	switch {
+	case seg < int64(e.opts.MaxBatchBytes):
+		return bad("%s %d below the broker's max batch bytes %d: a batch must fit in a segment", what, seg, e.opts.MaxBatchBytes)
+	case seg > disk.MaxSegmentBytes:
+		return bad("%s %d above %d (1 GiB)", what, seg, disk.MaxSegmentBytes)
+	case seg%page != 0:
+		return bad("%s %d not a multiple of the page size %d", what, seg, page)
+	}
+	// The rules above are the disk's; its own check is the backstop for any it adds.
+	if err := e.logOptions(cfg, e.partitionsDir(cfg, e.topicDir(cfg.Name)), 0).Validate(); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// FailedTopic is a topic found on disk at Open that could not be opened.
+type FailedTopic struct {
+	Name string
+	Err  error // why: reading or checking topic.json, or opening a partition log
+}
+
+// FailedTopics lists, sorted by name, the topics that failed to open at Open. They are not served:
+// produce, subscribe and CreateTopic of their names answer CodeStorageFailed with the cause.
+// DeleteTopic removes one, data and all.
+func (e *Engine) FailedTopics() []FailedTopic {
+	failed := *e.failed.Load()
+	out := make([]FailedTopic, 0, len(failed))
+	for name, err := range failed {
+		out = append(out, FailedTopic{Name: name, Err: err})
+	}
+	slices.SortFunc(out, func(a, b FailedTopic) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// failedTopic returns the error to answer for a topic that failed to open, or nil. It takes no lock.
+func (e *Engine) failedTopic(name string) error {
+	cause, ok := (*e.failed.Load())[name]
+	if !ok {
+		return nil
+	}
+	return &wire.ProtocolError{Code: wire.CodeStorageFailed,
+		Message: fmt.Sprintf("topic %s failed to open at start and is not served (delete it to remove it): %v", name, cause)}
+}
+
+// DeleteTopic closes a topic's subscriptions and partitions and removes its data. A topic that
+// failed to open at start is removed too.
 func (e *Engine) DeleteTopic(name string) error {
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
 	t, ok := (*e.topics.Load())[name]
+	if _, failed := (*e.failed.Load())[name]; !ok && failed {
+		e.storeFailedLocked(name, nil)
+		qerr := e.queues.dropTopic(name) // a queue's restored state of the topic goes with it
+		e.offsets.DeleteTopic(name)
+		err := errors.Join(qerr, e.removeTopicDir(name), os.RemoveAll(filepath.Join(e.opts.MemoryDir, name)))
+		e.log.Info("failed topic deleted", "topic", name)
+		return err
+	}
 	if !ok {
 		return &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name}
 	}
@@ -203,20 +381,24 @@ func (e *Engine) DeleteTopic(name string) error {
 	t.deleted.Store(true)
 	qerr := e.queues.dropTopic(name) // before the offsets: no queue floor of the topic outlives them
 	e.offsets.DeleteTopic(name)
-	err := errors.Join(qerr, t.close())
-	dir := e.topicDir(name)
-	gone := dir + ".deleted"
-	if rerr := os.Rename(dir, gone); rerr == nil {
-		_ = syncDir(filepath.Dir(dir))
-		err = errors.Join(err, os.RemoveAll(gone))
-	} else {
-		err = errors.Join(err, os.RemoveAll(dir))
-	}
+	err := errors.Join(qerr, t.close(), e.removeTopicDir(name))
 	if t.Memory() {
 		err = errors.Join(err, os.RemoveAll(filepath.Join(e.opts.MemoryDir, name)))
 	}
 	e.log.Info("topic deleted", "topic", name)
 	return err
+}
+
+// removeTopicDir removes a topic's directory: renamed to NAME.deleted first (durably), so that a
+// crash mid-removal leaves a name Open finishes deleting, never a half topic.
+func (e *Engine) removeTopicDir(name string) error {
+	dir := e.topicDir(name)
+	gone := dir + ".deleted"
+	if err := os.Rename(dir, gone); err == nil {
+		_ = syncDir(filepath.Dir(dir))
+		return os.RemoveAll(gone)
+	}
+	return os.RemoveAll(dir)
 }
 
 // storeTopicLocked publishes a new topic map with name set to t (nil removes it).
@@ -234,10 +416,26 @@ func (e *Engine) storeTopicLocked(name string, t *Topic) {
 	e.topics.Store(&m)
 }
 
+// storeFailedLocked publishes a new failed-topic map with name set to cause (nil removes it).
+func (e *Engine) storeFailedLocked(name string, cause error) {
+	m := maps.Clone(*e.failed.Load())
+	if cause == nil {
+		delete(m, name)
+	} else {
+		m[name] = cause
+	}
+	e.failed.Store(&m)
+}
+
 func (e *Engine) topicDir(name string) string {
 	return filepath.Join(e.opts.DataDir, "topics", name)
 }
 
+// loadTopics opens every topic under DataDir/topics. It fails only when the directory cannot be
+// listed: a topic that cannot be opened is logged, recorded in failed and skipped, and the rest are
+// served. A directory without topic.json that holds the creating mark (or nothing) is a create cut
+// short by a crash (CreateTopic writes topic.json last) and is removed; so is NAME.deleted, a delete
+// interrupted by a crash. A directory without topic.json holding anything else is a failed topic.
 func (e *Engine) loadTopics() error {
 	root := filepath.Join(e.opts.DataDir, "topics")
 	ents, err := os.ReadDir(root)
@@ -255,25 +453,54 @@ func (e *Engine) loadTopics() error {
 			_ = os.RemoveAll(filepath.Join(root, name)) // a delete interrupted by a crash
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(root, name, "topic.json"))
-		if errors.Is(err, os.ErrNotExist) {
-			e.log.Warn("topic directory without topic.json: skipped", "dir", name)
+		t, err := e.loadTopicLocked(root, name)
+		if errors.Is(err, errIncomplete) {
+			e.log.Warn("topic directory of a create cut short by a crash: removed", "dir", name)
+			if rerr := os.RemoveAll(filepath.Join(root, name)); rerr != nil {
+				e.log.Error("removing an incomplete topic directory", "dir", name, "err", rerr)
+			}
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("engine: topic %s: %w", name, err)
-		}
-		var cfg wire.TopicConfig
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			return fmt.Errorf("engine: topic %s: topic.json: %w", name, err)
-		}
-		t, err := openTopic(e, cfg, filepath.Join(root, name))
-		if err != nil {
-			return err
+			e.log.Error("topic failed to open: not served", "topic", name, "err", err)
+			e.storeFailedLocked(name, err)
+			continue
 		}
 		e.storeTopicLocked(name, t)
 	}
 	return nil
+}
+
+// errIncomplete marks a topic directory that an unfinished create left (leftoverCreate).
+var errIncomplete = errors.New("engine: topic directory of an unfinished create")
+
+// loadTopicLocked reads, checks and opens the topic in root/name.
+func (e *Engine) loadTopicLocked(root, name string) (*Topic, error) {
+	dir := filepath.Join(root, name)
+	raw, err := os.ReadFile(filepath.Join(dir, topicFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if leftoverCreate(dir) {
+			return nil, errIncomplete
+		}
+		return nil, fmt.Errorf("engine: topic %s: no %s, and not an unfinished create: left alone", name, topicFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: topic %s: %w", name, err)
+	}
+	if rerr := os.Remove(filepath.Join(dir, creatingFile)); rerr == nil {
+		e.log.Info("topic's create finished before a crash: creating mark removed", "topic", name)
+	}
+	var cfg wire.TopicConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("engine: topic %s: %s: %w", name, topicFile, err)
+	}
+	if cfg.Name != name {
+		return nil, fmt.Errorf("engine: topic %s: %s names topic %q", name, topicFile, cfg.Name)
+	}
+	if err := e.checkTopicConfig(cfg); err != nil {
+		return nil, fmt.Errorf("engine: topic %s: %s: %w", name, topicFile, err)
+	}
+	return openTopic(e, cfg, dir)
 }
 
 // validTopicName accepts Kafka's topic alphabet, up to 249 bytes.
@@ -299,6 +526,32 @@ func mustJSON(v any) []byte {
 		panic(err) // only plain structs are marshalled here
 	}
 	return b
+}
+
+// writeTopicFile creates path holding data through fsys (the file system the partition logs use,
+// so tests can fail it): temp file, fdatasync, rename, fsync the directory. The temp file is removed
+// on failure.
+func writeTopicFile(fsys disk.FS, path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+		return err
+	}
+	return fsys.SyncDir(filepath.Dir(path))
 }
 
 // writeFileAtomic replaces path with data: temp file, fsync, rename, fsync the directory.

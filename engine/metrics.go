@@ -80,6 +80,7 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	fmt.Fprintf(w, "sluice_sync_duration_seconds_bucket{le=\"+Inf\"} %d\n", cum)
 	fmt.Fprintf(w, "sluice_sync_duration_seconds_sum %g\n", float64(m.syncSumNs.Load())/1e9)
 	fmt.Fprintf(w, "sluice_sync_duration_seconds_count %d\n", cum)
+	fmt.Fprintf(w, "# HELP sluice_topics_failed Topics that failed to open at start and are not served (the log says why).\n# TYPE sluice_topics_failed gauge\nsluice_topics_failed %d\n", len(e.FailedTopics()))
 
 	var parts []*Partition
 	for _, cfg := range e.Topics() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -24,7 +25,8 @@ type Options struct {
 	// subscribe or a describe).
 	AutoCreateTopics bool
 
-	// SegmentBytes is the length of each segment file (blocks reserved in disk.AllocStep steps). Default 64 MiB.
+	// SegmentBytes is the length of each segment file (blocks reserved in disk.AllocStep steps): a
+	// multiple of the page size, 64 KiB..1 GiB, at least MaxBatchBytes. Default 64 MiB.
 	SegmentBytes int64
 
 	// FlushInterval and FlushBytes drive the group commit: one fdatasync covers every batch appended
@@ -34,7 +36,8 @@ type Options struct {
 	FlushBytes    int64
 
 	// RetentionBytes and RetentionAge are the defaults for topics created without their own.
-	// 0 keeps everything.
+	// 0 keeps everything. RetentionAge is whole milliseconds in practice (topics store it in ms), at
+	// least 1 ms when set and at most disk.MaxRetentionAge (about 292 years).
 	RetentionBytes int64
 	RetentionAge   time.Duration
 
@@ -61,14 +64,21 @@ type Options struct {
 	// opens. Default /dev/shm/sluice-<hash of DataDir>, or DataDir/memory when /dev/shm is absent.
 	MemoryDir string
 
-	// MemorySegmentBytes is the segment size of memory-only topics, whose pages are RAM. Default 8 MiB.
+	// MemorySegmentBytes is the segment size of memory-only topics, whose pages are RAM: a multiple
+	// of the page size, 64 KiB..1 GiB. Default 8 MiB. A memory topic is refused unless its segments
+	// (the smaller of this and its SegmentBytes) hold MaxBatchBytes.
 	MemorySegmentBytes int64
 
 	// Logger receives the engine's structured logs. Default slog.Default().
 	Logger *slog.Logger
 
-	// Clock returns the current time; tests drive it. Default time.Now.
+	// Clock returns the current time; tests drive it. It is the partition logs' clock for retention
+	// by age too. Default time.Now.
 	Clock func() time.Time
+
+	// FS is the file system under the partition logs and topic.json files. Default disk.OSFS; tests
+	// inject faults.
+	FS disk.FS
 }
 
 // ErrOptions marks an invalid option.
@@ -108,25 +118,38 @@ func (o *Options) setDefaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.FS == nil {
+		o.FS = disk.OSFS{}
+	}
 }
 
-// Validate reports the first invalid option.
+// Validate reports the first invalid option. Sizes and durations are range-checked here, so that
+// every topic created with the defaults can open its partition logs.
 func (o *Options) Validate() error {
+	page := int64(os.Getpagesize())
+	badSegment := func(n int64) bool { return n < 1<<16 || n > disk.MaxSegmentBytes || n%page != 0 }
 	switch {
 	case o.DataDir == "":
 		return fmt.Errorf("%w: DataDir is required", ErrOptions)
 	case o.DefaultPartitions < 1 || o.DefaultPartitions > maxPartitions:
 		return fmt.Errorf("%w: DefaultPartitions %d outside 1..%d", ErrOptions, o.DefaultPartitions, maxPartitions)
-	case o.SegmentBytes < 1<<16 || o.SegmentBytes > 1<<32-1:
-		return fmt.Errorf("%w: SegmentBytes %d outside 64 KiB..4 GiB", ErrOptions, o.SegmentBytes)
+	case badSegment(o.SegmentBytes):
+		return fmt.Errorf("%w: SegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.SegmentBytes, page)
+	case badSegment(o.MemorySegmentBytes):
+		return fmt.Errorf("%w: MemorySegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.MemorySegmentBytes, page)
 	case o.MaxBatchBytes < wire.BatchHeaderSize || int64(o.MaxBatchBytes) > o.SegmentBytes:
-		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment", ErrOptions, o.MaxBatchBytes)
+		// A memory topic whose segments cannot hold MaxBatchBytes is refused at create instead.
+		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment (SegmentBytes %d)", ErrOptions, o.MaxBatchBytes, o.SegmentBytes)
 	case o.MaxDeliverBytes < 1:
 		return fmt.Errorf("%w: MaxDeliverBytes %d", ErrOptions, o.MaxDeliverBytes)
 	case o.QueueMaxAckPending < 0:
 		return fmt.Errorf("%w: QueueMaxAckPending %d", ErrOptions, o.QueueMaxAckPending)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:
 		return fmt.Errorf("%w: negative retention or flush setting", ErrOptions)
+	case o.RetentionAge > disk.MaxRetentionAge || (o.RetentionAge > 0 && o.RetentionAge < time.Millisecond):
+		return fmt.Errorf("%w: RetentionAge %v outside 1ms..%v (0 keeps everything)", ErrOptions, o.RetentionAge, disk.MaxRetentionAge)
+	case o.QueueAckTimeout < 0 || o.QueueMaxDeliveries < 0:
+		return fmt.Errorf("%w: negative queue setting", ErrOptions)
 	}
 	return nil
 }

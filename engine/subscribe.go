@@ -124,6 +124,9 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	}
 	t := e.TopicByName(spec.Topic)
 	if t == nil {
+		if err := e.failedTopic(spec.Topic); err != nil {
+			return nil, nil, err // CodeStorageFailed: it is on disk but failed to open at start
+		}
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: spec.Topic}
 	}
 	var err error

@@ -68,31 +68,52 @@ func (t *Topic) Info() wire.TopicInfo {
 	return info
 }
 
+// partitionsDir is where the partition directories of a topic live: its directory dir, or for a
+// memory-only topic its directory under MemoryDir.
+func (e *Engine) partitionsDir(cfg wire.TopicConfig, dir string) string {
+	if cfg.Flags&wire.TopicMemory != 0 {
+		return filepath.Join(e.opts.MemoryDir, cfg.Name)
+	}
+	return dir
+}
+
+// logOptions are the options of partition i's log in a topic with configuration cfg whose
+// partitions live under dataDir (OnSync is the caller's to set). CreateTopic validates them before
+// it writes anything, so they must be exactly what openTopic passes to disk.Open.
+func (e *Engine) logOptions(cfg wire.TopicConfig, dataDir string, i int) disk.Options {
+	segBytes := cfg.SegmentBytes
+	if cfg.Flags&wire.TopicMemory != 0 {
+		segBytes = min(segBytes, e.opts.MemorySegmentBytes)
+	}
+	return disk.Options{
+		Dir:            filepath.Join(dataDir, strconv.Itoa(i)),
+		SegmentBytes:   int(segBytes),
+		FlushInterval:  e.opts.FlushInterval,
+		FlushBytes:     int(e.opts.FlushBytes),
+		RetentionBytes: cfg.RetentionBytes,
+		RetentionAge:   time.Duration(cfg.RetentionMs) * time.Millisecond, // RetentionMs <= wire.MaxRetentionMs: no overflow
+		MaxBatchBytes:  e.opts.MaxBatchBytes,
+		Logger:         e.log.With("topic", cfg.Name, "partition", i),
+		OnSyncDuration: e.metrics.synced,
+		FS:             e.opts.FS,
+		Clock:          e.opts.Clock,
+	}
+}
+
+// openTopic opens (creating them if missing) the partition logs of a topic whose configuration was
+// checked by checkTopicConfig. On failure it closes the logs it opened and returns the error; the
+// caller removes what a failed create made.
 func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 	t := &Topic{e: e, cfg: cfg, parts: make([]*Partition, cfg.Partitions)}
-	segBytes, dataDir := cfg.SegmentBytes, dir
-	if t.Memory() {
-		segBytes = min(segBytes, e.opts.MemorySegmentBytes)
-		dataDir = filepath.Join(e.opts.MemoryDir, cfg.Name)
-	}
+	dataDir := e.partitionsDir(cfg, dir)
 	for i := range t.parts {
 		p := &Partition{topic: t, id: int32(i)}
 		empty := []*Cursor{}
 		p.cursors.Store(&empty)
 		noWatch := []SyncWatcher{}
 		p.watchers.Store(&noWatch)
-		opts := disk.Options{
-			Dir:            filepath.Join(dataDir, strconv.Itoa(i)),
-			SegmentBytes:   int(segBytes),
-			FlushInterval:  e.opts.FlushInterval,
-			FlushBytes:     int(e.opts.FlushBytes),
-			RetentionBytes: cfg.RetentionBytes,
-			RetentionAge:   time.Duration(cfg.RetentionMs) * time.Millisecond,
-			MaxBatchBytes:  e.opts.MaxBatchBytes,
-			Logger:         e.log.With("topic", cfg.Name, "partition", i),
-			OnSync:         p.onSync,
-			OnSyncDuration: e.metrics.synced,
-		}
+		opts := e.logOptions(cfg, dataDir, i)
+		opts.OnSync = p.onSync
 		l, err := disk.Open(opts)
 		if err != nil {
 			t.close()

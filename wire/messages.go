@@ -3,6 +3,8 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 )
 
 // Frame bodies, one type per operation. Every body type has Append (encode onto dst) and Decode
@@ -517,9 +519,38 @@ type TopicConfig struct {
 	Name           string
 	Partitions     uint32
 	RetentionBytes int64 // per partition; 0: unlimited
-	RetentionMs    int64 // 0: unlimited
-	SegmentBytes   int64 // 0: the broker's default
+	RetentionMs    int64 // 0: unlimited; at most MaxRetentionMs
+	SegmentBytes   int64 // 0: the broker's default; at most MaxSegmentBytes
 	Flags          TopicFlags
+}
+
+// Limits on a TopicConfig's settings, checked by Validate. MaxRetentionMs (9223372036854 ms, about
+// 292 years) is the longest retention a time.Duration holds, so converting one cannot wrap (as
+// 18446744073710 ms did, to under a millisecond); 0 is the way to keep records for ever.
+// MaxSegmentBytes is the largest segment the storage addresses (disk.MaxSegmentBytes: positions are
+// 32-bit).
+const (
+	MaxRetentionMs  = math.MaxInt64 / int64(time.Millisecond)
+	MaxSegmentBytes = 1 << 30
+)
+
+// Validate range-checks the settings a peer may send: no negative size or age, RetentionMs at most
+// MaxRetentionMs, SegmentBytes at most MaxSegmentBytes. It returns a *ProtocolError with
+// CodeInvalidRequest naming the setting. The broker checks the rest (name, partition count, segment
+// size against its batch limit) against its own configuration.
+func (m *TopicConfig) Validate() error {
+	bad := func(format string, args ...any) error {
+		return &ProtocolError{Code: CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case m.RetentionBytes < 0:
+		return bad("retention bytes %d is negative (0: unlimited)", m.RetentionBytes)
+	case m.RetentionMs < 0 || m.RetentionMs > MaxRetentionMs:
+		return bad("retention ms %d outside 0..%d (about 292 years; 0: unlimited)", m.RetentionMs, int64(MaxRetentionMs))
+	case m.SegmentBytes < 0 || m.SegmentBytes > MaxSegmentBytes:
+		return bad("segment bytes %d outside 0..%d (1 GiB; 0: the broker's default)", m.SegmentBytes, MaxSegmentBytes)
+	}
+	return nil
 }
 
 func (m *TopicConfig) Append(dst []byte) []byte {

@@ -362,3 +362,26 @@ func TestMessageSpecifics(t *testing.T) {
 		}
 	})
 }
+
+func TestTopicConfigValidate(t *testing.T) {
+	for _, c := range []TopicConfig{
+		{Name: "a"},
+		{Name: "a", RetentionMs: MaxRetentionMs, RetentionBytes: 1 << 62, SegmentBytes: MaxSegmentBytes},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	for _, c := range []TopicConfig{
+		{RetentionMs: 18446744073710}, // wraps to under a millisecond as a time.Duration
+		{RetentionMs: MaxRetentionMs + 1},
+		{RetentionMs: -1},
+		{RetentionBytes: -1},
+		{SegmentBytes: MaxSegmentBytes + 1},
+		{SegmentBytes: -1},
+	} {
+		if err := c.Validate(); !errors.Is(err, CodeInvalidRequest) {
+			t.Errorf("%+v: %v, want invalid request", c, err)
+		}
+	}
+}

@@ -5,11 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // defaultAddr is the broker address when neither --addr nor SLUICE_ADDR gives one.
@@ -207,23 +210,36 @@ func parseBytes(s string) (int64, error) {
 	return int64(f * mult), nil
 }
 
-// ageFlag is a duration flag that also takes days: "7d", "36h", "90m".
+// ageFlag is a retention age flag that also takes days: "7d", "36h", "90m". It is range-checked as
+// it is parsed: 0 (the broker's default) or 1ms..about 292 years (wire.MaxRetentionMs), so the
+// milliseconds sent can neither wrap nor round to 0.
 type ageFlag time.Duration
 
 func (a *ageFlag) String() string { return time.Duration(*a).String() }
 
 func (a *ageFlag) Set(s string) error {
+	const maxAge = time.Duration(wire.MaxRetentionMs) * time.Millisecond
+	var d time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || math.IsNaN(n) {
 			return fmt.Errorf("not a duration: %q", s)
 		}
-		*a = ageFlag(n * float64(24*time.Hour))
-		return nil
+		if n*float64(24*time.Hour) > float64(maxAge) {
+			return fmt.Errorf("%s is more than %d ms, about 292 years (0 keeps records for ever)", s, int64(wire.MaxRetentionMs))
+		}
+		d = time.Duration(n * float64(24*time.Hour))
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return fmt.Errorf("not a duration: %q", s)
+		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return fmt.Errorf("not a duration: %q", s)
+	switch {
+	case d > maxAge:
+		return fmt.Errorf("%s is more than %d ms, about 292 years (0 keeps records for ever)", s, int64(wire.MaxRetentionMs))
+	case d > 0 && d < time.Millisecond:
+		return fmt.Errorf("%s is less than 1ms", s)
 	}
 	*a = ageFlag(d)
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -46,6 +47,13 @@ func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, std
 	}
 	if *memory {
 		cfg.Flags |= wire.TopicMemory
+	}
+	if err := cfg.Validate(); err != nil { // the ranges any broker accepts; it checks the rest
+		var pe *wire.ProtocolError
+		if errors.As(err, &pe) {
+			err = errors.New(pe.Message)
+		}
+		return f.usageError("%v", err)
 	}
 	c, err := f.g.dial(ctx, stderr)
 	if err != nil {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -77,6 +79,41 @@ func TestTopicLifecycle(t *testing.T) {
 	oneErrorLine(t, sluice(t, addr, nil, "topic", "delete", "orders"), "unknown topic")
 }
 
+// Sizes and ages are range-checked as they are parsed (a usage error, before dialing); what only the
+// broker can judge (a segment below its batch limit, not page-aligned) it refuses whole, with a
+// message saying why, and nothing of the topic is left.
+func TestTopicCreateRangeChecked(t *testing.T) {
+	dead := deadAddr(t)
+	for _, args := range [][]string{
+		{"--retention-age", "213504d"}, // 18446744073710 ms and more: wrapped as a time.Duration
+		{"--retention-age", "3000000h"},
+		{"--retention-age", "1e300d"},
+		{"--retention-age", "500us"},
+		{"--segment-bytes", "2GiB"},
+	} {
+		r := sluice(t, dead, nil, append([]string{"topic", "create", "orders"}, args...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "Usage: sluice topic create") {
+			t.Errorf("topic create %v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+	addr := startBroker(t) // batches up to 1 MiB
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--segment-bytes", "512KiB"}, "below the broker's max batch bytes 1048576"},
+		{[]string{"--segment-bytes", "1049000"}, "not a multiple of the page size"},
+		{[]string{"--memory", "--segment-bytes", "4096"}, "below the broker's max batch bytes"},
+	} {
+		r := sluice(t, addr, nil, append([]string{"topic", "create", "orders"}, tc.args...)...)
+		oneErrorLine(t, r, tc.want)
+	}
+	if r := ok(t, addr, nil, "topic", "list"); strings.Contains(r.stdout, "orders") {
+		t.Fatalf("a refused topic is listed:\n%s", r.stdout)
+	}
+	ok(t, addr, nil, "topic", "create", "orders", "--segment-bytes", "1MiB", "--retention-age", "106751d")
+}
+
 func TestSizesAndDelimiters(t *testing.T) {
 	for in, want := range map[string]int64{
 		"0": 0, "512": 512, "64KiB": 64 << 10, "1MiB": 1 << 20, "1.5GiB": 3 << 29, "10MB": 10e6,
@@ -114,5 +151,16 @@ func TestSizesAndDelimiters(t *testing.T) {
 	}
 	if err := a.Set("90m"); err != nil || formatMs(int64(a)/1e6) != "1h30m0s" {
 		t.Errorf("90m: %v %v", a, err)
+	}
+	for _, bad := range []string{"213504d", "106752d", "3000000h", "1e300d", "NaNd", "Infd", "-1d", "-1h", "999us"} {
+		if err := a.Set(bad); err == nil {
+			t.Errorf("retention age %q accepted", bad)
+		}
+	}
+	if err := a.Set("106751d"); err != nil || time.Duration(a).Milliseconds() != 106751*86400e3 {
+		t.Errorf("106751d (292 years): %v %v", time.Duration(a), err)
+	}
+	if err := a.Set(strconv.FormatInt(wire.MaxRetentionMs, 10) + "ms"); err != nil || time.Duration(a).Milliseconds() != wire.MaxRetentionMs {
+		t.Errorf("the longest retention: %v %v", time.Duration(a), err)
 	}
 }

@@ -15,15 +15,18 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/wire"
@@ -74,29 +77,33 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	cfg := config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
+// parseConfig reads the flags in args and the JSON config file they name. Every size and duration
+// is range-checked as it is parsed, from the command line or the file alike (rangeFlag,
+// durationFlag). help is true when --help was asked for (the usage is printed).
+func parseConfig(args []string) (cfg config, help bool, err error) {
+	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
 	configPath := fs.String("config", "", "JSON config file; flags given on the command line override it")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "client listen address")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "Prometheus metrics listen address (empty: off)")
-	fs.IntVar(&cfg.Loops, "loops", 0, "event loops (default: one per core)")
-	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of a topic created without a count")
+	const unbounded = math.MaxInt64
+	fs.Var(rangeFlag[int]{&cfg.Loops, 0, 1024}, "loops", "event loops, 0..1024 (default: one per core)")
+	fs.Var(rangeFlag[int]{&cfg.Partitions, 1, maxPartitions}, "partitions", "partitions of a topic created without a count, 1..4096")
 	fs.BoolVar(&cfg.AutoCreate, "auto-create", cfg.AutoCreate, "create a topic on its first produce (off by default; under ACLs it needs admin on the name)")
-	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "segment file size (default 64 MiB)")
-	fs.Int64Var(&cfg.RetentionBytes, "retention-bytes", 0, "default retention per partition in bytes (0: keep all)")
-	fs.DurationVar(&cfg.RetentionAge, "retention-age", 0, "default retention by age (0: keep all)")
-	fs.DurationVar(&cfg.FlushInterval, "flush-interval", 0, "group commit interval (default: the storage default)")
-	fs.Int64Var(&cfg.FlushBytes, "flush-bytes", 0, "group commit byte threshold (default: the storage default)")
-	fs.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 0, "largest record batch accepted (default 1 MiB)")
-	fs.IntVar(&cfg.MaxFrame, "max-frame", 0, "largest frame accepted (default 16 MiB)")
-	fs.IntVar(&cfg.MaxConns, "max-connections", 0, "connection limit (default 10000)")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections silent for this long (default 2m)")
-	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 0, "close connections that have not completed hello (and auth) within this long (default 10s)")
-	fs.IntVar(&cfg.MaxUnauth, "max-unauthenticated", 0, "limit on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
-	fs.IntVar(&cfg.MaxUnauthPerAddr, "max-unauthenticated-per-addr", 0, "limit on unauthenticated connections from one IP address (default 64)")
-	fs.IntVar(&cfg.MaxPreAuthFrame, "max-preauth-frame", 0, "largest frame accepted before the handshake completes (default 64 KiB)")
+	fs.Var(rangeFlag[int64]{&cfg.SegmentBytes, 0, disk.MaxSegmentBytes}, "segment-bytes", "segment file size, at most 1 GiB (default 64 MiB)")
+	fs.Var(rangeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition in bytes (0: keep all)")
+	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..about 292 years (0: keep all)")
+	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval, at most 1h (default: the storage default)")
+	fs.Var(rangeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit byte threshold (default: the storage default)")
+	fs.Var(rangeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, at most 1 GiB (default 1 MiB)")
+	fs.Var(rangeFlag[int]{&cfg.MaxFrame, 0, math.MaxInt32}, "max-frame", "largest frame accepted (default 16 MiB)")
+	fs.Var(rangeFlag[int]{&cfg.MaxConns, 0, math.MaxInt32}, "max-connections", "connection limit (default 10000)")
+	fs.Var(durationFlag{&cfg.IdleTimeout, 0, disk.MaxRetentionAge}, "idle-timeout", "close connections silent for this long (default 2m)")
+	fs.Var(durationFlag{&cfg.HandshakeTimeout, 0, time.Hour}, "handshake-timeout", "close connections that have not completed hello (and auth) within this long, at most 1h (default 10s)")
+	fs.Var(rangeFlag[int]{&cfg.MaxUnauth, 0, math.MaxInt32}, "max-unauthenticated", "limit on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
+	fs.Var(rangeFlag[int]{&cfg.MaxUnauthPerAddr, 0, math.MaxInt32}, "max-unauthenticated-per-addr", "limit on unauthenticated connections from one IP address (default 64)")
+	fs.Var(rangeFlag[int]{&cfg.MaxPreAuthFrame, 0, math.MaxInt32}, "max-preauth-frame", "largest frame accepted before the handshake completes (default 64 KiB)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
@@ -109,17 +116,78 @@ func run(args []string) error {
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return cfg, true, nil
 		}
-		return err
+		return cfg, false, err
 	}
 	if *configPath != "" {
 		if err := loadConfig(*configPath, fs); err != nil {
-			return err
+			return cfg, false, err
 		}
 	}
 	cfg.Tokens = append(cfg.Tokens, tokens...)
 	cfg.ACL = append(cfg.ACL, acl...)
+	return cfg, false, nil
+}
+
+// maxPartitions is the engine's limit on a topic's partitions.
+const maxPartitions = 4096
+
+// rangeFlag is an integer flag that accepts only lo..hi (decimal, or 0x hex).
+type rangeFlag[T int | int64] struct {
+	p      *T
+	lo, hi int64
+}
+
+func (f rangeFlag[T]) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(int64(*f.p), 10)
+}
+
+func (f rangeFlag[T]) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	if n < f.lo || n > f.hi {
+		return fmt.Errorf("%d outside %d..%d", n, f.lo, f.hi)
+	}
+	*f.p = T(n)
+	return nil
+}
+
+// durationFlag is a duration flag that accepts 0 or lo..hi.
+type durationFlag struct {
+	p      *time.Duration
+	lo, hi time.Duration
+}
+
+func (f durationFlag) String() string {
+	if f.p == nil {
+		return "0s"
+	}
+	return f.p.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err // time: invalid duration, out of range included
+	}
+	if d != 0 && (d < f.lo || d > f.hi) {
+		return fmt.Errorf("%v outside %v..%v (0: the default)", d, f.lo, f.hi)
+	}
+	*f.p = d
+	return nil
+}
+
+func run(args []string) error {
+	cfg, help, err := parseConfig(args)
+	if err != nil || help {
+		return err
+	}
 
 	log, err := newLogger(cfg.LogLevel, cfg.LogJSON)
 	if err != nil {
