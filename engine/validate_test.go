@@ -164,3 +164,35 @@ func TestFilterBoundsInflation(t *testing.T) {
 		t.Fatalf("filtered record %+v, %v", r, it.Err())
 	}
 }
+
+// TestAppendAllocs: produce validation keeps Partition.Append allocation-free for uncompressed batches,
+// and for compressed ones once the pooled inflater is warm (not under the race detector, which makes
+// sync.Pool drop entries at random).
+func TestAppendAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	o := testOptions(t)
+	o.SegmentBytes = 8 << 20
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "a", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("a").Partition(0)
+	bb := wire.NewBatchBuilder(1024)
+	codecs := []wire.Codec{wire.CodecNone}
+	if !raceEnabled {
+		codecs = append(codecs, wire.CodecGzip, wire.CodecSnappy, wire.CodecZstd)
+	}
+	for _, codec := range codecs {
+		bb.SetCompression(codec)
+		batch := bytes.Clone(buildBatch(t, bb, []record{{key: "a", value: "1"}, {key: "b", value: "2"}, {key: "c", value: "3"}}))
+		if n := testing.AllocsPerRun(50, func() {
+			if _, _, err := p.Append(batch); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v: Append allocates %v per call", codec, n)
+		}
+	}
+}
