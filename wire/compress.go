@@ -170,7 +170,9 @@ func (d *decompressor) zstd(dst, src []byte, limit int) ([]byte, error) {
 		room = max(int(hi), 1)
 	}
 	for {
-		dst = reserve(dst, start+room)
+		if cap(dst) < start+room { // grow geometrically (a reused buffer settles), never past the bound
+			dst = reserve(dst, max(start+room, min(2*cap(dst), start+limit+zstdBlockMax)))
+		}
 		out, err := d.zdec.DecodeAll(src, dst[start:start:start+room])
 		n := len(out)
 		if err == nil {
