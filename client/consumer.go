@@ -56,6 +56,9 @@ type ConsumerOptions struct {
 
 	// Filter is a server-side header filter: "key=value" terms joined by '&'.
 	Filter string
+
+	// OnCorrupt is what the consumer does with a delivered batch it cannot read. Default CorruptStop.
+	OnCorrupt CorruptPolicy
 }
 
 // ConsumerOption sets a field of ConsumerOptions.
@@ -145,6 +148,8 @@ func (o *ConsumerOptions) Validate() error {
 		return fmt.Errorf("%w: ack timeout %v, max deliveries %d", ErrOptions, o.AckTimeout, o.MaxDeliveries)
 	case o.MaxAckPending < 0 || int64(o.MaxAckPending) > 1<<32-1:
 		return fmt.Errorf("%w: max ack pending %d", ErrOptions, o.MaxAckPending)
+	case o.OnCorrupt > CorruptSkip:
+		return fmt.Errorf("%w: corrupt-batch policy %v", ErrOptions, o.OnCorrupt)
 	}
 	return nil
 }
@@ -196,6 +201,8 @@ type Consumer struct {
 	generation uint32               // guarded by mu: the group generation of the last assignment
 	closed     bool                 // guarded by mu
 	err        error                // guarded by mu: a failure that ends the subscription
+	corrupt    error                // guarded by mu: the unreadable batch that stopped Next (CorruptStop); sticky
+	stats      ConsumerStats        // guarded by mu
 
 	// The delivery being read and the last record returned; guarded by mu (Next holds it while it
 	// works, so Commit and the reader goroutine see a consistent state).
@@ -203,6 +210,7 @@ type Consumer struct {
 	curPS     *partState
 	off       int // offset of the next batch in cur.buf
 	inBatch   bool
+	batch     wire.BatchHeader // the batch it iterates (inBatch)
 	it        wire.RecordIter
 	rec       wire.Record
 	msg       Message
@@ -475,6 +483,10 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			c.mu.Unlock()
 			return nil, ErrClosed
 		}
+		if err := c.corrupt; err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		if c.cur.buf != nil {
 			if ps := c.curPS; ps == nil || ps.epoch != c.cur.epoch || !ps.assigned {
 				c.releaseCurLocked()
@@ -543,8 +555,9 @@ func (c *Consumer) nextRecordLocked() (*Message, error) {
 			}
 			c.inBatch = false
 			if err := c.it.Err(); err != nil {
-				c.off = len(c.cur.buf.B)
-				return nil, fmt.Errorf("client: %s/%d: records after offset %d: %w", c.topic, ps.partition, ps.position, err)
+				if err = c.unreadableLocked(ps, c.batch, err); err != nil {
+					return nil, err
+				}
 			}
 		}
 		b := c.cur.buf.B[c.off:]
@@ -559,19 +572,69 @@ func (c *Consumer) nextRecordLocked() (*Message, error) {
 			err = fmt.Errorf("%w: batch crc mismatch", wire.ErrCorrupt)
 		}
 		if err != nil {
+			// Damaged framing or CRC: the header's offsets cannot be trusted to skip by, under
+			// either policy.
 			c.off = len(c.cur.buf.B)
-			return nil, fmt.Errorf("client: %s/%d: delivery at offset %d: %w", c.topic, ps.partition, ps.position, err)
+			c.corrupt = fmt.Errorf("client: %s/%d: delivery at offset %d: %w: %w", c.topic, ps.partition, ps.position, ErrCorruptBatch, err)
+			return nil, c.corrupt
 		}
 		batch := b[:h.Size()]
 		c.off += len(batch)
 		if !c.opts.Queue && h.LastOffset() < ps.position {
 			continue // wholly below the position: skip without decoding
 		}
-		if _, err := c.it.Reset(batch); err != nil {
-			return nil, fmt.Errorf("client: %s/%d: batch at %d: %w", c.topic, ps.partition, h.BaseOffset, err)
+		_, err = c.it.Reset(batch)
+		if err == nil && c.opts.Filter != "" && h.Codec() != wire.CodecNone {
+			// A filtered subscription's batches are built by the broker's filter, uncompressed: a
+			// compressed one is a stored batch the filter could not read, passed on unfiltered, and
+			// none of its records may be returned.
+			if err = c.it.Check(); err == nil {
+				err = fmt.Errorf("%w: the broker's header filter could not read it", wire.ErrCorrupt)
+			}
 		}
-		c.inBatch = true
+		if err != nil {
+			if err = c.unreadableLocked(ps, h, err); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		c.batch, c.inBatch = h, true
 	}
+}
+
+// unreadableLocked applies the corrupt-batch policy to batch h of ps, which failed with cause (its CRC
+// held). Under CorruptSkip it logs, counts, moves the position past the batch (and the processed
+// offset, when everything before it was processed, so a commit passes it) and returns nil; under
+// CorruptStop it records and returns the error that stops the consumer.
+func (c *Consumer) unreadableLocked(ps *partState, h wire.BatchHeader, cause error) error {
+	from := max(ps.position, h.BaseOffset)
+	if c.opts.Queue {
+		from = h.BaseOffset
+	}
+	if c.opts.OnCorrupt != CorruptSkip {
+		c.corrupt = fmt.Errorf("client: %s/%d: batch of offsets %d-%d (%d records, %v): %w: %w",
+			c.topic, ps.partition, h.BaseOffset, h.LastOffset(), h.RecordCount, h.Codec(), ErrCorruptBatch, cause)
+		return c.corrupt
+	}
+	c.c.log.Warn("sluice: skipping a record batch that cannot be read", "topic", c.topic, "partition", ps.partition,
+		"first", h.BaseOffset, "last", h.LastOffset(), "records", h.RecordCount, "codec", h.Codec().String(),
+		"skipped_from", from, "err", cause)
+	c.stats.SkippedBatches++
+	c.stats.SkippedOffsets += max(h.LastOffset()+1-from, 0)
+	if !c.opts.Queue && h.LastOffset() >= ps.position {
+		if ps.processed >= ps.position {
+			ps.processed = h.LastOffset() + 1
+		}
+		ps.position = h.LastOffset() + 1
+	}
+	return nil
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
 }
 
 // Consume calls fn for every record until ctx ends or the consumer closes, and returns that error.

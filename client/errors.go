@@ -24,6 +24,9 @@ var (
 	ErrNotQueue = errors.New("client: not a work-queue subscription")
 	// ErrOptions marks an invalid option.
 	ErrOptions = errors.New("client: invalid options")
+	// ErrCorruptBatch: a delivered record batch cannot be read (see CorruptPolicy). The error wrapping
+	// it names the topic, partition and offsets, and wraps the wire error that says why.
+	ErrCorruptBatch = errors.New("client: unreadable record batch")
 )
 
 // IsRetriable reports whether err is transient: the same request may succeed if sent again (after

@@ -112,3 +112,58 @@ func WithPingInterval(d time.Duration) Option { return func(o *Options) { o.Ping
 
 // WithLogger sends the client's logs to l.
 func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+// CorruptPolicy is what a consumer does with a stored record batch it cannot read: one whose CRC holds
+// but whose records do not parse, do not match its header, are compressed with a codec the client
+// cannot read, or inflate past the iterator's bound. Brokers refuse such batches at produce; they can
+// still be met in data written before brokers did.
+type CorruptPolicy uint8
+
+const (
+	// CorruptStop (the default) ends consumption at the batch: Next returns an error wrapping
+	// ErrCorruptBatch that names the partition and offsets, and so does every later call. Nothing past
+	// the batch is delivered or committed, so no record is lost without the application deciding it.
+	// This is Kafka's choice too (CorruptRecordException). Restart with CorruptSkip, or at an offset
+	// past the batch, to move on.
+	CorruptStop CorruptPolicy = iota
+	// CorruptSkip moves past the batch: a warning naming the partition and offset range is logged, the
+	// batch counts in ConsumerStats, and the consumer goes on with the next batch. A group member
+	// commits past it, so the group does not meet it again. Records of the batch before the damage
+	// that were already returned stay returned.
+	CorruptSkip
+)
+
+func (p CorruptPolicy) String() string {
+	switch p {
+	case CorruptStop:
+		return "stop"
+	case CorruptSkip:
+		return "skip"
+	}
+	return fmt.Sprintf("CorruptPolicy(%d)", uint8(p))
+}
+
+// ParseCorruptPolicy maps "stop" or "skip" to its policy.
+func ParseCorruptPolicy(s string) (CorruptPolicy, error) {
+	switch s {
+	case "stop":
+		return CorruptStop, nil
+	case "skip":
+		return CorruptSkip, nil
+	}
+	return 0, fmt.Errorf("%w: corrupt-batch policy %q: want stop or skip", ErrOptions, s)
+}
+
+// WithOnCorrupt sets what the consumer does with a stored batch it cannot read (default CorruptStop).
+func WithOnCorrupt(p CorruptPolicy) ConsumerOption {
+	return func(o *ConsumerOptions) { o.OnCorrupt = p }
+}
+
+// ConsumerStats are a consumer's counters since Subscribe.
+type ConsumerStats struct {
+	// SkippedBatches counts unreadable batches skipped under CorruptSkip.
+	SkippedBatches int64
+	// SkippedOffsets counts the offsets those batches held that were not returned (from each
+	// batch's header: the records after the damage, or all of them).
+	SkippedOffsets int64
+}

@@ -19,6 +19,13 @@ import (
 // A filtered delivery cannot be a slice of the mapping: the matching records are copied into new
 // batches (one per run of consecutive matching offsets, keeping each record's offset, timestamp, key,
 // value and headers). Unfiltered subscriptions keep the zero-copy path.
+//
+// Inflating a compressed batch is bounded by the broker's batch limit (MaxBatchBytes): every batch
+// accepted by a produce inflates within it, and a stored batch that does not (or does not inflate, or
+// whose records lie about their count: data written before produces checked compressed records) is
+// refused after taking at most about that much memory. Such an unreadable batch is passed on as
+// stored, unfiltered, for the consumer to apply its own policy to (the Go client stops or skips it,
+// client.WithOnCorrupt); the filter never drops records it could not read.
 
 type filterTerm struct {
 	key, value []byte
@@ -32,15 +39,18 @@ type filter struct {
 	// Reused across deliveries: the filtered batches stay valid until the next one (owner goroutine).
 	out     []byte
 	builder *wire.BatchBuilder
-	it      wire.RecordIter
+	it      wire.RecordIter // inflation bounded by the batch limit (SetMaxInflated at parse)
 	hdrs    []wire.Header
 }
 
-func parseFilter(s string) (*filter, error) {
+// parseFilter parses a filter spec; maxInflated bounds what one compressed batch may inflate to (the
+// broker's MaxBatchBytes). An empty spec is no filter (nil).
+func parseFilter(s string, maxInflated int) (*filter, error) {
 	if s == "" {
 		return nil, nil
 	}
 	f := &filter{}
+	f.it.SetMaxInflated(maxInflated)
 	for _, t := range strings.Split(s, "&") {
 		var term filterTerm
 		switch {
@@ -109,8 +119,22 @@ func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
 	var r wire.Record
 	for rest := batches; len(rest) > 0; {
 		h, err := f.it.Reset(rest)
+		if err == nil && h.Codec() != wire.CodecNone {
+			err = f.it.Check() // the whole batch before any of it, so a lying batch yields nothing
+		}
 		if err != nil {
-			return nil, err
+			if h.Magic != wire.Magic || h.Size() < wire.BatchHeaderSize || h.Size() > len(rest) {
+				return nil, err // not even framed: the log itself is damaged
+			}
+			// Framed but unreadable: pass it on as stored (see the top of this file).
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			if h.LastOffset() >= from {
+				f.out = append(f.out, rest[:h.Size()]...)
+			}
+			rest, next = rest[h.Size():], -1
+			continue
 		}
 		rest = rest[h.Size():]
 		for f.it.Next(&r) {

@@ -134,6 +134,7 @@ func (qt *queueTable) join(s *Subscription) *queue {
 				start = min(max(start, p.StartOffset()), p.NextOffset())
 				qp.next, qp.floor, qp.committed = start, start, start
 			}
+			qp.it.SetMaxInflated(qt.e.opts.MaxBatchBytes) // inflation bounded by the batch limit
 			q.parts[i] = qp
 		}
 		qt.queues[k] = q

@@ -131,7 +131,7 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	}
 	var err error
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
-	if s.filter, err = parseFilter(spec.Filter); err != nil {
+	if s.filter, err = parseFilter(spec.Filter, e.opts.MaxBatchBytes); err != nil {
 		return nil, nil, err
 	}
 	if s.filter != nil && spec.Mode == wire.ModeQueue {

@@ -175,14 +175,15 @@ func (p *Partition) SyncedOffset() int64 { return p.log.SyncedOffset() }
 // RequestSync asks the group commit for an fdatasync now, for a produce waiting at fsync durability.
 func (p *Partition) RequestSync() { p.log.RequestSync() }
 
-// Append validates the record batches in batches (one or more, back to back), stores them with one
-// copy into the partition log and wakes the partition's consumers. It returns the offsets of the
-// first and last record stored. It allocates nothing.
+// Append validates the record batches in batches (one or more, back to back; wire.ValidateProduced,
+// which also checks a compressed batch's records), stores them with one copy into the partition log
+// and wakes the partition's consumers. It returns the offsets of the first and last record stored.
+// It allocates nothing (compressed batches: nothing once the validators' pool is warm).
 func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
 	idempotent, records := false, 0
 	for rest := batches; len(rest) > 0; {
-		h, err := wire.ValidateBatch(rest, maxBatch)
+		h, err := wire.ValidateProduced(rest, maxBatch) // compressed: records inflated (bounded) and checked too
 		if err != nil {
 			return 0, 0, err
 		}

@@ -331,7 +331,7 @@ func TestDecompressionBombs(t *testing.T) {
 	var it RecordIter
 	var err error
 	n := allocBytes(func() { _, err = it.Reset(rawBatch(CodecSnappy, 1, claim)) })
-	if !errors.Is(err, ErrCorrupt) || n > 1<<20 {
+	if !errors.Is(err, ErrBatchTooLarge) || n > 1<<20 {
 		t.Fatalf("snappy claim: %v, %d bytes allocated", err, n)
 	}
 	if testing.Short() {
@@ -348,7 +348,7 @@ func TestDecompressionBombs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var it RecordIter
-		if _, err := it.Reset(out); !errors.Is(err, ErrCorrupt) {
+		if _, err := it.Reset(out); !errors.Is(err, ErrBatchTooLarge) {
 			t.Fatalf("%v bomb of %d bytes: %v", codec, len(out), err)
 		}
 	}

@@ -123,6 +123,8 @@ func CodeOf(err error) Code {
 		return CodeBatchTooLarge
 	case errors.Is(err, ErrCorrupt):
 		return CodeCorruptBatch
+	case errors.Is(err, ErrCodec):
+		return CodeInvalidRequest // a batch in a codec the broker does not accept (lz4)
 	case errors.Is(err, ErrUnknownOp):
 		return CodeUnknownOp
 	case errors.Is(err, ErrUnsupportedVer):

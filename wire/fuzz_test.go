@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +68,21 @@ func fuzzSeeds() map[string][][]any {
 			{rawRecord(1, nil, nil), int32(1), uint8(CodecNone)},
 		},
 		"FuzzMessages": msgs,
+		"FuzzValidateProduced": {
+			{recs, int32(3), uint8(CodecGzip), true},
+			{recs, int32(3), uint8(CodecZstd), true},
+			{recs, int32(3), uint8(CodecSnappy), true},
+			{recs, int32(4), uint8(CodecGzip), true},  // header says 4, holds 3
+			{recs, int32(2), uint8(CodecZstd), true},  // header says 2, holds 3
+			{recs, int32(3), uint8(CodecNone), false}, // uncompressed: ValidateBatch's rules
+			{recs, int32(3), uint8(CodecZstd), false}, // a zstd batch whose body is not zstd
+			{recs, int32(1), uint8(CodecLZ4), false},
+			{zstdRLEBomb(3, false), int32(1), uint8(CodecZstd), false}, // inflates past the fuzz limit
+			{zstdRLEBomb(1, true), int32(1), uint8(CodecZstd), false},
+			{append(binary.AppendUvarint(nil, 1<<20), 0), int32(1), uint8(CodecSnappy), false},
+			{xerialEncode(recs, 16), int32(3), uint8(CodecSnappy), false},
+			{bytes.Repeat(rawRecord(0, nil, []byte("v")), 2), int32(2), uint8(CodecSnappy), true}, // deltas 0, 0
+		},
 	}
 }
 
@@ -293,6 +309,74 @@ func FuzzRecordIter(f *testing.F) {
 			t.Fatalf("%v: %d records, %v; uncompressed %d, %v", c, i, packed.Err(), len(got), plain.Err())
 		}
 	})
+}
+
+// fuzzInflateLimit is the batch limit FuzzValidateProduced validates against: small, so that batches
+// inflating past it are common.
+const fuzzInflateLimit = 4096
+
+// FuzzValidateProduced validates a batch whose body is the fuzzed bytes compressed honestly with the
+// codec (honest) or taken as they are (a body that may not be in its codec at all). ValidateProduced
+// must never panic, and must accept a compressed batch exactly when an iterator bounded by the same
+// limit inflates it and its inflated records pass as an uncompressed batch (ValidateBatch's rules);
+// an uncompressed batch exactly when ValidateBatch accepts it; an lz4 batch never. An accepted batch
+// iterates cleanly through exactly recordCount records.
+func FuzzValidateProduced(f *testing.F) {
+	addSeeds(f)
+	var comp compressor
+	var ref, it RecordIter
+	ref.SetMaxInflated(fuzzInflateLimit - BatchHeaderSize)
+	f.Fuzz(func(t *testing.T, body []byte, count int32, codec uint8, honest bool) {
+		c := Codec(codec % 5)
+		if honest && c != CodecNone && c != CodecLZ4 {
+			var err error
+			if body, err = comp.compress(c, nil, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b := rawBatch(c, count, body)
+		h, err := ValidateProduced(b, fuzzInflateLimit)
+
+		var want error
+		switch _, verr := ValidateBatch(b, fuzzInflateLimit); {
+		case verr != nil:
+			want = verr
+		case c == CodecNone:
+		case c == CodecLZ4:
+			want = ErrCodec
+		default:
+			if _, rerr := ref.Reset(b); rerr != nil {
+				want = rerr
+			} else if _, rerr := ValidateBatch(rawBatch(CodecNone, count, ref.recs), 0); rerr != nil {
+				want = rerr
+			}
+		}
+		if !sameKind(err, want) {
+			t.Fatalf("%v batch, count %d: ValidateProduced %v, reference %v", c, count, err, want)
+		}
+		if err != nil {
+			return
+		}
+		if _, err := it.Reset(b); err != nil {
+			t.Fatalf("accepted %v batch does not iterate: %v", c, err)
+		}
+		if n := countRecords(t, &it, 0); n != int(h.RecordCount) || it.Err() != nil {
+			t.Fatalf("accepted %v batch iterates %d of %d records: %v", c, n, h.RecordCount, it.Err())
+		}
+	})
+}
+
+// sameKind reports whether a and b are both nil or wrap the same validation sentinel.
+func sameKind(a, b error) bool {
+	if (a == nil) != (b == nil) {
+		return false
+	}
+	for _, s := range []error{ErrCorrupt, ErrBatchTooLarge, ErrCodec, ErrTruncated} {
+		if errors.Is(a, s) != errors.Is(b, s) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameRecord(a, b *Record) bool {

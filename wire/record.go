@@ -157,9 +157,16 @@ type RecordIter struct {
 	baseOffset int64
 	baseTs     int64
 	err        error
-	scratch    []byte // decompression buffer, reused across batches
+	scratch    []byte // decompression buffer, reused across batches; never grows past the limit (+1 block)
 	dec        decompressor
+	limit      int // bytes a records section may inflate to; 0: DefaultMaxInflated
 }
+
+// SetMaxInflated bounds the inflated records section of a compressed batch to n bytes (n <= 0:
+// DefaultMaxInflated). Reset refuses a batch that inflates past it, with an error wrapping
+// ErrBatchTooLarge, without taking more than about n bytes. A broker passes its batch limit: every
+// batch it accepted inflates within it.
+func (it *RecordIter) SetMaxInflated(n int) { it.limit = n }
 
 // Reset points the iterator at the batch at the front of b (as validated by ValidateBatch or read
 // from a log). It returns the batch's header.
@@ -176,7 +183,11 @@ func (it *RecordIter) Reset(b []byte) (BatchHeader, error) {
 	}
 	recs := b[BatchHeaderSize:h.Size()]
 	if c := h.Codec(); c != CodecNone {
-		it.scratch, err = it.dec.decompress(c, it.scratch[:0], recs)
+		limit := it.limit
+		if limit <= 0 {
+			limit = DefaultMaxInflated
+		}
+		it.scratch, err = it.dec.decompress(c, it.scratch[:0], recs, limit)
 		if err != nil {
 			it.err = err
 			return h, err
@@ -212,6 +223,18 @@ func (it *RecordIter) Next(r *Record) bool {
 	it.recs = it.recs[n:]
 	it.remaining--
 	return true
+}
+
+// Check walks the records Reset left to iterate, without consuming them, and reports what Next would
+// meet: a record that does not parse, fewer or more records than the header counts, offset deltas
+// other than 0..recordCount-1, bytes after the last record (wrapping ErrCorrupt). Call it right after
+// Reset, before Next, to learn whether a whole batch is readable before yielding any of it. It
+// allocates nothing.
+func (it *RecordIter) Check() error {
+	if it.err != nil {
+		return it.err
+	}
+	return checkRecords(it.recs, it.remaining)
 }
 
 // Err is the first decoding error met, or nil.

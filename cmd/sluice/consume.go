@@ -25,7 +25,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"--format raw writes each value followed by the delimiter, so what `sluice produce` read comes\n"+
 			"back byte for byte; --format json writes one object a line. With --group the consumer joins\n"+
 			"the group, starts every partition at the group's committed offset (--from only where there\n"+
-			"is none) and commits what it printed.", stdout, stderr)
+			"is none) and commits what it printed. A stored batch that cannot be read stops the command\n"+
+			"with an error naming its offsets (--on-corrupt stop), or is skipped with a warning on stderr\n"+
+			"(--on-corrupt skip; a group then commits past it).", stdout, stderr)
 	var from startFlag
 	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, or an RFC 3339 time (default earliest)")
 	group := f.String("group", "", "consume as a member of group `G`, resuming from and committing its offsets")
@@ -36,6 +38,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	delim := delimFlag("\n")
 	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
 	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
+	onCorrupt := f.String("on-corrupt", "stop", "what to do with a stored batch that cannot be read: `stop` or skip")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -52,8 +55,12 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	case *count < 0 || *idle < 0:
 		return f.usageError("--count and --idle cannot be negative")
 	}
+	policy, err := client.ParseCorruptPolicy(*onCorrupt)
+	if err != nil {
+		return f.usageError("--on-corrupt %q: want stop or skip", *onCorrupt)
+	}
 	topic := ops[0]
-	copts := []client.ConsumerOption{from.option()}
+	copts := []client.ConsumerOption{from.option(), client.WithOnCorrupt(policy)}
 	if *group != "" {
 		copts = append(copts, client.WithGroup(*group))
 	}
@@ -85,6 +92,10 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	werr, rerr := consumeLoop(ctx, cons, w, *count, *idle)
 	if ferr := out.Flush(); werr == nil {
 		werr = ferr
+	}
+	if st := cons.Stats(); st.SkippedBatches > 0 {
+		fmt.Fprintf(stderr, "sluice: skipped %d unreadable batch(es), %d offset(s) not printed (run with -v for their offsets)\n",
+			st.SkippedBatches, st.SkippedOffsets)
 	}
 
 	// Commit what was printed (the last record included, which Close alone would leave out) unless
