@@ -55,6 +55,10 @@ type session struct {
 	// deliverFn is writeDelivery bound to this session.
 	deliverFn engine.DeliverFunc
 	dead      bool // a fatal error frame was queued; close after flushing
+	// closed is set by close (OnClose), which gnet may run in the middle of onTraffic: a Write or
+	// Writev that fails closes the connection at once. From then on the inbox is closed (its Arm is
+	// false for ever) and the connection may not be touched, so every loop in onTraffic stops.
+	closed bool
 
 	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
@@ -125,10 +129,14 @@ func (ss *session) onTraffic() gnet.Action {
 			ss.serveDeliveries()
 		}
 		ss.flush()
-		// Sleep only if nothing arrived meanwhile; Arm's false means poll again.
-		if ss.dead || ss.inbox.Arm() {
+		// Sleep only if nothing arrived meanwhile; Arm's false means poll again. A closed session's
+		// inbox never arms: stop (polling it again spun the loop for ever).
+		if ss.dead || ss.closed || ss.inbox.Arm() {
 			break
 		}
+	}
+	if ss.closed {
+		return gnet.None // gnet closed the connection during a write: nothing more to do
 	}
 	ss.flush()
 	if ss.dead {
@@ -172,7 +180,7 @@ func (ss *session) drainInbox() {
 // readFrames serves every whole frame in gnet's inbound buffer.
 func (ss *session) readFrames() {
 	c := ss.c
-	for !ss.dead {
+	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
 		if n < wire.FrameHeaderSize {
 			return
@@ -210,7 +218,7 @@ func (ss *session) closeWith(code wire.Code, msg string) {
 
 // flush writes the gathered responses.
 func (ss *session) flush() {
-	if len(ss.out) == 0 {
+	if len(ss.out) == 0 || ss.closed {
 		return
 	}
 	_, _ = ss.c.Write(ss.out)
@@ -240,6 +248,9 @@ func (ss *session) serveDeliveries() {
 	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr))
 	keep := ss.active[:0]
 	for i, s := range ss.active {
+		if ss.closed {
+			return // a write failed and gnet closed the connection
+		}
 		if ss.subs[s.ID] != s {
 			continue
 		}
@@ -274,6 +285,9 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 	ss.iov[0], ss.iov[1] = ss.hdr[:], data
 	_, err := ss.c.Writev(ss.iov[:])
 	ss.iov[1] = nil
+	if ss.closed {
+		return errPause // the write failed and closed the connection: stop delivering
+	}
 	ss.srv.e.Delivered(len(data))
 	if err == nil && ss.c.OutboundBuffered() > ss.srv.opts.MaxOutboundBytes {
 		return errPause // written; stop before the next one
@@ -305,8 +319,9 @@ func (ss *session) releaseAcks() {
 	ss.pending = keep
 }
 
-// close runs on the loop from OnClose.
+// close runs on the loop from OnClose, possibly inside a Write of onTraffic (see closed).
 func (ss *session) close() {
+	ss.closed = true
 	for id := range ss.subs {
 		ss.closeSub(id)
 	}
