@@ -196,9 +196,12 @@ func (e *Engine) DeleteTopic(name string) error {
 		return &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name}
 	}
 	e.storeTopicLocked(name, nil)
+	// Marked deleted before the offsets go: a commit for this incarnation checks the mark under the
+	// offset store's lock (Engine.CommitTopicOffset), so none lands after DeleteTopic drops them.
 	t.deleted.Store(true)
 	e.offsets.DeleteTopic(name)
 	err := t.close()
+	e.groups.topicDeleted(t)
 	dir := e.topicDir(name)
 	gone := dir + ".deleted"
 	if rerr := os.Rename(dir, gone); rerr == nil {

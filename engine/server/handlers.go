@@ -272,6 +272,7 @@ func (ss *session) subscribe(f wire.Frame) {
 		return
 	}
 	ss.subs[m.SubID] = s
+	ss.topics[m.Topic] = s.Topic()
 	ss.reply(f, &wire.SubscribeReply{SubID: m.SubID, Starts: starts})
 	ss.activate(s)
 }
@@ -286,15 +287,20 @@ func (ss *session) commit(f wire.Frame) {
 	}
 	corr, op := f.Corr, f.Op
 	// The store acknowledges from its writer goroutine once the offset is on disk.
-	ss.srv.e.CommitOffset(m.Group, m.Topic, m.Partition, m.Offset, func(err error) {
+	done := func(err error) {
 		var b []byte
 		if err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
+			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
 		} else {
 			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 		}
 		_ = ss.c.AsyncWrite(b, nil)
-	})
+	}
+	if t := ss.topics[m.Topic]; t != nil {
+		ss.srv.e.CommitTopicOffset(t, m.Group, m.Partition, m.Offset, done) // the incarnation subscribed to
+		return
+	}
+	ss.srv.e.CommitOffset(m.Group, m.Topic, m.Partition, m.Offset, done)
 }
 
 // admin serves topic and group administration. Creating and deleting topics touch the file system

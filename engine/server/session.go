@@ -48,6 +48,10 @@ type session struct {
 	active  []*engine.Subscription // subscriptions with ready cursors to serve
 	pending []pendingAck           // fsync-level acks in offset order per partition
 	watched map[*engine.Partition]struct{}
+	// topics holds, per topic name, the incarnation this connection last subscribed to. Its commits
+	// for that name go to that incarnation, so a consumer still committing positions of a deleted
+	// topic is refused instead of writing them onto a topic recreated under the name.
+	topics map[string]*engine.Topic
 
 	out []byte // responses gathered during one OnTraffic, written with one write at its end
 	hdr [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
@@ -84,7 +88,8 @@ type transport interface {
 }
 
 func newSession(srv *Server, c transport) (*session, error) {
-	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{}}
+	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{},
+		topics: map[string]*engine.Topic{}}
 	ss.deliverFn = ss.writeDelivery // bound once: a method value taken per call would allocate
 	inbox, err := ring.NewMPSC[event](ring.Options{Capacity: inboxCapacity, Waker: ss.wakeLoop})
 	if err != nil {
