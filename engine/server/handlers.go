@@ -179,11 +179,8 @@ func (ss *session) produce(f wire.Frame) {
 	e := ss.srv.e
 	t := e.Topic(m.Topic)
 	if t == nil {
-		var err error
-		if t, err = e.AutoCreate(string(m.Topic)); err != nil {
-			ss.fail(f, err)
-			return
-		}
+		ss.needTopic(f, string(m.Topic))
+		return
 	}
 	if ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, t.Name()) {
 		return
@@ -229,6 +226,23 @@ func (ss *session) produce(f wire.Frame) {
 	}
 }
 
+// needTopic answers a produce or subscribe f for a topic that does not exist: CodeUnknownTopic, or on
+// an auto-creating broker, the frame waits (parked) while the topic is created off the loop and is
+// then served again; if that creation failed, f gets its error.
+func (ss *session) needTopic(f wire.Frame, name string) {
+	e := ss.srv.e
+	switch err := ss.createFailed(name); {
+	case err != nil:
+		ss.fail(f, err)
+	case !e.Options().AutoCreateTopics:
+		ss.fail(f, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name})
+	case f.Op == wire.OpProduce && ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, name):
+		// refused before anything is created
+	default:
+		ss.park(name)
+	}
+}
+
 // settle serves Ack and Nack for a work-queue subscription.
 func (ss *session) settle(f wire.Frame) {
 	var m wire.Ack
@@ -264,6 +278,10 @@ func (ss *session) subscribe(f wire.Frame) {
 	}
 	if ss.subs[m.SubID] != nil {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription id in use"})
+		return
+	}
+	if ss.srv.e.TopicByName(m.Topic) == nil {
+		ss.needTopic(f, m.Topic)
 		return
 	}
 	s, starts, err := ss.srv.e.Subscribe(m, ss)

@@ -67,6 +67,15 @@ type session struct {
 	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
 
+	// parked is set while the frame at the head of the inbound buffer waits for its topic to be
+	// auto-created off the loop (see park): readFrames reads nothing until created holds the result,
+	// so the frame is then served again, in its place on the connection.
+	parked  bool
+	created atomic.Pointer[createResult] // set by the creating goroutine, taken by readFrames
+	// createErr is the failed creation of createName, answered when the parked frame is served again.
+	createName string
+	createErr  error
+
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 }
@@ -182,9 +191,50 @@ func (ss *session) drainInbox() {
 	}
 }
 
+// createResult is the outcome of an auto-create run for a parked frame.
+type createResult struct {
+	name string
+	err  error
+}
+
+// autoCreate creates a topic for a parked frame. Tests replace it to make creation slow.
+var autoCreate = func(e *engine.Engine, name string) error {
+	_, err := e.AutoCreate(name)
+	return err
+}
+
+// park leaves the frame being served in the inbound buffer and creates topic name on a goroutine:
+// creation runs mkdir, fsync and a segment's fallocate, which must not stall the loop's other
+// connections. The goroutine wakes the loop when done, and readFrames serves the frame again.
+func (ss *session) park(name string) {
+	ss.parked = true
+	e := ss.srv.e
+	go func() {
+		ss.created.Store(&createResult{name: name, err: autoCreate(e, name)})
+		ss.wakeLoop()
+	}()
+}
+
+// createFailed reports, once, why the creation of name for the frame served again failed.
+func (ss *session) createFailed(name string) error {
+	if ss.createErr == nil || ss.createName != name {
+		return nil
+	}
+	err := ss.createErr
+	ss.createErr, ss.createName = nil, ""
+	return err
+}
+
 // readFrames serves every whole frame in gnet's inbound buffer.
 func (ss *session) readFrames() {
 	c := ss.c
+	if ss.parked {
+		r := ss.created.Swap(nil)
+		if r == nil {
+			return // the creation is still running
+		}
+		ss.parked, ss.createName, ss.createErr = false, r.name, r.err
+	}
 	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
 		if n < wire.FrameHeaderSize {
@@ -202,6 +252,12 @@ func (ss *session) readFrames() {
 		buf, _ := c.Peek(h.Size)
 		ss.lastActive.Store(time.Now().UnixNano())
 		ss.handle(wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: buf[wire.FrameHeaderSize:]})
+		if ss.parked {
+			return // the frame stays buffered until its topic exists
+		}
+		if ss.createName != "" {
+			ss.createName, ss.createErr = "", nil // the frame served again has had its answer
+		}
 		_, _ = c.Discard(h.Size)
 	}
 }

@@ -3,11 +3,13 @@ package server
 import (
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -65,5 +67,55 @@ func TestWriteThatClosesEndsOnTraffic(t *testing.T) {
 	}
 	if c.writes != 1 {
 		t.Errorf("%d writes on the connection, want 1 (nothing after it closed)", c.writes)
+	}
+}
+
+// TestAutoCreateRunsOffTheLoop: a produce or subscribe that must auto-create its topic (mkdir, fsync,
+// a segment's fallocate) does not stall the loop: while the creation is held up, another connection
+// of the same (only) loop gets its pings answered; once it completes, the parked frames are served
+// in order, and a frame behind them on the same connection is answered after them.
+func TestAutoCreateRunsOffTheLoop(t *testing.T) {
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(2)
+	orig := autoCreate
+	autoCreate = func(e *engine.Engine, name string) error {
+		started.Done()
+		<-release
+		return orig(e, name)
+	}
+	defer func() { autoCreate = orig }()
+	s, e := startServer(t, func(o *Options) { o.Loops = 1 })
+
+	slow := dial(t, s)
+	slow.hello()
+	pcorr := slow.send(wire.OpProduce, 0, &wire.Produce{Durability: wire.DurabilityWritten, Partition: 0, Topic: []byte("fresh"), Batches: batchOf(t, 2, "a")})
+	pingCorr := slow.send(wire.OpPing, 0, &wire.Ping{Nonce: 5})
+	sub := dial(t, s)
+	sub.hello()
+	scorr := sub.send(wire.OpSubscribe, 0, &wire.Subscribe{SubID: 1, Topic: "other", Partition: -1, Start: wire.StartEarliest, Credit: 1 << 20})
+	started.Wait() // both creations are held up
+
+	other := dial(t, s)
+	other.hello()
+	for i := 0; i < 3; i++ {
+		corr := other.send(wire.OpPing, 0, &wire.Ping{Nonce: uint64(i)})
+		_ = other.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		other.expectReply(corr, new(wire.Ping))
+	}
+	if e.TopicByName("fresh") != nil {
+		t.Fatal("the topic exists before its creation was released")
+	}
+	close(release)
+	var pr wire.ProduceReply
+	slow.expectReply(pcorr, &pr)
+	if pr.BaseOffset != 0 || pr.LastOffset != 1 {
+		t.Fatalf("produce reply %+v", pr)
+	}
+	slow.expectReply(pingCorr, new(wire.Ping)) // after the produce it followed
+	var sr wire.SubscribeReply
+	sub.expectReply(scorr, &sr)
+	if len(sr.Starts) != e.TopicByName("other").Partitions() {
+		t.Fatalf("subscribe reply %+v", sr)
 	}
 }
