@@ -49,10 +49,13 @@ func TestAdminAgainstBroker(t *testing.T) {
 	if off, err := c.FetchOffset(ctx, "g", "orders", 0); err != nil || off != -1 {
 		t.Fatalf("fetch offset before any commit: %d %v", off, err)
 	}
-	if err := c.CommitOffset(ctx, "g", "orders", 1, 42); err != nil {
+	if err := c.CommitOffset(ctx, "g", "orders", 1, 42); !errors.Is(err, wire.CodeOffsetOutOfRange) {
+		t.Fatalf("commit beyond the end of an empty partition: %v", err) // the end is 0
+	}
+	if err := c.CommitOffset(ctx, "g", "orders", 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	if off, err := c.FetchOffset(ctx, "g", "orders", 1); err != nil || off != 42 {
+	if off, err := c.FetchOffset(ctx, "g", "orders", 1); err != nil || off != 0 {
 		t.Fatalf("fetch offset: %d %v", off, err)
 	}
 	groups, err := c.ListGroups(ctx)
@@ -60,7 +63,7 @@ func TestAdminAgainstBroker(t *testing.T) {
 		t.Fatalf("groups %v %v", groups, err)
 	}
 	gi, err := c.DescribeGroup(ctx, "g")
-	if err != nil || len(gi.Offsets) != 1 || gi.Offsets[0].Committed != 42 || gi.Offsets[0].Partition != 1 {
+	if err != nil || len(gi.Offsets) != 1 || gi.Offsets[0].Committed != 0 || gi.Offsets[0].Partition != 1 {
 		t.Fatalf("describe group %+v %v", gi, err)
 	}
 	if _, err := c.DescribeGroup(ctx, "none"); !errors.Is(err, wire.CodeUnknownGroup) {

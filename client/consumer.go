@@ -31,6 +31,14 @@ type ConsumerOptions struct {
 	StartValue int64
 	startSet   bool
 
+	// Reset says where a partition starts when its start offset (the group's committed offset, or
+	// StartValue with StartOffset) is outside the partition's retained records: below the oldest
+	// (removed by retention) or beyond the end (the topic was deleted and recreated). As Kafka's
+	// auto.offset.reset: wire.ResetEarliest (the default: nothing retained is skipped),
+	// wire.ResetLatest (only records produced from now on), or wire.ResetError (Subscribe fails, or
+	// the consumer stops, with wire.CodeOffsetOutOfRange).
+	Reset wire.OffsetReset
+
 	// Credit is the delivery window in bytes: how much the broker may push ahead of the application.
 	// The consumer grants bytes back as the application consumes them, once half the window is used.
 	// Memory held by undelivered records stays under Credit plus one batch per partition. Default
@@ -91,6 +99,12 @@ func withStart(s wire.StartAt, v int64) ConsumerOption {
 	return func(o *ConsumerOptions) { o.Start, o.StartValue, o.startSet = s, v, true }
 }
 
+// WithOffsetReset sets where a partition starts when its start offset is out of range (see
+// ConsumerOptions.Reset).
+func WithOffsetReset(r wire.OffsetReset) ConsumerOption {
+	return func(o *ConsumerOptions) { o.Reset = r }
+}
+
 // WithCredit sets the delivery window in bytes.
 func WithCredit(bytes int) ConsumerOption { return func(o *ConsumerOptions) { o.Credit = bytes } }
 
@@ -144,6 +158,8 @@ func (o *ConsumerOptions) Validate() error {
 		return fmt.Errorf("%w: credit %d outside [1 KiB, 2 GiB)", ErrOptions, o.Credit)
 	case o.Start > wire.StartCommitted:
 		return fmt.Errorf("%w: start %d", ErrOptions, o.Start)
+	case o.Reset > wire.ResetError:
+		return fmt.Errorf("%w: offset reset %d", ErrOptions, o.Reset)
 	case o.AckTimeout < 0 || o.MaxDeliveries < 0 || o.MaxDeliveries > 0xffff:
 		return fmt.Errorf("%w: ack timeout %v, max deliveries %d", ErrOptions, o.AckTimeout, o.MaxDeliveries)
 	case o.MaxAckPending < 0 || int64(o.MaxAckPending) > 1<<32-1:
@@ -297,7 +313,7 @@ func (c *Consumer) Generation() uint32 {
 func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 	base := wire.Subscribe{
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
-		Start: c.opts.Start, StartValue: c.opts.StartValue, Credit: uint32(c.opts.Credit),
+		Start: c.opts.Start, StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
 		Filter: c.opts.Filter,
 	}
@@ -330,7 +346,7 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 	c.mu.Unlock()
 	for _, spec := range specs {
 		err := c.subscribeOne(ctx, cn, spec)
-		if errors.Is(err, wire.CodeOffsetOutOfRange) && spec.Start == wire.StartOffset {
+		if errors.Is(err, wire.CodeOffsetOutOfRange) && spec.Start == wire.StartOffset && spec.Reset != wire.ResetError {
 			c.c.log.Warn("sluice: resume offset no longer retained; resuming at the earliest", "topic", c.topic, "partition", spec.Partition, "offset", spec.StartValue)
 			spec.Start, spec.StartValue = wire.StartEarliest, 0
 			err = c.subscribeOne(ctx, cn, spec)

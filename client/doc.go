@@ -45,7 +45,9 @@
 // Where a partition starts: WithStartEarliest, WithStartLatest (the default without a group),
 // WithStartOffset, WithStartTime, or the group's committed offset (the default with WithGroup;
 // earliest when the group has none). Records below the start offset in the first delivered batch
-// are skipped.
+// are skipped. A committed or requested offset the partition does not hold (removed by retention,
+// or beyond the end of a topic deleted and recreated) starts where WithOffsetReset says: the
+// earliest record (the default), the end, or an error.
 //
 // A group member (WithGroup) reads the partitions the broker assigns it; the assignment changes as
 // members come and go (Assigned, Generation). It commits the offset after the last processed record

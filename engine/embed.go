@@ -153,7 +153,7 @@ func (l *Local) Position(p int32) int64 {
 // Commit stores the group's committed offset for partition p and waits until it is durable.
 func (l *Local) Commit(ctx context.Context, p int32, offset int64) error {
 	done := make(chan error, 1)
-	l.e.CommitOffset(l.sub.spec.Group, l.sub.topic.cfg.Name, p, offset, func(err error) { done <- err })
+	l.e.CommitTopicOffset(l.sub.topic, l.sub.spec.Group, p, offset, func(err error) { done <- err })
 	select {
 	case err := <-done:
 		return err

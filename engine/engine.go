@@ -378,10 +378,14 @@ func (e *Engine) DeleteTopic(name string) error {
 		return &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name}
 	}
 	e.storeTopicLocked(name, nil)
+	// Marked deleted before the offsets go: a commit for this incarnation checks the mark under the
+	// offset store's lock (Engine.CommitTopicOffset), so none lands after DeleteTopic drops them.
 	t.deleted.Store(true)
 	qerr := e.queues.dropTopic(name) // before the offsets: no queue floor of the topic outlives them
 	e.offsets.DeleteTopic(name)
-	err := errors.Join(qerr, t.close(), e.removeTopicDir(name))
+	err := errors.Join(qerr, t.close())
+	e.groups.topicDeleted(t)
+	err = errors.Join(err, e.removeTopicDir(name))
 	if t.Memory() {
 		err = errors.Join(err, os.RemoveAll(filepath.Join(e.opts.MemoryDir, name)))
 	}

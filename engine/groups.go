@@ -89,6 +89,21 @@ func (gt *groupTable) rebalanceLocked(g *group, joined *groupMember) {
 	}
 }
 
+// topicDeleted tells every member subscribed to t that its assignment changed: applying it finds the
+// topic deleted and ends the subscription. t.close wakes only members holding cursors; a member dealt
+// no partition would otherwise stay in its group for as long as its connection.
+func (gt *groupTable) topicDeleted(t *Topic) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	for _, g := range gt.groups {
+		for _, m := range g.members {
+			if m.sub.topic == t {
+				m.sub.owner.Reassign(m.sub)
+			}
+		}
+	}
+}
+
 // assignment returns the generation and the partitions currently assigned to s.
 func (gt *groupTable) assignment(s *Subscription) (uint32, []int32) {
 	gt.mu.Lock()
@@ -150,25 +165,43 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	return info, nil
 }
 
-// CommitOffset stores group's committed offset for a partition: the next offset the group will
-// read. done runs once the offset is durable (from the offset store's writer goroutine), or with the
-// error that kept it from being so.
+// CommitOffset stores group's committed offset for a partition of the topic now named topic: the
+// next offset the group will read, at most the partition's end. done runs once the offset is durable
+// (from the offset store's writer goroutine), or with the error that kept it from being so:
+// CodeOffsetOutOfRange beyond the end, CodeUnknownTopic or CodeUnknownPartition.
 func (e *Engine) CommitOffset(group, topic string, partition int32, offset int64, done func(error)) {
+	t := e.TopicByName(topic)
+	if t == nil {
+		done(&wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: topic})
+		return
+	}
+	e.CommitTopicOffset(t, group, partition, offset, done)
+}
+
+// CommitTopicOffset is CommitOffset for one incarnation of a topic: a consumer of a topic that was
+// deleted (and perhaps recreated under the same name since) is refused with CodeUnknownTopic, so its
+// offsets never land on the new topic. The check and the store happen under the offset store's lock,
+// which DeleteTopic takes after marking the topic deleted: a commit either lands before the delete
+// removes the topic's offsets, or is refused.
+func (e *Engine) CommitTopicOffset(t *Topic, group string, partition int32, offset int64, done func(error)) {
+	p := t.Partition(partition)
 	switch {
 	case group == "":
 		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "commit without a group"})
 		return
-	case e.TopicByName(topic) == nil:
-		done(&wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: topic})
-		return
-	case e.TopicByName(topic).Partition(partition) == nil:
+	case p == nil:
 		done(wire.CodeUnknownPartition)
 		return
 	case offset < 0:
 		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "negative offset"})
 		return
+	case offset > p.NextOffset():
+		// An offset beyond the end would make the group skip records produced up to it.
+		done(&wire.ProtocolError{Code: wire.CodeOffsetOutOfRange, Message: fmt.Sprintf(
+			"commit %d beyond the end %d of %s partition %d", offset, p.NextOffset(), t.cfg.Name, partition)})
+		return
 	}
-	e.offsets.Commit(OffsetKey{Group: group, Topic: topic, Partition: partition}, offset, done)
+	e.offsets.commitLive(OffsetKey{Group: group, Topic: t.cfg.Name, Partition: partition}, offset, t.deleted.Load, done)
 }
 
 // CommittedOffset returns group's committed offset for a partition, or -1.

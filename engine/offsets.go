@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // OffsetKey names one committed offset.
@@ -73,7 +75,19 @@ func openOffsetStore(dir string, log *slog.Logger) (*offsetStore, error) {
 
 // Commit sets key's offset and calls done once it is durable.
 func (s *offsetStore) Commit(key OffsetKey, offset int64, done func(error)) {
+	s.commitLive(key, offset, nil, done)
+}
+
+// commitLive is Commit for a topic that may be deleted meanwhile: gone, if not nil, is asked under the
+// store's lock, and a commit for a gone topic is refused with CodeUnknownTopic. DeleteTopic marks the
+// topic gone before it takes the lock to drop the topic's offsets, so no commit can slip in after.
+func (s *offsetStore) commitLive(key OffsetKey, offset int64, gone func() bool, done func(error)) {
 	s.mu.Lock()
+	if gone != nil && gone() {
+		s.mu.Unlock()
+		done(&wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: "topic " + key.Topic + " was deleted"})
+		return
+	}
 	if err := s.failed; err != nil || s.closing {
 		s.mu.Unlock()
 		if err == nil {

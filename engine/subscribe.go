@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 
@@ -101,6 +102,10 @@ type Subscription struct {
 	credit  int64     // delivery bytes the consumer allows; may go negative by one batch
 	closed  bool
 
+	// err ends the subscription: set on the owner goroutine when an assignment cannot be applied (the
+	// topic was deleted, or a start offset is out of range under ResetError); Next returns it.
+	err error
+
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
 	filter *filter      // non-nil with a header filter
@@ -121,6 +126,11 @@ func (s *Subscription) Topic() *Topic { return s.topic }
 func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
+	}
+	if spec.Reset > wire.ResetError || spec.Mode > wire.ModeQueue || spec.Start > wire.StartCommitted || spec.Partition < -1 {
+		// The wire decoder refuses these; an embedded caller may still pass them.
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
+			"subscribe mode %d, start %d, reset %d, partition %d", spec.Mode, spec.Start, spec.Reset, spec.Partition)}
 	}
 	t := e.TopicByName(spec.Topic)
 	if t == nil {
@@ -172,6 +182,9 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	return s, starts, nil
 }
 
+// startOffset is where the subscription starts partition p: the group's committed offset, else
+// where spec.Start says. A committed offset or a StartOffset value outside the partition's retained
+// range goes where spec.Reset says (see inRange).
 func (s *Subscription) startOffset(p *Partition) (int64, error) {
 	if s.queue != nil {
 		qp := s.queue.parts[p.id]
@@ -182,15 +195,37 @@ func (s *Subscription) startOffset(p *Partition) (int64, error) {
 	start := s.spec.Start
 	if s.spec.Group != "" {
 		if off, ok := s.e.offsets.Get(s.spec.Group, s.topic.cfg.Name, p.id); ok {
-			return min(max(off, p.StartOffset()), p.NextOffset()), nil
+			return s.inRange(p, off, "committed offset")
 		}
-		if start == wire.StartCommitted {
-			start = wire.StartEarliest
-		}
-	} else if start == wire.StartCommitted {
+	}
+	switch start {
+	case wire.StartCommitted:
 		start = wire.StartEarliest
+	case wire.StartOffset:
+		return s.inRange(p, s.spec.StartValue, "start offset")
 	}
 	return p.resolveStart(start, s.spec.StartValue)
+}
+
+// inRange returns off if partition p holds it (from its oldest retained record to its end, where a
+// consumer waits for the next record), else the offset spec.Reset picks: the oldest record
+// (ResetEarliest), the end (ResetLatest), or CodeOffsetOutOfRange (ResetError). An offset beyond the
+// end is never clamped to the end by default: records produced between the end and that offset
+// would be skipped (a committed offset of a topic since recreated, or committed before commits were
+// checked).
+func (s *Subscription) inRange(p *Partition, off int64, what string) (int64, error) {
+	lo, hi := p.StartOffset(), p.NextOffset()
+	if off >= lo && off <= hi {
+		return off, nil
+	}
+	switch s.spec.Reset {
+	case wire.ResetLatest:
+		return hi, nil
+	case wire.ResetError:
+		return 0, &wire.ProtocolError{Code: wire.CodeOffsetOutOfRange, Message: fmt.Sprintf(
+			"%s %d of %s partition %d outside its records [%d, %d]", what, off, s.topic.cfg.Name, p.id, lo, hi)}
+	}
+	return lo, nil
 }
 
 func (s *Subscription) addCursor(p *Partition, off int64) {
@@ -262,6 +297,9 @@ func (d *Delivery) Release() {
 // ok is false when no ready cursor has data (the owner is woken when one does) or credit is spent.
 // Owner goroutine only.
 func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
+	if s.err != nil {
+		return d, false, s.err
+	}
 	if s.queue != nil {
 		return s.nextQueued(maxBytes)
 	}
@@ -372,10 +410,17 @@ func (s *Subscription) Close() {
 }
 
 // ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
-// returns it. Owner goroutine only.
+// returns it. If the topic was deleted, or a partition's start offset is out of range under
+// ResetError, the subscription ends: Next returns the error from then on. Owner goroutine only.
 func (s *Subscription) ApplyAssignment() wire.Assign {
 	gen, parts := s.e.groups.assignment(s)
 	a := wire.Assign{SubID: s.ID, Generation: gen}
+	if s.err == nil && s.topic.deleted.Load() {
+		s.err = &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: "topic " + s.topic.cfg.Name + " was deleted"}
+	}
+	if s.err != nil {
+		return a // no partitions: the owner ends the subscription on its next Next
+	}
 	kept := s.cursors[:0]
 	for _, c := range s.cursors {
 		if slices.Contains(parts, c.part.id) {
@@ -397,6 +442,7 @@ func (s *Subscription) ApplyAssignment() wire.Assign {
 		p := s.topic.Partition(id)
 		off, err := s.startOffset(p)
 		if err != nil {
+			s.err = err
 			continue
 		}
 		s.addCursor(p, off)

@@ -62,6 +62,18 @@ const (
 	StartCommitted StartAt = 4 // the group's committed offset, else earliest
 )
 
+// OffsetReset says where a subscription starts a partition whose start offset (a committed offset, or
+// StartOffset's value) lies outside the partition's retained range: below its oldest record (removed
+// by retention) or beyond its end (the topic was deleted and recreated, or the offset was committed
+// by a broker that did not check it). It plays the part of Kafka's auto.offset.reset.
+type OffsetReset uint8
+
+const (
+	ResetEarliest OffsetReset = 0 // the oldest retained record: nothing retained is skipped (the default)
+	ResetLatest   OffsetReset = 1 // the partition's end: only records produced from now on
+	ResetError    OffsetReset = 2 // fail with CodeOffsetOutOfRange
+)
+
 // SubMode is a subscription's delivery contract.
 type SubMode uint8
 
@@ -125,8 +137,16 @@ func (m *HelloReply) Append(dst []byte) []byte {
 
 func (m *HelloReply) Decode(b []byte) error {
 	r := reader{b: b}
-	m.Version, m.MaxFrame, m.AuthRequired, m.ServerID = r.u16(), r.u32(), r.u8() != 0, string(r.str8())
-	return r.end()
+	m.Version, m.MaxFrame = r.u16(), r.u32()
+	auth := r.u8()
+	m.AuthRequired, m.ServerID = auth != 0, string(r.str8())
+	if err := r.end(); err != nil {
+		return err
+	}
+	if auth > 1 {
+		return fmt.Errorf("%w: hello reply auth required %d", ErrMalformed, auth)
+	}
+	return nil
 }
 
 // Auth carries one step of an authentication exchange, both ways.
@@ -188,11 +208,25 @@ func (m *Produce) Decode(b []byte) error {
 	r := reader{b: b}
 	m.Durability, m.Partition, m.Topic = Durability(r.u8()), r.i32(), r.str16()
 	m.Batches = r.rest()
-	if r.err == nil && len(m.Batches) == 0 {
-		return fmt.Errorf("%w: produce without batches", ErrMalformed)
+	switch {
+	case r.err != nil:
+		return r.err
+	case len(m.Batches) == 0:
+		return errProduceEmpty
+	case m.Durability > DurabilityFsync:
+		return errProduceDurability
+	case m.Partition < -1:
+		return errProducePartition
 	}
-	return r.err
+	return nil
 }
+
+// Produce's decoding errors are preallocated: the produce path allocates nothing, even to refuse.
+var (
+	errProduceEmpty      = fmt.Errorf("%w: produce without batches", ErrMalformed)
+	errProduceDurability = fmt.Errorf("%w: produce durability above %d", ErrMalformed, DurabilityFsync)
+	errProducePartition  = fmt.Errorf("%w: produce partition below -1", ErrMalformed)
+)
 
 // ProduceReply acknowledges a produce: the offsets its records were stored at.
 //
@@ -218,10 +252,12 @@ func (m *ProduceReply) Decode(b []byte) error {
 // Subscribe opens a subscription. Partition -1 means every partition of the topic, or, with a Group,
 // the partitions the group assigns this member (announced by Assign frames). Topic names one topic:
 // '*' and '>' are reserved for pattern subscriptions and rejected today. Filter is a server-side header
-// filter, "key=value" terms joined by '&', empty for none.
+// filter, "key=value" terms joined by '&', empty for none. Reset, an optional last byte, says what
+// an out-of-range start offset does; Append leaves it out when it is ResetEarliest, its value when
+// absent.
 //
 //	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
-//	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16
+//	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16 | [reset u8]
 type Subscribe struct {
 	SubID         uint32
 	Topic         string
@@ -234,7 +270,8 @@ type Subscribe struct {
 	AckTimeoutMs  uint32
 	MaxDeliveries uint16
 	Filter        string
-	MaxAckPending uint32 // queue mode: the most unsettled records the member holds; 0 the broker's default. Optional trailing field, sent only when not 0
+	MaxAckPending uint32      // queue mode: the most unsettled records the member holds; 0 the broker's default
+	Reset         OffsetReset // where to start when the start offset is outside the partition
 }
 
 func (m *Subscribe) Append(dst []byte) []byte {
@@ -248,7 +285,11 @@ func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.AckTimeoutMs)
 	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
 	dst = appendStr16(dst, []byte(m.Filter))
-	if m.MaxAckPending != 0 {
+	switch {
+	case m.Reset != ResetEarliest:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
+		dst = append(dst, byte(m.Reset))
+	case m.MaxAckPending != 0:
 		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
 	}
 	return dst
@@ -260,14 +301,27 @@ func (m *Subscribe) Decode(b []byte) error {
 	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
 	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
 	m.Filter = string(r.str16())
-	m.MaxAckPending = 0
-	if len(r.b) > 0 {
+	m.MaxAckPending, m.Reset = 0, ResetEarliest
+	if r.err == nil && len(r.b) >= 4 { // the optional trailing fields, in order
 		m.MaxAckPending = r.u32()
+		if len(r.b) >= 1 {
+			m.Reset = OffsetReset(r.u8())
+		}
 	}
-	if r.err == nil && (m.Mode > ModeQueue || m.Start > StartCommitted) {
-		return fmt.Errorf("%w: subscribe mode %d start %d", ErrMalformed, m.Mode, m.Start)
+	if err := r.end(); err != nil {
+		return err
 	}
-	return r.end()
+	switch {
+	case m.Mode > ModeQueue:
+		return fmt.Errorf("%w: subscribe mode %d", ErrMalformed, m.Mode)
+	case m.Start > StartCommitted:
+		return fmt.Errorf("%w: subscribe start %d", ErrMalformed, m.Start)
+	case m.Reset > ResetError:
+		return fmt.Errorf("%w: subscribe offset reset %d", ErrMalformed, m.Reset)
+	case m.Partition < -1:
+		return fmt.Errorf("%w: subscribe partition %d", ErrMalformed, m.Partition)
+	}
+	return nil
 }
 
 // SubscribeReply confirms a subscription and where each of its partitions starts.
@@ -305,7 +359,20 @@ func (m *SubscribeReply) Decode(b []byte) error {
 	for i := 0; i < n; i++ {
 		m.Starts = append(m.Starts, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
 	}
-	return r.end()
+	return checkPartitions(r.end(), m.Starts)
+}
+
+// checkPartitions passes err on, else refuses a negative partition index.
+func checkPartitions(err error, ps []PartitionOffset) error {
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.Partition < 0 {
+			return fmt.Errorf("%w: partition %d", ErrMalformed, p.Partition)
+		}
+	}
+	return nil
 }
 
 // SubID is the body of Unsubscribe.
@@ -353,8 +420,14 @@ func (m *Deliver) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Partition, m.HighWatermark = r.u32(), r.i32(), r.i64()
 	m.Batches = r.rest()
+	if r.err == nil && m.Partition < 0 {
+		return errDeliverPartition
+	}
 	return r.err
 }
+
+// errDeliverPartition is preallocated: deliveries are on the data path.
+var errDeliverPartition = fmt.Errorf("%w: deliver partition below 0", ErrMalformed)
 
 // Credit grants a subscription more delivery bytes. It has no response.
 //
@@ -393,7 +466,13 @@ func (m *Commit) Append(dst []byte) []byte {
 func (m *Commit) Decode(b []byte) error {
 	r := reader{b: b}
 	m.Group, m.Topic, m.Partition, m.Offset = string(r.str16()), string(r.str16()), r.i32(), r.i64()
-	return r.end()
+	if err := r.end(); err != nil {
+		return err
+	}
+	if m.Partition < 0 {
+		return fmt.Errorf("%w: commit partition %d", ErrMalformed, m.Partition)
+	}
+	return nil
 }
 
 // Offset is a reply carrying one offset (FetchOffset's answer; -1 when none is stored).
@@ -448,8 +527,17 @@ func (m *Ack) Decode(b []byte) error {
 		return r.fail()
 	}
 	m.offsets = r.take(n * 8)
-	return r.end()
+	if err := r.end(); err != nil {
+		return err
+	}
+	if m.Partition < 0 {
+		return errAckPartition
+	}
+	return nil
 }
+
+// errAckPartition is preallocated: acks are on the data path.
+var errAckPartition = fmt.Errorf("%w: ack partition below 0", ErrMalformed)
 
 // Assign tells a group member which partitions of its subscription it now owns.
 //
@@ -482,7 +570,7 @@ func (m *Assign) Decode(b []byte) error {
 	for i := 0; i < n; i++ {
 		m.Partitions = append(m.Partitions, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
 	}
-	return r.end()
+	return checkPartitions(r.end(), m.Partitions)
 }
 
 // SubEnded tells a consumer that the broker ended one of its subscriptions (its topic was deleted,
@@ -570,7 +658,18 @@ func (m *TopicConfig) read(r *reader) {
 func (m *TopicConfig) Decode(b []byte) error {
 	r := reader{b: b}
 	m.read(&r)
-	return r.end()
+	if err := r.end(); err != nil {
+		return err
+	}
+	return m.check()
+}
+
+// check refuses flags this version does not define.
+func (m *TopicConfig) check() error {
+	if m.Flags&^TopicMemory != 0 {
+		return fmt.Errorf("%w: topic flags 0x%02x", ErrMalformed, uint8(m.Flags))
+	}
+	return nil
 }
 
 // Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's group.
@@ -609,7 +708,15 @@ func (m *TopicList) Decode(b []byte) error {
 	for i := range m.Topics {
 		m.Topics[i].read(&r)
 	}
-	return r.end()
+	if err := r.end(); err != nil {
+		return err
+	}
+	for i := range m.Topics {
+		if err := m.Topics[i].check(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PartitionInfo describes one partition in a Describe reply.
@@ -651,7 +758,15 @@ func (m *TopicInfo) Decode(b []byte) error {
 	for i := range m.Partitions {
 		m.Partitions[i] = PartitionInfo{Partition: r.i32(), StartOffset: r.i64(), EndOffset: r.i64(), Bytes: r.i64()}
 	}
-	return r.end()
+	if err := r.end(); err != nil {
+		return err
+	}
+	for _, p := range m.Partitions {
+		if p.Partition < 0 {
+			return fmt.Errorf("%w: partition %d", ErrMalformed, p.Partition)
+		}
+	}
+	return m.Config.check()
 }
 
 // GroupList answers ListGroups.

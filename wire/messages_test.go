@@ -94,6 +94,8 @@ func msgCases() []msgCase {
 			func() body { return new(GroupInfo) }, -1},
 		{"error", OpError, &ErrorBody{Code: CodeUnknownTopic, Message: `topic "x" does not exist`}, func() body { return new(ErrorBody) }, -1},
 		{"error-no-text", OpError, &ErrorBody{Code: CodeThrottled}, func() body { return new(ErrorBody) }, -1},
+		{"subscribe-reset-latest", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Start: StartCommitted, Reset: ResetLatest}, func() body { return new(Subscribe) }, -1},
+		{"subscribe-reset-error", OpSubscribe, &Subscribe{Topic: "t", Partition: 2, Start: StartOffset, StartValue: 7, Reset: ResetError}, func() body { return new(Subscribe) }, -1},
 	}
 }
 
@@ -161,6 +163,9 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 			if c.rest >= 0 {
 				limit = c.rest
 			}
+			if s, ok := c.msg.(*Subscribe); ok && s.Reset != ResetEarliest {
+				limit-- // without its optional last byte the body is whole
+			}
 			for i := range limit {
 				err := c.new().Decode(bytes.Clone(b[:i]))
 				if !errors.Is(err, ErrMalformed) {
@@ -178,6 +183,9 @@ func TestMessagesRejectTrailingBytes(t *testing.T) {
 		}
 		t.Run(c.name, func(t *testing.T) {
 			b := append(c.msg.Append(nil), 0)
+			if s, ok := c.msg.(*Subscribe); ok && s.Reset == ResetEarliest {
+				b = append(b, 0) // one more byte is the optional reset
+			}
 			if err := c.new().Decode(b); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode with a trailing byte: %v, want ErrMalformed", err)
 			}
@@ -294,10 +302,55 @@ func TestMessageSpecifics(t *testing.T) {
 		}
 	})
 	t.Run("subscribe-bad-enums", func(t *testing.T) {
-		for _, s := range []Subscribe{{Mode: ModeQueue + 1}, {Start: StartCommitted + 1}} {
+		for _, s := range []Subscribe{{Mode: ModeQueue + 1}, {Start: StartCommitted + 1}, {Reset: ResetError + 1},
+			{Reset: 0xff}, {Partition: -2}, {Partition: -7}} {
 			if err := new(Subscribe).Decode(s.Append(nil)); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%+v: got %v", s, err)
 			}
+		}
+	})
+	t.Run("subscribe-reset-optional", func(t *testing.T) {
+		b := (&Subscribe{Topic: "t"}).Append(nil)
+		var s Subscribe
+		s.Reset = ResetError // a reused value: an absent byte still means the default
+		if err := s.Decode(b); err != nil || s.Reset != ResetEarliest {
+			t.Fatalf("without the byte: %v, reset %d", err, s.Reset)
+		}
+		if err := s.Decode(append(b, byte(ResetLatest))); err != nil || s.Reset != ResetLatest {
+			t.Fatalf("with it: %v, reset %d", err, s.Reset)
+		}
+	})
+	// Every enum and index is checked at decode (issue 11, item 13): these bodies parse but name a
+	// value the protocol does not define.
+	t.Run("out-of-range-fields", func(t *testing.T) {
+		batch := []byte("x")
+		cases := []struct {
+			name string
+			b    []byte
+			m    body
+		}{
+			{"produce durability 9", (&Produce{Durability: 9, Topic: []byte("t"), Batches: batch}).Append(nil), new(Produce)},
+			{"produce durability 3", (&Produce{Durability: DurabilityFsync + 1, Topic: []byte("t"), Batches: batch}).Append(nil), new(Produce)},
+			{"produce partition -7", (&Produce{Partition: -7, Topic: []byte("t"), Batches: batch}).Append(nil), new(Produce)},
+			{"produce partition -2", (&Produce{Partition: -2, Topic: []byte("t"), Batches: batch}).Append(nil), new(Produce)},
+			{"commit partition -1", (&Commit{Group: "g", Topic: "t", Partition: -1}).Append(nil), new(Commit)},
+			{"ack partition -1", AppendAck(nil, 1, -1, 0, []int64{1}), new(ackBody)},
+			{"deliver partition -1", (&Deliver{Partition: -1}).Append(nil), new(Deliver)},
+			{"assign partition -3", (&Assign{Partitions: []PartitionOffset{{0, 1}, {-3, 1}}}).Append(nil), new(Assign)},
+			{"subscribe reply partition -1", (&SubscribeReply{Starts: []PartitionOffset{{-1, 0}}}).Append(nil), new(SubscribeReply)},
+			{"topic flags 0x80", (&TopicConfig{Name: "t", Flags: 0x80}).Append(nil), new(TopicConfig)},
+			{"topic info partition -1", (&TopicInfo{Config: TopicConfig{Name: "t"}, Partitions: []PartitionInfo{{Partition: -1}}}).Append(nil), new(TopicInfo)},
+			{"topic list flags 2", (&TopicList{Topics: []TopicConfig{{Name: "t", Flags: 2}}}).Append(nil), new(TopicList)},
+			{"hello reply auth 2", func() []byte { b := (&HelloReply{AuthRequired: true}).Append(nil); b[6] = 2; return b }(), new(HelloReply)},
+		}
+		for _, c := range cases {
+			if err := c.m.Decode(c.b); !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s: %v, want ErrMalformed", c.name, err)
+			}
+		}
+		var p Produce
+		if err := p.Decode((&Produce{Durability: DurabilityFsync, Partition: -1, Topic: []byte("t"), Batches: batch}).Append(nil)); err != nil {
+			t.Errorf("produce fsync, partition -1: %v", err)
 		}
 	})
 	t.Run("error-long-message", func(t *testing.T) {

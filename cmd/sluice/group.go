@@ -92,7 +92,11 @@ func writeGroup(w io.Writer, gi *client.GroupInfo) {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t\n", o.Topic, o.Partition, o.Committed)
 			continue
 		}
-		lag := max(o.End-o.Committed, 0)
+		if o.Committed > o.End { // stored before commits were checked: a joining member resets it
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\tout of range\t\n", o.Topic, o.Partition, o.Committed, o.End)
+			continue
+		}
+		lag := o.End - o.Committed
 		total += lag
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", o.Topic, o.Partition, o.Committed, o.End, lag)
 	}

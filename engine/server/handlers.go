@@ -228,11 +228,8 @@ func (ss *session) produce(f wire.Frame) {
 			(e.Options().AutoCreateTopics && !ss.allowedCreate(f, wire.TopicConfig{Name: name})) {
 			return
 		}
-		var err error
-		if t, err = e.AutoCreate(name); err != nil {
-			ss.fail(f, err)
-			return
-		}
+		ss.needTopic(f, name)
+		return
 	}
 	if ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, t.Name()) {
 		return
@@ -275,6 +272,21 @@ func (ss *session) produce(f wire.Frame) {
 		}
 	default:
 		ss.out = appendProduceReply(ss.out, f.Corr, p.ID(), base, last)
+	}
+}
+
+// needTopic answers a produce f for a topic that does not exist: CodeUnknownTopic, or on an
+// auto-creating broker, the frame waits (parked) while the topic is created off the loop and is then
+// served again; if that creation failed, f gets its error. The caller has authorized the creation.
+func (ss *session) needTopic(f wire.Frame, name string) {
+	e := ss.srv.e
+	switch err := ss.createFailed(name); {
+	case err != nil:
+		ss.fail(f, err)
+	case !e.Options().AutoCreateTopics:
+		ss.fail(f, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name})
+	default:
+		ss.park(name)
 	}
 }
 
@@ -328,12 +340,13 @@ func (ss *session) subscribe(f wire.Frame) {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription id in use"})
 		return
 	}
-	s, starts, err := ss.srv.e.Subscribe(m, ss)
+	s, starts, err := ss.srv.e.Subscribe(m, ss) // never creates: CodeUnknownTopic
 	if err != nil {
 		ss.fail(f, err)
 		return
 	}
 	ss.subs[m.SubID] = s
+	ss.topics[m.Topic] = s.Topic()
 	ss.reply(f, &wire.SubscribeReply{SubID: m.SubID, Starts: starts})
 	ss.activate(s)
 }
@@ -348,15 +361,20 @@ func (ss *session) commit(f wire.Frame) {
 	}
 	corr, op := f.Corr, f.Op
 	// The store acknowledges from its writer goroutine once the offset is on disk.
-	ss.srv.e.CommitOffset(m.Group, m.Topic, m.Partition, m.Offset, func(err error) {
+	done := func(err error) {
 		var b []byte
 		if err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
+			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
 		} else {
 			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 		}
 		_ = ss.c.AsyncWrite(b, nil)
-	})
+	}
+	if t := ss.topics[m.Topic]; t != nil {
+		ss.srv.e.CommitTopicOffset(t, m.Group, m.Partition, m.Offset, done) // the incarnation subscribed to
+		return
+	}
+	ss.srv.e.CommitOffset(m.Group, m.Topic, m.Partition, m.Offset, done)
 }
 
 // admin serves topic and group administration. Creating and deleting topics touch the file system

@@ -309,6 +309,18 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	unknownOp, _ := appendMsg(nil, wire.Op(0x77), 0, 3, nil)
 	shortBody, _ := appendMsg(nil, wire.OpSubscribe, 0, 3, &wire.Ping{})
 	pingFrame, _ := appendMsg(nil, wire.OpPing, 0, 3, &wire.Ping{})
+	// Bodies that parse but carry values the protocol does not define (issue 11, item 13).
+	frame := func(op wire.Op, body []byte) []byte {
+		b, start := wire.BeginFrame(hello(), op, 0, 4)
+		return wire.EndFrame(append(b, body...), start)
+	}
+	produce9 := frame(wire.OpProduce, (&wire.Produce{Durability: 9, Partition: 0, Topic: []byte("safe"), Batches: batchOf(t, 1, "d")}).Append(nil))
+	produceMinus7 := frame(wire.OpProduce, (&wire.Produce{Durability: wire.DurabilityWritten, Partition: -7, Topic: []byte("safe"), Batches: batchOf(t, 1, "p")}).Append(nil))
+	subscribeReset3 := frame(wire.OpSubscribe, append((&wire.Subscribe{SubID: 1, Topic: "safe", Partition: -1, Credit: 1 << 20}).Append(nil), 3))
+	subscribeMinus3 := frame(wire.OpSubscribe, (&wire.Subscribe{SubID: 1, Topic: "safe", Partition: -3, Credit: 1 << 20}).Append(nil))
+	commitMinus1 := frame(wire.OpCommit, (&wire.Commit{Group: "g", Topic: "safe", Partition: -1}).Append(nil))
+	ackMinus1 := frame(wire.OpAck, wire.AppendAck(nil, 1, -1, 0, []int64{0}))
+	createFlags := frame(wire.OpCreateTopic, (&wire.TopicConfig{Name: "flagged", Flags: 0x80}).Append(nil))
 
 	cases := []struct {
 		name  string
@@ -323,6 +335,13 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		{"malformed body", append(hello(), shortBody...), wire.CodeMalformedFrame},
 		{"corrupt batch", append(hello(), corruptFrame...), wire.CodeCorruptBatch},
 		{"truncated batch", append(hello(), truncated...), wire.CodeMalformedFrame},
+		{"produce durability 9", produce9, wire.CodeMalformedFrame},
+		{"produce partition -7", produceMinus7, wire.CodeMalformedFrame},
+		{"subscribe offset reset 3", subscribeReset3, wire.CodeMalformedFrame},
+		{"subscribe partition -3", subscribeMinus3, wire.CodeMalformedFrame},
+		{"commit partition -1", commitMinus1, wire.CodeMalformedFrame},
+		{"ack partition -1", ackMinus1, wire.CodeMalformedFrame},
+		{"create topic flags 0x80", createFlags, wire.CodeMalformedFrame},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,6 +58,10 @@ type session struct {
 	active  []*engine.Subscription // subscriptions with ready cursors to serve
 	pending []pendingAck           // fsync-level acks in offset order per partition
 	watched map[*engine.Partition]struct{}
+	// topics holds, per topic name, the incarnation this connection last subscribed to. Its commits
+	// for that name go to that incarnation, so a consumer still committing positions of a deleted
+	// topic is refused instead of writing them onto a topic recreated under the name.
+	topics map[string]*engine.Topic
 
 	out []byte // responses gathered during one OnTraffic, written with one write at its end
 	hdr [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
@@ -65,9 +69,22 @@ type session struct {
 	// deliverFn is writeDelivery bound to this session.
 	deliverFn engine.DeliverFunc
 	dead      bool // a fatal error frame was queued; close after flushing
+	// closed is set by close (OnClose), which gnet may run in the middle of onTraffic: a Write or
+	// Writev that fails closes the connection at once. From then on the inbox is closed (its Arm is
+	// false for ever) and the connection may not be touched, so every loop in onTraffic stops.
+	closed bool
 
 	inbox    *ring.MPSC[event] // written by any goroutine, drained by the loop
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
+
+	// parked is set while the frame at the head of the inbound buffer waits for its topic to be
+	// auto-created off the loop (see park): readFrames reads nothing until created holds the result,
+	// so the frame is then served again, in its place on the connection.
+	parked  bool
+	created atomic.Pointer[createResult] // set by the creating goroutine, taken by readFrames
+	// createErr is the failed creation of createName, answered when the parked frame is served again.
+	createName string
+	createErr  error
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
@@ -91,7 +108,8 @@ type transport interface {
 }
 
 func newSession(srv *Server, c transport) (*session, error) {
-	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{}}
+	ss := &session{srv: srv, c: c, subs: map[uint32]*engine.Subscription{}, watched: map[*engine.Partition]struct{}{},
+		topics: map[string]*engine.Topic{}}
 	ss.deliverFn = ss.writeDelivery // bound once: a method value taken per call would allocate
 	inbox, err := ring.NewMPSC[event](ring.Options{Capacity: inboxCapacity, Waker: ss.wakeLoop})
 	if err != nil {
@@ -139,10 +157,14 @@ func (ss *session) onTraffic() gnet.Action {
 			ss.serveDeliveries()
 		}
 		ss.flush()
-		// Sleep only if nothing arrived meanwhile; Arm's false means poll again.
-		if ss.dead || ss.inbox.Arm() {
+		// Sleep only if nothing arrived meanwhile; Arm's false means poll again. A closed session's
+		// inbox never arms: stop (polling it again spun the loop for ever).
+		if ss.dead || ss.closed || ss.inbox.Arm() {
 			break
 		}
+	}
+	if ss.closed {
+		return gnet.None // gnet closed the connection during a write: nothing more to do
 	}
 	ss.flush()
 	if ss.dead {
@@ -183,12 +205,53 @@ func (ss *session) drainInbox() {
 	}
 }
 
+// createResult is the outcome of an auto-create run for a parked frame.
+type createResult struct {
+	name string
+	err  error
+}
+
+// autoCreate creates a topic for a parked frame. Tests replace it to make creation slow.
+var autoCreate = func(e *engine.Engine, name string) error {
+	_, err := e.AutoCreate(name)
+	return err
+}
+
+// park leaves the frame being served in the inbound buffer and creates topic name on a goroutine:
+// creation runs mkdir, fsync and a segment's fallocate, which must not stall the loop's other
+// connections. The goroutine wakes the loop when done, and readFrames serves the frame again.
+func (ss *session) park(name string) {
+	ss.parked = true
+	e := ss.srv.e
+	go func() {
+		ss.created.Store(&createResult{name: name, err: autoCreate(e, name)})
+		ss.wakeLoop()
+	}()
+}
+
+// createFailed reports, once, why the creation of name for the frame served again failed.
+func (ss *session) createFailed(name string) error {
+	if ss.createErr == nil || ss.createName != name {
+		return nil
+	}
+	err := ss.createErr
+	ss.createErr, ss.createName = nil, ""
+	return err
+}
+
 // readFrames serves every whole frame in gnet's inbound buffer. Until the handshake is complete a
 // frame may be at most MaxPreAuthFrame: the limit is checked from the header, before the body is
 // waited for, so an unauthenticated peer never makes the broker hold more than that for it.
 func (ss *session) readFrames() {
 	c := ss.c
-	for !ss.dead {
+	if ss.parked {
+		r := ss.created.Swap(nil)
+		if r == nil {
+			return // the creation is still running
+		}
+		ss.parked, ss.createName, ss.createErr = false, r.name, r.err
+	}
+	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
 		if n < wire.FrameHeaderSize {
 			return
@@ -213,6 +276,12 @@ func (ss *session) readFrames() {
 		buf, _ := c.Peek(h.Size)
 		ss.lastActive.Store(time.Now().UnixNano())
 		ss.handle(wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: buf[wire.FrameHeaderSize:]})
+		if ss.parked {
+			return // the frame stays buffered until its topic exists
+		}
+		if ss.createName != "" {
+			ss.createName, ss.createErr = "", nil // the frame served again has had its answer
+		}
 		_, _ = c.Discard(h.Size)
 		if !ss.established && ss.handshaken && ss.authed && !ss.dead {
 			ss.establish()
@@ -263,7 +332,7 @@ func (ss *session) closeWith(code wire.Code, msg string) {
 
 // flush writes the gathered responses.
 func (ss *session) flush() {
-	if len(ss.out) == 0 {
+	if len(ss.out) == 0 || ss.closed {
 		return
 	}
 	_, _ = ss.c.Write(ss.out)
@@ -293,6 +362,9 @@ func (ss *session) serveDeliveries() {
 	maxBytes := min(ss.srv.e.Options().MaxDeliverBytes, ss.srv.opts.MaxFrame-len(ss.hdr), ss.peerMax-len(ss.hdr))
 	keep := ss.active[:0]
 	for i, s := range ss.active {
+		if ss.closed {
+			return // a write failed and gnet closed the connection
+		}
 		if ss.subs[s.ID] != s {
 			continue
 		}
@@ -343,6 +415,9 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 	ss.iov[0], ss.iov[1] = ss.hdr[:], data
 	_, err := ss.c.Writev(ss.iov[:])
 	ss.iov[1] = nil
+	if ss.closed {
+		return errPause // the write failed and closed the connection: stop delivering
+	}
 	ss.srv.e.Delivered(len(data))
 	if err == nil && ss.c.OutboundBuffered() > ss.srv.opts.MaxOutboundBytes {
 		return errPause // written; stop before the next one
@@ -374,8 +449,9 @@ func (ss *session) releaseAcks() {
 	ss.pending = keep
 }
 
-// close runs on the loop from OnClose.
+// close runs on the loop from OnClose, possibly inside a Write of onTraffic (see closed).
 func (ss *session) close() {
+	ss.closed = true
 	for id := range ss.subs {
 		ss.closeSub(id)
 	}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// TestGroupDescribeShowsOutOfRange: a committed offset beyond the partition's end (stored before the
+// broker refused such commits) is shown as out of range, not as a lag of 0 (issue 11, item 3).
+func TestGroupDescribeShowsOutOfRange(t *testing.T) {
+	var b strings.Builder
+	writeGroup(&b, &wire.GroupInfo{Name: "g", Offsets: []wire.GroupOffset{
+		{Topic: "t", Partition: 0, Committed: 1010, End: 20},
+		{Topic: "t", Partition: 1, Committed: 5, End: 20},
+	}})
+	out := b.String()
+	if !regexp.MustCompile(`(?m)^\s*t\s+0\s+1010\s+20\s+out of range\s*$`).MatchString(out) {
+		t.Errorf("partition 0 not shown out of range:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^\s*total\s+15\s*$`).MatchString(out) {
+		t.Errorf("total lag is not partition 1's 15:\n%s", out)
+	}
+}
