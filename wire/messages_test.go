@@ -163,10 +163,19 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 			if c.rest >= 0 {
 				limit = c.rest
 			}
-			if s, ok := c.msg.(*Subscribe); ok && s.Reset != ResetEarliest {
-				limit-- // without its optional last byte the body is whole
+			// A Subscribe body is also whole without its optional trailing fields (max ack pending,
+			// then reset), each left out whole.
+			whole := map[int]bool{}
+			if s, ok := c.msg.(*Subscribe); ok {
+				bare := *s
+				bare.MaxAckPending, bare.Reset = 0, ResetEarliest
+				n := len(bare.Append(nil))
+				whole[n], whole[n+4] = true, true
 			}
 			for i := range limit {
+				if whole[i] {
+					continue
+				}
 				err := c.new().Decode(bytes.Clone(b[:i]))
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("Decode of %d of %d bytes: %v, want ErrMalformed", i, len(b), err)
@@ -316,8 +325,11 @@ func TestMessageSpecifics(t *testing.T) {
 		if err := s.Decode(b); err != nil || s.Reset != ResetEarliest {
 			t.Fatalf("without the byte: %v, reset %d", err, s.Reset)
 		}
-		if err := s.Decode(append(b, byte(ResetLatest))); err != nil || s.Reset != ResetLatest {
+		if err := s.Decode(append(b, 0, 0, 0, 0, byte(ResetLatest))); err != nil || s.Reset != ResetLatest || s.MaxAckPending != 0 {
 			t.Fatalf("with it: %v, reset %d", err, s.Reset)
+		}
+		if err := s.Decode(append(b, byte(ResetLatest))); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("a lone reset byte without max ack pending: %v, want ErrMalformed", err)
 		}
 	})
 	// Every enum and index is checked at decode (issue 11, item 13): these bodies parse but name a
