@@ -45,6 +45,11 @@ type config struct {
 	MaxFrame       int
 	MaxConns       int
 	IdleTimeout    time.Duration
+	// MaxSubsPerConn, MaxSubsPerPrincipal, MaxOutboundTotal and InboxGrace: 0 takes the server's default.
+	MaxSubsPerConn      int
+	MaxSubsPerPrincipal int
+	MaxOutboundTotal    int
+	InboxGrace          time.Duration
 	Tokens         []string // "token=principal"
 	ACL            []string // "principal:actions:topic"
 	LogLevel       string
@@ -87,6 +92,10 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxFrame, "max-frame", 0, "largest frame accepted (default 16 MiB)")
 	fs.IntVar(&cfg.MaxConns, "max-connections", 0, "connection limit (default 10000)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "close connections silent for this long (default 2m)")
+	fs.IntVar(&cfg.MaxSubsPerConn, "max-subscriptions-per-connection", 0, "subscriptions one connection may hold (default 1000)")
+	fs.IntVar(&cfg.MaxSubsPerPrincipal, "max-subscriptions-per-principal", 0, "subscriptions one authenticated principal may hold (default 10000)")
+	fs.IntVar(&cfg.MaxOutboundTotal, "max-outbound-total", 0, "bytes held unsent for all connections together (default 32 MiB)")
+	fs.DurationVar(&cfg.InboxGrace, "inbox-grace", 0, "how long a reply inbox outlives its owner's connection (default 10s)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern; repeatable; any rule turns ACLs on")
@@ -138,7 +147,9 @@ func run(args []string) error {
 		return err
 	}
 	sopts := server.Options{MinDurability: minDurability, Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
-		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log}
+		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log,
+		MaxSubscriptionsPerConn: cfg.MaxSubsPerConn, MaxSubscriptionsPerPrincipal: cfg.MaxSubsPerPrincipal,
+		MaxOutboundTotal: cfg.MaxOutboundTotal, InboxGrace: cfg.InboxGrace}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

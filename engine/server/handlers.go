@@ -279,12 +279,20 @@ func (ss *session) subscribe(f wire.Frame) {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription id in use"})
 		return
 	}
+	if err := ss.reserveSub(); err != nil {
+		ss.fail(f, err)
+		return
+	}
 	s, starts, err := ss.srv.e.Subscribe(m, ss)
 	if err != nil {
+		ss.releaseSub()
 		ss.fail(f, err)
 		return
 	}
 	ss.subs[m.SubID] = s
+	if isInbox(m.Topic, s.Topic().Config().Flags) {
+		ss.srv.claimInbox(ss, m.Topic, false)
+	}
 	ss.reply(f, &wire.SubscribeReply{SubID: m.SubID, Starts: starts})
 	ss.activate(s)
 }
@@ -359,7 +367,13 @@ func (ss *session) admin(f wire.Frame) {
 		if !ss.allowed(f, ActAdmin, m.Name) {
 			return
 		}
-		ss.async(f, func() error { _, err := e.CreateTopic(m); return err }, nil)
+		ss.async(f, func() error {
+			_, err := e.CreateTopic(m)
+			if err == nil && isInbox(m.Name, m.Flags) {
+				ss.srv.claimInbox(ss, m.Name, true)
+			}
+			return err
+		}, nil)
 	case wire.OpDeleteTopic:
 		var m wire.Name
 		if !ss.decode(f, &m) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,13 @@ type session struct {
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
+
+	// outCounted is this connection's share of Server.outbound: its outbound buffer as last measured
+	// by its loop (updateOutbound), in bytes. Loop-owned.
+	outCounted int64
+	// inboxesOrphaned is set when the connection closes: an inbox it creates after that starts
+	// orphaned. Guarded by Server.inboxMu.
+	inboxesOrphaned bool
 }
 
 // transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
@@ -231,7 +239,10 @@ func (ss *session) activate(s *engine.Subscription) {
 }
 
 // serveDeliveries writes what active subscriptions have, within their credit. Pending responses go
-// first so that a SubscribeReply precedes the subscription's first delivery.
+// first so that a SubscribeReply precedes the subscription's first delivery. Nothing is written while
+// the connection's outbound buffer is over its bound (outboundFull): the ticker wakes the loop to look
+// again, so a consumer that stopped reading costs at most its bound plus one delivery, however often
+// it is woken.
 func (ss *session) serveDeliveries() {
 	if len(ss.active) == 0 {
 		return
@@ -243,7 +254,10 @@ func (ss *session) serveDeliveries() {
 		if ss.subs[s.ID] != s {
 			continue
 		}
-		err := s.Deliver(maxBytes, ss.deliverFn)
+		err := errPause
+		if !ss.outboundFull() {
+			err = s.Deliver(ss.deliverBytes(maxBytes), ss.deliverFn)
+		}
 		if err == errPause {
 			// The consumer is not reading: keep the rest for when gnet has drained the buffer.
 			keep = append(keep, ss.active[i:]...)
@@ -264,6 +278,39 @@ func (ss *session) serveDeliveries() {
 	ss.active = keep
 }
 
+// lowDeliverBytes caps a delivery to a connection with an empty outbound buffer while the server's
+// outbound total is over its budget: what the socket does not take of it stays bounded.
+const lowDeliverBytes = 64 << 10
+
+// updateOutbound measures the connection's outbound buffer, folds the change into the server's
+// total and returns it in bytes. Loop only.
+func (ss *session) updateOutbound() int64 {
+	n := int64(ss.c.OutboundBuffered())
+	if d := n - ss.outCounted; d != 0 {
+		ss.srv.outbound.Add(d)
+		ss.outCounted = n
+	}
+	return n
+}
+
+// outboundFull reports whether deliveries must wait for gnet to drain the outbound buffer: it holds
+// more than MaxOutboundBytes, or it holds anything while every connection's buffers together are over
+// MaxOutboundTotal. A connection with an empty buffer may always deliver (see deliverBytes), so
+// consumers that stopped reading cannot starve one that reads.
+func (ss *session) outboundFull() bool {
+	n := ss.updateOutbound()
+	return n > int64(ss.srv.opts.MaxOutboundBytes) || (n > 0 && ss.srv.outbound.Load() > int64(ss.srv.opts.MaxOutboundTotal))
+}
+
+// deliverBytes is the most one delivery may carry now: maxBytes, or lowDeliverBytes while the
+// server's outbound total is over its budget.
+func (ss *session) deliverBytes(maxBytes int) int {
+	if ss.srv.outbound.Load() > int64(ss.srv.opts.MaxOutboundTotal) {
+		return min(maxBytes, lowDeliverBytes)
+	}
+	return maxBytes
+}
+
 // writeDelivery sends one Deliver frame: header from the session's scratch, batches straight out of
 // the segment mapping. gnet writes them with writev, or copies what the socket did not take into its
 // outbound buffer before returning, so data need not outlive the call.
@@ -275,7 +322,7 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 	_, err := ss.c.Writev(ss.iov[:])
 	ss.iov[1] = nil
 	ss.srv.e.Delivered(len(data))
-	if err == nil && ss.c.OutboundBuffered() > ss.srv.opts.MaxOutboundBytes {
+	if err == nil && ss.outboundFull() {
 		return errPause // written; stop before the next one
 	}
 	return err
@@ -288,7 +335,44 @@ func (ss *session) closeSub(id uint32) {
 	if s := ss.subs[id]; s != nil {
 		s.Close()
 		delete(ss.subs, id)
+		ss.releaseSub()
 	}
+}
+
+// errTooManySubs refuses a subscribe past the connection's or the principal's subscription cap.
+var errTooManySubs = errors.New("server: too many subscriptions")
+
+// reserveSub takes one subscription slot for the connection and its principal, or reports why not
+// (a CodeThrottled error for the subscribe; the connection stays open). A slot taken is given back
+// by releaseSub when the subscription closes, or by the caller when the subscribe then fails.
+func (ss *session) reserveSub() error {
+	if len(ss.subs) >= ss.srv.opts.MaxSubscriptionsPerConn {
+		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d on this connection", errTooManySubs, len(ss.subs))}
+	}
+	if ss.principal == "" {
+		return nil
+	}
+	srv := ss.srv
+	srv.subMu.Lock()
+	defer srv.subMu.Unlock()
+	if n := srv.principalSubs[ss.principal]; n >= srv.opts.MaxSubscriptionsPerPrincipal {
+		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d for principal %q", errTooManySubs, n, ss.principal)}
+	}
+	srv.principalSubs[ss.principal]++
+	return nil
+}
+
+// releaseSub gives back the principal's slot taken by reserveSub (the connection's is len(ss.subs)).
+func (ss *session) releaseSub() {
+	if ss.principal == "" {
+		return
+	}
+	srv := ss.srv
+	srv.subMu.Lock()
+	if srv.principalSubs[ss.principal]--; srv.principalSubs[ss.principal] <= 0 {
+		delete(srv.principalSubs, ss.principal)
+	}
+	srv.subMu.Unlock()
 }
 
 // releaseAcks answers the fsync-level produces now covered by their partition's synced offset.
@@ -314,5 +398,8 @@ func (ss *session) close() {
 		p.Unwatch(ss)
 	}
 	ss.pending = nil
+	ss.srv.orphanInboxes(ss)
+	ss.srv.outbound.Add(-ss.outCounted)
+	ss.outCounted = 0
 	ss.inbox.Close()
 }
