@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -98,4 +104,235 @@ func TestManyStalledConsumersKeepMemoryBounded(t *testing.T) {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}
+}
+
+// readFrame reads one whole frame from conn, failing the test after 20 s.
+func readFrame(t *testing.T, conn net.Conn) wire.Frame {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	hb := make([]byte, wire.FrameHeaderSize)
+	if _, err := io.ReadFull(conn, hb); err != nil {
+		t.Fatalf("reading a frame header from %v: %v", conn.LocalAddr(), err)
+	}
+	h, err := wire.ParseFrameHeader(hb, wire.DefaultMaxFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, h.Size-wire.FrameHeaderSize)
+	if _, err := io.ReadFull(conn, body); err != nil {
+		t.Fatalf("reading a frame body: %v", err)
+	}
+	return wire.Frame{Op: h.Op, Flags: h.Flags, Corr: h.Corr, Body: body}
+}
+
+// answers reads frames until it has the answer to each correlation id in [first, last] and returns
+// the error code of each (CodeOK for a success), skipping deliveries.
+func answers(t *testing.T, conn net.Conn, first, last uint32) map[uint32]wire.Code {
+	t.Helper()
+	got := map[uint32]wire.Code{}
+	for len(got) < int(last-first+1) {
+		f := readFrame(t, conn)
+		if f.Flags&wire.FlagResponse == 0 || f.Corr < first || f.Corr > last {
+			continue
+		}
+		if f.Op == wire.OpError {
+			var e wire.ErrorBody
+			if err := e.Decode(f.Body); err != nil {
+				t.Fatal(err)
+			}
+			got[f.Corr] = e.Code
+			continue
+		}
+		got[f.Corr] = wire.CodeOK
+	}
+	return got
+}
+
+// subscribeMany sends n subscribes of topic with subscription ids and correlation ids from base on
+// conn, then a ping, and returns the answers to the subscribes and whether the ping was answered.
+func subscribeMany(t *testing.T, conn net.Conn, topic string, base uint32, n int) map[uint32]wire.Code {
+	t.Helper()
+	var req []byte
+	for i := 0; i < n; i++ {
+		req = subscribeFrame(base+uint32(i), wire.Subscribe{SubID: base + uint32(i), Topic: topic, Partition: 0,
+			Start: wire.StartLatest, Credit: 1 << 20})(req)
+	}
+	req, start := wire.BeginFrame(req, wire.OpPing, 0, base+uint32(n))
+	req = wire.EndFrame((&wire.Ping{Nonce: 1}).Append(req), start)
+	if _, err := conn.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	return answers(t, conn, base, base+uint32(n))
+}
+
+// TestSubscriptionsCappedPerConnectionAndPrincipal: a connection cannot open more than its cap of
+// subscriptions (default 1000), nor a principal more than its cap across connections; the refused
+// subscribe answers CodeThrottled and the connection carries on (the ping after it is answered).
+func TestSubscriptionsCappedPerConnectionAndPrincipal(t *testing.T) {
+	b := startBroker(t, t.TempDir(), "--max-subscriptions-per-principal", "1500")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(b.log())
+		}
+	})
+	c := dialBroker(t, b)
+	createTopic(t, c, "subs", 1)
+
+	conn := rawSession(t, b)
+	got := subscribeMany(t, conn, "subs", 2, 1200)
+	ok, throttled := 0, 0
+	for corr, code := range got {
+		switch {
+		case corr == 2+1200 && code != wire.CodeOK:
+			t.Fatalf("ping after the refused subscribes answered %v", code)
+		case corr == 2+1200:
+		case code == wire.CodeOK:
+			ok++
+		case code == wire.CodeThrottled:
+			throttled++
+		default:
+			t.Fatalf("subscribe %d answered %v", corr, code)
+		}
+	}
+	if ok != 1000 || throttled != 200 {
+		t.Fatalf("one connection: %d subscribes accepted and %d throttled, want 1000 and 200", ok, throttled)
+	}
+
+	// With authentication, alice's two connections share her 1500.
+	b2 := startBroker(t, t.TempDir(), "--max-subscriptions-per-principal", "1500", "--token", "secret=alice")
+	admin, err := client.Dial(context.Background(), b2.addr, client.WithAuthToken("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	createTopic(t, admin, "subs", 1)
+	auth := func(req []byte) []byte {
+		req, start := wire.BeginFrame(req, wire.OpAuth, 0, 1)
+		return wire.EndFrame((&wire.Auth{Mechanism: "token", Payload: []byte("secret")}).Append(req), start)
+	}
+	accepted := 0
+	defer func() {
+		if t.Failed() {
+			t.Log(b2.log())
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		conn := rawSession(t, b2, auth)
+		for corr, code := range subscribeMany(t, conn, "subs", 2, 1000) {
+			if corr != 2+1000 && code == wire.CodeOK {
+				accepted++
+			} else if corr != 2+1000 && code != wire.CodeThrottled {
+				t.Fatalf("subscribe %d answered %v", corr, code)
+			}
+		}
+	}
+	if accepted != 1500 {
+		t.Fatalf("principal alice holds %d subscriptions over two connections, cap 1500", accepted)
+	}
+}
+
+// TestReplyInboxesOfDeadClientsAreDeleted: requesters whose connections die (closed without a word,
+// as a SIGKILLed process's are) leave no inbox topic and no memory segment behind once the grace
+// period has passed; a requester that is still connected keeps its inbox.
+func TestReplyInboxesOfDeadClientsAreDeleted(t *testing.T) {
+	b := startBroker(t, t.TempDir(), "--inbox-grace", "1s")
+	c := dialBroker(t, b)
+	createTopic(t, c, "rpc", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// A responder answers every request.
+	resp, err := c.Subscribe(ctx, "rpc", client.WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Close(ctx)
+	go func() {
+		for {
+			m, err := resp.Next(ctx)
+			if err != nil {
+				return
+			}
+			_ = c.Reply(ctx, m, client.Record{Value: []byte("pong")})
+		}
+	}()
+
+	live := dialBroker(t, b)
+	if _, err := live.Request(ctx, "rpc", client.Record{Value: []byte("ping")}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		// The dead requesters are raw connections doing what client.Request does, then dropped.
+		name := fmt.Sprintf("%sdead%02d", server.InboxPrefix, i)
+		conn := rawSession(t, b, func(req []byte) []byte {
+			req, start := wire.BeginFrame(req, wire.OpCreateTopic, 0, 2)
+			return wire.EndFrame((&wire.TopicConfig{Name: name, Partitions: 1, Flags: wire.TopicMemory}).Append(req), start)
+		})
+		if got := answers(t, conn, 2, 2); got[2] != wire.CodeOK {
+			t.Fatalf("creating inbox %s: %v", name, got[2])
+		}
+		if _, err := conn.Write(subscribeFrame(3, wire.Subscribe{SubID: 1, Topic: name, Partition: 0, Start: wire.StartEarliest, Credit: 1 << 20})(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if got := answers(t, conn, 3, 3); got[3] != wire.CodeOK {
+			t.Fatalf("subscribing to inbox %s: %v", name, got[3])
+		}
+		conn.(*net.TCPConn).SetLinger(0) // a reset, as the kernel sends for a killed process
+		conn.Close()
+	}
+	inboxes := func() []string {
+		topics, err := c.ListTopics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tp := range topics {
+			if strings.HasPrefix(tp.Name, server.InboxPrefix) {
+				names = append(names, tp.Name)
+			}
+		}
+		return names
+	}
+	// The live requester and the responder (Reply produces through its client's requester) keep
+	// theirs.
+	if names := inboxes(); len(names) != 12 {
+		t.Fatalf("inboxes before the grace period: %v", names)
+	}
+	segments := func() []string {
+		left, _ := filepath.Glob(filepath.Join(b.memoryDir(t), server.InboxPrefix+"dead*"))
+		return left
+	}
+	if len(segments()) != 10 {
+		t.Fatalf("memory segments of the dead inboxes before the grace period: %v", segments())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for (len(inboxes()) > 2 || len(segments()) > 0) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if names := inboxes(); len(names) != 2 || strings.Contains(strings.Join(names, ","), "dead") {
+		t.Fatalf("inboxes left 20 s after their owners died (grace 1 s): %v", names)
+	}
+	// The live requester's inbox still works, and no dead inbox left memory segments behind.
+	if _, err := live.Request(ctx, "rpc", client.Record{Value: []byte("ping")}); err != nil {
+		t.Fatal(err)
+	}
+	if left := segments(); len(left) != 0 {
+		t.Fatalf("memory segments of dead inboxes left: %v", left)
+	}
+}
+
+// memoryDir is where the broker keeps memory-only topics: engine.Options' default for its data
+// directory.
+func (b *broker) memoryDir(t *testing.T) string {
+	t.Helper()
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		return filepath.Join(b.data, "memory")
+	}
+	abs, err := filepath.Abs(b.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(abs))
+	return filepath.Join("/dev/shm", fmt.Sprintf("sluice-%016x", h.Sum64()))
 }
