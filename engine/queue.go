@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"errors"
 	"container/heap"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"

@@ -45,11 +45,6 @@ type config struct {
 	MaxFrame       int
 	MaxConns       int
 	IdleTimeout    time.Duration
-	// MaxSubsPerConn, MaxSubsPerPrincipal, MaxOutboundTotal and InboxGrace: 0 takes the server's default.
-	MaxSubsPerConn      int
-	MaxSubsPerPrincipal int
-	MaxOutboundTotal    int
-	InboxGrace          time.Duration
 	Tokens         []string // "token=principal"
 	ACL            []string // "principal:actions:topic"
 	LogLevel       string
@@ -59,6 +54,12 @@ type config struct {
 	TLSListen      string
 	TLSCert        string
 	TLSKey         string
+
+	// MaxSubsPerConn, MaxSubsPerPrincipal, MaxOutboundTotal and InboxGrace: 0 takes the server's default.
+	MaxSubsPerConn      int
+	MaxSubsPerPrincipal int
+	MaxOutboundTotal    int
+	InboxGrace          time.Duration
 }
 
 type listFlag []string
