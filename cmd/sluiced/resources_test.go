@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -335,4 +340,231 @@ func (b *broker) memoryDir(t *testing.T) string {
 	h := fnv.New64a()
 	h.Write([]byte(abs))
 	return filepath.Join("/dev/shm", fmt.Sprintf("sluice-%016x", h.Sum64()))
+}
+
+// bombBatch is a gzip batch of n empty records: a few hundred bytes on the wire that inflate to n
+// records (and, with value bytes of zeros each, n*value bytes).
+func bombBatch(t *testing.T, n, value int) []byte {
+	t.Helper()
+	b := wire.NewBatchBuilder(n*(value+16) + 1024)
+	v := make([]byte, value)
+	for range n {
+		b.Append(nil, v, nil, 1700000000000)
+	}
+	plain, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hdr = 61 // the v2 batch header; the records follow
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	zw.Write(plain[hdr:])
+	zw.Close()
+	out := append(append([]byte(nil), plain[:hdr]...), z.Bytes()...)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))     // batch length
+	binary.BigEndian.PutUint16(out[21:], uint16(wire.CodecGzip)) // attributes: gzip
+	binary.BigEndian.PutUint32(out[17:], wire.BatchCRC(out))
+	return out
+}
+
+// produceFrame appends a Produce request of batch to topic's partition 0.
+func produceFrame(corr uint32, topic string, batch []byte) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b, start := wire.BeginFrame(b, wire.OpProduce, 0, corr)
+		return wire.EndFrame((&wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte(topic), Batches: batch}).Append(b), start)
+	}
+}
+
+// discard reads and drops whatever conn receives until it is closed.
+func discard(conn net.Conn) { go io.Copy(io.Discard, conn) }
+
+// TestResourceSoak runs every hostile client together against one broker while a good producer and
+// consumer carry on: pre-authentication partial frames, connections opening thousands of
+// subscriptions, queue members that read and never ack, decompression bombs, and consumers that
+// grant credit and stop reading. The broker's anonymous RSS stays under the documented bound the
+// whole time, and the good consumer receives every record the good producer was acknowledged for.
+// 20 s here; SLUICE_SOAK=1 (make soak) runs it for 5 minutes.
+func TestResourceSoak(t *testing.T) {
+	run := 20 * time.Second
+	if os.Getenv("SLUICE_SOAK") != "" {
+		run = 5 * time.Minute
+	}
+	b := startBroker(t, t.TempDir(), "--token", "good=alice", "--retention-bytes", "134217728")
+	ctx, cancel := context.WithTimeout(context.Background(), run+3*time.Minute)
+	defer cancel()
+	c, err := client.Dial(ctx, b.addr, client.WithAuthToken("good"), client.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, tp := range []struct {
+		name  string
+		parts uint32
+	}{{"good", 2}, {"flood", 2}, {"work", 1}, {"subs", 1}} {
+		createTopic(t, c, tp.name, tp.parts)
+	}
+	auth := func(req []byte) []byte {
+		req, start := wire.BeginFrame(req, wire.OpAuth, 0, 1)
+		return wire.EndFrame((&wire.Auth{Mechanism: "token", Payload: []byte("good")}).Append(req), start)
+	}
+	hostileCtx, stopHostile := context.WithTimeout(ctx, run)
+	defer stopHostile()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopHostile()
+
+	// Pre-authentication partial frames: a header announcing 16 MiB and part of the body, or three
+	// bytes of a header, and then nothing.
+	for i := range 32 {
+		conn, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		partial := []byte{0, 0}
+		if i%2 == 0 {
+			partial = binary.BigEndian.AppendUint32(nil, wire.DefaultMaxFrame-4)
+			partial = append(partial, byte(wire.OpHello), 0, 0, 0, 0, 1)
+			partial = append(partial, make([]byte, 256<<10)...)
+		}
+		if _, err := conn.Write(partial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Many subscriptions: four connections of the same principal ask for 5,000 each.
+	for range 4 {
+		conn := rawSession(t, b, auth)
+		discard(conn)
+		var req []byte
+		for i := range 5000 {
+			req = subscribeFrame(uint32(2+i), wire.Subscribe{SubID: uint32(1 + i), Topic: "subs", Partition: 0,
+				Start: wire.StartLatest, Credit: 1 << 20})(req)
+		}
+		if _, err := conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Never-acking queue members, asking to hold 2^31 records each, reading everything.
+	for i := range 4 {
+		conn := rawSession(t, b, auth, subscribeFrame(2, wire.Subscribe{SubID: 1, Topic: "work", Partition: -1,
+			Group: "hoarders", Mode: wire.ModeQueue, Start: wire.StartEarliest, Credit: 1<<32 - 1,
+			AckTimeoutMs: uint32(time.Hour.Milliseconds()), MaxAckPending: 1 << 31}))
+		if i%2 == 0 {
+			discard(conn)
+		} // the others stall as well
+	}
+	// Stalled consumers of the flood.
+	for range 8 {
+		rawSession(t, b, auth, subscribeFrame(2, wire.Subscribe{SubID: 1, Topic: "flood", Partition: -1,
+			Start: wire.StartEarliest, Credit: 1<<32 - 1}))
+	}
+	// Decompression bombs into the work queue and the flood, every 250 ms.
+	bombs := [][]byte{bombBatch(t, 200_000, 0), bombBatch(t, 1, 32<<20)}
+	bomber := rawSession(t, b, auth)
+	discard(bomber)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := uint32(0); hostileCtx.Err() == nil; i++ {
+			bomb := bombs[i%2]
+			topic := []string{"work", "flood"}[i/2%2]
+			if _, err := bomber.Write(produceFrame(2+i, topic, bomb)(nil)); err != nil {
+				return
+			}
+			select {
+			case <-hostileCtx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	// Producers feeding the flood (4 KiB records, 2 MiB/s after a 64 MiB burst) and the work queue.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		flood, _ := c.Producer("flood", client.WithDurability(wire.DurabilityWritten), client.WithMaxBatchBytes(256<<10))
+		work, _ := c.Producer("work", client.WithDurability(wire.DurabilityWritten))
+		value := []byte(strings.Repeat("m", 4096))
+		for i := 0; hostileCtx.Err() == nil; i++ {
+			if flood.Produce(hostileCtx, client.Record{Value: value}, nil) != nil {
+				return
+			}
+			if i%8 == 0 && work.Produce(hostileCtx, client.Record{Value: value[:1024]}, nil) != nil {
+				return
+			}
+			if i > 16<<10 && i%512 == 0 {
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+
+	// The good pair: every record acknowledged to the producer reaches the consumer, in order per
+	// partition.
+	cons, err := c.Subscribe(ctx, "good", client.WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	var mu sync.Mutex
+	received := map[string]int{}
+	consErr := make(chan error, 1)
+	go func() {
+		last := map[int32]int64{}
+		for {
+			m, err := cons.Next(ctx)
+			if err != nil {
+				consErr <- err
+				return
+			}
+			if prev, ok := last[m.Partition]; ok && m.Offset != prev+1 {
+				consErr <- fmt.Errorf("partition %d: offset %d after %d", m.Partition, m.Offset, prev)
+				return
+			}
+			last[m.Partition] = m.Offset
+			mu.Lock()
+			received[string(m.Value)]++
+			mu.Unlock()
+		}
+	}()
+	prod, err := c.Producer("good", client.WithDurability(wire.DurabilityWritten))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peak int64
+	acked := 0
+	for i := 0; hostileCtx.Err() == nil; i++ {
+		if _, err := prod.Publish(ctx, client.Record{Key: []byte(keyOf(i)), Value: []byte(valueOf(i))}); err != nil {
+			t.Fatalf("good record %d: %v", i, err)
+		}
+		acked++
+		if i%50 == 0 {
+			peak = max(peak, rssAnon(t, b.cmd.Process.Pid))
+		}
+	}
+	peak = max(peak, rssAnon(t, b.cmd.Process.Pid))
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := len(received)
+		mu.Unlock()
+		if n == acked {
+			break
+		}
+		select {
+		case err := <-consErr:
+			t.Fatalf("good consumer after %d of %d records: %v", n, acked, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("good consumer has %d of the %d records acknowledged to the good producer", n, acked)
+		}
+	}
+	for i := 0; i < acked; i++ {
+		if received[valueOf(i)] != 1 {
+			t.Fatalf("good record %d received %d times", i, received[valueOf(i)])
+		}
+	}
+	peak = max(peak, rssAnon(t, b.cmd.Process.Pid))
+	t.Logf("%d good records through in %v beside the hostile clients; sluiced anonymous RSS peak %d MiB", acked, run, peak>>20)
+	if peak > memoryBound {
+		t.Fatalf("sluiced anonymous RSS reached %d MiB, bound %d MiB", peak>>20, memoryBound>>20)
+	}
 }
