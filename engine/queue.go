@@ -470,9 +470,26 @@ func (qp *queuePart) decodesLocked(batch []byte, h wire.BatchHeader) bool {
 		return false
 	}
 	var r wire.Record
+	inflated := 0
 	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
 	}
-	return qp.it.Err() == nil
+	ok := qp.it.Err() == nil
+	qp.dropScratchLocked(inflated)
+	return ok
+}
+
+// scratchKeep is the most inflated record bytes a queue partition's iterator keeps its decompression
+// buffer for between batches; past it the iterator is dropped, so one large compressed batch does not
+// pin its inflated size for the life of the queue.
+const scratchKeep = 1 << 20
+
+// dropScratchLocked drops qp.it (and its decompression buffer) when the batch it last inflated
+// held more than scratchKeep bytes of keys and values.
+func (qp *queuePart) dropScratchLocked(inflated int) {
+	if inflated > scratchKeep {
+		qp.it = wire.RecordIter{}
+	}
 }
 
 // errUndecodable marks a stored batch whose records cannot be read (a decompression failure or
@@ -491,7 +508,10 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 	qp.builder.Reset()
 	first, last := int64(-1), int64(-1)
 	var r wire.Record
+	inflated := 0
+	defer func() { qp.dropScratchLocked(inflated) }()
 	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
 		if r.Offset < from || r.Offset > to {
 			continue
 		}
@@ -513,6 +533,9 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 		return nil, 0, err
 	}
 	out := append([]byte(nil), b...)
+	if len(out) > scratchKeep {
+		qp.builder = nil // do not pin a large batch's buffer
+	}
 	wire.SetBaseOffset(out, first)
 	return out, last, nil
 }

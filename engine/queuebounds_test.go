@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"runtime"
 	"testing"
@@ -105,5 +107,64 @@ func TestWorkQueueSweepIgnoresUnexpired(t *testing.T) {
 	t.Logf("one sweep with 100,000 records pending: %v", per)
 	if per > 2*time.Millisecond {
 		t.Fatalf("one sweep with 100,000 records pending took %v: it scans what has not expired", per)
+	}
+}
+
+// gzipBatch is a gzip batch of n records with value bytes of zeros each.
+func gzipBatch(t *testing.T, n, value int) []byte {
+	t.Helper()
+	b := wire.NewBatchBuilder(n*(value+16) + 1024)
+	v := make([]byte, value)
+	for range n {
+		b.Append(nil, v, nil, 1700000000000)
+	}
+	plain, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hdr = 61 // the v2 batch header; the records follow
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(plain[hdr:])
+	zw.Close()
+	out := append(append([]byte(nil), plain[:hdr]...), z.Bytes()...)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint16(out[21:], uint16(wire.CodecGzip))
+	binary.BigEndian.PutUint32(out[17:], wire.BatchCRC(out))
+	return out
+}
+
+// TestWorkQueueLargeInflateNotPinned: a queue partition that inflates a large compressed batch to
+// check or re-encode it does not keep the inflated buffer for the rest of its life.
+func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	appendRaw(t, e, "q", gzipBatch(t, 1, 6<<20))
+	appendRaw(t, e, "q", gzipBatch(t, 4, 3<<19))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	spec := queueSpec(time.Hour, 5)
+	spec.MaxAckPending = 2 // the second batch is re-encoded, two of its records at a time
+	l, err := e.SubscribeLocal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, offs, _, ok := takeRecords(t, l, 5*time.Second); !ok || len(offs) != 1 {
+		t.Fatalf("first delivery %v, want the large record", offs)
+	}
+	if err := l.Ack(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, offs, _, ok := takeRecords(t, l, 5*time.Second); !ok || len(offs) != 2 {
+		t.Fatalf("second delivery %v, want two records", offs)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 5<<20 {
+		t.Fatalf("the heap kept %d MiB after the queue inflated a 6 MiB batch and re-encoded a 3 MiB one", grew>>20)
 	}
 }
