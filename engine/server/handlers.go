@@ -279,13 +279,13 @@ func (ss *session) subscribe(f wire.Frame) {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription id in use"})
 		return
 	}
-	if err := ss.reserveSub(); err != nil {
+	if err := ss.reserveSub(m.SubID); err != nil {
 		ss.fail(f, err)
 		return
 	}
 	s, starts, err := ss.srv.e.Subscribe(m, ss)
 	if err != nil {
-		ss.releaseSub()
+		ss.releaseSub(m.SubID)
 		ss.fail(f, err)
 		return
 	}

@@ -66,6 +66,9 @@ type session struct {
 	// outCounted is this connection's share of Server.outbound: its outbound buffer as last measured
 	// by its loop (updateOutbound), in bytes. Loop-owned.
 	outCounted int64
+	// subPrincipal maps each subscription counted against a principal's cap to that principal (a
+	// connection may authenticate again as another). Loop-owned.
+	subPrincipal map[uint32]string
 	// inboxesOrphaned is set when the connection closes: an inbox it creates after that starts
 	// orphaned. Guarded by Server.inboxMu.
 	inboxesOrphaned bool
@@ -335,17 +338,18 @@ func (ss *session) closeSub(id uint32) {
 	if s := ss.subs[id]; s != nil {
 		s.Close()
 		delete(ss.subs, id)
-		ss.releaseSub()
+		ss.releaseSub(id)
 	}
 }
 
 // errTooManySubs refuses a subscribe past the connection's or the principal's subscription cap.
 var errTooManySubs = errors.New("server: too many subscriptions")
 
-// reserveSub takes one subscription slot for the connection and its principal, or reports why not
-// (a CodeThrottled error for the subscribe; the connection stays open). A slot taken is given back
-// by releaseSub when the subscription closes, or by the caller when the subscribe then fails.
-func (ss *session) reserveSub() error {
+// reserveSub takes one subscription slot, for subscription id, on the connection and for its
+// principal, or reports why not (a CodeThrottled error for the subscribe; the connection stays open).
+// A slot taken is given back by releaseSub when the subscription closes, or by the caller when the
+// subscribe then fails.
+func (ss *session) reserveSub(id uint32) error {
 	if len(ss.subs) >= ss.srv.opts.MaxSubscriptionsPerConn {
 		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d on this connection", errTooManySubs, len(ss.subs))}
 	}
@@ -359,18 +363,25 @@ func (ss *session) reserveSub() error {
 		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d for principal %q", errTooManySubs, n, ss.principal)}
 	}
 	srv.principalSubs[ss.principal]++
+	if ss.subPrincipal == nil {
+		ss.subPrincipal = map[uint32]string{}
+	}
+	ss.subPrincipal[id] = ss.principal
 	return nil
 }
 
-// releaseSub gives back the principal's slot taken by reserveSub (the connection's is len(ss.subs)).
-func (ss *session) releaseSub() {
-	if ss.principal == "" {
+// releaseSub gives back the principal's slot reserveSub took for subscription id (the connection's
+// is len(ss.subs)), to the principal it was counted against.
+func (ss *session) releaseSub(id uint32) {
+	principal, ok := ss.subPrincipal[id]
+	if !ok {
 		return
 	}
+	delete(ss.subPrincipal, id)
 	srv := ss.srv
 	srv.subMu.Lock()
-	if srv.principalSubs[ss.principal]--; srv.principalSubs[ss.principal] <= 0 {
-		delete(srv.principalSubs, ss.principal)
+	if srv.principalSubs[principal]--; srv.principalSubs[principal] <= 0 {
+		delete(srv.principalSubs, principal)
 	}
 	srv.subMu.Unlock()
 }
