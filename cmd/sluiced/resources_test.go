@@ -317,6 +317,19 @@ func TestReplyInboxesOfDeadClientsAreDeleted(t *testing.T) {
 	if names := inboxes(); len(names) != 2 || strings.Contains(strings.Join(names, ","), "dead") {
 		t.Fatalf("inboxes left 20 s after their owners died (grace 1 s): %v", names)
 	}
+	// A late reply to a dead inbox does not bring it back as an ordinary topic (auto-creation is on).
+	late, err := c.Producer(server.InboxPrefix+"dead00", client.WithDurability(wire.DurabilityWritten))
+	if err == nil {
+		lateCtx, lateCancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = late.Publish(lateCtx, client.Record{Value: []byte("late")})
+		lateCancel()
+	}
+	if err == nil {
+		t.Fatal("a reply to a deleted inbox was accepted")
+	}
+	if names := inboxes(); len(names) != 2 {
+		t.Fatalf("inboxes after a late reply: %v", names)
+	}
 	// The live requester's inbox still works, and no dead inbox left memory segments behind.
 	if _, err := live.Request(ctx, "rpc", client.Record{Value: []byte("ping")}); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"errors"
 	"strings"
 	"time"
 
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -15,7 +17,7 @@ import (
 
 // InboxPrefix starts the name of every reply inbox. A memory-only topic with this prefix is owned by
 // the connection that created it and deleted after its owner is gone.
-const InboxPrefix = "_inbox."
+const InboxPrefix = engine.InboxPrefix
 
 // inbox is one reply inbox's ownership. Guarded by Server.inboxMu.
 type inbox struct {
@@ -81,7 +83,9 @@ func (s *Server) expireInbox(name string, t *time.Timer) {
 	}
 	delete(s.inboxes, name)
 	s.inboxMu.Unlock()
-	if err := s.e.DeleteTopic(name); err != nil {
+	if err := s.e.DeleteTopic(name); errors.Is(err, wire.CodeUnknownTopic) {
+		return // deleted by a client meanwhile
+	} else if err != nil {
 		s.log.Warn("deleting an orphaned reply inbox", "topic", name, "err", err)
 		return
 	}
