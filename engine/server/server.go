@@ -139,8 +139,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("server: MaxFrame %d below %d", o.MaxFrame, wire.MinMaxFrame)
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
-	case o.MaxSubscriptionsPerConn < 1 || o.MaxSubscriptionsPerPrincipal < 1:
-		return errors.New("server: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal must be positive")
+	case o.MaxSubscriptionsPerConn < 1 || o.MaxSubscriptionsPerPrincipal < 1 || o.MaxOutboundTotal < 1 || o.InboxGrace < 0:
+		return errors.New("server: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative")
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
 		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
 	}
