@@ -581,3 +581,61 @@ func TestResourceSoak(t *testing.T) {
 		t.Fatalf("sluiced anonymous RSS reached %d MiB, bound %d MiB", peak>>20, memoryBound>>20)
 	}
 }
+
+// TestReplyInboxSurvivesReconnect: a client that reconnects and resubscribes to its inbox keeps it,
+// whether its new connection subscribes after the old one is gone or before the broker has seen it
+// go; once the last of them is gone, the inbox is deleted after the grace period.
+func TestReplyInboxSurvivesReconnect(t *testing.T) {
+	b := startBroker(t, t.TempDir(), "--inbox-grace", "1s")
+	c := dialBroker(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const name = server.InboxPrefix + "reconnecting"
+	create := func(req []byte) []byte {
+		req, start := wire.BeginFrame(req, wire.OpCreateTopic, 0, 2)
+		return wire.EndFrame((&wire.TopicConfig{Name: name, Partitions: 1, Flags: wire.TopicMemory}).Append(req), start)
+	}
+	subscribe := subscribeFrame(3, wire.Subscribe{SubID: 1, Topic: name, Partition: 0, Start: wire.StartEarliest, Credit: 1 << 20})
+	exists := func() bool {
+		topics, err := c.ListTopics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tp := range topics {
+			if tp.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	first := rawSession(t, b, create)
+	if got := answers(t, first, 2, 2); got[2] != wire.CodeOK {
+		t.Fatalf("creating the inbox: %v", got[2])
+	}
+	// The second connection subscribes while the first is still open, then the first goes.
+	second := rawSession(t, b, subscribe)
+	if got := answers(t, second, 3, 3); got[3] != wire.CodeOK {
+		t.Fatalf("resubscribing: %v", got[3])
+	}
+	first.Close()
+	time.Sleep(2500 * time.Millisecond) // more than the grace period: the inbox must still be there
+	if !exists() {
+		t.Fatal("the inbox was deleted while a reconnected client held it")
+	}
+	// The third subscribes after the second is gone, within the grace period.
+	second.Close()
+	third := rawSession(t, b, subscribe)
+	if got := answers(t, third, 3, 3); got[3] != wire.CodeOK {
+		t.Fatalf("resubscribing: %v", got[3])
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if !exists() {
+		t.Fatal("the inbox was deleted while a reconnected client held it")
+	}
+	third.Close()
+	for deadline := time.Now().Add(20 * time.Second); exists(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the inbox outlived its last connection by 20 s (grace 1 s)")
+		}
+	}
+}

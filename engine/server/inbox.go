@@ -23,6 +23,10 @@ const InboxPrefix = engine.InboxPrefix
 type inbox struct {
 	owner *session    // the connection that created or last claimed it; nil while orphaned
 	timer *time.Timer // set while orphaned: deletes the inbox when it fires
+	// claimants are the other open connections that subscribed to it while it had an owner (a
+	// client that reconnected before the broker saw its old connection go): the first of them
+	// still open becomes the owner when the owner closes.
+	claimants map[*session]struct{}
 }
 
 // isInbox reports whether a topic named name with flags is a reply inbox.
@@ -31,7 +35,7 @@ func isInbox(name string, flags wire.TopicFlags) bool {
 }
 
 // claimInbox makes ss the owner of the inbox name: always when ss created it (created), otherwise
-// only while the inbox has no live owner. Any goroutine.
+// while the inbox has no live owner; else ss becomes a claimant. Any goroutine.
 func (s *Server) claimInbox(ss *session, name string, created bool) {
 	s.inboxMu.Lock()
 	defer s.inboxMu.Unlock()
@@ -50,6 +54,11 @@ func (s *Server) claimInbox(ss *session, name string, created bool) {
 			in.timer = nil
 		}
 		in.owner = ss
+	case in != nil && in.owner != ss && !ss.inboxesOrphaned:
+		if in.claimants == nil {
+			in.claimants = map[*session]struct{}{}
+		}
+		in.claimants[ss] = struct{}{}
 	}
 }
 
@@ -59,7 +68,17 @@ func (s *Server) orphanInboxes(ss *session) {
 	defer s.inboxMu.Unlock()
 	ss.inboxesOrphaned = true
 	for name, in := range s.inboxes {
-		if in.owner == ss {
+		delete(in.claimants, ss)
+		if in.owner != ss {
+			continue
+		}
+		in.owner = nil
+		for c := range in.claimants {
+			delete(in.claimants, c)
+			in.owner = c
+			break
+		}
+		if in.owner == nil {
 			s.orphanLocked(name, in)
 		}
 	}
