@@ -145,6 +145,11 @@ func (ss *session) onTraffic() gnet.Action {
 	if ss.dead {
 		return gnet.Close
 	}
+	if ss.updateOutbound() > 0 {
+		// Something is unsent: have the ticker bring the loop back to measure it again, so the
+		// server's outbound total does not keep a share gnet has since drained.
+		ss.blocked.Store(true)
+	}
 	return gnet.None
 }
 
