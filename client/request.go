@@ -15,7 +15,9 @@ import (
 // Request/reply over topics, as NATS does it with inboxes. A requester owns a reply inbox: a
 // memory-only topic of one partition (nothing on disk, gone when the broker restarts) named
 // "_inbox.<principal>.<random>" (wire.InboxName) after the principal the broker authenticated, so
-// that under ACLs only that principal may read it and any principal may reply to it. A
+// that under ACLs only that principal may read it and any principal may reply to it. It is deleted
+// by Close, or by the broker a grace period after the connection that created it is gone unless the
+// client has reconnected and resubscribed to it meanwhile (sluiced --inbox-grace, 10 s). A
 // request is an ordinary record carrying two headers, HeaderReplyTo (the inbox) and
 // HeaderCorrelationID; a responder consumes the request topic and answers with Reply, which produces
 // to the inbox with the same correlation id. The requester matches replies to waiting calls by it.

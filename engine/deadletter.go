@@ -67,10 +67,8 @@ func (qt *queueTable) deadLetters() {
 					break
 				}
 				qp.mu.Lock()
-				for off := dl.first; off <= dl.last; off++ {
-					if qp.dead[off] == dl {
-						delete(qp.dead, off)
-					}
+				if qp.dead[dl.first] == dl {
+					delete(qp.dead, dl.first)
 				}
 				qp.settleLocked()
 				qp.mu.Unlock()

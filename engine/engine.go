@@ -124,7 +124,9 @@ func (e *Engine) AutoCreate(name string) (*Topic, error) {
 	if err := e.failedTopic(name); err != nil {
 		return nil, err
 	}
-	if !e.opts.AutoCreateTopics {
+	if !e.opts.AutoCreateTopics || strings.HasPrefix(name, InboxPrefix) {
+		// A reply inbox is created by its requester only: a reply to one already deleted must not
+		// bring it back as an ordinary topic that nothing would ever delete.
 		return nil, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: name}
 	}
 	t, err := e.CreateTopic(wire.TopicConfig{Name: name})
@@ -133,6 +135,11 @@ func (e *Engine) AutoCreate(name string) (*Topic, error) {
 	}
 	return t, err
 }
+
+// InboxPrefix starts the name of every reply inbox (client.Request): a memory-only topic that its
+// creator's connection owns (engine/server deletes it after that connection is gone) and that is
+// never auto-created.
+const InboxPrefix = "_inbox."
 
 // TopicByName is Topic for a string name.
 func (e *Engine) TopicByName(name string) *Topic {

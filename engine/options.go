@@ -60,6 +60,14 @@ type Options struct {
 	// more until it settles some. Default 1000.
 	QueueMaxAckPending int
 
+	// QueueMaxAckPendingLimit caps what a subscription may ask for as its MaxAckPending. Default 10000.
+	QueueMaxAckPendingLimit int
+
+	// QueueMaxTracked bounds the records one work-queue partition tracks unsettled (pending with a
+	// member or due for redelivery): at the bound it dispatches nothing new from the log, only
+	// redeliveries, until records settle. Default 100000 (about 10 MiB of state per partition).
+	QueueMaxTracked int
+
 	// MemoryDir holds the segments of memory-only topics: a tmpfs directory, emptied when the engine
 	// opens. Default /dev/shm/sluice-<hash of DataDir>, or DataDir/memory when /dev/shm is absent.
 	MemoryDir string
@@ -106,6 +114,12 @@ func (o *Options) setDefaults() {
 	if o.QueueMaxAckPending == 0 {
 		o.QueueMaxAckPending = 1000
 	}
+	if o.QueueMaxAckPendingLimit == 0 {
+		o.QueueMaxAckPendingLimit = 10000
+	}
+	if o.QueueMaxTracked == 0 {
+		o.QueueMaxTracked = 100000
+	}
 	if o.MemorySegmentBytes == 0 {
 		o.MemorySegmentBytes = 8 << 20
 	}
@@ -142,6 +156,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment (SegmentBytes %d)", ErrOptions, o.MaxBatchBytes, o.SegmentBytes)
 	case o.MaxDeliverBytes < 1:
 		return fmt.Errorf("%w: MaxDeliverBytes %d", ErrOptions, o.MaxDeliverBytes)
+	case o.QueueMaxAckPendingLimit < 0 || o.QueueMaxTracked < 0:
+		return fmt.Errorf("%w: QueueMaxAckPendingLimit %d, QueueMaxTracked %d", ErrOptions, o.QueueMaxAckPendingLimit, o.QueueMaxTracked)
 	case o.QueueMaxAckPending < 0:
 		return fmt.Errorf("%w: QueueMaxAckPending %d", ErrOptions, o.QueueMaxAckPending)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:

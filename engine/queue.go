@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,7 +98,11 @@ type queuePart struct {
 	committed int64 // the floor last handed to the offset store
 	pending   map[int64]*pending
 	due       map[int64]*pending    // waiting for redelivery at deadline
-	dead      map[int64]*deadLetter // every offset of a run maps to the run; appended by the janitor
+	dead      map[int64]*deadLetter // runs by their first offset; appended by the janitor
+	// deadlines orders the visibility deadlines of pending records, earliest first, so the janitor
+	// touches only what expired: its idle cost does not grow with the pending count. Entries are not
+	// removed on settlement; one whose record is no longer pending with that deadline is skipped.
+	deadlines deadlineHeap
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
 	hdrs      []wire.Header
@@ -143,6 +149,7 @@ func (qt *queueTable) join(s *Subscription) *queue {
 	if maxPending == 0 {
 		maxPending = int64(qt.e.opts.QueueMaxAckPending)
 	}
+	maxPending = min(maxPending, int64(qt.e.opts.QueueMaxAckPendingLimit))
 	q.mu.Lock()
 	q.members[s] = &member{s: s, max: maxPending}
 	q.mu.Unlock()
@@ -276,11 +283,15 @@ func (qt *queueTable) sweep(final bool) {
 		for _, qp := range q.parts {
 			qp.mu.Lock()
 			expired := false
-			for off, pd := range qp.pending {
-				if pd.deadline <= now {
-					qp.makeDueLocked(off, pd, pd.deadline)
+			for len(qp.deadlines) > 0 && qp.deadlines[0].deadline <= now {
+				d := heap.Pop(&qp.deadlines).(deadlineEntry)
+				if pd := qp.pending[d.off]; pd != nil && pd.deadline == d.deadline {
+					qp.makeDueLocked(d.off, pd, pd.deadline)
 					expired = true
 				}
+			}
+			if cap(qp.deadlines) > 1024 && len(qp.deadlines) < cap(qp.deadlines)/4 {
+				qp.deadlines = slices.Clip(qp.deadlines) // a burst grew it: give the memory back
 			}
 			qp.mu.Unlock()
 			if expired {
@@ -323,7 +334,7 @@ func (qp *queuePart) hasWork(m *member, now int64) bool {
 	}
 	qp.mu.Lock()
 	defer qp.mu.Unlock()
-	if qp.next < qp.p.NextOffset() {
+	if qp.next < qp.p.NextOffset() && len(qp.pending)+len(qp.due) < qp.q.topic.e.opts.QueueMaxTracked {
 		return true
 	}
 	for _, pd := range qp.due {
@@ -374,9 +385,12 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 		pd.deadline, pd.m = now+timeout, m
 		m.held.Add(1)
 		qp.pending[off] = pd
+		heap.Push(&qp.deadlines, deadlineEntry{deadline: pd.deadline, off: off})
 		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: batch}, true, nil
 	}
-	for qp.next < qp.p.NextOffset() {
+	// New records only while the partition's tracked state is under its bound.
+	room = min(room, int64(qp.q.topic.e.opts.QueueMaxTracked-len(qp.pending)-len(qp.due)))
+	for room > 0 && qp.next < qp.p.NextOffset() {
 		v, err := qp.p.log.Read(qp.next, maxBytes)
 		if errors.Is(err, disk.ErrOffsetOutOfRange) && qp.next < qp.p.StartOffset() {
 			qp.next = qp.p.StartOffset() // retention removed what was never dispatched
@@ -416,6 +430,7 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 		v.Data = v.Data[:cut]
 		for off := qp.next; off < qp.next+n; off++ {
 			qp.pending[off] = &pending{deadline: deadline, deliveries: 1, m: m}
+			heap.Push(&qp.deadlines, deadlineEntry{deadline: deadline, off: off})
 		}
 		m.held.Add(n)
 		qp.next += n
@@ -439,6 +454,7 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 	}
 	for off := qp.next; off <= last; off++ {
 		qp.pending[off] = &pending{deadline: deadline, deliveries: 1, m: m}
+		heap.Push(&qp.deadlines, deadlineEntry{deadline: deadline, off: off})
 	}
 	m.held.Add(last - qp.next + 1)
 	qp.next = last + 1
@@ -455,9 +471,26 @@ func (qp *queuePart) decodesLocked(batch []byte, h wire.BatchHeader) bool {
 		return false
 	}
 	var r wire.Record
+	inflated := 0
 	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
 	}
-	return qp.it.Err() == nil
+	ok := qp.it.Err() == nil
+	qp.dropScratchLocked(inflated)
+	return ok
+}
+
+// scratchKeep is the most inflated record bytes a queue partition's iterator keeps its decompression
+// buffer for between batches; past it the iterator is dropped, so one large compressed batch does not
+// pin its inflated size for the life of the queue.
+const scratchKeep = 1 << 20
+
+// dropScratchLocked drops qp.it (and its decompression buffer) when the batch it last inflated
+// held more than scratchKeep bytes of keys and values.
+func (qp *queuePart) dropScratchLocked(inflated int) {
+	if inflated > scratchKeep {
+		qp.it = wire.RecordIter{}
+	}
 }
 
 // errUndecodable marks a stored batch whose records cannot be read (a decompression failure or
@@ -476,7 +509,10 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 	qp.builder.Reset()
 	first, last := int64(-1), int64(-1)
 	var r wire.Record
+	inflated := 0
+	defer func() { qp.dropScratchLocked(inflated) }()
 	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
 		if r.Offset < from || r.Offset > to {
 			continue
 		}
@@ -498,17 +534,18 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 		return nil, 0, err
 	}
 	out := append([]byte(nil), b...)
+	if len(out) > scratchKeep {
+		qp.builder = nil // do not pin a large batch's buffer
+	}
 	wire.SetBaseOffset(out, first)
 	return out, last, nil
 }
 
 // markDeadLocked marks the records first..last for the dead-letter topic and kicks the janitor,
-// which appends them and then settles them.
+// which appends them and then settles them. One entry per run, whatever its length: a batch that
+// claims millions of records costs what one record does.
 func (qp *queuePart) markDeadLocked(first, last int64, deliveries int, reason string) {
-	dl := &deadLetter{first: first, last: last, deliveries: deliveries, reason: reason}
-	for off := first; off <= last; off++ {
-		qp.dead[off] = dl
-	}
+	qp.dead[first] = &deadLetter{first: first, last: last, deliveries: deliveries, reason: reason}
 	select {
 	case qp.q.topic.e.queues.deadKick <- struct{}{}:
 	default:
@@ -536,6 +573,7 @@ func (qp *queuePart) settle(m *member, offsets func(i int) int64, n int, nack bo
 		delete(qp.pending, off)
 		acked = true
 	}
+	qp.dropDeadlinesLocked()
 	qp.settleLocked()
 	qp.mu.Unlock()
 	if acked {
@@ -553,8 +591,13 @@ func (qp *queuePart) settle(m *member, offsets func(i int) int64, n int, nack bo
 	return acked
 }
 
-// settleLocked advances the floor over every settled offset.
+// settleLocked advances the floor over every settled offset. A dead run holds the floor at its first
+// offset until the janitor has appended it.
 func (qp *queuePart) settleLocked() {
+	if len(qp.pending) == 0 && len(qp.due) == 0 && len(qp.dead) == 0 {
+		qp.floor = qp.next // nothing unsettled: no need to step over each offset
+		return
+	}
 	for qp.floor < qp.next {
 		if qp.pending[qp.floor] != nil || qp.due[qp.floor] != nil || qp.dead[qp.floor] != nil {
 			return
@@ -635,4 +678,38 @@ func (s *Subscription) queuePart(p int32) (*queuePart, *member, error) {
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription left its queue"}
 	}
 	return s.queue.parts[p], m, nil
+}
+
+// deadlineEntry is a pending record's visibility deadline (unix nanos) in a queuePart's heap.
+type deadlineEntry struct{ deadline, off int64 }
+
+// deadlineHeap is a min-heap of deadlines (container/heap).
+type deadlineHeap []deadlineEntry
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *deadlineHeap) Push(x any)        { *h = append(*h, x.(deadlineEntry)) }
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// dropDeadlinesLocked drops the heap entries of settled records once they outnumber the pending
+// ones (amortised O(1) a settlement), so the heap stays within twice the pending count (plus 1024).
+func (qp *queuePart) dropDeadlinesLocked() {
+	if len(qp.deadlines) <= 2*len(qp.pending)+1024 {
+		return
+	}
+	keep := qp.deadlines[:0]
+	for _, d := range qp.deadlines {
+		if pd := qp.pending[d.off]; pd != nil && pd.deadline == d.deadline {
+			keep = append(keep, d)
+		}
+	}
+	clear(qp.deadlines[len(keep):])
+	qp.deadlines = keep
+	heap.Init(&qp.deadlines)
 }

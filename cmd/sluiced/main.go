@@ -63,6 +63,11 @@ type config struct {
 	MaxUnauth        int
 	MaxUnauthPerAddr int
 	MaxPreAuthFrame  int
+	// MaxSubsPerConn, MaxSubsPerPrincipal, MaxOutboundTotal and InboxGrace: 0 takes the server's default.
+	MaxSubsPerConn      int
+	MaxSubsPerPrincipal int
+	MaxOutboundTotal    int
+	InboxGrace          time.Duration
 }
 
 type listFlag []string
@@ -104,6 +109,10 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.Var(rangeFlag[int]{&cfg.MaxUnauth, 0, math.MaxInt32}, "max-unauthenticated", "limit on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
 	fs.Var(rangeFlag[int]{&cfg.MaxUnauthPerAddr, 0, math.MaxInt32}, "max-unauthenticated-per-addr", "limit on unauthenticated connections from one IP address (default 64)")
 	fs.Var(rangeFlag[int]{&cfg.MaxPreAuthFrame, 0, math.MaxInt32}, "max-preauth-frame", "largest frame accepted before the handshake completes (default 64 KiB)")
+	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerConn, 0, math.MaxInt32}, "max-subscriptions-per-connection", "subscriptions one connection may hold (default 1000)")
+	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerPrincipal, 0, math.MaxInt32}, "max-subscriptions-per-principal", "subscriptions one authenticated principal may hold (default 10000)")
+	fs.Var(rangeFlag[int]{&cfg.MaxOutboundTotal, 0, math.MaxInt32}, "max-outbound-total", "bytes held unsent for all connections together (default 32 MiB)")
+	fs.Var(durationFlag{&cfg.InboxGrace, 0, time.Hour}, "inbox-grace", "how long a reply inbox outlives its owner's connection, at most 1h (default 10s)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
@@ -218,7 +227,9 @@ func run(args []string) error {
 	sopts := server.Options{MinDurability: minDurability, Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log,
 		HandshakeTimeout: cfg.HandshakeTimeout, MaxUnauthenticated: cfg.MaxUnauth, MaxUnauthenticatedPerAddr: cfg.MaxUnauthPerAddr,
-		MaxPreAuthFrame: cfg.MaxPreAuthFrame}
+		MaxPreAuthFrame: cfg.MaxPreAuthFrame,
+		MaxSubscriptionsPerConn: cfg.MaxSubsPerConn, MaxSubscriptionsPerPrincipal: cfg.MaxSubsPerPrincipal,
+		MaxOutboundTotal: cfg.MaxOutboundTotal, InboxGrace: cfg.InboxGrace}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

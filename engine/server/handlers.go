@@ -340,13 +340,21 @@ func (ss *session) subscribe(f wire.Frame) {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "subscription id in use"})
 		return
 	}
+	if err := ss.reserveSub(m.SubID); err != nil {
+		ss.fail(f, err)
+		return
+	}
 	s, starts, err := ss.srv.e.Subscribe(m, ss) // never creates: CodeUnknownTopic
 	if err != nil {
+		ss.releaseSub(m.SubID)
 		ss.fail(f, err)
 		return
 	}
 	ss.subs[m.SubID] = s
 	ss.topics[m.Topic] = s.Topic()
+	if isInbox(m.Topic, s.Topic().Config().Flags) {
+		ss.srv.claimInbox(ss, m.Topic, false)
+	}
 	ss.reply(f, &wire.SubscribeReply{SubID: m.SubID, Starts: starts})
 	ss.activate(s)
 }
@@ -437,7 +445,13 @@ func (ss *session) admin(f wire.Frame) {
 		if !ss.allowedCreate(f, m) {
 			return
 		}
-		ss.async(f, func() error { _, err := e.CreateTopic(m); return err }, nil)
+		ss.async(f, func() error {
+			_, err := e.CreateTopic(m)
+			if err == nil && isInbox(m.Name, m.Flags) {
+				ss.srv.claimInbox(ss, m.Name, true)
+			}
+			return err
+		}, nil)
 	case wire.OpDeleteTopic:
 		var m wire.Name
 		if !ss.decode(f, &m) {

@@ -56,6 +56,22 @@ type Options struct {
 	// consumer's socket leaves more than this queued (it granted credit but stopped reading) and
 	// resume on the next tick once it drains. Default 4 MiB.
 	MaxOutboundBytes int
+	// MaxOutboundTotal caps what gnet holds unsent for all connections together: past it, a connection
+	// with anything unsent pauses its deliveries, and one with nothing unsent delivers at most 64 KiB
+	// at a time, so consumers that stop reading cannot hold more than this between them whatever their
+	// number (docs/architecture.md, "Memory bounds"). Default 32 MiB.
+	MaxOutboundTotal int
+	// MaxSubscriptionsPerConn caps the subscriptions open on one connection; a subscribe past it is
+	// refused with CodeThrottled (the connection stays open). Default 1000.
+	MaxSubscriptionsPerConn int
+	// MaxSubscriptionsPerPrincipal caps the subscriptions one authenticated principal holds across all
+	// its connections; a subscribe past it is refused with CodeThrottled. It does not apply without
+	// authentication, where MaxSubscriptionsPerConn × MaxConnections bounds the total. Default 10000.
+	MaxSubscriptionsPerPrincipal int
+	// InboxGrace is how long a reply inbox (a memory-only topic named InboxPrefix+...) outlives the
+	// connection that created it before it is deleted, unless a connection claims it by subscribing
+	// to it meanwhile. Default 10 s.
+	InboxGrace time.Duration
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
 	// MaxPreAuthFrame is the largest frame (bytes, header included) accepted from a connection that
@@ -112,6 +128,18 @@ func (o *Options) setDefaults() {
 	if o.MaxOutboundBytes == 0 {
 		o.MaxOutboundBytes = 4 << 20
 	}
+	if o.MaxOutboundTotal == 0 {
+		o.MaxOutboundTotal = 32 << 20
+	}
+	if o.MaxSubscriptionsPerConn == 0 {
+		o.MaxSubscriptionsPerConn = 1000
+	}
+	if o.MaxSubscriptionsPerPrincipal == 0 {
+		o.MaxSubscriptionsPerPrincipal = 10000
+	}
+	if o.InboxGrace == 0 {
+		o.InboxGrace = 10 * time.Second
+	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 2 * time.Minute
 	}
@@ -143,6 +171,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("server: MaxFrame %d below %d", o.MaxFrame, wire.MinMaxFrame)
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
+	case o.MaxSubscriptionsPerConn < 1 || o.MaxSubscriptionsPerPrincipal < 1 || o.MaxOutboundTotal < 1 || o.InboxGrace < 0:
+		return errors.New("server: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative")
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
 		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
 	case o.MaxPreAuthFrame < 1<<10 || o.MaxPreAuthFrame > o.MaxFrame:
@@ -183,6 +213,18 @@ type Server struct {
 	tlsLn   net.Listener
 	tlsDone chan struct{}
 
+	subMu sync.Mutex // guards principalSubs
+	// principalSubs counts the open subscriptions of each authenticated principal; an entry is
+	// removed when its count reaches 0. Guarded by subMu.
+	principalSubs map[string]int
+
+	inboxMu sync.Mutex        // guards inboxes
+	inboxes map[string]*inbox // reply inboxes by topic name; see inbox.go
+
+	// outbound is the sum of every connection's outCounted: bytes gnet holds unsent, as last measured
+	// on each connection's loop.
+	outbound atomic.Int64
+
 	stats Stats
 }
 
@@ -205,7 +247,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
-		unauthPerAddr: map[netip.Addr]int{}}
+		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),

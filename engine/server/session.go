@@ -89,6 +89,16 @@ type session struct {
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 	closing    atomic.Bool  // closeWith has run; any goroutine
+
+	// outCounted is this connection's share of Server.outbound: its outbound buffer as last measured
+	// by its loop (updateOutbound), in bytes. Loop-owned.
+	outCounted int64
+	// subPrincipal maps each subscription counted against a principal's cap to that principal (a
+	// connection may authenticate again as another). Loop-owned.
+	subPrincipal map[uint32]string
+	// inboxesOrphaned is set when the connection closes: an inbox it creates after that starts
+	// orphaned. Guarded by Server.inboxMu.
+	inboxesOrphaned bool
 }
 
 // transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
@@ -169,6 +179,11 @@ func (ss *session) onTraffic() gnet.Action {
 	ss.flush()
 	if ss.dead {
 		return gnet.Close
+	}
+	if ss.updateOutbound() > 0 {
+		// Something is unsent: have the ticker bring the loop back to measure it again, so the
+		// server's outbound total does not keep a share gnet has since drained.
+		ss.blocked.Store(true)
 	}
 	return gnet.None
 }
@@ -353,7 +368,10 @@ func (ss *session) activate(s *engine.Subscription) {
 }
 
 // serveDeliveries writes what active subscriptions have, within their credit. Pending responses go
-// first so that a SubscribeReply precedes the subscription's first delivery.
+// first so that a SubscribeReply precedes the subscription's first delivery. Nothing is written while
+// the connection's outbound buffer is over its bound (outboundFull): the ticker wakes the loop to look
+// again, so a consumer that stopped reading costs at most its bound plus one delivery, however often
+// it is woken.
 func (ss *session) serveDeliveries() {
 	if len(ss.active) == 0 {
 		return
@@ -368,7 +386,10 @@ func (ss *session) serveDeliveries() {
 		if ss.subs[s.ID] != s {
 			continue
 		}
-		err := s.Deliver(maxBytes, ss.deliverFn)
+		err := errPause
+		if !ss.outboundFull() {
+			err = s.Deliver(ss.deliverBytes(maxBytes), ss.deliverFn)
+		}
 		if err == errPause {
 			// The consumer is not reading: keep the rest for when gnet has drained the buffer.
 			keep = append(keep, ss.active[i:]...)
@@ -398,6 +419,39 @@ func (ss *session) endSub(s *engine.Subscription, err error) {
 	ss.closeSub(s.ID)
 }
 
+// lowDeliverBytes caps a delivery to a connection with an empty outbound buffer while the server's
+// outbound total is over its budget: what the socket does not take of it stays bounded.
+const lowDeliverBytes = 64 << 10
+
+// updateOutbound measures the connection's outbound buffer, folds the change into the server's
+// total and returns it in bytes. Loop only.
+func (ss *session) updateOutbound() int64 {
+	n := int64(ss.c.OutboundBuffered())
+	if d := n - ss.outCounted; d != 0 {
+		ss.srv.outbound.Add(d)
+		ss.outCounted = n
+	}
+	return n
+}
+
+// outboundFull reports whether deliveries must wait for gnet to drain the outbound buffer: it holds
+// more than MaxOutboundBytes, or it holds anything while every connection's buffers together are over
+// MaxOutboundTotal. A connection with an empty buffer may always deliver (see deliverBytes), so
+// consumers that stopped reading cannot starve one that reads.
+func (ss *session) outboundFull() bool {
+	n := ss.updateOutbound()
+	return n > int64(ss.srv.opts.MaxOutboundBytes) || (n > 0 && ss.srv.outbound.Load() > int64(ss.srv.opts.MaxOutboundTotal))
+}
+
+// deliverBytes is the most one delivery may carry now: maxBytes, or lowDeliverBytes while the
+// server's outbound total is over its budget.
+func (ss *session) deliverBytes(maxBytes int) int {
+	if ss.srv.outbound.Load() > int64(ss.srv.opts.MaxOutboundTotal) {
+		return min(maxBytes, lowDeliverBytes)
+	}
+	return maxBytes
+}
+
 // writeDelivery sends one Deliver frame: header from the session's scratch, batches straight out of
 // the segment mapping. gnet writes them with writev, or copies what the socket did not take into its
 // outbound buffer before returning, so data need not outlive the call. A delivery larger than the
@@ -419,7 +473,7 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 		return errPause // the write failed and closed the connection: stop delivering
 	}
 	ss.srv.e.Delivered(len(data))
-	if err == nil && ss.c.OutboundBuffered() > ss.srv.opts.MaxOutboundBytes {
+	if err == nil && ss.outboundFull() {
 		return errPause // written; stop before the next one
 	}
 	return err
@@ -432,7 +486,52 @@ func (ss *session) closeSub(id uint32) {
 	if s := ss.subs[id]; s != nil {
 		s.Close()
 		delete(ss.subs, id)
+		ss.releaseSub(id)
 	}
+}
+
+// errTooManySubs refuses a subscribe past the connection's or the principal's subscription cap.
+var errTooManySubs = errors.New("server: too many subscriptions")
+
+// reserveSub takes one subscription slot, for subscription id, on the connection and for its
+// principal, or reports why not (a CodeThrottled error for the subscribe; the connection stays open).
+// A slot taken is given back by releaseSub when the subscription closes, or by the caller when the
+// subscribe then fails.
+func (ss *session) reserveSub(id uint32) error {
+	if len(ss.subs) >= ss.srv.opts.MaxSubscriptionsPerConn {
+		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d on this connection", errTooManySubs, len(ss.subs))}
+	}
+	if ss.principal == "" {
+		return nil
+	}
+	srv := ss.srv
+	srv.subMu.Lock()
+	defer srv.subMu.Unlock()
+	if n := srv.principalSubs[ss.principal]; n >= srv.opts.MaxSubscriptionsPerPrincipal {
+		return &wire.ProtocolError{Code: wire.CodeThrottled, Message: fmt.Sprintf("%v: %d for principal %q", errTooManySubs, n, ss.principal)}
+	}
+	srv.principalSubs[ss.principal]++
+	if ss.subPrincipal == nil {
+		ss.subPrincipal = map[uint32]string{}
+	}
+	ss.subPrincipal[id] = ss.principal
+	return nil
+}
+
+// releaseSub gives back the principal's slot reserveSub took for subscription id (the connection's
+// is len(ss.subs)), to the principal it was counted against.
+func (ss *session) releaseSub(id uint32) {
+	principal, ok := ss.subPrincipal[id]
+	if !ok {
+		return
+	}
+	delete(ss.subPrincipal, id)
+	srv := ss.srv
+	srv.subMu.Lock()
+	if srv.principalSubs[principal]--; srv.principalSubs[principal] <= 0 {
+		delete(srv.principalSubs, principal)
+	}
+	srv.subMu.Unlock()
 }
 
 // releaseAcks answers the fsync-level produces now covered by their partition's synced offset.
@@ -459,5 +558,8 @@ func (ss *session) close() {
 		p.Unwatch(ss)
 	}
 	ss.pending = nil
+	ss.srv.orphanInboxes(ss)
+	ss.srv.outbound.Add(-ss.outCounted)
+	ss.outCounted = 0
 	ss.inbox.Close()
 }

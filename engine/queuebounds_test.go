@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sluicemq/sluice/wire"
+)
+
+// TestWorkQueueTrackedStateBounded: members that read and never ack hold at most the partition's
+// QueueMaxTracked records between them, each at most QueueMaxAckPendingLimit whatever it asks for.
+func TestWorkQueueTrackedStateBounded(t *testing.T) {
+	o := testOptions(t)
+	o.QueueMaxTracked, o.QueueMaxAckPendingLimit = 500, 200
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, e, "q", 1, 2000, wire.DurabilityWritten)
+	total := 0
+	for range 4 {
+		spec := queueSpec(time.Hour, 5)
+		spec.MaxAckPending = 1 << 31
+		l, err := e.SubscribeLocal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		held := 0
+		for {
+			_, offs, _, ok := takeRecords(t, l, 500*time.Millisecond)
+			if !ok {
+				break
+			}
+			held += len(offs)
+		}
+		if held > 200 {
+			t.Fatalf("a member asking for 2^31 holds %d records, limit 200", held)
+		}
+		total += held
+	}
+	if total != 500 {
+		t.Fatalf("members hold %d records between them, want the partition's bound of 500", total)
+	}
+}
+
+// TestWorkQueueHugeClaimedBatchCostsOneEntry: a stored batch that claims two million records and
+// cannot be decoded is tracked as one dead-letter run, not per claimed record.
+func TestWorkQueueHugeClaimedBatchCostsOneEntry(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	batch := corruptBatch(t, 1)
+	binary.BigEndian.PutUint32(batch[23:], 2_000_000-1) // lastOffsetDelta
+	binary.BigEndian.PutUint32(batch[57:], 2_000_000)   // record count: claims 2,000,000 records
+	binary.BigEndian.PutUint32(batch[17:], wire.BatchCRC(batch))
+	appendRaw(t, e, "q", batch)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	l, err := e.SubscribeLocal(queueSpec(time.Hour, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := takeAll(t, l, 1, false); len(got) != 0 {
+		t.Fatalf("delivered %v from an undecodable batch", got)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
+		t.Fatalf("the heap grew by %d MiB for one batch claiming 2,000,000 records", grew>>20)
+	}
+}
+
+// TestWorkQueueSweepIgnoresUnexpired: the janitor's sweep costs what expired, not what is pending:
+// with 100,000 records pending and none due, a sweep visits none of them.
+func TestWorkQueueSweepIgnoresUnexpired(t *testing.T) {
+	o := testOptions(t)
+	o.QueueMaxAckPendingLimit = 100_000
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, e, "q", 1, 100_000, wire.DurabilityWritten)
+	spec := queueSpec(time.Hour, 5)
+	spec.MaxAckPending = 100_000
+	l, err := e.SubscribeLocal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := len(takeAll(t, l, 100_000, false)); got != 100_000 {
+		t.Fatalf("took %d records, want 100000", got)
+	}
+	const sweeps = 50
+	start := time.Now()
+	for range sweeps {
+		e.queues.sweep(false)
+	}
+	per := time.Since(start) / sweeps
+	t.Logf("one sweep with 100,000 records pending: %v", per)
+	if per > 2*time.Millisecond {
+		t.Fatalf("one sweep with 100,000 records pending took %v: it scans what has not expired", per)
+	}
+}
+
+// gzipBatch is a gzip batch of n records with value bytes of zeros each.
+func gzipBatch(t *testing.T, n, value int) []byte {
+	t.Helper()
+	b := wire.NewBatchBuilder(n*(value+16) + 1024)
+	v := make([]byte, value)
+	for range n {
+		b.Append(nil, v, nil, 1700000000000)
+	}
+	plain, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hdr = 61 // the v2 batch header; the records follow
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(plain[hdr:])
+	zw.Close()
+	out := append(append([]byte(nil), plain[:hdr]...), z.Bytes()...)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint16(out[21:], uint16(wire.CodecGzip))
+	binary.BigEndian.PutUint32(out[17:], wire.BatchCRC(out))
+	return out
+}
+
+// TestWorkQueueLargeInflateNotPinned: a queue partition that inflates a large compressed batch to
+// check or re-encode it does not keep the inflated buffer for the rest of its life.
+func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	appendRaw(t, e, "q", gzipBatch(t, 1, 6<<20))
+	appendRaw(t, e, "q", gzipBatch(t, 4, 3<<19))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	spec := queueSpec(time.Hour, 5)
+	spec.MaxAckPending = 2 // the second batch is re-encoded, two of its records at a time
+	l, err := e.SubscribeLocal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, offs, _, ok := takeRecords(t, l, 5*time.Second); !ok || len(offs) != 1 {
+		t.Fatalf("first delivery %v, want the large record", offs)
+	}
+	if err := l.Ack(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, offs, _, ok := takeRecords(t, l, 5*time.Second); !ok || len(offs) != 2 {
+		t.Fatalf("second delivery %v, want two records", offs)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 5<<20 {
+		t.Fatalf("the heap kept %d MiB after the queue inflated a 6 MiB batch and re-encoded a 3 MiB one", grew>>20)
+	}
+}
