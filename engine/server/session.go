@@ -89,6 +89,9 @@ type session struct {
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 	closing    atomic.Bool  // closeWith has run; any goroutine
+	// drained is stored by the loop once the server is stopping, at the end of each turn: true when
+	// no produce awaits an fsync and every answer has been written. Read by Server.drain.
+	drained atomic.Bool
 }
 
 // transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
@@ -167,10 +170,22 @@ func (ss *session) onTraffic() gnet.Action {
 		return gnet.None // gnet closed the connection during a write: nothing more to do
 	}
 	ss.flush()
+	if ss.srv.stopping.Load() {
+		ss.noteDrain()
+	}
 	if ss.dead {
 		return gnet.Close
 	}
 	return gnet.None
+}
+
+// noteDrain runs at the end of a turn while the server stops: it asks for the syncs the pending
+// acks wait for (their flusher then wakes this loop) and publishes whether any remain.
+func (ss *session) noteDrain() {
+	for _, a := range ss.pending {
+		a.part.RequestSync()
+	}
+	ss.drained.Store(len(ss.pending) == 0)
 }
 
 func (ss *session) drainInbox() {
