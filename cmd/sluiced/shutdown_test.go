@@ -158,6 +158,9 @@ func gracefulStopRound(t *testing.T) {
 				}
 				if stored {
 					failedOnDisk++
+					if failedOnDisk <= 3 {
+						t.Logf("record %s failed (%v) but is stored at %d/%d", v, o.err, where.partition, where.offset)
+					}
 				}
 			}
 		}

@@ -193,8 +193,12 @@ type Server struct {
 }
 
 // drainTimeout bounds how long Close waits for fsync-level acknowledgements to be released and
-// written before it closes connections anyway (a failed log never releases them).
-const drainTimeout = 5 * time.Second
+// written before it closes connections anyway (a failed log never releases them); lingerTimeout
+// how long it then waits for clients to close the connections whose write side it shut.
+const (
+	drainTimeout  = 5 * time.Second
+	lingerTimeout = 2 * time.Second
+)
 
 // Stats are the server's counters.
 type Stats struct {
@@ -294,11 +298,12 @@ func (s *Server) shutdown() error {
 	return err
 }
 
-// drain waits until every connection has answered the fsync-level produces it holds, or
-// drainTimeout passes. Each connection's loop notes it (session.drained) at the end of a turn run
-// after stopping was set: produces are refused from then on, so a drained connection stays drained.
-// Connections are woken each round so that an idle one takes its turn; acks waiting for the sync
-// get theirs when the flusher reports it.
+// drain waits until every connection has answered the fsync-level produces it holds and shut its
+// write side, or drainTimeout passes; then until the clients have closed those connections, or
+// lingerTimeout passes. Each connection's loop notes the first (session.drained) at the end of a
+// turn run after stopping was set: produces are refused from then on, so a drained connection stays
+// drained. Connections are woken each round so that an idle one takes its turn; acks waiting for
+// the sync get theirs when the flusher reports it.
 func (s *Server) drain() {
 	deadline := time.Now().Add(drainTimeout)
 	for {
@@ -312,10 +317,20 @@ func (s *Server) drain() {
 		}
 		s.connMu.Unlock()
 		if left == 0 {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			s.log.Warn("closing connections with produces still awaiting fsync", "connections", left, "waited", drainTimeout)
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	deadline = time.Now().Add(lingerTimeout)
+	for {
+		s.connMu.Lock()
+		left := len(s.conns)
+		s.connMu.Unlock()
+		if left == 0 || time.Now().After(deadline) {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)

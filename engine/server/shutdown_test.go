@@ -48,6 +48,7 @@ func TestCloseAnswersStoredProduces(t *testing.T) {
 			for {
 				f, err := c.next()
 				if err != nil {
+					c.c.Close() // as a client does once the broker has closed its side
 					done <- nil
 					return
 				}
