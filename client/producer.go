@@ -79,7 +79,9 @@ type ProducerOptions struct {
 
 	// Retries is how many times a batch is sent again after its connection failed before its records
 	// fail with ErrConnectionLost. Resends keep Produce order; a resent batch may be stored twice
-	// (not with Idempotent). Default 5; negative: none.
+	// (not with Idempotent). Default 5; negative: none. A batch a stopping broker refused
+	// (CodeShuttingDown: nothing was stored) is always sent again, on the next connection, and does
+	// not count.
 	Retries int
 }
 
@@ -217,6 +219,9 @@ type pbatch struct {
 	// by the sender when it hands b to a connection, cleared by whoever resolves b (its answer, its
 	// failure, or its move to p.retry).
 	counted bool
+	// avoid is a connection that refused b with CodeShuttingDown: b is resent only on another.
+	// Set under p.mu before b goes back to retry; read by the sender once it takes b again.
+	avoid *conn
 }
 
 // Producer sends records of one topic asynchronously, in batches per partition. All methods are safe
@@ -537,6 +542,16 @@ func (p *Producer) send(b *pbatch) {
 		b.data = data
 	}
 	cn, err := p.c.waitConn(p.sendCtx)
+	if err == nil && cn == b.avoid {
+		// The broker behind cn is stopping and refused this batch: wait for it to close the
+		// connection, and send on the next one.
+		select {
+		case <-cn.done:
+			cn, err = p.c.waitConn(p.sendCtx)
+		case <-p.sendCtx.Done():
+			err = p.sendCtx.Err()
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
@@ -648,9 +663,17 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 		}
 		err = fmt.Errorf("client: produce reply: %w", err)
 	}
-	if errors.Is(err, ErrConnectionLost) && !errors.Is(err, ErrClosed) && b.attempts < p.opts.Retries && !p.stopped.Load() {
-		b.attempts++
+	// A broker that is stopping refuses a produce with CodeShuttingDown before storing anything:
+	// resending it on the next connection cannot store it twice, so it does not count as a retry.
+	refused := errors.Is(err, wire.CodeShuttingDown)
+	if (refused || errors.Is(err, ErrConnectionLost) && !errors.Is(err, ErrClosed) && b.attempts < p.opts.Retries) && !p.stopped.Load() {
+		if !refused {
+			b.attempts++
+		}
 		p.mu.Lock()
+		if refused && b.counted {
+			b.avoid = p.sentOn // every counted batch is on sentOn
+		}
 		p.inflight--
 		p.resolveLocked(b)
 		p.retryLocked(b)
@@ -714,6 +737,7 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	b.b.Reset()
 	b.done = b.done[:0]
 	b.bytes, b.urgent, b.data, b.attempts, b.seq = 0, false, nil, 0, 0
+	b.avoid = nil
 	p.free = append(p.free, b)
 	p.mu.Unlock()
 	p.poke()

@@ -730,12 +730,17 @@ func (s *segment) header(pos uint32) wire.BatchHeader {
 	return h
 }
 
-// OffsetForTimestamp returns the first offset whose batch's max timestamp is at least ts: the base
-// offset of that batch. If no stored batch reaches ts it returns NextOffset.
+// OffsetForTimestamp returns the earliest offset whose record's timestamp (milliseconds) is at least
+// ts, as Kafka's ListOffsets answers: in the first batch whose max timestamp reaches ts, the first
+// record, in offset order, stamped at or after ts (timestamps within a batch need not rise). A batch
+// whose max timestamp claims ts but none of whose records reaches it is passed over. Compressed
+// batches are inflated to look inside (at most one batch of MaxBatchBytes at a time). If no stored
+// record reaches ts it returns NextOffset.
 func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}
+	var it wire.RecordIter // inflates compressed batches; one scratch buffer for the whole search
 	for _, s := range *l.segs.Load() {
 		if !s.acquire() {
 			continue
@@ -749,8 +754,10 @@ func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
 		for p < endPos {
 			h := s.header(p)
 			if h.MaxTimestamp >= ts {
-				s.release()
-				return s.base + int64(d), nil
+				if delta, ok := firstAtOrAfter(&it, s.data[p:p+uint32(h.Size())], ts); ok {
+					s.release()
+					return s.base + int64(d) + int64(delta), nil
+				}
 			}
 			p += uint32(h.Size())
 			d += uint32(h.RecordCount)
@@ -758,6 +765,27 @@ func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
 		s.release()
 	}
 	return l.NextOffset(), nil
+}
+
+// firstAtOrAfter returns the offset delta, within batch, of its first record (in offset order)
+// stamped at or after ts, and false when it has none. A committed batch whose records do not decode
+// (a compressed payload that passed the CRC but does not inflate) answers its first record: the
+// batch is where the time falls, and its consumers meet the same error there.
+func firstAtOrAfter(it *wire.RecordIter, batch []byte, ts int64) (int32, bool) {
+	h, err := it.Reset(batch)
+	if err != nil {
+		return 0, true
+	}
+	var r wire.Record
+	for it.Next(&r) {
+		if r.Timestamp >= ts {
+			return int32(r.Offset - h.BaseOffset), true
+		}
+	}
+	if it.Err() != nil {
+		return 0, true
+	}
+	return 0, false
 }
 
 // Sync forces a group commit covering everything committed so far and waits for it.

@@ -219,6 +219,10 @@ func (ss *session) produce(f wire.Frame) {
 		ss.fatal(wire.CodeMalformedFrame, err.Error())
 		return
 	}
+	if ss.srv.stopping.Load() {
+		ss.fail(f, wire.CodeShuttingDown) // nothing stored: the client may resend it after reconnecting
+		return
+	}
 	e := ss.srv.e
 	t := e.Topic(m.Topic)
 	if t == nil {

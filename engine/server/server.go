@@ -226,7 +226,21 @@ type Server struct {
 	outbound atomic.Int64
 
 	stats Stats
+
+	// stopping is set once, by Close, before anything is torn down: from then on new connections
+	// and new produces are refused with CodeShuttingDown. Loops read it.
+	stopping  atomic.Bool
+	closeOnce sync.Once
+	closeErr  error // set inside closeOnce
 }
+
+// drainTimeout bounds how long Close waits for fsync-level acknowledgements to be released and
+// written before it closes connections anyway (a failed log never releases them); lingerTimeout
+// how long it then waits for clients to close the connections whose write side it shut.
+const (
+	drainTimeout  = 5 * time.Second
+	lingerTimeout = 2 * time.Second
+)
 
 // Stats are the server's counters.
 type Stats struct {
@@ -292,12 +306,25 @@ func (s *Server) Addr() net.Addr { return s.addr }
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
-// Close stops accepting, closes every connection after flushing what it has buffered, and waits
-// for the event loops to exit. It does not close the engine.
+// Close stops the server gracefully and waits for the event loops to exit; it does not close the
+// engine. In order: new connections and new produce requests are refused with CodeShuttingDown
+// (nothing of such a produce is stored, so the client may send it again elsewhere or later); every
+// connection's produces awaiting an fdatasync get a sync requested, and Close waits (at most
+// drainTimeout) until each connection has released and written all of them; only then are the
+// connections closed, after flushing what they have buffered. A second call waits for the first.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	return s.closeErr
+}
+
+func (s *Server) shutdown() error {
+	s.stopping.Store(true)
 	if s.tlsLn != nil {
 		s.tlsLn.Close()
 		<-s.tlsDone
+	}
+	s.drain()
+	if s.tlsLn != nil {
 		s.connMu.Lock()
 		for tc := range s.tlsConns {
 			tc.Close()
@@ -311,6 +338,45 @@ func (s *Server) Close() error {
 		err = rerr
 	}
 	return err
+}
+
+// drain waits until every connection has answered the fsync-level produces it holds and shut its
+// write side, or drainTimeout passes; then until the clients have closed those connections, or
+// lingerTimeout passes. Each connection's loop notes the first (session.drained) at the end of a
+// turn run after stopping was set: produces are refused from then on, so a drained connection stays
+// drained. Connections are woken each round so that an idle one takes its turn; acks waiting for
+// the sync get theirs when the flusher reports it.
+func (s *Server) drain() {
+	deadline := time.Now().Add(drainTimeout)
+	for {
+		left := 0
+		s.connMu.Lock()
+		for ss := range s.conns {
+			if !ss.drained.Load() {
+				left++
+				ss.wakeLoop()
+			}
+		}
+		s.connMu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("closing connections with produces still awaiting fsync", "connections", left, "waited", drainTimeout)
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	deadline = time.Now().Add(lingerTimeout)
+	for {
+		s.connMu.Lock()
+		left := len(s.conns)
+		s.connMu.Unlock()
+		if left == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // OnBoot records the engine handle and the bound address.
@@ -343,6 +409,9 @@ func resolveAddr(ge gnet.Engine, fallback string) net.Addr {
 // OnOpen sets up the connection's session.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.stats.Accepted.Add(1)
+	if s.stopping.Load() {
+		return wire.AppendError(nil, 0, wire.CodeShuttingDown, "the broker is stopping"), gnet.Close
+	}
 	if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
 		s.stats.Connections.Add(-1)
 		s.stats.Refused.Add(1)

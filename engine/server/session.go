@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/ring"
@@ -99,6 +100,15 @@ type session struct {
 	// inboxesOrphaned is set when the connection closes: an inbox it creates after that starts
 	// orphaned. Guarded by Server.inboxMu.
 	inboxesOrphaned bool
+	// drained is stored by the loop once the server is stopping, at the end of each turn: true once
+	// no produce awaits an fsync, every answer has left gnet's buffer and the write side is shut
+	// (halfClosed). Read by Server.drain.
+	drained atomic.Bool
+	// halfClosed: the stopping server has shut this connection's write side (FIN after the last
+	// answer) and now only discards input until the client closes, so that closing never finds
+	// unread input, which would make the kernel reset the connection and could cost the client
+	// answers it had not read yet.
+	halfClosed bool
 }
 
 // transport is what a session needs of its connection: gnet.Conn provides it for plain TCP, tlsConn
@@ -157,6 +167,10 @@ func (ss *session) Synced(p *engine.Partition, _ int64) { ss.post(event{synced: 
 // onTraffic serves the connection: inbox events, then every whole frame buffered, then deliveries,
 // then one write of the gathered responses.
 func (ss *session) onTraffic() gnet.Action {
+	if ss.halfClosed {
+		_, _ = ss.c.Discard(ss.c.InboundBuffered())
+		return gnet.None
+	}
 	for {
 		ss.drainInbox()
 		if ss.dead {
@@ -177,6 +191,9 @@ func (ss *session) onTraffic() gnet.Action {
 		return gnet.None // gnet closed the connection during a write: nothing more to do
 	}
 	ss.flush()
+	if ss.srv.stopping.Load() {
+		ss.noteDrain()
+	}
 	if ss.dead {
 		return gnet.Close
 	}
@@ -186,6 +203,25 @@ func (ss *session) onTraffic() gnet.Action {
 		ss.blocked.Store(true)
 	}
 	return gnet.None
+}
+
+// noteDrain runs at the end of a turn while the server stops: it asks for the syncs the pending
+// acks wait for (their flusher then wakes this loop); once none remain and gnet has sent all the
+// output, it shuts the write side and marks the session drained.
+func (ss *session) noteDrain() {
+	for _, a := range ss.pending {
+		a.part.RequestSync()
+	}
+	if len(ss.pending) > 0 || ss.c.OutboundBuffered() > 0 {
+		return
+	}
+	if hc, ok := ss.c.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	} else if fc, ok := ss.c.(interface{ Fd() int }); ok {
+		_ = unix.Shutdown(fc.Fd(), unix.SHUT_WR)
+	}
+	ss.halfClosed = true
+	ss.drained.Store(true)
 }
 
 func (ss *session) drainInbox() {

@@ -262,3 +262,9 @@ func (tc *tlsConn) Close() error {
 }
 
 func (tc *tlsConn) RemoteAddr() net.Addr { return tc.nc.RemoteAddr() }
+
+// CloseWrite sends close_notify and shuts the TCP write side, for a graceful stop.
+func (tc *tlsConn) CloseWrite() error {
+	_ = tc.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	return tc.nc.CloseWrite()
+}
