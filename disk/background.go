@@ -184,6 +184,14 @@ func (l *Log) pretouch() {
 		}
 		l.allocFailing = !allocOK
 	}
+	if s.idleFrom != 0 {
+		if pos < s.idleFrom {
+			// Nothing appended since Open: touch nothing, and wake on the first append.
+			s.touchKick.Store(s.idleFrom)
+			return
+		}
+		s.idleFrom = 0
+	}
 	alloc := s.allocated.Load()
 	ahead := uint32(l.opts.PretouchBytes)
 	limit := uint32(min(uint64(pos)+uint64(ahead), uint64(alloc)))
@@ -261,6 +269,39 @@ func prefault(b []byte, write bool) {
 		} else {
 			p.Load()
 		}
+	}
+}
+
+// advise applies madvise advice to the mapping b (page-aligned), ignoring failure: advice only
+// changes how many pages a fault reads, never what a read returns.
+//
+// Segments are mapped MADV_RANDOM while they may hold holes: a page fault (the pre-toucher's, the
+// recovery scan's, a reader's) otherwise reads around it the device's whole read-ahead window (8 MiB
+// here), and in a step-allocated segment that is mostly zero pages of the reserved, unwritten rest,
+// each taking memory; at thousands of idle partitions, gigabytes. What recovery must read it asks
+// for explicitly (MADV_WILLNEED over the file's data regions), and a sealed segment, written to its
+// end, goes back to MADV_NORMAL for readers' read-ahead.
+func advise(b []byte, advice int) {
+	if len(b) > 0 {
+		_ = unix.Madvise(b, advice)
+	}
+}
+
+// willNeedData starts reading the segment's data regions (File.NextData) from 0 to end, and nothing
+// of its holes.
+func (s *segment) willNeedData(end int) {
+	for off := int64(0); off < int64(end); {
+		start, stop, ok, err := s.f.NextData(off)
+		if err != nil || !ok {
+			return
+		}
+		start &^= int64(pageSize - 1)
+		stop = min(int64(roundUp(int(stop), pageSize)), int64(end), int64(len(s.data)))
+		if start >= stop {
+			return
+		}
+		advise(s.data[start:stop], unix.MADV_WILLNEED)
+		off = stop
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -244,6 +246,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
 		}
+		advise(data, unix.MADV_RANDOM) // no read-around into holes while recovering (advise)
 		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, int(o.size), 0, l.opts.IndexInterval))
 	}
 
@@ -285,7 +288,7 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		rec.BytesTruncated += n
 		for _, t := range segs[i+1:] {
-			rec.BytesTruncated += int64(lastNonZero(t.data))
+			rec.BytesTruncated += int64(t.nonZeroEnd(0))
 			t.release()
 			if err := remove(filepath.Base(t.path)); err != nil {
 				segs = segs[:i+1]
@@ -348,6 +351,12 @@ func (l *Log) recover() ([]*segment, error) {
 		segs = append(segs, newSegment(0, path, f, data, int(l.step), 0, l.opts.IndexInterval))
 	}
 
+	// The pre-toucher waits for the tail's first append (segment.idleFrom): an idle partition holds
+	// no resident pages.
+	tail := segs[len(segs)-1]
+	tail.idleFrom = tail.idxPos + 1
+	tail.touchKick.Store(tail.idleFrom)
+
 	// Step 6: make what was found durable, then set positions.
 	var logStart int64
 	for i, s := range segs {
@@ -357,6 +366,7 @@ func (l *Log) recover() ([]*segment, error) {
 		s.committed.Store(pack(p, d))
 		s.synced.Store(p)
 		if i < len(segs)-1 {
+			advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers
 			s.final.Store(pack(p, d))
 			s.sealed.Store(true)
 			s.indexDone.Store(true)
@@ -383,7 +393,6 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 	}
 	l.rec = rec
-	tail := segs[len(segs)-1]
 	attrs := []any{
 		"segments", len(segs), "scanned", rec.SegmentsScanned, "batches_kept", rec.BatchesKept,
 		"start", segs[0].base, "next", tail.base + int64(tail.idxDelta),
@@ -426,6 +435,7 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 	if err != nil {
 		return fail(fmt.Errorf("disk: mapping %s: %w", filepath.Base(path), err))
 	}
+	advise(data, unix.MADV_RANDOM) // a hole but for its first step: no read-around (advise)
 	return f, data, nil
 }
 
@@ -633,6 +643,7 @@ func (l *Log) roll(s *segment) error {
 	l.segs.Store(&segs)
 	l.dirDirty.Store(true) // before active: a flusher that sees next also sees the dirty directory
 	l.active.Store(next)
+	advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers (advise)
 	l.kickHousekeeper()
 	return nil
 }

@@ -95,6 +95,11 @@ type segment struct {
 	touchKick atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
+	// idleFrom is the claim position of a tail recovered by Open, plus one; 0 for segments created
+	// since. The pre-toucher leaves such a tail's pages alone until an append moves the claim past
+	// its recovered end, so an idle partition costs no resident pages. Set by Open before the
+	// housekeeper starts, then owned by it.
+	idleFrom uint32
 
 	// allocated is how much of the file, from its start, has its blocks reserved (fallocate). The
 	// file is SegmentBytes long, but past allocated it may be a hole: it reads as zeros, but a
