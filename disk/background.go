@@ -108,6 +108,7 @@ func (l *Log) syncOnce() error {
 	}
 	l.syncedPos.Store(targetPos)
 	l.syncedNext.Store(targetNext)
+	l.kickHousekeeper() // index what was synced: its idle tick may be stopped (housekeeper)
 	if l.opts.OnSync != nil {
 		l.opts.OnSync(targetNext)
 	}
@@ -135,13 +136,24 @@ func (l *Log) housekeeper() {
 		defer t.Stop()
 		tick = t.C
 	}
-	idle := time.NewTicker(50 * time.Millisecond) // keeps the index close behind a slow writer
+	// idle keeps the index close behind a slow writer. It runs only while the log moves: a pass
+	// that finds the active segment where the previous one left it stops it, and the next wake-up
+	// (an appender past touchKick, a roll, the flusher after a sync round) starts it again. Thousands
+	// of idle partitions would otherwise wake 20 times a second each for nothing.
+	idle := time.NewTicker(idleTick)
 	defer idle.Stop()
+	idleOn := true
+	var lastSeg *segment
+	var lastEnd uint64
 	for {
 		retain := false
+		var idleC <-chan time.Time
+		if idleOn {
+			idleC = idle.C
+		}
 		select {
 		case <-l.hkWake:
-		case <-idle.C:
+		case <-idleC:
 		case <-tick:
 			retain = true
 		case <-l.done:
@@ -155,8 +167,22 @@ func (l *Log) housekeeper() {
 				l.log.Warn("disk: retention", "err", err)
 			}
 		}
+		seg := l.active.Load()
+		end := seg.committed.Load()
+		switch moved := seg != lastSeg || end != lastEnd; {
+		case !moved && idleOn:
+			idle.Stop()
+			idleOn = false
+		case moved && !idleOn:
+			idle.Reset(idleTick)
+			idleOn = true
+		}
+		lastSeg, lastEnd = seg, end
 	}
 }
+
+// idleTick is the housekeeper's period while the log is being written (see housekeeper).
+const idleTick = 50 * time.Millisecond
 
 // pretouch reserves the active segment's blocks to AllocAheadBytes past the claim position (whole
 // steps) once the claim passes extendAt, faults in its pages from the touched mark to PretouchBytes

@@ -9,6 +9,8 @@ import (
 	"math"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -94,6 +96,13 @@ func (s *segment) nonZeroEnd(from uint32) uint32 {
 		}
 		if n := lastNonZero(s.data[start:end]); n > 0 {
 			last = uint32(start) + uint32(n)
+		}
+		// The pages just read past the data hold zeros (written back by the pre-toucher, or
+		// fallocated): unmap them again, so that they do not stay in the process's resident set
+		// (MADV_DONTNEED on a shared file mapping drops page-table entries, not data; only Open
+		// calls this, before any appender exists).
+		if z0, z1 := roundUp(max(int(start), int(last)), pageSize), int(end)&^(pageSize-1); z0 < z1 {
+			advise(s.data[z0:z1], unix.MADV_DONTNEED)
 		}
 		off = end
 	}

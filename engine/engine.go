@@ -88,9 +88,11 @@ func (e *Engine) Close() error {
 	errs := []error{e.queues.close()} // commits the queues' floors and settlement state
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
+	var parts []*Partition // every partition of every topic, closed several at once
 	for _, t := range *e.topics.Load() {
-		errs = append(errs, t.close())
+		parts = append(parts, t.parts...)
 	}
+	errs = append(errs, closePartitions(parts))
 	errs = append(errs, e.offsets.Close())
 	errs = append(errs, os.RemoveAll(e.opts.MemoryDir))
 	return errors.Join(errs...)
