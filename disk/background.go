@@ -486,6 +486,10 @@ func (l *Log) Close() error {
 	if sp != nil {
 		l.dropSpare(sp)
 	}
+	// The active segment is the tail at the next Open, which rebuilds the tail's index by scanning
+	// it whatever a file says: writing its index here would cost a file, two fsyncs and a rename
+	// per partition for nothing. The housekeeper writes it once a roll seals it.
+	active.indexWritten = true
 	l.indexSegments()
 	if l.dirDirty.Load() || sp != nil {
 		if derr := l.fs.SyncDir(l.dir); derr != nil && err == nil {
