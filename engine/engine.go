@@ -93,6 +93,7 @@ func (e *Engine) Close() error {
 		parts = append(parts, t.parts...)
 	}
 	errs = append(errs, closePartitions(parts))
+	e.groups.close()
 	errs = append(errs, e.offsets.Close())
 	errs = append(errs, os.RemoveAll(e.opts.MemoryDir))
 	return errors.Join(errs...)
