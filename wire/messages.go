@@ -515,7 +515,8 @@ func (m *TopicConfig) Decode(b []byte) error {
 	return r.end()
 }
 
-// Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's group.
+// Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's and
+// DeleteGroup's group.
 //
 //	name str16
 type Name struct{ Name string }

@@ -39,6 +39,7 @@ type config struct {
 	SegmentBytes   int64
 	RetentionBytes int64
 	RetentionAge   time.Duration
+	GroupRetention time.Duration // --offsets-retention
 	FlushInterval  time.Duration
 	FlushBytes     int64
 	MaxBatchBytes  int
@@ -81,6 +82,7 @@ func run(args []string) error {
 	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "segment file size (default 64 MiB)")
 	fs.Int64Var(&cfg.RetentionBytes, "retention-bytes", 0, "default retention per partition in bytes (0: keep all)")
 	fs.DurationVar(&cfg.RetentionAge, "retention-age", 0, "default retention by age (0: keep all)")
+	fs.DurationVar(&cfg.GroupRetention, "offsets-retention", 0, "drop a group without members this long after its last commit (default 168h; negative: never)")
 	fs.DurationVar(&cfg.FlushInterval, "flush-interval", 0, "group commit interval (default: the storage default)")
 	fs.Int64Var(&cfg.FlushBytes, "flush-bytes", 0, "group commit byte threshold (default: the storage default)")
 	fs.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 0, "largest record batch accepted (default 1 MiB)")
@@ -124,6 +126,7 @@ func run(args []string) error {
 		SegmentBytes:      cfg.SegmentBytes,
 		RetentionBytes:    cfg.RetentionBytes,
 		RetentionAge:      cfg.RetentionAge,
+		OffsetsRetention:  cfg.GroupRetention,
 		FlushInterval:     cfg.FlushInterval,
 		FlushBytes:        cfg.FlushBytes,
 		MaxBatchBytes:     cfg.MaxBatchBytes,
