@@ -159,6 +159,7 @@ func (l *Log) housekeeper() {
 		case <-l.done:
 			return
 		}
+		l.hkPasses.Add(1)
 		l.pretouch()
 		l.prepareSpare()
 		l.indexSegments()

@@ -61,6 +61,8 @@ type Log struct {
 	// limitHits counts appends that found their claim past the segment's reserved blocks and
 	// reserved more themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
 	limitHits atomic.Int64
+	// hkPasses counts housekeeper passes. For tests.
+	hkPasses atomic.Int64
 	// allocFailing is set while the housekeeper fails to reserve blocks (a full disk), so that it
 	// warns once per episode. Housekeeper only.
 	allocFailing bool
