@@ -413,7 +413,7 @@ func (s *offsetStore) Keys() []OffsetKey {
 }
 
 // writer appends pending records to the log, fdatasyncs, acknowledges the commits they hold, and
-// compacts the log when it has outgrown the snapshot.
+// compacts the log when it has outgrown the snapshot (or the store is closing).
 func (s *offsetStore) writer() {
 	defer close(s.done)
 	defer s.f.Close()
@@ -423,6 +423,13 @@ func (s *offsetStore) writer() {
 		seq := s.seq
 		buf, s.pending = s.pending, buf[:0]
 		closing := s.closing
+		grown := s.logBytes + int64(len(buf))
+		var snap []offsetRecord
+		if grown > 0 && (closing || grown >= max(s.compactMin.Load(), compactFactor*s.snapSize)) {
+			// The state after buf, taken with buf: the log up to buf is then the whole history
+			// of the snapshot, which is what makes a crash before the truncation harmless.
+			snap = s.snapshotLocked()
+		}
 		s.mu.Unlock()
 
 		var err error
@@ -436,9 +443,8 @@ func (s *offsetStore) writer() {
 			s.logBytes += int64(len(buf))
 		}
 		s.settle(seq, err)
-		if err == nil && (closing || s.logBytes >= max(s.compactMin.Load(), compactFactor*s.snapSize)) && s.logBytes > 0 {
-			err = s.compact()
-			if err != nil {
+		if err == nil && snap != nil {
+			if err := s.compact(snap); err != nil {
 				s.settle(0, err)
 			}
 		}
@@ -446,6 +452,15 @@ func (s *offsetStore) writer() {
 			return
 		}
 	}
+}
+
+// snapshotLocked copies the map as snapshot records, sorted. The caller holds s.mu.
+func (s *offsetStore) snapshotLocked() []offsetRecord {
+	recs := make([]offsetRecord, 0, len(s.m))
+	for k, e := range s.m {
+		recs = append(recs, offsetRecord{OffsetKey: k, Offset: e.offset, Time: e.at})
+	}
+	return recs
 }
 
 // settle calls the waiters whose changes the write up to seq made durable (all of them on err) and
@@ -474,21 +489,9 @@ func (s *offsetStore) settle(seq uint64, err error) {
 	}
 }
 
-// compact writes a snapshot of the current state and empties the log. Records committed meanwhile
-// wait in s.pending and go to the emptied log. Writer only.
-func (s *offsetStore) compact() error {
-	s.mu.Lock()
-	if len(s.pending) > 0 {
-		// Changes not in the log yet would be in the snapshot but lost with the log: take them too.
-		s.mu.Unlock()
-		s.wake()
-		return nil
-	}
-	recs := make([]offsetRecord, 0, len(s.m))
-	for k, e := range s.m {
-		recs = append(recs, offsetRecord{OffsetKey: k, Offset: e.offset, Time: e.at})
-	}
-	s.mu.Unlock()
+// compact writes recs (the state after the last record appended) as the snapshot and empties the
+// log. Records committed meanwhile wait in s.pending and go to the emptied log. Writer only.
+func (s *offsetStore) compact(recs []offsetRecord) error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].OffsetKey.less(recs[j].OffsetKey) })
 	data := mustJSON(recs)
 	if err := writeFileAtomic(filepath.Join(s.dir, offsetsSnapshot), data); err != nil {
