@@ -69,6 +69,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.queues = newQueueTable(e, qs, restored)
+	e.groups.startExpirer() // after e.queues: it reads their members
 	if err := e.loadTopics(); err != nil {
 		e.Close()
 		return nil, err

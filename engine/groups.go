@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicemq/sluice/wire"
@@ -21,6 +22,7 @@ type groupTable struct {
 
 	stop    chan struct{} // closed by close: the expirer returns
 	stopped chan struct{} // closed by the expirer on return
+	started atomic.Bool   // startExpirer ran
 }
 
 type group struct {
@@ -37,13 +39,17 @@ type groupMember struct {
 	parts []int32 // assigned partitions of sub's topic, ascending
 }
 
-// newGroupTable creates the table and starts its expirer. The offset store must be open: commits
-// are stamped with the engine's clock from here on.
+// newGroupTable creates the table; Open starts its expirer once the queue table exists. The offset
+// store must be open: commits are stamped with the engine's clock from here on.
 func newGroupTable(e *Engine) *groupTable {
 	e.offsets.now = e.opts.Clock // before any commit: the store's writer never reads it
-	gt := &groupTable{e: e, groups: map[string]*group{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	return &groupTable{e: e, groups: map[string]*group{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// startExpirer starts the goroutine that expires abandoned groups; close stops it.
+func (gt *groupTable) startExpirer() {
+	gt.started.Store(true)
 	go gt.expirer()
-	return gt
 }
 
 // expirer drops abandoned groups' offsets every expiryInterval of OffsetsRetention (e.expireGroups).
@@ -70,14 +76,16 @@ func (gt *groupTable) expirer() {
 // offsets.retention.check.interval.ms default).
 const maxExpiryInterval = 10 * time.Minute
 
-// close stops the expirer. Safe to call twice.
+// close stops the expirer, if started. Safe to call twice.
 func (gt *groupTable) close() {
 	select {
 	case <-gt.stop:
 	default:
 		close(gt.stop)
 	}
-	<-gt.stopped
+	if gt.started.Load() {
+		<-gt.stopped
+	}
 }
 
 // queueGroups names the groups with work-queue members. It takes qt.mu, then each queue's mu alone.
