@@ -87,6 +87,15 @@ func (c *Client) DescribeGroup(ctx context.Context, name string) (GroupInfo, err
 	return gi, nil
 }
 
+// DeleteGroup deletes a consumer group and its committed offsets. The broker refuses a group that
+// has members (wire.CodeInvalidRequest) and reports an unknown one (wire.CodeUnknownGroup).
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	if _, err := c.roundTrip(ctx, wire.OpDeleteGroup, (&wire.Name{Name: name}).Append); err != nil {
+		return wrapf(err, "delete group %s", name)
+	}
+	return nil
+}
+
 // FetchOffset returns group's committed offset for a partition (the next offset the group reads), or
 // -1 when none is stored.
 func (c *Client) FetchOffset(ctx context.Context, group, topic string, partition int32) (int64, error) {

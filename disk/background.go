@@ -108,6 +108,7 @@ func (l *Log) syncOnce() error {
 	}
 	l.syncedPos.Store(targetPos)
 	l.syncedNext.Store(targetNext)
+	l.kickHousekeeper() // index what was synced: its idle tick may be stopped (housekeeper)
 	if l.opts.OnSync != nil {
 		l.opts.OnSync(targetNext)
 	}
@@ -135,18 +136,30 @@ func (l *Log) housekeeper() {
 		defer t.Stop()
 		tick = t.C
 	}
-	idle := time.NewTicker(50 * time.Millisecond) // keeps the index close behind a slow writer
+	// idle keeps the index close behind a slow writer. It runs only while the log moves: a pass
+	// that finds the active segment where the previous one left it stops it, and the next wake-up
+	// (an appender past touchKick, a roll, the flusher after a sync round) starts it again. Thousands
+	// of idle partitions would otherwise wake 20 times a second each for nothing.
+	idle := time.NewTicker(idleTick)
 	defer idle.Stop()
+	idleOn := true
+	var lastSeg *segment
+	var lastEnd uint64
 	for {
 		retain := false
+		var idleC <-chan time.Time
+		if idleOn {
+			idleC = idle.C
+		}
 		select {
 		case <-l.hkWake:
-		case <-idle.C:
+		case <-idleC:
 		case <-tick:
 			retain = true
 		case <-l.done:
 			return
 		}
+		l.hkPasses.Add(1)
 		l.pretouch()
 		l.prepareSpare()
 		l.indexSegments()
@@ -155,8 +168,22 @@ func (l *Log) housekeeper() {
 				l.log.Warn("disk: retention", "err", err)
 			}
 		}
+		seg := l.active.Load()
+		end := seg.committed.Load()
+		switch moved := seg != lastSeg || end != lastEnd; {
+		case !moved && idleOn:
+			idle.Stop()
+			idleOn = false
+		case moved && !idleOn:
+			idle.Reset(idleTick)
+			idleOn = true
+		}
+		lastSeg, lastEnd = seg, end
 	}
 }
+
+// idleTick is the housekeeper's period while the log is being written (see housekeeper).
+const idleTick = 50 * time.Millisecond
 
 // pretouch reserves the active segment's blocks to AllocAheadBytes past the claim position (whole
 // steps) once the claim passes extendAt, faults in its pages from the touched mark to PretouchBytes
@@ -183,6 +210,14 @@ func (l *Log) pretouch() {
 			l.log.Info("disk: reserving blocks ahead of the writer again")
 		}
 		l.allocFailing = !allocOK
+	}
+	if s.idleFrom != 0 {
+		if pos < s.idleFrom {
+			// Nothing appended since Open: touch nothing, and wake on the first append.
+			s.touchKick.Store(s.idleFrom)
+			return
+		}
+		s.idleFrom = 0
 	}
 	alloc := s.allocated.Load()
 	ahead := uint32(l.opts.PretouchBytes)
@@ -261,6 +296,39 @@ func prefault(b []byte, write bool) {
 		} else {
 			p.Load()
 		}
+	}
+}
+
+// advise applies madvise advice to the mapping b (page-aligned), ignoring failure: advice only
+// changes how many pages a fault reads, never what a read returns.
+//
+// Segments are mapped MADV_RANDOM while they may hold holes: a page fault (the pre-toucher's, the
+// recovery scan's, a reader's) otherwise reads around it the device's whole read-ahead window (8 MiB
+// here), and in a step-allocated segment that is mostly zero pages of the reserved, unwritten rest,
+// each taking memory; at thousands of idle partitions, gigabytes. What recovery must read it asks
+// for explicitly (MADV_WILLNEED over the file's data regions), and a sealed segment, written to its
+// end, goes back to MADV_NORMAL for readers' read-ahead.
+func advise(b []byte, advice int) {
+	if len(b) > 0 {
+		_ = unix.Madvise(b, advice)
+	}
+}
+
+// willNeedData starts reading the segment's data regions (File.NextData) from 0 to end, and nothing
+// of its holes.
+func (s *segment) willNeedData(end int) {
+	for off := int64(0); off < int64(end); {
+		start, stop, ok, err := s.f.NextData(off)
+		if err != nil || !ok {
+			return
+		}
+		start &^= int64(pageSize - 1)
+		stop = min(int64(roundUp(int(stop), pageSize)), int64(end), int64(len(s.data)))
+		if start >= stop {
+			return
+		}
+		advise(s.data[start:stop], unix.MADV_WILLNEED)
+		off = stop
 	}
 }
 
@@ -423,6 +491,10 @@ func (l *Log) Close() error {
 	if sp != nil {
 		l.dropSpare(sp)
 	}
+	// The active segment is the tail at the next Open, which rebuilds the tail's index by scanning
+	// it whatever a file says: writing its index here would cost a file, two fsyncs and a rename
+	// per partition for nothing. The housekeeper writes it once a roll seals it.
+	active.indexWritten = true
 	l.indexSegments()
 	if l.dirDirty.Load() || sp != nil {
 		if derr := l.fs.SyncDir(l.dir); derr != nil && err == nil {

@@ -55,6 +55,11 @@ type File interface {
 	Map(n int) ([]byte, error)
 	// Unmap undoes Map.
 	Unmap(b []byte) error
+	// NextData returns the first region [start, end) at or after off that may hold data, or ok=false
+	// when the file holds only a hole from off on (lseek SEEK_DATA/SEEK_HOLE). Holes read as zeros;
+	// reading them through a mapping still costs a zeroed page each, so recovery skips them. A file
+	// system that cannot tell reports the whole rest of the file as data.
+	NextData(off int64) (start, end int64, ok bool, err error)
 }
 
 // OSFS is the operating system's file system (Linux).
@@ -139,6 +144,28 @@ func (f osFile) Map(n int) ([]byte, error) {
 }
 
 func (f osFile) Unmap(b []byte) error { return unix.Munmap(b) }
+
+func (f osFile) NextData(off int64) (start, end int64, ok bool, err error) {
+	size, err := f.Size()
+	if err != nil || off >= size {
+		return 0, 0, false, err
+	}
+	fd := int(f.Fd())
+	start, err = unix.Seek(fd, off, unix.SEEK_DATA)
+	switch {
+	case errors.Is(err, unix.ENXIO):
+		return 0, 0, false, nil // only a hole from off to the end
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
+		return off, size, true, nil // no SEEK_DATA here: everything may be data
+	case err != nil:
+		return 0, 0, false, err
+	}
+	end, err = unix.Seek(fd, start, unix.SEEK_HOLE)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return start, min(end, size), true, nil
+}
 
 func ignoringEINTR(fn func() error) error {
 	for {

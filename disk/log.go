@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -59,6 +61,8 @@ type Log struct {
 	// limitHits counts appends that found their claim past the segment's reserved blocks and
 	// reserved more themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
 	limitHits atomic.Int64
+	// hkPasses counts housekeeper passes. For tests.
+	hkPasses atomic.Int64
 	// allocFailing is set while the housekeeper fails to reserve blocks (a full disk), so that it
 	// warns once per episode. Housekeeper only.
 	allocFailing bool
@@ -244,6 +248,7 @@ func (l *Log) recover() ([]*segment, error) {
 			closeAll()
 			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
 		}
+		advise(data, unix.MADV_RANDOM) // no read-around into holes while recovering (advise)
 		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, int(o.size), 0, l.opts.IndexInterval))
 	}
 
@@ -289,7 +294,7 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 		rec.BytesTruncated += n
 		for _, t := range segs[i+1:] {
-			rec.BytesTruncated += int64(lastNonZero(t.data))
+			rec.BytesTruncated += int64(t.nonZeroEnd(0))
 			t.release()
 			if err := remove(filepath.Base(t.path)); err != nil {
 				segs = segs[:i+1]
@@ -352,6 +357,12 @@ func (l *Log) recover() ([]*segment, error) {
 		segs = append(segs, newSegment(0, path, f, data, int(l.step), 0, l.opts.IndexInterval))
 	}
 
+	// The pre-toucher waits for the tail's first append (segment.idleFrom): an idle partition holds
+	// no resident pages.
+	tail := segs[len(segs)-1]
+	tail.idleFrom = tail.idxPos + 1
+	tail.touchKick.Store(tail.idleFrom)
+
 	// Step 6: make what was found durable, then set positions.
 	var logStart int64
 	for i, s := range segs {
@@ -361,6 +372,7 @@ func (l *Log) recover() ([]*segment, error) {
 		s.committed.Store(pack(p, d))
 		s.synced.Store(p)
 		if i < len(segs)-1 {
+			advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers
 			s.final.Store(pack(p, d))
 			s.sealed.Store(true)
 			s.indexDone.Store(true)
@@ -387,7 +399,6 @@ func (l *Log) recover() ([]*segment, error) {
 		}
 	}
 	l.rec = rec
-	tail := segs[len(segs)-1]
 	attrs := []any{
 		"segments", len(segs), "scanned", rec.SegmentsScanned, "batches_kept", rec.BatchesKept,
 		"start", segs[0].base, "next", tail.base + int64(tail.idxDelta),
@@ -430,6 +441,7 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 	if err != nil {
 		return fail(fmt.Errorf("disk: mapping %s: %w", filepath.Base(path), err))
 	}
+	advise(data, unix.MADV_RANDOM) // a hole but for its first step: no read-around (advise)
 	return f, data, nil
 }
 
@@ -637,6 +649,7 @@ func (l *Log) roll(s *segment) error {
 	l.segs.Store(&segs)
 	l.dirDirty.Store(true) // before active: a flusher that sees next also sees the dirty directory
 	l.active.Store(next)
+	advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers (advise)
 	l.kickHousekeeper()
 	return nil
 }

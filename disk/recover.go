@@ -9,6 +9,8 @@ import (
 	"math"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -73,6 +75,40 @@ func lastNonZero(b []byte) int {
 	return 0
 }
 
+// nonZeroEnd returns the position after the last non-zero byte of the segment at or after from
+// (from itself if there is none). It reads only the file's data regions (File.NextData): the holes
+// of a step-allocated segment read as zeros, and faulting them in would cost a zeroed page each,
+// the whole reserved length of every tail at every start. Where the file system cannot say, or
+// fails to, the rest of the mapping is read.
+func (s *segment) nonZeroEnd(from uint32) uint32 {
+	last := from
+	for off := int64(from); off < int64(len(s.data)); {
+		start, end, ok, err := s.f.NextData(off)
+		if err != nil {
+			start, end, ok = off, int64(len(s.data)), true
+		}
+		if !ok {
+			break
+		}
+		start, end = max(start, off), min(end, int64(len(s.data)))
+		if start >= end {
+			break
+		}
+		if n := lastNonZero(s.data[start:end]); n > 0 {
+			last = uint32(start) + uint32(n)
+		}
+		// The pages just read past the data hold zeros (written back by the pre-toucher, or
+		// fallocated): unmap them again, so that they do not stay in the process's resident set
+		// (MADV_DONTNEED on a shared file mapping drops page-table entries, not data; only Open
+		// calls this, before any appender exists).
+		if z0, z1 := roundUp(max(int(start), int(last)), pageSize), int(end)&^(pageSize-1); z0 < z1 {
+			advise(s.data[z0:z1], unix.MADV_DONTNEED)
+		}
+		off = end
+	}
+	return last
+}
+
 // scanValidate walks the segment from its start, validating every batch (length, magic, CRC,
 // records, base offset continuity), and rebuilds the in-memory index. It stops at the first
 // zero batch length (the end of the log) or the first invalid batch. Bytes after a clean end must
@@ -80,12 +116,13 @@ func lastNonZero(b []byte) int {
 // the batches' timestamps for the retention time: a batch is taken as appended no later than now.
 func (s *segment) scanValidate(now int64) scanResult {
 	s.resetIndex()
+	s.willNeedData(len(s.data)) // one read-ahead of what was written: the mapping is MADV_RANDOM
 	var r scanResult
 	var pos, delta uint32
 	for {
 		rest := s.data[pos:]
 		if len(rest) < 12 || binary.BigEndian.Uint32(rest[8:12]) == 0 {
-			if !allZero(rest) {
+			if s.nonZeroEnd(pos) > pos {
 				r.invalid, r.reason = true, "non-zero bytes after the end of the log"
 			}
 			break
@@ -118,7 +155,7 @@ func (s *segment) scanValidate(now int64) scanResult {
 // cutAt zeroes the segment from pos to its last non-zero byte and fdatasyncs it, so that no stale
 // batch can be read back later. It returns the number of bytes zeroed.
 func (s *segment) cutAt(pos uint32) (int64, error) {
-	n := lastNonZero(s.data[pos:])
+	n := s.nonZeroEnd(pos) - pos
 	if n == 0 {
 		return 0, nil
 	}

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -95,6 +98,11 @@ type segment struct {
 	touchKick atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
+	// idleFrom is the claim position of a tail recovered by Open, plus one; 0 for segments created
+	// since. The pre-toucher leaves such a tail's pages alone until an append moves the claim past
+	// its recovered end, so an idle partition costs no resident pages. Set by Open before the
+	// housekeeper starts, then owned by it.
+	idleFrom uint32
 
 	// allocated is how much of the file, from its start, has its blocks reserved (fallocate). The
 	// file is SegmentBytes long, but past allocated it may be a hole: it reads as zeros, but a
@@ -112,6 +120,9 @@ type segment struct {
 	// the segment can need, and only its elements are written.
 	entries []indexEntry
 	idxN    atomic.Int64
+	// entriesMap is the anonymous mapping backing entries (nil if on the heap); unmapped by the
+	// last release. Only holders of a reference touch entries.
+	entriesMap []byte
 	// Indexer cursor, owned by the housekeeper (and Open, or Close after the housekeeper stopped).
 	idxPos     uint32 // next batch to index
 	idxDelta   uint32
@@ -147,12 +158,29 @@ type indexEntry struct {
 func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
 	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
 	s.allocated.Store(uint32(allocated))
-	s.entries = make([]indexEntry, len(data)/interval+1)
+	s.entries, s.entriesMap = newIndexEntries(len(data)/interval + 1)
 	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64
 	s.maxTs.Store(math.MinInt64)
 	s.retainTs.Store(math.MinInt64)
 	s.refs.Store(1)
 	return s
+}
+
+// newIndexEntries returns room for n index entries. At a page or more it is an anonymous private
+// mapping, whose pages cost nothing until an entry is written there: a heap slice is zeroed, hence
+// resident, at once, and a 64 MiB segment has room for 16,384 entries (256 KiB), which every idle
+// partition's tail would hold for a handful of entries. indexEntry holds no pointers, so memory
+// outside the Go heap may hold it. mapped is the mapping to unmap (nil for a heap slice, the
+// fallback).
+func newIndexEntries(n int) (entries []indexEntry, mapped []byte) {
+	size := n * int(unsafe.Sizeof(indexEntry{}))
+	if size >= pageSize {
+		b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err == nil {
+			return unsafe.Slice((*indexEntry)(unsafe.Pointer(&b[0])), n), b
+		}
+	}
+	return make([]indexEntry, n), nil
 }
 
 // extend reserves the file's blocks up to at least want (rounded up to a step, at most the
@@ -192,6 +220,9 @@ func (s *segment) release() {
 	case r == 0:
 		_ = s.f.Unmap(s.data)
 		_ = s.f.Close()
+		if s.entriesMap != nil {
+			_ = unix.Munmap(s.entriesMap)
+		}
 	case r < 0:
 		panic("disk: segment released more often than acquired")
 	}

@@ -82,6 +82,7 @@ func Open(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.queues = newQueueTable(e, qs, restored)
+	e.groups.startExpirer() // after e.queues: it reads their members
 	if err := e.loadTopics(); err != nil {
 		e.Close()
 		return nil, err
@@ -101,9 +102,12 @@ func (e *Engine) Close() error {
 	errs := []error{e.queues.close()} // commits the queues' floors and settlement state
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
+	var parts []*Partition // every partition of every topic, closed several at once
 	for _, t := range *e.topics.Load() {
-		errs = append(errs, t.close())
+		parts = append(parts, t.parts...)
 	}
+	errs = append(errs, closePartitions(parts))
+	e.groups.close()
 	errs = append(errs, e.offsets.Close())
 	errs = append(errs, os.RemoveAll(e.opts.MemoryDir))
 	return errors.Join(errs...)

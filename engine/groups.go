@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -17,6 +19,10 @@ type groupTable struct {
 	e      *Engine
 	mu     sync.Mutex // guards groups and everything inside them
 	groups map[string]*group
+
+	stop    chan struct{} // closed by close: the expirer returns
+	stopped chan struct{} // closed by the expirer on return
+	started atomic.Bool   // startExpirer ran
 }
 
 type group struct {
@@ -33,8 +39,140 @@ type groupMember struct {
 	parts []int32 // assigned partitions of sub's topic, ascending
 }
 
+// newGroupTable creates the table; Open starts its expirer once the queue table exists. The offset
+// store must be open: commits are stamped with the engine's clock from here on.
 func newGroupTable(e *Engine) *groupTable {
-	return &groupTable{e: e, groups: map[string]*group{}}
+	e.offsets.now = e.opts.Clock // before any commit: the store's writer never reads it
+	return &groupTable{e: e, groups: map[string]*group{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// startExpirer starts the goroutine that expires abandoned groups; close stops it.
+func (gt *groupTable) startExpirer() {
+	gt.started.Store(true)
+	go gt.expirer()
+}
+
+// expirer drops abandoned groups' offsets every expiryInterval of OffsetsRetention (e.expireGroups).
+func (gt *groupTable) expirer() {
+	defer close(gt.stopped)
+	r := gt.e.opts.OffsetsRetention
+	if r <= 0 {
+		<-gt.stop
+		return
+	}
+	t := time.NewTicker(min(maxExpiryInterval, max(time.Second, r/10)))
+	defer t.Stop()
+	for {
+		select {
+		case <-gt.stop:
+			return
+		case <-t.C:
+			gt.e.expireGroups()
+		}
+	}
+}
+
+// maxExpiryInterval is the longest wait between two expiry checks (Kafka's
+// offsets.retention.check.interval.ms default).
+const maxExpiryInterval = 10 * time.Minute
+
+// close stops the expirer, if started. Safe to call twice.
+func (gt *groupTable) close() {
+	select {
+	case <-gt.stop:
+	default:
+		close(gt.stop)
+	}
+	if gt.started.Load() {
+		<-gt.stopped
+	}
+}
+
+// queueGroups names the groups with work-queue members. It takes qt.mu, then each queue's mu alone.
+func (e *Engine) queueGroups() map[string]bool {
+	out := map[string]bool{}
+	qt := e.queues
+	if qt == nil {
+		return out
+	}
+	qt.mu.Lock()
+	qs := make([]*queue, 0, len(qt.queues))
+	for _, q := range qt.queues {
+		qs = append(qs, q)
+	}
+	qt.mu.Unlock()
+	for _, q := range qs {
+		q.mu.Lock()
+		if len(q.members) > 0 {
+			out[q.key.group] = true
+		}
+		q.mu.Unlock()
+	}
+	return out
+}
+
+// hasMembersLocked reports whether the group named name has consumer-group subscriptions (the
+// caller holds gt.mu) or work-queue members (queued, from queueGroups).
+func (gt *groupTable) hasMembersLocked(name string, queued map[string]bool) bool {
+	g := gt.groups[name]
+	return g != nil && len(g.members) > 0 || queued[name]
+}
+
+// expireGroups drops every group that has no members and whose newest commit is older than
+// OffsetsRetention by the engine's clock (as Kafka's offsets.retention.minutes): its committed
+// offsets, so its lag series leave /metrics, and its empty membership entry. It returns the names
+// dropped. The expirer calls it periodically; tests call it directly.
+func (e *Engine) expireGroups() []string {
+	if e.opts.OffsetsRetention <= 0 {
+		return nil
+	}
+	cutoff := e.opts.Clock().Add(-e.opts.OffsetsRetention).UnixMilli()
+	stale := e.offsets.GroupsCommittedBefore(cutoff)
+	if len(stale) == 0 {
+		return nil
+	}
+	queued := e.queueGroups() // a queue member joining after this finds the offsets gone: it starts anew
+	gt := e.groups
+	gt.mu.Lock()
+	idle := stale[:0]
+	for _, name := range stale {
+		if !gt.hasMembersLocked(name, queued) {
+			idle = append(idle, name)
+			delete(gt.groups, name)
+		}
+	}
+	// Under gt.mu: a subscription joining now waits, and then finds no offsets to resume from.
+	gone := e.offsets.DeleteGroups(idle, nil)
+	gt.mu.Unlock()
+	if len(gone) > 0 {
+		e.log.Info("consumer groups expired", "groups", len(gone), "retention", e.opts.OffsetsRetention, "first", gone[0])
+	}
+	return gone
+}
+
+// DeleteGroup forgets a consumer group: its committed offsets and its membership entry. A group
+// with members (consumer-group or work-queue subscriptions) is refused with CodeInvalidRequest; an
+// unknown group with CodeUnknownGroup. done runs once the deletion is durable, or with the error
+// that kept it from being so.
+func (e *Engine) DeleteGroup(name string, done func(error)) {
+	queued := e.queueGroups()
+	gt := e.groups
+	gt.mu.Lock()
+	if gt.hasMembersLocked(name, queued) {
+		gt.mu.Unlock()
+		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "group " + name + " has members"})
+		return
+	}
+	_, known := gt.groups[name]
+	delete(gt.groups, name)
+	if !known && !e.offsets.HasGroup(name) {
+		gt.mu.Unlock()
+		done(&wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name})
+		return
+	}
+	e.offsets.DeleteGroups([]string{name}, done)
+	gt.mu.Unlock()
+	e.log.Info("consumer group deleted", "group", name)
 }
 
 func (gt *groupTable) join(s *Subscription) {

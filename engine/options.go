@@ -77,6 +77,11 @@ type Options struct {
 	// (the smaller of this and its SegmentBytes) hold MaxBatchBytes.
 	MemorySegmentBytes int64
 
+	// OffsetsRetention is how long a consumer group without members keeps its committed offsets
+	// after its newest commit (Kafka's offsets.retention.minutes); then they are dropped, and with
+	// them its lag series. Default 7 days; negative keeps them for ever.
+	OffsetsRetention time.Duration
+
 	// Logger receives the engine's structured logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -125,6 +130,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MemoryDir == "" {
 		o.MemoryDir = defaultMemoryDir(o.DataDir)
+	}
+	if o.OffsetsRetention == 0 {
+		o.OffsetsRetention = 7 * 24 * time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

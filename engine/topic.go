@@ -106,7 +106,7 @@ func (e *Engine) logOptions(cfg wire.TopicConfig, dataDir string, i int) disk.Op
 func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 	t := &Topic{e: e, cfg: cfg, parts: make([]*Partition, cfg.Partitions)}
 	dataDir := e.partitionsDir(cfg, dir)
-	for i := range t.parts {
+	err := forEachParallel(len(t.parts), func(i int) error {
 		p := &Partition{topic: t, id: int32(i)}
 		empty := []*Cursor{}
 		p.cursors.Store(&empty)
@@ -116,28 +116,65 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 		opts.OnSync = p.onSync
 		l, err := disk.Open(opts)
 		if err != nil {
-			t.close()
-			return nil, fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
+			return fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
 		}
 		p.log = l
 		p.rebuildProducers()
 		t.parts[i] = p
+		return nil
+	})
+	if err != nil {
+		t.close()
+		return nil, err
 	}
 	return t, nil
 }
 
+// ioWorkers bounds the partitions opened or closed at once. Opening one is mostly waiting on the
+// file system (directory listing, fallocate, fdatasync), so a few per core overlap those waits;
+// more would only queue in the disk.
+const ioWorkers = 16
+
+// forEachParallel runs fn(0..n-1) on at most ioWorkers goroutines and returns the errors joined.
+func forEachParallel(n int, fn func(i int) error) error {
+	if n == 1 {
+		return fn(0)
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, ioWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				errs[i] = fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// close ends the topic's subscriptions and closes its partitions' logs, several at once.
 func (t *Topic) close() error {
-	var errs []error
-	for _, p := range t.parts {
+	return closePartitions(t.parts)
+}
+
+// closePartitions wakes each partition's cursors (their owners find the topic gone and end the
+// subscription) and closes the partitions' logs, at most ioWorkers at once. Nil entries (a topic
+// whose open failed part way) are skipped.
+func closePartitions(parts []*Partition) error {
+	return forEachParallel(len(parts), func(i int) error {
+		p := parts[i]
 		if p == nil || p.log == nil {
-			continue
+			return nil
 		}
 		for _, c := range *p.cursors.Load() {
-			c.owner.Wake(c) // the owner finds the topic gone and ends the subscription
+			c.owner.Wake(c)
 		}
-		errs = append(errs, p.log.Close())
-	}
-	return errors.Join(errs...)
+		return p.log.Close()
+	})
 }
 
 // Partition is one totally ordered log of a topic.

@@ -54,6 +54,7 @@ const (
 	OpDescribe    Op = 0x23 // metadata: one topic's partitions and offsets
 	OpListGroups  Op = 0x24 // admin: list consumer groups
 	OpDescribeGrp Op = 0x25 // admin: one group's members and offsets
+	OpDeleteGroup Op = 0x26 // admin: delete a consumer group without members
 	OpError       Op = 0x3F // failure answer to a request, or a fatal connection error (id 0)
 )
 
@@ -63,6 +64,7 @@ var opNames = map[Op]string{
 	OpFetchOffset: "fetch-offset", OpAck: "ack", OpNack: "nack", OpAssign: "assign", OpSubEnded: "sub-ended",
 	OpCreateTopic: "create-topic", OpDeleteTopic: "delete-topic", OpListTopics: "list-topics",
 	OpDescribe: "describe", OpListGroups: "list-groups", OpDescribeGrp: "describe-group", OpError: "error",
+	OpDeleteGroup: "delete-group",
 }
 
 func (o Op) String() string {

@@ -672,7 +672,8 @@ func (m *TopicConfig) check() error {
 	return nil
 }
 
-// Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's group.
+// Name is a body holding one name: DeleteTopic's topic, Describe's topic, DescribeGroup's and
+// DeleteGroup's group.
 //
 //	name str16
 type Name struct{ Name string }

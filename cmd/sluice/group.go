@@ -16,6 +16,20 @@ import (
 func init() {
 	register(command{name: "group list", summary: "list the consumer groups", run: runGroupList})
 	register(command{name: "group describe", summary: "show a group's members, offsets and lag", run: runGroupDescribe})
+	register(command{name: "group delete", summary: "delete a consumer group without members", run: runGroupDelete})
+}
+
+func runGroupDelete(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("group delete", "GROUP",
+		"Delete a consumer group and its committed offsets. The broker refuses a group that still has\n"+
+			"members.", stdout, stderr)
+	return f.call(ctx, args, 1, 1, func(rctx context.Context, c *client.Client, ops []string) error {
+		if err := c.DeleteGroup(rctx, ops[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted group %s\n", ops[0])
+		return nil
+	})
 }
 
 func runGroupList(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

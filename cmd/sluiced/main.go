@@ -42,6 +42,7 @@ type config struct {
 	SegmentBytes   int64
 	RetentionBytes int64
 	RetentionAge   time.Duration
+	GroupRetention time.Duration // --offsets-retention
 	FlushInterval  time.Duration
 	FlushBytes     int64
 	MaxBatchBytes  int
@@ -99,6 +100,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.Var(rangeFlag[int64]{&cfg.SegmentBytes, 0, disk.MaxSegmentBytes}, "segment-bytes", "segment file size, at most 1 GiB (default 64 MiB)")
 	fs.Var(rangeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition in bytes (0: keep all)")
 	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..about 292 years (0: keep all)")
+	fs.DurationVar(&cfg.GroupRetention, "offsets-retention", 0, "drop a group without members this long after its last commit (default 168h; negative: never)")
 	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval, at most 1h (default: the storage default)")
 	fs.Var(rangeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit byte threshold (default: the storage default)")
 	fs.Var(rangeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, at most 1 GiB (default 1 MiB)")
@@ -211,6 +213,7 @@ func run(args []string) error {
 		SegmentBytes:      cfg.SegmentBytes,
 		RetentionBytes:    cfg.RetentionBytes,
 		RetentionAge:      cfg.RetentionAge,
+		OffsetsRetention:  cfg.GroupRetention,
 		FlushInterval:     cfg.FlushInterval,
 		FlushBytes:        cfg.FlushBytes,
 		MaxBatchBytes:     cfg.MaxBatchBytes,

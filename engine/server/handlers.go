@@ -129,7 +129,7 @@ func (ss *session) handle(f wire.Frame) {
 		ss.fatal(wire.CodeInvalidRequest, "second hello")
 	case wire.OpAck, wire.OpNack:
 		ss.settle(f)
-	case wire.OpCreateTopic, wire.OpDeleteTopic, wire.OpListTopics, wire.OpDescribe, wire.OpListGroups, wire.OpDescribeGrp:
+	case wire.OpCreateTopic, wire.OpDeleteTopic, wire.OpListTopics, wire.OpDescribe, wire.OpListGroups, wire.OpDescribeGrp, wire.OpDeleteGroup:
 		ss.admin(f)
 	default:
 		if !f.Op.Known() {
@@ -465,6 +465,24 @@ func (ss *session) admin(f wire.Frame) {
 			return
 		}
 		ss.async(f, func() error { return e.DeleteTopic(m.Name) }, nil)
+	case wire.OpDeleteGroup:
+		var m wire.Name
+		if !ss.decode(f, &m) {
+			return
+		}
+		// A group's offsets span topics: deleting it takes admin on each of them.
+		if info, err := e.DescribeGroup(m.Name); err == nil {
+			for _, o := range info.Offsets {
+				if !ss.allowed(f, ActAdmin, o.Topic) {
+					return
+				}
+			}
+		}
+		ss.async(f, func() error {
+			done := make(chan error, 1)
+			e.DeleteGroup(m.Name, func(err error) { done <- err })
+			return <-done
+		}, nil)
 	}
 }
 
