@@ -230,7 +230,7 @@ func run(args []string) error {
 	sopts := server.Options{MinDurability: minDurability, Addr: cfg.Listen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 		MaxConnections: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout, Logger: log,
 		HandshakeTimeout: cfg.HandshakeTimeout, MaxUnauthenticated: cfg.MaxUnauth, MaxUnauthenticatedPerAddr: cfg.MaxUnauthPerAddr,
-		MaxPreAuthFrame: cfg.MaxPreAuthFrame,
+		MaxPreAuthFrame:         cfg.MaxPreAuthFrame,
 		MaxSubscriptionsPerConn: cfg.MaxSubsPerConn, MaxSubscriptionsPerPrincipal: cfg.MaxSubsPerPrincipal,
 		MaxOutboundTotal: cfg.MaxOutboundTotal, InboxGrace: cfg.InboxGrace}
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
