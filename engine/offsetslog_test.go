@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -132,6 +133,7 @@ func TestDeleteGroup(t *testing.T) {
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "x", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
+	fillRecords(t, e, "x", 6)
 	commit(t, e, "a", "x", 0, 5)
 	commit(t, e, "b", "x", 0, 6)
 	sub, err := e.SubscribeLocal(wire.Subscribe{Topic: "x", Partition: -1, Group: "b", Start: wire.StartCommitted})
@@ -259,6 +261,7 @@ func TestOffsetCommitCostIsFlat(t *testing.T) {
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "x", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
+	fillRecords(t, e, "x", 10_000)      // commits beyond a partition's end are refused
 	e.offsets.compactMin.Store(1 << 40) // first, no compaction
 	const groups = 5000
 	var wg sync.WaitGroup
@@ -319,11 +322,11 @@ func TestOffsetCommitCostIsFlat(t *testing.T) {
 	e.offsets.mu.Unlock()
 	os.WriteFile(filepath.Join(crash, offsetsSnapshot), snapRaw, 0o644)
 	os.WriteFile(filepath.Join(crash, offsetsLog), append(preLog, scratch.pending...), 0o644)
-	commit(t, e, "hot", "x", 0, 1_000_000)
+	commit(t, e, "hot", "x", 0, 10_000)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{dir: 1_000_000, crash: last}
+	want := map[string]int64{dir: 10_000, crash: last}
 	for _, d := range []string{dir, crash} {
 		s, err := openOffsetStore(d, o.Logger)
 		if err != nil {
@@ -351,6 +354,7 @@ func TestOffsetsDeleteTopicIsLogged(t *testing.T) {
 		if _, err := e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1}); err != nil {
 			t.Fatal(err)
 		}
+		fillRecords(t, e, name, 10)
 		commit(t, e, "g", name, 0, 9)
 	}
 	if err := e.DeleteTopic("x"); err != nil {
@@ -372,5 +376,26 @@ func TestOffsetsDeleteTopicIsLogged(t *testing.T) {
 	defer s.Close()
 	if got := fmt.Sprint(s.Keys()); got != "[{g y 0}]" {
 		t.Fatalf("keys replayed %s, want only g/y/0", got)
+	}
+}
+
+// fillRecords appends n small records to partition 0 of topic, so that commits up to n are within
+// its end.
+func fillRecords(t *testing.T, e *Engine, topic string, n int) {
+	t.Helper()
+	b := wire.NewBatchBuilder(64 << 10)
+	for done := 0; done < n; {
+		b.Reset()
+		for i := 0; i < 1000 && done < n; i++ {
+			b.Append(nil, []byte("r"), nil, 1700000000000)
+			done++
+		}
+		batch, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.Publish(context.Background(), topic, 0, batch, wire.DurabilityWritten); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
