@@ -137,7 +137,10 @@ func gzipBatch(t *testing.T, n, value int) []byte {
 // TestWorkQueueLargeInflateNotPinned: a queue partition that inflates a large compressed batch to
 // check or re-encode it does not keep the inflated buffer for the rest of its life.
 func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
-	e := openEngine(t, testOptions(t))
+	o := testOptions(t)
+	// Inflation is bounded by the batch limit: raise it so the 6 MiB record can be delivered.
+	o.SegmentBytes, o.MaxBatchBytes = 16<<20, 8<<20
+	e := openEngine(t, o)
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
