@@ -123,12 +123,13 @@ func TestDeleteTopicUnderLoad(t *testing.T) {
 			for !closed(stop) {
 				nctx, ncancel := context.WithTimeout(ctx, 100*time.Millisecond)
 				m, err := cons.Next(nctx)
+				timedOut := nctx.Err() != nil // read before ncancel, which sets it
 				ncancel()
 				if err != nil {
-					if nctx.Err() != nil {
+					if timedOut {
 						continue
 					}
-					break
+					break // the consumer ended (its topic was deleted): subscribe again
 				}
 				if queue && m.Ack() != nil {
 					break
