@@ -89,7 +89,7 @@ func (gt *groupTable) expirer() {
 // offsets.retention.check.interval.ms default).
 const maxExpiryInterval = 10 * time.Minute
 
-// close stops the expirer, if started. Safe to call twice.
+// close stops the expirer, if started, and the hand-over timers. Safe to call twice.
 func (gt *groupTable) close() {
 	select {
 	case <-gt.stop:
@@ -99,6 +99,15 @@ func (gt *groupTable) close() {
 	if gt.started.Load() {
 		<-gt.stopped
 	}
+	gt.mu.Lock()
+	for _, g := range gt.groups {
+		for _, m := range g.members {
+			for _, t := range m.revoking {
+				t.Stop() // a closed engine hands nothing over
+			}
+		}
+	}
+	gt.mu.Unlock()
 }
 
 // queueGroups names the groups with work-queue members. It takes qt.mu, then each queue's mu alone.
