@@ -247,6 +247,10 @@ type Consumer struct {
 	cancel   context.CancelFunc
 	commitMu sync.Mutex // serializes commits
 	wg       sync.WaitGroup
+
+	// handBacks counts the hand-backs of revoked partitions in flight (handBack); Add only under mu
+	// while not closed, so that Close, which waits for them before unsubscribing, sees every one.
+	handBacks sync.WaitGroup
 }
 
 // Subscribe opens a consumer on topic. It returns once the broker has accepted the subscription.
@@ -401,7 +405,8 @@ func (c *Consumer) startLocked(p int32, offset int64) *partState {
 }
 
 // applyAssign takes a group assignment. Reader goroutine. Partitions kept keep their position (the
-// broker's cursor continues); new ones start at the offset given; lost ones stop.
+// broker's cursor continues); new ones start at the offset given; lost ones stop, and are handed
+// back to the broker (handBack), which gives them to their new member only then.
 func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -409,11 +414,22 @@ func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
 		return
 	}
 	c.generation = a.Generation
+	var back []wire.Commit
 	for p, ps := range c.parts {
 		if ps.assigned && !slices.ContainsFunc(a.Partitions, func(x wire.PartitionOffset) bool { return x.Partition == p }) {
 			ps.assigned = false
 			ps.epoch++
+			// From here ps.processed no longer moves (settleLocked checks assigned): it is final.
+			off := int64(handBackOffset)
+			if c.opts.AutoCommit > 0 {
+				off = ps.processed
+			}
+			back = append(back, wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: p, Offset: off})
 		}
+	}
+	if len(back) > 0 {
+		c.handBacks.Add(1)
+		go c.handBack(s.cn, back)
 	}
 	for _, po := range a.Partitions {
 		if ps := c.parts[po.Partition]; ps != nil && ps.assigned {
@@ -422,6 +438,32 @@ func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
 		c.startLocked(po.Partition, po.Offset)
 	}
 	c.c.log.Debug("sluice: assignment", "topic", c.topic, "group", c.opts.Group, "generation", a.Generation, "partitions", len(a.Partitions))
+}
+
+// handBackOffset, committed, stores nothing and hands the partition back to the broker (docs/protocol.md,
+// Commit).
+const handBackOffset = -1
+
+// handBack tells the broker that the consumer stopped reading the partitions an assignment took away,
+// so it may give them to their new member: with automatic commits on, by committing each one's
+// processed offset (the new member starts there, so it receives no record this consumer processed,
+// as the Java client and librdkafka commit on revocation); otherwise with handBackOffset, leaving the
+// application's own commits as they are. The commits are pipelined on cn and bounded by the client's
+// RequestTimeout; a failed one only makes the broker wait its revoke timeout.
+func (c *Consumer) handBack(cn *conn, back []wire.Commit) {
+	defer c.handBacks.Done()
+	ctx, cancel := context.WithTimeout(c.c.closeCtx, c.c.opts.RequestTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range back {
+		wg.Go(func() {
+			if _, err := c.c.roundTripOn(ctx, cn, wire.OpCommit, &call{ch: make(chan struct{}, 1)}, m.Append); err != nil {
+				c.c.log.Debug("sluice: hand-back of a revoked partition failed", "group", m.Group, "topic", m.Topic,
+					"partition", m.Partition, "offset", m.Offset, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // push queues a delivery. Reader goroutine; d's batches alias the read buffer and are copied.
@@ -1037,6 +1079,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	}
 	c.queue, c.qhead = nil, 0
 	c.mu.Unlock()
+	c.handBacks.Wait() // a revoked partition's commit lands before leaving hands everything over
 	for _, s := range subs {
 		c.c.removeSub(s.id)
 		if cn != nil && !cn.isDone() {

@@ -93,8 +93,11 @@
 // the partition's next owner starts at the committed offset and so receives again every record
 // processed since the last commit (at most one AutoCommit interval of records, plus whatever was
 // processed after it). After a rebalance, a partition the member keeps continues where it was; a
-// partition it gains starts at the group's committed offset, so records its previous owner processed
-// but had not committed are delivered again. After a reconnect, the member commits what it has
+// partition it loses is handed back to the broker, which gives it to its new owner only then: with
+// automatic commits on, by committing what was processed of it (so the new owner receives none of
+// those records, only, possibly, the one Next returned last), else leaving the committed offset as
+// the application left it. A partition it gains starts at the group's committed offset. After a
+// reconnect, the member commits what it has
 // processed (with automatic commits on) and rejoins, starting from the committed offsets: records
 // processed before the connection failed are not delivered again, but the record Next returned last
 // and not yet counted as processed is (it may have been processed only halfway). Nothing committed is

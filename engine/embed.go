@@ -130,11 +130,13 @@ func (l *Local) drain() {
 			}
 		case ev.reassign:
 			l.sub.ApplyAssignment()
+			l.e.groups.handBackRevoked(l.sub) // its cursors on them are gone
 		}
 	})
 	if l.overflow.CompareAndSwap(true, false) && !l.sub.closed {
 		if l.sub.member != nil {
 			l.sub.ApplyAssignment()
+			l.e.groups.handBackRevoked(l.sub)
 		}
 		l.sub.ReadyAll()
 	}

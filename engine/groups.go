@@ -15,6 +15,11 @@ import (
 // member joins or leaves, the group's generation advances and each topic's partitions are dealt
 // round-robin over the members subscribed to it, in join order. Members learn their share through
 // Owner.Reassign. Offsets live in the offset store, not here, so membership is soft state.
+//
+// A partition changes hands in two phases, so that its new member starts where the old one stopped:
+// the member losing it is told at once (an assignment without it) and holds it as revoking; the
+// member dealt it gets it only once the old one hands it back (a commit for the partition, offset -1
+// included: handBack), leaves, or has not done so within GroupRevokeTimeout.
 type groupTable struct {
 	e      *Engine
 	mu     sync.Mutex // guards groups and everything inside them
@@ -36,7 +41,15 @@ type groupMember struct {
 	id    string
 	sub   *Subscription
 	group *group
-	parts []int32 // assigned partitions of sub's topic, ascending
+	// All below guarded by groupTable.mu.
+	//
+	// dealt is the member's share of sub's topic from the last deal, ascending. parts is what it
+	// has been told it holds, ascending: dealt less the partitions another member still revokes.
+	// revoking holds the partitions taken from it and not yet handed back, each with the timer that
+	// gives it up after GroupRevokeTimeout; no partition is in parts and in any member's revoking.
+	dealt    []int32
+	parts    []int32
+	revoking map[int32]*time.Timer
 }
 
 // newGroupTable creates the table; Open starts its expirer once the queue table exists. The offset
@@ -76,7 +89,7 @@ func (gt *groupTable) expirer() {
 // offsets.retention.check.interval.ms default).
 const maxExpiryInterval = 10 * time.Minute
 
-// close stops the expirer, if started. Safe to call twice.
+// close stops the expirer, if started, and the hand-over timers. Safe to call twice.
 func (gt *groupTable) close() {
 	select {
 	case <-gt.stop:
@@ -86,6 +99,15 @@ func (gt *groupTable) close() {
 	if gt.started.Load() {
 		<-gt.stopped
 	}
+	gt.mu.Lock()
+	for _, g := range gt.groups {
+		for _, m := range g.members {
+			for _, t := range m.revoking {
+				t.Stop() // a closed engine hands nothing over
+			}
+		}
+	}
+	gt.mu.Unlock()
 }
 
 // queueGroups names the groups with work-queue members. It takes qt.mu, then each queue's mu alone.
@@ -200,11 +222,16 @@ func (gt *groupTable) leave(s *Subscription) {
 	g := m.group
 	g.members = slices.DeleteFunc(g.members, func(x *groupMember) bool { return x == m })
 	s.member = nil
+	for p, t := range m.revoking { // a member that left has nothing more to hand back
+		t.Stop()
+		delete(m.revoking, p)
+	}
 	gt.rebalanceLocked(g, nil)
 }
 
-// rebalanceLocked deals each topic's partitions over its members and tells every member whose share
-// changed (and joined, who must hear its first assignment even when empty).
+// rebalanceLocked deals each topic's partitions over its members, takes from each member what it
+// was not dealt (revokeLocked), and tells every member whose share changed (and joined, who must
+// hear its first assignment even when empty).
 func (gt *groupTable) rebalanceLocked(g *group, joined *groupMember) {
 	g.generation++
 	byTopic := map[*Topic][]*groupMember{}
@@ -218,13 +245,107 @@ func (gt *groupTable) rebalanceLocked(g *group, joined *groupMember) {
 			shares[i] = append(shares[i], int32(p))
 		}
 		for i, m := range members {
-			if slices.Equal(m.parts, shares[i]) && m != joined {
-				continue
+			m.dealt = shares[i]
+			for _, p := range m.parts {
+				if !slices.Contains(m.dealt, p) {
+					gt.revokeLocked(m, p)
+				}
 			}
-			m.parts = shares[i]
-			m.sub.owner.Reassign(m.sub)
 		}
 	}
+	gt.handOverLocked(g, joined)
+}
+
+// revokeLocked marks partition p, taken from m, as revoking until m hands it back or the revoke
+// timeout passes; with a negative GroupRevokeTimeout it is handed over at once.
+func (gt *groupTable) revokeLocked(m *groupMember, p int32) {
+	d := gt.e.opts.GroupRevokeTimeout
+	if d < 0 {
+		return
+	}
+	if m.revoking == nil {
+		m.revoking = map[int32]*time.Timer{}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		gt.mu.Lock()
+		defer gt.mu.Unlock()
+		if m.revoking[p] != t {
+			return // handed back already, or revoked again since
+		}
+		delete(m.revoking, p)
+		gt.e.log.Warn("consumer group member did not hand a partition back in time: handing it over",
+			"group", m.group.name, "member", m.id, "topic", m.sub.topic.cfg.Name, "partition", p, "timeout", d)
+		gt.handOverLocked(m.group, nil)
+	})
+	m.revoking[p] = t
+}
+
+// handOverLocked gives every member of g its dealt partitions that no member still revokes, and
+// takes away those it was not dealt, telling each member whose partitions changed (and joined).
+func (gt *groupTable) handOverLocked(g *group, joined *groupMember) {
+	type key struct {
+		t *Topic
+		p int32
+	}
+	held := map[key]bool{}
+	for _, m := range g.members {
+		for p := range m.revoking {
+			held[key{m.sub.topic, p}] = true
+		}
+	}
+	for _, m := range g.members {
+		parts := make([]int32, 0, len(m.dealt))
+		for _, p := range m.dealt {
+			if !held[key{m.sub.topic, p}] {
+				parts = append(parts, p)
+			}
+		}
+		if slices.Equal(m.parts, parts) && m != joined {
+			continue
+		}
+		m.parts = parts
+		m.sub.owner.Reassign(m.sub)
+	}
+}
+
+// handBack hears that partition p of topic, in group, was committed (or handed back with offset
+// -1), durably: a member revoking it has handed it back, and the member dealt it gets it now,
+// starting at that commit.
+func (gt *groupTable) handBack(group string, t *Topic, p int32) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	g := gt.groups[group]
+	if g == nil {
+		return
+	}
+	released := false
+	for _, m := range g.members {
+		if tm := m.revoking[p]; tm != nil && m.sub.topic == t {
+			tm.Stop()
+			delete(m.revoking, p)
+			released = true
+		}
+	}
+	if released {
+		gt.handOverLocked(g, nil)
+	}
+}
+
+// handBackRevoked hands back every partition being revoked from s: an embedded member (Local) has
+// stopped reading them once it applied the assignment that took them, and commits on its own.
+func (gt *groupTable) handBackRevoked(s *Subscription) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	m := s.member
+	if m == nil || len(m.revoking) == 0 {
+		return
+	}
+	for p, t := range m.revoking {
+		t.Stop()
+		delete(m.revoking, p)
+	}
+	gt.handOverLocked(m.group, nil)
 }
 
 // topicDeleted tells every member subscribed to t that its assignment changed: applying it finds the
@@ -321,6 +442,10 @@ func (e *Engine) CommitOffset(group, topic string, partition int32, offset int64
 // offsets never land on the new topic. The check and the store happen under the offset store's lock,
 // which DeleteTopic takes after marking the topic deleted: a commit either lands before the delete
 // removes the topic's offsets, or is refused.
+//
+// A commit for a partition being revoked from a member is that member's hand-back (groupTable): the
+// partition goes to its new member once the commit is durable. HandBackOffset hands it back without
+// storing an offset.
 func (e *Engine) CommitTopicOffset(t *Topic, group string, partition int32, offset int64, done func(error)) {
 	p := t.Partition(partition)
 	switch {
@@ -329,6 +454,10 @@ func (e *Engine) CommitTopicOffset(t *Topic, group string, partition int32, offs
 		return
 	case p == nil:
 		done(wire.CodeUnknownPartition)
+		return
+	case offset == HandBackOffset:
+		e.groups.handBack(group, t, partition)
+		done(nil)
 		return
 	case offset < 0:
 		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "negative offset"})
@@ -339,8 +468,18 @@ func (e *Engine) CommitTopicOffset(t *Topic, group string, partition int32, offs
 			"commit %d beyond the end %d of %s partition %d", offset, p.NextOffset(), t.cfg.Name, partition)})
 		return
 	}
-	e.offsets.commitLive(OffsetKey{Group: group, Topic: t.cfg.Name, Partition: partition}, offset, t.deleted.Load, done)
+	e.offsets.commitLive(OffsetKey{Group: group, Topic: t.cfg.Name, Partition: partition}, offset, t.deleted.Load, func(err error) {
+		if err == nil {
+			e.groups.handBack(group, t, partition) // the offset is durable: its next member starts there
+		}
+		done(err)
+	})
 }
+
+// HandBackOffset, committed, stores nothing: it tells the group that the member a partition was
+// taken from has stopped reading it, and the partition may go to its new member at the offset
+// already committed.
+const HandBackOffset = -1
 
 // CommittedOffset returns group's committed offset for a partition, or -1.
 func (e *Engine) CommittedOffset(group, topic string, partition int32) int64 {

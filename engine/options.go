@@ -82,6 +82,12 @@ type Options struct {
 	// them its lag series. Default 7 days; negative keeps them for ever.
 	OffsetsRetention time.Duration
 
+	// GroupRevokeTimeout is how long a partition taken from one group member waits for that member
+	// to hand it back (a commit for the partition, offset -1 included) before the group gives it to
+	// its new member anyway. A member that leaves hands its partitions back at once. Default 5 s;
+	// negative hands partitions over at once, without waiting.
+	GroupRevokeTimeout time.Duration
+
 	// Logger receives the engine's structured logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -133,6 +139,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.OffsetsRetention == 0 {
 		o.OffsetsRetention = 7 * 24 * time.Hour
+	}
+	if o.GroupRevokeTimeout == 0 {
+		o.GroupRevokeTimeout = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
