@@ -57,6 +57,13 @@ func msgCases() []msgCase {
 		{"hello-empty-id", OpHello, &Hello{Version: 7, MaxFrame: MinMaxFrame}, func() body { return new(Hello) }, -1},
 		{"hello-reply", OpHello, &HelloReply{Version: 1, MaxFrame: 1 << 20, AuthRequired: true, ServerID: "sluice-a"}, func() body { return new(HelloReply) }, -1},
 		{"hello-reply-noauth", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame}, func() body { return new(HelloReply) }, -1},
+		// The optional trailing fields: a body that stops before them is their absence.
+		{"hello-reply-limits", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s", MaxBatchBytes: 65536, IdleTimeoutMs: 4000},
+			func() body { return new(HelloReply) }, len((&HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s"}).Append(nil))},
+		{"hello-reply-max-batch", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s", MaxBatchBytes: 65536},
+			func() body { return new(HelloReply) }, len((&HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s"}).Append(nil))},
+		{"hello-reply-idle-only", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, IdleTimeoutMs: 120000},
+			func() body { return new(HelloReply) }, len((&HelloReply{Version: 1, MaxFrame: DefaultMaxFrame}).Append(nil))},
 		{"auth", OpAuth, &Auth{Mechanism: "SCRAM-SHA-256", Payload: []byte("n,,n=user,r=nonce")}, func() body { return new(Auth) }, -1},
 		{"auth-empty", OpAuth, &Auth{}, func() body { return new(Auth) }, -1},
 		{"ping", OpPing, &Ping{Nonce: 0xdeadbeefcafef00d}, func() body { return new(Ping) }, -1},
