@@ -476,14 +476,26 @@ func (c *Consumer) releaseCurLocked() {
 	c.off, c.inBatch = 0, false
 }
 
-// settleLocked counts the last record returned as processed.
+// settleLocked counts the last record returned as processed. A record the application finished
+// after its partition was restarted (a reconnection, or a rebalance that gave the partition back to
+// this member) at or below the record's offset, and before the restarted partition handed out
+// anything, counts too: the partition moves past it, so the commit stores it and the redelivered
+// copy is skipped instead of being handled again. (Every record of the partition from its new start
+// up to that one was handed out before the restart, in order.)
 func (c *Consumer) settleLocked() {
 	if !c.hasLast {
 		return
 	}
 	c.hasLast = false
-	if ps := c.lastPS; ps.epoch == c.lastEpoch && ps.assigned && c.lastOff+1 > ps.processed {
-		ps.processed = c.lastOff + 1
+	ps, next := c.lastPS, c.lastOff+1
+	switch {
+	case !ps.assigned:
+	case ps.epoch == c.lastEpoch:
+		if next > ps.processed {
+			ps.processed = next
+		}
+	case ps.position == ps.processed && ps.processed < next && c.opts.Group != "" && !c.opts.Queue:
+		ps.position, ps.processed = next, next
 	}
 }
 
@@ -660,6 +672,9 @@ func (c *Consumer) Stats() ConsumerStats {
 // it. fn's Message is valid only during the call.
 func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err // Next hands out buffered records whatever ctx says: stop before the next one
+		}
 		m, err := c.Next(ctx)
 		if err != nil {
 			return err
