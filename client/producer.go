@@ -226,6 +226,9 @@ type pbatch struct {
 	// tooLarge is the broker's refusal of the batch as too large (CodeBatchTooLarge), nil otherwise.
 	// Set by complete before b goes back to retry; the sender then splits b in halves.
 	tooLarge error
+	// careful marks b as refused as too large (tooLarge) or a piece of such a batch: it goes out
+	// alone, nothing after it until it is answered (Producer.holding). Guarded by p.mu.
+	careful bool
 	// counted says b is one of the producer's unresolved batches on p.sentOn. Guarded by p.mu: set
 	// by the sender when it hands b to a connection, cleared by whoever resolves b (its answer, its
 	// failure, or its move to p.retry).
@@ -279,6 +282,14 @@ type Producer struct {
 	// Guarded by mu. sentOn changes only while unresolved is 0: every counted batch is on sentOn.
 	sentOn     *conn
 	unresolved int
+	// holding is the careful batch in flight, nil when none: while it is set the sender sends
+	// nothing, so no batch after it can be stored before it (or its pieces, should it be refused
+	// as too large again). Guarded by mu: set by the sender as it takes a careful batch, cleared by
+	// whoever resolves it (finish, complete, admit).
+	holding *pbatch
+	// learned is a batch limit (bytes) learned from refusals, 0 for none: half the size of the
+	// last batch the broker refused as too large, for brokers that announce no limit. Guarded by mu.
+	learned int
 
 	stopped    atomic.Bool // the sender has stopped: failures are final
 	wake       chan struct{}
@@ -434,12 +445,17 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 }
 
 // batchLimit is the most uncompressed bytes a batch may hold: MaxBatchBytes, or the broker's batch
-// limit from the last handshake when that is lower.
+// limit from the last handshake, or the limit learned from refusals, whichever is lowest. Called
+// with p.mu held.
 func (p *Producer) batchLimit() int {
-	if n := int(p.c.brokerMaxBatch.Load()); n > 0 && n < p.opts.MaxBatchBytes {
-		return n
+	limit := p.opts.MaxBatchBytes
+	if n := int(p.c.brokerMaxBatch.Load()); n > 0 {
+		limit = min(limit, n)
 	}
-	return p.opts.MaxBatchBytes
+	if p.learned > 0 {
+		limit = min(limit, p.learned)
+	}
+	return limit
 }
 
 func (p *Producer) poke() {
@@ -508,7 +524,7 @@ func (p *Producer) run() {
 				next = d
 			}
 		}
-		for p.inflight < p.opts.MaxInFlight {
+		for p.inflight < p.opts.MaxInFlight && p.holding == nil {
 			var b *pbatch
 			if len(p.retry) > 0 {
 				b = p.retry[0]
@@ -521,6 +537,9 @@ func (p *Producer) run() {
 			}
 			p.inflight++
 			send = append(send, b)
+			if b.careful || b.tooLarge != nil {
+				p.holding = b // it goes alone: nothing after it until it is answered
+			}
 		}
 		p.mu.Unlock()
 		for i, b := range send {
@@ -575,18 +594,31 @@ func (p *Producer) send(b *pbatch) {
 		return
 	}
 	if target := splitTarget(b, cn); target > 0 {
+		careful := b.tooLarge != nil
 		pieces, err := p.split(b, target)
 		if err != nil {
 			p.finish(b, -1, err, true)
 			return
 		}
-		// The pieces go out now, on cn, right after b and before any later batch: in flight and
-		// unresolved on cn as b is (the in-flight cap is exceeded by them for their round trip).
 		p.mu.Lock()
-		for _, nb := range pieces {
-			nb.counted = true
-			p.unresolved++
-			p.inflight++
+		if careful {
+			// The halves of a refused batch may be refused too: each goes out alone (holding), the
+			// ones after b waiting in retry, in order.
+			b.careful = true
+			for _, nb := range pieces {
+				nb.careful = true
+				p.retryLocked(nb)
+			}
+			pieces = nil
+		} else {
+			// Cut to the limit cn's broker announced, the pieces fit: they go out now, on cn, right
+			// after b and before any later batch, in flight and unresolved on cn as b is (the
+			// in-flight cap is exceeded by them for their round trip).
+			for _, nb := range pieces {
+				nb.counted = true
+				p.unresolved++
+				p.inflight++
+			}
 		}
 		p.mu.Unlock()
 		p.sendOn(b, cn)
@@ -748,6 +780,7 @@ func (p *Producer) admit(b *pbatch, cn *conn) bool {
 		return true
 	}
 	p.inflight--
+	p.unholdLocked(b)
 	p.retryLocked(b)
 	p.mu.Unlock()
 	if !older {
@@ -768,6 +801,13 @@ func (p *Producer) retryLocked(b *pbatch) {
 		return cmp.Or(cmp.Compare(x.seq, y.seq), cmp.Compare(x.sub, y.sub))
 	})
 	p.retry = slices.Insert(p.retry, i, b)
+}
+
+// unholdLocked lets the sender carry on if b is the careful batch it was holding for.
+func (p *Producer) unholdLocked(b *pbatch) {
+	if p.holding == b {
+		p.holding = nil
+	}
 }
 
 // resolveLocked notes that b, if it was handed to a connection, is answered, failed or back in
@@ -819,7 +859,11 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 		// broker announces keeps this path for brokers that announce none.
 		p.mu.Lock()
 		b.tooLarge = err
+		if half := b.b.Size() / 2; p.learned == 0 || half < p.learned {
+			p.learned = max(half, wire.BatchHeaderSize+16)
+		}
 		p.inflight--
+		p.unholdLocked(b)
 		p.resolveLocked(b)
 		p.retryLocked(b)
 		p.mu.Unlock()
@@ -835,6 +879,7 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 			b.avoid = p.sentOn // every counted batch is on sentOn
 		}
 		p.inflight--
+		p.unholdLocked(b)
 		p.resolveLocked(b)
 		p.retryLocked(b)
 		p.mu.Unlock()
@@ -883,6 +928,7 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	if inflight {
 		p.inflight--
 	}
+	p.unholdLocked(b)
 	p.resolveLocked(b)
 	p.buffered -= b.bytes
 	p.outstanding -= len(b.done)
@@ -897,7 +943,7 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	b.b.Reset()
 	b.done = b.done[:0]
 	b.bytes, b.urgent, b.data, b.attempts, b.seq, b.sub, b.span = 0, false, nil, 0, 0, 0, 0
-	b.avoid, b.tooLarge = nil, nil
+	b.avoid, b.tooLarge, b.careful = nil, nil, false
 	p.free = append(p.free, b)
 	p.mu.Unlock()
 	p.poke()
