@@ -187,6 +187,10 @@ type partState struct {
 	processed int64
 	// committed is the offset last stored by a commit (or the start offset of the assignment).
 	committed int64
+	// before is the highest processed offset the partition had when startLocked restarted it, over
+	// all its restarts: a restart at or after it continues the records this consumer has handed out
+	// (settleLocked).
+	before int64
 }
 
 // delivery is one Deliver push, its batches copied out of the connection's read buffer into a
@@ -396,6 +400,7 @@ func (c *Consumer) startLocked(p int32, offset int64) *partState {
 	}
 	ps.epoch++
 	ps.assigned = true
+	ps.before = max(ps.before, ps.processed)
 	ps.position, ps.processed, ps.committed = offset, offset, offset
 	return ps
 }
@@ -476,12 +481,14 @@ func (c *Consumer) releaseCurLocked() {
 	c.off, c.inBatch = 0, false
 }
 
-// settleLocked counts the last record returned as processed. A record the application finished
-// after its partition was restarted (a reconnection, or a rebalance that gave the partition back to
-// this member) at or below the record's offset, and before the restarted partition handed out
-// anything, counts too: the partition moves past it, so the commit stores it and the redelivered
-// copy is skipped instead of being handled again. (Every record of the partition from its new start
-// up to that one was handed out before the restart, in order.)
+// settleLocked counts the last record returned as processed. A group member's record the application
+// finished after its partition was restarted (a reconnection, or a rebalance that gave the partition
+// back to this member) counts too, when the restart continues this member's records (it starts at or
+// after what the member had processed, and at or below the record) and has handed out nothing yet:
+// the partition moves past the record, so the commit stores it and the redelivered copy is skipped
+// instead of being handled again. (Every record from the new start up to that one was handed out
+// before the restart, in order. A restart below what was processed, such as a topic deleted and
+// created again, starts afresh.)
 func (c *Consumer) settleLocked() {
 	if !c.hasLast {
 		return
@@ -494,7 +501,7 @@ func (c *Consumer) settleLocked() {
 		if next > ps.processed {
 			ps.processed = next
 		}
-	case ps.position == ps.processed && ps.processed < next && c.opts.Group != "" && !c.opts.Queue:
+	case c.opts.Group != "" && !c.opts.Queue && ps.position == ps.processed && ps.before <= ps.processed && ps.processed < next:
 		ps.position, ps.processed = next, next
 	}
 }
