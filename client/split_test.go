@@ -168,3 +168,14 @@ func TestBatchCutForTheNewBrokersLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchesSizedUnderTheAnnouncedLimit (issue 21, item 3): a producer left at its default 1 MiB
+// batches sizes them under the 4 KiB limit the broker announced in the handshake: nothing is refused.
+// (Before, the 20 KiB batch was refused and its records failed.)
+func TestBatchesSizedUnderTheAnnouncedLimit(t *testing.T) {
+	sf, fb := newSplitFake(t, 4096, false, func(int) uint32 { return 4096 })
+	produceSplit(t, sf, fb, 200, false, nil)
+	if sf.refused != 0 {
+		t.Fatalf("%d batches refused as too large, want none", sf.refused)
+	}
+}

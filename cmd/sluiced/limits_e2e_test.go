@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,11 +56,7 @@ func TestProduceUnderTheBrokersBatchLimit(t *testing.T) {
 		t.Fatalf("%d of %d records failed, the last with: %v", nfail, n, failed)
 	}
 	k := newChecker(t)
-	consumeAll(t, c, "limited", n, k)
-	// The batches stored are within the limit: the broker stored them, and its log says no refusal.
-	if strings.Contains(b.log(), "too large") {
-		t.Fatalf("the broker logged a refusal:\n%s", b.log())
-	}
+	consumeAll(t, c, "limited", n, k) // every record once, in order
 }
 
 // TestCreateTopicSegmentBelowBatchLimit (item 3, second part): a segment size below the broker's
