@@ -40,6 +40,10 @@ type Client struct {
 	subMu   sync.RWMutex
 	subs    map[uint32]*subscription // guarded by subMu: open subscriptions by id, all connections
 	nextSub atomic.Uint32
+
+	// brokerMaxBatch is the batch limit (bytes) the broker announced in the last handshake, 0 when it
+	// announced none. Written by each handshake, read by producers as they size batches.
+	brokerMaxBatch atomic.Int64
 }
 
 // Dial connects to the broker at addr and completes the handshake. ctx bounds the first connection

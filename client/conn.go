@@ -39,6 +39,10 @@ type conn struct {
 	nc       net.Conn
 	maxFrame int    // the smaller of ours and the broker's; set before the goroutines start
 	serverID string // from the handshake
+	// maxBatch is the broker's batch limit in bytes from the handshake, 0 when it announced none;
+	// idle its idle timeout, 0 when it announced none. Immutable after newConn.
+	maxBatch int
+	idle     time.Duration
 	seq      uint64 // connection number within the client, for logs
 
 	made time.Time // when the handshake completed; immutable
@@ -60,9 +64,10 @@ type conn struct {
 	done     chan struct{} // closed when the connection has failed
 }
 
-func newConn(c *Client, nc net.Conn, maxFrame int, serverID string, seq uint64) *conn {
+func newConn(c *Client, nc net.Conn, hs handshakeResult, seq uint64) *conn {
 	return &conn{
-		c: c, nc: nc, maxFrame: maxFrame, serverID: serverID, seq: seq, made: time.Now(),
+		c: c, nc: nc, maxFrame: hs.maxFrame, serverID: hs.serverID, maxBatch: hs.maxBatch, idle: hs.idle,
+		seq: seq, made: time.Now(),
 		wake:    make(chan struct{}, 1),
 		pending: make(map[uint32]replyHandler, 64),
 		done:    make(chan struct{}),
@@ -75,13 +80,28 @@ func (cn *conn) start() {
 	go cn.readLoop()
 	if cn.c.opts.PingInterval > 0 {
 		cn.c.wg.Add(1)
-		go cn.keepalive(cn.c.opts.PingInterval)
+		go cn.keepalive(pingInterval(cn.c.opts.PingInterval, cn.idle), cn.c.opts.PingInterval)
 	}
 }
 
-// keepalive pings every interval and fails the connection when a pong is two intervals late.
-func (cn *conn) keepalive(interval time.Duration) {
+// pingInterval is how often a connection pings: the configured interval, or a third of the broker's
+// idle timeout (0: none announced) when that is shorter, so that a connection on which the
+// application sends nothing for a while (a consumer whose handler is slow) is never idle long enough
+// for the broker to close it, even with a ping or a pong delayed. Never below 10 ms.
+func pingInterval(configured, brokerIdle time.Duration) time.Duration {
+	if brokerIdle > 0 && brokerIdle/3 < configured {
+		return max(brokerIdle/3, 10*time.Millisecond)
+	}
+	return configured
+}
+
+// keepalive pings every interval and fails the connection when a pong is more than twice the
+// larger of interval and configured late (configured is the client's PingInterval: a short
+// interval derived from the broker's idle timeout keeps the connection busy without making the
+// liveness check stricter than the application asked for).
+func (cn *conn) keepalive(interval, configured time.Duration) {
 	defer cn.c.wg.Done()
+	late := 2 * max(interval, configured)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	k := &call{ch: make(chan struct{}, 1)}
@@ -98,12 +118,12 @@ func (cn *conn) keepalive(interval time.Duration) {
 		ping := wire.Ping{Nonce: uint64(corr)}
 		buf, start := cn.beginFrame(wire.OpPing, 0, corr)
 		_ = cn.endFrame(ping.Append(buf), start)
-		timeout := time.NewTimer(2 * interval)
+		timeout := time.NewTimer(late)
 		select {
 		case <-k.ch:
 			timeout.Stop()
 		case <-timeout.C:
-			cn.fail(fmt.Errorf("no pong in %v", 2*interval))
+			cn.fail(fmt.Errorf("no pong in %v", late))
 			return
 		case <-cn.done:
 			timeout.Stop()
@@ -379,42 +399,53 @@ func (c *Client) connect(ctx context.Context, seq uint64) (*conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
-	maxFrame, serverID, err := c.handshake(nc)
+	hs, err := c.handshake(nc)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Time{})
-	cn := newConn(c, nc, maxFrame, serverID, seq)
+	c.brokerMaxBatch.Store(int64(hs.maxBatch))
+	cn := newConn(c, nc, hs, seq)
 	cn.start()
 	return cn, nil
 }
 
+// handshakeResult is what a handshake settled: the frame limit, the broker's id and the limits it
+// announced (0: none).
+type handshakeResult struct {
+	maxFrame int           // the smaller of ours and the broker's
+	serverID string        // from HelloReply
+	maxBatch int           // the broker's batch limit in bytes (HelloReply.MaxBatchBytes)
+	idle     time.Duration // the broker's idle timeout (HelloReply.IdleTimeoutMs)
+}
+
 // handshake sends Hello (and Auth) and reads the answers synchronously, before the connection's
 // goroutines exist.
-func (c *Client) handshake(nc net.Conn) (maxFrame int, serverID string, err error) {
+func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
+	var none handshakeResult
 	var buf []byte
 	buf, start := wire.BeginFrame(buf, wire.OpHello, 0, 1)
 	hello := wire.Hello{Version: wire.ProtocolVersion, MaxFrame: uint32(c.opts.MaxFrame), ClientID: c.opts.ClientID}
 	buf = wire.EndFrame(hello.Append(buf), start)
 	if _, err := nc.Write(buf); err != nil {
-		return 0, "", fmt.Errorf("%w: write hello: %w", ErrHandshake, err)
+		return none, fmt.Errorf("%w: write hello: %w", ErrHandshake, err)
 	}
 	f, err := readFrame(nc, c.opts.MaxFrame)
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: read hello reply: %w", ErrHandshake, err)
+		return none, fmt.Errorf("%w: read hello reply: %w", ErrHandshake, err)
 	}
 	if err := replyErr(f, wire.OpHello); err != nil {
-		return 0, "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		return none, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	var hr wire.HelloReply
 	if err := hr.Decode(f.Body); err != nil {
-		return 0, "", fmt.Errorf("%w: hello reply: %w", ErrHandshake, err)
+		return none, fmt.Errorf("%w: hello reply: %w", ErrHandshake, err)
 	}
 	if hr.Version != wire.ProtocolVersion {
-		return 0, "", fmt.Errorf("%w: broker speaks version %d, client %d: %w", ErrHandshake, hr.Version, wire.ProtocolVersion, wire.ErrUnsupportedVer)
+		return none, fmt.Errorf("%w: broker speaks version %d, client %d: %w", ErrHandshake, hr.Version, wire.ProtocolVersion, wire.ErrUnsupportedVer)
 	}
-	maxFrame = c.opts.MaxFrame
+	maxFrame := c.opts.MaxFrame
 	if hr.MaxFrame != 0 && int(hr.MaxFrame) < maxFrame {
 		maxFrame = max(int(hr.MaxFrame), wire.MinMaxFrame)
 	}
@@ -424,26 +455,27 @@ func (c *Client) handshake(nc net.Conn) (maxFrame int, serverID string, err erro
 		auth := wire.Auth{Mechanism: "token", Payload: []byte(c.opts.AuthToken)}
 		buf = wire.EndFrame(auth.Append(buf), start)
 		if _, err := nc.Write(buf); err != nil {
-			return 0, "", fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
+			return none, fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
 		}
 		f, err := readFrame(nc, maxFrame)
 		if err != nil {
-			return 0, "", fmt.Errorf("%w: read auth reply: %w", ErrHandshake, err)
+			return none, fmt.Errorf("%w: read auth reply: %w", ErrHandshake, err)
 		}
 		if err := replyErr(f, wire.OpAuth); err != nil {
-			return 0, "", fmt.Errorf("%w: %w", ErrHandshake, err)
+			return none, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
 		var ar wire.Auth
 		if err := ar.Decode(f.Body); err != nil {
-			return 0, "", fmt.Errorf("%w: auth reply: %w", ErrHandshake, err)
+			return none, fmt.Errorf("%w: auth reply: %w", ErrHandshake, err)
 		}
 		c.mu.Lock()
 		c.principal = string(ar.Payload) // the broker names the principal (older brokers: empty)
 		c.mu.Unlock()
 	case hr.AuthRequired:
-		return 0, "", fmt.Errorf("%w: the broker requires authentication and no token is set: %w", ErrHandshake, wire.CodeAuthFailed)
+		return none, fmt.Errorf("%w: the broker requires authentication and no token is set: %w", ErrHandshake, wire.CodeAuthFailed)
 	}
-	return maxFrame, hr.ServerID, nil
+	return handshakeResult{maxFrame: maxFrame, serverID: hr.ServerID, maxBatch: int(hr.MaxBatchBytes),
+		idle: time.Duration(hr.IdleTimeoutMs) * time.Millisecond}, nil
 }
 
 // replyErr checks that f answers op: the broker's error, or nil.

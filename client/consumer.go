@@ -187,6 +187,10 @@ type partState struct {
 	processed int64
 	// committed is the offset last stored by a commit (or the start offset of the assignment).
 	committed int64
+	// before is the highest processed offset the partition had when startLocked restarted it, over
+	// all its restarts: a restart at or after it continues the records this consumer has handed out
+	// (settleLocked).
+	before int64
 }
 
 // delivery is one Deliver push, its batches copied out of the connection's read buffer into a
@@ -400,6 +404,7 @@ func (c *Consumer) startLocked(p int32, offset int64) *partState {
 	}
 	ps.epoch++
 	ps.assigned = true
+	ps.before = max(ps.before, ps.processed)
 	ps.position, ps.processed, ps.committed = offset, offset, offset
 	return ps
 }
@@ -518,14 +523,28 @@ func (c *Consumer) releaseCurLocked() {
 	c.off, c.inBatch = 0, false
 }
 
-// settleLocked counts the last record returned as processed.
+// settleLocked counts the last record returned as processed. A group member's record the application
+// finished after its partition was restarted (a reconnection, or a rebalance that gave the partition
+// back to this member) counts too, when the restart continues this member's records (it starts at or
+// after what the member had processed, and at or below the record) and has handed out nothing yet:
+// the partition moves past the record, so the commit stores it and the redelivered copy is skipped
+// instead of being handled again. (Every record from the new start up to that one was handed out
+// before the restart, in order. A restart below what was processed, such as a topic deleted and
+// created again, starts afresh.)
 func (c *Consumer) settleLocked() {
 	if !c.hasLast {
 		return
 	}
 	c.hasLast = false
-	if ps := c.lastPS; ps.epoch == c.lastEpoch && ps.assigned && c.lastOff+1 > ps.processed {
-		ps.processed = c.lastOff + 1
+	ps, next := c.lastPS, c.lastOff+1
+	switch {
+	case !ps.assigned:
+	case ps.epoch == c.lastEpoch:
+		if next > ps.processed {
+			ps.processed = next
+		}
+	case c.opts.Group != "" && !c.opts.Queue && ps.position == ps.processed && ps.before <= ps.processed && ps.processed < next:
+		ps.position, ps.processed = next, next
 	}
 }
 
@@ -702,6 +721,9 @@ func (c *Consumer) Stats() ConsumerStats {
 // it. fn's Message is valid only during the call.
 func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err // Next hands out buffered records whatever ctx says: stop before the next one
+		}
 		m, err := c.Next(ctx)
 		if err != nil {
 			return err

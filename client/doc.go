@@ -14,7 +14,8 @@
 // errors are *wire.ProtocolError values and match their code: errors.Is(err, wire.CodeUnknownTopic).
 //
 // When the connection fails the client reconnects in the background with jittered exponential
-// backoff (WithReconnectBackoff) until Close; a ping every WithPingInterval keeps an idle connection
+// backoff (WithReconnectBackoff) until Close; a ping every WithPingInterval (or every third of the
+// idle timeout the broker announced in the handshake, when that is shorter) keeps an idle connection
 // open and detects a dead one. Requests in flight on the lost connection fail with an error matching
 // ErrConnectionLost (IsRetriable reports true) — except produce batches, which the producer sends
 // again (below).
@@ -22,7 +23,9 @@
 // # Producing
 //
 // A Producer batches records per partition into Kafka RecordBatch v2 batches (wire.BatchBuilder,
-// optionally compressed). A batch leaves when it reaches MaxBatchBytes, when it has lingered for
+// optionally compressed). A batch leaves when it reaches MaxBatchBytes (lowered to the batch limit the
+// broker announced in the handshake; a batch the broker refuses as too large is split in halves, sent
+// one at a time in its place), when it has lingered for
 // Linger, on Flush and Close, or at once for Publish; at most MaxInFlight produce requests are
 // unanswered, and Produce blocks while MaxBufferedBytes of records are not yet complete. Keyed
 // records are placed by Kafka's murmur2 hash; keyless ones stick to one partition per batch and

@@ -19,6 +19,8 @@ type fakeBroker struct {
 
 	version uint16 // announced in the hello reply; 0: wire.ProtocolVersion
 	noPong  bool   // leave pings unanswered
+	// maxBatch, when set, gives the batch limit announced to connection n (from 1); 0 announces none.
+	maxBatch func(n int) uint32
 
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -82,7 +84,11 @@ func (fc *fakeConn) serve() {
 					if v == 0 {
 						v = wire.ProtocolVersion
 					}
-					fc.reply(f, &wire.HelloReply{Version: v, MaxFrame: wire.DefaultMaxFrame, ServerID: "fake"})
+					hr := wire.HelloReply{Version: v, MaxFrame: wire.DefaultMaxFrame, ServerID: "fake"}
+					if fc.fb.maxBatch != nil {
+						hr.MaxBatchBytes = fc.fb.maxBatch(fc.n)
+					}
+					fc.reply(f, &hr)
 				case f.Op == wire.OpPing && fc.fb.noPong:
 				case f.Op == wire.OpPing:
 					var p wire.Ping

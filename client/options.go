@@ -41,7 +41,9 @@ type Options struct {
 
 	// PingInterval is how often the client pings the broker. The ping keeps an idle connection from
 	// the broker's idle timeout, and a connection whose pong is two intervals late is declared dead
-	// and replaced. Default 15 s; negative disables pings.
+	// and replaced. A broker that announces a shorter idle timeout in the handshake is pinged every
+	// third of it instead (the pong deadline stays two of these intervals). Default 15 s; negative
+	// disables pings.
 	PingInterval time.Duration
 
 	// Logger receives the client's structured logs. Default slog.Default().

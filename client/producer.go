@@ -55,7 +55,9 @@ type ProducerOptions struct {
 	Linger time.Duration
 
 	// MaxBatchBytes caps a batch's uncompressed size; a record larger than it travels alone.
-	// Default 1 MiB, the broker's default limit.
+	// Default 1 MiB, the broker's default limit. A broker that announces a lower limit in the
+	// handshake (HelloReply.MaxBatchBytes) lowers the cap to it: batches are sized under the
+	// broker's limit whatever this says.
 	MaxBatchBytes int
 
 	// MaxInFlight caps the produce requests sent and not yet answered. Default 16.
@@ -212,9 +214,21 @@ type pbatch struct {
 	createdMs int64  // created in milliseconds: the timestamp of records produced without one
 	urgent    bool   // a Publish waits: send without lingering
 	seq       uint64 // send order, kept across retries
+	// sub orders the pieces of a split batch: they share seq and take sub values in [sub, sub+span)
+	// of the batch they were cut from, in record order, so (seq, sub) orders every batch and piece
+	// (retryLocked, admit). A sealed batch has sub 0 and span splitSpan.
+	sub, span uint64
 	data      []byte // the built batch, valid until b is reset; nil before the first send
 	attempts  int    // sends after connection failures
 	epoch     int16  // the producer epoch the batch was stamped with (idempotent producers)
+	pid       int64  // the producer id it was stamped with (idempotent producers)
+	baseSeq   int32  // the sequence of its first record (idempotent producers)
+	// tooLarge is the broker's refusal of the batch as too large (CodeBatchTooLarge), nil otherwise.
+	// Set by complete before b goes back to retry; the sender then splits b in halves.
+	tooLarge error
+	// careful marks b as refused as too large (tooLarge) or a piece of such a batch: it goes out
+	// alone, nothing after it until it is answered (Producer.holding). Guarded by p.mu.
+	careful bool
 	// counted says b is one of the producer's unresolved batches on p.sentOn. Guarded by p.mu: set
 	// by the sender when it hands b to a connection, cleared by whoever resolves b (its answer, its
 	// failure, or its move to p.retry).
@@ -268,6 +282,14 @@ type Producer struct {
 	// Guarded by mu. sentOn changes only while unresolved is 0: every counted batch is on sentOn.
 	sentOn     *conn
 	unresolved int
+	// holding is the careful batch in flight, nil when none: while it is set the sender sends
+	// nothing, so no batch after it can be stored before it (or its pieces, should it be refused
+	// as too large again). Guarded by mu: set by the sender as it takes a careful batch, cleared by
+	// whoever resolves it (finish, complete, admit).
+	holding *pbatch
+	// learned is a batch limit (bytes) learned from refusals, 0 for none: half the size of the
+	// last batch the broker refused as too large, for brokers that announce no limit. Guarded by mu.
+	learned int
 
 	stopped    atomic.Bool // the sender has stopped: failures are final
 	wake       chan struct{}
@@ -391,8 +413,9 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 		return fmt.Errorf("client: partitioner chose partition %d of %d: %w", part, p.nparts, wire.CodeUnknownPartition)
 	}
 	wake := urgent
+	limit := p.batchLimit()
 	b := p.open[part]
-	if b != nil && b.b.Size()+size > p.opts.MaxBatchBytes {
+	if b != nil && b.b.Size()+size > limit {
 		p.sealLocked(b)
 		b = nil
 	}
@@ -410,7 +433,7 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 	b.urgent = b.urgent || urgent
 	p.buffered += size
 	p.outstanding++
-	if b.b.Size() >= p.opts.MaxBatchBytes {
+	if b.b.Size() >= limit {
 		p.sealLocked(b)
 		wake = true
 	}
@@ -419,6 +442,20 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 		p.poke()
 	}
 	return nil
+}
+
+// batchLimit is the most uncompressed bytes a batch may hold: MaxBatchBytes, or the broker's batch
+// limit from the last handshake, or the limit learned from refusals, whichever is lowest. Called
+// with p.mu held.
+func (p *Producer) batchLimit() int {
+	limit := p.opts.MaxBatchBytes
+	if n := int(p.c.brokerMaxBatch.Load()); n > 0 {
+		limit = min(limit, n)
+	}
+	if p.learned > 0 {
+		limit = min(limit, p.learned)
+	}
+	return limit
 }
 
 func (p *Producer) poke() {
@@ -448,7 +485,7 @@ func (p *Producer) newBatchLocked(part int32) *pbatch {
 func (p *Producer) sealLocked(b *pbatch) {
 	p.open[b.partition] = nil
 	p.seq++
-	b.seq = p.seq
+	b.seq, b.sub, b.span = p.seq, 0, splitSpan
 	p.ready = append(p.ready, b)
 	if b.partition == p.sticky {
 		p.sticky = (p.sticky + 1) % p.nparts
@@ -487,7 +524,7 @@ func (p *Producer) run() {
 				next = d
 			}
 		}
-		for p.inflight < p.opts.MaxInFlight {
+		for p.inflight < p.opts.MaxInFlight && p.holding == nil {
 			var b *pbatch
 			if len(p.retry) > 0 {
 				b = p.retry[0]
@@ -500,6 +537,9 @@ func (p *Producer) run() {
 			}
 			p.inflight++
 			send = append(send, b)
+			if b.careful || b.tooLarge != nil {
+				p.holding = b // it goes alone: nothing after it until it is answered
+			}
 		}
 		p.mu.Unlock()
 		for i, b := range send {
@@ -527,19 +567,10 @@ func (p *Producer) send(b *pbatch) {
 		if p.opts.Idempotent {
 			p.stamp(b)
 		}
-		data, err := b.b.Build()
-		if err == nil && p.opts.Compression != wire.CodecNone && len(data) >= b.b.Size() {
-			// The codec did not shrink the records (random or already compressed bytes): they travel
-			// as they are, so a batch filled to MaxBatchBytes never grows past it on the wire.
-			b.b.SetCompression(wire.CodecNone)
-			data, err = b.b.Build()
-			b.b.SetCompression(p.opts.Compression)
-		}
-		if err != nil {
-			p.finish(b, -1, fmt.Errorf("client: build batch: %w", err), true)
+		if err := p.build(b); err != nil {
+			p.finish(b, -1, err, true)
 			return
 		}
-		b.data = data
 	}
 	cn, err := p.c.waitConn(p.sendCtx)
 	if err == nil && cn == b.avoid {
@@ -562,6 +593,145 @@ func (p *Producer) send(b *pbatch) {
 	if !p.admit(b, cn) {
 		return
 	}
+	if target := splitTarget(b, cn); target > 0 {
+		careful := b.tooLarge != nil
+		pieces, err := p.split(b, target)
+		if err != nil {
+			p.finish(b, -1, err, true)
+			return
+		}
+		p.mu.Lock()
+		if careful {
+			// The halves of a refused batch may be refused too: each goes out alone (holding), the
+			// ones after b waiting in retry, in order.
+			b.careful = true
+			for _, nb := range pieces {
+				nb.careful = true
+				p.retryLocked(nb)
+			}
+			pieces = nil
+		} else {
+			// Cut to the limit cn's broker announced, the pieces fit: they go out now, on cn, right
+			// after b and before any later batch, in flight and unresolved on cn as b is (the
+			// in-flight cap is exceeded by them for their round trip).
+			for _, nb := range pieces {
+				nb.counted = true
+				p.unresolved++
+				p.inflight++
+			}
+		}
+		p.mu.Unlock()
+		p.sendOn(b, cn)
+		for _, nb := range pieces {
+			p.sendOn(nb, cn)
+		}
+		return
+	}
+	p.sendOn(b, cn)
+}
+
+// build encodes b's records (stamped already, for an idempotent producer) into b.data with the producer's codec (or none
+// when the codec does not shrink them).
+func (p *Producer) build(b *pbatch) error {
+	data, err := b.b.Build()
+	if err == nil && p.opts.Compression != wire.CodecNone && len(data) >= b.b.Size() {
+		// The codec did not shrink the records (random or already compressed bytes): they travel
+		// as they are, so a batch filled to MaxBatchBytes never grows past it on the wire.
+		b.b.SetCompression(wire.CodecNone)
+		data, err = b.b.Build()
+		b.b.SetCompression(p.opts.Compression)
+	}
+	if err != nil {
+		return fmt.Errorf("client: build batch: %w", err)
+	}
+	b.data = data
+	return nil
+}
+
+// splitSpan is the room in the (seq, sub) order a sealed batch gives its pieces: room for 63
+// successive halvings, far more than any batch has records to split.
+const splitSpan = 1 << 63
+
+// splitTarget is the size of the pieces b must be cut into before it goes out on cn, or 0 when it
+// goes whole: the batch limit cn's broker announced, when b (built under a higher limit, or before
+// a reconnection to a broker with a lower one) is above it; half b's size when the broker refused b
+// as too large. A batch of one record is never cut.
+func splitTarget(b *pbatch, cn *conn) int {
+	switch {
+	case b.b.Count() < 2:
+		return 0
+	case cn.maxBatch > 0 && b.b.Size() > cn.maxBatch:
+		return cn.maxBatch
+	case b.tooLarge != nil:
+		return (b.b.Size() + wire.BatchHeaderSize + 1) / 2
+	}
+	return 0
+}
+
+// split cuts b into pieces of at most target uncompressed bytes, at least one record each, in
+// record order: b keeps the first records and returns the pieces after it. The pieces share b's
+// seq, and divide b's sub range among them in order; they keep b's partition, attempts, urgency,
+// creation time and each record's completion and timestamp. Idempotence: b was stamped when it was
+// first built (send stamps before it splits), and its pieces carry b's producer id and epoch and consecutive
+// base sequences from b's, so together they carry exactly the sequences b did and the broker sees
+// the same sequence stream as if b had been stored whole (a broker that refused b stored none of
+// it). Each piece, b included, is built. Called from the sender goroutine, without p.mu, for a batch
+// it holds (b is not registered on any connection).
+func (p *Producer) split(b *pbatch, target int) ([]*pbatch, error) {
+	b.b.SetCompression(wire.CodecNone)
+	raw, err := b.b.Build()
+	b.b.SetCompression(p.opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("client: split batch: %w", err)
+	}
+	raw = slices.Clone(raw) // b's builder is refilled from it below
+	var it wire.RecordIter
+	if _, err := it.Reset(raw); err != nil {
+		return nil, fmt.Errorf("client: split batch: %w", err)
+	}
+	if err := it.Check(); err != nil { // b is untouched until every record is known to read back
+		return nil, fmt.Errorf("client: split batch: %w", err)
+	}
+	done := slices.Clone(b.done)
+	b.b.Reset()
+	b.done, b.bytes, b.data, b.tooLarge = b.done[:0], 0, nil, nil
+	var pieces []*pbatch
+	cur := b
+	var rec wire.Record
+	var hdrs []wire.Header
+	for i := 0; it.Next(&rec); i++ {
+		hdrs = rec.AppendHeaders(hdrs[:0])
+		size := wire.RecordSize(0, 0, rec.Key, rec.Value, hdrs) + recordOverhead // as produce counted it
+		if cur.b.Count() > 0 && cur.b.Size()+size > target {
+			p.mu.Lock()
+			nb := p.newBatchLocked(b.partition)
+			p.mu.Unlock()
+			nb.seq, nb.attempts, nb.urgent, nb.created, nb.createdMs = b.seq, b.attempts, b.urgent, b.created, b.createdMs
+			pieces = append(pieces, nb)
+			cur = nb
+		}
+		cur.b.Append(rec.Key, rec.Value, hdrs, rec.Timestamp)
+		cur.done = append(cur.done, done[i])
+		cur.bytes += size
+	}
+	step := b.span / uint64(len(pieces)+1)
+	seq := b.baseSeq
+	for i, pb := range append([]*pbatch{b}, pieces...) {
+		pb.sub, pb.span = b.sub+uint64(i)*step, step
+		if p.opts.Idempotent {
+			pb.b.SetProducer(b.pid, b.epoch, seq)
+			pb.pid, pb.epoch, pb.baseSeq = b.pid, b.epoch, seq
+			seq += int32(pb.b.Count())
+		}
+		if err := p.build(pb); err != nil {
+			return nil, err // not reached: the records were built once already
+		}
+	}
+	return pieces, nil
+}
+
+// sendOn writes b, admitted on cn (counted unresolved there), as one produce request.
+func (p *Producer) sendOn(b *pbatch, cn *conn) {
 	// The whole frame is built before b is registered: once registered, a reply or a connection
 	// failure (on the reader goroutine) may complete b and recycle it, so send must not read b after
 	// that, except through take (which hands b back only if nobody completed it).
@@ -601,7 +771,7 @@ func (p *Producer) send(b *pbatch) {
 func (p *Producer) admit(b *pbatch, cn *conn) bool {
 	p.mu.Lock()
 	older := p.unresolved > 0 && p.sentOn != cn
-	behind := len(p.retry) > 0 && p.retry[0].seq < b.seq
+	behind := len(p.retry) > 0 && before(p.retry[0], b)
 	if !older && !behind {
 		p.sentOn = cn
 		p.unresolved++
@@ -610,6 +780,7 @@ func (p *Producer) admit(b *pbatch, cn *conn) bool {
 		return true
 	}
 	p.inflight--
+	p.unholdLocked(b)
 	p.retryLocked(b)
 	p.mu.Unlock()
 	if !older {
@@ -618,12 +789,25 @@ func (p *Producer) admit(b *pbatch, cn *conn) bool {
 	return false
 }
 
-// retryLocked files b in retry by seq.
+// before reports whether x was sealed before y, or is a piece of the same batch cut from records
+// before y's.
+func before(x, y *pbatch) bool {
+	return x.seq < y.seq || x.seq == y.seq && x.sub < y.sub
+}
+
+// retryLocked files b in retry by (seq, sub).
 func (p *Producer) retryLocked(b *pbatch) {
-	i, _ := slices.BinarySearchFunc(p.retry, b.seq, func(x *pbatch, seq uint64) int {
-		return cmp.Compare(x.seq, seq)
+	i, _ := slices.BinarySearchFunc(p.retry, b, func(x, y *pbatch) int {
+		return cmp.Or(cmp.Compare(x.seq, y.seq), cmp.Compare(x.sub, y.sub))
 	})
 	p.retry = slices.Insert(p.retry, i, b)
+}
+
+// unholdLocked lets the sender carry on if b is the careful batch it was holding for.
+func (p *Producer) unholdLocked(b *pbatch) {
+	if p.holding == b {
+		p.holding = nil
+	}
 }
 
 // resolveLocked notes that b, if it was handed to a connection, is answered, failed or back in
@@ -648,7 +832,7 @@ func (p *Producer) stamp(b *pbatch) {
 		p.seqs = make([]int32, p.nparts)
 	}
 	b.b.SetProducer(p.pid, p.epoch, p.seqs[b.partition])
-	b.epoch = p.epoch
+	b.pid, b.epoch, b.baseSeq = p.pid, p.epoch, p.seqs[b.partition]
 	p.seqs[b.partition] += int32(b.b.Count())
 }
 
@@ -666,6 +850,26 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 	// A broker that is stopping refuses a produce with CodeShuttingDown before storing anything:
 	// resending it on the next connection cannot store it twice, so it does not count as a retry.
 	refused := errors.Is(err, wire.CodeShuttingDown)
+	if errors.Is(err, wire.CodeBatchTooLarge) && b.b.Count() > 1 && !p.stopped.Load() {
+		// Refused whole, nothing stored (a broker that announced no limit, or a lower one than the
+		// batch was cut for): the sender splits it in halves and sends them in its place, as Kafka's
+		// producer splits a batch refused with MESSAGE_TOO_LARGE. Batches sent after it on the same
+		// connection were not held back: the broker may store them before the halves (or, for an
+		// idempotent producer, refuse them as out of order). Sizing batches under the limit the
+		// broker announces keeps this path for brokers that announce none.
+		p.mu.Lock()
+		b.tooLarge = err
+		if half := b.b.Size() / 2; p.learned == 0 || half < p.learned {
+			p.learned = max(half, wire.BatchHeaderSize+16)
+		}
+		p.inflight--
+		p.unholdLocked(b)
+		p.resolveLocked(b)
+		p.retryLocked(b)
+		p.mu.Unlock()
+		p.poke()
+		return
+	}
 	if (refused || errors.Is(err, ErrConnectionLost) && !errors.Is(err, ErrClosed) && b.attempts < p.opts.Retries) && !p.stopped.Load() {
 		if !refused {
 			b.attempts++
@@ -675,6 +879,7 @@ func (b *pbatch) complete(f wire.Frame, err error) {
 			b.avoid = p.sentOn // every counted batch is on sentOn
 		}
 		p.inflight--
+		p.unholdLocked(b)
 		p.resolveLocked(b)
 		p.retryLocked(b)
 		p.mu.Unlock()
@@ -723,6 +928,7 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	if inflight {
 		p.inflight--
 	}
+	p.unholdLocked(b)
 	p.resolveLocked(b)
 	p.buffered -= b.bytes
 	p.outstanding -= len(b.done)
@@ -736,8 +942,8 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	}
 	b.b.Reset()
 	b.done = b.done[:0]
-	b.bytes, b.urgent, b.data, b.attempts, b.seq = 0, false, nil, 0, 0
-	b.avoid = nil
+	b.bytes, b.urgent, b.data, b.attempts, b.seq, b.sub, b.span = 0, false, nil, 0, 0, 0, 0
+	b.avoid, b.tooLarge, b.careful = nil, nil, false
 	p.free = append(p.free, b)
 	p.mu.Unlock()
 	p.poke()

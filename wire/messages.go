@@ -118,21 +118,35 @@ func (m *Hello) Decode(b []byte) error {
 	return r.end()
 }
 
-// HelloReply is the broker's answer to Hello.
+// HelloReply is the broker's answer to Hello. MaxBatchBytes and IdleTimeoutMs are optional trailing
+// fields, in that order (as Subscribe's): a body ends after server id (both 0, unknown), after max
+// batch bytes, or after idle timeout ms; Append leaves out trailing zeros, and writes MaxBatchBytes
+// (0 for unknown) when it writes IdleTimeoutMs.
 //
-//	version u16 | max frame u32 | auth required u8 | server id str8
+//	version u16 | max frame u32 | auth required u8 | server id str8 | [max batch bytes u32] |
+//	[idle timeout ms u32]
 type HelloReply struct {
-	Version      uint16
-	MaxFrame     uint32
-	AuthRequired bool
-	ServerID     string
+	Version       uint16
+	MaxFrame      uint32
+	AuthRequired  bool
+	ServerID      string
+	MaxBatchBytes uint32 // the largest record batch the broker accepts (uncompressed); 0 unknown
+	IdleTimeoutMs uint32 // the broker closes a connection silent for this long (ms); 0 unknown or none
 }
 
 func (m *HelloReply) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, m.Version)
 	dst = binary.BigEndian.AppendUint32(dst, m.MaxFrame)
 	dst = append(dst, boolByte(m.AuthRequired))
-	return appendStr8(dst, m.ServerID)
+	dst = appendStr8(dst, m.ServerID)
+	switch {
+	case m.IdleTimeoutMs != 0:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxBatchBytes)
+		dst = binary.BigEndian.AppendUint32(dst, m.IdleTimeoutMs)
+	case m.MaxBatchBytes != 0:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxBatchBytes)
+	}
+	return dst
 }
 
 func (m *HelloReply) Decode(b []byte) error {
@@ -140,6 +154,13 @@ func (m *HelloReply) Decode(b []byte) error {
 	m.Version, m.MaxFrame = r.u16(), r.u32()
 	auth := r.u8()
 	m.AuthRequired, m.ServerID = auth != 0, string(r.str8())
+	m.MaxBatchBytes, m.IdleTimeoutMs = 0, 0
+	if r.err == nil && len(r.b) >= 4 { // the optional trailing fields, in order
+		m.MaxBatchBytes = r.u32()
+		if len(r.b) >= 4 {
+			m.IdleTimeoutMs = r.u32()
+		}
+	}
 	if err := r.end(); err != nil {
 		return err
 	}

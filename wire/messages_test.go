@@ -57,6 +57,13 @@ func msgCases() []msgCase {
 		{"hello-empty-id", OpHello, &Hello{Version: 7, MaxFrame: MinMaxFrame}, func() body { return new(Hello) }, -1},
 		{"hello-reply", OpHello, &HelloReply{Version: 1, MaxFrame: 1 << 20, AuthRequired: true, ServerID: "sluice-a"}, func() body { return new(HelloReply) }, -1},
 		{"hello-reply-noauth", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame}, func() body { return new(HelloReply) }, -1},
+		// The optional trailing fields (TestMessagesRejectShortBodies knows where a body is whole).
+		{"hello-reply-limits", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s", MaxBatchBytes: 65536, IdleTimeoutMs: 4000},
+			func() body { return new(HelloReply) }, -1},
+		{"hello-reply-max-batch", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, ServerID: "s", MaxBatchBytes: 65536},
+			func() body { return new(HelloReply) }, -1},
+		{"hello-reply-idle-only", OpHello, &HelloReply{Version: 1, MaxFrame: DefaultMaxFrame, IdleTimeoutMs: 120000},
+			func() body { return new(HelloReply) }, -1},
 		{"auth", OpAuth, &Auth{Mechanism: "SCRAM-SHA-256", Payload: []byte("n,,n=user,r=nonce")}, func() body { return new(Auth) }, -1},
 		{"auth-empty", OpAuth, &Auth{}, func() body { return new(Auth) }, -1},
 		{"ping", OpPing, &Ping{Nonce: 0xdeadbeefcafef00d}, func() body { return new(Ping) }, -1},
@@ -169,6 +176,14 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 			if s, ok := c.msg.(*Subscribe); ok {
 				bare := *s
 				bare.MaxAckPending, bare.Reset = 0, ResetEarliest
+				n := len(bare.Append(nil))
+				whole[n], whole[n+4] = true, true
+			}
+			// So is a HelloReply without its optional trailing fields (max batch bytes, then idle
+			// timeout ms), each left out whole.
+			if h, ok := c.msg.(*HelloReply); ok {
+				bare := *h
+				bare.MaxBatchBytes, bare.IdleTimeoutMs = 0, 0
 				n := len(bare.Append(nil))
 				whole[n], whole[n+4] = true, true
 			}

@@ -24,6 +24,9 @@ func init() {
 // broker's batch limit (1 MiB by default) usually refuses a smaller one first.
 const maxRecordBytes = wire.DefaultMaxFrame
 
+// minBatchBytes is the smallest --batch-bytes: a batch header and a small record.
+const minBatchBytes = wire.BatchHeaderSize + 16
+
 func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("produce", "TOPIC",
 		"Send records to TOPIC: one per line of stdin (or of --file), or one per --delim, or the whole\n"+
@@ -44,6 +47,8 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	f.Var(&durability, "durability", "`LEVEL` at which a record counts as sent: none, written (in the broker's log) or fsync (on disk)")
 	codec := codecFlag(wire.CodecNone)
 	f.Var(&codec, "compression", "batch compression `CODEC`: none, gzip, snappy or zstd")
+	var batchBytes byteSize
+	f.Var(&batchBytes, "batch-bytes", "largest batch `B` sent, uncompressed, e.g. 256KiB (default 1MiB; never above the broker's limit)")
 	quiet := f.Bool("quiet", false, "print no summary")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
@@ -56,6 +61,8 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return f.usageError("--key and --key-field exclude each other")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
+	case flagGiven(f, "batch-bytes") && (batchBytes < minBatchBytes || batchBytes > maxRecordBytes):
+		return f.usageError("--batch-bytes %d outside %d..%d", int64(batchBytes), minBatchBytes, maxRecordBytes)
 	}
 	var hdrs []client.Header
 	for _, h := range headers {
@@ -85,6 +92,9 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	popts := []client.ProducerOption{client.WithDurability(wire.Durability(durability)), client.WithCompression(wire.Codec(codec))}
 	if *partition >= 0 {
 		popts = append(popts, client.WithPartitioner(client.ManualPartitioner()))
+	}
+	if batchBytes > 0 {
+		popts = append(popts, client.WithMaxBatchBytes(int(batchBytes)))
 	}
 	p, err := c.Producer(topic, popts...)
 	if err != nil {

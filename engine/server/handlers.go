@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -155,8 +156,12 @@ func (ss *session) hello(f wire.Frame) {
 	}
 	ss.handshaken = true
 	ss.peerMax = peerMaxFrame(m.MaxFrame)
+	// The broker's limits, so a client sizes its batches under the batch limit and pings often enough
+	// to outlast the idle timeout (docs/protocol.md, HelloReply).
 	ss.reply(f, &wire.HelloReply{Version: wire.ProtocolVersion, MaxFrame: uint32(ss.srv.opts.MaxFrame),
-		AuthRequired: !ss.authed, ServerID: "sluice"})
+		AuthRequired: !ss.authed, ServerID: "sluice",
+		MaxBatchBytes: uint32(ss.srv.e.Options().MaxBatchBytes),
+		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
 }
 
 func (ss *session) auth(f wire.Frame) {
