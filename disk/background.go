@@ -218,6 +218,7 @@ func (l *Log) pretouch() {
 			return
 		}
 		s.idleFrom = 0
+		advise(s.data, unix.MADV_NORMAL) // written from now on: fault-around again (advise)
 	}
 	alloc := s.allocated.Load()
 	ahead := uint32(l.opts.PretouchBytes)

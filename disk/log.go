@@ -648,6 +648,7 @@ func (l *Log) roll(s *segment) error {
 	segs = append(segs, next)
 	l.segs.Store(&segs)
 	l.dirDirty.Store(true) // before active: a flusher that sees next also sees the dirty directory
+	advise(next.data, unix.MADV_NORMAL) // the writer's segment now: fault-around again (advise)
 	l.active.Store(next)
 	advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers (advise)
 	l.kickHousekeeper()
