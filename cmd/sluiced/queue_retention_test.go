@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 // the log start. A queue member subscribes and leaves (the queue starts at 0), 1,000 records of
 // 1,000 bytes go to a topic with 64 KiB segments and 160 KiB retention, and once retention has moved
 // the log start a new member gets every retained record, on one connection that is never dropped;
-// the records skipped are counted in sluice_queue_records_expired_total.
+// the records skipped are counted in sluice_queue_records_expired_total. A failed subscribe on the
+// same connection does not close it either.
 func TestWorkQueueAfterRetention(t *testing.T) {
 	b := startBroker(t, t.TempDir(), "--max-batch-bytes", "32768")
 	c := dialBroker(t, b)
@@ -68,6 +70,12 @@ func TestWorkQueueAfterRetention(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// A subscribe that fails (a start below the log start, with reset "error") is answered with an
+	// error for that request alone: the connection stays (checked with the accepted count below).
+	if _, err := c.Subscribe(ctx, "jobs", client.WithPartition(0), client.WithStartOffset(0),
+		client.WithOffsetReset(wire.ResetError)); !errors.Is(err, wire.CodeOffsetOutOfRange) {
+		t.Fatalf("subscribe below the log start with reset error: %v", err)
+	}
 	cons, err := c.Subscribe(ctx, "jobs", queue...)
 	if err != nil {
 		t.Fatal(err)
