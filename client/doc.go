@@ -62,7 +62,14 @@
 // with Message.Ack or Message.Nack (Consume acks when the handler returns nil, and nacks when it
 // fails and carries on). An unsettled record is delivered again after the ack timeout, up to the
 // delivery limit. The broker hands a consumer at most MaxAckPending unsettled records (default 1), so
-// a record's ack timeout starts when the application is ready for it.
+// a record's ack timeout starts when the application is ready for it. Records that retention removes
+// before they are settled are skipped, held ones included (their acks are ignored): the queue moves on
+// to the oldest retained record, and the broker counts them in sluice_queue_records_expired_total.
+//
+// Request/reply (Client.Request, Client.Reply) runs over a reply inbox topic per client, routed by the
+// HeaderReplyTo and HeaderCorrelationID headers. Request and Reply set those themselves, replacing any
+// the record carries, so a service may copy a request's headers into its own requests and replies
+// (trace propagation) and every answer still reaches the call it belongs to.
 //
 // # Delivery contract: at least once
 //

@@ -21,6 +21,13 @@ import (
 // request is an ordinary record carrying two headers, HeaderReplyTo (the inbox) and
 // HeaderCorrelationID; a responder consumes the request topic and answers with Reply, which produces
 // to the inbox with the same correlation id. The requester matches replies to waiting calls by it.
+//
+// These routing headers are set by Request and Reply alone: Request replaces any HeaderReplyTo and
+// HeaderCorrelationID the record already carries (a service that copies a request's headers into its
+// own request to another service, as trace propagation does, still gets the answer itself), and Reply
+// replaces any HeaderReplyTo and HeaderCorrelationID in the reply's record. Where a message carries
+// a routing header more than once (a request from a client that appended rather than replaced), the
+// last one is the sender's own and is the one read.
 const (
 	HeaderReplyTo       = "sluice-reply-to"
 	HeaderCorrelationID = "sluice-correlation-id"
@@ -68,7 +75,7 @@ func (c *Client) Request(ctx context.Context, topic string, rec Record) (*Messag
 		delete(r.waiting, id)
 		r.mu.Unlock()
 	}()
-	rec.Headers = append(append([]Header(nil), rec.Headers...),
+	rec.Headers = withRouting(rec.Headers,
 		Header{Key: []byte(HeaderReplyTo), Value: []byte(r.inbox)},
 		Header{Key: []byte(HeaderCorrelationID), Value: strconv.AppendUint(nil, id, 10)})
 	if _, err := p.Publish(ctx, rec); err != nil {
@@ -82,10 +89,12 @@ func (c *Client) Request(ctx context.Context, topic string, rec Record) (*Messag
 	}
 }
 
-// Reply answers request req with rec, produced to the requester's inbox.
+// Reply answers request req with rec, produced to the requester's inbox: the last HeaderReplyTo of
+// req, with its last HeaderCorrelationID. Routing headers rec carries (copied from another message)
+// are replaced. It returns ErrNotRequest for a message without both headers.
 func (c *Client) Reply(ctx context.Context, req *Message, rec Record) error {
-	to, ok := req.Header(HeaderReplyTo)
-	corr, ok2 := req.Header(HeaderCorrelationID)
+	to, ok := lastHeader(req, HeaderReplyTo)
+	corr, ok2 := lastHeader(req, HeaderCorrelationID)
 	if !ok || !ok2 || len(to) == 0 {
 		return ErrNotRequest
 	}
@@ -97,10 +106,33 @@ func (c *Client) Reply(ctx context.Context, req *Message, rec Record) error {
 	if err != nil {
 		return err
 	}
-	rec.Headers = append(append([]Header(nil), rec.Headers...),
+	rec.Headers = withRouting(rec.Headers,
 		Header{Key: []byte(HeaderCorrelationID), Value: append([]byte(nil), corr...)})
 	_, err = p.Publish(ctx, rec)
 	return err
+}
+
+// withRouting returns a new slice: hdrs without any HeaderReplyTo or HeaderCorrelationID, then
+// routing. hdrs is not modified.
+func withRouting(hdrs []Header, routing ...Header) []Header {
+	out := make([]Header, 0, len(hdrs)+len(routing))
+	for _, h := range hdrs {
+		if k := string(h.Key); k != HeaderReplyTo && k != HeaderCorrelationID {
+			out = append(out, h)
+		}
+	}
+	return append(out, routing...)
+}
+
+// lastHeader returns the value of the last header of m named key (pointing into m, like Header).
+func lastHeader(m *Message, key string) (value []byte, ok bool) {
+	m.Headers(func(k, v []byte) bool {
+		if string(k) == key {
+			value, ok = v, true
+		}
+		return true
+	})
+	return value, ok
 }
 
 // requester returns the client's reply inbox, creating it and its consumer on first use.
@@ -142,7 +174,7 @@ func (r *requester) dispatch() {
 			r.mu.Unlock()
 			return
 		}
-		v, ok := m.Header(HeaderCorrelationID)
+		v, ok := lastHeader(m, HeaderCorrelationID)
 		if !ok {
 			continue
 		}

@@ -108,3 +108,116 @@ func TestRequestReply(t *testing.T) {
 		t.Fatalf("inboxes %d after a client closed, want %d", after, inboxes-1)
 	}
 }
+
+// TestRequestReplyCopiedHeaders: service B handles A's request by sending its own request to C with
+// the incoming headers copied (as trace propagation does), then replies to A with the headers of C's
+// answer copied. Each caller gets its own answer: routing headers are replaced, not appended, by
+// Request and by Reply, and a reply is matched by the correlation id that belongs to it. Raw records
+// with the routing headers twice (as a client that appended them sends) are answered by the last.
+func TestRequestReplyCopiedHeaders(t *testing.T) {
+	b := startBroker(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dialc := func() *Client {
+		c, err := Dial(ctx, b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, svcB, svcC := dialc(), dialc(), dialc()
+	for _, name := range []string{"b", "c"} {
+		if err := a.CreateTopic(ctx, TopicConfig{Name: name, Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve := func(c *Client, topic string, handle func(m *Message) (Record, error)) {
+		sub, err := c.Subscribe(ctx, topic, WithStartLatest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				m, err := sub.Next(ctx)
+				if err != nil {
+					return
+				}
+				rec, err := handle(m.Clone())
+				if err != nil {
+					t.Errorf("%s: %v", topic, err)
+					return
+				}
+				if err := c.Reply(ctx, m, rec); err != nil {
+					t.Errorf("%s reply: %v", topic, err)
+					return
+				}
+			}
+		}()
+	}
+	serve(svcC, "c", func(m *Message) (Record, error) {
+		return Record{Value: append([]byte("C("), append(m.Value, ')')...),
+			Headers: append(m.AppendHeaders(nil), Header{Key: []byte("trace"), Value: []byte("c")})}, nil
+	})
+	serve(svcB, "b", func(m *Message) (Record, error) {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		ans, err := svcB.Request(rctx, "c", Record{Value: m.Value, Headers: m.AppendHeaders(nil)})
+		if err != nil {
+			return Record{}, fmt.Errorf("B's request to C: %w", err)
+		}
+		return Record{Value: append([]byte("B("), append(ans.Value, ')')...), Headers: ans.AppendHeaders(nil)}, nil
+	})
+	for i := 0; i < 5; i++ {
+		q := fmt.Sprintf("job %d", i)
+		m, err := a.Request(ctx, "b", Record{Value: []byte(q)})
+		if err != nil {
+			t.Fatalf("request %q: %v", q, err)
+		}
+		if want := "B(C(" + q + "))"; string(m.Value) != want {
+			t.Fatalf("request %q answered %q, want %q", q, m.Value, want)
+		}
+		n := 0
+		m.Headers(func(k, _ []byte) bool {
+			if string(k) == HeaderCorrelationID || string(k) == HeaderReplyTo {
+				n++
+			}
+			return true
+		})
+		if n != 1 {
+			t.Fatalf("the reply carries %d routing headers, want its one correlation id", n)
+		}
+	}
+
+	// A request whose routing headers were appended after copied ones is answered to the last.
+	p, err := a.Producer("c", WithDurability(wire.DurabilityWritten))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.requester(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.next++
+	id := r.next
+	ch := make(chan *Message, 1)
+	r.waiting[id] = ch
+	r.mu.Unlock()
+	if _, err := p.Publish(ctx, Record{Value: []byte("raw"), Headers: []Header{
+		{Key: []byte(HeaderReplyTo), Value: []byte(r.inbox + "-not-mine")},
+		{Key: []byte(HeaderCorrelationID), Value: []byte("999999")},
+		{Key: []byte(HeaderReplyTo), Value: []byte(r.inbox)},
+		{Key: []byte(HeaderCorrelationID), Value: []byte(fmt.Sprint(id))},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		if string(m.Value) != "C(raw)" {
+			t.Fatalf("raw request answered %q", m.Value)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request with its routing headers appended last was not answered to them")
+	}
+}

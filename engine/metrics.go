@@ -26,6 +26,9 @@ type Metrics struct {
 	DeliveredBytes  counter
 	Deliveries      counter
 	ColdReads       counter // deliveries deferred while their pages were read in off the loop
+	// QueueRecordsExpired counts work-queue records retention removed before they were settled
+	// (never dispatched, or dispatched and neither acked nor dead-lettered): the queue skipped them.
+	QueueRecordsExpired counter
 
 	// syncSeconds is the group commit's sync-round latency histogram: one counter per bucket of
 	// syncBuckets (cumulative counts are summed when written), plus the total and the sum.
@@ -68,6 +71,7 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	writeCounter(w, "sluice_deliveries_total", "Deliveries written to consumers.", m.Deliveries.Load())
 	writeCounter(w, "sluice_cold_reads_total", "Deliveries deferred while their pages were read from disk off the event loop.", m.ColdReads.Load())
 	writeCounter(w, "sluice_delivered_bytes_total", "Record batch bytes delivered to consumers.", m.DeliveredBytes.Load())
+	writeCounter(w, "sluice_queue_records_expired_total", "Work-queue records removed by retention before they were settled, which the queue skipped.", m.QueueRecordsExpired.Load())
 
 	fmt.Fprintln(w, "# HELP sluice_sync_duration_seconds Group-commit sync rounds (fdatasync of every segment with unsynced data).")
 	fmt.Fprintln(w, "# TYPE sluice_sync_duration_seconds histogram")

@@ -137,6 +137,9 @@ func (qt *queueTable) join(s *Subscription) *queue {
 				if !ok {
 					start, _ = p.resolveStart(startPolicy(s.spec.Start), s.spec.StartValue)
 				}
+				if lo := p.StartOffset(); ok && start < lo {
+					qp.expired(lo - start) // the committed floor's records went to retention
+				}
 				start = min(max(start, p.StartOffset()), p.NextOffset())
 				qp.next, qp.floor, qp.committed = start, start, start
 			}
@@ -159,15 +162,27 @@ func (qt *queueTable) join(s *Subscription) *queue {
 // restoreLocked resumes a partition from its persisted state: everything unsettled in [floor, next)
 // is due at once; the rest of that range was acked and is never delivered again.
 func (qp *queuePart) restoreLocked(st queueState) {
-	start := qp.p.StartOffset()
-	qp.floor, qp.next = max(st.Floor, start), max(st.Next, start)
-	qp.committed = st.Floor
+	qp.floor, qp.next, qp.committed = st.Floor, st.Next, st.Floor
+	start := qp.p.StartOffset() // runs below it are not tracked at all: expireLocked counts them
 	for _, run := range st.Unsettled {
-		for off := max(run[0], qp.floor); off < min(run[1], qp.next); off++ {
+		for off := max(run[0], qp.floor, start); off < min(run[1], qp.next); off++ {
 			qp.due[off] = &pending{}
 		}
 	}
+	if st.Floor < start {
+		qp.expired(unsettledBelow(st.Unsettled, start) + max(0, start-st.Next))
+	}
+	qp.floor, qp.next = max(qp.floor, start), max(qp.next, start)
 	qp.settleLocked()
+}
+
+// unsettledBelow counts the offsets of runs (sorted, disjoint, half-open) below start.
+func unsettledBelow(runs [][2]int64, start int64) int64 {
+	var n int64
+	for _, run := range runs {
+		n += max(0, min(run[1], start)-run[0])
+	}
+	return n
 }
 
 func startPolicy(s wire.StartAt) wire.StartAt {
@@ -282,7 +297,10 @@ func (qt *queueTable) sweep(final bool) {
 	for _, q := range qt.liveQueues() {
 		for _, qp := range q.parts {
 			qp.mu.Lock()
-			expired := false
+			moved, expired := qp.expireLocked() // retention passed the floor: the state follows
+			if moved {
+				qt.store.touch()
+			}
 			for len(qp.deadlines) > 0 && qp.deadlines[0].deadline <= now {
 				d := heap.Pop(&qp.deadlines).(deadlineEntry)
 				if pd := qp.pending[d.off]; pd != nil && pd.deadline == d.deadline {
@@ -334,6 +352,7 @@ func (qp *queuePart) hasWork(m *member, now int64) bool {
 	}
 	qp.mu.Lock()
 	defer qp.mu.Unlock()
+	qp.expireLocked()
 	if qp.next < qp.p.NextOffset() && len(qp.pending)+len(qp.due) < qp.q.topic.e.opts.QueueMaxTracked {
 		return true
 	}
@@ -357,13 +376,13 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	}
 	s := m.s
 	timeout := s.ackTimeout().Nanoseconds()
+	qp.expireLocked()
 	for off, pd := range qp.due {
 		if pd.deadline > now {
 			continue
 		}
-		if off < qp.p.StartOffset() { // retention removed it: nothing left to deliver
-			delete(qp.due, off)
-			qp.settleLocked()
+		if off < qp.p.StartOffset() { // retention removed it since: nothing left to deliver
+			qp.expireLocked()
 			continue
 		}
 		if pd.deliveries >= s.maxDeliveries() {
@@ -372,6 +391,10 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 			continue
 		}
 		batch, err := qp.recordBatchLocked(off)
+		if errors.Is(err, errExpired) {
+			qp.expireLocked()
+			continue
+		}
 		if errors.Is(err, errUndecodable) {
 			delete(qp.due, off)
 			qp.markDeadLocked(off, off, pd.deliveries, "undecodable: "+err.Error())
@@ -393,8 +416,7 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	for room > 0 && qp.next < qp.p.NextOffset() {
 		v, err := qp.p.log.Read(qp.next, maxBytes)
 		if errors.Is(err, disk.ErrOffsetOutOfRange) && qp.next < qp.p.StartOffset() {
-			qp.next = qp.p.StartOffset() // retention removed what was never dispatched
-			qp.settleLocked()
+			qp.expireLocked() // retention removed what was never dispatched
 			continue
 		}
 		if err != nil {
@@ -606,11 +628,67 @@ func (qp *queuePart) settleLocked() {
 	}
 }
 
+// errExpired says retention removed a record between the check of the log start and its read.
+var errExpired = errors.New("engine: queue: record removed by retention")
+
+// expireLocked moves the partition past the records retention removed. When the log start has passed
+// the floor, the dispatch position and the floor go up to it, and what was tracked below it (held
+// by a member, due for redelivery, or marked for the dead-letter topic) is forgotten, the members'
+// holds on it released; an ack of such a record is then ignored like any ack of a record not held.
+// The records skipped (never dispatched, or dispatched and not settled) are counted in
+// sluice_queue_records_expired_total. It costs one atomic load while the floor is at or above the
+// log start, and one pass over the tracked records once each time retention passes it. It reports
+// whether it changed anything, and whether it released a member's hold (that member may have room
+// again and must be woken: the janitor's sweep does it).
+func (qp *queuePart) expireLocked() (changed, relieved bool) {
+	start := qp.p.StartOffset()
+	if qp.floor >= start {
+		return false, false
+	}
+	n := max(0, start-qp.next)
+	for off, pd := range qp.pending {
+		if off < start {
+			if pd.m != nil {
+				pd.m.held.Add(-1)
+				relieved = true
+			}
+			delete(qp.pending, off)
+			n++
+		}
+	}
+	for off := range qp.due {
+		if off < start {
+			delete(qp.due, off)
+			n++
+		}
+	}
+	for first, dl := range qp.dead {
+		if first < start { // retention removes whole batches: a run never straddles the start
+			delete(qp.dead, first)
+			n += min(dl.last, start-1) - first + 1
+		}
+	}
+	qp.expired(n)
+	qp.next, qp.floor = max(qp.next, start), start // nothing unsettled is left below start
+	qp.settleLocked()
+	return true, relieved
+}
+
+// expired counts n records the queue skipped because retention removed them before they were settled.
+func (qp *queuePart) expired(n int64) {
+	if n > 0 {
+		qp.q.topic.e.metrics.QueueRecordsExpired.Add(uint64(n))
+	}
+}
+
 // recordBatchLocked builds a one-record batch holding the record at off, with its original offset:
 // redelivery sends only what is owed, not the batch it came in. A batch that cannot be decoded is
 // errUndecodable.
 func (qp *queuePart) recordBatchLocked(off int64) ([]byte, error) {
 	v, err := qp.p.log.Read(off, 1)
+	if errors.Is(err, disk.ErrOffsetOutOfRange) && off < qp.p.StartOffset() {
+		return nil, errExpired
+	}
 	if err != nil {
 		return nil, storageError(err)
 	}

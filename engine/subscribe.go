@@ -190,6 +190,7 @@ func (s *Subscription) startOffset(p *Partition) (int64, error) {
 		qp := s.queue.parts[p.id]
 		qp.mu.Lock()
 		defer qp.mu.Unlock()
+		qp.expireLocked() // never a start below the log start
 		return qp.floor, nil
 	}
 	start := s.spec.Start
