@@ -307,8 +307,10 @@ func prefault(b []byte, write bool) {
 // recovery scan's, a reader's) otherwise reads around it the device's whole read-ahead window (8 MiB
 // here), and in a step-allocated segment that is mostly zero pages of the reserved, unwritten rest,
 // each taking memory; at thousands of idle partitions, gigabytes. What recovery must read it asks
-// for explicitly (MADV_WILLNEED over the file's data regions), and a sealed segment, written to its
-// end, goes back to MADV_NORMAL for readers' read-ahead.
+// for explicitly (MADV_WILLNEED over the file's data regions). The segment being written goes back
+// to MADV_NORMAL (at its first append after Open, or when a roll makes it active): MADV_RANDOM also
+// turns off fault-around, and the writer's faults would then map one page each (Append at half
+// speed, docs/benchmarks.md). Sealed segments are MADV_NORMAL for readers' read-ahead.
 func advise(b []byte, advice int) {
 	if len(b) > 0 {
 		_ = unix.Madvise(b, advice)
