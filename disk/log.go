@@ -647,8 +647,9 @@ func (l *Log) roll(s *segment) error {
 	copy(segs, old)
 	segs = append(segs, next)
 	l.segs.Store(&segs)
+	// The writer's segment now: fault-around again (advise).
+	advise(next.data, unix.MADV_NORMAL)
 	l.dirDirty.Store(true) // before active: a flusher that sees next also sees the dirty directory
-	advise(next.data, unix.MADV_NORMAL) // the writer's segment now: fault-around again (advise)
 	l.active.Store(next)
 	advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers (advise)
 	l.kickHousekeeper()
