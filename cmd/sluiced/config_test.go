@@ -36,10 +36,18 @@ func TestConfigRangeChecked(t *testing.T) {
 		{[]string{"--partitions", "0"}, "partitions"},
 		{[]string{"--partitions", "5000"}, "partitions"},
 		{[]string{"--loops", "-2"}, "loops"},
+		{[]string{"--group-revoke-timeout", "2h"}, "group-revoke-timeout"},
+		{[]string{"--queue-max-tracked", "-1"}, "queue-max-tracked"},
+		{[]string{"--queue-max-ack-pending", "-1"}, "queue-max-ack-pending"},
 	} {
 		if _, _, err := parseConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
 		}
+	}
+
+	cfg, _, err := parseConfig([]string{"--group-revoke-timeout", "-1s", "--queue-max-tracked", "500", "--queue-max-ack-pending", "20"})
+	if err != nil || cfg.GroupRevoke != -time.Second || cfg.QueueTracked != 500 || cfg.QueueAckLimit != 20 {
+		t.Fatalf("queue and group flags: %+v, %v", cfg, err)
 	}
 
 	dir := t.TempDir()
@@ -55,7 +63,7 @@ func TestConfigRangeChecked(t *testing.T) {
 	if err := os.WriteFile(good, []byte(`{"retention-age": "168h", "segment-bytes": 1073741824, "partitions": 8}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := parseConfig([]string{"--config", good, "--flush-interval", "5ms", "--retention-bytes", "0x100000"})
+	cfg, _, err = parseConfig([]string{"--config", good, "--flush-interval", "5ms", "--retention-bytes", "0x100000"})
 	if err != nil {
 		t.Fatal(err)
 	}

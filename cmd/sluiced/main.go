@@ -43,6 +43,9 @@ type config struct {
 	RetentionBytes int64
 	RetentionAge   time.Duration
 	GroupRetention time.Duration // --offsets-retention
+	GroupRevoke    time.Duration // --group-revoke-timeout
+	QueueTracked   int           // --queue-max-tracked
+	QueueAckLimit  int           // --queue-max-ack-pending
 	FlushInterval  time.Duration
 	FlushBytes     int64
 	MaxBatchBytes  int
@@ -101,6 +104,9 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.Var(rangeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition in bytes (0: keep all)")
 	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..about 292 years (0: keep all)")
 	fs.DurationVar(&cfg.GroupRetention, "offsets-retention", 0, "drop a group without members this long after its last commit (default 168h; negative: never)")
+	fs.Var(durationFlag{&cfg.GroupRevoke, -time.Hour, time.Hour}, "group-revoke-timeout", "how long a rebalanced partition waits for its old member to hand it back, -1h..1h (default 5s; negative: at once)")
+	fs.Var(rangeFlag[int]{&cfg.QueueTracked, 0, math.MaxInt32}, "queue-max-tracked", "unsettled records one work-queue partition tracks (default 100000)")
+	fs.Var(rangeFlag[int]{&cfg.QueueAckLimit, 0, math.MaxInt32}, "queue-max-ack-pending", "the most unsettled records a work-queue member may hold, whatever it asks (default 10000)")
 	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval, at most 1h (default: the storage default)")
 	fs.Var(rangeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit byte threshold (default: the storage default)")
 	fs.Var(rangeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, at most 1 GiB (default 1 MiB)")
@@ -207,17 +213,20 @@ func run(args []string) error {
 	slog.SetDefault(log)
 
 	eng, err := engine.Open(engine.Options{
-		DataDir:           cfg.Data,
-		DefaultPartitions: cfg.Partitions,
-		AutoCreateTopics:  cfg.AutoCreate,
-		SegmentBytes:      cfg.SegmentBytes,
-		RetentionBytes:    cfg.RetentionBytes,
-		RetentionAge:      cfg.RetentionAge,
-		OffsetsRetention:  cfg.GroupRetention,
-		FlushInterval:     cfg.FlushInterval,
-		FlushBytes:        cfg.FlushBytes,
-		MaxBatchBytes:     cfg.MaxBatchBytes,
-		Logger:            log,
+		DataDir:                 cfg.Data,
+		DefaultPartitions:       cfg.Partitions,
+		AutoCreateTopics:        cfg.AutoCreate,
+		SegmentBytes:            cfg.SegmentBytes,
+		RetentionBytes:          cfg.RetentionBytes,
+		RetentionAge:            cfg.RetentionAge,
+		OffsetsRetention:        cfg.GroupRetention,
+		GroupRevokeTimeout:      cfg.GroupRevoke,
+		QueueMaxTracked:         cfg.QueueTracked,
+		QueueMaxAckPendingLimit: cfg.QueueAckLimit,
+		FlushInterval:           cfg.FlushInterval,
+		FlushBytes:              cfg.FlushBytes,
+		MaxBatchBytes:           cfg.MaxBatchBytes,
+		Logger:                  log,
 	})
 	if err != nil {
 		return err
