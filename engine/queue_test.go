@@ -40,6 +40,15 @@ func takeRecords(t *testing.T, l *Local, wait time.Duration) (p int32, offs []in
 	return d.Partition.ID(), offs, vals, true
 }
 
+// queueTopic creates topic "q" of one partition and stores n records in it at written durability.
+func queueTopic(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, e, "q", 1, n, wire.DurabilityWritten)
+}
+
 // takeAll reads deliveries from l until it has want records (waiting up to 5 s for each), then
 // checks for 300 ms that nothing more comes; acking with ack. It returns the offsets, sorted.
 func takeAll(t *testing.T, l *Local, want int, ack bool) []int64 {
@@ -123,10 +132,7 @@ func TestWorkQueueCompetingConsumers(t *testing.T) {
 func TestWorkQueueRedeliveryAndDeadLetter(t *testing.T) {
 	o := testOptions(t)
 	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 3, wire.DurabilityWritten)
+	queueTopic(t, e, 3)
 	l, err := e.SubscribeLocal(queueSpec(150*time.Millisecond, 3))
 	if err != nil {
 		t.Fatal(err)
@@ -197,10 +203,7 @@ func TestWorkQueueSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 40, wire.DurabilityWritten)
+	queueTopic(t, e, 40)
 	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
 	if err != nil {
 		t.Fatal(err)
@@ -514,10 +517,7 @@ func TestDeadLetterTopicName(t *testing.T) {
 // records (a gnet loop in the broker): with topic administration blocked, Next still returns.
 func TestDeadLetterOffTheCaller(t *testing.T) {
 	e := openEngine(t, testOptions(t))
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 1, wire.DurabilityWritten)
+	queueTopic(t, e, 1)
 	l, err := e.SubscribeLocal(queueSpec(time.Minute, 1))
 	if err != nil {
 		t.Fatal(err)
@@ -563,10 +563,7 @@ func TestWorkQueueDeletedTopicForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 10, wire.DurabilityWritten)
+	queueTopic(t, e, 10)
 	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
 	if err != nil {
 		t.Fatal(err)
@@ -594,10 +591,7 @@ func TestWorkQueueDeletedTopicForgotten(t *testing.T) {
 	if got := e.CommittedOffset("workers", "q", 0); got != -1 {
 		t.Fatalf("committed floor %d for a deleted topic", got)
 	}
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 4, wire.DurabilityWritten)
+	queueTopic(t, e, 4)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}

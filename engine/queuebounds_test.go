@@ -17,10 +17,7 @@ func TestWorkQueueTrackedStateBounded(t *testing.T) {
 	o := testOptions(t)
 	o.QueueMaxTracked, o.QueueMaxAckPendingLimit = 500, 200
 	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 2000, wire.DurabilityWritten)
+	queueTopic(t, e, 2000)
 	total := 0
 	for range 4 {
 		spec := queueSpec(time.Hour, 5)
@@ -84,10 +81,7 @@ func TestWorkQueueSweepIgnoresUnexpired(t *testing.T) {
 	o := testOptions(t)
 	o.QueueMaxAckPendingLimit = 100_000
 	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 100_000, wire.DurabilityWritten)
+	queueTopic(t, e, 100_000)
 	spec := queueSpec(time.Hour, 5)
 	spec.MaxAckPending = 100_000
 	l, err := e.SubscribeLocal(spec)
