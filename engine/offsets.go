@@ -120,6 +120,22 @@ type offsetWaiter struct {
 	done func(error)
 }
 
+// splitWaiters returns the waiters whose write is done (seq at most written, or all of them when
+// failed) and keeps the rest in place in ws. The caller holds the store's lock and calls the
+// returned waiters' done after releasing it. Shared by the offset store and the queue state store.
+func splitWaiters(ws []offsetWaiter, written uint64, failed bool) (ready, keep []offsetWaiter) {
+	keep = ws[:0]
+	for _, w := range ws {
+		if w.seq <= written || failed {
+			ready = append(ready, w)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	clear(ws[len(keep):]) // drop the moved waiters' callbacks from the backing array
+	return ready, keep
+}
+
 // openOffsetStore reads dir's snapshot and log (truncating a torn tail) and starts the writer.
 func openOffsetStore(dir string, log *slog.Logger) (*offsetStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -484,15 +500,7 @@ func (s *offsetStore) settle(seq uint64, err error) {
 		s.log.Error("committed offsets could not be written; commits are refused from now on", "err", err)
 	}
 	s.mu.Lock()
-	var ready []offsetWaiter
-	keep := s.waiters[:0]
-	for _, w := range s.waiters {
-		if w.seq <= seq || err != nil {
-			ready = append(ready, w)
-		} else {
-			keep = append(keep, w)
-		}
-	}
+	ready, keep := splitWaiters(s.waiters, seq, err != nil)
 	s.waiters = keep
 	if err != nil && s.failed == nil {
 		s.failed = err

@@ -150,15 +150,7 @@ func (s *queueStore) writer() {
 		} else if s.failed == nil {
 			s.failed = err
 		}
-		var ready []offsetWaiter
-		keep := s.waiters[:0]
-		for _, w := range s.waiters {
-			if w.seq <= s.written || s.failed != nil {
-				ready = append(ready, w)
-			} else {
-				keep = append(keep, w)
-			}
-		}
+		ready, keep := splitWaiters(s.waiters, s.written, s.failed != nil)
 		s.waiters = keep
 		failed := s.failed
 		if len(keep) > 0 || s.seq != s.written && failed == nil {
