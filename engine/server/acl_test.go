@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -332,7 +333,7 @@ func TestAuthorizeDoesNotAllocate(t *testing.T) {
 	rules := aclRules(t)
 	var acl ACL = rules
 	if n := testing.AllocsPerRun(100, func() {
-		if !mayTopic(acl, "carol", ActProduce, "orders.eu") || !mayTopic(acl, "alice", ActConsume, "orders.dlq") {
+		if !auth.MayTopic(acl, "carol", ActProduce, "orders.eu") || !auth.MayTopic(acl, "alice", ActConsume, "orders.dlq") {
 			t.Fatal("denied")
 		}
 	}); n != 0 {

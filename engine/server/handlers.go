@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -182,7 +183,7 @@ func (ss *session) auth(f wire.Frame) {
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and
 // inboxes) and answers f with CodeNotAuthorized when not. It does not allocate on a grant.
 func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
-	if !mayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
+	if !auth.MayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
 		ss.deny(f, act.String()+" topic "+topic)
 		return false
 	}
@@ -193,16 +194,16 @@ func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
 // offsets, describe it) and answers f with CodeNotAuthorized when not. The empty group (a consumer
 // outside any group) needs nothing.
 func (ss *session) allowedGroup(f wire.Frame, group string) bool {
-	if group != "" && !mayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
+	if group != "" && !auth.MayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
 		ss.deny(f, "consume group "+group)
 		return false
 	}
 	return true
 }
 
-// allowedCreate checks that the principal may create a topic with cfg (mayCreate).
+// allowedCreate checks that the principal may create a topic with cfg (auth.MayCreate).
 func (ss *session) allowedCreate(f wire.Frame, cfg wire.TopicConfig) bool {
-	if !mayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
+	if !auth.MayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
 		msg := "admin topic " + cfg.Name
 		if wire.IsInbox(cfg.Name) {
 			msg += " (an inbox is created by its owner, memory-only, with one partition)"
@@ -405,7 +406,7 @@ func (ss *session) admin(f wire.Frame) {
 		topics := e.Topics()
 		if acl != nil {
 			topics = slices.DeleteFunc(topics, func(t wire.TopicConfig) bool {
-				return !mayList(acl, ss.principal, t.Name)
+				return !auth.MayList(acl, ss.principal, t.Name)
 			})
 		}
 		ss.reply(f, &wire.TopicList{Topics: topics})
@@ -413,13 +414,13 @@ func (ss *session) admin(f wire.Frame) {
 		groups := e.ListGroups()
 		if acl != nil {
 			groups = slices.DeleteFunc(groups, func(g string) bool {
-				return !mayGroup(acl, ss.principal, ActConsume, g)
+				return !auth.MayGroup(acl, ss.principal, ActConsume, g)
 			})
 		}
 		ss.reply(f, &wire.GroupList{Groups: groups})
 	case wire.OpDescribe:
 		var m wire.Name
-		if !ss.decode(f, &m) || !ss.allowed(f, actAny, m.Name) {
+		if !ss.decode(f, &m) || !ss.allowed(f, auth.ActDescribe, m.Name) {
 			return
 		}
 		// Describing never creates: a producer learns the partition count of a topic that exists.
@@ -441,7 +442,7 @@ func (ss *session) admin(f wire.Frame) {
 			return
 		}
 		if acl != nil { // drop the members and offsets on topics the principal may not describe
-			hidden := func(topic string) bool { return !mayTopic(acl, ss.principal, actAny, topic) }
+			hidden := func(topic string) bool { return !auth.MayTopic(acl, ss.principal, auth.ActDescribe, topic) }
 			info.Members = slices.DeleteFunc(info.Members, func(g wire.GroupMember) bool { return hidden(g.Topic) })
 			info.Offsets = slices.DeleteFunc(info.Offsets, func(g wire.GroupOffset) bool { return hidden(g.Topic) })
 		}
