@@ -28,6 +28,8 @@ import (
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/engine/httpapi"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -72,6 +74,9 @@ type config struct {
 	MaxSubsPerPrincipal int
 	MaxOutboundTotal    int
 	InboxGrace          time.Duration
+
+	// HTTPListen is the HTTP API and web console's address (engine/httpapi); empty: off.
+	HTTPListen string
 }
 
 type listFlag []string
@@ -96,6 +101,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "client listen address")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "Prometheus metrics listen address (empty: off)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "", "HTTP API and web console listen address (empty: off; docs/http.md)")
 	const unbounded = math.MaxInt64
 	fs.Var(rangeFlag[int]{&cfg.Loops, 0, 1024}, "loops", "event loops, 0..1024 (default: one per core)")
 	fs.Var(rangeFlag[int]{&cfg.Partitions, 1, maxPartitions}, "partitions", "partitions of a topic created without a count, 1..4096")
@@ -288,7 +294,19 @@ func run(args []string) error {
 			return err
 		}
 	}
-	log.Info("sluiced ready", "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics)
+	var httpAPI *httpAPIServer
+	if cfg.HTTPListen != "" {
+		httpAPI, err = serveHTTPAPI(cfg.HTTPListen, eng, sopts, srv, log)
+		if err != nil {
+			if metrics != nil {
+				_ = metrics.Close()
+			}
+			srv.Close()
+			eng.Close()
+			return err
+		}
+	}
+	log.Info("sluiced ready", "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -298,6 +316,9 @@ func run(args []string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = metrics.Shutdown(ctx)
 		cancel()
+	}
+	if httpAPI != nil {
+		httpAPI.shutdown()
 	}
 	err = errors.Join(srv.Close(), eng.Close())
 	if err != nil {
@@ -385,4 +406,50 @@ func serveMetrics(addr string, withPprof bool, srv *server.Server, log *slog.Log
 		}
 	}()
 	return hs, nil
+}
+
+// httpAPIServer is the HTTP API and console listener (--http-listen).
+type httpAPIServer struct {
+	hs *http.Server
+	h  *httpapi.Handler
+}
+
+// serveHTTPAPI serves engine/httpapi on addr with the native listener's tokens, ACL and durability
+// floor, and its connection counters for the console.
+func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *server.Server, log *slog.Logger) (*httpAPIServer, error) {
+	opts := httpapi.Options{Engine: eng, Auth: &auth.Authenticator{Tokens: sopts.Tokens}, MinDurability: sopts.MinDurability, Logger: log,
+		Connections: func() map[string]int64 {
+			st := srv.Stats()
+			return map[string]int64{"open": st.Connections.Load(), "accepted": int64(st.Accepted.Load()),
+				"unauthenticated": st.Unauthenticated.Load(), "refused": int64(st.Refused.Load()), "protocol_errors": int64(st.ProtocolErrors.Load())}
+		}}
+	if sopts.ACL != nil {
+		opts.ACL = sopts.ACL
+	}
+	h, err := httpapi.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	// No WriteTimeout: SSE streams and long polls are long responses; each bounds its own wait.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	return &httpAPIServer{hs: hs, h: h}, nil
+}
+
+// shutdown ends the handler's streams and sessions, then the server, within 2 s.
+func (s *httpAPIServer) shutdown() {
+	_ = s.h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.hs.Shutdown(ctx)
 }
