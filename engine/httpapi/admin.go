@@ -31,16 +31,20 @@ func (h *Handler) rights(principal, topic string) Rights {
 	}
 }
 
-// Whoami answers GET /v1/whoami.
+// Whoami answers GET /v1/whoami, which answers without credentials too: Authenticated is then false
+// when authentication is on.
 type Whoami struct {
-	Principal   string `json:"principal"`
-	AuthEnabled bool   `json:"auth_enabled"`
-	ACLEnabled  bool   `json:"acl_enabled"`
-	AutoCreate  bool   `json:"auto_create"`
+	Principal     string `json:"principal"`
+	Authenticated bool   `json:"authenticated"`
+	AuthEnabled   bool   `json:"auth_enabled"`
+	ACLEnabled    bool   `json:"acl_enabled"`
+	AutoCreate    bool   `json:"auto_create"`
 }
 
-func (h *Handler) whoami(w http.ResponseWriter, _ *http.Request, principal string) {
-	writeJSON(w, http.StatusOK, Whoami{Principal: principal, AuthEnabled: h.opts.Auth.Enabled(),
+func (h *Handler) whoami(w http.ResponseWriter, r *http.Request, principal string) {
+	enabled := h.opts.Auth.Enabled()
+	authed := !enabled || r.Header.Get("Authorization") != ""
+	writeJSON(w, http.StatusOK, Whoami{Principal: principal, Authenticated: authed, AuthEnabled: enabled,
 		ACLEnabled: h.opts.ACL != nil, AutoCreate: h.e.Options().AutoCreateTopics})
 }
 

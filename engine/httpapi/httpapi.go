@@ -149,30 +149,33 @@ type Handler struct {
 type route struct {
 	method, path string
 	h            func(*Handler, http.ResponseWriter, *http.Request, string)
+	// anonymous routes answer a request without credentials too (as the anonymous principal ""):
+	// whoami, so that the console learns it must ask for a token without a failed request.
+	anonymous bool
 }
 
 // routes is the API. A test checks it against openapi.json, both ways.
 var routes = []route{
-	{"GET", "/v1/whoami", (*Handler).whoami},
-	{"GET", "/v1/stats", (*Handler).stats},
-	{"GET", "/v1/topics", (*Handler).listTopics},
-	{"POST", "/v1/topics", (*Handler).createTopic},
-	{"GET", "/v1/topics/{topic}", (*Handler).describeTopic},
-	{"DELETE", "/v1/topics/{topic}", (*Handler).deleteTopic},
-	{"POST", "/v1/topics/{topic}/records", (*Handler).produce},
-	{"GET", "/v1/topics/{topic}/partitions/{partition}/records", (*Handler).consume},
-	{"GET", "/v1/topics/{topic}/partitions/{partition}/stream", (*Handler).stream},
-	{"POST", "/v1/topics/{topic}/request", (*Handler).request},
-	{"GET", "/v1/groups", (*Handler).listGroups},
-	{"GET", "/v1/groups/{group}", (*Handler).describeGroup},
-	{"POST", "/v1/groups/{group}/seek", (*Handler).seekGroup},
-	{"POST", "/v1/groups/{group}/reset", (*Handler).resetGroup},
-	{"GET", "/v1/queues", (*Handler).listQueues},
-	{"POST", "/v1/queues/{group}/sessions", (*Handler).openSession},
-	{"DELETE", "/v1/queues/{group}/sessions/{session}", (*Handler).closeSession},
-	{"POST", "/v1/queues/{group}/sessions/{session}/receive", (*Handler).receive},
-	{"POST", "/v1/queues/{group}/sessions/{session}/ack", (*Handler).ack},
-	{"POST", "/v1/queues/{group}/sessions/{session}/nack", (*Handler).nack},
+	{"GET", "/v1/whoami", (*Handler).whoami, true},
+	{"GET", "/v1/stats", (*Handler).stats, false},
+	{"GET", "/v1/topics", (*Handler).listTopics, false},
+	{"POST", "/v1/topics", (*Handler).createTopic, false},
+	{"GET", "/v1/topics/{topic}", (*Handler).describeTopic, false},
+	{"DELETE", "/v1/topics/{topic}", (*Handler).deleteTopic, false},
+	{"POST", "/v1/topics/{topic}/records", (*Handler).produce, false},
+	{"GET", "/v1/topics/{topic}/partitions/{partition}/records", (*Handler).consume, false},
+	{"GET", "/v1/topics/{topic}/partitions/{partition}/stream", (*Handler).stream, false},
+	{"POST", "/v1/topics/{topic}/request", (*Handler).request, false},
+	{"GET", "/v1/groups", (*Handler).listGroups, false},
+	{"GET", "/v1/groups/{group}", (*Handler).describeGroup, false},
+	{"POST", "/v1/groups/{group}/seek", (*Handler).seekGroup, false},
+	{"POST", "/v1/groups/{group}/reset", (*Handler).resetGroup, false},
+	{"GET", "/v1/queues", (*Handler).listQueues, false},
+	{"POST", "/v1/queues/{group}/sessions", (*Handler).openSession, false},
+	{"DELETE", "/v1/queues/{group}/sessions/{session}", (*Handler).closeSession, false},
+	{"POST", "/v1/queues/{group}/sessions/{session}/receive", (*Handler).receive, false},
+	{"POST", "/v1/queues/{group}/sessions/{session}/ack", (*Handler).ack, false},
+	{"POST", "/v1/queues/{group}/sessions/{session}/nack", (*Handler).nack, false},
 }
 
 //go:embed openapi.json
@@ -189,11 +192,13 @@ func New(opts Options) (*Handler, error) {
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.sessions.init()
 	for _, rt := range routes {
-		fn := rt.h
+		fn, anonymous := rt.h, rt.anonymous
 		h.mux.HandleFunc(rt.method+" "+rt.path, func(w http.ResponseWriter, r *http.Request) {
-			principal, ok := h.authenticate(w, r)
+			principal, ok := "", anonymous && r.Header.Get("Authorization") == ""
 			if !ok {
-				return
+				if principal, ok = h.authenticate(w, r); !ok {
+					return
+				}
 			}
 			if r.Body != nil {
 				r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)

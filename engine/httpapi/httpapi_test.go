@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -38,7 +39,7 @@ type fixtureOpts struct {
 
 func newFixture(t *testing.T, fo fixtureOpts) *fixture {
 	t.Helper()
-	eo := engine.Options{DataDir: t.TempDir(), AutoCreateTopics: true, DefaultPartitions: 2}
+	eo := engine.Options{DataDir: t.TempDir(), AutoCreateTopics: true, DefaultPartitions: 2, Logger: slog.New(slog.DiscardHandler)}
 	if fo.engine != nil {
 		fo.engine(&eo)
 	}
@@ -701,9 +702,14 @@ func TestAuthAndACL(t *testing.T) {
 	// Authentication.
 	f.wantError("GET", "/v1/topics", "", nil, 401, wire.CodeAuthFailed)
 	f.wantError("GET", "/v1/topics", "wrong", nil, 401, wire.CodeAuthFailed)
+	f.wantError("GET", "/v1/whoami", "wrong", nil, 401, wire.CodeAuthFailed)
 	var who Whoami
+	f.must("GET", "/v1/whoami", "", nil, 200, &who) // without credentials: says so
+	if who.Principal != "" || who.Authenticated || !who.AuthEnabled {
+		t.Fatalf("anonymous whoami: %+v", who)
+	}
 	f.must("GET", "/v1/whoami", "ta", nil, 200, &who)
-	if who.Principal != "alice" || !who.AuthEnabled || !who.ACLEnabled {
+	if who.Principal != "alice" || !who.Authenticated || !who.AuthEnabled || !who.ACLEnabled {
 		t.Fatalf("whoami: %+v", who)
 	}
 	basic := func(user, pass string) int {

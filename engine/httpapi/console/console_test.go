@@ -39,7 +39,7 @@ func TestNoInlineScriptOrStyle(t *testing.T) {
 		}
 		s := string(b)
 		for _, bad := range []*regexp.Regexp{
-			regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),    // a script element with a body
+			regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),   // a script element with a body
 			regexp.MustCompile(`\s(?:on[a-z]+|style)\s*=\s*["']`), // an event handler or style attribute
 			regexp.MustCompile(`<style`),
 			regexp.MustCompile(`(?:src|href)\s*=\s*["']?(?:https?:)?//`), // another origin

@@ -320,6 +320,7 @@
       showError(err);
       return;
     }
+    if (!me.authenticated) { showLogin(); return; }
     showError(null);
     $('login').classList.add('hidden');
     $('principal').textContent = me.auth_enabled ? 'Logged in as ' + me.principal : 'Authentication off';
