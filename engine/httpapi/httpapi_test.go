@@ -858,3 +858,22 @@ func TestSecurityHeadersAndCSRF(t *testing.T) {
 		t.Fatalf("non-browser POST: %d", st)
 	}
 }
+
+// TestDurabilityFloor: the broker's floor (sluiced --durability) raises what a produce asks for.
+func TestDurabilityFloor(t *testing.T) {
+	f := newFixture(t, fixtureOpts{
+		tweak:  func(o *Options) { o.MinDurability = wire.DurabilityFsync },
+		engine: func(o *engine.Options) { o.FlushInterval = time.Hour; o.FlushBytes = 1 << 40 }, // no sync unless asked
+	})
+	f.must("POST", "/v1/topics", "", TopicConfig{Name: "floor", Partitions: 1}, 201, nil)
+	for _, d := range []string{"none", "written", ""} {
+		var res ProduceResponse
+		f.must("POST", "/v1/topics/floor/records", "", ProduceRequest{Durability: d, Records: []Record{{Value: ptr("x")}}}, 200, &res)
+		if res.Durability != "fsync" {
+			t.Fatalf("asked %q: answered %q", d, res.Durability)
+		}
+		if synced := f.e.TopicByName("floor").Partition(0).SyncedOffset(); synced <= res.LastOffset {
+			t.Fatalf("asked %q: synced offset %d after the answer for offset %d", d, synced, res.LastOffset)
+		}
+	}
+}

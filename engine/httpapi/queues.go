@@ -311,7 +311,8 @@ func (h *Handler) nack(w http.ResponseWriter, r *http.Request, principal string)
 }
 
 // settle acks or nacks records the session holds; records it does not hold (settled already, or
-// expired and redelivered elsewhere) are ignored, as the native protocol's are.
+// expired and redelivered elsewhere) are ignored, as the native protocol's are. An ack is answered
+// once it is durable.
 func (h *Handler) settle(w http.ResponseWriter, r *http.Request, principal string, nack bool) {
 	var req SettleRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -337,6 +338,21 @@ func (h *Handler) settle(w http.ResponseWriter, r *http.Request, principal strin
 			err = s.l.Nack(p, time.Duration(max(req.DelayMs, 0))*time.Millisecond, offs...)
 		} else {
 			err = s.l.Ack(p, offs...)
+		}
+		if err != nil {
+			writeError(w, err, 0)
+			return
+		}
+	}
+	if !nack && len(req.Records) > 0 {
+		// As the native protocol's Ack: answered once the acks are on disk, so an acked record is
+		// never delivered again, whatever happens to the broker.
+		done := make(chan error, 1)
+		s.l.SyncSettlements(func(err error) { done <- err })
+		select {
+		case err = <-done:
+		case <-r.Context().Done():
+			return
 		}
 		if err != nil {
 			writeError(w, err, 0)
