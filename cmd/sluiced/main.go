@@ -435,8 +435,9 @@ func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *se
 		h.Close()
 		return nil, fmt.Errorf("http: %w", err)
 	}
-	// No WriteTimeout: SSE streams and long polls are long responses; each bounds its own wait.
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+	// No ReadTimeout or WriteTimeout: either would end SSE streams (a read deadline passing cancels the
+	// request's context); the handler bounds each request body's read and each wait itself.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -63,6 +63,8 @@ type Options struct {
 	MaxRecords int
 	// MaxWait bounds a long poll's, a receive's and a request/reply's wait. Default 30 s.
 	MaxWait time.Duration
+	// BodyTimeout bounds the time a request body takes to arrive. Default 30 s.
+	BodyTimeout time.Duration
 	// MaxWaiting bounds the requests waiting at once (long polls, receives, requests, SSE streams);
 	// one more is refused with 429 (CodeThrottled). Default 1,024.
 	MaxWaiting int
@@ -91,6 +93,9 @@ func (o *Options) setDefaults() {
 	if o.MaxWait == 0 {
 		o.MaxWait = 30 * time.Second
 	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = 30 * time.Second
+	}
 	if o.MaxWaiting == 0 {
 		o.MaxWaiting = 1024
 	}
@@ -114,8 +119,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: request and response bounds must be at least 1 KiB", ErrOptions)
 	case o.MaxRecords < 1 || o.MaxWaiting < 1 || o.MaxSessions < 1:
 		return fmt.Errorf("%w: record, waiting and session bounds must be positive", ErrOptions)
-	case o.MaxWait < time.Millisecond || o.SessionTTL < time.Second:
-		return fmt.Errorf("%w: MaxWait at least 1 ms, SessionTTL at least 1 s", ErrOptions)
+	case o.MaxWait < time.Millisecond || o.SessionTTL < time.Second || o.BodyTimeout < time.Second:
+		return fmt.Errorf("%w: MaxWait at least 1 ms, SessionTTL and BodyTimeout at least 1 s", ErrOptions)
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("%w: durability %d", ErrOptions, o.MinDurability)
 	}
@@ -202,6 +207,11 @@ func New(opts Options) (*Handler, error) {
 			}
 			if r.Body != nil {
 				r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)
+			}
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				// A body arrives within BodyTimeout plus MaxWait (the longest wait a request may then
+				// make): a slow sender cannot hold a handler. Streams (GET) have no read deadline.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout + h.opts.MaxWait))
 			}
 			fn(h, w, r, principal)
 		})

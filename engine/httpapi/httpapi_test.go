@@ -877,3 +877,30 @@ func TestDurabilityFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBodyRefused: a request body that does not arrive within BodyTimeout + MaxWait ends the
+// request; the handler is not held.
+func TestSlowBodyRefused(t *testing.T) {
+	f := newFixture(t, fixtureOpts{tweak: func(o *Options) { o.BodyTimeout = time.Second; o.MaxWait = time.Millisecond }})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", f.srv.URL+"/v1/topics/slow/records", pr)
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = 100
+	go func() { _, _ = pw.Write([]byte(`{"records":`)) }() // and then nothing
+	start := time.Now()
+	cl := &http.Client{Timeout: 20 * time.Second}
+	resp, err := cl.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("a stalled body was answered %d", resp.StatusCode)
+		}
+	}
+	if d := time.Since(start); d >= 20*time.Second {
+		t.Fatalf("a stalled body held the request %v (%v)", d, err)
+	}
+	if f.e.TopicByName("slow") != nil {
+		t.Fatal("a stalled body created a topic")
+	}
+}
