@@ -153,4 +153,3 @@ func BenchmarkFaces(b *testing.B) {
 		cons.Close(ctx)
 	})
 }
-
