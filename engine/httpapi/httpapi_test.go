@@ -531,7 +531,7 @@ func TestGroupsDescribeSeekReset(t *testing.T) {
 }
 
 func TestWorkQueueSessions(t *testing.T) {
-	f := newFixture(t, fixtureOpts{tweak: func(o *Options) { o.MaxSessions = 2; o.SessionTTL = time.Second }})
+	f := newFixture(t, fixtureOpts{tweak: func(o *Options) { o.MaxSessions = 2; o.SessionTTL = 3 * time.Second }})
 	f.must("POST", "/v1/topics", "", TopicConfig{Name: "jobs", Partitions: 1}, 201, nil)
 	recs := make([]Record, 5)
 	for i := range recs {
@@ -604,7 +604,7 @@ func TestWorkQueueSessions(t *testing.T) {
 	f.must("DELETE", "/v1/queues/workers/sessions/"+s2.Session, "", nil, 204, nil)
 	f.wantError("POST", "/v1/queues/workers/sessions/"+s2.Session+"/receive", "", nil, 404, wire.CodeUnknownSubscription)
 	f.wantError("POST", "/v1/queues/workers/sessions", "", OpenSession{Topic: "nope"}, 404, wire.CodeUnknownTopic)
-	// An idle session expires (TTL 1 s) and its slot is free again.
+	// An idle session expires (TTL 3 s) and its slot is free again.
 	waitUntil(t, func() bool { return f.h.sessions.count() == 0 })
 	f.wantError("POST", "/v1/queues/workers/sessions/"+s.Session+"/receive", "", nil, 404, wire.CodeUnknownSubscription)
 }
