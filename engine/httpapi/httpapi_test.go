@@ -904,3 +904,27 @@ func TestSlowBodyRefused(t *testing.T) {
 		t.Fatal("a stalled body created a topic")
 	}
 }
+
+// TestSessionHoldsAtMostMaxAckPending: a session takes records ahead of its receives only up to its
+// bound (default DefaultSessionAckPending), so the rest stay ready for other members.
+func TestSessionHoldsAtMostMaxAckPending(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	f.must("POST", "/v1/topics", "", TopicConfig{Name: "many", Partitions: 1}, 201, nil)
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i].Value = ptr("r")
+	}
+	f.must("POST", "/v1/topics/many/records", "", ProduceRequest{Records: recs}, 200, nil)
+	var s SessionJSON
+	f.must("POST", "/v1/queues/w/sessions", "", OpenSession{Topic: "many"}, 201, &s)
+	var got ReceiveResponse
+	f.must("POST", "/v1/queues/w/sessions/"+s.Session+"/receive?max=5", "", nil, 200, &got)
+	if len(got.Records) != 5 {
+		t.Fatalf("received %d", len(got.Records))
+	}
+	var qs struct{ Queues []QueueJSON }
+	f.must("GET", "/v1/queues", "", nil, 200, &qs)
+	if q := qs.Queues[0]; q.Pending > DefaultSessionAckPending || q.Ready < 1000-DefaultSessionAckPending {
+		t.Fatalf("after a receive of 5: pending %d, ready %d", q.Pending, q.Ready)
+	}
+}

@@ -99,13 +99,20 @@ func (h *Handler) reapSessions() {
 // unlock releases mu and returns true: a session found idle with TryLock is not in a request.
 func (s *session) unlock() bool { s.mu.Unlock(); return true }
 
-// OpenSession is the body of POST /v1/queues/{group}/sessions.
+// OpenSession is the body of POST /v1/queues/{group}/sessions. MaxAckPending bounds the records the
+// session holds unsettled, those waiting in it for a receive included (default
+// DefaultSessionAckPending): their ack timeouts run from their dispatch.
 type OpenSession struct {
 	Topic         string `json:"topic"`
 	AckTimeoutMs  uint32 `json:"ack_timeout_ms,omitempty"`
 	MaxDeliveries uint16 `json:"max_deliveries,omitempty"`
 	MaxAckPending uint32 `json:"max_ack_pending,omitempty"`
 }
+
+// DefaultSessionAckPending is a work-queue session's MaxAckPending when the open names none: a
+// session takes records ahead of its receives, and what it holds unanswered must not outlive its ack
+// timeout in bulk.
+const DefaultSessionAckPending = 100
 
 // SessionJSON answers the open.
 type SessionJSON struct {
@@ -133,6 +140,9 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, principal 
 	if h.sessions.count() >= h.opts.MaxSessions {
 		writeError(w, &wire.ProtocolError{Code: wire.CodeThrottled, Message: "too many work-queue sessions"}, 0)
 		return
+	}
+	if req.MaxAckPending == 0 {
+		req.MaxAckPending = DefaultSessionAckPending
 	}
 	l, err := h.e.SubscribeLocal(wire.Subscribe{Topic: req.Topic, Partition: -1, Group: group, Mode: wire.ModeQueue,
 		Start: wire.StartCommitted, AckTimeoutMs: req.AckTimeoutMs, MaxDeliveries: req.MaxDeliveries, MaxAckPending: req.MaxAckPending})

@@ -28,6 +28,24 @@ func TestPageWeightBudget(t *testing.T) {
 	}
 }
 
+// forbidden are what the console's files must not contain under a CSP without 'unsafe-inline'.
+var forbidden = []*regexp.Regexp{
+	regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),   // a script element with a body
+	regexp.MustCompile(`\s(?:on[a-z]+|style)\s*=\s*["']`), // an event handler or style attribute
+	regexp.MustCompile(`<style`),
+	regexp.MustCompile(`(?:src|href)\s*=\s*["']?(?:https?:)?//`), // another origin
+	regexp.MustCompile(`innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(`),
+}
+
+func firstForbidden(s string) string {
+	for _, re := range forbidden {
+		if m := re.FindString(s); m != "" {
+			return strings.TrimSpace(m)
+		}
+	}
+	return ""
+}
+
 // TestNoInlineScriptOrStyle: the page runs under a CSP without 'unsafe-inline', so it has no inline
 // script, no event-handler attribute, no style element or attribute, and loads nothing from another
 // origin.
@@ -37,17 +55,20 @@ func TestNoInlineScriptOrStyle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := string(b)
-		for _, bad := range []*regexp.Regexp{
-			regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),   // a script element with a body
-			regexp.MustCompile(`\s(?:on[a-z]+|style)\s*=\s*["']`), // an event handler or style attribute
-			regexp.MustCompile(`<style`),
-			regexp.MustCompile(`(?:src|href)\s*=\s*["']?(?:https?:)?//`), // another origin
-			regexp.MustCompile(`innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(`),
-		} {
-			if m := bad.FindString(s); m != "" {
-				t.Errorf("%s: %q", name, strings.TrimSpace(m))
-			}
+		if m := firstForbidden(string(b)); m != "" {
+			t.Errorf("%s: %q", name, m)
+		}
+	}
+	// The check itself finds each kind.
+	for _, bad := range []string{`<script>alert(1)</script>`, `<div style="color:red">`, `<a onclick='x()'>`,
+		`<style>p{}</style>`, `<script src="https://cdn.example/x.js"></script>`, `n.innerHTML = s`} {
+		if firstForbidden(bad) == "" {
+			t.Errorf("not caught: %s", bad)
+		}
+	}
+	for _, good := range []string{`<script src="app.js" defer></script>`, `<link rel="stylesheet" href="app.css">`, `n.textContent = s`} {
+		if m := firstForbidden(good); m != "" {
+			t.Errorf("%s: caught %q", good, m)
 		}
 	}
 }
