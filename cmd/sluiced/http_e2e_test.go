@@ -92,6 +92,29 @@ func TestHTTPListen(t *testing.T) {
 	if err != nil || string(m.Value) != "over http" || string(m.Key) != "k" {
 		t.Fatalf("native consume: %v %+v", err, m)
 	}
+	// Request/reply across the faces: an HTTP request answered by a Go client's Reply.
+	if st, body := call("POST", "/v1/topics", "s3cret", `{"name":"svc","partitions":1}`); st != 201 {
+		t.Fatalf("create svc: %d %s", st, body)
+	}
+	svc, err := c.Subscribe(ctx, "svc", client.WithPartition(0), client.WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	replied := make(chan error, 1)
+	go func() {
+		m, err := svc.Next(ctx)
+		if err == nil {
+			err = c.Reply(ctx, m, client.Record{Value: append([]byte("re: "), m.Value...)})
+		}
+		replied <- err
+	}()
+	st, body = call("POST", "/v1/topics/svc/request", "s3cret", `{"record":{"value":"ping"},"timeout_ms":10000}`)
+	if st != 200 || !strings.Contains(body, `"value":"re: ping"`) {
+		t.Fatalf("request: %d %s", st, body)
+	}
+	if err := <-replied; err != nil {
+		t.Fatal(err)
+	}
 	// The native listener's connections are reported.
 	var stats struct{ Connections map[string]int64 }
 	_, body = call("GET", "/v1/stats", "s3cret", "")
