@@ -165,19 +165,51 @@ func (ss *session) hello(f wire.Frame) {
 		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
 }
 
+// auth serves one step of an authentication exchange (auth.Authenticator: token, PLAIN, SCRAM).
+// A step that needs an answer from the client is replied to with the server's message; the last
+// step sets the principal and is replied to with the server's final message (SCRAM's server
+// signature) or, when the mechanism has none, the principal's name. A failure, an unknown
+// mechanism, or a change of mechanism in the middle of an exchange is CodeAuthFailed, fatal.
 func (ss *session) auth(f wire.Frame) {
 	var m wire.Auth
 	if !ss.decode(f, &m) {
 		return
 	}
-	principal, ok := ss.srv.opts.Tokens[string(m.Payload)]
-	if m.Mechanism != "token" || !ok {
-		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism)
+	if ss.authConv != nil && m.Mechanism != ss.authMech {
+		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" in the middle of a "+ss.authMech+" exchange")
 		return
 	}
+	if ss.authConv == nil {
+		conv, err := ss.srv.opts.Authenticator.Start(m.Mechanism)
+		if err != nil {
+			ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" is not offered")
+			return
+		}
+		ss.authConv, ss.authMech = conv, m.Mechanism
+	}
+	out, done, err := ss.authConv.Step(m.Payload)
+	if err != nil {
+		ss.authConv = nil
+		msg := "mechanism " + m.Mechanism
+		if len(out) > 0 {
+			msg += ": " + string(out) // SCRAM's server-final error, e.g. e=invalid-proof
+		}
+		ss.srv.log.Debug("authentication failed", "remote", ss.addr, "mechanism", m.Mechanism, "err", err)
+		ss.fatal(wire.CodeAuthFailed, msg)
+		return
+	}
+	if !done {
+		ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
+		return
+	}
+	principal := ss.authConv.Principal()
+	ss.authConv = nil
 	ss.authed, ss.principal = true, principal
-	// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
-	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: []byte(principal)})
+	if len(out) == 0 {
+		// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
+		out = []byte(principal)
+	}
+	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
 }
 
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/ring"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -46,6 +47,10 @@ type session struct {
 	handshaken bool
 	principal  string // authenticated principal; "" when authentication is off or not yet done
 	authed     bool
+	// authConv is the authentication exchange in progress (a SCRAM exchange spans two Auth frames)
+	// and authMech its mechanism; nil between exchanges.
+	authConv auth.Conversation
+	authMech string
 	// established: the handshake is complete (Hello, and Auth when required). Until then frames are
 	// limited to MaxPreAuthFrame and the session counts against the server's unauthenticated limits.
 	established bool
@@ -140,7 +145,7 @@ func newSession(srv *Server, c transport) (*session, error) {
 	ss.lastActive.Store(ss.opened)
 	ss.addr = addrOf(c.RemoteAddr())
 	ss.peerMax = wire.DefaultMaxFrame
-	ss.authed = len(srv.opts.Tokens) == 0
+	ss.authed = !srv.opts.Authenticator.Enabled()
 	return ss, nil
 }
 
