@@ -70,7 +70,7 @@ func TestUsersFileEndToEnd(t *testing.T) {
 	for _, args := range [][]string{
 		{"--user", "bob", "--password-file", pw},   // bob's password is not alice's
 		{"--user", "carol", "--password-file", pw}, // no such user
-		{},                                         // no credentials
+		{}, // no credentials
 	} {
 		args = append([]string{"--addr", b.addr}, append(args, "topic", "list")...)
 		if code, out := sh("", args...); code != 1 || !strings.Contains(out, "auth") {
