@@ -14,6 +14,7 @@ require (
 
 require (
 	github.com/panjf2000/ants/v2 v2.12.1 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/sync v0.11.0 // indirect
