@@ -87,6 +87,7 @@ func TestValidateProducedCompressedLies(t *testing.T) {
 			"truncated":             good[:len(good)/2],
 			"no-end-mark":           good[:len(good)-8],
 			"legacy-frame-garbage":  {0x02, 0x21, 0x4c, 0x18, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3},
+			"legacy-frame":          lz4Frame(t, recs, lz4.LegacyOption(true)), // 8 MiB blocks; no Kafka client writes it
 			"header-only":           good[:7],
 			"not-lz4":               []byte("these bytes were never compressed"),
 			"reserved-version-bits": func() []byte { b := bytes.Clone(good); b[4] = 0x00; return b }(),
