@@ -77,7 +77,7 @@ type Options struct {
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
 	// MaxPreAuthFrame is the largest frame (bytes, header included) accepted from a connection that
-	// has not completed its handshake (Hello, then Auth when Tokens are set): room for Hello, an Auth
+	// has not completed its handshake (Hello, then Auth when authentication is on): room for Hello, an Auth
 	// carrying a token or a SCRAM step, and Ping. It is checked from the frame header, so such a
 	// connection never makes the broker buffer more than this for it. Default 64 KiB
 	// (wire.MinMaxFrame); at most MaxFrame.
