@@ -48,8 +48,8 @@ const (
 	MinIterations = 4096
 	// MaxIterations bounds the iteration count, as Kafka does (16384). A SCRAM exchange costs the
 	// broker a few HMACs whatever the count (the client derives the key), but PLAIN against a user
-	// costs one PBKDF2 of this many iterations, on the goroutine that runs the conversation (the
-	// native face: the connection's event loop), about 1 ms at 4096 and 4 ms at 16384 on SHA-256.
+	// costs one PBKDF2 of this many iterations, about 1 ms at 4096 and 4 ms at 16384 on SHA-256: a
+	// face runs that step off its event loop (the native face parks the frame meanwhile).
 	MaxIterations = 16384
 	// MaxUserName is the longest user name, in bytes.
 	MaxUserName = 255

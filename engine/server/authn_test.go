@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -157,5 +158,57 @@ func TestAuthExchangeRules(t *testing.T) {
 	o.setDefaults()
 	if o.Validate() == nil {
 		t.Error("Tokens and Authenticator.Tokens that differ are accepted")
+	}
+}
+
+// TestAuthPlainOffLoop: a PLAIN step (a PBKDF2 against a user) runs off the event loop, its frame
+// parked meanwhile: while it is held, another connection on the same (only) loop is served, and
+// the parked exchange then completes in its place on its connection.
+func TestAuthPlainOffLoop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	if _, err := auth.AddUser(path, "alice", "secret", 0); err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	orig := authStepOffLoop
+	authStepOffLoop = func(c auth.Conversation, in []byte) ([]byte, bool, error) {
+		close(entered)
+		<-release
+		return c.Step(in)
+	}
+	defer func() { authStepOffLoop = orig }()
+	s, _ := startServer(t, func(o *Options) {
+		o.Loops = 1
+		o.Authenticator = &auth.Authenticator{Users: users}
+	})
+	a := dial(t, s)
+	a.hello()
+	corr := a.send(wire.OpAuth, 0, &wire.Auth{Mechanism: auth.MechPlain, Payload: []byte("\x00alice\x00secret")})
+	a.send(wire.OpPing, 0, &wire.Ping{Nonce: 7}) // waits behind the parked Auth
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the PLAIN step did not run off the loop")
+	}
+	b := dial(t, s)
+	b.hello() // answered by the loop while alice's step is held
+	var p wire.Ping
+	b.expectReply(b.send(wire.OpPing, 0, &wire.Ping{Nonce: 9}), &p)
+	close(release)
+	var ar wire.Auth
+	a.expectReply(corr, &ar)
+	if string(ar.Payload) != "alice" {
+		t.Fatalf("PLAIN reply names %q", ar.Payload)
+	}
+	a.expectReply(corr+1, &p)
+	if p.Nonce != 7 {
+		t.Fatalf("ping answered with nonce %d", p.Nonce)
+	}
+	if code := a.do(wire.OpListTopics, nil); code != wire.CodeOK {
+		t.Fatalf("after PLAIN: %v", code)
 	}
 }

@@ -165,6 +165,9 @@ func (ss *session) hello(f wire.Frame) {
 		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
 }
 
+// authStepOffLoop runs a conversation step that is too slow for the loop. Tests replace it.
+var authStepOffLoop = func(c auth.Conversation, in []byte) ([]byte, bool, error) { return c.Step(in) }
+
 // auth serves one step of an authentication exchange (auth.Authenticator: token, PLAIN, SCRAM).
 // A step that needs an answer from the client is replied to with the server's message; the last
 // step sets the principal and is replied to with the server's final message (SCRAM's server
@@ -187,7 +190,28 @@ func (ss *session) auth(f wire.Frame) {
 		}
 		ss.authConv, ss.authMech = conv, m.Mechanism
 	}
-	out, done, err := ss.authConv.Step(m.Payload)
+	var out []byte
+	var done bool
+	var err error
+	switch {
+	case ss.authDone != nil: // the parked frame served again: its step ran off the loop
+		out, done, err = ss.authDone.out, ss.authDone.done, ss.authDone.err
+		ss.authDone = nil
+	case m.Mechanism == auth.MechPlain:
+		// PLAIN against a user derives a key (PBKDF2, about a millisecond at 4096 iterations): off
+		// the loop, as park does for topic creation, so that a flood of attempts cannot stall the
+		// loop's other connections. The frame stays parked until the step is done.
+		conv, payload := ss.authConv, append([]byte(nil), m.Payload...) // f.Body is gnet's buffer
+		ss.parked = true
+		go func() {
+			out, done, err := authStepOffLoop(conv, payload)
+			ss.created.Store(&createResult{auth: &authStep{out: out, done: done, err: err}})
+			ss.wakeLoop()
+		}()
+		return
+	default: // token and SCRAM: a map lookup, a few HMACs
+		out, done, err = ss.authConv.Step(m.Payload)
+	}
 	if err != nil {
 		ss.authConv = nil
 		msg := "mechanism " + m.Mechanism

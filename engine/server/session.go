@@ -84,13 +84,17 @@ type session struct {
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
 
 	// parked is set while the frame at the head of the inbound buffer waits for its topic to be
-	// auto-created off the loop (see park): readFrames reads nothing until created holds the result,
-	// so the frame is then served again, in its place on the connection.
+	// auto-created off the loop (see park), or for a PLAIN step to be verified off the loop (auth):
+	// readFrames reads nothing until created holds the result, so the frame is then served again, in
+	// its place on the connection.
 	parked  bool
 	created atomic.Pointer[createResult] // set by the creating goroutine, taken by readFrames
 	// createErr is the failed creation of createName, answered when the parked frame is served again.
 	createName string
 	createErr  error
+	// authDone is the result of the off-loop step for the parked Auth frame, taken by auth when the
+	// frame is served again; nil otherwise.
+	authDone *authStep
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
@@ -261,9 +265,18 @@ func (ss *session) drainInbox() {
 	}
 }
 
-// createResult is the outcome of an auto-create run for a parked frame.
+// createResult is the outcome of the off-loop work for a parked frame: an auto-create run (name,
+// err), or an authentication step (auth).
 type createResult struct {
 	name string
+	err  error
+	auth *authStep
+}
+
+// authStep is one Conversation.Step's result.
+type authStep struct {
+	out  []byte
+	done bool
 	err  error
 }
 
@@ -305,7 +318,7 @@ func (ss *session) readFrames() {
 		if r == nil {
 			return // the creation is still running
 		}
-		ss.parked, ss.createName, ss.createErr = false, r.name, r.err
+		ss.parked, ss.createName, ss.createErr, ss.authDone = false, r.name, r.err, r.auth
 	}
 	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
