@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/engine/server"
@@ -99,4 +103,58 @@ func TestUserCommands(t *testing.T) {
 	oneErrorLine(t, sluice(t, addr, nil, "topic", "list", "--user", "alice", "--mechanism", "SCRAM-SHA-1"), "SCRAM-SHA-1")
 	t.Setenv("SLUICE_PASSWORD", "")
 	oneErrorLine(t, sluice(t, addr, nil, "topic", "list", "--user", "alice"), "needs a password")
+}
+
+// TestUserAddPrompt: without --password-file or --password-stdin, user add asks twice on the
+// terminal (a pseudo-terminal here), with echo off, and refuses two passwords that differ.
+func TestUserAddPrompt(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	for _, tc := range []struct {
+		typed string
+		code  int
+	}{
+		{"s3cret\ns3cret\n", exitOK},
+		{"s3cret\nother\n", exitFail},
+	} {
+		master, slave := openPTY(t)
+		if _, err := master.Write([]byte(tc.typed)); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		code := run(testCtx(t), []string{"user", "add", "bob", "--users", users}, slave, &out, &errb)
+		if code != tc.code || !strings.Contains(errb.String(), "Password for bob: ") {
+			t.Fatalf("typed %q: exit %d, stderr %q", tc.typed, code, errb.String())
+		}
+		old, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+		if err != nil || old.Lflag&unix.ECHO == 0 {
+			t.Fatalf("echo not restored: %v", err)
+		}
+	}
+	u, err := auth.LoadUsers(users)
+	if err != nil || !slices.Equal(u.Names(), []string{"bob"}) {
+		t.Fatalf("users %v %v", u.Names(), err)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair, closed at the end of the test.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { slave.Close() })
+	return master, slave
 }
