@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -685,9 +686,17 @@ func TestStats(t *testing.T) {
 // aclFixture: tokens for alice (everything on orders.*, group app), bob (consume only on orders.*
 // and group app) and mallory (nothing).
 func aclFixture(t *testing.T) *fixture {
-	a := &auth.Authenticator{Tokens: map[string]string{"ta": "alice", "tb": "bob", "tm": "mallory"}}
+	usersFile := filepath.Join(t.TempDir(), "users")
+	if _, err := auth.AddUser(usersFile, "carol", "s3cret", 4096); err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.LoadUsers(usersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &auth.Authenticator{Tokens: map[string]string{"ta": "alice", "tb": "bob", "tm": "mallory"}, Users: users}
 	var rules auth.Rules
-	for _, s := range []string{"alice:all:orders.*", "alice:consume:group:app", "bob:consume:orders.*", "bob:consume:group:app"} {
+	for _, s := range []string{"alice:all:orders.*", "alice:consume:group:app", "bob:consume:orders.*", "bob:consume:group:app", "carol:all:orders.*"} {
 		r, err := auth.ParseRule(s)
 		if err != nil {
 			t.Fatal(err)
@@ -722,6 +731,12 @@ func TestAuthAndACL(t *testing.T) {
 		defer resp.Body.Close()
 		_ = json.NewDecoder(resp.Body).Decode(&who)
 		return resp.StatusCode
+	}
+	if st := basic("carol", "s3cret"); st != 200 || who.Principal != "carol" { // a user's password (PLAIN)
+		t.Fatalf("basic carol: %d %+v", st, who)
+	}
+	if st := basic("carol", "wrong"); st != 401 {
+		t.Fatalf("basic carol, wrong password: %d", st)
 	}
 	if st := basic("alice", "ta"); st != 200 || who.Principal != "alice" { // a token as a password, for its own principal
 		t.Fatalf("basic alice with her token: %d %+v", st, who)
