@@ -259,9 +259,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, principal strin
 		case errors.Is(err, context.DeadlineExceeded):
 			buf = append(buf, ":\n\n"...) // keep-alive
 		case err != nil:
-			code := wire.CodeOf(err)
 			buf = append(buf, "event: error\ndata: "...)
-			js, _ := json.Marshal(Error{Code: uint16(code), Name: code.String(), Message: err.Error()})
+			js, _ := json.Marshal(errorOf(err))
 			buf = append(buf, js...)
 			buf = append(buf, "\n\n"...)
 			_, _ = w.Write(buf)

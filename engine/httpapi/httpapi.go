@@ -387,12 +387,19 @@ func writeError(w http.ResponseWriter, err error, status int) {
 	if errors.As(err, &mbe) {
 		err = &wire.ProtocolError{Code: wire.CodeFrameTooLarge, Message: fmt.Sprintf("request body over %d bytes", mbe.Limit)}
 	}
+	e := errorOf(err)
+	if status == 0 {
+		status = statusOf(wire.Code(e.Code))
+	}
+	writeJSON(w, status, map[string]Error{"error": e})
+}
+
+// errorOf is err as an Error: its protocol code (CodeInternal for an error without one) and
+// message (the ProtocolError's, none for a bare Code, else the error's text).
+func errorOf(err error) Error {
 	code := wire.CodeOf(err)
 	if code == wire.CodeOK {
 		code = wire.CodeInternal
-	}
-	if status == 0 {
-		status = statusOf(code)
 	}
 	msg := err.Error()
 	var pe *wire.ProtocolError
@@ -401,7 +408,7 @@ func writeError(w http.ResponseWriter, err error, status int) {
 	} else if _, ok := err.(wire.Code); ok {
 		msg = ""
 	}
-	writeJSON(w, status, map[string]Error{"error": {Code: uint16(code), Name: code.String(), Message: msg}})
+	return Error{Code: uint16(code), Name: code.String(), Message: msg}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

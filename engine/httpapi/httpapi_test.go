@@ -943,3 +943,33 @@ func TestSessionHoldsAtMostMaxAckPending(t *testing.T) {
 		t.Fatalf("after a receive of 5: pending %d, ready %d", q.Pending, q.Ready)
 	}
 }
+
+// TestSSEEndsWhenTopicDeleted: deleting the topic under an open stream ends it with an error event.
+func TestSSEEndsWhenTopicDeleted(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	f.must("POST", "/v1/topics", "", TopicConfig{Name: "gone", Partitions: 1}, 201, nil)
+	f.must("POST", "/v1/topics/gone/records", "", ProduceRequest{Records: []Record{{Value: ptr("a")}}}, 200, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/v1/topics/gone/partitions/0/stream", nil)
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events []sseEvent
+	deleted := false
+	err = readSSE(resp.Body, func(ev sseEvent) bool {
+		events = append(events, ev)
+		if !deleted {
+			deleted = true
+			f.must("DELETE", "/v1/topics/gone", "", nil, 204, nil)
+		}
+		return ev.event != "error"
+	})
+	if err != nil || len(events) != 2 || events[0].id != "0" || events[1].event != "error" ||
+		events[1].data != `{"code":9,"name":"unknown topic"}` {
+		t.Fatalf("events %+v, err %v", events, err)
+	}
+	t.Logf("error event: %s", events[1].data)
+}
