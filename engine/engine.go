@@ -73,7 +73,7 @@ func Open(opts Options) (*Engine, error) {
 	noFailed := map[string]error{}
 	e.failed.Store(&noFailed)
 	var err error
-	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log); err != nil {
+	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log, opts.Clock); err != nil {
 		return nil, err
 	}
 	e.groups = newGroupTable(e)

@@ -52,10 +52,8 @@ type groupMember struct {
 	revoking map[int32]*time.Timer
 }
 
-// newGroupTable creates the table; Open starts its expirer once the queue table exists. The offset
-// store must be open: commits are stamped with the engine's clock from here on.
+// newGroupTable creates the table; Open starts its expirer once the queue table exists.
 func newGroupTable(e *Engine) *groupTable {
-	e.offsets.now = e.opts.Clock // before any commit: the store's writer never reads it
 	return &groupTable{e: e, groups: map[string]*group{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 

@@ -91,8 +91,11 @@ type Options struct {
 	// Logger receives the engine's structured logs. Default slog.Default().
 	Logger *slog.Logger
 
-	// Clock returns the current time; tests drive it. It is the partition logs' clock for retention
-	// by age too. Default time.Now.
+	// Clock returns the current time. The engine reads time only through it: work-queue visibility
+	// deadlines and nack delays, the partition logs' retention by age, commit times and their
+	// OffsetsRetention, dead-letter timestamps. Its timers (the queue janitor's tick, the group
+	// revoke timeout, the group expirer) run on the runtime's clock: tests drive both with
+	// testing/synctest (see engine/script_test.go) or set Clock alone. Default time.Now.
 	Clock func() time.Time
 
 	// FS is the file system under the partition logs and topic.json files. Default disk.OSFS; tests

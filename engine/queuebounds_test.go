@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"errors"
+	"log/slog"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,5 +167,67 @@ func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 5<<20 {
 		t.Fatalf("the heap kept %d MiB after the queue inflated a 6 MiB batch and re-encoded a 3 MiB one", grew>>20)
+	}
+}
+
+// syncBuffer is an io.Writer safe for a logger's concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestWorkQueueFloorCommitErrorLogged: a floor the offset store refuses is logged, and committed
+// again by a later sweep once the store takes commits.
+func TestWorkQueueFloorCommitErrorLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	o := testOptions(t)
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	e := openEngine(t, o)
+	queueTopic(t, e, 3)
+	s, _, err := e.Subscribe(queueSpec(time.Minute, 5), nopOwner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddCredit(1 << 20)
+	s.ReadyAll()
+	d, ok, err := s.Next(1 << 20)
+	if !ok || err != nil {
+		t.Fatalf("first delivery: %v %v", ok, err)
+	}
+	d.Release()
+	injected := errors.New("injected offsets failure")
+	e.offsets.mu.Lock()
+	e.offsets.failed = injected
+	e.offsets.mu.Unlock()
+	if err := s.Ack(0, 3, func(i int) int64 { return int64(i) }); err != nil {
+		t.Fatal(err)
+	}
+	e.queues.sweep(false)
+	if !strings.Contains(logs.String(), "work queue floor not committed") || !strings.Contains(logs.String(), injected.Error()) {
+		t.Fatalf("a refused floor commit left no log:\n%s", logs)
+	}
+	e.offsets.mu.Lock()
+	e.offsets.failed = nil
+	e.offsets.mu.Unlock()
+	e.queues.sweep(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.CommittedOffset("workers", "q", 0) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("floor committed %d after the store recovered, want 3", e.CommittedOffset("workers", "q", 0))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -234,7 +234,7 @@ func (ss *session) drainInbox() {
 			}
 		case ev.reassign != nil:
 			if s := ev.reassign; ss.subs[s.ID] == s {
-				a := s.ApplyAssignment()
+				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
 				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 				ss.activate(s)
 			}
@@ -246,7 +246,7 @@ func (ss *session) drainInbox() {
 		// Events were dropped: redo what any of them could have asked for.
 		for _, s := range ss.subs {
 			if s.Grouped() {
-				a := s.ApplyAssignment()
+				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
 				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 			}
 			s.ReadyAll()
