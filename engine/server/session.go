@@ -235,7 +235,7 @@ func (ss *session) drainInbox() {
 		case ev.reassign != nil:
 			if s := ev.reassign; ss.subs[s.ID] == s {
 				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
-				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 				ss.activate(s)
 			}
 		case ev.synced != nil:
@@ -247,7 +247,7 @@ func (ss *session) drainInbox() {
 		for _, s := range ss.subs {
 			if s.Grouped() {
 				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
-				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 			}
 			s.ReadyAll()
 			ss.activate(s)
@@ -451,7 +451,7 @@ func (ss *session) serveDeliveries() {
 func (ss *session) endSub(s *engine.Subscription, err error) {
 	ss.srv.log.Debug("subscription ended", "remote", ss.c.RemoteAddr(), "sub", s.ID, "topic", s.Spec().Topic, "err", err)
 	m := wire.SubEnded{SubID: s.ID, Code: wire.CodeOf(err), Message: "subscription " + s.Spec().Topic + ": " + errMessage(err)}
-	ss.out, _ = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
+	ss.out = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
 	ss.closeSub(s.ID)
 }
 
