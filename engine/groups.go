@@ -392,7 +392,8 @@ func (e *Engine) ListGroups() []string {
 	return out
 }
 
-// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag.
+// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag. A
+// group with neither is CodeUnknownGroup (a *wire.ProtocolError).
 func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	info := wire.GroupInfo{Name: name}
 	e.groups.mu.Lock()

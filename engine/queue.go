@@ -788,7 +788,8 @@ func (s *Subscription) maxDeliveries() int {
 
 // Ack settles work-queue records of partition p as processed. Offsets not held by s are ignored. The
 // acks are recorded at once and durable with the queue state store's next snapshot (see
-// SyncSettlements).
+// SyncSettlements). Errors (*wire.ProtocolError or wire.Code): CodeInvalidRequest when s is not a
+// work-queue subscription or has left its queue, CodeUnknownPartition for p out of range.
 func (s *Subscription) Ack(p int32, n int, offset func(i int) int64) error {
 	qp, m, err := s.queuePart(p)
 	if err != nil {
@@ -798,7 +799,8 @@ func (s *Subscription) Ack(p int32, n int, offset func(i int) int64) error {
 	return nil
 }
 
-// Nack returns work-queue records of partition p for redelivery after delay.
+// Nack returns work-queue records of partition p for redelivery after delay. Offsets not held by s
+// are ignored. Its errors are Ack's.
 func (s *Subscription) Nack(p int32, n int, offset func(i int) int64, delay time.Duration) error {
 	qp, m, err := s.queuePart(p)
 	if err != nil {

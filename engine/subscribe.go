@@ -296,7 +296,9 @@ func (d *Delivery) Release() {
 
 // Next takes the next delivery within the credit window, at most maxBytes unless one batch is larger.
 // ok is false when no ready cursor has data (the owner is woken when one does) or credit is spent.
-// Owner goroutine only.
+// Owner goroutine only. An error ends the subscription: the one ApplyAssignment recorded
+// (CodeUnknownTopic, CodeOffsetOutOfRange), CodeStorageFailed when the log cannot be read, or a
+// header filter's failure on a stored batch.
 func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 	if s.err != nil {
 		return d, false, s.err
