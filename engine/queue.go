@@ -102,12 +102,12 @@ type queuePart struct {
 	// order. Every offset in due has an entry; an entry whose offset is no longer due is stale and
 	// skipped when it comes up (an offset made due again may have two entries: the second is stale
 	// once the first is taken).
-	dueOrder offsetHeap
+	dueOrder minHeap[dueOffset]
 	dead     map[int64]*deadLetter // runs by their first offset; appended by the janitor
 	// deadlines orders the visibility deadlines of pending records, earliest first, so the janitor
 	// touches only what expired: its idle cost does not grow with the pending count. Entries are not
 	// removed on settlement; one whose record is no longer pending with that deadline is skipped.
-	deadlines deadlineHeap
+	deadlines minHeap[deadlineEntry]
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
 	hdrs      []wire.Header
@@ -172,7 +172,7 @@ func (qp *queuePart) restoreLocked(st queueState) {
 	for _, run := range st.Unsettled {
 		for off := max(run[0], qp.floor, start); off < min(run[1], qp.next); off++ {
 			qp.due[off] = &pending{}
-			qp.dueOrder = append(qp.dueOrder, off) // runs are sorted and disjoint: still a heap
+			qp.dueOrder = append(qp.dueOrder, dueOffset(off)) // runs are sorted and disjoint: still a heap
 		}
 	}
 	if st.Floor < start {
@@ -232,7 +232,7 @@ func (qp *queuePart) makeDueLocked(off int64, pd *pending, deadline int64) {
 	pd.m, pd.deadline = nil, deadline
 	delete(qp.pending, off)
 	qp.due[off] = pd
-	heap.Push(&qp.dueOrder, off)
+	heap.Push(&qp.dueOrder, dueOffset(off))
 }
 
 // dropTopic forgets every queue of a deleted topic, in memory and in the store, and waits until the
@@ -422,7 +422,7 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 // batch. Records past their delivery limit or that cannot be decoded are marked for the dead-letter
 // topic on the way; due records not yet at their time keep their place.
 func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, bool, error) {
-	var later []int64 // due, but not yet at their time: back into dueOrder on return
+	var later []dueOffset // due, but not yet at their time: back into dueOrder on return
 	defer func() {
 		for _, off := range later {
 			heap.Push(&qp.dueOrder, off)
@@ -433,13 +433,13 @@ func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, b
 	}()
 	s := m.s
 	for len(qp.dueOrder) > 0 && len(qp.due) > 0 {
-		off := heap.Pop(&qp.dueOrder).(int64)
+		off := int64(heap.Pop(&qp.dueOrder).(dueOffset))
 		pd := qp.due[off]
 		switch {
 		case pd == nil:
 			continue // stale: taken, settled or expired since
 		case pd.deadline > now:
-			later = append(later, off)
+			later = append(later, dueOffset(off))
 			continue
 		case off < qp.p.StartOffset(): // retention removed it since: nothing left to deliver
 			qp.expireLocked()
@@ -460,7 +460,7 @@ func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, b
 			continue
 		}
 		if err != nil {
-			later = append(later, off) // still due: tried again on the next take
+			later = append(later, dueOffset(off)) // still due: tried again on the next take
 			return Delivery{}, false, err
 		}
 		delete(qp.due, off)
@@ -831,17 +831,26 @@ func (s *Subscription) queuePart(p int32) (*queuePart, *member, error) {
 	return s.queue.parts[p], m, nil
 }
 
-// deadlineEntry is a pending record's visibility deadline (unix nanos) in a queuePart's heap.
+// deadlineEntry is a pending record's visibility deadline (unix nanos) in a queuePart's heap,
+// ordered by deadline.
 type deadlineEntry struct{ deadline, off int64 }
 
-// deadlineHeap is a min-heap of deadlines (container/heap).
-type deadlineHeap []deadlineEntry
+func (d deadlineEntry) key() int64 { return d.deadline }
 
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
-func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *deadlineHeap) Push(x any)        { *h = append(*h, x.(deadlineEntry)) }
-func (h *deadlineHeap) Pop() any {
+// dueOffset is a due record's offset in a queuePart's heap, ordered by offset.
+type dueOffset int64
+
+func (o dueOffset) key() int64 { return int64(o) }
+
+// minHeap is a min-heap (container/heap) of entries ordered by their key: the visibility deadlines
+// of pending records, the offsets of due ones.
+type minHeap[T interface{ key() int64 }] []T
+
+func (h minHeap[T]) Len() int           { return len(h) }
+func (h minHeap[T]) Less(i, j int) bool { return h[i].key() < h[j].key() }
+func (h minHeap[T]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *minHeap[T]) Push(x any)        { *h = append(*h, x.(T)) }
+func (h *minHeap[T]) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
@@ -863,18 +872,4 @@ func (qp *queuePart) dropDeadlinesLocked() {
 	clear(qp.deadlines[len(keep):])
 	qp.deadlines = keep
 	heap.Init(&qp.deadlines)
-}
-
-// offsetHeap is a min-heap of offsets (container/heap).
-type offsetHeap []int64
-
-func (h offsetHeap) Len() int           { return len(h) }
-func (h offsetHeap) Less(i, j int) bool { return h[i] < h[j] }
-func (h offsetHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *offsetHeap) Push(x any)        { *h = append(*h, x.(int64)) }
-func (h *offsetHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }

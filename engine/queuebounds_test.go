@@ -3,12 +3,11 @@ package engine
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -170,30 +169,52 @@ func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer safe for a logger's concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// logRecords is a slog.Handler that hands every record logged to the test through its channel,
+// dropping what does not fit.
+type logRecords chan slog.Record
+
+func (c logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (c logRecords) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c logRecords) WithGroup(string) slog.Handler            { return c }
+func (c logRecords) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case c <- r:
+	default:
+	}
+	return nil
 }
 
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
+// waitLog waits up to 10 s for a record with message msg and returns its "err" attribute.
+func waitLog(t *testing.T, logs logRecords, msg string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-logs:
+			if r.Message != msg {
+				continue
+			}
+			var errText string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "err" {
+					errText = a.Value.String()
+				}
+				return true
+			})
+			return errText
+		case <-timeout:
+			t.Fatalf("no %q logged in 10 s", msg)
+			return ""
+		}
+	}
 }
 
 // TestWorkQueueFloorCommitErrorLogged: a floor the offset store refuses is logged, and committed
 // again by a later sweep once the store takes commits.
 func TestWorkQueueFloorCommitErrorLogged(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := make(logRecords, 64)
 	o := testOptions(t)
-	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	o.Logger = slog.New(logs)
 	e := openEngine(t, o)
 	queueTopic(t, e, 3)
 	s, _, err := e.Subscribe(queueSpec(time.Minute, 5), nopOwner{})
@@ -216,8 +237,8 @@ func TestWorkQueueFloorCommitErrorLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.queues.sweep(false)
-	if !strings.Contains(logs.String(), "work queue floor not committed") || !strings.Contains(logs.String(), injected.Error()) {
-		t.Fatalf("a refused floor commit left no log:\n%s", logs)
+	if got := waitLog(t, logs, "work queue floor not committed"); got != injected.Error() {
+		t.Fatalf("a refused floor commit logged err %q, want %q", got, injected.Error())
 	}
 	e.offsets.mu.Lock()
 	e.offsets.failed = nil
