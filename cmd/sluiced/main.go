@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -53,6 +54,7 @@ type config struct {
 	MaxConns       int
 	IdleTimeout    time.Duration
 	Tokens         []string // "token=principal"
+	Users          string   // --users: the users file (SCRAM and PLAIN), empty for none
 	ACL            []string // "principal:actions:[topic:|group:]pattern"
 	LogLevel       string
 	LogJSON        bool
@@ -123,6 +125,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.Var(durationFlag{&cfg.InboxGrace, 0, time.Hour}, "inbox-grace", "how long a reply inbox outlives its owner's connection, at most 1h (default 10s)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
+	fs.StringVar(&cfg.Users, "users", "", "users `file` of SCRAM verifiers, managed with 'sluice user'; any user turns authentication on (docs/security.md)")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
@@ -261,6 +264,18 @@ func run(args []string) error {
 			}
 			sopts.Tokens[tok] = principal
 		}
+	}
+	if cfg.Users != "" {
+		users, err := auth.LoadUsers(cfg.Users)
+		if err != nil {
+			eng.Close()
+			return err
+		}
+		if auth.ReadableByOthers(cfg.Users) {
+			log.Warn("the users file is readable by group or others: chmod 600 it", "path", cfg.Users)
+		}
+		log.Info("users loaded", "path", cfg.Users, "users", users.Len())
+		sopts.Authenticator = &auth.Authenticator{Users: users} // --token fills its Tokens
 	}
 	if len(cfg.ACL) > 0 {
 		var rules server.Rules
