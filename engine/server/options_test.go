@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 )
 
 // TestOptionsValidateWrapsErrOptions: every invalid option is reported as ErrOptions, so a caller
@@ -29,6 +30,9 @@ func TestOptionsValidateWrapsErrOptions(t *testing.T) {
 		"handshake timeout":    func(o *Options) { o.HandshakeTimeout = -1 },
 		"unauthenticated":      func(o *Options) { o.MaxUnauthenticated = o.MaxConnections + 1 },
 		"unauthenticated/addr": func(o *Options) { o.MaxUnauthenticatedPerAddr = o.MaxUnauthenticated + 1 },
+		"two token sets": func(o *Options) {
+			o.Tokens, o.Authenticator = map[string]string{"a": "x"}, &auth.Authenticator{Tokens: map[string]string{"b": "y"}}
+		},
 	} {
 		o := valid()
 		spoil(&o)
