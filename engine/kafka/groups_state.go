@@ -155,7 +155,7 @@ func (c *coordinator) join(rc requestContext, req *kmsg.JoinGroupRequest, respon
 	}
 
 	var out replies
-	defer out.send()
+	defer func() { out.send() }() // after c.mu is released: a deferred call evaluates its receiver at once
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -358,7 +358,10 @@ func (c *coordinator) prepareRebalanceLocked(g *group, out *replies) {
 		return
 	}
 	for _, m := range g.members {
-		out.failSync(m, gErrRebalanceInProgress)
+		if m.sync != nil {
+			out.failSync(m, gErrRebalanceInProgress)
+			c.touchLocked(g, m) // its session runs again from the answer that tells it to rejoin
+		}
 	}
 	g.state = statePreparingRebalance
 	var d time.Duration
@@ -535,7 +538,8 @@ func (g *group) joinResponse(version int16, m *member) *kmsg.JoinGroupResponse {
 }
 
 // touchLocked restarts m's session timer: it is dropped unless heard from within its session
-// timeout.
+// timeout, or waiting for the group (a parked JoinGroup or SyncGroup), as Kafka's
+// hasSatisfiedHeartbeat.
 func (c *coordinator) touchLocked(g *group, m *member) {
 	m.stopSession()
 	if m.join != nil {
@@ -545,7 +549,11 @@ func (c *coordinator) touchLocked(g *group, m *member) {
 	t = time.AfterFunc(m.sessionTimeout, func() {
 		var out replies
 		c.mu.Lock()
-		if m.session == t && g.members[m.id] == m && !c.closed {
+		switch {
+		case m.session != t || g.members[m.id] != m || c.closed:
+		case m.sync != nil:
+			c.touchLocked(g, m) // waiting for the leader's assignment, as Kafka: not expired
+		default:
 			m.session = nil
 			c.log.Info("kafka group member expired: no heartbeat within its session timeout",
 				"group", g.name, "member", m.id, "timeout", m.sessionTimeout)
@@ -661,7 +669,7 @@ func (c *coordinator) sync(rc requestContext, req *kmsg.SyncGroupRequest, respon
 		return
 	}
 	var out replies
-	defer out.send()
+	defer func() { out.send() }() // after c.mu is released: a deferred call evaluates its receiver at once
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -774,7 +782,7 @@ func (c *coordinator) leave(rc requestContext, req *kmsg.LeaveGroupRequest) kmsg
 		leaving = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
 	}
 	var out replies
-	defer out.send()
+	defer func() { out.send() }() // after c.mu is released: a deferred call evaluates its receiver at once
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
