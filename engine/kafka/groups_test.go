@@ -581,3 +581,18 @@ func TestGroupCloseAnswersParked(t *testing.T) {
 		c.close()
 	})
 }
+
+func TestGroupHandles(t *testing.T) {
+	c := newCoordinator(nil, nil, groupTestLog())
+	for _, k := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.LeaveGroup, kmsg.OffsetCommit,
+		kmsg.OffsetFetch, kmsg.DescribeGroups, kmsg.ListGroups, kmsg.DeleteGroups} {
+		if !c.handles(int16(k)) {
+			t.Errorf("coordinator does not handle %v", k.Name())
+		}
+	}
+	for _, k := range []kmsg.Key{kmsg.Produce, kmsg.Fetch, kmsg.FindCoordinator, kmsg.ApiVersions, kmsg.TxnOffsetCommit, kmsg.OffsetDelete} {
+		if c.handles(int16(k)) {
+			t.Errorf("coordinator claims %v", k.Name())
+		}
+	}
+}
