@@ -9,7 +9,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -349,5 +352,62 @@ func TestKgoConsumerGroup(t *testing.T) {
 		if recs[0].Offset != ends[p] {
 			t.Fatalf("after the restart partition %d resumed at %d, want the committed %d", p, recs[0].Offset, ends[p])
 		}
+	}
+}
+
+// runKcatGroup runs kcat (librdkafka) as a balanced consumer of group kc until the end of every
+// partition, and returns the partition:offset of each record it printed.
+func runKcatGroup(t *testing.T, b *groupBroker) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kcat", "-b", b.s.Addr().String(), "-G", "kc", kgoGroupTopic, "-e", "-q",
+		"-X", "auto.offset.reset=earliest", "-X", "auto.commit.interval.ms=100", "-f", "%p:%o\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kcat -G: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestKcatConsumerGroup: librdkafka's balanced consumer (kcat -G) reads every record once, commits,
+// and a second run resumes at the committed offsets.
+func TestKcatConsumerGroup(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat (Debian package kcat, installed by .ci/run) is required: ", err)
+	}
+	b := startGroupBroker(t, t.TempDir())
+	if _, err := b.e.CreateTopic(wire.TopicConfig{Name: kgoGroupTopic, Partitions: kgoGroupParts}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]map[int64]*kgo.Record{}
+	produceGroupRecords(t, b, 0, 200, want)
+	expect := func(from map[int32]int64) []string {
+		var out []string
+		for p, recs := range want {
+			for off := from[p]; off < int64(len(recs)); off++ {
+				out = append(out, fmt.Sprintf("%d:%d", p, off))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	got := runKcatGroup(t, b)
+	slices.Sort(got)
+	if !slices.Equal(got, expect(nil)) {
+		t.Fatalf("kcat read %d records, want the 200 produced: %v", len(got), got)
+	}
+	ends := map[int32]int64{}
+	for p, recs := range want {
+		ends[p] = int64(len(recs))
+		if off := b.e.CommittedOffset("kc", kgoGroupTopic, p); off != ends[p] {
+			t.Fatalf("partition %d: kcat committed %d, want %d", p, off, ends[p])
+		}
+	}
+	produceGroupRecords(t, b, 200, 230, want)
+	got = runKcatGroup(t, b)
+	slices.Sort(got)
+	if !slices.Equal(got, expect(ends)) {
+		t.Fatalf("the second kcat run read %v, want only the 30 new records %v", got, expect(ends))
 	}
 }
