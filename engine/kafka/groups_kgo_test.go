@@ -85,9 +85,9 @@ func groupRecord(i int) *kgo.Record {
 
 // produceGroupRecords produces records from..to-1 with acks=all and idempotence (kgo's defaults)
 // and adds them to want by partition and offset.
-func produceGroupRecords(t *testing.T, b *groupBroker, from, to int, want map[int32]map[int64]*kgo.Record) {
+func produceGroupRecords(t *testing.T, b *groupBroker, from, to int, want map[int32]map[int64]*kgo.Record, opts ...kgo.Opt) {
 	t.Helper()
-	cl := b.client(t, kgo.RequiredAcks(kgo.AllISRAcks()))
+	cl := b.client(t, append([]kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, opts...)...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -409,5 +409,83 @@ func TestKcatConsumerGroup(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, expect(ends)) {
 		t.Fatalf("the second kcat run read %v, want only the 30 new records %v", got, expect(ends))
+	}
+}
+
+// The Python clients' consumers: kafka-python 2.0 (JoinGroup v2, OffsetCommit v2, OffsetFetch v1,
+// a client-side range assignor) and confluent-kafka 1.7 (librdkafka 1.7). Each reads the topic
+// in group py-<client>, commits synchronously and closes, printing how many records it read. They
+// run under /usr/bin/python3, where the Debian packages (python3-kafka, python3-confluent-kafka)
+// install them.
+const pyKafkaGroup = `
+import sys, kafka
+c = kafka.KafkaConsumer(sys.argv[2], bootstrap_servers=sys.argv[1], group_id='py-kafka',
+    auto_offset_reset='earliest', consumer_timeout_ms=4000, enable_auto_commit=False)
+n = sum(1 for _ in c)
+c.commit()
+c.close()
+print(n)
+`
+
+const pyConfluentGroup = `
+import sys, confluent_kafka
+c = confluent_kafka.Consumer({'bootstrap.servers': sys.argv[1], 'group.id': 'py-confluent',
+    'auto.offset.reset': 'earliest', 'enable.auto.commit': False})
+c.subscribe([sys.argv[2]])
+n, idle = 0, 0
+while idle < 8:
+    m = c.poll(0.5)
+    if m is None:
+        idle += 1
+        continue
+    if m.error():
+        sys.exit('consume error: %s' % m.error())
+    idle = 0
+    n += 1
+c.commit(asynchronous=False)
+c.close()
+print(n)
+`
+
+// TestPythonConsumerGroups: kafka-python's and confluent-kafka's group consumers read every record,
+// commit, and a second run reads only what was produced since.
+func TestPythonConsumerGroups(t *testing.T) {
+	b := startGroupBroker(t, t.TempDir())
+	if _, err := b.e.CreateTopic(wire.TopicConfig{Name: kgoGroupTopic, Partitions: kgoGroupParts}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]map[int64]*kgo.Record{}
+	uncompressed := kgo.ProducerBatchCompression(kgo.NoCompression()) // Debian's kafka-python has no snappy
+	produceGroupRecords(t, b, 0, 100, want, uncompressed)
+	run := func(name, script string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "/usr/bin/python3", "-c", script, b.s.Addr().String(), kgoGroupTopic).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("%s: %v\n%s", name, err, stderr)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	scripts := []struct{ name, group, script string }{{"kafka-python", "py-kafka", pyKafkaGroup}, {"confluent-kafka", "py-confluent", pyConfluentGroup}}
+	for _, s := range scripts {
+		if n := run(s.name, s.script); n != "100" {
+			t.Fatalf("%s read %s records, want 100", s.name, n)
+		}
+		for p, recs := range want {
+			if off := b.e.CommittedOffset(s.group, kgoGroupTopic, p); off != int64(len(recs)) {
+				t.Fatalf("%s partition %d: committed %d, want %d", s.name, p, off, len(recs))
+			}
+		}
+	}
+	produceGroupRecords(t, b, 100, 110, want, uncompressed)
+	for _, s := range scripts {
+		if n := run(s.name, s.script); n != "10" {
+			t.Fatalf("%s read %s records on its second run, want the 10 new ones", s.name, n)
+		}
 	}
 }
