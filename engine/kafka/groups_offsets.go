@@ -41,10 +41,10 @@ func (c *coordinator) offsetCommit(rc requestContext, req *kmsg.OffsetCommitRequ
 		respond(resp)
 	}
 	gen := req.Generation
-	if req.Version == 0 {
-		gen = -1 // v0 carries no generation and no member: a simple commit
-	}
 	simple := gen < 0 && req.MemberID == "" && req.InstanceID == nil
+	if req.Version == 0 {
+		gen, simple = -1, true // v0 carries no generation and no member: a simple commit
+	}
 	switch {
 	case req.Group == "":
 		fail(gErrInvalidGroupID)

@@ -409,3 +409,117 @@ func TestGroupDescribeListDelete(t *testing.T) {
 		t.Fatal("deleted group still described")
 	}
 }
+
+// TestGroupEveryVersion serves every group API at every version kmsg knows, from a member's first
+// join to the group's deletion, and checks that each is answered once, encodes, and succeeds.
+func TestGroupEveryVersion(t *testing.T) {
+	e := openGroupEngine(t, t.TempDir())
+	groupTopic(t, e, "t", 2, 10)
+	c := newCoordinator(e, nil, groupTestLog())
+	defer c.close()
+	rc := groupRC("v")
+	ok := func(what string, v int16, code int16) {
+		t.Helper()
+		if code != 0 {
+			t.Fatalf("%s v%d: code %d", what, v, code)
+		}
+	}
+	for v := range (&kmsg.JoinGroupRequest{}).MaxVersion() + 1 {
+		group := fmt.Sprintf("g%d", v)
+		r := asJoinResp(t, serveGroup(t, c, rc, joinGroupReq(group, "", v)).wait())
+		if v >= 4 {
+			if r.ErrorCode != gErrMemberIDRequired {
+				t.Fatalf("join v%d: %+v", v, r)
+			}
+			r = asJoinResp(t, serveGroup(t, c, rc, joinGroupReq(group, r.MemberID, v)).wait())
+		}
+		ok("join", v, r.ErrorCode)
+		id, gen := r.MemberID, r.Generation
+
+		sv := min(v, (&kmsg.SyncGroupRequest{}).MaxVersion())
+		sreq := syncGroupReq(group, id, gen, map[string]string{id: "a"})
+		sreq.Version = sv
+		ok("sync", sv, serveGroup(t, c, rc, sreq).wait().(*kmsg.SyncGroupResponse).ErrorCode)
+
+		hv := min(v, (&kmsg.HeartbeatRequest{}).MaxVersion())
+		hb := kmsg.NewPtrHeartbeatRequest()
+		hb.Version, hb.Group, hb.MemberID, hb.Generation = hv, group, id, gen
+		ok("heartbeat", hv, serveGroup(t, c, rc, hb).wait().(*kmsg.HeartbeatResponse).ErrorCode)
+
+		for cv := range (&kmsg.OffsetCommitRequest{}).MaxVersion() + 1 {
+			creq := commitReq(group, id, gen, "t", map[int32]int64{0: int64(cv), 1: 1})
+			creq.Version = cv
+			for p, code := range commitCodes(t, c, rc, creq) {
+				if cv == 0 { // v0 carries no member: a simple commit, refused while the group has members
+					if code != gErrUnknownMemberID {
+						t.Fatalf("commit v0 into a group with members: code %d", code)
+					}
+					continue
+				}
+				ok(fmt.Sprintf("commit partition %d", p), cv, code)
+			}
+		}
+		for fv := range (&kmsg.OffsetFetchRequest{}).MaxVersion() + 1 {
+			freq := kmsg.NewPtrOffsetFetchRequest()
+			freq.Version = fv
+			topics := []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1}}}
+			if fv >= 8 {
+				freq.Groups = []kmsg.OffsetFetchRequestGroup{{Group: group, Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0, 1}}}}}
+			} else {
+				freq.Group, freq.Topics = group, topics
+			}
+			resp := serveGroup(t, c, rc, freq).wait().(*kmsg.OffsetFetchResponse)
+			var offs []int64
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					offs = append(offs, rp.Offset)
+				}
+			}
+			for _, rg := range resp.Groups {
+				for _, rt := range rg.Topics {
+					for _, rp := range rt.Partitions {
+						offs = append(offs, rp.Offset)
+					}
+				}
+			}
+			if want := []int64{int64((&kmsg.OffsetCommitRequest{}).MaxVersion()), 1}; fmt.Sprint(offs) != fmt.Sprint(want) { // the last commit's
+				t.Fatalf("fetch v%d: %v, want %v", fv, offs, want)
+			}
+		}
+
+		lv := min(v, (&kmsg.LeaveGroupRequest{}).MaxVersion())
+		lreq := kmsg.NewPtrLeaveGroupRequest()
+		lreq.Version, lreq.Group = lv, group
+		if lv < 3 {
+			lreq.MemberID = id
+		} else {
+			lreq.Members = []kmsg.LeaveGroupRequestMember{{MemberID: id}}
+		}
+		lresp := serveGroup(t, c, rc, lreq).wait().(*kmsg.LeaveGroupResponse)
+		ok("leave", lv, lresp.ErrorCode)
+		if lv >= 3 {
+			ok("leave member", lv, lresp.Members[0].ErrorCode)
+		}
+	}
+	for v := range (&kmsg.DescribeGroupsRequest{}).MaxVersion() + 1 {
+		req := kmsg.NewPtrDescribeGroupsRequest()
+		req.Version, req.Groups = v, []string{"g0"}
+		resp := serveGroup(t, c, rc, req).wait().(*kmsg.DescribeGroupsResponse)
+		if resp.Groups[0].ErrorCode != 0 || resp.Groups[0].State != "Empty" {
+			t.Fatalf("describe v%d: %+v", v, resp.Groups[0])
+		}
+	}
+	for v := range (&kmsg.ListGroupsRequest{}).MaxVersion() + 1 {
+		req := kmsg.NewPtrListGroupsRequest()
+		req.Version = v
+		resp := serveGroup(t, c, rc, req).wait().(*kmsg.ListGroupsResponse)
+		if want := int((&kmsg.JoinGroupRequest{}).MaxVersion()) + 1; resp.ErrorCode != 0 || len(resp.Groups) != want {
+			t.Fatalf("list v%d: %d groups, want %d", v, len(resp.Groups), want)
+		}
+	}
+	for v := range (&kmsg.DeleteGroupsRequest{}).MaxVersion() + 1 {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.Version, req.Groups = v, []string{fmt.Sprintf("g%d", v)}
+		ok("delete", v, serveGroup(t, c, rc, req).wait().(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode)
+	}
+}

@@ -297,7 +297,7 @@ func (c *coordinator) addPendingLocked(g *group, id string, session time.Duratio
 	p.timer = time.AfterFunc(session, func() {
 		var out replies
 		c.mu.Lock()
-		if g.pending[id] == p {
+		if g.pending[id] == p && !c.closed {
 			delete(g.pending, id)
 			c.maybeCompleteJoinLocked(g, &out)
 			c.dropIfEmptyLocked(g)

@@ -34,6 +34,7 @@ func (cl *groupCall) respond(r kmsg.Response) {
 		cl.t.Errorf("a request was answered twice: %#v", r)
 		return
 	}
+	r.AppendTo(nil) // every answer encodes at its version (kmsg panics on what it cannot)
 	cl.got <- r
 }
 
