@@ -339,6 +339,16 @@ func TestGroupNativeNameRefused(t *testing.T) {
 		t.Fatalf("delete of a native group with members: %+v", r.Groups)
 	}
 
+	// Work-queue members hold their group's name as well.
+	q, err := e.SubscribeLocal(wire.Subscribe{Topic: "t", Group: "queue", Mode: wire.ModeQueue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := asJoinResp(t, serveGroup(t, c, groupRC("k"), joinGroupReq("queue", "", 9)).wait()); r.ErrorCode != gErrInconsistentGroupProtocol {
+		t.Fatalf("Kafka join of a work queue's group: %+v", r)
+	}
+	q.Close()
+
 	// Once the native members are gone, the name is free for a Kafka group, which starts from
 	// the offsets the native one committed.
 	l.Close()
