@@ -80,9 +80,9 @@ func groupRecord(i int) *kgo.Record {
 
 // produceGroupRecords produces records from..to-1 with acks=all and idempotence (kgo's defaults)
 // and adds them to want by partition and offset.
-func produceGroupRecords(t *testing.T, b *groupBroker, from, to int, want map[int32]map[int64]*kgo.Record, opts ...kgo.Opt) {
+func produceGroupRecords(t *testing.T, b *groupBroker, from, to int, want map[int32]map[int64]*kgo.Record) {
 	t.Helper()
-	cl := b.client(t, append([]kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, opts...)...)
+	cl := b.client(t, kgo.RequiredAcks(kgo.AllISRAcks()))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -406,4 +406,3 @@ func TestKcatConsumerGroup(t *testing.T) {
 		t.Fatalf("the second kcat run read %v, want only the 30 new records %v", got, expect(ends))
 	}
 }
-
