@@ -113,13 +113,13 @@ type groupReader struct {
 	err error
 }
 
-func startGroupReader(t *testing.T, b *groupBroker, name string) *groupReader {
+func startGroupReader(t *testing.T, b *groupBroker, name string, balancer kgo.GroupBalancer) *groupReader {
 	t.Helper()
 	r := &groupReader{name: name, done: make(chan struct{}), got: map[int32][]*kgo.Record{}}
 	r.cl = b.client(t, kgo.ClientID(name), kgo.ConsumerGroup(kgoGroup), kgo.ConsumeTopics(kgoGroupTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
-		kgo.AutoCommitInterval(300*time.Millisecond))
+		kgo.AutoCommitInterval(300*time.Millisecond), kgo.Balancers(balancer))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go func() {
@@ -265,7 +265,16 @@ func (r *groupReader) readSince(from int) int {
 	return n
 }
 
+// TestKgoConsumerGroup runs the group with kgo's default assignor, cooperative-sticky (incremental
+// rebalances: a member keeps what it is not losing), and with range (eager: every member gives up
+// everything and commits at each rebalance, as librdkafka's and kafka-python's defaults do).
 func TestKgoConsumerGroup(t *testing.T) {
+	for _, balancer := range []kgo.GroupBalancer{kgo.CooperativeStickyBalancer(), kgo.RangeBalancer()} {
+		t.Run(balancer.ProtocolName(), func(t *testing.T) { testKgoConsumerGroup(t, balancer) })
+	}
+}
+
+func testKgoConsumerGroup(t *testing.T, balancer kgo.GroupBalancer) {
 	const perPhase = 4000
 	dir := t.TempDir()
 	b := startGroupBroker(t, dir)
@@ -275,7 +284,7 @@ func TestKgoConsumerGroup(t *testing.T) {
 	want := map[int32]map[int64]*kgo.Record{}
 
 	// Three members share the four partitions and read the first records.
-	r1, r2, r3 := startGroupReader(t, b, "r1"), startGroupReader(t, b, "r2"), startGroupReader(t, b, "r3")
+	r1, r2, r3 := startGroupReader(t, b, "r1", balancer), startGroupReader(t, b, "r2", balancer), startGroupReader(t, b, "r3", balancer)
 	waitGroupStable(t, b, 3)
 	produceGroupRecords(t, b, 0, perPhase, want)
 	if len(want) != kgoGroupParts {
@@ -298,7 +307,7 @@ func TestKgoConsumerGroup(t *testing.T) {
 	}
 
 	// A fourth joins: the three read the last records, and the new one has its share.
-	r4 := startGroupReader(t, b, "r4")
+	r4 := startGroupReader(t, b, "r4", balancer)
 	waitGroupStable(t, b, 3)
 	produceGroupRecords(t, b, 2*perPhase, 3*perPhase, want)
 	waitGroupSeen(t, 3*perPhase, want, r1, r2, r3, r4)
@@ -335,7 +344,7 @@ func TestKgoConsumerGroup(t *testing.T) {
 	b = startGroupBroker(t, dir)
 	total := countGroupRecords(want)
 	produceGroupRecords(t, b, total, total+1000, want)
-	r5 := startGroupReader(t, b, "r5")
+	r5 := startGroupReader(t, b, "r5", balancer)
 	waitGroupSeen(t, 1000, want, r5)
 	r5.close(t)
 	if all, fresh := r5.readSince(0), r5.readSince(total); all != 1000 || fresh != 1000 {
