@@ -34,6 +34,7 @@ const (
 	gErrRebalanceInProgress       int16 = 27
 	gErrTopicAuthorization        int16 = 29
 	gErrGroupAuthorization        int16 = 30
+	gErrUnsupportedVersion        int16 = 35
 	gErrInvalidRequest            int16 = 42
 	gErrNonEmptyGroup             int16 = 68
 	gErrGroupIDNotFound           int16 = 69

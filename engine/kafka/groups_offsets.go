@@ -9,6 +9,11 @@ import (
 	"github.com/sluicemq/sluice/wire"
 )
 
+// maxNamedOffsetVersion is the last OffsetCommit and OffsetFetch version that names topics; v10
+// names them by topic id, which this broker does not keep: it is answered UNSUPPORTED_VERSION (and
+// not advertised).
+const maxNamedOffsetVersion = 9
+
 // offsetCommit serves an OffsetCommit into the engine's durable offset store, the one native
 // groups use: it is answered once every partition's commit is durable (fdatasynced) or refused.
 //
@@ -46,6 +51,9 @@ func (c *coordinator) offsetCommit(rc requestContext, req *kmsg.OffsetCommitRequ
 		gen, simple = -1, true // v0 carries no generation and no member: a simple commit
 	}
 	switch {
+	case req.Version > maxNamedOffsetVersion:
+		fail(gErrUnsupportedVersion)
+		return
 	case req.Group == "":
 		fail(gErrInvalidGroupID)
 		return
@@ -147,6 +155,14 @@ func groupErrCode(err error) int16 {
 // durable when read, so RequireStable needs nothing more.
 func (c *coordinator) offsetFetch(rc requestContext, req *kmsg.OffsetFetchRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version > maxNamedOffsetVersion {
+		for _, rg := range req.Groups {
+			g := kmsg.NewOffsetFetchResponseGroup()
+			g.Group, g.ErrorCode = rg.Group, gErrUnsupportedVersion
+			resp.Groups = append(resp.Groups, g)
+		}
+		return resp
+	}
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
 			topics := make([]kmsg.OffsetFetchRequestTopic, 0, len(rg.Topics))

@@ -456,7 +456,7 @@ func TestGroupEveryVersion(t *testing.T) {
 		hb.Version, hb.Group, hb.MemberID, hb.Generation = hv, group, id, gen
 		ok("heartbeat", hv, serveGroup(t, c, rc, hb).wait().(*kmsg.HeartbeatResponse).ErrorCode)
 
-		for cv := range (&kmsg.OffsetCommitRequest{}).MaxVersion() + 1 {
+		for cv := range int16(maxNamedOffsetVersion + 1) {
 			creq := commitReq(group, id, gen, "t", map[int32]int64{0: int64(cv), 1: 1})
 			creq.Version = cv
 			for p, code := range commitCodes(t, c, rc, creq) {
@@ -469,7 +469,7 @@ func TestGroupEveryVersion(t *testing.T) {
 				ok(fmt.Sprintf("commit partition %d", p), cv, code)
 			}
 		}
-		for fv := range (&kmsg.OffsetFetchRequest{}).MaxVersion() + 1 {
+		for fv := range int16(maxNamedOffsetVersion + 1) {
 			freq := kmsg.NewPtrOffsetFetchRequest()
 			freq.Version = fv
 			topics := []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1}}}
@@ -492,9 +492,21 @@ func TestGroupEveryVersion(t *testing.T) {
 					}
 				}
 			}
-			if want := []int64{int64((&kmsg.OffsetCommitRequest{}).MaxVersion()), 1}; fmt.Sprint(offs) != fmt.Sprint(want) { // the last commit's
+			if want := []int64{maxNamedOffsetVersion, 1}; fmt.Sprint(offs) != fmt.Sprint(want) { // the last commit's
 				t.Fatalf("fetch v%d: %v, want %v", fv, offs, want)
 			}
+		}
+
+		// v10 names topics by id, which the broker does not keep: refused.
+		creq := commitReq(group, id, gen, "t", map[int32]int64{0: 1})
+		creq.Version = maxNamedOffsetVersion + 1
+		if codes := commitCodes(t, c, rc, creq); codes[0] != gErrUnsupportedVersion {
+			t.Fatalf("commit v%d: %v", creq.Version, codes)
+		}
+		freq := kmsg.NewPtrOffsetFetchRequest()
+		freq.Version, freq.Groups = maxNamedOffsetVersion+1, []kmsg.OffsetFetchRequestGroup{{Group: group}}
+		if resp := serveGroup(t, c, rc, freq).wait().(*kmsg.OffsetFetchResponse); resp.Groups[0].ErrorCode != gErrUnsupportedVersion {
+			t.Fatalf("fetch v%d: %+v", freq.Version, resp.Groups)
 		}
 
 		lv := min(v, (&kmsg.LeaveGroupRequest{}).MaxVersion())
