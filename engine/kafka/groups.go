@@ -152,9 +152,9 @@ func (c *coordinator) close() {
 	for name, g := range c.groups {
 		g.stopTimersLocked()
 		for _, m := range g.members {
-			m.stopSession()
-			out.failJoin(m, gErrCoordinatorNotAvailable)
-			out.failSync(m, gErrCoordinatorNotAvailable)
+			m.stopSessionLocked()
+			out.failJoinLocked(m, gErrCoordinatorNotAvailable)
+			out.failSyncLocked(m, gErrCoordinatorNotAvailable)
 		}
 		for _, p := range g.pending {
 			p.timer.Stop()

@@ -63,7 +63,7 @@ func (c *coordinator) describeKafkaGroup(rg *kmsg.DescribeGroupsResponseGroup) b
 	if g.state == stateStable || g.state == stateCompletingRebalance {
 		rg.Protocol = g.protocol
 	}
-	for _, m := range g.ordered() {
+	for _, m := range g.orderedLocked() {
 		rm := kmsg.NewDescribeGroupsResponseGroupMember()
 		rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = m.id, m.instanceID, m.clientID, m.clientHost
 		for _, p := range m.protocols {

@@ -177,7 +177,7 @@ func (c *coordinator) join(rc requestContext, req *kmsg.JoinGroupRequest, respon
 		c.groups[g.name] = g
 		defer c.dropIfEmptyLocked(g) // a refused first member leaves no group behind
 	}
-	if len(g.members) > 0 && !g.supports(req.ProtocolType, req.Protocols, req.MemberID) {
+	if len(g.members) > 0 && !g.supportsLocked(req.ProtocolType, req.Protocols, req.MemberID) {
 		fail(gErrInconsistentGroupProtocol)
 		return
 	}
@@ -235,7 +235,7 @@ func (c *coordinator) join(rc requestContext, req *kmsg.JoinGroupRequest, respon
 		fail(gErrUnknownMemberID)
 		return
 	}
-	same := m.sameJoin(req)
+	same := m.sameJoinLocked(req)
 	m.sessionTimeout, m.rebalanceTimeout = session, rebalance
 	m.protocolType, m.protocols = req.ProtocolType, cloneProtocols(req.Protocols)
 	switch {
@@ -243,13 +243,13 @@ func (c *coordinator) join(rc requestContext, req *kmsg.JoinGroupRequest, respon
 		g.state == stateStable && same && m.id != g.leader:
 		// Nothing changed: the member missed the JoinGroup response, or rejoins for nothing.
 		c.touchLocked(g, m)
-		out.add(respond, g.joinResponse(req.Version, m))
+		out.add(respond, g.joinResponseLocked(req.Version, m))
 		return
 	}
 	if m.join != nil {
-		out.failJoin(m, gErrRebalanceInProgress) // a second JoinGroup replaces the first
+		out.failJoinLocked(m, gErrRebalanceInProgress) // a second JoinGroup replaces the first
 	}
-	m.stopSession()
+	m.stopSessionLocked()
 	m.join = &parked{version: req.Version, respond: respond}
 	c.prepareRebalanceLocked(g, &out)
 	c.maybeCompleteJoinLocked(g, &out)
@@ -260,9 +260,9 @@ func (c *coordinator) join(rc requestContext, req *kmsg.JoinGroupRequest, respon
 // refused so), and the new member takes its place and last assignment, then the group rebalances.
 func (c *coordinator) replaceStaticLocked(g *group, old *member, rc requestContext, req *kmsg.JoinGroupRequest,
 	session, rebalance time.Duration, respond func(kmsg.Response), out *replies) {
-	out.failJoin(old, gErrFencedInstanceID)
-	out.failSync(old, gErrFencedInstanceID)
-	old.stopSession()
+	out.failJoinLocked(old, gErrFencedInstanceID)
+	out.failSyncLocked(old, gErrFencedInstanceID)
+	old.stopSessionLocked()
 	delete(g.members, old.id)
 	m := c.newMemberLocked(g, newMemberID(*req.InstanceID), rc, req, session, rebalance)
 	m.assignment = old.assignment
@@ -316,8 +316,8 @@ func cloneProtocols(ps []kmsg.JoinGroupRequestProtocol) []kmsg.JoinGroupRequestP
 	return out
 }
 
-// sameJoin reports whether req asks for what m already has: the same protocols and metadata.
-func (m *member) sameJoin(req *kmsg.JoinGroupRequest) bool {
+// sameJoinLocked reports whether req asks for what m already has: the same protocols and metadata.
+func (m *member) sameJoinLocked(req *kmsg.JoinGroupRequest) bool {
 	if m.protocolType != req.ProtocolType || len(m.protocols) != len(req.Protocols) {
 		return false
 	}
@@ -329,9 +329,9 @@ func (m *member) sameJoin(req *kmsg.JoinGroupRequest) bool {
 	return true
 }
 
-// supports reports whether a member joining with protocolType and protocols can be in g: the same
+// supportsLocked reports whether a member joining with protocolType and protocols can be in g: the same
 // protocol type, and at least one protocol every other member (all but except) supports.
-func (g *group) supports(protocolType string, protocols []kmsg.JoinGroupRequestProtocol, except string) bool {
+func (g *group) supportsLocked(protocolType string, protocols []kmsg.JoinGroupRequestProtocol, except string) bool {
 	if protocolType != g.protocolType {
 		return false
 	}
@@ -359,7 +359,7 @@ func (c *coordinator) prepareRebalanceLocked(g *group, out *replies) {
 	}
 	for _, m := range g.members {
 		if m.sync != nil {
-			out.failSync(m, gErrRebalanceInProgress)
+			out.failSyncLocked(m, gErrRebalanceInProgress)
 			c.touchLocked(g, m) // its session runs again from the answer that tells it to rejoin
 		}
 	}
@@ -432,14 +432,14 @@ func (c *coordinator) completeJoinLocked(g *group, out *replies) {
 		c.dropIfEmptyLocked(g)
 		return
 	}
-	g.protocol = g.electProtocol()
+	g.protocol = g.electProtocolLocked()
 	if g.members[g.leader] == nil {
-		g.leader = g.ordered()[0].id
+		g.leader = g.orderedLocked()[0].id
 	}
 	g.state = stateCompletingRebalance
 	var d time.Duration
-	for _, m := range g.ordered() {
-		out.add(m.join.respond, g.joinResponse(m.join.version, m))
+	for _, m := range g.orderedLocked() {
+		out.add(m.join.respond, g.joinResponseLocked(m.join.version, m))
 		m.join = nil
 		c.touchLocked(g, m)
 		d = max(d, m.rebalanceTimeout)
@@ -462,10 +462,10 @@ func (c *coordinator) completeJoinLocked(g *group, out *replies) {
 	})
 }
 
-// electProtocol returns the protocol every member supports that most members list first among
+// electProtocolLocked returns the protocol every member supports that most members list first among
 // those; ties go to the leader's (or first member's) preference.
-func (g *group) electProtocol() string {
-	ms := g.ordered()
+func (g *group) electProtocolLocked() string {
+	ms := g.orderedLocked()
 	if l := g.members[g.leader]; l != nil {
 		ms = append([]*member{l}, slices.DeleteFunc(ms, func(m *member) bool { return m == l })...)
 	}
@@ -500,8 +500,8 @@ func (g *group) electProtocol() string {
 	return best
 }
 
-// ordered returns g's members by arrival.
-func (g *group) ordered() []*member {
+// orderedLocked returns g's members by arrival.
+func (g *group) orderedLocked() []*member {
 	ms := make([]*member, 0, len(g.members))
 	for _, m := range g.members {
 		ms = append(ms, m)
@@ -510,9 +510,9 @@ func (g *group) ordered() []*member {
 	return ms
 }
 
-// joinResponse is the JoinGroup answer for m at g's current generation: the leader gets every
+// joinResponseLocked is the JoinGroup answer for m at g's current generation: the leader gets every
 // member's metadata for the chosen protocol.
-func (g *group) joinResponse(version int16, m *member) *kmsg.JoinGroupResponse {
+func (g *group) joinResponseLocked(version int16, m *member) *kmsg.JoinGroupResponse {
 	resp := kmsg.NewPtrJoinGroupResponse()
 	resp.Version = version
 	resp.Generation = g.generation
@@ -521,7 +521,7 @@ func (g *group) joinResponse(version int16, m *member) *kmsg.JoinGroupResponse {
 	resp.LeaderID = g.leader
 	resp.MemberID = m.id
 	if m.id == g.leader {
-		for _, o := range g.ordered() {
+		for _, o := range g.orderedLocked() {
 			rm := kmsg.NewJoinGroupResponseMember()
 			rm.MemberID = o.id
 			rm.InstanceID = o.instanceID
@@ -541,7 +541,7 @@ func (g *group) joinResponse(version int16, m *member) *kmsg.JoinGroupResponse {
 // timeout, or waiting for the group (a parked JoinGroup or SyncGroup), as Kafka's
 // hasSatisfiedHeartbeat.
 func (c *coordinator) touchLocked(g *group, m *member) {
-	m.stopSession()
+	m.stopSessionLocked()
 	if m.join != nil {
 		return // a member waiting for the rebalance is timed by the rebalance
 	}
@@ -565,7 +565,8 @@ func (c *coordinator) touchLocked(g *group, m *member) {
 	m.session = t
 }
 
-func (m *member) stopSession() {
+// stopSessionLocked stops m's session timer, if running.
+func (m *member) stopSessionLocked() {
 	if m.session != nil {
 		m.session.Stop()
 		m.session = nil
@@ -575,9 +576,9 @@ func (m *member) stopSession() {
 // removeMemberLocked drops m from g, answering its parked requests UNKNOWN_MEMBER_ID; the caller
 // rebalances.
 func (c *coordinator) removeMemberLocked(g *group, m *member, out *replies) {
-	m.stopSession()
-	out.failJoin(m, gErrUnknownMemberID)
-	out.failSync(m, gErrUnknownMemberID)
+	m.stopSessionLocked()
+	out.failJoinLocked(m, gErrUnknownMemberID)
+	out.failSyncLocked(m, gErrUnknownMemberID)
 	delete(g.members, m.id)
 	if m.instanceID != nil && g.static[*m.instanceID] == m.id {
 		delete(g.static, *m.instanceID)
@@ -604,7 +605,8 @@ func (c *coordinator) dropIfEmptyLocked(g *group) {
 	}
 }
 
-func (out *replies) failJoin(m *member, code int16) {
+// failJoinLocked answers m's parked JoinGroup, if any, with code.
+func (out *replies) failJoinLocked(m *member, code int16) {
 	if m.join == nil {
 		return
 	}
@@ -616,7 +618,8 @@ func (out *replies) failJoin(m *member, code int16) {
 	m.join = nil
 }
 
-func (out *replies) failSync(m *member, code int16) {
+// failSyncLocked answers m's parked SyncGroup, if any, with code.
+func (out *replies) failSyncLocked(m *member, code int16) {
 	if m.sync == nil {
 		return
 	}
@@ -692,10 +695,10 @@ func (c *coordinator) sync(rc requestContext, req *kmsg.SyncGroupRequest, respon
 		fail(gErrRebalanceInProgress)
 	case stateStable:
 		c.touchLocked(g, m)
-		out.add(respond, g.syncResponse(req.Version, m))
+		out.add(respond, g.syncResponseLocked(req.Version, m))
 	case stateCompletingRebalance:
 		c.touchLocked(g, m)
-		out.failSync(m, gErrRebalanceInProgress) // a second SyncGroup replaces the first
+		out.failSyncLocked(m, gErrRebalanceInProgress) // a second SyncGroup replaces the first
 		m.sync = &parked{version: req.Version, respond: respond}
 		if m.id != g.leader {
 			return
@@ -714,7 +717,7 @@ func (c *coordinator) sync(rc requestContext, req *kmsg.SyncGroupRequest, respon
 		g.state = stateStable
 		for _, am := range g.members {
 			if am.sync != nil {
-				out.add(am.sync.respond, g.syncResponse(am.sync.version, am))
+				out.add(am.sync.respond, g.syncResponseLocked(am.sync.version, am))
 				am.sync = nil
 			}
 		}
@@ -723,7 +726,8 @@ func (c *coordinator) sync(rc requestContext, req *kmsg.SyncGroupRequest, respon
 	}
 }
 
-func (g *group) syncResponse(version int16, m *member) *kmsg.SyncGroupResponse {
+// syncResponseLocked is the SyncGroup answer for m: its assignment from the leader (empty if none).
+func (g *group) syncResponseLocked(version int16, m *member) *kmsg.SyncGroupResponse {
 	resp := kmsg.NewPtrSyncGroupResponse()
 	resp.Version = version
 	resp.ProtocolType = kmsg.StringPtr(g.protocolType)
