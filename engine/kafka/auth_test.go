@@ -2,12 +2,14 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/sluicemq/sluice/engine/auth"
@@ -64,4 +66,44 @@ func TestACLDeniedProduce(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("denied produce took %v", d)
 	}
+}
+
+// TestSASLHandshakeV0RawFrames: after a v0 SaslHandshake the SASL bytes travel as bare frames
+// (kafka-python's framing); the right secret opens the connection to requests, a wrong one closes
+// it, and a request before authentication closes it too.
+func TestSASLHandshakeV0RawFrames(t *testing.T) {
+	s := authBroker(t)
+	handshake := kmsg.NewPtrSASLHandshakeRequest()
+	handshake.Mechanism = "PLAIN"
+	raw := func(b []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...) }
+
+	c := rawDial(t, s)
+	if r := roundTrip(t, c, 1, handshake).(*kmsg.SASLHandshakeResponse); r.ErrorCode != 0 {
+		t.Fatalf("handshake: code %d", r.ErrorCode)
+	}
+	if _, err := c.Write(raw([]byte("\x00alice\x00secret-a"))); err != nil {
+		t.Fatal(err)
+	}
+	if b := readFrame(t, c); len(b) != 0 {
+		t.Fatalf("PLAIN answer %q, want empty", b)
+	}
+	meta := kmsg.NewPtrMetadataRequest()
+	meta.SetVersion(4)
+	meta.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr("open.orders")}}
+	if r := roundTrip(t, c, 2, meta).(*kmsg.MetadataResponse); len(r.Topics) != 1 || r.Topics[0].ErrorCode != 0 {
+		t.Fatalf("metadata after authentication: %+v", r.Topics)
+	}
+
+	wrong := rawDial(t, s)
+	roundTrip(t, wrong, 1, handshake)
+	if _, err := wrong.Write(raw([]byte("\x00alice\x00nope"))); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, wrong)
+
+	early := rawDial(t, s)
+	if _, err := early.Write(appendRequest(nil, 1, meta)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, early)
 }

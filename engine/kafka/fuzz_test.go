@@ -33,7 +33,7 @@ func (m *memTransport) Peek(n int) ([]byte, error) {
 	}
 	return m.in[:n:n], nil
 }
-func (m *memTransport) Discard(n int) (int, error) { m.in = m.in[n:]; return n, nil }
+func (m *memTransport) Discard(n int) (int, error)  { m.in = m.in[n:]; return n, nil }
 func (m *memTransport) InboundBuffered() int        { return len(m.in) }
 func (m *memTransport) OutboundBuffered() int       { return 0 }
 func (m *memTransport) Write(b []byte) (int, error) { return m.out.Write(b) }
@@ -50,7 +50,9 @@ func (m *memTransport) Close() error                  { return nil }
 func (m *memTransport) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 }
-func (m *memTransport) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092} }
+func (m *memTransport) LocalAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092}
+}
 
 // fuzzServer is a Server that is never started: its connections are driven by hand. The ACL lets
 // everyone consume and nothing else, so that answers do not depend on what an earlier run stored
