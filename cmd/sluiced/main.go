@@ -30,6 +30,7 @@ import (
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/engine/httpapi"
+	"github.com/sluicemq/sluice/engine/kafka"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -64,6 +65,10 @@ type config struct {
 	TLSListen      string
 	TLSCert        string
 	TLSKey         string
+	// KafkaListen and KafkaTLSListen are the Kafka-protocol listeners' addresses (engine/kafka);
+	// an empty KafkaListen turns the Kafka face off.
+	KafkaListen    string
+	KafkaTLSListen string
 
 	// Limits on connections that have not completed their handshake.
 	HandshakeTimeout time.Duration
@@ -96,7 +101,7 @@ func main() {
 // is range-checked as it is parsed, from the command line or the file alike (rangeFlag,
 // durationFlag). help is true when --help was asked for (the usage is printed).
 func parseConfig(args []string) (cfg config, help bool, err error) {
-	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
+	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info", KafkaListen: "127.0.0.1:9092"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
 	configPath := fs.String("config", "", "JSON config file; flags given on the command line override it")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory")
@@ -139,6 +144,8 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen address, used with --tls-cert and --tls-key")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file: turns the TLS listener on")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&cfg.KafkaListen, "kafka-listen", cfg.KafkaListen, "Kafka-protocol listen address (empty: off; docs/kafka.md)")
+	fs.StringVar(&cfg.KafkaTLSListen, "kafka-tls-listen", "127.0.0.1:9093", "Kafka-protocol TLS listen address, used with --tls-cert and --tls-key")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, true, nil
@@ -299,11 +306,33 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
+	// The Kafka face shares the native listener's tokens, ACL, TLS certificate and durability floor.
+	var ksrv *kafka.Server
+	if cfg.KafkaListen != "" {
+		kopts := kafka.Options{Addr: cfg.KafkaListen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
+			MinDurability: minDurability, MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log,
+			Authenticator: &auth.Authenticator{Tokens: sopts.Tokens}}
+		if sopts.TLSConfig != nil {
+			kopts.TLSAddr, kopts.TLSConfig = cfg.KafkaTLSListen, sopts.TLSConfig
+		}
+		if ksrv, err = kafka.Start(kopts); err != nil {
+			srv.Close()
+			eng.Close()
+			return err
+		}
+	}
+	closeListeners := func() error {
+		err := srv.Close()
+		if ksrv != nil {
+			err = errors.Join(ksrv.Close(), err)
+		}
+		return err
+	}
 	var metrics *http.Server
 	if cfg.Metrics != "" {
 		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, srv, log)
 		if err != nil {
-			srv.Close()
+			closeListeners()
 			eng.Close()
 			return err
 		}
@@ -315,12 +344,12 @@ func run(args []string) error {
 			if metrics != nil {
 				_ = metrics.Close()
 			}
-			srv.Close()
+			closeListeners()
 			eng.Close()
 			return err
 		}
 	}
-	log.Info("sluiced ready", "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
+	log.Info("sluiced ready", "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -334,7 +363,7 @@ func run(args []string) error {
 	if httpAPI != nil {
 		httpAPI.shutdown()
 	}
-	err = errors.Join(srv.Close(), eng.Close())
+	err = errors.Join(closeListeners(), eng.Close())
 	if err != nil {
 		log.Error("shutdown", "err", err)
 		return err
