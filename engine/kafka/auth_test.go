@@ -107,3 +107,32 @@ func TestSASLHandshakeV0RawFrames(t *testing.T) {
 	}
 	expectClosed(t, early)
 }
+
+// TestHandshakeTimeout: a connection that does not authenticate within the handshake timeout is
+// closed, whatever it sends meanwhile; one that authenticated stays.
+func TestHandshakeTimeout(t *testing.T) {
+	s, _ := startBroker(t, func(o *Options) {
+		o.Authenticator = &auth.Authenticator{Tokens: map[string]string{"secret-a": "alice"}}
+		o.HandshakeTimeout = 300 * time.Millisecond
+	})
+	idle := rawDial(t, s)
+	chatty := rawDial(t, s)
+	if _, err := chatty.Write(appendRequest(nil, 1, kmsg.NewPtrApiVersionsRequest())); err != nil {
+		t.Fatal(err)
+	}
+	readFrame(t, chatty)
+	good := rawDial(t, s)
+	handshake := kmsg.NewPtrSASLHandshakeRequest()
+	handshake.SetVersion(1)
+	handshake.Mechanism = "PLAIN"
+	roundTrip(t, good, 1, handshake)
+	sa := kmsg.NewPtrSASLAuthenticateRequest()
+	sa.SASLAuthBytes = []byte("\x00alice\x00secret-a")
+	if r := roundTrip(t, good, 2, sa).(*kmsg.SASLAuthenticateResponse); r.ErrorCode != 0 {
+		t.Fatalf("authenticate: code %d", r.ErrorCode)
+	}
+	expectClosed(t, idle)
+	expectClosed(t, chatty)
+	api := kmsg.NewPtrApiVersionsRequest()
+	roundTrip(t, good, 3, api)
+}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -164,6 +165,12 @@ type conn struct {
 	doneMu sync.Mutex
 	done   []asyncDone
 
+	// authDone mirrors authed for the ticker's handshake timeout; opened is when the connection
+	// opened (unix nanos, immutable); closing is set once by whoever closes it from another goroutine.
+	authDone atomic.Bool
+	opened   int64
+	closing  atomic.Bool
+
 	blocked atomic.Bool // a Fetch answer waits for the outbound buffer to drain; the ticker wakes
 	dead    bool        // close once what is gathered is written
 	closed  bool        // OnClose ran (possibly inside a Write): touch nothing more
@@ -179,6 +186,8 @@ func newConn(s *Server, t transport) *conn {
 		c.remote = a.String()
 	}
 	c.authed = !s.opts.Authenticator.Enabled()
+	c.authDone.Store(c.authed)
+	c.opened = time.Now().UnixNano()
 	return c
 }
 
@@ -217,10 +226,16 @@ func (c *conn) onTraffic() gnet.Action {
 		if fl&flagSynced != 0 {
 			c.releaseAcks()
 		}
-		c.readFrames()
-		c.advance()
+		held := c.readFrames()
+		answered := c.advance()
 		c.flush()
-		if c.dead || c.flags.Load() == 0 {
+		if c.dead {
+			break
+		}
+		// Go round again when another goroutine signalled meanwhile, or when requests were left
+		// unread for a limit that the answers just written may have lifted: nothing else would
+		// bring the loop back to them (gnet calls OnTraffic for new input only).
+		if c.flags.Load() == 0 && !(held && answered) {
 			break
 		}
 	}
@@ -252,13 +267,17 @@ func (c *conn) takeDone() {
 }
 
 // readFrames serves every whole request in the inbound buffer, unless the connection must wait:
-// too many requests unanswered, too many produce bytes awaiting fsync, or a SASL step running.
-func (c *conn) readFrames() {
+// too many requests unanswered, too many produce bytes awaiting fsync, or a SASL step running. It
+// reports whether it stopped for one of those with input left unread.
+func (c *conn) readFrames() (held bool) {
 	o := &c.srv.opts
-	for !c.dead && !c.closed && !c.authBusy && c.q.n < o.MaxInflightRequests && c.inflightProduce <= o.MaxInflightProduceBytes {
+	for !c.dead && !c.closed {
 		n := c.t.InboundBuffered()
 		if n < 4 {
-			return
+			return false
+		}
+		if c.authBusy || c.q.n >= o.MaxInflightRequests || c.inflightProduce > o.MaxInflightProduceBytes {
+			return true
 		}
 		hb, _ := c.t.Peek(4)
 		size := int(int32(binary.BigEndian.Uint32(hb)))
@@ -268,15 +287,16 @@ func (c *conn) readFrames() {
 		}
 		if size < 0 || size > limit {
 			c.protocolError("frame size", "size", size, "limit", limit)
-			return
+			return false
 		}
 		if n < 4+size {
-			return
+			return false
 		}
 		buf, _ := c.t.Peek(4 + size)
 		c.handleFrame(buf[4:])
 		_, _ = c.t.Discard(4 + size)
 	}
+	return false
 }
 
 // protocolError closes the connection after what is gathered, for a request that cannot be
@@ -288,19 +308,20 @@ func (c *conn) protocolError(msg string, args ...any) {
 }
 
 // advance writes the answers at the head of the queue that are ready, and evaluates a Fetch that
-// has reached the head.
-func (c *conn) advance() {
+// has reached the head. It reports whether any answer left the queue.
+func (c *conn) advance() (answered bool) {
 	for c.q.n > 0 && !c.closed {
 		s := c.q.front()
 		if s.fetch != nil {
 			if !c.serveFetch(s.fetch) {
-				return
+				return answered
 			}
 			c.q.pop()
+			answered = true
 			continue
 		}
 		if !s.ready || s.acks > 0 {
-			return
+			return answered
 		}
 		c.out = append(c.out, s.buf...)
 		c.inflightProduce -= s.produceBytes
@@ -308,10 +329,12 @@ func (c *conn) advance() {
 			c.dead = true
 		}
 		c.q.pop()
+		answered = true
 		if c.dead {
-			return
+			return answered
 		}
 	}
+	return answered
 }
 
 // flush writes the gathered answers.

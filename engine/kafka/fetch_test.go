@@ -335,3 +335,22 @@ func TestAdminAPIs(t *testing.T) {
 		t.Fatalf("DeleteTopics: %d %d", delr.Topics[0].ErrorCode, delr.Topics[1].ErrorCode)
 	}
 }
+
+// TestInflightCapResumesReading: a connection at its cap of unanswered requests stops being read,
+// and resumes as soon as an answer leaves, even when nothing else will wake it.
+func TestInflightCapResumesReading(t *testing.T) {
+	s, e := startBroker(t, func(o *Options) { o.MaxInflightRequests = 1 })
+	createTopic(t, e, "cap", 1)
+	c := rawDial(t, s)
+	fetch := fetchRequest(11, "cap", 0, 50, 1, 1<<20, 1<<20)
+	var frames []byte
+	for i := range 4 {
+		frames = appendRequest(frames, int32(i), fetch)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		readResponse(t, c, int32(i), fetch) // each at its max wait; the deadline fails a stall
+	}
+}

@@ -58,6 +58,9 @@ type Options struct {
 	// protocol over crypto/tls. Default TLSAddr 127.0.0.1:9093.
 	TLSAddr   string
 	TLSConfig *tls.Config
+	// HandshakeTimeout closes a connection that has not authenticated this long after it opened,
+	// when authentication is required. Default 10 s.
+	HandshakeTimeout time.Duration
 	// Authenticator, when Enabled, requires SASL (PLAIN, and SCRAM when it holds users) before any
 	// request but ApiVersions and the SASL ones.
 	Authenticator *auth.Authenticator
@@ -95,6 +98,9 @@ func (o *Options) setDefaults() {
 	if o.MaxFetchBytes == 0 {
 		o.MaxFetchBytes = 8 << 20
 	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -112,8 +118,8 @@ func (o *Options) Validate() error {
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("kafka: MinDurability %d", o.MinDurability)
 	case o.MaxInflightProduceBytes < 1 || o.MaxInflightRequests < 1 || o.MaxConnections < 1 ||
-		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1:
-		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive")
+		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0:
+		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive, HandshakeTimeout not negative")
 	}
 	return nil
 }
@@ -344,13 +350,22 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
-// tickInterval paces the resumption of Fetch answers paused by a full outbound buffer.
+// tickInterval paces the resumption of Fetch answers paused by a full outbound buffer and the
+// handshake timeout's checks.
 const tickInterval = 50 * time.Millisecond
 
-// OnTick wakes connections whose Fetch answer paused on a full outbound buffer.
+// OnTick wakes connections whose Fetch answer paused on a full outbound buffer, and closes those
+// that have not authenticated within HandshakeTimeout.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	limit := s.opts.HandshakeTimeout.Nanoseconds()
 	s.connMu.Lock()
 	for c := range s.conns {
+		if !c.authDone.Load() && now-c.opened > limit && c.closing.CompareAndSwap(false, true) {
+			s.log.Debug("kafka: closing connection: not authenticated in time", "remote", c.remote)
+			_ = c.t.Close()
+			continue
+		}
 		if c.blocked.CompareAndSwap(true, false) {
 			c.signal(flagRetry)
 		}
