@@ -150,15 +150,20 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, 
 	return parts, total, urgent, cold
 }
 
-// armFetch asks every partition of req to wake the loop when it holds records at or past the
-// fetch offset. It reports false when one already does (read again instead of waiting).
+// armFetch asks every partition of req to wake the loop when it grows past what was just read: its
+// end, or the fetch offset if that is further. It reports false when one already has (read again
+// instead of waiting).
 func (c *conn) armFetch(req *kmsg.FetchRequest) bool {
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
 		topic := c.srv.e.TopicByName(rt.Topic)
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
-			if p := partitionOf(topic, rp.Partition); p != nil && !c.reader(p).WaitBeyond(rp.FetchOffset) {
+			p := partitionOf(topic, rp.Partition)
+			if p == nil {
+				continue
+			}
+			if !c.reader(p).WaitBeyond(max(rp.FetchOffset, p.NextOffset())) {
 				return false
 			}
 		}
