@@ -11,7 +11,7 @@ import (
 // wakeOwner records the cursors it is woken with.
 type wakeOwner struct{ woken chan *Cursor }
 
-func (o *wakeOwner) Wake(c *Cursor)            { o.woken <- c }
+func (o *wakeOwner) Wake(c *Cursor)           { o.woken <- c }
 func (o *wakeOwner) Reassign(s *Subscription) {}
 
 // TestReaderReadsByOffset: a Reader returns whole stored batches from the one holding the offset,
