@@ -1,0 +1,110 @@
+package kafka
+
+import (
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/disk"
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// gatedFS holds every fdatasync while held is set, until release is closed.
+type gatedFS struct {
+	disk.OSFS
+	held    atomic.Bool
+	release chan struct{}
+}
+
+func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
+	f, err := g.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return gatedFile{File: f, fs: g}, nil
+}
+
+type gatedFile struct {
+	disk.File
+	fs *gatedFS
+}
+
+func (f gatedFile) Datasync() error {
+	if f.fs.held.Load() {
+		<-f.fs.release
+	}
+	return f.File.Datasync()
+}
+
+// produceRequest is an acks=-1 Produce of batch to topic's partition 0.
+func produceRequest(topic string, acks int16, batch []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks = acks
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = topic
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Records = batch
+	pt.Partitions = append(pt.Partitions, pp)
+	req.Topics = append(req.Topics, pt)
+	return req
+}
+
+// TestInflightProduceBytesCap: while a connection's acks=-1 produces awaiting an fsync exceed
+// MaxInflightProduceBytes, its further requests are not read (nothing more is stored); once the
+// fsync comes they are, and every produce is answered, in order, after it.
+func TestInflightProduceBytesCap(t *testing.T) {
+	fs := &gatedFS{release: make(chan struct{})}
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs },
+		func(o *Options) { o.MaxInflightProduceBytes = 1000 })
+	createTopic(t, e, "cap", 1)
+	var bb wire.BatchBuilder
+	bb.Reset()
+	bb.Append(nil, make([]byte, 600), nil, 1_700_000_000_000)
+	batch, err := bb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.held.Store(true)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			fs.held.Store(false)
+			close(fs.release)
+		}
+	}
+	t.Cleanup(release) // before the broker closes: it syncs
+
+	c := rawDial(t, s)
+	req := produceRequest("cap", -1, batch)
+	var frames []byte
+	for i := range 3 {
+		frames = appendRequest(frames, int32(i), req)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("cap").Partition(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.NextOffset() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Two produces (1,200 bytes awaiting fsync, over the 1,000 cap) are stored; the third waits
+	// unread. Give it time to be wrongly read.
+	time.Sleep(200 * time.Millisecond)
+	if n := p.NextOffset(); n != 2 {
+		t.Fatalf("%d records stored while the fsync is held, want 2", n)
+	}
+	release()
+	for i := range 3 {
+		r := readResponse(t, c, int32(i), req).(*kmsg.ProduceResponse)
+		if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != int64(i) {
+			t.Fatalf("produce %d: code %d offset %d", i, pr.ErrorCode, pr.BaseOffset)
+		}
+	}
+}
