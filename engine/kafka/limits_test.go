@@ -108,3 +108,33 @@ func TestInflightProduceBytesCap(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAnswersFsyncProduces: Close waits for the fsync that acks=-1 produces wait for and
+// answers them before the connections close.
+func TestCloseAnswersFsyncProduces(t *testing.T) {
+	fs := &gatedFS{release: make(chan struct{})}
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs }, nil)
+	createTopic(t, e, "drain", 1)
+	fs.held.Store(true)
+	c := rawDial(t, s)
+	req := produceRequest("drain", -1, testBatch())
+	if _, err := c.Write(appendRequest(nil, 1, req)); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("drain").Partition(0)
+	for deadline := time.Now().Add(10 * time.Second); p.NextOffset() < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(100 * time.Millisecond) // Close is draining
+	fs.held.Store(false)
+	close(fs.release)
+	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
+	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
+		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
