@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/sluicemq/sluice/client"
@@ -28,6 +29,18 @@ func (g *globals) dial(ctx context.Context, stderr io.Writer) (*client.Client, e
 	if g.token != "" {
 		opts = append(opts, client.WithAuthToken(g.token))
 	}
+	if g.user != "" {
+		pass, err := g.password()
+		if err != nil {
+			return nil, err
+		}
+		switch g.mechanism {
+		case "PLAIN":
+			opts = append(opts, client.WithPlain(g.user, pass))
+		default: // client.Dial refuses a mechanism it does not know
+			opts = append(opts, client.WithSCRAM(g.user, pass, g.mechanism))
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	c, err := client.Dial(dctx, g.addr, opts...)
@@ -35,6 +48,18 @@ func (g *globals) dial(ctx context.Context, stderr io.Writer) (*client.Client, e
 		return nil, &dialError{addr: g.addr, err: err}
 	}
 	return c, nil
+}
+
+// password returns the password of --user: the first line of --password-file, else
+// SLUICE_PASSWORD.
+func (g *globals) password() (string, error) {
+	if g.passwordFile != "" {
+		return readPasswordFile(g.passwordFile)
+	}
+	if p := os.Getenv("SLUICE_PASSWORD"); p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("--user %s needs a password: --password-file FILE or env SLUICE_PASSWORD", g.user)
 }
 
 // request bounds one request by --timeout.

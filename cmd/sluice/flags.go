@@ -24,10 +24,16 @@ type globals struct {
 	token   string
 	timeout time.Duration
 	verbose bool
+	// user, passwordFile and mechanism authenticate as a user of the broker's users file (SCRAM or
+	// PLAIN) instead of with a token; the password comes from passwordFile or SLUICE_PASSWORD.
+	user         string
+	passwordFile string
+	mechanism    string
 }
 
 // globalNames are the names register defines, so usage lists them apart.
-var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true}
+var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true,
+	"user": true, "password-file": true, "mechanism": true}
 
 func (g *globals) register(fs *flag.FlagSet) {
 	addr := os.Getenv("SLUICE_ADDR")
@@ -36,6 +42,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&g.addr, "addr", addr, "the broker's `address`, host:port (env SLUICE_ADDR)")
 	fs.StringVar(&g.token, "token", os.Getenv("SLUICE_TOKEN"), "authentication `token` (env SLUICE_TOKEN)")
+	fs.StringVar(&g.user, "user", os.Getenv("SLUICE_USER"), "authenticate as `name`, a user of the broker's users file (env SLUICE_USER; the password from --password-file or env SLUICE_PASSWORD)")
+	fs.StringVar(&g.passwordFile, "password-file", os.Getenv("SLUICE_PASSWORD_FILE"), "`file` whose first line is the password of --user (env SLUICE_PASSWORD_FILE); for user add, the new password")
+	fs.StringVar(&g.mechanism, "mechanism", "SCRAM-SHA-256", "how --user authenticates: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on connecting and on each request")
 	fs.BoolVar(&g.verbose, "verbose", false, "log the client's activity to stderr")
 }

@@ -55,6 +55,7 @@ type config struct {
 	MaxConns       int
 	IdleTimeout    time.Duration
 	Tokens         []string // "token=principal"
+	Users          string   // --users: the users file (SCRAM and PLAIN), empty for none
 	ACL            []string // "principal:actions:[topic:|group:]pattern"
 	LogLevel       string
 	LogJSON        bool
@@ -129,6 +130,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 	fs.Var(durationFlag{&cfg.InboxGrace, 0, time.Hour}, "inbox-grace", "how long a reply inbox outlives its owner's connection, at most 1h (default 10s)")
 	var tokens, acl listFlag
 	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
+	fs.StringVar(&cfg.Users, "users", "", "users `file` of SCRAM verifiers, managed with 'sluice user'; any user turns authentication on (docs/security.md)")
 	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
@@ -270,6 +272,18 @@ func run(args []string) error {
 			sopts.Tokens[tok] = principal
 		}
 	}
+	if cfg.Users != "" {
+		users, err := auth.LoadUsers(cfg.Users)
+		if err != nil {
+			eng.Close()
+			return err
+		}
+		if auth.ReadableByOthers(cfg.Users) {
+			log.Warn("the users file is readable by group or others: chmod 600 it", "path", cfg.Users)
+		}
+		log.Info("users loaded", "path", cfg.Users, "users", users.Len())
+		sopts.Authenticator = &auth.Authenticator{Users: users} // --token fills its Tokens
+	}
 	if len(cfg.ACL) > 0 {
 		var rules server.Rules
 		for _, s := range cfg.ACL {
@@ -287,12 +301,17 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
-	// The Kafka face shares the native listener's tokens, ACL, TLS certificate and durability floor.
+	// The Kafka face shares the native listener's tokens, users, ACL, TLS certificate and durability
+	// floor.
 	var ksrv *kafka.Server
 	if cfg.KafkaListen != "" {
+		authn := &auth.Authenticator{Tokens: sopts.Tokens}
+		if sopts.Authenticator != nil {
+			authn.Users = sopts.Authenticator.Users
+		}
 		kopts := kafka.Options{Addr: cfg.KafkaListen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 			MinDurability: minDurability, MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log,
-			Authenticator: &auth.Authenticator{Tokens: sopts.Tokens}}
+			Authenticator: authn}
 		if sopts.TLSConfig != nil {
 			kopts.TLSAddr, kopts.TLSConfig = cfg.KafkaTLSListen, sopts.TLSConfig
 		}
