@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicemq/sluice/engine/auth"
 )
@@ -44,7 +47,7 @@ func TestSASLPlain(t *testing.T) {
 	}
 
 	bad := newClient(t, s, plainAuth("alice", "wrong"), kgo.DefaultProduceTopic("open.orders"),
-		kgo.RecordDeliveryTimeout(5*time.Second))
+		kgo.RecordDeliveryTimeout(1500*time.Millisecond))
 	err := bad.ProduceSync(ctx, &kgo.Record{Value: []byte("hello")}).FirstErr()
 	if !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("wrong secret: %v, want SASL_AUTHENTICATION_FAILED", err)
@@ -135,4 +138,47 @@ func TestHandshakeTimeout(t *testing.T) {
 	expectClosed(t, chatty)
 	api := kmsg.NewPtrApiVersionsRequest()
 	roundTrip(t, good, 3, api)
+}
+
+// TestSASLSCRAM: SCRAM-SHA-256 and SCRAM-SHA-512 against a users file succeed with the right
+// password and fail with a wrong one; PLAIN against the same user works too.
+func TestSASLSCRAM(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	if _, err := auth.AddUser(path, "bob", "pa55word", 0); err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, e := startBroker(t, func(o *Options) { o.Authenticator = &auth.Authenticator{Users: users} })
+	createTopic(t, e, "scram", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		mech sasl.Mechanism
+		ok   bool
+	}{
+		{"sha256", scram.Auth{User: "bob", Pass: "pa55word"}.AsSha256Mechanism(), true},
+		{"sha512", scram.Auth{User: "bob", Pass: "pa55word"}.AsSha512Mechanism(), true},
+		{"plain", plain.Auth{User: "bob", Pass: "pa55word"}.AsMechanism(), true},
+		{"sha256 wrong", scram.Auth{User: "bob", Pass: "nope"}.AsSha256Mechanism(), false},
+		{"sha512 unknown user", scram.Auth{User: "eve", Pass: "pa55word"}.AsSha512Mechanism(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			timeout := 30 * time.Second
+			if !tc.ok {
+				timeout = 1500 * time.Millisecond // a refused client retries until its records time out
+			}
+			cl := newClient(t, s, kgo.SASL(tc.mech), kgo.DefaultProduceTopic("scram"), kgo.RecordDeliveryTimeout(timeout))
+			err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr()
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("right password: %v", err)
+			case !tc.ok && !errors.Is(err, kerr.SaslAuthenticationFailed):
+				t.Fatalf("wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
+			}
+		})
+	}
 }
