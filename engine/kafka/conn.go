@@ -170,6 +170,10 @@ type conn struct {
 	authDone atomic.Bool
 	opened   int64
 	closing  atomic.Bool
+	// lastActive is when the connection last sent a request or was answered (unix nanos), and busy
+	// whether it has requests unanswered: stored by the loop, read by the ticker for IdleTimeout.
+	lastActive atomic.Int64
+	busy       atomic.Bool
 
 	blocked atomic.Bool // a Fetch answer waits for the outbound buffer to drain; the ticker wakes
 	dead    bool        // close once what is gathered is written
@@ -188,6 +192,7 @@ func newConn(s *Server, t transport) *conn {
 	c.authed = !s.opts.Authenticator.Enabled()
 	c.authDone.Store(c.authed)
 	c.opened = time.Now().UnixNano()
+	c.lastActive.Store(c.opened)
 	return c
 }
 
@@ -218,6 +223,7 @@ func (c *conn) Synced(*engine.Partition, int64) { c.signal(flagSynced) }
 // onTraffic is one turn of the connection's loop: what other goroutines finished, every whole
 // request buffered, answers from the head of the queue, one write.
 func (c *conn) onTraffic() gnet.Action {
+	anyAnswered := false
 	for !c.closed {
 		fl := c.flags.Swap(0)
 		if fl&flagDone != 0 {
@@ -228,6 +234,7 @@ func (c *conn) onTraffic() gnet.Action {
 		}
 		held := c.readFrames()
 		answered := c.advance()
+		anyAnswered = anyAnswered || answered
 		c.flush()
 		if c.dead {
 			break
@@ -244,6 +251,10 @@ func (c *conn) onTraffic() gnet.Action {
 	}
 	if c.dead {
 		return gnet.Close
+	}
+	// Waiting on the broker is not idleness: the idle clock runs from the last answer.
+	if c.busy.Store(c.q.n > 0); c.q.n > 0 || anyAnswered {
+		c.lastActive.Store(time.Now().UnixNano())
 	}
 	if c.q.n > 0 && c.q.front().fetch != nil && c.t.OutboundBuffered() > c.srv.opts.MaxOutboundBytes {
 		c.blocked.Store(true)
@@ -293,6 +304,7 @@ func (c *conn) readFrames() (held bool) {
 			return false
 		}
 		buf, _ := c.t.Peek(4 + size)
+		c.lastActive.Store(time.Now().UnixNano())
 		c.handleFrame(buf[4:])
 		_, _ = c.t.Discard(4 + size)
 	}

@@ -138,3 +138,18 @@ func TestCloseAnswersFsyncProduces(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIdleTimeout: a connection silent for IdleTimeout is closed; one waiting on a long-poll Fetch
+// longer than that is not.
+func TestIdleTimeout(t *testing.T) {
+	s, e := startBroker(t, func(o *Options) { o.IdleTimeout = 300 * time.Millisecond })
+	createTopic(t, e, "idle", 1)
+	silent := rawDial(t, s)
+	waiting := rawDial(t, s)
+	fetch := fetchRequest(11, "idle", 0, 1500, 1, 1<<20, 1<<20)
+	if _, err := waiting.Write(appendRequest(nil, 1, fetch)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, silent)
+	readResponse(t, waiting, 1, fetch) // answered at its max wait, 5 idle periods later
+}

@@ -58,6 +58,9 @@ type Options struct {
 	// protocol over crypto/tls. Default TLSAddr 127.0.0.1:9093.
 	TLSAddr   string
 	TLSConfig *tls.Config
+	// IdleTimeout closes a connection that sent nothing for this long (Kafka's
+	// connections.max.idle.ms; clients reconnect when they need to). Default 10 min.
+	IdleTimeout time.Duration
 	// HandshakeTimeout closes a connection that has not authenticated this long after it opened,
 	// when authentication is required. Default 10 s.
 	HandshakeTimeout time.Duration
@@ -98,6 +101,9 @@ func (o *Options) setDefaults() {
 	if o.MaxFetchBytes == 0 {
 		o.MaxFetchBytes = 8 << 20
 	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 10 * time.Minute
+	}
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 10 * time.Second
 	}
@@ -118,8 +124,8 @@ func (o *Options) Validate() error {
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("kafka: MinDurability %d", o.MinDurability)
 	case o.MaxInflightProduceBytes < 1 || o.MaxInflightRequests < 1 || o.MaxConnections < 1 ||
-		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0:
-		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive, HandshakeTimeout not negative")
+		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
+		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive, HandshakeTimeout and IdleTimeout not negative")
 	}
 	return nil
 }
@@ -355,14 +361,21 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 const tickInterval = 50 * time.Millisecond
 
 // OnTick wakes connections whose Fetch answer paused on a full outbound buffer, and closes those
-// that have not authenticated within HandshakeTimeout.
+// that have not authenticated within HandshakeTimeout or sent nothing for IdleTimeout. A connection
+// with a request still unanswered (a long-poll Fetch) is not idle.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
 	limit := s.opts.HandshakeTimeout.Nanoseconds()
+	idle := s.opts.IdleTimeout.Nanoseconds()
 	s.connMu.Lock()
 	for c := range s.conns {
 		if !c.authDone.Load() && now-c.opened > limit && c.closing.CompareAndSwap(false, true) {
 			s.log.Debug("kafka: closing connection: not authenticated in time", "remote", c.remote)
+			_ = c.t.Close()
+			continue
+		}
+		if idle > 0 && !c.busy.Load() && now-c.lastActive.Load() > idle && c.closing.CompareAndSwap(false, true) {
+			s.log.Debug("kafka: closing idle connection", "remote", c.remote)
 			_ = c.t.Close()
 			continue
 		}
