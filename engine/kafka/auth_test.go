@@ -182,3 +182,46 @@ func TestSASLSCRAM(t *testing.T) {
 		})
 	}
 }
+
+// TestMetadataAutoCreate: Metadata creates a missing topic only when the request allows it, the
+// engine auto-creates and the principal has admin on the name.
+func TestMetadataAutoCreate(t *testing.T) {
+	s, e := startBroker(t, func(o *Options) {
+		o.Authenticator = &auth.Authenticator{Tokens: map[string]string{"secret-a": "alice"}}
+		o.ACL = auth.Rules{
+			{Principal: "alice", Actions: auth.ActProduce | auth.ActConsume | auth.ActAdmin, Topic: "mine.*"},
+			{Principal: "alice", Actions: auth.ActProduce | auth.ActConsume, Topic: "theirs.*"},
+		}
+	})
+	c := rawDial(t, s)
+	handshake := kmsg.NewPtrSASLHandshakeRequest()
+	handshake.SetVersion(1)
+	handshake.Mechanism = "PLAIN"
+	roundTrip(t, c, 1, handshake)
+	sa := kmsg.NewPtrSASLAuthenticateRequest()
+	sa.SASLAuthBytes = []byte("\x00alice\x00secret-a")
+	roundTrip(t, c, 2, sa)
+	for i, tc := range []struct {
+		topic  string
+		allow  bool
+		code   int16
+		exists bool
+	}{
+		{"mine.a", false, errUnknownTopicOrPartition, false},  // the request does not allow it
+		{"theirs.a", true, errUnknownTopicOrPartition, false}, // no admin on the name
+		{"other", true, errTopicAuthorization, false},         // no right at all
+		{"mine.b", true, errNone, true},
+	} {
+		meta := kmsg.NewPtrMetadataRequest()
+		meta.SetVersion(9)
+		meta.AllowAutoTopicCreation = tc.allow
+		meta.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(tc.topic)}}
+		r := roundTrip(t, c, int32(10+i), meta).(*kmsg.MetadataResponse)
+		if got := r.Topics[0].ErrorCode; got != tc.code || (e.TopicByName(tc.topic) != nil) != tc.exists {
+			t.Fatalf("%s (allow %v): code %d, exists %v", tc.topic, tc.allow, got, e.TopicByName(tc.topic) != nil)
+		}
+		if tc.exists && len(r.Topics[0].Partitions) == 0 {
+			t.Fatalf("%s created but answered without partitions", tc.topic)
+		}
+	}
+}
