@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
@@ -251,6 +252,12 @@ func (c *conn) handleFrame(frame []byte) {
 	}
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)
+	if h.key != keyFetch {
+		// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
+		// assignments) aliasing the input, and these requests may be answered off the loop, after
+		// gnet has reused its buffer: they decode from a copy. Fetch has no byte fields.
+		body = bytes.Clone(body)
+	}
 	if err := req.ReadFrom(body); err != nil {
 		c.protocolError("malformed request", "api_key", h.key, "api_version", h.version, "err", err)
 		return
