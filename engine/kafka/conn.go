@@ -175,6 +175,9 @@ type conn struct {
 	lastActive atomic.Int64
 	busy       atomic.Bool
 
+	// outCounted is this connection's share of Server.outbound, in bytes, as last measured.
+	outCounted int64
+
 	blocked atomic.Bool // a Fetch answer waits for the outbound buffer to drain; the ticker wakes
 	dead    bool        // close once what is gathered is written
 	closed  bool        // OnClose ran (possibly inside a Write): touch nothing more
@@ -256,7 +259,9 @@ func (c *conn) onTraffic() gnet.Action {
 	if c.busy.Store(c.q.n > 0); c.q.n > 0 || anyAnswered {
 		c.lastActive.Store(time.Now().UnixNano())
 	}
-	if c.q.n > 0 && c.q.front().fetch != nil && c.t.OutboundBuffered() > c.srv.opts.MaxOutboundBytes {
+	if c.updateOutbound() > 0 {
+		// Something is unsent: have the ticker bring the loop back to measure it again (and to
+		// serve a Fetch that waits for it), so the listener's total does not keep a stale share.
 		c.blocked.Store(true)
 	}
 	return gnet.None
@@ -384,9 +389,42 @@ func (c *conn) releaseAcks() {
 	c.waitingAcks.Store(int64(len(keep)))
 }
 
+// updateOutbound measures the connection's outbound buffer, folds the change into the listener's
+// total and returns it in bytes. Loop only.
+func (c *conn) updateOutbound() int64 {
+	n := int64(c.t.OutboundBuffered())
+	if d := n - c.outCounted; d != 0 {
+		c.srv.outbound.Add(d)
+		c.outCounted = n
+	}
+	return n
+}
+
+// outboundFull reports whether a Fetch answer must wait for gnet to drain: this connection holds
+// more than MaxOutboundBytes unsent, or anything while all connections together hold more than
+// MaxOutboundTotal. A connection with nothing unsent may always answer (see fetchBudget).
+func (c *conn) outboundFull() bool {
+	n := c.updateOutbound()
+	return n > int64(c.srv.opts.MaxOutboundBytes) || (n > 0 && c.srv.outbound.Load() > int64(c.srv.opts.MaxOutboundTotal))
+}
+
+// lowFetchBytes caps a Fetch answer's records (beyond its first batch) while the listener's
+// outbound total is over its budget: what the socket does not take of it stays bounded.
+const lowFetchBytes = 64 << 10
+
+// fetchBudget is the most record bytes a Fetch answer may carry now.
+func (c *conn) fetchBudget() int {
+	if c.srv.outbound.Load() > int64(c.srv.opts.MaxOutboundTotal) {
+		return min(c.srv.opts.MaxFetchBytes, lowFetchBytes)
+	}
+	return c.srv.opts.MaxFetchBytes
+}
+
 // close runs on the loop from OnClose, possibly inside a Write of onTraffic (see closed).
 func (c *conn) close() {
 	c.closed = true
+	c.srv.outbound.Add(-c.outCounted)
+	c.outCounted = 0
 	for p := range c.watched {
 		p.Unwatch(c)
 	}

@@ -153,3 +153,67 @@ func TestIdleTimeout(t *testing.T) {
 	expectClosed(t, silent)
 	readResponse(t, waiting, 1, fetch) // answered at its max wait, 5 idle periods later
 }
+
+// TestOutboundBudget: while the listener's connections together hold more than MaxOutboundTotal
+// unsent, a Fetch waits on a connection with anything unsent, and one with nothing unsent is
+// answered with at most 64 KiB beyond its first batch; with the total back under budget, answers
+// are whole again.
+func TestOutboundBudget(t *testing.T) {
+	s := fuzzServer(t)
+	s.opts.MaxOutboundTotal, s.opts.MaxFrame = 1<<20, 1<<20
+	if _, err := s.e.CreateTopic(wire.TopicConfig{Name: "o", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var bb wire.BatchBuilder
+	bb.Reset()
+	bb.Append(nil, make([]byte, 30<<10), nil, 1_700_000_000_000)
+	batch, err := bb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, _, err := s.e.TopicByName("o").Partition(0).Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stalled := &memTransport{outbound: 2 << 20} // a consumer that stopped reading
+	cs := newConn(s, stalled)
+	defer cs.close()
+	cs.onTraffic() // measures it: the total is over budget
+	fetch := appendRequest(nil, 1, fetchRequest(11, "o", 0, 0, 1, 1<<20, 1<<20))
+
+	busy := &memTransport{outbound: 1}
+	cb := newConn(s, busy)
+	defer cb.close()
+	busy.in = fetch
+	cb.onTraffic()
+	if busy.out.Len() != 0 || !cb.blocked.Load() {
+		t.Fatalf("a connection with output unsent answered %d bytes over the budget", busy.out.Len())
+	}
+
+	idle := &memTransport{}
+	ci := newConn(s, idle)
+	defer ci.close()
+	idle.in = fetch
+	ci.onTraffic()
+	records := func(m *memTransport) int {
+		r := kmsg.NewPtrFetchResponse()
+		r.SetVersion(11)
+		if err := r.ReadFrom(m.out.Bytes()[8:]); err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Topics[0].Partitions[0].RecordBatches)
+	}
+	if n := records(idle); n == 0 || n > lowFetchBytes+len(batch) {
+		t.Fatalf("over budget: %d bytes of records, want at most %d", n, lowFetchBytes+len(batch))
+	}
+
+	stalled.outbound = 0 // it read
+	cs.onTraffic()
+	idle.out.Reset()
+	idle.in = fetch
+	ci.onTraffic()
+	if n := records(idle); n != 10*len(batch) {
+		t.Fatalf("under budget: %d bytes of records, want %d", n, 10*len(batch))
+	}
+}

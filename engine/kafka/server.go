@@ -48,6 +48,11 @@ type Options struct {
 	// MaxOutboundBytes caps what gnet may hold unsent for one connection: a Fetch answer waits
 	// while more than this is queued (the ticker looks again). Default 4 MiB.
 	MaxOutboundBytes int
+	// MaxOutboundTotal caps what gnet holds unsent for all the listener's connections together:
+	// past it, a Fetch answer waits on a connection with anything unsent, and one with nothing
+	// unsent carries at most 64 KiB of records (beyond its first batch), so consumers that stop
+	// reading cannot hold more than this between them. Default 32 MiB.
+	MaxOutboundTotal int
 	// MaxFetchBytes caps one Fetch answer's record bytes whatever the client asks (a single batch
 	// larger than it is still sent whole, as Kafka does). Default 8 MiB.
 	MaxFetchBytes int
@@ -98,6 +103,9 @@ func (o *Options) setDefaults() {
 	if o.MaxOutboundBytes == 0 {
 		o.MaxOutboundBytes = 4 << 20
 	}
+	if o.MaxOutboundTotal == 0 {
+		o.MaxOutboundTotal = 32 << 20
+	}
 	if o.MaxFetchBytes == 0 {
 		o.MaxFetchBytes = 8 << 20
 	}
@@ -124,8 +132,8 @@ func (o *Options) Validate() error {
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("kafka: MinDurability %d", o.MinDurability)
 	case o.MaxInflightProduceBytes < 1 || o.MaxInflightRequests < 1 || o.MaxConnections < 1 ||
-		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
-		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive, HandshakeTimeout and IdleTimeout not negative")
+		o.MaxOutboundBytes < 1 || o.MaxOutboundTotal < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
+		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxOutboundTotal, MaxFetchBytes must be positive, HandshakeTimeout and IdleTimeout not negative")
 	}
 	return nil
 }
@@ -157,6 +165,10 @@ type Server struct {
 	// nextProducerID hands out producer ids for InitProducerId: seeded at random on start, so ids
 	// given before a restart (still in the partitions' rebuilt idempotence state) are not given again.
 	nextProducerID atomic.Int64
+
+	// outbound is the sum of every connection's outCounted: bytes gnet holds unsent, as last
+	// measured on each connection's loop.
+	outbound atomic.Int64
 
 	stats    Stats
 	stopping atomic.Bool
