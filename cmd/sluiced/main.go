@@ -306,12 +306,17 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
-	// The Kafka face shares the native listener's tokens, ACL, TLS certificate and durability floor.
+	// The Kafka face shares the native listener's tokens, users, ACL, TLS certificate and durability
+	// floor.
 	var ksrv *kafka.Server
 	if cfg.KafkaListen != "" {
+		authn := &auth.Authenticator{Tokens: sopts.Tokens}
+		if sopts.Authenticator != nil {
+			authn.Users = sopts.Authenticator.Users
+		}
 		kopts := kafka.Options{Addr: cfg.KafkaListen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
 			MinDurability: minDurability, MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log,
-			Authenticator: &auth.Authenticator{Tokens: sopts.Tokens}}
+			Authenticator: authn}
 		if sopts.TLSConfig != nil {
 			kopts.TLSAddr, kopts.TLSConfig = cfg.KafkaTLSListen, sopts.TLSConfig
 		}

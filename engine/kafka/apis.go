@@ -1,9 +1,11 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"slices"
 	"strconv"
 
@@ -231,14 +233,12 @@ func (c *conn) handleFrame(frame []byte) {
 		c.apiVersions(h, body)
 		return
 	}
-	r, ok := c.srv.versions(h.key)
-	if !ok || h.version < r.min || h.version > r.max {
-		// Kafka has no answer to a request it cannot parse: the client negotiated with ApiVersions.
-		c.protocolError("unsupported request", "api_key", h.key, "api_version", h.version)
-		return
-	}
 	if !c.authed && h.key != keySASLHandshake && h.key != keySASLAuthenticate {
 		c.protocolError("request before authentication", "api_key", h.key)
+		return
+	}
+	if r, ok := c.srv.versions(h.key); !ok || h.version < r.min || h.version > r.max {
+		c.unsupported(h)
 		return
 	}
 	if h.key == keyProduce {
@@ -252,6 +252,12 @@ func (c *conn) handleFrame(frame []byte) {
 	}
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)
+	if h.key != keyFetch {
+		// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
+		// assignments) aliasing the input, and these requests may be answered off the loop, after
+		// gnet has reused its buffer: they decode from a copy. Fetch has no byte fields.
+		body = bytes.Clone(body)
+	}
 	if err := req.ReadFrom(body); err != nil {
 		c.protocolError("malformed request", "api_key", h.key, "api_version", h.version, "err", err)
 		return
@@ -287,6 +293,32 @@ func (c *conn) handleFrame(frame []byte) {
 	default:
 		c.protocolError("unsupported request", "api_key", h.key)
 	}
+}
+
+// unsupported answers a request for an API or version not served with UNSUPPORTED_VERSION, when
+// its response (at that version, as kmsg knows it) has a top-level error code to carry it; other
+// requests close the connection, logged: an unknown key or version has no schema to answer in, as
+// with Kafka. A client that negotiated with ApiVersions never sends either.
+func (c *conn) unsupported(h header) {
+	req := kmsg.RequestForKey(h.key)
+	if req != nil && h.version >= 0 && h.version <= req.MaxVersion() {
+		resp := req.ResponseKind()
+		resp.SetVersion(h.version)
+		if f := reflect.ValueOf(resp).Elem().FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 {
+			f.SetInt(int64(errUnsupportedVersion))
+			// The field may not exist at this version (FindCoordinator v4+ moved it): answer only
+			// when it survives encoding.
+			back := req.ResponseKind()
+			back.SetVersion(h.version)
+			if back.ReadFrom(resp.AppendTo(nil)) == nil &&
+				reflect.ValueOf(back).Elem().FieldByName("ErrorCode").Int() == int64(errUnsupportedVersion) {
+				c.srv.log.Debug("kafka: unsupported request answered", "remote", c.remote, "api_key", h.key, "api_version", h.version)
+				c.reply(h.corr, resp)
+				return
+			}
+		}
+	}
+	c.protocolError("unsupported request", "api_key", h.key, "api_version", h.version)
 }
 
 // group hands a group request to the coordinator; its answer may come later, from any goroutine.

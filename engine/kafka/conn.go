@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -164,6 +165,19 @@ type conn struct {
 	doneMu sync.Mutex
 	done   []asyncDone
 
+	// authDone mirrors authed for the ticker's handshake timeout; opened is when the connection
+	// opened (unix nanos, immutable); closing is set once by whoever closes it from another goroutine.
+	authDone atomic.Bool
+	opened   int64
+	closing  atomic.Bool
+	// lastActive is when the connection last sent a request or was answered (unix nanos), and busy
+	// whether it has requests unanswered: stored by the loop, read by the ticker for IdleTimeout.
+	lastActive atomic.Int64
+	busy       atomic.Bool
+
+	// outCounted is this connection's share of Server.outbound, in bytes, as last measured.
+	outCounted int64
+
 	blocked atomic.Bool // a Fetch answer waits for the outbound buffer to drain; the ticker wakes
 	dead    bool        // close once what is gathered is written
 	closed  bool        // OnClose ran (possibly inside a Write): touch nothing more
@@ -179,6 +193,9 @@ func newConn(s *Server, t transport) *conn {
 		c.remote = a.String()
 	}
 	c.authed = !s.opts.Authenticator.Enabled()
+	c.authDone.Store(c.authed)
+	c.opened = time.Now().UnixNano()
+	c.lastActive.Store(c.opened)
 	return c
 }
 
@@ -209,6 +226,7 @@ func (c *conn) Synced(*engine.Partition, int64) { c.signal(flagSynced) }
 // onTraffic is one turn of the connection's loop: what other goroutines finished, every whole
 // request buffered, answers from the head of the queue, one write.
 func (c *conn) onTraffic() gnet.Action {
+	anyAnswered := false
 	for !c.closed {
 		fl := c.flags.Swap(0)
 		if fl&flagDone != 0 {
@@ -217,10 +235,17 @@ func (c *conn) onTraffic() gnet.Action {
 		if fl&flagSynced != 0 {
 			c.releaseAcks()
 		}
-		c.readFrames()
-		c.advance()
+		held := c.readFrames()
+		answered := c.advance()
+		anyAnswered = anyAnswered || answered
 		c.flush()
-		if c.dead || c.flags.Load() == 0 {
+		if c.dead {
+			break
+		}
+		// Go round again when another goroutine signalled meanwhile, or when requests were left
+		// unread for a limit that the answers just written may have lifted: nothing else would
+		// bring the loop back to them (gnet calls OnTraffic for new input only).
+		if c.flags.Load() == 0 && !(held && answered) {
 			break
 		}
 	}
@@ -230,7 +255,13 @@ func (c *conn) onTraffic() gnet.Action {
 	if c.dead {
 		return gnet.Close
 	}
-	if c.q.n > 0 && c.q.front().fetch != nil && c.t.OutboundBuffered() > c.srv.opts.MaxOutboundBytes {
+	// Waiting on the broker is not idleness: the idle clock runs from the last answer.
+	if c.busy.Store(c.q.n > 0); c.q.n > 0 || anyAnswered {
+		c.lastActive.Store(time.Now().UnixNano())
+	}
+	if c.updateOutbound() > 0 {
+		// Something is unsent: have the ticker bring the loop back to measure it again (and to
+		// serve a Fetch that waits for it), so the listener's total does not keep a stale share.
 		c.blocked.Store(true)
 	}
 	return gnet.None
@@ -252,13 +283,17 @@ func (c *conn) takeDone() {
 }
 
 // readFrames serves every whole request in the inbound buffer, unless the connection must wait:
-// too many requests unanswered, too many produce bytes awaiting fsync, or a SASL step running.
-func (c *conn) readFrames() {
+// too many requests unanswered, too many produce bytes awaiting fsync, or a SASL step running. It
+// reports whether it stopped for one of those with input left unread.
+func (c *conn) readFrames() (held bool) {
 	o := &c.srv.opts
-	for !c.dead && !c.closed && !c.authBusy && c.q.n < o.MaxInflightRequests && c.inflightProduce <= o.MaxInflightProduceBytes {
+	for !c.dead && !c.closed {
 		n := c.t.InboundBuffered()
 		if n < 4 {
-			return
+			return false
+		}
+		if c.authBusy || c.q.n >= o.MaxInflightRequests || c.inflightProduce > o.MaxInflightProduceBytes {
+			return true
 		}
 		hb, _ := c.t.Peek(4)
 		size := int(int32(binary.BigEndian.Uint32(hb)))
@@ -268,15 +303,17 @@ func (c *conn) readFrames() {
 		}
 		if size < 0 || size > limit {
 			c.protocolError("frame size", "size", size, "limit", limit)
-			return
+			return false
 		}
 		if n < 4+size {
-			return
+			return false
 		}
 		buf, _ := c.t.Peek(4 + size)
+		c.lastActive.Store(time.Now().UnixNano())
 		c.handleFrame(buf[4:])
 		_, _ = c.t.Discard(4 + size)
 	}
+	return false
 }
 
 // protocolError closes the connection after what is gathered, for a request that cannot be
@@ -288,19 +325,20 @@ func (c *conn) protocolError(msg string, args ...any) {
 }
 
 // advance writes the answers at the head of the queue that are ready, and evaluates a Fetch that
-// has reached the head.
-func (c *conn) advance() {
+// has reached the head. It reports whether any answer left the queue.
+func (c *conn) advance() (answered bool) {
 	for c.q.n > 0 && !c.closed {
 		s := c.q.front()
 		if s.fetch != nil {
 			if !c.serveFetch(s.fetch) {
-				return
+				return answered
 			}
 			c.q.pop()
+			answered = true
 			continue
 		}
 		if !s.ready || s.acks > 0 {
-			return
+			return answered
 		}
 		c.out = append(c.out, s.buf...)
 		c.inflightProduce -= s.produceBytes
@@ -308,10 +346,12 @@ func (c *conn) advance() {
 			c.dead = true
 		}
 		c.q.pop()
+		answered = true
 		if c.dead {
-			return
+			return answered
 		}
 	}
+	return answered
 }
 
 // flush writes the gathered answers.
@@ -349,9 +389,42 @@ func (c *conn) releaseAcks() {
 	c.waitingAcks.Store(int64(len(keep)))
 }
 
+// updateOutbound measures the connection's outbound buffer, folds the change into the listener's
+// total and returns it in bytes. Loop only.
+func (c *conn) updateOutbound() int64 {
+	n := int64(c.t.OutboundBuffered())
+	if d := n - c.outCounted; d != 0 {
+		c.srv.outbound.Add(d)
+		c.outCounted = n
+	}
+	return n
+}
+
+// outboundFull reports whether a Fetch answer must wait for gnet to drain: this connection holds
+// more than MaxOutboundBytes unsent, or anything while all connections together hold more than
+// MaxOutboundTotal. A connection with nothing unsent may always answer (see fetchBudget).
+func (c *conn) outboundFull() bool {
+	n := c.updateOutbound()
+	return n > int64(c.srv.opts.MaxOutboundBytes) || (n > 0 && c.srv.outbound.Load() > int64(c.srv.opts.MaxOutboundTotal))
+}
+
+// lowFetchBytes caps a Fetch answer's records (beyond its first batch) while the listener's
+// outbound total is over its budget: what the socket does not take of it stays bounded.
+const lowFetchBytes = 64 << 10
+
+// fetchBudget is the most record bytes a Fetch answer may carry now.
+func (c *conn) fetchBudget() int {
+	if c.srv.outbound.Load() > int64(c.srv.opts.MaxOutboundTotal) {
+		return min(c.srv.opts.MaxFetchBytes, lowFetchBytes)
+	}
+	return c.srv.opts.MaxFetchBytes
+}
+
 // close runs on the loop from OnClose, possibly inside a Write of onTraffic (see closed).
 func (c *conn) close() {
 	c.closed = true
+	c.srv.outbound.Add(-c.outCounted)
+	c.outCounted = 0
 	for p := range c.watched {
 		p.Unwatch(c)
 	}

@@ -22,8 +22,9 @@ import (
 // Bounds: the answer carries at most min(max bytes, Options.MaxFetchBytes) of records, and each
 // partition at most its partition max bytes, except that the first batch found is always sent
 // whole (as Kafka does, so a batch larger than the limits cannot stall a consumer). While the
-// connection's outbound buffer holds more than MaxOutboundBytes the answer waits (the ticker looks
-// again). Fetch sessions are not kept: a full fetch (session id 0) is answered with session id 0,
+// connection's outbound buffer holds more than MaxOutboundBytes, or anything while the listener's
+// connections together hold more than MaxOutboundTotal, the answer waits (the ticker looks again);
+// while the total is over its budget an answer carries at most 64 KiB beyond its first batch. Fetch sessions are not kept: a full fetch (session id 0) is answered with session id 0,
 // which tells the client none was created, and an incremental one gets FETCH_SESSION_ID_NOT_FOUND.
 //
 // Answer layout (Kafka's FetchResponse v4-v12; compact forms from v12, the flexible versions):
@@ -68,7 +69,7 @@ func (c *conn) fetch(h header, req *kmsg.FetchRequest) {
 // serveFetch evaluates the Fetch at the head of the queue and writes its answer when due. It
 // reports whether it did; if not, a wake-up is arranged.
 func (c *conn) serveFetch(fw *fetchWait) bool {
-	if c.t.OutboundBuffered() > c.srv.opts.MaxOutboundBytes {
+	if c.outboundFull() {
 		c.blocked.Store(true)
 		return false
 	}
@@ -105,7 +106,7 @@ func (c *conn) serveFetch(fw *fetchWait) bool {
 // is answered at once; cold: some read waits for its pages.
 func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, urgent, cold bool) {
 	e, acl := c.srv.e, c.srv.opts.ACL
-	limit := c.srv.opts.MaxFetchBytes
+	limit := c.fetchBudget()
 	if req.Version >= 3 && req.MaxBytes > 0 {
 		limit = min(limit, int(req.MaxBytes))
 	}
@@ -150,15 +151,20 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, 
 	return parts, total, urgent, cold
 }
 
-// armFetch asks every partition of req to wake the loop when it holds records at or past the
-// fetch offset. It reports false when one already does (read again instead of waiting).
+// armFetch asks every partition of req to wake the loop when it grows past what was just read: its
+// end, or the fetch offset if that is further. It reports false when one already has (read again
+// instead of waiting).
 func (c *conn) armFetch(req *kmsg.FetchRequest) bool {
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
 		topic := c.srv.e.TopicByName(rt.Topic)
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
-			if p := partitionOf(topic, rp.Partition); p != nil && !c.reader(p).WaitBeyond(rp.FetchOffset) {
+			p := partitionOf(topic, rp.Partition)
+			if p == nil {
+				continue
+			}
+			if !c.reader(p).WaitBeyond(max(rp.FetchOffset, p.NextOffset())) {
 				return false
 			}
 		}

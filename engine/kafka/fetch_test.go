@@ -335,3 +335,47 @@ func TestAdminAPIs(t *testing.T) {
 		t.Fatalf("DeleteTopics: %d %d", delr.Topics[0].ErrorCode, delr.Topics[1].ErrorCode)
 	}
 }
+
+// TestInflightCapResumesReading: a connection at its cap of unanswered requests stops being read,
+// and resumes as soon as an answer leaves, even when nothing else will wake it.
+func TestInflightCapResumesReading(t *testing.T) {
+	s, e := startBroker(t, func(o *Options) { o.MaxInflightRequests = 1 })
+	createTopic(t, e, "cap", 1)
+	c := rawDial(t, s)
+	fetch := fetchRequest(11, "cap", 0, 50, 1, 1<<20, 1<<20)
+	var frames []byte
+	for i := range 4 {
+		frames = appendRequest(frames, int32(i), fetch)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		readResponse(t, c, int32(i), fetch) // each at its max wait; the deadline fails a stall
+	}
+}
+
+// TestFetchMinBytesWakes: a Fetch holding some records but fewer than its min bytes is answered
+// when more arrive, not at its max wait.
+func TestFetchMinBytesWakes(t *testing.T) {
+	s, e := startBroker(t, nil)
+	createTopic(t, e, "mb", 1)
+	storeBatches(t, s, "mb", 1)
+	one := len(testBatch())
+	c := rawDial(t, s)
+	fetch := fetchRequest(11, "mb", 0, 20_000, int32(2*one), 1<<20, 1<<20)
+	if _, err := c.Write(appendRequest(nil, 1, fetch)); err != nil {
+		t.Fatal(err)
+	}
+	apiVersionsOK(t, s) // the fetch has been read and waits
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	storeBatches(t, s, "mb", 1)
+	resp := readResponse(t, c, 1, fetch).(*kmsg.FetchResponse)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("answered after %v, not when min bytes were reached", d)
+	}
+	if n := len(resp.Topics[0].Partitions[0].RecordBatches); n != 2*one {
+		t.Fatalf("%d bytes of records, want %d", n, 2*one)
+	}
+}

@@ -23,8 +23,9 @@ import (
 
 // memTransport is a transport over byte slices, driven by the test's goroutine.
 type memTransport struct {
-	in  []byte
-	out bytes.Buffer
+	in       []byte
+	out      bytes.Buffer
+	outbound int // what OutboundBuffered reports: bytes a socket has not taken
 }
 
 func (m *memTransport) Peek(n int) ([]byte, error) {
@@ -35,7 +36,7 @@ func (m *memTransport) Peek(n int) ([]byte, error) {
 }
 func (m *memTransport) Discard(n int) (int, error)  { m.in = m.in[n:]; return n, nil }
 func (m *memTransport) InboundBuffered() int        { return len(m.in) }
-func (m *memTransport) OutboundBuffered() int       { return 0 }
+func (m *memTransport) OutboundBuffered() int       { return m.outbound }
 func (m *memTransport) Write(b []byte) (int, error) { return m.out.Write(b) }
 func (m *memTransport) Writev(bs [][]byte) (int, error) {
 	n := 0

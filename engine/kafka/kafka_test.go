@@ -22,9 +22,19 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // port, both closed when the test ends.
 func startBroker(t testing.TB, mod func(*Options)) (*Server, *engine.Engine) {
 	t.Helper()
+	return startBrokerWith(t, nil, mod)
+}
+
+// startBrokerWith is startBroker with the engine's options changed by emod first.
+func startBrokerWith(t testing.TB, emod func(*engine.Options), mod func(*Options)) (*Server, *engine.Engine) {
+	t.Helper()
 	dir := t.TempDir()
-	e, err := engine.Open(engine.Options{DataDir: dir, MemoryDir: filepath.Join(dir, "mem"), SegmentBytes: 16 << 20,
-		AutoCreateTopics: true, Logger: quiet})
+	eo := engine.Options{DataDir: dir, MemoryDir: filepath.Join(dir, "mem"), SegmentBytes: 16 << 20,
+		AutoCreateTopics: true, Logger: quiet}
+	if emod != nil {
+		emod(&eo)
+	}
+	e, err := engine.Open(eo)
 	if err != nil {
 		t.Fatal(err)
 	}

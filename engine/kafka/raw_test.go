@@ -211,3 +211,28 @@ func TestBadFramesCloseOnlyTheirConnection(t *testing.T) {
 		t.Fatal("bystander not answered")
 	}
 }
+
+// TestUnservedAPIAnswered: a request for an API Kafka defines but this broker does not serve, whose
+// answer has a top-level error code, is answered UNSUPPORTED_VERSION and the connection goes on.
+func TestUnservedAPIAnswered(t *testing.T) {
+	s, _ := startBroker(t, nil)
+	c := rawDial(t, s)
+	dc := kmsg.NewPtrDescribeClusterRequest() // key 60, not served
+	dc.SetVersion(0)
+	if r := roundTrip(t, c, 1, dc).(*kmsg.DescribeClusterResponse); r.ErrorCode != errUnsupportedVersion {
+		t.Fatalf("DescribeCluster: code %d", r.ErrorCode)
+	}
+	api := kmsg.NewPtrApiVersionsRequest()
+	roundTrip(t, c, 2, api)
+
+	// FindCoordinator v5 (above the versions served) has no top-level error code to carry the
+	// refusal: an answer without one would read as "no coordinator", so the connection closes.
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.SetVersion(5)
+	find.CoordinatorKeys = []string{"g"}
+	if _, err := c.Write(appendRequest(nil, 3, find)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
+	apiVersionsOK(t, s)
+}

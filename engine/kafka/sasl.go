@@ -82,6 +82,7 @@ func (c *conn) saslStepped(conv auth.Conversation, done bool, err error) {
 	}
 	if done {
 		c.authed, c.principal, c.sasl, c.saslRaw = true, conv.Principal(), nil, false
+		c.authDone.Store(true)
 	}
 }
 

@@ -48,6 +48,11 @@ type Options struct {
 	// MaxOutboundBytes caps what gnet may hold unsent for one connection: a Fetch answer waits
 	// while more than this is queued (the ticker looks again). Default 4 MiB.
 	MaxOutboundBytes int
+	// MaxOutboundTotal caps what gnet holds unsent for all the listener's connections together:
+	// past it, a Fetch answer waits on a connection with anything unsent, and one with nothing
+	// unsent carries at most 64 KiB of records (beyond its first batch), so consumers that stop
+	// reading cannot hold more than this between them. Default 32 MiB.
+	MaxOutboundTotal int
 	// MaxFetchBytes caps one Fetch answer's record bytes whatever the client asks (a single batch
 	// larger than it is still sent whole, as Kafka does). Default 8 MiB.
 	MaxFetchBytes int
@@ -58,6 +63,12 @@ type Options struct {
 	// protocol over crypto/tls. Default TLSAddr 127.0.0.1:9093.
 	TLSAddr   string
 	TLSConfig *tls.Config
+	// IdleTimeout closes a connection that sent nothing for this long (Kafka's
+	// connections.max.idle.ms; clients reconnect when they need to). Default 10 min.
+	IdleTimeout time.Duration
+	// HandshakeTimeout closes a connection that has not authenticated this long after it opened,
+	// when authentication is required. Default 10 s.
+	HandshakeTimeout time.Duration
 	// Authenticator, when Enabled, requires SASL (PLAIN, and SCRAM when it holds users) before any
 	// request but ApiVersions and the SASL ones.
 	Authenticator *auth.Authenticator
@@ -92,8 +103,17 @@ func (o *Options) setDefaults() {
 	if o.MaxOutboundBytes == 0 {
 		o.MaxOutboundBytes = 4 << 20
 	}
+	if o.MaxOutboundTotal == 0 {
+		o.MaxOutboundTotal = 32 << 20
+	}
 	if o.MaxFetchBytes == 0 {
 		o.MaxFetchBytes = 8 << 20
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 10 * time.Minute
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -112,8 +132,8 @@ func (o *Options) Validate() error {
 	case o.MinDurability > wire.DurabilityFsync:
 		return fmt.Errorf("kafka: MinDurability %d", o.MinDurability)
 	case o.MaxInflightProduceBytes < 1 || o.MaxInflightRequests < 1 || o.MaxConnections < 1 ||
-		o.MaxOutboundBytes < 1 || o.MaxFetchBytes < 1:
-		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxFetchBytes must be positive")
+		o.MaxOutboundBytes < 1 || o.MaxOutboundTotal < 1 || o.MaxFetchBytes < 1 || o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
+		return errors.New("kafka: MaxInflightProduceBytes, MaxInflightRequests, MaxConnections, MaxOutboundBytes, MaxOutboundTotal, MaxFetchBytes must be positive, HandshakeTimeout and IdleTimeout not negative")
 	}
 	return nil
 }
@@ -145,6 +165,10 @@ type Server struct {
 	// nextProducerID hands out producer ids for InitProducerId: seeded at random on start, so ids
 	// given before a restart (still in the partitions' rebuilt idempotence state) are not given again.
 	nextProducerID atomic.Int64
+
+	// outbound is the sum of every connection's outCounted: bytes gnet holds unsent, as last
+	// measured on each connection's loop.
+	outbound atomic.Int64
 
 	stats    Stats
 	stopping atomic.Bool
@@ -344,13 +368,29 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.onTraffic()
 }
 
-// tickInterval paces the resumption of Fetch answers paused by a full outbound buffer.
+// tickInterval paces the resumption of Fetch answers paused by a full outbound buffer and the
+// handshake timeout's checks.
 const tickInterval = 50 * time.Millisecond
 
-// OnTick wakes connections whose Fetch answer paused on a full outbound buffer.
+// OnTick wakes connections whose Fetch answer paused on a full outbound buffer, and closes those
+// that have not authenticated within HandshakeTimeout or sent nothing for IdleTimeout. A connection
+// with a request still unanswered (a long-poll Fetch) is not idle.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	limit := s.opts.HandshakeTimeout.Nanoseconds()
+	idle := s.opts.IdleTimeout.Nanoseconds()
 	s.connMu.Lock()
 	for c := range s.conns {
+		if !c.authDone.Load() && now-c.opened > limit && c.closing.CompareAndSwap(false, true) {
+			s.log.Debug("kafka: closing connection: not authenticated in time", "remote", c.remote)
+			_ = c.t.Close()
+			continue
+		}
+		if idle > 0 && !c.busy.Load() && now-c.lastActive.Load() > idle && c.closing.CompareAndSwap(false, true) {
+			s.log.Debug("kafka: closing idle connection", "remote", c.remote)
+			_ = c.t.Close()
+			continue
+		}
 		if c.blocked.CompareAndSwap(true, false) {
 			c.signal(flagRetry)
 		}
