@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,11 +25,14 @@ type replyHandler interface {
 	complete(f wire.Frame, err error)
 }
 
-// Buffer sizes of a connection. Reads use one buffer for the connection's life; frames wholly inside
-// a read are decoded in place. The write buffer grows to the largest burst queued while a write was in
-// progress and is dropped after a burst above maxKeptWriteBuf, so one spike does not pin memory.
+// Buffer sizes of a connection. Reads go into one linear buffer (frameReader) where frames are
+// decoded in place: minReadBuf to start with, readBufSize once a frame over half of that arrives (a
+// consumer's connection, whose deliveries are up to 1 MiB by default). The write buffer grows to the
+// largest burst queued while a write was in progress and is dropped after a burst above
+// maxKeptWriteBuf, so one spike does not pin memory.
 const (
-	readBufSize     = 256 << 10
+	minReadBuf      = 64 << 10
+	readBufSize     = 2 << 20
 	maxKeptWriteBuf = 32 << 20
 )
 
@@ -311,24 +313,7 @@ func (cn *conn) writeLoop() {
 // readLoop decodes frames until the connection fails.
 func (cn *conn) readLoop() {
 	defer cn.c.wg.Done()
-	dec := wire.NewDecoder(cn.maxFrame)
-	buf := make([]byte, readBufSize)
-	for {
-		n, err := cn.nc.Read(buf)
-		if n > 0 {
-			if ferr := dec.Feed(buf[:n], cn.dispatch); ferr != nil {
-				cn.fail(ferr)
-				return
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			cn.fail(fmt.Errorf("read: %w", err))
-			return
-		}
-	}
+	cn.fail(newFrameReader(cn.nc, cn.maxFrame).run(cn.dispatch))
 }
 
 // dispatch routes one frame: pushes to their subscription, answers to their request.
