@@ -35,6 +35,27 @@ import (
 	"github.com/sluicemq/sluice/wire"
 )
 
+// Buffer sizes of the event loops, chosen for 1 MiB batches and deliveries (the engine's default
+// MaxBatchBytes and MaxDeliverBytes).
+//
+// loopReadBuffer is gnet's read buffer, one per event loop: one read(2) takes up to this much, and
+// OnTraffic decodes the frames lying whole in it in place. The part of a frame a read did not complete
+// is copied into the connection's inbound buffer and Peek assembles the frame from there (a second
+// copy). At 2 MiB per loop a 1 MiB produce frame fits whole, with room for the frames around it, so
+// one the kernel hands over in one read costs no copy in user space.
+//
+// connWriteBuffer is the fixed ring of a connection's outbound buffer, used only for what the socket
+// did not take (a writev's remainder); beyond it gnet chains blocks. Memory is taken as it is used.
+//
+// Socket buffers (SO_RCVBUF, SO_SNDBUF) are left to the kernel: setting either turns off its
+// autotuning, which on loopback grows a busy connection's buffers to net.ipv4.tcp_rmem's and
+// tcp_wmem's maximum (32 MiB and 4 MiB on Debian's defaults), past what a fixed setting may reach
+// without raising net.core.rmem_max.
+const (
+	loopReadBuffer  = 2 << 20
+	connWriteBuffer = 2 << 20
+)
+
 // Options configure a Server.
 type Options struct {
 	// Addr is the TCP listen address. Default 127.0.0.1:7450; port 0 picks a free port (see Addr()).
@@ -291,8 +312,8 @@ func Start(opts Options) (*Server, error) {
 			gnet.WithTicker(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(256<<10),
-			gnet.WithWriteBufferCap(256<<10),
+			gnet.WithReadBufferCap(loopReadBuffer),
+			gnet.WithWriteBufferCap(connWriteBuffer),
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
 	}()
