@@ -226,6 +226,9 @@ type Server struct {
 	outbound atomic.Int64
 
 	stats Stats
+	// protoErrs counts the protocol errors that were another protocol on the Sluice port, by kind
+	// (mismatch); the rest of stats.ProtocolErrors is malformed Sluice.
+	protoErrs protocolErrors
 
 	// stopping is set once, by Close, before anything is torn down: from then on new connections
 	// and new produces are refused with CodeShuttingDown. Loops read it.
@@ -556,7 +559,14 @@ func (s *Server) WriteMetrics(w interface{ Write([]byte) (int, error) }) {
 	fmt.Fprintf(w, "# HELP sluice_connections_accepted_total Connections accepted.\n# TYPE sluice_connections_accepted_total counter\nsluice_connections_accepted_total %d\n", s.stats.Accepted.Load())
 	fmt.Fprintf(w, "# HELP sluice_connections_unauthenticated Open connections that have not completed their handshake.\n# TYPE sluice_connections_unauthenticated gauge\nsluice_connections_unauthenticated %d\n", s.stats.Unauthenticated.Load())
 	fmt.Fprintf(w, "# HELP sluice_connections_refused_total Connections refused or evicted by a connection limit.\n# TYPE sluice_connections_refused_total counter\nsluice_connections_refused_total %d\n", s.stats.Refused.Load())
-	fmt.Fprintf(w, "# HELP sluice_protocol_errors_total Connections closed for protocol errors.\n# TYPE sluice_protocol_errors_total counter\nsluice_protocol_errors_total %d\n", s.stats.ProtocolErrors.Load())
+	fmt.Fprintf(w, "# HELP sluice_protocol_errors_total Connections closed for protocol errors, by kind: malformed Sluice frames, or another protocol (http, tls, kafka) on the Sluice port.\n# TYPE sluice_protocol_errors_total counter\n")
+	other := s.stats.ProtocolErrors.Load()
+	for k := kindHTTP; k < numProtocolKinds; k++ {
+		n := s.protoErrs[k].Load()
+		other -= min(n, other)
+		fmt.Fprintf(w, "sluice_protocol_errors_total{kind=%q} %d\n", protocolKindNames[k], n)
+	}
+	fmt.Fprintf(w, "sluice_protocol_errors_total{kind=%q} %d\n", protocolKindNames[kindMalformed], other)
 	s.e.WriteMetrics(w)
 }
 

@@ -313,6 +313,9 @@ func (ss *session) readFrames() {
 		}
 		hb, _ := c.Peek(wire.FrameHeaderSize)
 		h, err := wire.ParseFrameHeader(hb, limit)
+		if !ss.handshaken && (err != nil || h.Op != wire.OpHello) && ss.mismatch(hb) {
+			return // another protocol on the Sluice port: closed with a hint
+		}
 		if err != nil {
 			msg := err.Error()
 			if !ss.established {
