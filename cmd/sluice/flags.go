@@ -24,10 +24,15 @@ type globals struct {
 	token   string
 	timeout time.Duration
 	verbose bool
+
+	// TLS: tls asks for it; tlsCA, tlsCert and tlsKey are PEM files (any of them implies tls).
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
 }
 
 // globalNames are the names register defines, so usage lists them apart.
-var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true}
+var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true,
+	"tls": true, "tls-ca": true, "tls-cert": true, "tls-key": true}
 
 func (g *globals) register(fs *flag.FlagSet) {
 	addr := os.Getenv("SLUICE_ADDR")
@@ -38,6 +43,10 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.token, "token", os.Getenv("SLUICE_TOKEN"), "authentication `token` (env SLUICE_TOKEN)")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on connecting and on each request")
 	fs.BoolVar(&g.verbose, "verbose", false, "log the client's activity to stderr")
+	fs.BoolVar(&g.tls, "tls", false, "connect with TLS (to the broker's --tls-listen port), verifying it with the system's CAs")
+	fs.StringVar(&g.tlsCA, "tls-ca", os.Getenv("SLUICE_TLS_CA"), "verify the broker with the CA certificates in PEM `file` (implies --tls; env SLUICE_TLS_CA)")
+	fs.StringVar(&g.tlsCert, "tls-cert", "", "present the client certificate in PEM `file` (implies --tls; with --tls-key)")
+	fs.StringVar(&g.tlsKey, "tls-key", "", "the private key in PEM `file` for --tls-cert")
 }
 
 // cmdFlags is one command's flag set, its own flags and the global ones, with the text --help prints.
@@ -137,7 +146,11 @@ func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
 		if d := fl.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && !strings.Contains(usage, "(default") {
 			usage += fmt.Sprintf(" (default %s)", d)
 		}
-		fmt.Fprintf(tw, "  --%s%s\t%s\n", fl.Name, arg, usage)
+		dash := "--"
+		if len(fl.Name) == 1 {
+			dash = "-" // -e, as kcat spells it
+		}
+		fmt.Fprintf(tw, "  %s%s%s\t%s\n", dash, fl.Name, arg, usage)
 	})
 	tw.Flush()
 }
