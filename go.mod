@@ -6,9 +6,10 @@ require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/klauspost/compress v1.18.2
 	github.com/panjf2000/gnet/v2 v2.10.0
+	github.com/peterbourgon/ff/v3 v3.4.0
 	github.com/twmb/franz-go/pkg/kmsg v1.12.0
 	github.com/valyala/bytebufferpool v1.0.0
-	golang.org/x/sys v0.30.0
+	golang.org/x/sys v0.35.0
 )
 
 require (

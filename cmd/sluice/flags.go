@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicemq/sluice/internal/units"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -192,36 +193,8 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
-var byteUnits = []struct {
-	suffix string
-	mult   float64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"k", 1 << 10}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
-	{"B", 1},
-}
-
-func parseBytes(s string) (int64, error) {
-	num, mult := strings.TrimSpace(s), 1.0
-	for _, u := range byteUnits {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
-	}
-	if n, err := strconv.ParseInt(num, 10, 64); err == nil && mult == 1 {
-		if n < 0 {
-			return 0, errors.New("negative size")
-		}
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*mult >= 1<<63 {
-		return 0, fmt.Errorf("not a size: %q", s)
-	}
-	return int64(f * mult), nil
-}
+// parseBytes reads a size with the units sluiced also takes (internal/units).
+func parseBytes(s string) (int64, error) { return units.ParseBytes(s) }
 
 // ageFlag is a retention age flag that also takes days: "7d", "36h", "90m". It is range-checked as
 // it is parsed: 0 (the broker's default) or 1ms..about 292 years (wire.MaxRetentionMs), so the

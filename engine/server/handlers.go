@@ -170,7 +170,7 @@ func (ss *session) auth(f wire.Frame) {
 	if !ss.decode(f, &m) {
 		return
 	}
-	principal, ok := ss.srv.opts.Tokens[string(m.Payload)]
+	principal, ok := ss.srv.auth.Load().tokens[string(m.Payload)]
 	if m.Mechanism != "token" || !ok {
 		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism)
 		return
@@ -183,7 +183,7 @@ func (ss *session) auth(f wire.Frame) {
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and
 // inboxes) and answers f with CodeNotAuthorized when not. It does not allocate on a grant.
 func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
-	if !auth.MayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
+	if !auth.MayTopic(ss.srv.auth.Load().acl, ss.principal, act, topic) {
 		ss.deny(f, act.String()+" topic "+topic)
 		return false
 	}
@@ -194,7 +194,7 @@ func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
 // offsets, describe it) and answers f with CodeNotAuthorized when not. The empty group (a consumer
 // outside any group) needs nothing.
 func (ss *session) allowedGroup(f wire.Frame, group string) bool {
-	if group != "" && !auth.MayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
+	if group != "" && !auth.MayGroup(ss.srv.auth.Load().acl, ss.principal, ActConsume, group) {
 		ss.deny(f, "consume group "+group)
 		return false
 	}
@@ -203,7 +203,7 @@ func (ss *session) allowedGroup(f wire.Frame, group string) bool {
 
 // allowedCreate checks that the principal may create a topic with cfg (auth.MayCreate).
 func (ss *session) allowedCreate(f wire.Frame, cfg wire.TopicConfig) bool {
-	if !auth.MayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
+	if !auth.MayCreate(ss.srv.auth.Load().acl, ss.principal, cfg) {
 		msg := "admin topic " + cfg.Name
 		if wire.IsInbox(cfg.Name) {
 			msg += " (an inbox is created by its owner, memory-only, with one partition)"
@@ -241,7 +241,7 @@ func (ss *session) produce(f wire.Frame) {
 		ss.needTopic(f, name)
 		return
 	}
-	if ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, t.Name()) {
+	if ss.srv.auth.Load().acl != nil && !ss.allowed(f, ActProduce, t.Name()) {
 		return
 	}
 	p, err := t.PickPartition(m.Partition)
@@ -400,7 +400,7 @@ func (ss *session) commit(f wire.Frame) {
 // principal may describe; a description of what it may not is refused whether or not it exists.
 func (ss *session) admin(f wire.Frame) {
 	e := ss.srv.e
-	acl := ss.srv.opts.ACL
+	acl := ss.srv.auth.Load().acl
 	switch f.Op {
 	case wire.OpListTopics:
 		topics := e.Topics()

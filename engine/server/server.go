@@ -229,6 +229,9 @@ type Server struct {
 	// protoErrs counts the protocol errors that were another protocol on the Sluice port, by kind
 	// (mismatch); the rest of stats.ProtocolErrors is malformed Sluice.
 	protoErrs protocolErrors
+	// auth is the tokens and ACL rules in force: opts.Tokens and opts.ACL at Start, replaced whole by
+	// SetAuth. Event loops load it per request; nothing writes through the pointer.
+	auth atomic.Pointer[authState]
 
 	// stopping is set once, by Close, before anything is torn down: from then on new connections
 	// and new produces are refused with CodeShuttingDown. Loops read it.
@@ -265,6 +268,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
 		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
+	s.auth.Store(&authState{tokens: opts.Tokens, acl: opts.ACL})
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),

@@ -140,7 +140,7 @@ func newSession(srv *Server, c transport) (*session, error) {
 	ss.lastActive.Store(ss.opened)
 	ss.addr = addrOf(c.RemoteAddr())
 	ss.peerMax = wire.DefaultMaxFrame
-	ss.authed = len(srv.opts.Tokens) == 0
+	ss.authed = len(srv.auth.Load().tokens) == 0
 	return ss, nil
 }
 
