@@ -70,6 +70,7 @@ type broker struct {
 	metrics string
 	data    string
 	args    []string
+	bin     string // the sluiced binary; empty: sluicedBinary's
 	logs    *strings.Builder
 	mu      sync.Mutex
 	exited  chan error
@@ -86,7 +87,11 @@ func startBroker(t *testing.T, data string, extra ...string) *broker {
 func (b *broker) start() {
 	b.t.Helper()
 	args := append([]string{"--data", b.data, "--listen", b.addr, "--metrics", b.metrics, "--log-level", "warn"}, b.args...)
-	b.cmd = exec.Command(sluicedBinary(b.t), args...)
+	bin := b.bin
+	if bin == "" {
+		bin = sluicedBinary(b.t)
+	}
+	b.cmd = exec.Command(bin, args...)
 	b.logs = &strings.Builder{}
 	stderr, _ := b.cmd.StderrPipe()
 	if err := b.cmd.Start(); err != nil {
