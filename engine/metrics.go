@@ -3,9 +3,12 @@ package engine
 import (
 	"fmt"
 	"io"
+	"sort"
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // cacheLine is the coherence unit the counters are padded to, so that counters bumped by different
@@ -95,9 +98,11 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 	writePartitionGauge(w, parts, "sluice_partition_end_offset", "The next offset of each partition.", (*Partition).NextOffset)
 	writePartitionGauge(w, parts, "sluice_partition_synced_offset", "The offset below which each partition is covered by an fdatasync.", (*Partition).SyncedOffset)
 	writePartitionGauge(w, parts, "sluice_partition_bytes", "Bytes retained by each partition.", func(p *Partition) int64 { return p.log.Size() })
-	fmt.Fprintln(w, "# HELP sluice_consumer_group_lag Records between a group's committed offset and the partition end.")
+	fmt.Fprintln(w, "# HELP sluice_consumer_group_lag Records between a group's committed offset (the log start where it has none) and the partition end.")
 	fmt.Fprintln(w, "# TYPE sluice_consumer_group_lag gauge")
+	groups := map[string]bool{}
 	for _, k := range e.offsets.Keys() {
+		groups[k.Group] = true
 		t := e.TopicByName(k.Topic)
 		if t == nil || t.Partition(k.Partition) == nil {
 			continue
@@ -106,6 +111,69 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 		lag := max(t.Partition(k.Partition).NextOffset()-off, 0)
 		fmt.Fprintf(w, "sluice_consumer_group_lag{group=%q,topic=%q,partition=\"%d\"} %d\n", k.Group, k.Topic, k.Partition, lag)
 	}
+	for g := range e.memberTopics() {
+		groups[g] = true
+	}
+	for g := range groups {
+		for _, o := range e.appendUncommitted(nil, g) {
+			fmt.Fprintf(w, "sluice_consumer_group_lag{group=%q,topic=%q,partition=\"%d\"} %d\n", g, o.Topic, o.Partition, max(o.End-o.Committed, 0))
+		}
+	}
+}
+
+// memberTopics maps each group with members to the topics they subscribe to.
+func (e *Engine) memberTopics() map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	e.groups.mu.Lock()
+	defer e.groups.mu.Unlock()
+	for name, g := range e.groups.groups {
+		for _, m := range g.members {
+			if out[name] == nil {
+				out[name] = map[string]bool{}
+			}
+			out[name][m.sub.topic.cfg.Name] = true
+		}
+	}
+	return out
+}
+
+// appendUncommitted appends to dst, for every partition without a committed offset of group of a
+// topic the group reads (its members subscribe to it, or it has committed offsets on another of its
+// partitions), an entry whose Committed is the partition's log start: a member would start there
+// (unless told otherwise), so everything retained is lag.
+func (e *Engine) appendUncommitted(dst []wire.GroupOffset, group string) []wire.GroupOffset {
+	topics := e.memberTopics()[group]
+	if topics == nil {
+		topics = map[string]bool{}
+	}
+	committed := map[string]map[int32]bool{}
+	for _, k := range e.offsets.Keys() {
+		if k.Group != group {
+			continue
+		}
+		topics[k.Topic] = true
+		if committed[k.Topic] == nil {
+			committed[k.Topic] = map[int32]bool{}
+		}
+		committed[k.Topic][k.Partition] = true
+	}
+	names := make([]string, 0, len(topics))
+	for name := range topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t := e.TopicByName(name)
+		if t == nil {
+			continue
+		}
+		for _, p := range t.parts {
+			if !committed[name][p.id] {
+				dst = append(dst, wire.GroupOffset{Topic: name, Partition: p.id, Committed: p.StartOffset(), End: p.NextOffset()})
+			}
+		}
+	}
+	return dst
 }
 
 func writePartitionGauge(w io.Writer, parts []*Partition, name, help string, value func(*Partition) int64) {

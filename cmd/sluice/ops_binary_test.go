@@ -352,3 +352,32 @@ func TestBinaryWrongPort(t *testing.T) {
 	}
 	oneErrorLine(t, binRun(t, tlsAddr, nil, "ping", "--tls"), "certificate")
 }
+
+// TestBinaryGroupLagUncommitted: group describe and sluice_consumer_group_lag count the partitions
+// where the group has no committed offset, from the log start.
+func TestBinaryGroupLagUncommitted(t *testing.T) {
+	srv, _ := servertest.Start(t, nil, nil)
+	addr := srv.Addr().String()
+	binOK(t, addr, nil, "topic", "create", "lag", "--partitions", "3")
+	binOK(t, addr, []byte("a\nb\nc\n"), "produce", "lag", "--partition", "0", "--quiet")
+	binOK(t, addr, []byte("d\ne\n"), "produce", "lag", "--partition", "1", "--quiet")
+	binOK(t, addr, nil, "group", "seek", "g", "lag", "2", "--partition", "0") // partitions 1 and 2: no commit
+	d := binOK(t, addr, nil, "group", "describe", "g").stdout
+	flat := strings.Join(strings.Fields(d), " ")
+	for _, want := range []string{"lag 0 2 3 1", "lag 1 0 2 2", "lag 2 0 0 0", "total 3"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("group describe lacks %q:\n%s", want, d)
+		}
+	}
+	var m bytes.Buffer
+	srv.WriteMetrics(&m)
+	for _, want := range []string{
+		`sluice_consumer_group_lag{group="g",topic="lag",partition="0"} 1`,
+		`sluice_consumer_group_lag{group="g",topic="lag",partition="1"} 2`,
+		`sluice_consumer_group_lag{group="g",topic="lag",partition="2"} 0`,
+	} {
+		if !strings.Contains(m.String(), want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
