@@ -372,9 +372,9 @@ func TestBinaryGroupLagUncommitted(t *testing.T) {
 	var m bytes.Buffer
 	srv.WriteMetrics(&m)
 	for _, want := range []string{
-		`sluice_consumer_group_lag{group="g",topic="lag",partition="0"} 1`,
-		`sluice_consumer_group_lag{group="g",topic="lag",partition="1"} 2`,
-		`sluice_consumer_group_lag{group="g",topic="lag",partition="2"} 0`,
+		`sluice_consumer_group_lag{group="g",partition="0",topic="lag"} 1`,
+		`sluice_consumer_group_lag{group="g",partition="1",topic="lag"} 2`,
+		`sluice_consumer_group_lag{group="g",partition="2",topic="lag"} 0`,
 	} {
 		if !strings.Contains(m.String(), want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,16 +166,21 @@ func (b *broker) metric(t *testing.T, name, labels string) int64 {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	series := name
-	if labels != "" {
-		series += "{" + labels + "}"
+	if labels != "" { // the exposition sorts labels by name
+		l := strings.Split(labels, ",")
+		sort.Strings(l)
+		series += "{" + strings.Join(l, ",") + "}"
 	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
 	m := re.FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("metric %s{%s} not found in\n%s", name, labels, body)
 	}
-	v, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return v
+	v, err := strconv.ParseFloat(string(m[1]), 64) // 1e+06 for a million
+	if err != nil {
+		t.Fatalf("metric %s{%s}: %v", name, labels, err)
+	}
+	return int64(v)
 }
 
 func dialBroker(t *testing.T, b *broker) *client.Client {

@@ -381,7 +381,7 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
-	health.setServer(srv)
+	health.setServer(srv, eng)
 	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics)
 
 	sig := make(chan os.Signal, 1)

@@ -79,6 +79,7 @@ func (ss *session) handle(f wire.Frame) {
 		return
 	}
 	if !ss.authed && f.Op != wire.OpAuth && f.Op != wire.OpPing {
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fail(f, wire.CodeAuthFailed)
 		return
 	}
@@ -172,6 +173,7 @@ func (ss *session) auth(f wire.Frame) {
 	}
 	principal, ok := ss.srv.auth.Load().tokens[string(m.Payload)]
 	if m.Mechanism != "token" || !ok {
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism)
 		return
 	}
@@ -253,6 +255,10 @@ func (ss *session) produce(f wire.Frame) {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeThrottled, Message: "too many produces awaiting fsync"})
 		return
 	}
+	var start int64 // the sampled produce's arrival, unix nanos (metrics.go, produceSampleMask)
+	if ss.produceSeq++; ss.produceSeq&produceSampleMask == 0 {
+		start = ss.lastActive.Load() // readFrames' clock reading for this frame
+	}
 	base, last, err := p.Append(m.Batches)
 	if err != nil {
 		ss.fail(f, err)
@@ -275,13 +281,14 @@ func (ss *session) produce(f wire.Frame) {
 			ss.watched[p] = struct{}{}
 			p.Watch(ss)
 		}
-		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr})
+		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr, start: start})
 		p.RequestSync()
 		if p.SyncedOffset() > last {
 			ss.releaseAcks() // the flusher synced between the append and the Watch
 		}
 	default:
 		ss.out = appendProduceReply(ss.out, f.Corr, p.ID(), base, last)
+		ss.srv.sampleProduce(start)
 	}
 }
 

@@ -25,10 +25,11 @@ type event struct {
 
 // pendingAck is a produce waiting for the fdatasync that covers its last offset.
 type pendingAck struct {
-	part *engine.Partition
-	last int64
-	base int64
-	corr uint32
+	part  *engine.Partition
+	last  int64
+	base  int64
+	corr  uint32
+	start int64 // a sampled produce's arrival (unix nanos), else 0
 }
 
 // inboxCapacity bounds a session's inbox: 128 slots of 32 bytes, 4 KiB a connection. Events are
@@ -88,6 +89,7 @@ type session struct {
 	createErr  error
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
+	produceSeq uint32       // produces served; selects the sampled ones (loop-owned)
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 	closing    atomic.Bool  // closeWith has run; any goroutine
 
@@ -579,6 +581,7 @@ func (ss *session) releaseAcks() {
 	for _, a := range ss.pending {
 		if a.part.SyncedOffset() > a.last {
 			ss.out = appendProduceReply(ss.out, a.corr, a.part.ID(), a.base, a.last)
+			ss.srv.sampleProduce(a.start)
 		} else {
 			keep = append(keep, a)
 		}
