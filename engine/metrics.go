@@ -37,6 +37,9 @@ type Metrics struct {
 	// QueueRecordsExpired counts work-queue records retention removed before they were settled
 	// (never dispatched, or dispatched and neither acked nor dead-lettered): the queue skipped them.
 	QueueRecordsExpired counter
+	// QueueDeadLettered counts work-queue records marked for their dead-letter topic (too many
+	// deliveries, or undecodable).
+	QueueDeadLettered counter
 
 	// syncSeconds is the group commit's sync-round latency histogram: one counter per bucket of
 	// syncBuckets (cumulative counts are summed when written), plus the total and the sum.
@@ -116,6 +119,10 @@ var (
 	descDeliveries      = prometheus.NewDesc("sluice_deliveries_total", "Deliveries written to consumers.", nil, nil)
 	descColdReads       = prometheus.NewDesc("sluice_cold_reads_total", "Deliveries deferred while their pages were read from disk off the event loop.", nil, nil)
 	descDeliveredBytes  = prometheus.NewDesc("sluice_delivered_bytes_total", "Record batch bytes delivered to consumers.", nil, nil)
+	descQueueDead       = prometheus.NewDesc("sluice_queue_dead_lettered_total", "Work-queue records marked for their dead-letter topic (too many deliveries, or undecodable).", nil, nil)
+	queueLabels         = []string{"group", "topic", "partition"}
+	descQueueReady      = prometheus.NewDesc("sluice_queue_ready", "Work-queue records ready for a member: not yet dispatched, or due for redelivery.", queueLabels, nil)
+	descQueuePending    = prometheus.NewDesc("sluice_queue_pending", "Work-queue records held by members, neither acked nor nacked yet.", queueLabels, nil)
 	descQueueExpired    = prometheus.NewDesc("sluice_queue_records_expired_total", "Work-queue records removed by retention before they were settled, which the queue skipped.", nil, nil)
 	descSync            = prometheus.NewDesc("sluice_sync_duration_seconds", "Group-commit sync rounds (fdatasync of every segment with unsynced data).", nil, nil)
 	descTopicsFailed    = prometheus.NewDesc("sluice_topics_failed", "Topics that failed to open at start and are not served (the log says why).", nil, nil)
@@ -139,6 +146,8 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descColdReads, m.ColdReads.Load())
 	counter(descDeliveredBytes, m.DeliveredBytes.Load())
 	counter(descQueueExpired, m.QueueRecordsExpired.Load())
+	counter(descQueueDead, m.QueueDeadLettered.Load())
+	e.collectQueues(ch)
 
 	buckets := make(map[float64]uint64, len(syncBuckets))
 	var cum uint64
@@ -180,6 +189,28 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	for g := range groups {
 		for _, o := range e.appendUncommitted(nil, g) {
 			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(max(o.End-o.Committed, 0)), g, o.Topic, strconv.Itoa(int(o.Partition)))
+		}
+	}
+}
+
+// collectQueues reports each work queue partition's ready and pending records. It takes the queue
+// table's mutex, then each partition's in turn (their lock order), for a moment each.
+func (e *Engine) collectQueues(ch chan<- prometheus.Metric) {
+	qt := e.queues
+	qt.mu.Lock()
+	defer qt.mu.Unlock()
+	for k, q := range qt.queues {
+		if q.dropped.Load() {
+			continue
+		}
+		for _, qp := range q.parts {
+			qp.mu.Lock()
+			ready := max(qp.p.NextOffset()-qp.next, 0) + int64(len(qp.due))
+			pending := len(qp.pending)
+			qp.mu.Unlock()
+			part := strconv.Itoa(int(qp.p.id))
+			ch <- prometheus.MustNewConstMetric(descQueueReady, prometheus.GaugeValue, float64(ready), k.group, k.topic, part)
+			ch <- prometheus.MustNewConstMetric(descQueuePending, prometheus.GaugeValue, float64(pending), k.group, k.topic, part)
 		}
 	}
 }

@@ -381,3 +381,45 @@ func TestBinaryGroupLagUncommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryQueueMetrics: sluice_queue_ready, sluice_queue_pending and
+// sluice_queue_dead_lettered_total follow a work queue.
+func TestBinaryQueueMetrics(t *testing.T) {
+	srv, _ := servertest.Start(t, nil, nil)
+	addr := srv.Addr().String()
+	binOK(t, addr, nil, "topic", "create", "qm", "--partitions", "1")
+	binOK(t, addr, []byte("a\n"), "produce", "qm", "--quiet")
+	binOK(t, addr, nil, "queue", "consume", "qm", "--group", "w", "--count", "1") // acks a
+	binOK(t, addr, []byte("b\n"), "produce", "qm", "--quiet")
+	// b fails once, its limit: dead-lettered.
+	binOK(t, addr, nil, "queue", "consume", "qm", "--group", "w", "--count", "1", "--exec", "exit 3", "--max-deliveries", "1")
+	binOK(t, addr, []byte("c\nd\n"), "produce", "qm", "--quiet")
+	// b, due again, is past its limit: dead-lettered when next dispatched; c is taken; d stays ready.
+	if r := binOK(t, addr, nil, "queue", "consume", "qm", "--group", "w", "--count", "1", "--max-deliveries", "1"); r.stdout != "c\n" {
+		t.Fatalf("third consume: %q", r.stdout)
+	}
+	metrics := func() string {
+		var m bytes.Buffer
+		srv.WriteMetrics(&m)
+		return m.String()
+	}
+	want := []string{
+		`sluice_queue_ready{group="w",partition="0",topic="qm"} 1`,
+		`sluice_queue_pending{group="w",partition="0",topic="qm"} 0`,
+		`sluice_queue_dead_lettered_total 1`,
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m, missing := metrics(), ""
+		for _, w := range want {
+			if !strings.Contains(m, w+"\n") {
+				missing = w
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s:\n%s", missing, m)
+		}
+	}
+}
