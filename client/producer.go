@@ -164,7 +164,7 @@ func (o *ProducerOptions) Validate() error {
 		return fmt.Errorf("%w: max in flight %d", ErrOptions, o.MaxInFlight)
 	case o.MaxBufferedBytes < o.MaxBatchBytes:
 		return fmt.Errorf("%w: max buffered bytes %d below max batch bytes %d", ErrOptions, o.MaxBufferedBytes, o.MaxBatchBytes)
-	case o.Compression != wire.CodecNone && o.Compression != wire.CodecGzip && o.Compression != wire.CodecSnappy && o.Compression != wire.CodecZstd:
+	case o.Compression > wire.CodecZstd:
 		return fmt.Errorf("%w: compression %v", ErrOptions, o.Compression)
 	}
 	return nil

@@ -124,7 +124,7 @@ func CodeOf(err error) Code {
 	case errors.Is(err, ErrCorrupt):
 		return CodeCorruptBatch
 	case errors.Is(err, ErrCodec):
-		return CodeInvalidRequest // a batch in a codec the broker does not accept (lz4)
+		return CodeInvalidRequest // a codec the broker does not know
 	case errors.Is(err, ErrUnknownOp):
 		return CodeUnknownOp
 	case errors.Is(err, ErrUnsupportedVer):

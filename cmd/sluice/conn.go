@@ -41,6 +41,18 @@ func (g *globals) dial(ctx context.Context, stderr io.Writer) (*client.Client, e
 	if tcfg != nil {
 		opts = append(opts, client.WithTLS(tcfg))
 	}
+	if g.user != "" {
+		pass, err := g.password()
+		if err != nil {
+			return nil, err
+		}
+		switch g.mechanism {
+		case "PLAIN":
+			opts = append(opts, client.WithPlain(g.user, pass))
+		default: // client.Dial refuses a mechanism it does not know
+			opts = append(opts, client.WithSCRAM(g.user, pass, g.mechanism))
+		}
+	}
 	dctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	c, err := client.Dial(dctx, g.addr, opts...)
@@ -126,6 +138,18 @@ func probePeer(ctx context.Context, addr string) int {
 		return peerPlain
 	}
 	return peerUnknown
+}
+
+// password returns the password of --user: the first line of --password-file, else
+// SLUICE_PASSWORD.
+func (g *globals) password() (string, error) {
+	if g.passwordFile != "" {
+		return readPasswordFile(g.passwordFile)
+	}
+	if p := os.Getenv("SLUICE_PASSWORD"); p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("--user %s needs a password: --password-file FILE or env SLUICE_PASSWORD", g.user)
 }
 
 // request bounds one request by --timeout.

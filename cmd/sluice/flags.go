@@ -29,11 +29,18 @@ type globals struct {
 	// TLS: tls asks for it; tlsCA, tlsCert and tlsKey are PEM files (any of them implies tls).
 	tls                    bool
 	tlsCA, tlsCert, tlsKey string
+
+	// user, passwordFile and mechanism authenticate as a user of the broker's users file (SCRAM or
+	// PLAIN) instead of with a token; the password comes from passwordFile or SLUICE_PASSWORD.
+	user         string
+	passwordFile string
+	mechanism    string
 }
 
 // globalNames are the names register defines, so usage lists them apart.
 var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true,
-	"tls": true, "tls-ca": true, "tls-cert": true, "tls-key": true}
+	"tls": true, "tls-ca": true, "tls-cert": true, "tls-key": true,
+	"user": true, "password-file": true, "mechanism": true}
 
 func (g *globals) register(fs *flag.FlagSet) {
 	addr := os.Getenv("SLUICE_ADDR")
@@ -42,6 +49,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&g.addr, "addr", addr, "the broker's `address`, host:port (env SLUICE_ADDR)")
 	fs.StringVar(&g.token, "token", os.Getenv("SLUICE_TOKEN"), "authentication `token` (env SLUICE_TOKEN)")
+	fs.StringVar(&g.user, "user", os.Getenv("SLUICE_USER"), "authenticate as `name`, a user of the broker's users file (env SLUICE_USER; the password from --password-file or env SLUICE_PASSWORD)")
+	fs.StringVar(&g.passwordFile, "password-file", os.Getenv("SLUICE_PASSWORD_FILE"), "`file` whose first line is the password of --user (env SLUICE_PASSWORD_FILE); for user add, the new password")
+	fs.StringVar(&g.mechanism, "mechanism", "SCRAM-SHA-256", "how --user authenticates: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on connecting and on each request")
 	fs.BoolVar(&g.verbose, "verbose", false, "log the client's activity to stderr")
 	fs.BoolVar(&g.tls, "tls", false, "connect with TLS (to the broker's --tls-listen port), verifying it with the system's CAs")

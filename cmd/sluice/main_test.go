@@ -185,7 +185,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"topic", "list", "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"produce"}, "missing TOPIC"},
 		{[]string{"produce", "t", "--durability", "maybe"}, "want none, written or fsync"},
-		{[]string{"produce", "t", "--compression", "lz4"}, "want none, gzip, snappy or zstd"},
+		{[]string{"produce", "t", "--compression", "brotli"}, "want none, gzip, snappy, lz4 or zstd"},
 		{[]string{"produce", "t", "--whole", "--delim", ","}, "--whole and --delim exclude each other"},
 		{[]string{"produce", "t", "--key", "k", "--key-field"}, "--key and --key-field exclude each other"},
 		{[]string{"produce", "t", "--header", "novalue"}, `--header "novalue" is not k=v`},

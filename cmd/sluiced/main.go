@@ -32,6 +32,7 @@ import (
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
 	"github.com/sluicemq/sluice/internal/units"
@@ -60,6 +61,7 @@ type config struct {
 	IdleTimeout    time.Duration
 	Tokens         []string // "token=principal"
 	TokenFile      string   // --token-file: more "token=principal" lines, reread on SIGHUP
+	Users          string   // --users: the users file (SCRAM and PLAIN), empty for none
 	ACL            []string // "principal:actions:[topic:|group:]pattern"
 	ACLFile        string   // --acl-file: more rules, one a line, reread on SIGHUP
 	LogLevel       string
@@ -143,6 +145,7 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.Var(&tokens, "token", "`token=principal`; repeatable; any token turns authentication on")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "read token=principal lines from `file` (# comments; reread on SIGHUP); any token turns authentication on")
 	fs.Var(&acl, "acl", "`rule` principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
+	fs.StringVar(&cfg.Users, "users", "", "users `file` of SCRAM verifiers, managed with 'sluice user'; any user turns authentication on (docs/security.md)")
 	fs.StringVar(&cfg.ACLFile, "acl-file", "", "read ACL rules from `file`, one a line (# comments; reread on SIGHUP)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
@@ -373,6 +376,18 @@ func run(args []string) error {
 		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	sopts.Tokens = tokens
+	if cfg.Users != "" {
+		users, err := auth.LoadUsers(cfg.Users)
+		if err != nil {
+			eng.Close()
+			return err
+		}
+		if auth.ReadableByOthers(cfg.Users) {
+			log.Warn("the users file is readable by group or others: chmod 600 it", "path", cfg.Users)
+		}
+		log.Info("users loaded", "path", cfg.Users, "users", users.Len())
+		sopts.Authenticator = &auth.Authenticator{Users: users} // --token fills its Tokens
+	}
 	if len(rules) > 0 { // a nil Rules in the interface would turn ACLs on with no rule
 		sopts.ACL = rules
 	}

@@ -64,7 +64,7 @@ func TestSettingsSources(t *testing.T) {
 	}
 	out.Reset()
 	if _, help, err := parseConfigTo([]string{"--help"}, &out); err != nil || !help ||
-		!strings.Contains(out.String(), "  --retention-age age") || !strings.Contains(out.String(), "SLUICE_RETENTION_AGE") {
+		!strings.Contains(out.String(), "  --retention-age D") || !strings.Contains(out.String(), "SLUICE_RETENTION_AGE") {
 		t.Errorf("--help: %v %v\n%s", help, err, out.String())
 	}
 }

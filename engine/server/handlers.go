@@ -166,20 +166,78 @@ func (ss *session) hello(f wire.Frame) {
 		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
 }
 
+// authStepOffLoop runs a conversation step that is too slow for the loop. Tests replace it.
+var authStepOffLoop = func(c auth.Conversation, in []byte) ([]byte, bool, error) { return c.Step(in) }
+
+// auth serves one step of an authentication exchange (auth.Authenticator: token, PLAIN, SCRAM).
+// A step that needs an answer from the client is replied to with the server's message; the last
+// step sets the principal and is replied to with the server's final message (SCRAM's server
+// signature) or, when the mechanism has none, the principal's name. A failure, an unknown
+// mechanism, or a change of mechanism in the middle of an exchange is CodeAuthFailed, fatal.
 func (ss *session) auth(f wire.Frame) {
 	var m wire.Auth
 	if !ss.decode(f, &m) {
 		return
 	}
-	principal, ok := ss.srv.auth.Load().tokens[string(m.Payload)]
-	if m.Mechanism != "token" || !ok {
+	if ss.authConv != nil && m.Mechanism != ss.authMech {
 		ss.srv.stats.AuthFailures.Add(1)
-		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism)
+		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" in the middle of a "+ss.authMech+" exchange")
 		return
 	}
+	if ss.authConv == nil {
+		conv, err := ss.srv.auth.Load().authn.Start(m.Mechanism)
+		if err != nil {
+			ss.srv.stats.AuthFailures.Add(1)
+			ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" is not offered")
+			return
+		}
+		ss.authConv, ss.authMech = conv, m.Mechanism
+	}
+	var out []byte
+	var done bool
+	var err error
+	switch {
+	case ss.authDone != nil: // the parked frame served again: its step ran off the loop
+		out, done, err = ss.authDone.out, ss.authDone.done, ss.authDone.err
+		ss.authDone = nil
+	case m.Mechanism == auth.MechPlain:
+		// PLAIN against a user derives a key (PBKDF2, about a millisecond at 4096 iterations): off
+		// the loop, as park does for topic creation, so that a flood of attempts cannot stall the
+		// loop's other connections. The frame stays parked until the step is done.
+		conv, payload := ss.authConv, append([]byte(nil), m.Payload...) // f.Body is gnet's buffer
+		ss.parked = true
+		go func() {
+			out, done, err := authStepOffLoop(conv, payload)
+			ss.created.Store(&createResult{auth: &authStep{out: out, done: done, err: err}})
+			ss.wakeLoop()
+		}()
+		return
+	default: // token and SCRAM: a map lookup, a few HMACs
+		out, done, err = ss.authConv.Step(m.Payload)
+	}
+	if err != nil {
+		ss.authConv = nil
+		msg := "mechanism " + m.Mechanism
+		if len(out) > 0 {
+			msg += ": " + string(out) // SCRAM's server-final error, e.g. e=invalid-proof
+		}
+		ss.srv.log.Debug("authentication failed", "remote", ss.addr, "mechanism", m.Mechanism, "err", err)
+		ss.srv.stats.AuthFailures.Add(1)
+		ss.fatal(wire.CodeAuthFailed, msg)
+		return
+	}
+	if !done {
+		ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
+		return
+	}
+	principal := ss.authConv.Principal()
+	ss.authConv = nil
 	ss.authed, ss.principal = true, principal
-	// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
-	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: []byte(principal)})
+	if len(out) == 0 {
+		// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
+		out = []byte(principal)
+	}
+	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
 }
 
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and

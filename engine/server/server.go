@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -30,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -75,7 +77,7 @@ type Options struct {
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
 	// MaxPreAuthFrame is the largest frame (bytes, header included) accepted from a connection that
-	// has not completed its handshake (Hello, then Auth when Tokens are set): room for Hello, an Auth
+	// has not completed its handshake (Hello, then Auth when authentication is on): room for Hello, an Auth
 	// carrying a token or a SCRAM step, and Ping. It is checked from the frame header, so such a
 	// connection never makes the broker buffer more than this for it. Default 64 KiB
 	// (wire.MinMaxFrame); at most MaxFrame.
@@ -98,8 +100,15 @@ type Options struct {
 	TLSAddr   string
 	TLSConfig *tls.Config
 	// Tokens, when non-empty, requires authentication: a client sends OpAuth with mechanism "token"
-	// and one of these tokens; the value is the principal's name.
+	// (or "PLAIN" with the principal as user name) and one of these tokens; the value is the
+	// principal's name. A shorthand for Authenticator.Tokens: it fills them when the Authenticator
+	// has none, and Validate refuses two different sets.
 	Tokens map[string]string
+	// Authenticator, when it holds any token or user (auth.Authenticator.Enabled), requires every
+	// connection to authenticate with OpAuth before anything but Ping: mechanism "token", "PLAIN",
+	// "SCRAM-SHA-256" or "SCRAM-SHA-512", one SASL step per Auth frame each way (docs/protocol.md,
+	// Auth). Shared with the other faces, read-only. Default: one built from Tokens.
+	Authenticator *auth.Authenticator
 	// ACL, when set, decides whether a principal may perform an operation on a topic.
 	ACL ACL
 	// Logger receives connection-level logs. Default slog.Default().
@@ -158,6 +167,14 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	switch {
+	case o.Authenticator == nil:
+		o.Authenticator = &auth.Authenticator{Tokens: o.Tokens}
+	case len(o.Tokens) > 0 && len(o.Authenticator.Tokens) == 0:
+		a := *o.Authenticator // the caller's stays as it was
+		a.Tokens = o.Tokens
+		o.Authenticator = &a
+	}
 }
 
 // Validate reports the first invalid option.
@@ -183,6 +200,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("server: MaxUnauthenticated %d outside [1, MaxConnections %d]", o.MaxUnauthenticated, o.MaxConnections)
 	case o.MaxUnauthenticatedPerAddr < 1 || o.MaxUnauthenticatedPerAddr > o.MaxUnauthenticated:
 		return fmt.Errorf("server: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
+	case len(o.Tokens) > 0 && o.Authenticator != nil && !maps.Equal(o.Tokens, o.Authenticator.Tokens):
+		return errors.New("server: Tokens and Authenticator.Tokens differ: set one of them")
 	}
 	return nil
 }
@@ -231,8 +250,8 @@ type Server struct {
 	protoErrs protocolErrors
 	// produceLatency is the sampled produce latency histogram (metrics.go).
 	produceLatency latencyHistogram
-	// auth is the tokens and ACL rules in force: opts.Tokens and opts.ACL at Start, replaced whole by
-	// SetAuth. Event loops load it per request; nothing writes through the pointer.
+	// auth is the authenticator and ACL rules in force: opts.Authenticator and opts.ACL at Start,
+	// replaced whole by SetAuth. Event loops load it per request; nothing writes through the pointer.
 	auth atomic.Pointer[authState]
 
 	// stopping is set once, by Close, before anything is torn down: from then on new connections
@@ -273,7 +292,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
 		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
-	s.auth.Store(&authState{tokens: opts.Tokens, acl: opts.ACL})
+	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/ring"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -47,6 +48,10 @@ type session struct {
 	handshaken bool
 	principal  string // authenticated principal; "" when authentication is off or not yet done
 	authed     bool
+	// authConv is the authentication exchange in progress (a SCRAM exchange spans two Auth frames)
+	// and authMech its mechanism; nil between exchanges.
+	authConv auth.Conversation
+	authMech string
 	// established: the handshake is complete (Hello, and Auth when required). Until then frames are
 	// limited to MaxPreAuthFrame and the session counts against the server's unauthenticated limits.
 	established bool
@@ -80,13 +85,17 @@ type session struct {
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
 
 	// parked is set while the frame at the head of the inbound buffer waits for its topic to be
-	// auto-created off the loop (see park): readFrames reads nothing until created holds the result,
-	// so the frame is then served again, in its place on the connection.
+	// auto-created off the loop (see park), or for a PLAIN step to be verified off the loop (auth):
+	// readFrames reads nothing until created holds the result, so the frame is then served again, in
+	// its place on the connection.
 	parked  bool
 	created atomic.Pointer[createResult] // set by the creating goroutine, taken by readFrames
 	// createErr is the failed creation of createName, answered when the parked frame is served again.
 	createName string
 	createErr  error
+	// authDone is the result of the off-loop step for the parked Auth frame, taken by auth when the
+	// frame is served again; nil otherwise.
+	authDone *authStep
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
 	produceSeq uint32       // produces served; selects the sampled ones (loop-owned)
@@ -142,7 +151,7 @@ func newSession(srv *Server, c transport) (*session, error) {
 	ss.lastActive.Store(ss.opened)
 	ss.addr = addrOf(c.RemoteAddr())
 	ss.peerMax = wire.DefaultMaxFrame
-	ss.authed = len(srv.auth.Load().tokens) == 0
+	ss.authed = !srv.auth.Load().authn.Enabled()
 	return ss, nil
 }
 
@@ -258,9 +267,18 @@ func (ss *session) drainInbox() {
 	}
 }
 
-// createResult is the outcome of an auto-create run for a parked frame.
+// createResult is the outcome of the off-loop work for a parked frame: an auto-create run (name,
+// err), or an authentication step (auth).
 type createResult struct {
 	name string
+	err  error
+	auth *authStep
+}
+
+// authStep is one Conversation.Step's result.
+type authStep struct {
+	out  []byte
+	done bool
 	err  error
 }
 
@@ -302,7 +320,7 @@ func (ss *session) readFrames() {
 		if r == nil {
 			return // the creation is still running
 		}
-		ss.parked, ss.createName, ss.createErr = false, r.name, r.err
+		ss.parked, ss.createName, ss.createErr, ss.authDone = false, r.name, r.err, r.auth
 	}
 	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
