@@ -105,6 +105,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			return err
 		}
 		win = newWindow(info.Partitions, int32(*partition), from.last, atEnd)
+		if *partition >= 0 && len(win.first) == 0 {
+			return fmt.Errorf("topic %s has no partition %d", topic, *partition)
+		}
 		if from.last > 0 {
 			copts = append(copts, client.WithStartOffset(win.lowest()))
 		}

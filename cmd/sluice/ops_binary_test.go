@@ -169,6 +169,9 @@ func TestBinaryConsumeWindow(t *testing.T) {
 	if val != "z" || len(ts) != 13 {
 		t.Errorf("--format %%T: %q", r.stdout)
 	}
+	if r := binRun(t, addr, nil, "consume", "w", "-e", "--partition", "7"); r.code != 1 || !strings.Contains(r.stderr, "has no partition 7") {
+		t.Errorf("consume -e of a partition that does not exist: exit %d, %q", r.code, r.stderr)
+	}
 	for _, args := range [][]string{
 		{"consume", "w", "--format", "%q"},
 		{"consume", "w", "-e", "--group", "g"},
