@@ -162,6 +162,16 @@ func (w *walker) block(b docBlock) {
 			if code != 0 {
 				w.t.Errorf("%s:%d: %s: exit %d\n%s", w.doc, b.line+i+1, line, code, out)
 			}
+			if cmdOnly == "make build" {
+				// make build stamps VERSION into both binaries (without it they say "(devel)" here,
+				// where GOFLAGS may turn VCS stamping off).
+				for _, bin := range []string{"bin/sluice", "bin/sluiced"} {
+					v, code := w.run(bin+" --version", w.root)
+					if code != 0 || strings.Contains(v, "(devel)") {
+						w.t.Errorf("%s --version after make build: exit %d, %q", bin, code, v)
+					}
+				}
+			}
 		}
 		return
 	}
