@@ -9,6 +9,7 @@ BENCHTIME     ?= 1s
 DATA          ?= ./data
 LISTEN        ?= 127.0.0.1:7450
 METRICS       ?= 127.0.0.1:7451
+HTTP          ?= 127.0.0.1:7480
 
 .PHONY: all build run test vet lint fuzz bench bench-micro soak clean
 
@@ -23,7 +24,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 run: build
-	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS)
+	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS) --http-listen $(HTTP)
 
 vet:
 	$(GO) vet ./...

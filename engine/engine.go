@@ -73,7 +73,7 @@ func Open(opts Options) (*Engine, error) {
 	noFailed := map[string]error{}
 	e.failed.Store(&noFailed)
 	var err error
-	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log); err != nil {
+	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log, opts.Clock); err != nil {
 		return nil, err
 	}
 	e.groups = newGroupTable(e)
@@ -93,7 +93,9 @@ func Open(opts Options) (*Engine, error) {
 // Options returns the engine's options with defaults filled in.
 func (e *Engine) Options() Options { return e.opts }
 
-// Close stops every partition after a final sync and persists offsets. It is safe to call twice.
+// Close stops every partition after a final sync and persists offsets. It is safe to call twice. It
+// returns what failed on the way (a partition's final sync or close, the offset or queue state
+// store's last write), joined; the engine is closed either way.
 func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
@@ -372,7 +374,8 @@ func (e *Engine) failedTopic(name string) error {
 }
 
 // DeleteTopic closes a topic's subscriptions and partitions and removes its data. A topic that
-// failed to open at start is removed too.
+// failed to open at start is removed too. Errors: CodeUnknownTopic (a *wire.ProtocolError) for a
+// topic that does not exist; otherwise the file-system errors of closing and removing it, joined.
 func (e *Engine) DeleteTopic(name string) error {
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()

@@ -136,14 +136,15 @@ func splitWaiters(ws []offsetWaiter, written uint64, failed bool) (ready, keep [
 	return ready, keep
 }
 
-// openOffsetStore reads dir's snapshot and log (truncating a torn tail) and starts the writer.
-func openOffsetStore(dir string, log *slog.Logger) (*offsetStore, error) {
+// openOffsetStore reads dir's snapshot and log (truncating a torn tail) and starts the writer. now is
+// the engine's clock: it stamps commits, and records stored without a commit time get its reading.
+func openOffsetStore(dir string, log *slog.Logger, now func() time.Time) (*offsetStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: offsets: %w", err)
 	}
-	s := &offsetStore{dir: dir, log: log, now: time.Now, m: map[OffsetKey]offsetEntry{},
+	s := &offsetStore{dir: dir, log: log, now: now, m: map[OffsetKey]offsetEntry{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
-	loadedAt := time.Now().UnixMilli()
+	loadedAt := now().UnixMilli()
 	raw, err := os.ReadFile(filepath.Join(dir, offsetsSnapshot))
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
@@ -327,52 +326,6 @@ func TestOptionsRangeChecked(t *testing.T) {
 		if err := o.Validate(); !errors.Is(err, ErrOptions) {
 			t.Errorf("%s: %v", name, err)
 		}
-	}
-}
-
-// Retention by age runs on the engine's clock and is not held back by a record stamped in the
-// future: with a 2 s retention, records stamped an hour ago after one stamped a year ahead go once
-// 2 s have passed since their append, across a restart.
-func TestRetentionAgeIgnoresFutureTimestamps(t *testing.T) {
-	t0 := time.Now().UnixMilli()
-	var clock atomic.Int64
-	clock.Store(t0)
-	o := testOptions(t)
-	o.SegmentBytes, o.MaxBatchBytes = 64<<10, 64<<10
-	o.Clock = func() time.Time { return time.UnixMilli(clock.Load()) }
-	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "ages", Partitions: 1, RetentionMs: 2000}); err != nil {
-		t.Fatal(err)
-	}
-	b := wire.NewBatchBuilder(16 << 10)
-	publish := func(n int, ts int64) {
-		b.Reset()
-		for range n {
-			b.Append(nil, bytes.Repeat([]byte("v"), 900), nil, ts)
-		}
-		batch, err := b.Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := e.Publish(context.Background(), "ages", 0, batch, wire.DurabilityWritten); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(1, t0+365*24*time.Hour.Milliseconds())
-	for range 16 {
-		publish(10, t0-time.Hour.Milliseconds())
-	}
-	e.Close() // indexes every segment at t0
-
-	clock.Store(t0 + 1500)
-	e = openEngine(t, o)
-	p := e.TopicByName("ages").Partition(0)
-	if err := p.log.EnforceRetention(); err != nil || p.StartOffset() != 0 {
-		t.Fatalf("1.5 s after the appends: start %d (%v), want 0", p.StartOffset(), err)
-	}
-	clock.Store(t0 + 3000)
-	if err := p.log.EnforceRetention(); err != nil || p.StartOffset() < 60 {
-		t.Fatalf("3 s after the appends: start %d (%v), want the sealed segments gone", p.StartOffset(), err)
 	}
 }
 

@@ -85,7 +85,8 @@ func (c Code) String() string {
 	return fmt.Sprintf("code %d", uint16(c))
 }
 
-func (c Code) Error() string { return "sluice: " + c.String() }
+// Error is "wire: " and the code's text, as every error of this package reads.
+func (c Code) Error() string { return "wire: " + c.String() }
 
 // ProtocolError is an error frame's content: a code and the broker's explanation.
 type ProtocolError struct {

@@ -75,6 +75,11 @@ type Options struct {
 	Dir string
 	// Addr is the broker the addr target dials (host:port). Required by that target only.
 	Addr string
+	// AuthToken authenticates the addr target's connections to a broker that requires a token.
+	AuthToken string
+	// Timeout bounds the tcp and addr targets' connects and each of their requests (the client's
+	// WithDialTimeout and WithRequestTimeout). 0 keeps the client's defaults.
+	Timeout time.Duration
 	// FlushInterval and FlushBytes set the in-process engine's group commit; 0 keeps the engine's default.
 	FlushInterval time.Duration
 	FlushBytes    int64

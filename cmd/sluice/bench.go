@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -102,7 +103,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	reg := bench.NewRegistry()
-	targets.Register(reg, targets.Options{Dir: b.dataDir, Addr: f.g.addr, FlushInterval: b.flushPeriod})
+	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod}
+	if f.g.verbose {
+		to.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	targets.Register(reg, to)
 	tg, err := reg.New(cfg.Target)
 	if err != nil {
 		return f.usageError("--target %q: want embedded, tcp, addr or floor", cfg.Target)

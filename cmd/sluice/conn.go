@@ -206,14 +206,14 @@ func (e *dialError) Error() string {
 func (e *dialError) Unwrap() error { return e.err }
 
 // errorLine renders err as one line for a human: the package prefixes the client and wire errors
-// carry ("client: ", "sluice: ") are dropped, and the broker's errors read as "unknown topic: orders".
+// carry ("client: ", "wire: ") are dropped, and the broker's errors read as "unknown topic: orders".
 func errorLine(err error) string {
 	var de *dialError
 	if errors.As(err, &de) {
 		return de.Error()
 	}
 	s := err.Error()
-	for _, p := range []string{"client: ", "sluice: ", "wire: "} {
+	for _, p := range []string{"client: ", "wire: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
 	s = strings.ReplaceAll(s, "\n", "; ")

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -33,6 +34,8 @@ import (
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/engine/httpapi"
+	"github.com/sluicemq/sluice/engine/kafka"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
 	"github.com/sluicemq/sluice/internal/units"
@@ -72,6 +75,10 @@ type config struct {
 	TLSListen      string
 	TLSCert        string
 	TLSKey         string
+	// KafkaListen and KafkaTLSListen are the Kafka-protocol listeners' addresses (engine/kafka);
+	// an empty KafkaListen turns the Kafka face off.
+	KafkaListen    string
+	KafkaTLSListen string
 
 	// Limits on connections that have not completed their handshake.
 	HandshakeTimeout time.Duration
@@ -83,6 +90,9 @@ type config struct {
 	MaxSubsPerPrincipal int
 	MaxOutboundTotal    int
 	InboxGrace          time.Duration
+
+	// HTTPListen is the HTTP API and web console's address (engine/httpapi); empty: off.
+	HTTPListen string
 }
 
 type listFlag []string
@@ -108,7 +118,7 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 }
 
 func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err error) {
-	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
+	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info", KafkaListen: "127.0.0.1:9092"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; --help prints the usage itself
 	configPath := fs.String("config", "", "JSON config `file` whose keys are the flag names; flags and SLUICE_* environment variables override it")
@@ -116,6 +126,7 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "client listen `address`")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "HTTP `address` for /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "", "HTTP API and web console listen `address` (empty: off; docs/http.md)")
 	const unbounded = math.MaxInt64
 	fs.Var(rangeFlag[int]{&cfg.Loops, 0, 1024}, "loops", "`N` event loops, 0..1024 (default: one per core)")
 	fs.Var(rangeFlag[int]{&cfg.Partitions, 1, maxPartitions}, "partitions", "`N` partitions of a topic created without a count, 1..4096")
@@ -155,6 +166,8 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen `address`, used with --tls-cert and --tls-key")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file`: turns the TLS listener on")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
+	fs.StringVar(&cfg.KafkaListen, "kafka-listen", cfg.KafkaListen, "Kafka-protocol listen `address` (empty: off; docs/kafka.md)")
+	fs.StringVar(&cfg.KafkaTLSListen, "kafka-tls-listen", "127.0.0.1:9093", "Kafka-protocol TLS listen `address`, used with --tls-cert and --tls-key")
 	err = ff.Parse(fs, args,
 		ff.WithEnvVarPrefix("SLUICE"),
 		ff.WithConfigFileFlag("config"),
@@ -396,8 +409,44 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
+	// The Kafka face shares the native listener's tokens, users, ACL, TLS certificate and durability
+	// floor.
+	var ksrv *kafka.Server
+	if cfg.KafkaListen != "" {
+		authn := &auth.Authenticator{Tokens: sopts.Tokens}
+		if sopts.Authenticator != nil {
+			authn.Users = sopts.Authenticator.Users
+		}
+		kopts := kafka.Options{Addr: cfg.KafkaListen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
+			MinDurability: minDurability, MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log,
+			Authenticator: authn}
+		if sopts.TLSConfig != nil {
+			kopts.TLSAddr, kopts.TLSConfig = cfg.KafkaTLSListen, sopts.TLSConfig
+		}
+		if ksrv, err = kafka.Start(kopts); err != nil {
+			srv.Close()
+			eng.Close()
+			return err
+		}
+	}
+	closeListeners := func() error {
+		err := srv.Close()
+		if ksrv != nil {
+			err = errors.Join(ksrv.Close(), err)
+		}
+		return err
+	}
+	var httpAPI *httpAPIServer
+	if cfg.HTTPListen != "" {
+		httpAPI, err = serveHTTPAPI(cfg.HTTPListen, eng, sopts, srv, log)
+		if err != nil {
+			closeListeners()
+			eng.Close()
+			return err
+		}
+	}
 	health.setServer(srv, eng)
-	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics)
+	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -409,7 +458,10 @@ func run(args []string) error {
 		reload(cfg, logOut, srv, log)
 	}
 	health.stopping.Store(true) // /readyz: not ready while draining
-	err = errors.Join(srv.Close(), eng.Close())
+	if httpAPI != nil {
+		httpAPI.shutdown()
+	}
+	err = errors.Join(closeListeners(), eng.Close())
 	if err != nil {
 		log.Error("shutdown", "err", err)
 		return err
@@ -559,4 +611,55 @@ func reload(cfg config, logOut *logFile, srv *server.Server, log *slog.Logger) {
 		return
 	}
 	log.Info("SIGHUP: reloaded", "log_file", cfg.LogFile, "tokens", len(tokens), "acl_rules", len(rules))
+}
+
+// httpAPIServer is the HTTP API and console listener (--http-listen).
+type httpAPIServer struct {
+	hs *http.Server
+	h  *httpapi.Handler
+}
+
+// serveHTTPAPI serves engine/httpapi on addr with the native listener's tokens and users, ACL and
+// durability floor, and its connection counters for the console.
+func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *server.Server, log *slog.Logger) (*httpAPIServer, error) {
+	a := sopts.Authenticator // with --users; server.Start has folded the tokens into it
+	if a == nil {
+		a = &auth.Authenticator{Tokens: sopts.Tokens}
+	}
+	opts := httpapi.Options{Engine: eng, Auth: a, MinDurability: sopts.MinDurability, Logger: log,
+		Connections: func() map[string]int64 {
+			st := srv.Stats()
+			return map[string]int64{"open": st.Connections.Load(), "accepted": int64(st.Accepted.Load()),
+				"unauthenticated": st.Unauthenticated.Load(), "refused": int64(st.Refused.Load()), "protocol_errors": int64(st.ProtocolErrors.Load())}
+		}}
+	if sopts.ACL != nil {
+		opts.ACL = sopts.ACL
+	}
+	h, err := httpapi.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	// No ReadTimeout or WriteTimeout: either would end SSE streams (a read deadline passing cancels the
+	// request's context); the handler bounds each request body's read and each wait itself.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	return &httpAPIServer{hs: hs, h: h}, nil
+}
+
+// shutdown ends the handler's streams and sessions, then the server, within 2 s.
+func (s *httpAPIServer) shutdown() {
+	_ = s.h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.hs.Shutdown(ctx)
 }

@@ -15,13 +15,13 @@ import (
 // message is any frame body that encodes itself.
 type message interface{ Append([]byte) []byte }
 
-// appendMsg appends a whole frame carrying m.
-func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) ([]byte, error) {
+// appendMsg appends a whole frame carrying m (nil: an empty body).
+func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) []byte {
 	dst, start := wire.BeginFrame(dst, op, flags, corr)
 	if m != nil {
 		dst = m.Append(dst)
 	}
-	return wire.EndFrame(dst, start), nil
+	return wire.EndFrame(dst, start)
 }
 
 func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) []byte {
@@ -34,7 +34,7 @@ func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) [
 // replaced by an error answering f.
 func (ss *session) reply(f wire.Frame, m message) {
 	start := len(ss.out)
-	ss.out, _ = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
+	ss.out = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
 	if n := len(ss.out) - start; n > ss.peerMax {
 		ss.out = appendReplyTooLarge(ss.out[:start], f.Corr, n, ss.peerMax)
 	}
@@ -47,15 +47,12 @@ func appendReplyTooLarge(dst []byte, corr uint32, n, peerMax int) []byte {
 }
 
 // fail appends an error frame answering request f.
-func (ss *session) fail(f wire.Frame, err error) {
-	var pe *wire.ProtocolError
-	msg := ""
-	if errors.As(err, &pe) {
-		msg = pe.Message
-	} else if _, isCode := err.(wire.Code); !isCode {
-		msg = err.Error()
-	}
-	ss.out = wire.AppendError(ss.out, f.Corr, wire.CodeOf(err), msg)
+func (ss *session) fail(f wire.Frame, err error) { ss.out = appendError(ss.out, f.Corr, err) }
+
+// appendError appends an Error frame answering the request with correlation id corr: err's code
+// (wire.CodeOf) and message (errMessage).
+func appendError(dst []byte, corr uint32, err error) []byte {
+	return wire.AppendError(dst, corr, wire.CodeOf(err), errMessage(err))
 }
 
 // decode parses f's body into m; a body that does not parse is fatal for the connection. Off the
@@ -394,7 +391,7 @@ func (ss *session) settle(f wire.Frame) {
 			if err != nil {
 				b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
 			} else {
-				b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+				b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 			}
 			_ = ss.c.AsyncWrite(b, nil)
 		})
@@ -447,9 +444,9 @@ func (ss *session) commit(f wire.Frame) {
 	done := func(err error) {
 		var b []byte
 		if err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
+			b = appendError(nil, corr, err)
 		} else {
-			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+			b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 		}
 		_ = ss.c.AsyncWrite(b, nil)
 	}
@@ -563,13 +560,13 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 	go func() {
 		var b []byte
 		if err := fn(); err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
+			b = appendError(nil, corr, err)
 		} else {
 			var m message
 			if reply != nil {
 				m = reply()
 			}
-			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, m)
+			b = appendMsg(nil, op, wire.FlagResponse, corr, m)
 			if len(b) > peerMax {
 				b = appendReplyTooLarge(b[:0], corr, len(b), peerMax)
 			}
@@ -578,6 +575,8 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 	}()
 }
 
+// errMessage is the text an Error or SubEnded frame carries for err beside its code: a
+// ProtocolError's message, nothing for a bare wire.Code (the code says it all), else err's text.
 func errMessage(err error) string {
 	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {

@@ -177,31 +177,34 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Validate reports the first invalid option.
+// ErrOptions marks an invalid option: Options.Validate and Start wrap it.
+var ErrOptions = errors.New("server: invalid options")
+
+// Validate reports the first invalid option, wrapping ErrOptions.
 func (o *Options) Validate() error {
 	switch {
 	case o.Engine == nil:
-		return errors.New("server: Engine is required")
+		return fmt.Errorf("%w: Engine is required", ErrOptions)
 	case o.Loops < 1:
-		return fmt.Errorf("server: Loops %d", o.Loops)
+		return fmt.Errorf("%w: Loops %d", ErrOptions, o.Loops)
 	case o.MaxFrame < wire.MinMaxFrame:
-		return fmt.Errorf("server: MaxFrame %d below %d", o.MaxFrame, wire.MinMaxFrame)
+		return fmt.Errorf("%w: MaxFrame %d below %d", ErrOptions, o.MaxFrame, wire.MinMaxFrame)
 	case o.MinDurability > wire.DurabilityFsync:
-		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
+		return fmt.Errorf("%w: MinDurability %d", ErrOptions, o.MinDurability)
 	case o.MaxSubscriptionsPerConn < 1 || o.MaxSubscriptionsPerPrincipal < 1 || o.MaxOutboundTotal < 1 || o.InboxGrace < 0:
-		return errors.New("server: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative")
+		return fmt.Errorf("%w: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative", ErrOptions)
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
-		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
+		return fmt.Errorf("%w: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative", ErrOptions)
 	case o.MaxPreAuthFrame < 1<<10 || o.MaxPreAuthFrame > o.MaxFrame:
-		return fmt.Errorf("server: MaxPreAuthFrame %d outside [1 KiB, MaxFrame %d]", o.MaxPreAuthFrame, o.MaxFrame)
+		return fmt.Errorf("%w: MaxPreAuthFrame %d outside [1 KiB, MaxFrame %d]", ErrOptions, o.MaxPreAuthFrame, o.MaxFrame)
 	case o.HandshakeTimeout <= 0:
-		return fmt.Errorf("server: HandshakeTimeout %v", o.HandshakeTimeout)
+		return fmt.Errorf("%w: HandshakeTimeout %v", ErrOptions, o.HandshakeTimeout)
 	case o.MaxUnauthenticated < 1 || o.MaxUnauthenticated > o.MaxConnections:
-		return fmt.Errorf("server: MaxUnauthenticated %d outside [1, MaxConnections %d]", o.MaxUnauthenticated, o.MaxConnections)
+		return fmt.Errorf("%w: MaxUnauthenticated %d outside [1, MaxConnections %d]", ErrOptions, o.MaxUnauthenticated, o.MaxConnections)
 	case o.MaxUnauthenticatedPerAddr < 1 || o.MaxUnauthenticatedPerAddr > o.MaxUnauthenticated:
-		return fmt.Errorf("server: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
+		return fmt.Errorf("%w: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", ErrOptions, o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
 	case len(o.Tokens) > 0 && o.Authenticator != nil && !maps.Equal(o.Tokens, o.Authenticator.Tokens):
-		return errors.New("server: Tokens and Authenticator.Tokens differ: set one of them")
+		return fmt.Errorf("%w: Tokens and Authenticator.Tokens differ: set one of them", ErrOptions)
 	}
 	return nil
 }

@@ -245,8 +245,8 @@ func (ss *session) drainInbox() {
 			}
 		case ev.reassign != nil:
 			if s := ev.reassign; ss.subs[s.ID] == s {
-				a := s.ApplyAssignment()
-				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
+				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 				ss.activate(s)
 			}
 		case ev.synced != nil:
@@ -257,8 +257,8 @@ func (ss *session) drainInbox() {
 		// Events were dropped: redo what any of them could have asked for.
 		for _, s := range ss.subs {
 			if s.Grouped() {
-				a := s.ApplyAssignment()
-				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
+				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 			}
 			s.ReadyAll()
 			ss.activate(s)
@@ -474,7 +474,7 @@ func (ss *session) serveDeliveries() {
 func (ss *session) endSub(s *engine.Subscription, err error) {
 	ss.srv.log.Debug("subscription ended", "remote", ss.c.RemoteAddr(), "sub", s.ID, "topic", s.Spec().Topic, "err", err)
 	m := wire.SubEnded{SubID: s.ID, Code: wire.CodeOf(err), Message: "subscription " + s.Spec().Topic + ": " + errMessage(err)}
-	ss.out, _ = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
+	ss.out = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
 	ss.closeSub(s.ID)
 }
 
