@@ -417,6 +417,7 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 		}
 		info.Offsets = append(info.Offsets, wire.GroupOffset{Topic: k.Topic, Partition: k.Partition, Committed: off, End: end})
 	}
+	info.Offsets = e.appendUncommitted(info.Offsets, name)
 	if len(info.Members) == 0 && len(info.Offsets) == 0 {
 		return info, &wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name}
 	}

@@ -612,6 +612,7 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 // claims millions of records costs what one record does.
 func (qp *queuePart) markDeadLocked(first, last int64, deliveries int, reason string) {
 	qp.dead[first] = &deadLetter{first: first, last: last, deliveries: deliveries, reason: reason}
+	qp.q.topic.e.metrics.QueueDeadLettered.Add(uint64(last - first + 1))
 	select {
 	case qp.q.topic.e.queues.deadKick <- struct{}{}:
 	default:

@@ -76,6 +76,7 @@ func (ss *session) handle(f wire.Frame) {
 		return
 	}
 	if !ss.authed && f.Op != wire.OpAuth && f.Op != wire.OpPing {
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fail(f, wire.CodeAuthFailed)
 		return
 	}
@@ -176,12 +177,14 @@ func (ss *session) auth(f wire.Frame) {
 		return
 	}
 	if ss.authConv != nil && m.Mechanism != ss.authMech {
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" in the middle of a "+ss.authMech+" exchange")
 		return
 	}
 	if ss.authConv == nil {
-		conv, err := ss.srv.opts.Authenticator.Start(m.Mechanism)
+		conv, err := ss.srv.auth.Load().authn.Start(m.Mechanism)
 		if err != nil {
+			ss.srv.stats.AuthFailures.Add(1)
 			ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" is not offered")
 			return
 		}
@@ -216,6 +219,7 @@ func (ss *session) auth(f wire.Frame) {
 			msg += ": " + string(out) // SCRAM's server-final error, e.g. e=invalid-proof
 		}
 		ss.srv.log.Debug("authentication failed", "remote", ss.addr, "mechanism", m.Mechanism, "err", err)
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fatal(wire.CodeAuthFailed, msg)
 		return
 	}
@@ -236,7 +240,7 @@ func (ss *session) auth(f wire.Frame) {
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and
 // inboxes) and answers f with CodeNotAuthorized when not. It does not allocate on a grant.
 func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
-	if !auth.MayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
+	if !auth.MayTopic(ss.srv.auth.Load().acl, ss.principal, act, topic) {
 		ss.deny(f, act.String()+" topic "+topic)
 		return false
 	}
@@ -247,7 +251,7 @@ func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
 // offsets, describe it) and answers f with CodeNotAuthorized when not. The empty group (a consumer
 // outside any group) needs nothing.
 func (ss *session) allowedGroup(f wire.Frame, group string) bool {
-	if group != "" && !auth.MayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
+	if group != "" && !auth.MayGroup(ss.srv.auth.Load().acl, ss.principal, ActConsume, group) {
 		ss.deny(f, "consume group "+group)
 		return false
 	}
@@ -256,7 +260,7 @@ func (ss *session) allowedGroup(f wire.Frame, group string) bool {
 
 // allowedCreate checks that the principal may create a topic with cfg (auth.MayCreate).
 func (ss *session) allowedCreate(f wire.Frame, cfg wire.TopicConfig) bool {
-	if !auth.MayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
+	if !auth.MayCreate(ss.srv.auth.Load().acl, ss.principal, cfg) {
 		msg := "admin topic " + cfg.Name
 		if wire.IsInbox(cfg.Name) {
 			msg += " (an inbox is created by its owner, memory-only, with one partition)"
@@ -294,7 +298,7 @@ func (ss *session) produce(f wire.Frame) {
 		ss.needTopic(f, name)
 		return
 	}
-	if ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, t.Name()) {
+	if ss.srv.auth.Load().acl != nil && !ss.allowed(f, ActProduce, t.Name()) {
 		return
 	}
 	p, err := t.PickPartition(m.Partition)
@@ -305,6 +309,10 @@ func (ss *session) produce(f wire.Frame) {
 	if m.Durability == wire.DurabilityFsync && len(ss.pending) >= ss.srv.opts.MaxPendingAcks {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeThrottled, Message: "too many produces awaiting fsync"})
 		return
+	}
+	var start int64 // the sampled produce's arrival, unix nanos (metrics.go, produceSampleMask)
+	if ss.produceSeq++; ss.produceSeq&produceSampleMask == 0 {
+		start = ss.lastActive.Load() // readFrames' clock reading for this frame
 	}
 	base, last, err := p.Append(m.Batches)
 	if err != nil {
@@ -328,13 +336,14 @@ func (ss *session) produce(f wire.Frame) {
 			ss.watched[p] = struct{}{}
 			p.Watch(ss)
 		}
-		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr})
+		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr, start: start})
 		p.RequestSync()
 		if p.SyncedOffset() > last {
 			ss.releaseAcks() // the flusher synced between the append and the Watch
 		}
 	default:
 		ss.out = appendProduceReply(ss.out, f.Corr, p.ID(), base, last)
+		ss.srv.sampleProduce(start)
 	}
 }
 
@@ -453,7 +462,7 @@ func (ss *session) commit(f wire.Frame) {
 // principal may describe; a description of what it may not is refused whether or not it exists.
 func (ss *session) admin(f wire.Frame) {
 	e := ss.srv.e
-	acl := ss.srv.opts.ACL
+	acl := ss.srv.auth.Load().acl
 	switch f.Op {
 	case wire.OpListTopics:
 		topics := e.Topics()

@@ -269,6 +269,14 @@ type Server struct {
 	outbound atomic.Int64
 
 	stats Stats
+	// protoErrs counts the protocol errors that were another protocol on the Sluice port, by kind
+	// (mismatch); the rest of stats.ProtocolErrors is malformed Sluice.
+	protoErrs protocolErrors
+	// produceLatency is the sampled produce latency histogram (metrics.go).
+	produceLatency latencyHistogram
+	// auth is the authenticator and ACL rules in force: opts.Authenticator and opts.ACL at Start,
+	// replaced whole by SetAuth. Event loops load it per request; nothing writes through the pointer.
+	auth atomic.Pointer[authState]
 
 	// stopping is set once, by Close, before anything is torn down: from then on new connections
 	// and new produces are refused with CodeShuttingDown. Loops read it.
@@ -294,6 +302,9 @@ type Stats struct {
 	Unauthenticated atomic.Int64
 	// Refused counts connections turned away or evicted by a connection limit.
 	Refused atomic.Uint64
+	// AuthFailures counts authentications refused (unknown token or mechanism) and requests refused
+	// for want of one.
+	AuthFailures atomic.Uint64
 }
 
 // Start listens and serves until Close. It returns once the listener is up.
@@ -305,6 +316,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
 		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
+	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),
@@ -591,16 +603,6 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	}
 	s.connMu.Unlock()
 	return tickInterval, gnet.None
-}
-
-// WriteMetrics writes the server's and the engine's metrics in Prometheus text format.
-func (s *Server) WriteMetrics(w interface{ Write([]byte) (int, error) }) {
-	fmt.Fprintf(w, "# HELP sluice_connections Open client connections.\n# TYPE sluice_connections gauge\nsluice_connections %d\n", s.stats.Connections.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_accepted_total Connections accepted.\n# TYPE sluice_connections_accepted_total counter\nsluice_connections_accepted_total %d\n", s.stats.Accepted.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_unauthenticated Open connections that have not completed their handshake.\n# TYPE sluice_connections_unauthenticated gauge\nsluice_connections_unauthenticated %d\n", s.stats.Unauthenticated.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_refused_total Connections refused or evicted by a connection limit.\n# TYPE sluice_connections_refused_total counter\nsluice_connections_refused_total %d\n", s.stats.Refused.Load())
-	fmt.Fprintf(w, "# HELP sluice_protocol_errors_total Connections closed for protocol errors.\n# TYPE sluice_protocol_errors_total counter\nsluice_protocol_errors_total %d\n", s.stats.ProtocolErrors.Load())
-	s.e.WriteMetrics(w)
 }
 
 // gnetLogger routes gnet's own logs through slog.

@@ -26,10 +26,11 @@ type event struct {
 
 // pendingAck is a produce waiting for the fdatasync that covers its last offset.
 type pendingAck struct {
-	part *engine.Partition
-	last int64
-	base int64
-	corr uint32
+	part  *engine.Partition
+	last  int64
+	base  int64
+	corr  uint32
+	start int64 // a sampled produce's arrival (unix nanos), else 0
 }
 
 // inboxCapacity bounds a session's inbox: 128 slots of 32 bytes, 4 KiB a connection. Events are
@@ -97,6 +98,7 @@ type session struct {
 	authDone *authStep
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
+	produceSeq uint32       // produces served; selects the sampled ones (loop-owned)
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 	closing    atomic.Bool  // closeWith has run; any goroutine
 
@@ -149,7 +151,7 @@ func newSession(srv *Server, c transport) (*session, error) {
 	ss.lastActive.Store(ss.opened)
 	ss.addr = addrOf(c.RemoteAddr())
 	ss.peerMax = wire.DefaultMaxFrame
-	ss.authed = !srv.opts.Authenticator.Enabled()
+	ss.authed = !srv.auth.Load().authn.Enabled()
 	return ss, nil
 }
 
@@ -331,6 +333,9 @@ func (ss *session) readFrames() {
 		}
 		hb, _ := c.Peek(wire.FrameHeaderSize)
 		h, err := wire.ParseFrameHeader(hb, limit)
+		if !ss.handshaken && (err != nil || h.Op != wire.OpHello) && ss.mismatch(hb) {
+			return // another protocol on the Sluice port: closed with a hint
+		}
 		if err != nil {
 			msg := err.Error()
 			if !ss.established {
@@ -594,6 +599,7 @@ func (ss *session) releaseAcks() {
 	for _, a := range ss.pending {
 		if a.part.SyncedOffset() > a.last {
 			ss.out = appendProduceReply(ss.out, a.corr, a.part.ID(), a.base, a.last)
+			ss.srv.sampleProduce(a.start)
 		} else {
 			keep = append(keep, a)
 		}
