@@ -3,6 +3,8 @@ package disk
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,4 +113,39 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("recovery after a full disk found damage: %+v", r)
 	}
 	checkPrefix(t, l, appended, len(appended))
+}
+
+// WriteFileAtomic leaves the old file whole when the new one's fdatasync fails, removes its temp
+// file, and reports a failed directory fsync (the rename may not be durable) rather than dropping it.
+func TestWriteFileAtomicFaults(t *testing.T) {
+	fs := &faultFS{}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	if err := WriteFileAtomic(fs, path, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+
+	fs.setSyncErr(unix.EIO)
+	if err := WriteFileAtomic(fs, path, []byte("new")); !errors.Is(err, unix.EIO) {
+		t.Fatalf("with a failing fdatasync: %v, want EIO", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "old" {
+		t.Fatalf("after a failed write: %q, %v; want the old file", b, err)
+	}
+	if _, err := os.Stat(path + tmpSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temp file left behind: %v", err)
+	}
+	fs.setSyncErr(nil)
+
+	fs.setSyncDirErr(unix.EIO)
+	if err := WriteFileAtomic(fs, path, []byte("new")); !errors.Is(err, unix.EIO) || !strings.Contains(err.Error(), "fsync") {
+		t.Fatalf("with a failing directory fsync: %v, want EIO", err)
+	}
+	fs.setSyncDirErr(nil)
+	if err := WriteFileAtomic(fs, path, []byte("newer")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "newer" {
+		t.Fatalf("read back %q", b)
+	}
 }

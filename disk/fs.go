@@ -62,6 +62,41 @@ type File interface {
 	NextData(off int64) (start, end int64, ok bool, err error)
 }
 
+// WriteFileAtomic replaces the file at path with data through fsys, so that a crash leaves either
+// the old file or the new one, whole: it writes path+".tmp", fdatasyncs it (its length included),
+// renames it over path and fsyncs the directory. On failure the temp file is removed and the error
+// (wrapping fsys's, with the step and file named) returned; the directory fsync's error is returned
+// too, since a rename that is not durable may be undone by a crash. The index files, topic configs,
+// committed-offset snapshots and work-queue states are all written through it.
+func WriteFileAtomic(fsys FS, path string, data []byte) error {
+	tmp := path + tmpSuffix
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("disk: creating %s: %w", filepath.Base(tmp), err)
+	}
+	if _, err = f.WriteAt(data, 0); err != nil {
+		err = fmt.Errorf("disk: writing %s: %w", filepath.Base(tmp), err)
+	} else if err = f.Datasync(); err != nil {
+		err = fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(tmp), err)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("disk: closing %s: %w", filepath.Base(tmp), cerr)
+	}
+	if err == nil {
+		if rerr := fsys.Rename(tmp, path); rerr != nil {
+			err = fmt.Errorf("disk: renaming %s: %w", filepath.Base(tmp), rerr)
+		}
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+		return err
+	}
+	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("disk: fsync %s: %w", filepath.Dir(path), err)
+	}
+	return nil
+}
+
 // OSFS is the operating system's file system (Linux).
 type OSFS struct{}
 

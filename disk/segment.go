@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicemq/sluice/internal/atomicutil"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -56,17 +57,6 @@ const sealedPos = math.MaxUint32
 func pack(pos, delta uint32) uint64       { return uint64(pos)<<32 | uint64(delta) }
 func unpack(v uint64) (pos, delta uint32) { return uint32(v >> 32), uint32(v) }
 
-// cacheLinePad separates words written by different cores. 64 bytes is the line on amd64 and
-// most arm64 parts; the pad is computed from the size of the word it follows.
-const cacheLine = 64
-
-// paddedUint64 is an atomic.Uint64 alone on its cache line: appenders CAS the claim word on every
-// append, and readers poll the committed word, so neither may share a line with anything else.
-type paddedUint64 struct {
-	atomic.Uint64
-	_ [cacheLine - 8]byte
-}
-
 // segment is one mapped segment file.
 type segment struct {
 	// Immutable once the segment is published in Log.segs (set by Open or the roller under Log.mu).
@@ -77,14 +67,16 @@ type segment struct {
 	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
 	interval uint32 // index interval
 
-	_ [cacheLine]byte
+	// claim and committed are each alone on their cache-line pair (atomicutil): appenders CAS claim
+	// on every append and readers poll committed, so neither may share a line with anything else.
+	_ atomicutil.Pad
 	// claim is the next free (position, delta). Written by appenders (CAS), and by the roller or
 	// Close, under Log.mu, to seal it. Never decreases except when a failed roll unseals it.
-	claim paddedUint64
+	claim atomicutil.Uint64
 	// committed is the (position, delta) below which every claim has been copied and published.
 	// Only the appender whose claim starts at the current value stores it (a release store);
 	// readers load it (acquire) and may then read every byte below it.
-	committed paddedUint64
+	committed atomicutil.Uint64
 
 	// final is the packed end of a sealed segment; valid once sealed is true (stored before it).
 	final  atomic.Uint64

@@ -3,20 +3,14 @@ package engine
 import (
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
-	"unsafe"
+
+	"github.com/sluicemq/sluice/internal/atomicutil"
 )
 
-// cacheLine is the coherence unit the counters are padded to, so that counters bumped by different
-// event loops do not share a line and bounce it between cores (false sharing).
-const cacheLine = 64
-
-// counter is an atomic counter alone on its cache line.
-type counter struct {
-	atomic.Uint64
-	_ [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
-}
+// counter is an atomic counter alone on its cache-line pair, so that counters bumped by different
+// event loops do not bounce one line between cores (false sharing).
+type counter = atomicutil.Uint64
 
 // Metrics are the engine's cumulative counters. The network layer adds its own beside them.
 type Metrics struct {
