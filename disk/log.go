@@ -250,13 +250,17 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		}
 		// [pos, end) and offsets [delta, endDelta) are ours alone. The one copy:
 		dst := s.data[pos:end:end]
-		copy(dst, b)
 		off := s.base + int64(delta)
-		for p := 0; p < n; {
-			wire.SetBaseOffset(dst[p:], off)
-			size, _ := wire.BatchSize(dst[p:])
-			off += int64(wire.RecordCount(dst[p:]))
-			p += size
+		if s.writeBatches(b, pos, off) {
+			off += int64(count)
+		} else {
+			copy(dst, b)
+			for p := 0; p < n; {
+				wire.SetBaseOffset(dst[p:], off)
+				size, _ := wire.BatchSize(dst[p:])
+				off += int64(wire.RecordCount(dst[p:]))
+				p += size
+			}
 		}
 		// Publish in claim order: wait for the appenders ahead, then release ours.
 		waitFor(&s.committed.Uint64, old)

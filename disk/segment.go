@@ -66,6 +66,8 @@ type segment struct {
 	data     []byte // the MAP_SHARED mapping of the whole file; never shrunk while mapped
 	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
 	interval uint32 // index interval
+	// fd is the file's descriptor for pwritev (writeBatches), or noFd: appends copy through data.
+	fd uintptr
 
 	// claim and committed are each alone on their cache-line pair (atomicutil): appenders CAS claim
 	// on every append and readers poll committed, so neither may share a line with anything else.
@@ -148,7 +150,10 @@ type indexEntry struct {
 
 // newSegment wraps a mapped segment file whose blocks are reserved from 0 to allocated.
 func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
-	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
+	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval), fd: noFd}
+	if d, ok := f.(fder); ok {
+		s.fd = d.Fd()
+	}
 	s.allocated.Store(uint32(allocated))
 	s.entries, s.entriesMap = newIndexEntries(len(data)/interval + 1)
 	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64
