@@ -18,6 +18,7 @@ type faultFS struct {
 	allocErr   atomic.Pointer[error]
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
+	writeback  atomic.Int64 // bytes passed to StartWriteback
 }
 
 func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }
@@ -50,6 +51,11 @@ func (f *faultFile) Datasync() error {
 	}
 	f.fs.syncs.Add(1)
 	return f.File.Datasync()
+}
+
+func (f *faultFile) StartWriteback(off, n int64) error {
+	f.fs.writeback.Add(n)
+	return f.File.StartWriteback(off, n)
 }
 
 func (f *faultFile) Allocate(off, n int64) error {

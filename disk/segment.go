@@ -92,6 +92,9 @@ type segment struct {
 	touchKick atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
+	// writeback is how far writeback of committed pages has been started (Log.startWriteback).
+	// Owned by the housekeeper goroutine.
+	writeback uint32
 	// idleFrom is the claim position of a tail recovered by Open, plus one; 0 for segments created
 	// since. The pre-toucher leaves such a tail's pages alone until an append moves the claim past
 	// its recovered end, so an idle partition costs no resident pages. Set by Open before the
