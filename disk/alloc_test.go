@@ -446,17 +446,19 @@ func minorFaults(t *testing.T) int64 {
 	return ru.Minflt
 }
 
-// Appends reach the segment through pwritev, not stores into its mapping: writing 16 MiB takes
-// far fewer page faults than the 4,096 pages written (a store into the mapping, or the pre-toucher
-// populating it ahead, faults every page in). What remains are the indexer's and the readers' read
-// faults (fault-around maps 16 pages each) and the runtime's own. The bytes read back through the
-// mapping are the batches with their base offsets patched.
+// Large appends reach the segment through pwritev, not stores into its mapping: writing 16 MiB in
+// 32 KiB appends (with pre-faulting limited to a page ahead) takes far fewer page faults than the
+// 4,096 pages written (a store into the mapping faults every page it is first to touch). What
+// remains are the pre-toucher's page, the indexer's and the readers' read faults (fault-around maps
+// 16 pages each) and the runtime's own. The bytes read back through the mapping are the batches
+// with their base offsets patched.
 func TestAppendWritesWithoutFaultingTheMapping(t *testing.T) {
 	o := testOptions(t.TempDir())
 	o.SegmentBytes, o.MaxBatchBytes = 32<<20, 1<<20
+	o.PretouchBytes = pageSize
 	l := mustOpen(t, o)
 	defer l.Close()
-	b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
+	b := testBatch(t, 1, 16, 2000, 0) // 32 KiB: at least pwriteMin
 	n := (16 << 20) / len(b)
 	runtime.GC()
 	before := minorFaults(t)
@@ -465,12 +467,23 @@ func TestAppendWritesWithoutFaultingTheMapping(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if len(b) < pwriteMin {
+		t.Fatalf("a %d-byte batch is not written with pwritev", len(b))
+	}
 	faults := minorFaults(t) - before
 	pages := int64(n * len(b) / pageSize)
 	t.Logf("%d minor faults appending %d pages", faults, pages)
 	if faults > pages/4 {
 		t.Fatalf("%d minor faults appending %d pages: appends fault the mapping in", faults, pages)
 	}
+	if allocs := testing.AllocsPerRun(50, func() {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("a pwritev append allocates %.1f times", allocs)
+	}
+	n += 51 // AllocsPerRun's warm-up run and its 50
 	var next int64
 	for next < l.NextOffset() {
 		v, err := l.Read(next, 1<<20)
@@ -488,7 +501,7 @@ func TestAppendWritesWithoutFaultingTheMapping(t *testing.T) {
 		}
 		v.Release()
 	}
-	if next != int64(8*n) {
-		t.Fatalf("read %d records, appended %d", next, 8*n)
+	if next != int64(16*n) {
+		t.Fatalf("read %d records, appended %d", next, 16*n)
 	}
 }

@@ -118,13 +118,8 @@ func (l *Log) pretouch() {
 		// speed (about 11 GB/s here, against 1.4 GB/s when each page still takes a write fault).
 		// While fsync-level syncs are being requested, fault them in readable only: a sync would
 		// otherwise write the pre-touched zeros ahead of the data, and clean them again anyway.
-		// Only a segment written through the mapping (no descriptor: writeBatches) has its pages
-		// faulted in; pwritev needs no mapped pages, and populating them would dirty zeros that
-		// writeback then writes before the data (docs/benchmarks.md 2026-11-29).
-		if s.fd == noFd {
-			write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
-			prefault(s.data[s.touched:limit], write)
-		}
+		write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
+		prefault(s.data[s.touched:limit], write)
 		s.touched = limit
 	}
 	kick := s.touched - min(s.touched, ahead/2)
@@ -268,9 +263,7 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
-	if _, ok := f.(fder); !ok { // written through the mapping, not pwritev (pretouch)
-		prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
-	}
+	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
 		l.spare = &spare{f: f, data: data}

@@ -75,9 +75,7 @@ type Options struct {
 	// MaxBatchBytes rejects a single batch larger than this (default 8 MiB, at most SegmentBytes).
 	MaxBatchBytes int
 	// PretouchBytes is how far ahead of the writer pages are faulted in (default 1 MiB), never past
-	// the allocated end of the file, for segments written through the mapping: those of an FS whose
-	// Files have no descriptor (Fd). The OS file system's are written with pwritev and not
-	// pre-faulted.
+	// the allocated end of the file.
 	PretouchBytes int
 	// AllocAheadBytes is how far ahead of the writer the active segment's blocks are reserved, in
 	// whole steps (default four steps: 4 MiB for segments of 16 MiB and more). The housekeeper
