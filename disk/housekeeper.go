@@ -118,8 +118,10 @@ func (l *Log) pretouch() {
 		// speed (about 11 GB/s here, against 1.4 GB/s when each page still takes a write fault).
 		// While fsync-level syncs are being requested, fault them in readable only: a sync would
 		// otherwise write the pre-touched zeros ahead of the data, and clean them again anyway.
-		write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
-		prefault(s.data[s.touched:limit], write)
+		if s.fd == noFd || pos < pretouchIdle || pos-min(pos, s.smallAt.Load()) <= pretouchIdle {
+			write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
+			prefault(s.data[s.touched:limit], write)
+		}
 		s.touched = limit
 	}
 	kick := s.touched - min(s.touched, ahead/2)

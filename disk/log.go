@@ -254,6 +254,9 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		if s.writeBatches(b, pos, off) {
 			off += int64(count)
 		} else {
+			if a := s.smallAt.Load(); end-min(end, a) > smallStride {
+				s.smallAt.Store(end) // keep the pre-toucher on for small appends
+			}
 			copy(dst, b)
 			for p := 0; p < n; {
 				wire.SetBaseOffset(dst[p:], off)

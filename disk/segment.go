@@ -90,6 +90,11 @@ type segment struct {
 	// touchKick is the claim position past which an appender wakes the housekeeper to pre-touch
 	// more pages. Written by the housekeeper, read by appenders.
 	touchKick atomic.Uint32
+	// smallAt is the end of a recent append copied through the mapping (smaller than pwriteMin),
+	// stored by such appenders only once it lags by smallStride: while it is within pretouchIdle of
+	// the claim the housekeeper pre-faults pages for them; a writer of large appends only (pwritev)
+	// needs none.
+	smallAt atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
 	// writeback is how far writeback of committed pages has been started (Log.startWriteback).
