@@ -505,3 +505,62 @@ func TestAppendWritesWithoutFaultingTheMapping(t *testing.T) {
 		t.Fatalf("read %d records, appended %d", next, 16*n)
 	}
 }
+
+// A writer of large appends only (pwritev) has its pages pre-faulted for a segment's first 4 MiB
+// (pretouchIdle), then no more; one that makes small appends keeps them pre-faulted. 16 MiB of
+// 32 KiB appends with the default PretouchBytes (1 MiB) fault in well under half the 4,096 pages;
+// pre-faulting them all faults every page.
+func TestLargeAppendsAreNotPrefaulted(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.SegmentBytes, o.MaxBatchBytes = 32<<20, 1<<20
+	l := mustOpen(t, o)
+	defer l.Close()
+	b := testBatch(t, 1, 16, 2000, 0) // 32 KiB: at least pwriteMin
+	n := (16 << 20) / len(b)
+	runtime.GC()
+	before := minorFaults(t)
+	for i := range n {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		if i%32 == 0 {
+			waitHousekeeper(t, l) // let the pre-toucher keep up, as it would if it were needed
+		}
+	}
+	faults := minorFaults(t) - before
+	pages := int64(n * len(b) / pageSize)
+	t.Logf("%d minor faults appending %d pages", faults, pages)
+	if faults > pages/2 {
+		t.Fatalf("%d minor faults appending %d pages: the pages of large appends are pre-faulted", faults, pages)
+	}
+
+	// Small appends turn it back on: the pages ahead of the claim get faulted in.
+	small := testBatch(t, 2, 2, 1000, 0)
+	before = minorFaults(t)
+	for range 64 {
+		if _, err := l.Append(small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for minorFaults(t)-before < 128 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d faults after small appends: the pre-toucher did not resume", minorFaults(t)-before)
+		}
+		waitHousekeeper(t, l)
+	}
+}
+
+// waitHousekeeper wakes the housekeeper and waits (10 s at most) for one full pass after that.
+func waitHousekeeper(t *testing.T, l *Log) {
+	t.Helper()
+	start := l.hkPasses.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.hkPasses.Load() < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the housekeeper did not run")
+		}
+		l.kickHousekeeper()
+		time.Sleep(time.Millisecond)
+	}
+}
