@@ -6,25 +6,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/sluicemq/sluice/internal/atomicutil"
 	"github.com/sluicemq/sluice/wire"
 )
 
-// cacheLine is the coherence unit the counters are padded to, so that counters bumped by different
-// event loops do not share a line and bounce it between cores (false sharing).
-const cacheLine = 64
-
-// counter is an atomic counter alone on its cache line.
-type counter struct {
-	atomic.Uint64
-	_ [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
-}
+// counter is an atomic counter alone on its cache-line pair, so that counters bumped by different
+// event loops do not bounce one line between cores (false sharing).
+type counter = atomicutil.Uint64
 
 // Metrics are the engine's cumulative counters. The network layer adds its own beside them.
 type Metrics struct {

@@ -216,12 +216,23 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	}
 }
 
-// faultFS fails the creation of files in the partition directory named failIn with err.
+// faultFS fails the creation of files in the partition directory named failIn with err, and the
+// fsync of a directory named syncDirIn with syncDirErr.
 type faultFS struct {
 	disk.OSFS
-	failIn string
-	err    error
-	hits   atomic.Int64
+	failIn     string
+	err        error
+	hits       atomic.Int64
+	syncDirIn  string
+	syncDirErr atomic.Pointer[error]
+}
+
+func (fs *faultFS) SyncDir(dir string) error {
+	if p := fs.syncDirErr.Load(); p != nil && filepath.Base(dir) == fs.syncDirIn {
+		fs.hits.Add(1)
+		return *p
+	}
+	return fs.OSFS.SyncDir(dir)
 }
 
 func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
@@ -374,5 +385,40 @@ func TestCreateTopicAtTheFileLimit(t *testing.T) {
 	noTopicLeft(t, o, "wide")
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "wide", Partitions: 64}); err != nil {
 		t.Fatalf("the same create without the limit: %v", err)
+	}
+}
+
+// A topic deletion whose directory fsync fails (the rename to NAME.deleted may not be durable) is
+// reported, not swallowed; the topic is gone from the engine, and the next Open finishes the
+// deletion.
+func TestDeleteTopicReportsDirectoryFsyncError(t *testing.T) {
+	fs := &faultFS{syncDirIn: "topics"}
+	o := testOptions(t)
+	o.FS = fs
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "orders", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	eio := error(syscall.EIO)
+	fs.syncDirErr.Store(&eio)
+	err := e.DeleteTopic("orders")
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("delete with a failing directory fsync: %v, want EIO", err)
+	}
+	if fs.hits.Load() == 0 {
+		t.Fatal("the fault was never hit")
+	}
+	if e.TopicByName("orders") != nil {
+		t.Fatal("a deleted topic is still served")
+	}
+	e.Close()
+	fs.syncDirErr.Store(nil)
+	e = openEngine(t, o)
+	if e.TopicByName("orders") != nil || len(e.FailedTopics()) != 0 {
+		t.Fatalf("after a restart: topic %v, failed %v", e.TopicByName("orders"), e.FailedTopics())
+	}
+	noTopicLeft(t, o, "orders")
+	if _, err := os.Stat(filepath.Join(o.DataDir, "topics", "orders.deleted")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orders.deleted after a restart: %v", err)
 	}
 }

@@ -2,13 +2,12 @@ package server
 
 import (
 	"io"
-	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/internal/atomicutil"
 )
 
 // WriteMetrics writes the server's and the engine's metrics in the Prometheus text format (version
@@ -60,15 +59,9 @@ func (c serverCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- s.produceLatency.metric(descProduceLatency)
 }
 
-// cacheLine is the coherence unit the histogram's counters are padded to: event loops on different
-// cores bump them, and unpadded neighbours would bounce one line between the cores.
-const cacheLine = 64
-
-// paddedCounter is an atomic counter alone on its cache line.
-type paddedCounter struct {
-	atomic.Uint64
-	_ [cacheLine - unsafe.Sizeof(atomic.Uint64{})]byte
-}
+// paddedCounter is an atomic counter alone on its cache-line pair: event loops on different cores
+// bump the histogram's counters, and unpadded neighbours would bounce one line between the cores.
+type paddedCounter = atomicutil.Uint64
 
 // latencyBuckets are the produce latency histogram's upper bounds, in seconds: from an append to
 // the page cache (microseconds) to an fsync on a stalled disk.
