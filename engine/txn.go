@@ -357,31 +357,31 @@ func (p *Partition) appendTxn(batches []byte, pid int64, epoch int16) (base, las
 }
 
 // join returns pid's open transaction (beginning one), with p added to it and its mu held shared.
+// A transaction being ended refuses more batches (the producer sends its next transaction's after
+// EndTxn answers).
 func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition) (*openTxn, error) {
-	for {
-		c.mu.Lock()
-		tx := c.open[pid]
-		if tx == nil {
-			tx = &openTxn{epoch: epoch, started: c.e.opts.Clock()}
-			c.open[pid] = tx
-		}
-		if epoch != tx.epoch {
-			c.mu.Unlock()
-			return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest,
-				Message: fmt.Sprintf("%v: producer %d epoch %d, its open transaction has epoch %d", ErrTxn, pid, epoch, tx.epoch)}
-		}
-		if !slices.Contains(tx.parts, p) {
-			tx.parts = append(tx.parts, p)
-		}
-		c.mu.Unlock()
-		tx.mu.RLock()
-		if !tx.ending {
-			return tx, nil
-		}
-		tx.mu.RUnlock()
-		// It is being ended: wait for EndTxn to remove it, then begin the next one.
-		time.Sleep(time.Millisecond)
+	c.mu.Lock()
+	tx := c.open[pid]
+	if tx == nil {
+		tx = &openTxn{epoch: epoch, started: c.e.opts.Clock()}
+		c.open[pid] = tx
 	}
+	if epoch != tx.epoch {
+		c.mu.Unlock()
+		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest,
+			Message: fmt.Sprintf("%v: producer %d epoch %d, its open transaction has epoch %d", ErrTxn, pid, epoch, tx.epoch)}
+	}
+	if !slices.Contains(tx.parts, p) {
+		tx.parts = append(tx.parts, p)
+	}
+	c.mu.Unlock()
+	tx.mu.RLock()
+	if tx.ending {
+		tx.mu.RUnlock()
+		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest,
+			Message: fmt.Sprintf("%v: producer %d's transaction is ending: produce after EndTxn answers", ErrTxn, pid)}
+	}
+	return tx, nil
 }
 
 // EndTxn commits (commit true) or aborts producer pid's open transaction at epoch. A commit returns
