@@ -447,16 +447,15 @@ func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string) er
 		if p.topic.deleted.Load() {
 			continue
 		}
-		errs = append(errs, p.writeMarker(pid, epoch, commit))
+		err := p.writeMarker(pid, epoch, commit)
+		if err == nil {
+			err = p.log.Sync() // the marker durable before the next: as many fdatasyncs as partitions either way
+		}
+		if err != nil {
+			errs = append(errs, storageError(err))
+		}
 		if h := txnCrashHook; h != nil && h(i+1) {
 			return nil
-		}
-	}
-	for _, p := range parts {
-		if !p.topic.deleted.Load() {
-			if err := p.log.Sync(); err != nil {
-				errs = append(errs, storageError(err))
-			}
 		}
 	}
 	err := errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +44,7 @@ func TestTxnCrashLoop(t *testing.T) {
 	createTopic(t, admin, "txa", 2)
 	createTopic(t, admin, "txb", 1)
 	admin.Close()
+	txnLog := filepath.Join(data, "offsets", "txn.log")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -53,7 +55,10 @@ func TestTxnCrashLoop(t *testing.T) {
 	for cycle := range cycles {
 		c := dialBroker(t, b)
 		tx := c.NewTransaction()
-		stage := rng.IntN(4) // 0: mid-produce, 1-2: mid-commit, 3: after the commit answered
+		// 0: mid-produce; 1: mid-commit, at a delay drawn from the last commit's duration; 2: as soon
+		// as the decision is in the transaction log (the markers being written); 3: after the
+		// commit answered.
+		stage := rng.IntN(4)
 		cut := len(txnTargets) * 2
 		if stage == 0 {
 			cut = rng.IntN(cut)
@@ -72,11 +77,20 @@ func TestTxnCrashLoop(t *testing.T) {
 		case 0:
 			stages["mid-produce"]++
 		case 1, 2:
-			stages["mid-commit"]++
 			done := make(chan error, 1)
 			t0 := time.Now()
+			logSize := fileSize(txnLog)
 			go func() { done <- tx.Commit(ctx) }()
-			time.Sleep(time.Duration(rng.Int64N(int64(commitDur) * 3 / 2)))
+			if stage == 1 {
+				stages["mid-commit"]++
+				time.Sleep(time.Duration(rng.Int64N(int64(commitDur) * 3 / 2)))
+			} else {
+				stages["after-decision"]++
+				deadline := time.Now().Add(10 * time.Second)
+				for fileSize(txnLog) == logSize && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
 			b.kill()
 			if err := <-done; err == nil {
 				acked[cycle] = true
@@ -163,4 +177,13 @@ func TestTxnCrashLoop(t *testing.T) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("out of time")
 	}
+}
+
+// fileSize is path's size, -1 when it cannot be read.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
 }
