@@ -244,7 +244,13 @@ func (p *Partition) writeMarker(pid int64, epoch int16, commit bool) error {
 		return storageError(err)
 	}
 	if !commit {
-		t.aborted = append(t.aborted, abortedTxn{pid: pid, first: first, marker: res.BaseOffset})
+		// Ranges retention removed are dropped here: the index holds the retained aborts only.
+		start := p.log.StartOffset()
+		i := 0
+		for i < len(t.aborted) && t.aborted[i].marker < start {
+			i++
+		}
+		t.aborted = append(t.aborted[i:], abortedTxn{pid: pid, first: first, marker: res.BaseOffset})
 	}
 	delete(t.open, pid)
 	t.recomputeLocked()
