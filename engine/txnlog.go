@@ -63,6 +63,7 @@ func openTxnLog(dir string) (*txnLog, map[int64]txnDecision, error) {
 		return nil, nil, fmt.Errorf("engine: txn log: %w", err)
 	}
 	decided := map[int64]txnDecision{}
+	valid := 0 // bytes of whole records: a torn tail after them is overwritten
 	for rest := raw; len(rest) >= 8; {
 		n := int(binary.BigEndian.Uint32(rest))
 		if n > len(rest)-8 || crc32.Checksum(rest[8:8+n], txnCRC) != binary.BigEndian.Uint32(rest[4:]) {
@@ -74,8 +75,9 @@ func openTxnLog(dir string) (*txnLog, map[int64]txnDecision, error) {
 		}
 		decided[d.pid] = d
 		rest = rest[8+n:]
+		valid += 8 + n
 	}
-	return &txnLog{f: f, size: int64(len(raw))}, decided, nil
+	return &txnLog{f: f, size: int64(valid)}, decided, nil
 }
 
 func decodeTxnDecision(b []byte) (txnDecision, error) {
