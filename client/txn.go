@@ -15,6 +15,10 @@ import (
 // the partition of every batch it writes.
 var ErrTxnPartition = errors.New("client: a transaction's produce names its partition")
 
+// ErrTxnMustAbort is returned by Transaction.Commit after a Produce or Commit of the transaction
+// failed: its outcome there is unknown, so it can only be aborted.
+var ErrTxnMustAbort = errors.New("client: an operation of the transaction failed: abort it")
+
 // Transaction writes batches to any partitions of any topics that become visible to consumers all
 // at once, at Commit, or never, at Abort (docs/protocol.md, "Transactions"). Consumers read
 // committed data only: a partition's records behind an open transaction's first batch wait for its
@@ -33,6 +37,10 @@ type Transaction struct {
 	mu   sync.Mutex
 	seqs map[txnKey]int32 // the next sequence per partition; guarded by mu
 	b    *wire.BatchBuilder
+	// dirty is set when a Produce or Commit failed (guarded by mu): the broker may hold a batch whose
+	// sequence was not counted, so after the Abort the next transaction starts a new epoch with
+	// fresh sequences, which the broker takes as a new session of the producer id.
+	dirty bool
 }
 
 type txnKey struct {
@@ -81,6 +89,7 @@ func (t *Transaction) Produce(ctx context.Context, topic string, partition int32
 	wire.MarkTransactional(batch)
 	m := wire.Produce{Durability: wire.DurabilityWritten, Partition: partition, Topic: []byte(topic), Batches: batch}
 	if _, err := t.c.roundTrip(ctx, wire.OpProduce, m.Append); err != nil {
+		t.dirty = true
 		return wrapf(err, "transaction produce to %s/%d", topic, partition)
 	}
 	t.seqs[k] += int32(len(recs))
@@ -88,22 +97,34 @@ func (t *Transaction) Produce(ctx context.Context, topic string, partition int32
 }
 
 // Commit makes every batch produced since the last Commit or Abort visible, in every partition at
-// once, and returns once the decision and its markers are durable. On an error other than the
-// broker's refusal (a lost connection) the outcome is unknown: the broker may have decided either
-// way, and a consumer sees all of the transaction or none of it.
+// once, and returns once the decision and its markers are durable. On an error (a lost connection,
+// say) the outcome is unknown: the broker may have decided either way, and a consumer sees all of
+// the transaction or none of it; call Abort before the next transaction (it aborts the transaction
+// if the commit did not happen, and does nothing if it did). After a failed Produce, Commit returns
+// ErrTxnMustAbort.
 func (t *Transaction) Commit(ctx context.Context) error { return t.end(ctx, true) }
 
-// Abort discards every batch produced since the last Commit or Abort.
+// Abort discards every batch produced since the last Commit or Abort. After a failed Produce or
+// Commit, the next transaction starts a new producer epoch once Abort succeeds.
 func (t *Transaction) Abort(ctx context.Context) error { return t.end(ctx, false) }
 
 func (t *Transaction) end(ctx context.Context, commit bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if commit && t.dirty {
+		return ErrTxnMustAbort
+	}
 	m := wire.EndTxn{ProducerID: t.pid, Epoch: t.epoch, Commit: commit}
 	_, err := t.c.roundTrip(ctx, wire.OpEndTxn, m.Append)
 	what := "abort"
-	if commit {
+	switch {
+	case commit:
 		what = "commit"
+		t.dirty = t.dirty || err != nil
+	case err == nil && t.dirty:
+		t.epoch++
+		clear(t.seqs)
+		t.dirty = false
 	}
 	return wrapf(err, "transaction %s", what)
 }

@@ -76,3 +76,40 @@ func TestTransactionCommitAndAbort(t *testing.T) {
 	}
 	must(tx.Abort(ctx))
 }
+
+// After a failed Produce the transaction can only be aborted; the next one (a new epoch, fresh
+// sequences) stores every record, none taken for a resend of the failed one's.
+func TestTransactionAfterAFailedProduce(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "tf", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx := c.NewTransaction()
+	if err := tx.Produce(ctx, "tf", 0, Record{Value: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Produce(ctx, "nosuchtopic-and-no-autocreate-x", 0, Record{Value: []byte("b")}); err == nil {
+		t.Fatal("a produce to a topic that does not exist succeeded")
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, ErrTxnMustAbort) {
+		t.Fatalf("Commit after a failed Produce: %v, want ErrTxnMustAbort", err)
+	}
+	if err := tx.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Produce(ctx, "tf", 0, Record{Value: []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := c.Subscribe(ctx, "tf", WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(ctx)
+	if err != nil || string(m.Value) != "c" {
+		t.Fatalf("delivered %q, %v: want c", m.Value, err)
+	}
+}
