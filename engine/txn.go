@@ -518,3 +518,30 @@ func (c *txnCoordinator) close() error {
 	<-c.done
 	return c.tlog.close()
 }
+
+// AbortedTxn is an aborted transaction's range in one partition, as Kafka's FetchResponse lists it
+// for read_committed fetches: its producer id and the first offset it may hold there (its batches
+// lie in [FirstOffset, MarkerOffset)).
+type AbortedTxn struct {
+	ProducerID   int64
+	FirstOffset  int64
+	MarkerOffset int64
+}
+
+// AbortedTxns appends to dst the aborted transactions whose ranges overlap offsets [from, to), in
+// marker order, for a Kafka listener serving read_committed fetches (it also bounds reads by
+// StableOffset). A partition that never saw a transaction has none and nothing is allocated.
+func (p *Partition) AbortedTxns(dst []AbortedTxn, from, to int64) []AbortedTxn {
+	t := p.txns.Load()
+	if t == nil {
+		return dst
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, a := range t.aborted {
+		if a.first < to && a.marker >= from {
+			dst = append(dst, AbortedTxn{ProducerID: a.pid, FirstOffset: a.first, MarkerOffset: a.marker})
+		}
+	}
+	return dst
+}

@@ -179,6 +179,13 @@ func TestTxnAbortNeverVisible(t *testing.T) {
 		}
 	}
 	check(e)
+	// The aborted ranges, for a Kafka listener: one per partition, producer 5 from offset 0.
+	for part := int32(0); part < 2; part++ {
+		got := e.TopicByName("a").Partition(part).AbortedTxns(nil, 0, 100)
+		if len(got) != 1 || got[0].ProducerID != 5 || got[0].FirstOffset != 0 {
+			t.Fatalf("partition %d: aborted %+v", part, got)
+		}
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
