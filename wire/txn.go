@@ -19,11 +19,6 @@ const (
 	AttrControl int16 = 1 << 5
 )
 
-// OpEndTxn commits or aborts a producer's open transaction (EndTxn body; the answer is empty).
-const OpEndTxn Op = 0x27
-
-func init() { opNames[OpEndTxn] = "end-txn" }
-
 // Control record types, Kafka's ControlRecordType.
 const (
 	ControlAbort  int16 = 0
