@@ -301,3 +301,39 @@ func TestTxnTimeoutAborts(t *testing.T) {
 		t.Fatalf("an abandoned transaction was delivered: %q", got)
 	}
 }
+
+// Work-queue members read committed data too: nothing past an open transaction's first batch, no
+// aborted batch, no marker; the skipped offsets settle like acked ones.
+func TestTxnWorkQueueReadsCommitted(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, e, "q", 0, txnBatch(t, 1, 0, 0, "aborted"))
+	appendTo(t, e, "q", 0, txnBatch(t, 2, 0, 0, "committed"))
+	if err := e.EndTxn(1, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.EndTxn(2, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, e, "q", 0, plainBatch(t, "plain"))
+	appendTo(t, e, "q", 0, txnBatch(t, 3, 0, 0, "open"))
+	appendTo(t, e, "q", 0, plainBatch(t, "behind"))
+	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := values(t, l, 500*time.Millisecond, nil)
+	if len(got) != 2 || !has(got, "committed") || !has(got, "plain") {
+		t.Fatalf("queue member got %q before the open transaction ended, want committed and plain", got)
+	}
+	if err := e.EndTxn(3, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	got = values(t, l, 10*time.Second, func(s []string) bool { return len(s) == 2 })
+	if !has(got, "open") || !has(got, "behind") {
+		t.Fatalf("after the commit the queue member got %q", got)
+	}
+}
