@@ -87,11 +87,15 @@ type localEvent struct {
 	reassign bool
 }
 
+// localOwner is a Local as its subscription's Owner: Wake and Reassign are the engine's calls into
+// it (from any goroutine), not part of the embedding API.
+type localOwner Local
+
 // Wake implements Owner.
-func (l *Local) Wake(c *Cursor) { l.post(localEvent{cursor: c}) }
+func (o *localOwner) Wake(c *Cursor) { (*Local)(o).post(localEvent{cursor: c}) }
 
 // Reassign implements Owner.
-func (l *Local) Reassign(*Subscription) { l.post(localEvent{reassign: true}) }
+func (o *localOwner) Reassign(*Subscription) { (*Local)(o).post(localEvent{reassign: true}) }
 
 func (l *Local) post(ev localEvent) {
 	if !l.inbox.Offer(ev) {
@@ -123,7 +127,7 @@ func (e *Engine) SubscribeLocalWith(spec wire.Subscribe, o LocalOptions) (*Local
 		return nil, err
 	}
 	spec.Credit = 0
-	l.sub, _, err = e.Subscribe(spec, l)
+	l.sub, _, err = e.Subscribe(spec, (*localOwner)(l))
 	if err != nil {
 		return nil, err
 	}
