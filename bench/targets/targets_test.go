@@ -181,5 +181,5 @@ func ExampleRegister() {
 	reg := bench.NewRegistry()
 	Register(reg, Options{})
 	fmt.Println(reg.Names())
-	// Output: [addr embedded floor tcp]
+	// Output: [addr embedded floor spsc tcp]
 }
