@@ -265,3 +265,41 @@ func publishPollPair(t testing.TB, e *Engine, spin bool) (*Publisher, *Local) {
 	}
 	return pub, l
 }
+
+// TestLocalSpinQueueAndGroup: a spinning Local also serves a work queue (whose dispatch keeps the
+// wake-ups) and a group member (whose partitions arrive through the inbox).
+func TestLocalSpinQueueAndGroup(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	queueTopic(t, e, 12) // topic "q", one partition, 12 records
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, spec := range []wire.Subscribe{
+		queueSpec(time.Minute, 5),
+		{Topic: "q", Partition: -1, Group: "g", Start: wire.StartEarliest},
+	} {
+		l, err := e.SubscribeLocalWith(spec, LocalOptions{Spin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.sub.polled != (spec.Mode != wire.ModeQueue) {
+			t.Fatalf("mode %d: polled %v", spec.Mode, l.sub.polled)
+		}
+		for i := range int64(12) {
+			r, err := l.NextRecord(ctx)
+			if err != nil || r.Offset != i {
+				t.Fatalf("mode %d: record %d: %+v, %v", spec.Mode, i, r, err)
+			}
+			if spec.Mode == wire.ModeQueue {
+				if err := l.Ack(r.Partition, r.Offset); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		short, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+		if r, err := l.NextRecord(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("mode %d: after the last record: %+v, %v", spec.Mode, r, err)
+		}
+		stop()
+		l.Close()
+	}
+}
