@@ -363,8 +363,9 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 func (s *Subscription) popReady() {
 	s.ready[0].ready = false
 	if len(s.ready) == 1 {
-		s.ready = s.ready[:0]
+		s.ready = s.ready[:0] // its slot is overwritten by the next Ready
 	} else {
+		s.ready[0] = nil // the array keeps no cursor alive from before the queue's start
 		s.ready = s.ready[1:]
 	}
 }
