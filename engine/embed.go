@@ -150,6 +150,9 @@ func (l *Local) Next(ctx context.Context) (*Delivery, error) {
 			return d, err
 		}
 		if l.spin {
+			if polls%spinCheck != 0 {
+				continue
+			}
 			select {
 			case <-done:
 				return nil, ctx.Err()
@@ -171,8 +174,12 @@ func (l *Local) Next(ctx context.Context) (*Delivery, error) {
 	}
 }
 
-// spinYield is how many empty polls a spinning Next makes between yields of its P.
-const spinYield = 256
+// A spinning Next looks at its ctx every spinCheck empty polls (a look costs about what a poll
+// does), and yields its P every spinYield.
+const (
+	spinCheck = 16
+	spinYield = 256
+)
 
 // Poll returns the next delivery if one is ready, or nil: it never blocks and never parks the
 // caller. Like Next, it releases what the previous call handed out, and the delivery it returns is
