@@ -303,3 +303,34 @@ func TestLocalSpinQueueAndGroup(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestLocalSpinTopicDeleted: a spinning Local, whose cursors never announce that they wait, still
+// ends with CodeUnknownTopic when its topic is deleted.
+func TestLocalSpinTopicDeleted(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "d", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, e, "d", 2, 10, wire.DurabilityWritten)
+	l, err := e.SubscribeLocalWith(wire.Subscribe{Topic: "d", Partition: -1, Start: wire.StartEarliest}, LocalOptions{Spin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 20 {
+		if _, err := l.NextRecord(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := l.PollRecord(); r != nil || err != nil {
+		t.Fatalf("caught up: %v, %v", r, err)
+	}
+	if err := e.DeleteTopic("d"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.NextRecord(ctx); !errors.Is(err, wire.CodeUnknownTopic) {
+		t.Fatalf("after the delete: %v, %v", r, err)
+	}
+}
