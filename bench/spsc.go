@@ -20,14 +20,17 @@ const spscDepth = 1024
 // (sluice bench --target embedded --spin-consumer) is measured against, with no broker. Each
 // producer–consumer pair has a ring.SPSC of slot numbers over a slab of payload slots, two per ring
 // slot. A send copies the payload into the pair's next slot and publishes its number, spinning while
-// the ring is full; a consumer polls its rings in a loop, never parking, and hands each payload to
-// deliver in place, from the slot. Nothing is allocated per message. Its latency is the harness's
+// the ring is full; a consumer never parks: with one producer it takes from its ring with the ring's
+// own spinning wait (ring.WaitSpin: Take, which paces its looks at the producer's line), with several
+// it polls their rings in turn; it hands each payload to deliver in place, from the slot. Nothing is
+// allocated per message. Its latency is the harness's
 // own (pacing, clock reads, one copy, the histogram record) plus the cache-line transfers between
 // the producer's core and the consumer's: what any in-process transport pays at least.
 //
 // Slot k of a pair is slab slot k mod 2×spscDepth, rewritten only by send k+2×spscDepth. That send
 // comes after the ring took k+2×spscDepth-1, when at most spscDepth numbers were unreleased, so the
-// consumer had released k, and Poll releases a number only after deliver returned.
+// consumer had released k+spscDepth-1, which it did only after taking k+1 (Take releases at most 64
+// at a time) or after Poll's deliver of it returned: deliver(k) was over.
 type SPSCFloorTarget struct {
 	cfg   Config
 	pairs [][]*spscPair // [producer][consumer]
@@ -56,7 +59,7 @@ func (t *SPSCFloorTarget) Open(_ context.Context, cfg Config) error {
 	for i := range t.pairs {
 		t.pairs[i] = make([]*spscPair, t.cfg.Consumers)
 		for j := range t.pairs[i] {
-			r, err := ring.NewSPSC[uint32](ring.Options{Capacity: spscDepth})
+			r, err := ring.NewSPSC[uint32](ring.Options{Capacity: spscDepth, Wait: ring.WaitSpin})
 			if err != nil {
 				return fmt.Errorf("bench: spsc floor: %w", err)
 			}
@@ -85,6 +88,21 @@ func (t *SPSCFloorTarget) Consume(i int, deliver func(payload []byte)) error {
 		}
 	}
 	t.wg.Add(1)
+	if len(pairs) == 1 {
+		q := pairs[0]
+		go func() {
+			defer t.wg.Done()
+			for {
+				slot, ok := q.r.Take() // spins until an entry or Close
+				if !ok {
+					return
+				}
+				off := int(slot) * q.size
+				deliver(q.slab[off : off+q.size : off+q.size])
+			}
+		}()
+		return nil
+	}
 	go func() {
 		defer t.wg.Done()
 		for empty := 1; ; empty++ {
@@ -114,6 +132,11 @@ const spinYield = 256
 // Close implements Target: it stops the consumers and waits for them.
 func (t *SPSCFloorTarget) Close() error {
 	t.done.Store(true)
+	for _, row := range t.pairs {
+		for _, q := range row {
+			q.r.Close() // ends a consumer spinning in Take
+		}
+	}
 	t.wg.Wait()
 	return nil
 }

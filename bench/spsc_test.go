@@ -9,17 +9,22 @@ import (
 	"time"
 )
 
-// TestSPSCFloorCarriesEveryPayload: through the busy-poll floor, with two producers and two
-// consumers, every payload arrives once and intact, including past the slab's wrap (more sends than
+// TestSPSCFloorCarriesEveryPayload: through the busy-poll floor, with one producer and consumer
+// (Take) and with two of each (Poll), every payload arrives once and intact, including past the slab's wrap (more sends than
 // slots), and Close stops the spinning consumers.
 func TestSPSCFloorCarriesEveryPayload(t *testing.T) {
-	const producers, consumers, per, size = 2, 2, 3 * 2 * spscDepth, 40
+	t.Run("1x1", func(t *testing.T) { testSPSCFloor(t, 1, 1) })
+	t.Run("2x2", func(t *testing.T) { testSPSCFloor(t, 2, 2) })
+}
+
+func testSPSCFloor(t *testing.T, producers, consumers int) {
+	const per, size = 3 * 2 * spscDepth, 40
 	tg := NewSPSCFloorTarget()
 	cfg := Config{Producers: producers, Consumers: consumers, PayloadSize: size}
 	if err := tg.Open(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	var got [producers][]atomic.Int32 // per producer and sequence: times received
+	got := make([][]atomic.Int32, producers) // per producer and sequence: times received
 	for i := range got {
 		got[i] = make([]atomic.Int32, per)
 	}
@@ -66,7 +71,7 @@ func TestSPSCFloorCarriesEveryPayload(t *testing.T) {
 	}
 	wg.Wait()
 	deadline := time.Now().Add(30 * time.Second)
-	for received.Load() < producers*per && time.Now().Before(deadline) {
+	for received.Load() < int64(producers*per) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	if err := tg.Close(); err != nil {
