@@ -390,6 +390,9 @@ func TestRegistry(t *testing.T) {
 	if err != nil || tg.Name() != FloorName {
 		t.Fatalf("floor: %v %v", tg, err)
 	}
+	if tg, err := r.New(SPSCName); err != nil || tg.Name() != SPSCName {
+		t.Fatalf("spsc: %v %v", tg, err)
+	}
 }
 
 // TestDeliverAllocs: recording a message allocates nothing.

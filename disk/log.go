@@ -522,6 +522,9 @@ func (l *Log) Read(offset int64, maxBytes int) (View, error) {
 		}
 		rel := uint32(offset - s.base)
 		p, d := s.lookup(rel)
+		if hp, hd := unpack(s.readHint.Load()); hd > d && hd <= rel {
+			p, d = hp, hd // a boundary nearer the target than the index's (segment.readHint)
+		}
 		for {
 			h := s.header(p)
 			if d+uint32(h.RecordCount) > rel {
@@ -538,6 +541,9 @@ func (l *Log) Read(offset int64, maxBytes int) (View, error) {
 			}
 			p += uint32(h.Size())
 			d += uint32(h.RecordCount)
+		}
+		if h := pack(p, d); s.readHint.Load() != h {
+			s.readHint.Store(h) // only when it moves: readers of one place do not take the line from each other
 		}
 		return View{Data: s.data[start:p:p], BaseOffset: s.base + int64(startDelta), NextOffset: s.base + int64(d), seg: s}, nil
 	}

@@ -79,6 +79,13 @@ type segment struct {
 	// Only the appender whose claim starts at the current value stores it (a release store);
 	// readers load it (acquire) and may then read every byte below it.
 	committed atomicutil.Uint64
+	// readHint is a packed (position, delta) where a Read's view ended: a batch boundary at or
+	// below committed. Read walks batch headers from the last index entry at or before its target,
+	// and the index is built by the housekeeper, up to its period (50 ms) behind the writer: at a
+	// million small batches a second, a reader at the tail would walk tens of thousands of headers
+	// per Read. A tailing reader's next Read starts where its last one ended, so it starts its walk
+	// here instead. Any reader stores it; any boundary at or before a target is a valid start.
+	readHint atomicutil.Uint64
 
 	// final is the packed end of a sealed segment; valid once sealed is true (stored before it).
 	final  atomic.Uint64

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +14,12 @@ import (
 )
 
 // Publish appends record batches (built with wire.BatchBuilder) to a partition in-process, with no
-// socket in between, and returns once they meet durability d. partition < 0 picks one round-robin.
+// socket in between, and returns once they meet durability d: none and written once they are in the
+// partition's mapping, fsync once a group commit's fdatasync covers them (a memory-only topic never
+// waits). partition < 0 picks one round-robin. The topic is created when the engine auto-creates
+// topics (Options.AutoCreateTopics), else it must exist (CodeUnknownTopic). It returns the offsets
+// of the first and last record stored. A caller that publishes to one partition over and over uses
+// a Publisher instead, which skips the topic lookup.
 func (e *Engine) Publish(ctx context.Context, topic string, partition int32, batches []byte, d wire.Durability) (base, last int64, err error) {
 	t, err := e.AutoCreate(topic)
 	if err != nil {
@@ -29,20 +36,50 @@ func (e *Engine) Publish(ctx context.Context, topic string, partition int32, bat
 	return base, last, p.log.WaitSynced(ctx, last+1)
 }
 
-// Local is an in-process subscription: its owner is the goroutine that calls Next. Deliveries are
-// slices of the log's mapping, handed over without a copy or a socket.
+// Local is an in-process subscription. Its owner is the one goroutine that calls its methods (Close
+// included); Commit, Ack and Nack are the owner's too. Deliveries are slices of the log's mapping,
+// handed over without a copy or a socket.
+//
+// Read it record by record with NextRecord (blocking) or PollRecord (never blocks), or delivery by
+// delivery (runs of whole batches) with Next or Poll. Pick one of the two for a subscription: Next and
+// Poll drop whatever the record iterator had not reached yet of the delivery before.
+//
+// Whatever a call hands out (a *Record, a *Delivery, and the bytes they point to) stays valid until
+// the next call of any of those four methods or Close, which release it: copy what must outlive it.
 //
 // Wake-ups from producers (any goroutine) reach the owner through a lock-free MPSC ring; the owner
-// arms the ring before it sleeps, and the first producer to publish after that signals it.
+// arms the ring before it sleeps, and the first producer to publish after that signals it. A Local
+// opened with LocalOptions.Spin never sleeps: see there.
 type Local struct {
 	e     *Engine
 	sub   *Subscription
 	inbox *ring.MPSC[localEvent]
 	wake  chan struct{} // 1-buffered: the ring's waker
-	held  Delivery      // the delivery returned by the last Next, released by the next one
-	has   bool
+	spin  bool          // LocalOptions.Spin; immutable
+
+	// Owner goroutine only:
+	held Delivery // the delivery last handed out, released by the next call or Close
+	has  bool     // held is a delivery not yet released by the Local
+	rest []byte   // held's batches the record iterator has not opened yet
+	iter bool     // it is inside a batch of held
+	it   wire.RecordIter
+	rec  Record // the record NextRecord and PollRecord hand out
 
 	overflow atomic.Bool // the inbox was full: the owner rescans every cursor
+}
+
+// LocalOptions tune an in-process subscription. The zero value is the default.
+type LocalOptions struct {
+	// Spin makes Next and NextRecord wait by polling in a loop on the caller's goroutine, never
+	// parking it: a record published on another core is seen within the loop's period (well under
+	// a microsecond), instead of after a goroutine wake-up (several microseconds, and up to the
+	// scheduler's whim on a loaded machine). The waiting goroutine burns its core all the while:
+	// use it where the consumer has a core to itself. It also takes the wake-up off the producers'
+	// path: the subscription's cursors never announce that they wait, so an append wakes nobody,
+	// and the owner re-reads its partitions' ends on every poll instead. A consumer far behind takes
+	// the page faults of a cold read on its own goroutine (without Spin they are taken off it).
+	// A work-queue subscription spins but keeps the wake-ups, which its dispatch relies on.
+	Spin bool
 }
 
 type localEvent struct {
@@ -50,11 +87,15 @@ type localEvent struct {
 	reassign bool
 }
 
+// localOwner is a Local as its subscription's Owner: Wake and Reassign are the engine's calls into
+// it (from any goroutine), not part of the embedding API.
+type localOwner Local
+
 // Wake implements Owner.
-func (l *Local) Wake(c *Cursor) { l.post(localEvent{cursor: c}) }
+func (o *localOwner) Wake(c *Cursor) { (*Local)(o).post(localEvent{cursor: c}) }
 
 // Reassign implements Owner.
-func (l *Local) Reassign(*Subscription) { l.post(localEvent{reassign: true}) }
+func (o *localOwner) Reassign(*Subscription) { (*Local)(o).post(localEvent{reassign: true}) }
 
 func (l *Local) post(ev localEvent) {
 	if !l.inbox.Offer(ev) {
@@ -71,52 +112,188 @@ func (l *Local) signal() {
 	}
 }
 
-// SubscribeLocal opens an in-process subscription. spec.SubID and spec.Credit are ignored: the owner
-// pulls with Next, so no credit window is needed.
+// SubscribeLocal opens an in-process subscription with the default LocalOptions. spec.SubID and
+// spec.Credit are ignored: the owner pulls, so no credit window is needed. The topic must exist
+// (CodeUnknownTopic): subscribing never creates one.
 func (e *Engine) SubscribeLocal(spec wire.Subscribe) (*Local, error) {
-	l := &Local{e: e, wake: make(chan struct{}, 1)}
+	return e.SubscribeLocalWith(spec, LocalOptions{})
+}
+
+// SubscribeLocalWith is SubscribeLocal with options.
+func (e *Engine) SubscribeLocalWith(spec wire.Subscribe, o LocalOptions) (*Local, error) {
+	l := &Local{e: e, wake: make(chan struct{}, 1), spin: o.Spin}
 	var err error
 	if l.inbox, err = ring.NewMPSC[localEvent](ring.Options{Capacity: 256, Waker: l.signal}); err != nil {
 		return nil, err
 	}
 	spec.Credit = 0
-	l.sub, _, err = e.Subscribe(spec, l)
+	l.sub, _, err = e.Subscribe(spec, (*localOwner)(l))
 	if err != nil {
 		return nil, err
 	}
 	l.sub.credit = math.MaxInt64
+	// Before any cursor reads: a polled cursor never announces that it waits (Cursor.read).
+	l.sub.polled = o.Spin && l.sub.queue == nil
 	return l, nil
 }
 
-// Next returns the next delivery: one or more record batches of one partition (iterate them with
-// wire.RecordIter; the first may start before the offset asked for). It blocks until there is one or
-// ctx ends. The delivery stays valid until the next call to Next or Close.
-func (l *Local) Next(ctx context.Context) (Delivery, error) {
-	if l.has {
-		l.held.Release()
-		l.has = false
-	}
-	for {
-		l.drain()
-		if l.sub.closed {
-			return Delivery{}, ErrSubscriptionClosed
+// Next returns the next delivery: one or more record batches of one partition, as stored. It
+// blocks until there is one or ctx ends (a delivery already there is returned whatever ctx says).
+// The delivery is the Local's: it stays valid until the next call or Close, which release it.
+// Most callers want NextRecord, which walks the records and skips those before the subscription's
+// position; a caller of Next walks the batches itself and skips records below Delivery.From.
+func (l *Local) Next(ctx context.Context) (*Delivery, error) {
+	done := ctx.Done()
+	for polls := 1; ; polls++ {
+		d, err := l.Poll()
+		if d != nil || err != nil {
+			return d, err
 		}
-		d, ok, err := l.sub.Next(l.e.opts.MaxDeliverBytes)
-		if err != nil {
-			return Delivery{}, err
-		}
-		if ok {
-			l.sub.credit = math.MaxInt64
-			l.held, l.has = d, true
-			return d, nil
+		if l.spin {
+			if polls%spinCheck != 0 {
+				continue
+			}
+			select {
+			case <-done:
+				return nil, ctx.Err()
+			default:
+			}
+			if polls%spinYield == 0 {
+				runtime.Gosched() // let this P's other goroutines run; returns at once if there are none
+			}
+			continue
 		}
 		if !l.inbox.Arm() {
 			continue
 		}
 		select {
 		case <-l.wake:
-		case <-ctx.Done():
-			return Delivery{}, ctx.Err()
+		case <-done:
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// A spinning Next looks at its ctx every spinCheck empty polls (a look costs about what a poll
+// does), and yields its P every spinYield.
+const (
+	spinCheck = 16
+	spinYield = 256
+)
+
+// Poll returns the next delivery if one is ready, or nil: it never blocks and never parks the
+// caller. Like Next, it releases what the previous call handed out, and the delivery it returns is
+// the Local's until the next call or Close. It allocates nothing.
+func (l *Local) Poll() (*Delivery, error) {
+	l.releaseHeld()
+	l.drain()
+	if l.sub.closed {
+		return nil, ErrSubscriptionClosed
+	}
+	if l.sub.polled {
+		l.readyGrown()
+	}
+	d, ok, err := l.sub.Next(l.e.opts.MaxDeliverBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	l.sub.credit = math.MaxInt64
+	l.held, l.has = d, true
+	l.rest, l.iter = d.Batches(), false
+	return &l.held, nil
+}
+
+// Record is one record handed out by Local.NextRecord and Local.PollRecord: wire.Record's offset,
+// timestamp (milliseconds since the epoch), key, value and headers (Headers, Header), and the
+// partition it came from. Key, Value and the headers are views into the segment mapping (or into the
+// Local's decompression buffer for a compressed batch), not copies: they stay valid until the
+// Local's next call or Close, and must not be written to.
+type Record struct {
+	wire.Record
+	Partition int32
+}
+
+// NextRecord returns the next record, in offset order within each partition, waiting for one as
+// Next does. Records before the subscription's start offset (batches are stored whole, so a
+// delivery may begin before it) are skipped. The record is the Local's: it is overwritten by the
+// next call. It allocates nothing.
+func (l *Local) NextRecord(ctx context.Context) (*Record, error) {
+	for {
+		if r, err := l.nextHeld(); r != nil || err != nil {
+			return r, err
+		}
+		if _, err := l.Next(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// PollRecord returns the next record if one is ready, or nil: NextRecord that never blocks.
+func (l *Local) PollRecord() (*Record, error) {
+	for {
+		if r, err := l.nextHeld(); r != nil || err != nil {
+			return r, err
+		}
+		if d, err := l.Poll(); d == nil || err != nil {
+			return nil, err
+		}
+	}
+}
+
+// nextHeld returns the next record of the held delivery at or after its From, or nil when the
+// delivery is walked (or was released by its caller).
+func (l *Local) nextHeld() (*Record, error) {
+	if !l.has || l.held.Batches() == nil {
+		return nil, nil
+	}
+	for {
+		if l.iter {
+			if l.it.Next(&l.rec.Record) {
+				if l.rec.Offset < l.held.from {
+					continue // delivered before: its batch began before the position
+				}
+				return &l.rec, nil
+			}
+			l.iter = false
+			if err := l.it.Err(); err != nil {
+				l.rest = nil
+				return nil, fmt.Errorf("engine: partition %d: %w", l.rec.Partition, err)
+			}
+		}
+		if len(l.rest) == 0 {
+			return nil, nil
+		}
+		h, err := l.it.Reset(l.rest)
+		if err != nil {
+			l.rest = nil
+			return nil, fmt.Errorf("engine: partition %d: %w", l.held.Partition.id, err)
+		}
+		l.rest = l.rest[h.Size():]
+		if h.LastOffset() < l.held.from {
+			continue
+		}
+		l.iter = true
+		l.rec.Partition = l.held.Partition.id
+	}
+}
+
+// releaseHeld releases the delivery last handed out.
+func (l *Local) releaseHeld() {
+	if l.has {
+		l.held.Release()
+		l.has, l.rest, l.iter = false, nil, false
+	}
+}
+
+// readyGrown queues every cursor whose partition has records past it: a polled subscription's
+// cursors are never woken by appends.
+func (l *Local) readyGrown() {
+	for _, c := range l.sub.cursors {
+		if !c.ready && c.next < c.part.log.NextOffset() {
+			l.sub.Ready(c)
 		}
 	}
 }
@@ -178,15 +355,13 @@ func (l *Local) Nack(p int32, delay time.Duration, offsets ...int64) error {
 	return l.sub.Nack(p, len(offsets), func(i int) int64 { return offsets[i] }, delay)
 }
 
-// Close ends the subscription. Call it from the owner goroutine.
+// Close releases what the last call handed out and ends the subscription. Call it from the owner
+// goroutine. It is safe to call twice.
 func (l *Local) Close() {
-	if l.has {
-		l.held.Release()
-		l.has = false
-	}
+	l.releaseHeld()
 	l.sub.Close()
 	l.inbox.Close()
 }
 
-// ErrSubscriptionClosed is returned by Next after Close.
+// ErrSubscriptionClosed is returned by Next, Poll, NextRecord and PollRecord after Close.
 var ErrSubscriptionClosed = errors.New("engine: subscription closed")

@@ -1,7 +1,34 @@
 // Package engine is the broker's core: topics and their partitions, the produce path, subscriptions
 // and their delivery cursors, consumer groups with durable offsets, and work queues. It knows no
-// sockets. The network layer (engine/server) and the embedded API (Engine.Publish, Engine.Subscribe)
-// are two thin faces over it.
+// sockets. The network faces (engine/server, engine/kafka) and the embedded API are thin faces over
+// it, on the same code paths.
+//
+// # Embedding
+//
+// A program that runs the broker in-process needs only these:
+//
+//   - Open, Options, Engine.Close; Engine.CreateTopic, DeleteTopic, Topics, FailedTopics;
+//   - publishing: Engine.Publisher and Publisher (one topic-partition, bound once; Publish,
+//     PublishRecord), or Engine.Publish (topic by name, partition picked per call);
+//   - subscribing: Engine.SubscribeLocal / SubscribeLocalWith (LocalOptions) and Local: NextRecord,
+//     PollRecord and Record record by record; Next, Poll and Delivery batch by batch; Commit,
+//     Position; Ack and Nack for work queues; ErrSubscriptionClosed;
+//   - groups and offsets: Engine.CommitOffset, CommittedOffset, ListGroups, DescribeGroup,
+//     DeleteGroup; DeadLetterTopic and InboxPrefix name the topics work queues and request/reply use.
+//
+// What a Local hands out are views into the partition's mapping, valid until its next call (see
+// Local). The examples (Example, ExamplePublisher, ExampleLocal_Ack, Example_requestReply,
+// ExampleEngine_SubscribeLocal_filter) run as tests.
+//
+// # For network faces
+//
+// The rest of the exported surface is what a face that multiplexes many subscriptions on an event
+// loop needs, and an embedding program does not: Engine.Subscribe with an Owner (whose Wake and
+// Reassign the engine calls from any goroutine), Subscription and its Cursor (credit, Deliver with a
+// DeliverFunc, Ready, ApplyAssignment, SyncSettlements), SyncWatcher with Partition.Watch, Engine.Topic,
+// AutoCreate, CommitTopicOffset and Delivered, Topic.PickPartition, Partition.Append and RequestSync,
+// Metrics and WriteMetrics. They stay exported because engine/server and engine/kafka are separate
+// packages; an embedding program that uses them takes on the owner-goroutine rules their docs state.
 //
 // Concurrency: the hot paths take no mutex. Topic lookup reads a copy-on-write map through an atomic
 // pointer; appends claim space in the partition log without a lock; a partition's consumers are a

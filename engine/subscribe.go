@@ -77,6 +77,9 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		default:
 			return v, false, storageError(err)
 		}
+		if c.sub.polled {
+			return v, false, nil // its owner re-reads the partition's end itself: wake nobody
+		}
 		// Caught up: announce it, then re-check, so an append racing with us is never missed. Go's
 		// atomics are sequentially consistent: either the appender sees waiting, or we see its data.
 		c.waiting.Store(true)
@@ -112,6 +115,11 @@ type Subscription struct {
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
 	filter *filter      // non-nil with a header filter
+
+	// polled marks a subscription whose owner polls every cursor's partition end on each look
+	// (Local with LocalOptions.Spin): its cursors never announce that they wait, so appends skip
+	// the wake-up. Set before the first read, then read-only.
+	polled bool
 
 	mincoreVec []byte // scratch for the cold-read residency check (owner goroutine)
 }
@@ -274,13 +282,20 @@ func (s *Subscription) Credit() int64 { return s.credit }
 type DeliverFunc func(s *Subscription, p *Partition, hw int64, data []byte) error
 
 // Delivery is a run of committed batches from one partition, read in place from the log's mapping.
-// Release it when done; until then the segment under it cannot be unmapped.
+// Until it is released the segment under it cannot be unmapped. A delivery from Subscription.Next
+// is the caller's to release; one handed out by a Local is the Local's, released by its next call
+// or Close (Release lets go sooner). Release is safe to call more than once.
 type Delivery struct {
 	Partition     *Partition
 	HighWatermark int64
 	view          disk.View
-	owned         []byte // a work-queue redelivery, built for it rather than read in place
+	owned         []byte // a work-queue redelivery or filtered records, built for it rather than read in place
+	from          int64  // the subscription's position when it was read: records below it were delivered before
 }
+
+// From is the first offset the delivery is for: batches are stored and delivered whole, so its first
+// batch may begin before it, with records the subscription has had already; skip those.
+func (d *Delivery) From() int64 { return d.from }
 
 // Batches are the record batches, as stored: base offsets set, CRCs intact.
 func (d *Delivery) Batches() []byte {
@@ -290,11 +305,11 @@ func (d *Delivery) Batches() []byte {
 	return d.view.Data
 }
 
-// Release drops the delivery's hold on the mapping.
+// Release drops the delivery's hold on the mapping; Batches is empty after it. A second call does
+// nothing.
 func (d *Delivery) Release() {
-	if d.owned == nil {
-		d.view.Release()
-	}
+	d.view.Release() // nothing after the first time: it forgets its segment
+	d.owned = nil
 }
 
 // Next takes the next delivery within the credit window, at most maxBytes unless one batch is larger.
@@ -316,26 +331,23 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 			return d, false, err
 		}
 		if !ok {
-			c.ready = false
-			s.ready = s.ready[1:]
+			s.popReady()
 			continue
 		}
-		if c.part.NextOffset()-c.next > coldLag && !isResident(v.Data, s.mincoreVec[:0]) {
+		if !s.polled && c.part.NextOffset()-c.next > coldLag && !isResident(v.Data, s.mincoreVec[:0]) {
 			// Far behind and not in memory: fault it in off this goroutine, deliver when woken.
-			c.ready = false
-			s.ready = s.ready[1:]
+			s.popReady()
 			s.e.metrics.ColdReads.Add(1)
 			go prefetch(v, c)
 			continue
 		}
 		from := c.next
 		c.next = v.NextOffset
-		// Round-robin: the cursor goes to the back, so one busy partition cannot starve the others.
-		s.ready = append(s.ready[1:], c)
-		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}
+		s.rotateReady()
+		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v, from: from}
 		if t := c.part.txns.Load(); t != nil { // read committed: no markers, no aborted batches
-			if out, changed := t.committedOnly(v.Data); changed {
-				v.Release()
+			if out, changed := t.committedOnly(d.view.Data); changed {
+				d.view.Release() // out is a copy
 				if len(out) == 0 {
 					continue // only markers and aborted batches: read on
 				}
@@ -344,7 +356,7 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		}
 		if s.filter != nil {
 			out, err := s.filter.apply(d.Batches(), from)
-			d.Release()
+			d.Release() // the filtered records are copies: what they were taken from is not needed past here
 			if err != nil {
 				return d, false, err
 			}
@@ -356,10 +368,28 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		s.credit -= int64(len(d.Batches()))
 		return d, true, nil
 	}
-	if len(s.ready) == 0 {
-		s.ready = s.ready[:0:0] // drop the drifted backing array once drained
-	}
 	return d, false, nil
+}
+
+// popReady takes the cursor at the front of the ready queue off it. The queue's array is kept when
+// it empties, so an owner that delivers from one cursor at a time does not allocate a new one per
+// delivery; a drifted array is replaced by append once it runs out of room.
+func (s *Subscription) popReady() {
+	s.ready[0].ready = false
+	if len(s.ready) == 1 {
+		s.ready = s.ready[:0] // its slot is overwritten by the next Ready
+	} else {
+		s.ready[0] = nil // the array keeps no cursor alive from before the queue's start
+		s.ready = s.ready[1:]
+	}
+}
+
+// rotateReady moves the cursor at the front of the ready queue to the back (round-robin, so one busy
+// partition cannot starve the others). A lone cursor stays where it is.
+func (s *Subscription) rotateReady() {
+	if len(s.ready) > 1 {
+		s.ready = append(s.ready[1:], s.ready[0])
+	}
 }
 
 // nextQueued is Next for a work-queue member: records come from the queue's shared dispatch position
@@ -376,14 +406,13 @@ func (s *Subscription) nextQueued(maxBytes int) (Delivery, bool, error) {
 		}
 		if ok {
 			s.credit -= int64(len(d.Batches()))
-			s.ready = append(s.ready[1:], c)
+			s.rotateReady()
 			return d, true, nil
 		}
 		// Nothing now: wait, with the same announce-then-recheck as a stream cursor.
 		c.waiting.Store(true)
 		if !qp.hasWork(m, now) || !c.waiting.CompareAndSwap(true, false) {
-			c.ready = false
-			s.ready = s.ready[1:]
+			s.popReady()
 		}
 	}
 	return Delivery{}, false, nil

@@ -24,6 +24,8 @@ type Embedded struct {
 	eng        *engine.Engine
 	topic      string
 	gate       *durableGate // nil unless durability is fsync
+	wallMs     int64        // wall clock (ms since the epoch) at bench.Now() monoNs: records' timestamps
+	monoNs     int64
 	producers  []*embeddedProducer
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -35,8 +37,13 @@ type Embedded struct {
 // NewEmbedded returns an unopened embedded target.
 func NewEmbedded(opts Options) *Embedded { return &Embedded{opts: opts.withDefaults()} }
 
-// Name implements bench.Target.
-func (t *Embedded) Name() string { return EmbeddedName }
+// Name implements bench.Target: "embedded", or "embedded-spin" with Options.SpinConsumer.
+func (t *Embedded) Name() string {
+	if t.opts.SpinConsumer {
+		return EmbeddedName + "-spin"
+	}
+	return EmbeddedName
+}
 
 // Open implements bench.Target: a fresh engine and a topic with cfg.Partitions partitions.
 func (t *Embedded) Open(_ context.Context, cfg bench.Config) error {
@@ -65,10 +72,14 @@ func (t *Embedded) Open(_ context.Context, cfg bench.Config) error {
 			top.Partition(int32(i)).Watch(syncWatcher{t.gate})
 		}
 	}
+	t.wallMs, t.monoNs = time.Now().UnixMilli(), bench.Now()
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	t.producers = make([]*embeddedProducer, t.cfg.Producers)
 	for i := range t.producers {
-		t.producers[i] = newEmbeddedProducer(t, i)
+		if t.producers[i], err = newEmbeddedProducer(t, i); err != nil {
+			t.Close()
+			return err
+		}
 	}
 	return nil
 }
@@ -82,7 +93,8 @@ func (t *Embedded) Consume(i int, deliver func(payload []byte)) error {
 	if !ok {
 		return nil // more consumers than partitions: this one has nothing to read
 	}
-	l, err := t.eng.SubscribeLocal(wire.Subscribe{Topic: t.topic, Partition: part, Start: wire.StartEarliest})
+	l, err := t.eng.SubscribeLocalWith(wire.Subscribe{Topic: t.topic, Partition: part, Start: wire.StartEarliest},
+		engine.LocalOptions{Spin: t.opts.SpinConsumer})
 	if err != nil {
 		return fmt.Errorf("targets: subscribe: %w", err)
 	}
@@ -97,46 +109,20 @@ func (t *Embedded) Consume(i int, deliver func(payload []byte)) error {
 	return nil
 }
 
-// consume hands every record to deliver until the target closes. The iterator and record are reused;
-// payloads are slices of the segment mapping, valid until the next Next.
+// consume hands every record to deliver until the target closes, with the Local's record iterator
+// (which skips what a delivery's first batch holds before the cursor's position). Payloads are
+// slices of the segment mapping, valid until the next NextRecord. A spinning Local
+// (Options.SpinConsumer) polls in NextRecord and never parks.
 func (t *Embedded) consume(l *engine.Local, deliver func([]byte)) error {
-	var (
-		it  wire.RecordIter
-		rec wire.Record
-		// next[p] is the next offset owed to the harness: a delivery's first batch may start before the
-		// cursor's position, and those records were handed over already.
-		next = make([]int64, t.cfg.Partitions)
-	)
 	for {
-		d, err := l.Next(t.ctx)
+		r, err := l.NextRecord(t.ctx)
 		if err != nil {
 			return err
 		}
-		part := d.Partition.ID()
-		data := d.Batches()
-		for len(data) > 0 {
-			h, err := it.Reset(data)
-			if err != nil {
-				return fmt.Errorf("partition %d: %w", part, err)
-			}
-			data = data[h.Size():]
-			if h.LastOffset() < next[part] {
-				continue
-			}
-			if t.gate != nil && !t.gate.wait(part, h.LastOffset()) {
-				return nil // closing
-			}
-			for it.Next(&rec) {
-				if rec.Offset < next[part] {
-					continue
-				}
-				next[part] = rec.Offset + 1
-				deliver(rec.Value)
-			}
-			if err := it.Err(); err != nil {
-				return fmt.Errorf("partition %d: %w", part, err)
-			}
+		if t.gate != nil && !t.gate.wait(r.Partition, r.Offset) {
+			return nil // closing
 		}
+		deliver(r.Value)
 	}
 }
 
@@ -146,16 +132,20 @@ func (t *Embedded) Close() error {
 	if t.eng == nil {
 		return nil
 	}
-	t.cancel()
+	if t.cancel != nil {
+		t.cancel()
+	}
 	if t.gate != nil {
 		t.gate.close()
 	}
 	for _, p := range t.producers {
-		p.stopFlusher()
+		if p != nil {
+			p.stopFlusher()
+		}
 	}
 	t.wg.Wait()
 	for _, p := range t.producers {
-		if p.err != nil && !errors.Is(p.err, context.Canceled) {
+		if p != nil && p.err != nil && !errors.Is(p.err, context.Canceled) {
 			t.errs.add(fmt.Errorf("targets: embedded producer %d: %w", p.id, p.err))
 		}
 	}
@@ -175,7 +165,8 @@ type syncWatcher struct{ g *durableGate }
 
 func (w syncWatcher) Synced(p *engine.Partition, next int64) { w.g.advance(p.ID(), next) }
 
-// embeddedProducer builds one batch per partition with a reused builder and publishes it in-process.
+// embeddedProducer builds one batch per partition with a reused builder and publishes it in-process
+// with a Publisher bound to the partition (no topic lookup per batch).
 //
 // With Linger == 0 only the harness's goroutine uses it and mu is never contended. With Linger > 0 a
 // flusher goroutine shares it: mu guards every field below it.
@@ -188,34 +179,44 @@ type embeddedProducer struct {
 
 	mu       sync.Mutex
 	builders []*wire.BatchBuilder // per partition; a builder's buffer grows to BatchBytes once, then is reused
+	pubs     []*engine.Publisher  // per partition; at fsync they publish at written (see publishLocked)
 	opened   []int64              // per partition: bench.Now() of the batch's first record
 	sticky   int32                // the partition keyless records go to; moves on after each of its batches
 	err      error                // the first publish error; every later Send returns it
 }
 
-func newEmbeddedProducer(t *Embedded, id int) *embeddedProducer {
+func newEmbeddedProducer(t *Embedded, id int) (*embeddedProducer, error) {
 	p := &embeddedProducer{
 		t: t, id: id, linger: int64(t.cfg.Linger),
 		builders: make([]*wire.BatchBuilder, t.cfg.Partitions),
+		pubs:     make([]*engine.Publisher, t.cfg.Partitions),
 		opened:   make([]int64, t.cfg.Partitions),
 		sticky:   int32(id % t.cfg.Partitions),
 	}
+	d := t.durability
+	if d == wire.DurabilityFsync {
+		d = wire.DurabilityWritten
+	}
 	for i := range p.builders {
 		p.builders[i] = wire.NewBatchBuilder(t.cfg.BatchBytes)
+		var err error
+		if p.pubs[i], err = t.eng.Publisher(t.topic, int32(i), d); err != nil {
+			return nil, fmt.Errorf("targets: publisher: %w", err)
+		}
 	}
 	if p.linger > 0 {
 		p.stop = make(chan struct{})
 		t.wg.Add(1)
 		go p.flusher()
 	}
-	return p
+	return p, nil
 }
 
 // Send implements bench.Producer: append to the partition's batch, publishing it first when the record
 // would overflow BatchBytes, and after it when the batch is Linger old.
 func (p *embeddedProducer) Send(key, payload []byte) error {
 	now := bench.Now()
-	ts := time.Now().UnixMilli()
+	ts := p.t.wallMs + (now-p.t.monoNs)/1e6 // a second clock read per message would cost as much as the append
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
@@ -276,13 +277,9 @@ func (p *embeddedProducer) publishLocked(part int32) error {
 	b := p.builders[part]
 	batch, err := b.Build()
 	if err == nil {
-		d := p.t.durability
-		if d == wire.DurabilityFsync {
-			d = wire.DurabilityWritten
-		}
-		_, _, err = p.t.eng.Publish(p.t.ctx, p.t.topic, part, batch, d)
+		_, _, err = p.pubs[part].Publish(p.t.ctx, batch)
 		if err == nil && p.t.durability == wire.DurabilityFsync {
-			p.t.eng.TopicByName(p.t.topic).Partition(part).RequestSync() // as the server does for an fsync produce
+			p.pubs[part].Partition().RequestSync() // as the server does for an fsync produce
 		}
 	}
 	b.Reset()

@@ -3,9 +3,10 @@
 // Three targets, registered by [Register]:
 //
 //   - "embedded" ([EmbeddedName]): the engine in-process on a temporary data directory. Each producer
-//     builds record batches with one reused wire.BatchBuilder per partition and publishes them with
-//     Engine.Publish; each consumer reads its partitions with Engine.SubscribeLocal and walks the
-//     delivered batches, straight out of the segment mapping, with a wire.RecordIter.
+//     builds record batches with one reused wire.BatchBuilder per partition and publishes them with an
+//     engine.Publisher per partition; each consumer reads its partitions with Engine.SubscribeLocalWith
+//     and takes the records, straight out of the segment mapping, with Local.NextRecord. With
+//     Options.SpinConsumer the consumers busy-poll (the target then reports as "embedded-spin").
 //   - "tcp" ([TCPName]): engine and gnet server in-process on 127.0.0.1:0, driven through the Go client
 //     over loopback TCP: one client connection per producer and per consumer.
 //   - "addr" ([AddrName]): the Go client against a broker started elsewhere (Options.Addr), for
@@ -87,6 +88,10 @@ type Options struct {
 	Loops int
 	// Logger receives the engine's, server's and client's logs. Default: warnings and errors to stderr.
 	Logger *slog.Logger
+	// SpinConsumer makes the embedded target's consumers busy-poll (engine.LocalOptions.Spin): they
+	// never park, and appends wake nobody. Each consumer takes a core while it runs. Its floor is
+	// the busy-poll ring hand-off (bench.SPSCFloorTarget). Other targets ignore it.
+	SpinConsumer bool
 }
 
 func (o Options) withDefaults() Options {

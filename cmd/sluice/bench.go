@@ -29,9 +29,14 @@ the consumer (coordinated-omission corrected), recorded in HdrHistogram.
 
 Targets: embedded (the engine in-process, no socket), tcp (engine and server in-process, the Go client
 over loopback), addr (the Go client against the broker at --addr, e.g. one started with make run; the
-run uses a topic of its own and deletes it), floor (the harness alone: an in-process hand-off), relay
+run uses a topic of its own and deletes it), floor (the harness alone: an in-process hand-off over a
+channel), spsc (the harness alone: a busy-polled ring.SPSC hand-off, the floor of --spin-consumer), relay
 (producer -> a goroutine that only reads and writes the bytes -> consumer over loopback TCP, no broker:
 the two-hop limit of the machine; --relay runs it after the target on the same schedule).
+
+--spin-consumer makes the embedded target's consumer busy-poll (engine.LocalOptions.Spin: it never
+parks, and appends wake nobody); --floor then runs the spsc floor on the same schedule. It takes a
+core for the consumer and, spin-paced (the default --spin), one for the producer.
 
 Prints a table on stdout, or the full result as JSON with --json; a progress line a second on stderr.`
 
@@ -63,6 +68,7 @@ type benchFlags struct {
 	traceFile   string
 	noProgress  bool
 	flushPeriod time.Duration
+	spinCons    bool
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,8 +91,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.IntVar(&b.keyCount, "key-count", 1024, "distinct keys for uniform and zipf")
 	f.DurationVar(&b.spin, "spin", 0, "pacer spins this long before each send (default 50µs; negative: sleep only)")
 	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
-	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison")
+	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison (spsc with --spin-consumer)")
 	f.BoolVar(&b.relay, "relay", false, "also run the loopback relay (the two-hop limit) on the same schedule, for comparison")
+	f.BoolVar(&b.spinCons, "spin-consumer", false, "embedded target: the consumer busy-polls instead of parking")
 	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
 	f.StringVar(&b.hgrm, "hgrm", "", "write the latency distribution to `FILE` in HdrHistogram's .hgrm format (µs)")
 	f.StringVar(&b.svg, "svg", "", "write a latency-by-percentile plot to `FILE`")
@@ -107,14 +114,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	reg := bench.NewRegistry()
-	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod}
+	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod,
+		SpinConsumer: b.spinCons}
 	if f.g.verbose {
 		to.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	targets.Register(reg, to)
 	tg, err := reg.New(cfg.Target)
 	if err != nil {
-		return f.usageError("--target %q: want embedded, tcp, addr, floor or relay", cfg.Target)
+		return f.usageError("--target %q: want embedded, tcp, addr, floor, spsc or relay", cfg.Target)
+	}
+	if b.spinCons && cfg.Target != targets.EmbeddedName {
+		return f.usageError("--spin-consumer is for --target embedded")
 	}
 
 	if b.cpuProfile != "" {
@@ -145,10 +156,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runErr
 	}
 	results := []*bench.Result{res}
-	if b.floor && runErr == nil && cfg.Target != bench.FloorName {
+	if b.floor && runErr == nil && cfg.Target != bench.FloorName && cfg.Target != bench.SPSCName {
 		fc := cfg
-		fc.Target = bench.FloorName
-		fr, err := bench.Run(ctx, bench.NewFloorTarget(), fc)
+		var floor bench.Target = bench.NewFloorTarget()
+		if b.spinCons {
+			floor = bench.NewSPSCFloorTarget() // the same hand-off without the broker: busy-polled
+		}
+		fc.Target = floor.Name()
+		fr, err := bench.Run(ctx, floor, fc)
 		if fr != nil {
 			results = append(results, fr)
 		}
@@ -236,8 +251,8 @@ func writeBenchOutputs(b benchFlags, results []*bench.Result, stdout io.Writer) 
 		var series []bench.Series
 		for _, r := range results {
 			name := fmt.Sprintf("%s @ %s msg/s", r.Target, rateLabel(r.Config))
-			if r.Target == bench.FloorName && res.Target != bench.FloorName {
-				name = "harness floor @ " + rateLabel(r.Config) + " msg/s"
+			if (r.Target == bench.FloorName || r.Target == bench.SPSCName) && res.Target != r.Target {
+				name = "harness floor (" + r.Target + ") @ " + rateLabel(r.Config) + " msg/s"
 			}
 			series = append(series, bench.Series{Name: name, Hist: r.Hist})
 		}
