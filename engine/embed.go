@@ -74,13 +74,19 @@ func (l *Local) signal() {
 // SubscribeLocal opens an in-process subscription. spec.SubID and spec.Credit are ignored: the owner
 // pulls with Next, so no credit window is needed.
 func (e *Engine) SubscribeLocal(spec wire.Subscribe) (*Local, error) {
+	return e.SubscribeLocalWith(spec, SubscribeOptions{})
+}
+
+// SubscribeLocalWith is SubscribeLocal with options (a pattern's per-topic check). A pattern
+// subscription's deliveries name their topic through Delivery.Partition.Topic().
+func (e *Engine) SubscribeLocalWith(spec wire.Subscribe, opts SubscribeOptions) (*Local, error) {
 	l := &Local{e: e, wake: make(chan struct{}, 1)}
 	var err error
 	if l.inbox, err = ring.NewMPSC[localEvent](ring.Options{Capacity: 256, Waker: l.signal}); err != nil {
 		return nil, err
 	}
 	spec.Credit = 0
-	l.sub, _, err = e.Subscribe(spec, l)
+	l.sub, _, err = e.SubscribeWith(spec, l, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +140,7 @@ func (l *Local) drain() {
 		}
 	})
 	if l.overflow.CompareAndSwap(true, false) && !l.sub.closed {
-		if l.sub.member != nil {
+		if l.sub.member != nil || l.sub.pattern { // a pattern's pending topics too
 			l.sub.ApplyAssignment()
 			l.e.groups.handBackRevoked(l.sub)
 		}
@@ -154,6 +160,9 @@ func (l *Local) Position(p int32) int64 {
 
 // Commit stores the group's committed offset for partition p and waits until it is durable.
 func (l *Local) Commit(ctx context.Context, p int32, offset int64) error {
+	if l.sub.topic == nil {
+		return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a pattern subscription has no group to commit for"}
+	}
 	done := make(chan error, 1)
 	l.e.CommitTopicOffset(l.sub.topic, l.sub.spec.Group, p, offset, func(err error) { done <- err })
 	select {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"cel.dev/cel-go/cel"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -34,7 +36,10 @@ type filterTerm struct {
 }
 
 type filter struct {
-	terms []filterTerm
+	terms []filterTerm // header terms (wire.FilterHeaders), all of which must hold
+	prog  cel.Program  // a CEL expression (wire.FilterCEL, celfilter.go), else nil
+	act   celRecord    // prog's activation, reset per record
+	err   error        // a CEL evaluation that must end the subscription (cost limit), set by match
 
 	// Reused across deliveries: the filtered batches stay valid until the next one (owner goroutine).
 	out     []byte
@@ -43,14 +48,25 @@ type filter struct {
 	hdrs    []wire.Header
 }
 
-// parseFilter parses a filter spec; maxInflated bounds what one compressed batch may inflate to (the
-// broker's MaxBatchBytes). An empty spec is no filter (nil).
-func parseFilter(s string, maxInflated int) (*filter, error) {
+// parseFilter parses a filter spec in language lang (header terms or CEL); maxInflated bounds what
+// one compressed batch may inflate to (the broker's MaxBatchBytes). An empty spec is no filter (nil).
+func parseFilter(s string, lang wire.FilterLang, maxInflated int) (*filter, error) {
 	if s == "" {
 		return nil, nil
 	}
 	f := &filter{}
 	f.it.SetMaxInflated(maxInflated)
+	switch lang {
+	case wire.FilterHeaders:
+	case wire.FilterCEL:
+		var err error
+		if f.prog, err = compileCEL(s); err != nil {
+			return nil, err
+		}
+		return f, nil
+	default:
+		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf("filter language %d", lang)}
+	}
 	for _, t := range strings.Split(s, "&") {
 		var term filterTerm
 		switch {
@@ -73,8 +89,18 @@ func parseFilter(s string, maxInflated int) (*filter, error) {
 	return f, nil
 }
 
-// match reports whether r satisfies every term.
-func (f *filter) match(r *wire.Record) bool {
+// match reports whether r, of topic, passes the filter: satisfies every term, or makes the CEL
+// expression true. A CEL evaluation that must end the subscription sets f.err and matches nothing.
+func (f *filter) match(r *wire.Record, topic string) bool {
+	if f.prog != nil {
+		f.act.reset(r, topic)
+		ok, err := evalCEL(f.prog, &f.act)
+		f.act.reset(nil, "") // hold no record past its batch
+		if err != nil && f.err == nil {
+			f.err = err
+		}
+		return ok
+	}
 	for i := range f.terms {
 		t := &f.terms[i]
 		found := false
@@ -92,9 +118,9 @@ func (f *filter) match(r *wire.Record) bool {
 	return true
 }
 
-// apply returns the records of batches at or above from that match, as new batches. The result is
-// valid until the next call.
-func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
+// apply returns the records of batches (of topic) at or above from that match, as new batches. The
+// result is valid until the next call.
+func (f *filter) apply(batches []byte, from int64, topic string) ([]byte, error) {
 	if f.builder == nil {
 		f.builder = wire.NewBatchBuilder(16 << 10)
 	}
@@ -138,7 +164,10 @@ func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
 		}
 		rest = rest[h.Size():]
 		for f.it.Next(&r) {
-			if r.Offset < from || !f.match(&r) {
+			if r.Offset < from || !f.match(&r, topic) {
+				if f.err != nil {
+					return nil, f.err
+				}
 				continue
 			}
 			if r.Offset != next { // a gap: close the run so offsets stay base + index
