@@ -40,6 +40,7 @@ type filter struct {
 	prog  cel.Program  // a CEL expression (wire.FilterCEL, celfilter.go), else nil
 	act   celRecord    // prog's activation, reset per record
 	err   error        // a CEL evaluation that must end the subscription (cost limit), set by match
+	stop  int64        // after apply: -1, or the offset to resume from (stopAt)
 
 	// Reused across deliveries: the filtered batches stay valid until the next one (owner goroutine).
 	out     []byte
@@ -118,6 +119,22 @@ func (f *filter) match(r *wire.Record, topic string) bool {
 	return true
 }
 
+// stopAt ends a filtering pass at the record at off whose evaluation failed (f.err): the matches
+// before it are returned, with f.stop = off so the cursor resumes there and meets the error on the
+// next pass; with no matches before it, the error.
+func (f *filter) stopAt(off int64, flush func() error) ([]byte, error) {
+	err := f.err
+	f.err = nil
+	if ferr := flush(); ferr != nil {
+		return nil, ferr
+	}
+	if len(f.out) == 0 {
+		return nil, err
+	}
+	f.stop = off
+	return f.out, nil
+}
+
 // apply returns the records of batches (of topic) at or above from that match, as new batches. The
 // result is valid until the next call.
 func (f *filter) apply(batches []byte, from int64, topic string) ([]byte, error) {
@@ -125,6 +142,7 @@ func (f *filter) apply(batches []byte, from int64, topic string) ([]byte, error)
 		f.builder = wire.NewBatchBuilder(16 << 10)
 	}
 	f.out = f.out[:0]
+	f.stop = -1
 	b := f.builder
 	b.Reset()
 	runBase, next := int64(-1), int64(-1)
@@ -166,7 +184,7 @@ func (f *filter) apply(batches []byte, from int64, topic string) ([]byte, error)
 		for f.it.Next(&r) {
 			if r.Offset < from || !f.match(&r, topic) {
 				if f.err != nil {
-					return nil, f.err
+					return f.stopAt(r.Offset, flush)
 				}
 				continue
 			}

@@ -376,7 +376,10 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		from := c.next
 		c.next = v.NextOffset
 		// Round-robin: the cursor goes to the back, so one busy partition cannot starve the others.
-		s.ready = append(s.ready[1:], c)
+		// A lone cursor stays put: appending to ready[1:] (no room left) would allocate each time.
+		if len(s.ready) > 1 {
+			s.ready = append(s.ready[1:], c)
+		}
 		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}
 		if s.filter != nil {
 			out, err := s.filter.apply(v.Data, from, c.part.topic.cfg.Name)
@@ -386,6 +389,9 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 			}
 			if len(out) == 0 {
 				continue // nothing in this stretch matched: read on
+			}
+			if s.filter.stop >= 0 {
+				c.next = s.filter.stop // a record ends the subscription: these first, then the error
 			}
 			d.owned = out
 		}
