@@ -62,8 +62,10 @@ type ConsumerOptions struct {
 	// keep MaxAckPending × the handling time of a record well under AckTimeout.
 	MaxAckPending int
 
-	// Filter is a server-side header filter: "key=value" terms joined by '&'.
-	Filter string
+	// Filter is a server-side filter: "key=value" header terms joined by '&', or with FilterLang
+	// wire.FilterCEL a CEL expression (docs/protocol.md, Subscribe).
+	Filter     string
+	FilterLang wire.FilterLang
 
 	// OnCorrupt is what the consumer does with a delivered batch it cannot read. Default CorruptStop.
 	OnCorrupt CorruptPolicy
@@ -191,6 +193,9 @@ type partState struct {
 	// all its restarts: a restart at or after it continues the records this consumer has handed out
 	// (settleLocked).
 	before int64
+	// topic is the partition's topic under a pattern subscription (its key in parts is then a slot,
+	// pattern.go); empty otherwise.
+	topic string
 }
 
 // delivery is one Deliver push, its batches copied out of the connection's read buffer into a
@@ -239,6 +244,11 @@ type Consumer struct {
 	lastEpoch uint32
 	lastOff   int64
 
+	// pattern marks a consumer of a topic pattern (pattern.go): its parts are keyed by slots, one per
+	// topic-partition, which slots assigns. Guarded by mu.
+	pattern bool
+	slots   map[slotKey]int32
+
 	// ended (capacity 1) tells maintain that the broker ended one of the consumer's subscriptions
 	// (a SubEnded push); lastEnd is why, and endRepeat how many endings in a row had that same
 	// code and message with no delivery between them. Both guarded by mu.
@@ -271,6 +281,12 @@ func (c *Client) Subscribe(ctx context.Context, topic string, opts ...ConsumerOp
 		ended: make(chan struct{}, 1)}
 	cons.msg.Topic = topic
 	cons.msg.c = cons
+	if isPattern(topic) {
+		if err := o.validatePattern(topic); err != nil {
+			return nil, err
+		}
+		cons.pattern, cons.slots = true, map[slotKey]int32{}
+	}
 	cons.ctx, cons.cancel = context.WithCancel(c.closeCtx)
 	cn, err := c.waitConn(ctx)
 	if err != nil {
@@ -323,14 +339,16 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
 		Start: c.opts.Start, StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
-		Filter: c.opts.Filter,
+		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang,
 	}
 	if c.opts.Queue {
 		base.Mode = wire.ModeQueue
 		base.MaxAckPending = uint32(c.opts.MaxAckPending)
 	}
 	var specs []wire.Subscribe
-	if resume && c.opts.Group == "" && !c.opts.Queue {
+	if resume && c.pattern {
+		base.Start, base.StartValue = wire.StartEarliest, 0 // positions skip what was handed out (pattern.go)
+	} else if resume && c.opts.Group == "" && !c.opts.Queue {
 		c.mu.Lock()
 		for _, ps := range c.parts {
 			s := base
@@ -626,6 +644,9 @@ func (c *Consumer) nextRecordLocked() (*Message, error) {
 				c.hasLast, c.lastPS, c.lastEpoch, c.lastOff = true, ps, ps.epoch, c.rec.Offset
 				m := &c.msg
 				m.Partition, m.Offset, m.HighWatermark = ps.partition, c.rec.Offset, c.cur.hw
+				if ps.topic != "" {
+					m.Topic = ps.topic // a pattern's record names its topic
+				}
 				m.Timestamp = time.UnixMilli(c.rec.Timestamp)
 				m.Key, m.Value, m.rec, m.hdrs, m.sub = c.rec.Key, c.rec.Value, &c.rec, nil, c.cur.sub
 				return m, nil

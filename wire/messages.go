@@ -478,21 +478,18 @@ type DeliverTopic struct {
 	Batches       []byte
 }
 
-// HeaderSize is the size of the body before its batches: DeliverHeaderSize, the topic's length
-// prefix and the topic.
-func (m *DeliverTopic) HeaderSize() int { return DeliverHeaderSize + 2 + len(m.Topic) }
-
-// AppendHeader appends the fields before the batches, for a sender that writes the batches from
-// elsewhere.
-func (m *DeliverTopic) AppendHeader(dst []byte) []byte {
-	d := Deliver{SubID: m.SubID, Partition: m.Partition, HighWatermark: m.HighWatermark}
+// AppendDeliverTopicHeader appends the fields of a DeliverTopic before its batches: d's, then topic.
+// For a sender that writes the batches from elsewhere; it does not allocate.
+func AppendDeliverTopicHeader(dst []byte, d *Deliver, topic string) []byte {
 	var h [DeliverHeaderSize]byte
 	d.PutHeader(h[:])
-	return appendStr16(append(dst, h[:]...), m.Topic)
+	dst = binary.BigEndian.AppendUint16(append(dst, h[:]...), uint16(len(topic)))
+	return append(dst, topic...)
 }
 
 func (m *DeliverTopic) Append(dst []byte) []byte {
-	return append(m.AppendHeader(dst), m.Batches...)
+	d := Deliver{SubID: m.SubID, Partition: m.Partition, HighWatermark: m.HighWatermark}
+	return append(AppendDeliverTopicHeader(dst, &d, string(m.Topic)), m.Batches...)
 }
 
 func (m *DeliverTopic) Decode(b []byte) error {

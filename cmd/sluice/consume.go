@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,7 +28,12 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"the group, starts every partition at the group's committed offset (--from only where there\n"+
 			"is none) and commits what it printed. A stored batch that cannot be read stops the command\n"+
 			"with an error naming its offsets (--on-corrupt stop), or is skipped with a warning on stderr\n"+
-			"(--on-corrupt skip; a group then commits past it).", stdout, stderr)
+			"(--on-corrupt skip; a group then commits past it).\n\n"+
+			"TOPIC may be a pattern of dot-separated tokens, '*' for one token and '>' for the rest\n"+
+			"('orders.>', 'telemetry.*.temp'): every matching topic, including those created while the\n"+
+			"command runs (not with --group or --partition). --filter keeps, on the broker, the records\n"+
+			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
+			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
 	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, or an RFC 3339 time (default earliest)")
 	group := f.String("group", "", "consume as a member of group `G`, resuming from and committing its offsets")
@@ -38,6 +44,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	delim := delimFlag("\n")
 	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
 	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
+	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression")
 	onCorrupt := f.String("on-corrupt", "stop", "what to do with a stored batch that cannot be read: `stop` or skip")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
@@ -50,6 +57,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError("--delim and --key-field apply to --format raw only")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
+	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0):
+		return f.usageError("a pattern takes neither --group nor --partition")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
 	case *count < 0 || *idle < 0:
@@ -66,6 +75,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	if *partition >= 0 {
 		copts = append(copts, client.WithPartition(int32(*partition)))
+	}
+	if *filter != "" {
+		copts = append(copts, filterOption(*filter))
 	}
 
 	c, err := f.g.dial(ctx, stderr)
