@@ -66,10 +66,12 @@ type session struct {
 
 	out []byte // responses gathered during one OnTraffic, written with one write at its end
 	hdr [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
+	iov [2][]byte
+
 	// hdrTopic is the scratch of a DeliverTopic header (a pattern subscription's delivery): frame
 	// header, Deliver fields, topic. Reused; it grows to the longest topic name once.
 	hdrTopic []byte
-	iov [2][]byte
+
 	// deliverFn is writeDelivery bound to this session.
 	deliverFn engine.DeliverFunc
 	dead      bool // a fatal error frame was queued; close after flushing
