@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
 
@@ -32,7 +34,8 @@ import (
 // than be silently dropped.
 //
 // Only the variables the expression names are built for a record: the headers map and the parsed
-// JSON value (the costs) are made on first use.
+// JSON value (the costs) are made on first use. The commonest expression, header comparisons joined
+// by &&, is not evaluated by CEL at all: it is matched as header terms (celHeaderTerms).
 
 // celCostLimit bounds one record's evaluation, in CEL's runtime cost units (about one per operation,
 // plus the size of strings and lists compared or built). A predicate of a few comparisons costs
@@ -54,21 +57,85 @@ var celEnv = func() *cel.Env {
 	return env
 }()
 
-// compileCEL compiles a filter expression once for a subscription.
-func compileCEL(src string) (cel.Program, error) {
+// compileCEL compiles a filter expression once for a subscription. An expression that only compares
+// headers to strings (celHeaderTerms) comes back as header terms instead, with no program: it is
+// matched as header filters are, without CEL's per-record evaluation.
+func compileCEL(src string) (cel.Program, []filterTerm, error) {
 	ast, iss := celEnv.Compile(src)
 	if iss != nil && iss.Err() != nil {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "filter: " + iss.Err().Error()}
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "filter: " + iss.Err().Error()}
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
 			"filter: %q yields %s, not bool", src, ast.OutputType())}
+	}
+	if terms, ok := celHeaderTerms(ast.NativeRep().Expr(), nil); ok {
+		return nil, terms, nil
 	}
 	prg, err := celEnv.Program(ast, cel.CostLimit(celCostLimit), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "filter: " + err.Error()}
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "filter: " + err.Error()}
 	}
-	return prg, nil
+	return prg, nil, nil
+}
+
+// celHeaderTerms recognises the commonest filter, a conjunction of `headers["k"] == "v"` (either
+// way round) and `"k" in headers`, and appends it to terms as header terms with CEL's meaning: a
+// comparison reads the header's last value (lastValue) and fails when the header is missing, as the
+// map lookup's error does. ok is false for any other expression.
+func celHeaderTerms(e celast.Expr, terms []filterTerm) (_ []filterTerm, ok bool) {
+	if e.Kind() != celast.CallKind || e.AsCall().IsMemberFunction() {
+		return nil, false
+	}
+	call := e.AsCall()
+	args := call.Args()
+	if len(args) != 2 {
+		return nil, false
+	}
+	switch call.FunctionName() {
+	case operators.LogicalAnd:
+		if terms, ok = celHeaderTerms(args[0], terms); !ok {
+			return nil, false
+		}
+		return celHeaderTerms(args[1], terms)
+	case operators.In:
+		if k, ok := celString(args[0]); ok && celIdent(args[1], "headers") {
+			return append(terms, filterTerm{key: []byte(k)}), true
+		}
+	case operators.Equals:
+		for _, pair := range [][2]celast.Expr{{args[0], args[1]}, {args[1], args[0]}} {
+			k, ok1 := celHeaderIndex(pair[0])
+			v, ok2 := celString(pair[1])
+			if ok1 && ok2 {
+				return append(terms, filterTerm{key: []byte(k), value: []byte(v), hasValue: true, lastValue: true}), true
+			}
+		}
+	}
+	return nil, false
+}
+
+// celHeaderIndex matches headers["k"], returning k.
+func celHeaderIndex(e celast.Expr) (string, bool) {
+	if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != operators.Index || len(e.AsCall().Args()) != 2 {
+		return "", false
+	}
+	args := e.AsCall().Args()
+	if !celIdent(args[0], "headers") {
+		return "", false
+	}
+	return celString(args[1])
+}
+
+func celIdent(e celast.Expr, name string) bool {
+	return e.Kind() == celast.IdentKind && e.AsIdent() == name
+}
+
+func celString(e celast.Expr) (string, bool) {
+	if e.Kind() != celast.LiteralKind {
+		return "", false
+	}
+	s, ok := e.AsLiteral().(types.String)
+	return string(s), ok
 }
 
 // celRecord is the activation of one record: the variables resolve from it lazily. One per filter,

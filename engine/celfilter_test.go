@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,69 @@ func TestDeliveryAllocs(t *testing.T) {
 	t.Logf("allocations per record: CEL on a header %.1f, CEL on a JSON field %.1f, header terms %.2f", hdr, val, terms)
 	if hdr > 20 || val > 60 {
 		t.Errorf("CEL filter allocations per record: header %v, JSON %v", hdr, val)
+	}
+}
+
+// TestCELHeaderTerms: header comparisons joined by && are matched as header terms, without CEL's
+// evaluation, and select exactly what CEL's evaluation does (the same expression made unrecognisable
+// runs through CEL): a repeated header is read at its last value, a missing one fails a comparison.
+func TestCELHeaderTerms(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		fast bool
+	}{
+		{`headers["region"] == "eu"`, true},
+		{`"eu" == headers["region"] && "vip" in headers`, true},
+		{`headers["region"] == "eu" && headers["tier"] == "gold" && "vip" in headers`, true},
+		{`headers["region"] != "eu"`, false},
+		{`headers["region"] == headers["tier"]`, false},
+		{`headers["region"] == "eu" || "vip" in headers`, false},
+		{`headers["region"] == "eu" && value.temp > 1`, false},
+	} {
+		f, err := parseFilter(tc.expr, wire.FilterCEL, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast := f.prog == nil; fast != tc.fast {
+			t.Errorf("%s: matched as header terms %v, want %v", tc.expr, fast, tc.fast)
+		}
+	}
+
+	pe := newPatternEnv(t, "h")
+	pe.produce("h", "k", []string{"region=us", "region=eu"}, "us-then-eu")
+	pe.produce("h", "k", []string{"region=eu", "region=us"}, "eu-then-us")
+	pe.produce("h", "k", []string{"region=eu", "vip="}, "eu-vip")
+	pe.produce("h", "k", []string{"tier=gold"}, "no-region")
+	for _, expr := range []string{`headers["region"] == "eu"`, `headers["region"] == "us"`, `"vip" in headers && headers["region"] == "eu"`,
+		`headers["vip"] == ""`, `headers["region"] == "eu" && headers["tier"] == "gold"`} {
+		read := func(expr string) []string {
+			l, err := pe.e.SubscribeLocal(wire.Subscribe{Topic: "h", Partition: 0, Filter: expr, FilterLang: wire.FilterCEL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			var got []string
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			for {
+				d, err := l.Next(ctx)
+				if err != nil {
+					return got
+				}
+				var it wire.RecordIter
+				var r wire.Record
+				for rest := d.Batches(); len(rest) > 0; {
+					h, _ := it.Reset(rest)
+					rest = rest[h.Size():]
+					for it.Next(&r) {
+						got = append(got, string(r.Value))
+					}
+				}
+			}
+		}
+		fast, slow := read(expr), read("("+expr+") == true")
+		if !slices.Equal(fast, slow) {
+			t.Errorf("%s: as header terms %q, through CEL %q", expr, fast, slow)
+		}
 	}
 }

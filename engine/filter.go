@@ -33,6 +33,7 @@ type filterTerm struct {
 	key, value []byte
 	hasValue   bool
 	negate     bool
+	lastValue  bool // compare the last header named key only (CEL's headers["k"] == "v"); never negated
 }
 
 type filter struct {
@@ -61,7 +62,7 @@ func parseFilter(s string, lang wire.FilterLang, maxInflated int) (*filter, erro
 	case wire.FilterHeaders:
 	case wire.FilterCEL:
 		var err error
-		if f.prog, err = compileCEL(s); err != nil {
+		if f.prog, f.terms, err = compileCEL(s); err != nil {
 			return nil, err
 		}
 		return f, nil
@@ -104,6 +105,20 @@ func (f *filter) match(r *wire.Record, topic string) bool {
 	}
 	for i := range f.terms {
 		t := &f.terms[i]
+		if t.lastValue {
+			var last []byte
+			found := false
+			r.Headers(func(k, v []byte) bool {
+				if bytes.Equal(k, t.key) {
+					last, found = v, true
+				}
+				return true
+			})
+			if !found || !bytes.Equal(last, t.value) {
+				return false
+			}
+			continue
+		}
 		found := false
 		r.Headers(func(k, v []byte) bool {
 			if bytes.Equal(k, t.key) && (!t.hasValue || bytes.Equal(v, t.value)) {
