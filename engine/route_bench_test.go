@@ -110,7 +110,8 @@ func BenchmarkFilteredDelivery(b *testing.B) {
 // BenchmarkPatternFanout: a pattern subscription over 1,000 matching topics (of 1,010; 100 records
 // each, one partition): "read" subscribes and reads all 100,000 records; "subscribe" times subscribing
 // and closing alone; "create" times creating one more matching topic under 100 live pattern
-// subscriptions and each of them picking it up.
+// subscriptions and each of them picking it up; "read-one-topic" reads the same number of records
+// from one topic, for comparison.
 //
 //	go test -run '^$' -bench BenchmarkPatternFanout -benchtime 3x ./engine/
 func BenchmarkPatternFanout(b *testing.B) {
@@ -151,6 +152,24 @@ func BenchmarkPatternFanout(b *testing.B) {
 			l.Close()
 		}
 	})
+	// The same records in one topic, for comparison in the same run.
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "single", Partitions: 1, Flags: wire.TopicMemory}); err != nil {
+		b.Fatal(err)
+	}
+	fillReadings(b, e, "single", topics*per)
+	b.Run("read-one-topic", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			l, err := e.SubscribeLocal(wire.Subscribe{Topic: "single", Partition: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			readAll(b, l, topics*per-1, 1)
+			l.Close()
+		}
+		b.ReportMetric(float64(topics*per)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	created := 0 // across the runs of "create": names are never reused
 	b.Run("create", func(b *testing.B) {
 		subs := make([]*Local, 100)
 		for i := range subs {
@@ -161,7 +180,8 @@ func BenchmarkPatternFanout(b *testing.B) {
 		}
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			name := fmt.Sprintf("new.%d", i)
+			name := fmt.Sprintf("new.%d", created)
+			created++
 			if _, err := e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1, Flags: wire.TopicMemory}); err != nil {
 				b.Fatal(err)
 			}
