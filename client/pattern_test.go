@@ -75,3 +75,58 @@ func TestPatternResumesAfterBrokerRestart(t *testing.T) {
 		t.Fatalf("malformed pattern: %v", err)
 	}
 }
+
+// TestPatternTopicRecreated: a matched topic deleted under a pattern consumer ends its part, the
+// others go on, and the topic created again under the name is read from its first record (its
+// partition's high watermark below the consumer's position restarts it).
+func TestPatternTopicRecreated(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "r.a", 1)
+	createTopic(t, c, "r.b", 1)
+	ctx := testCtx(t)
+	pa, err := c.Producer("r.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, pa, 0, 50)
+	cons, err := c.Subscribe(ctx, "r.>", WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() *Message {
+		t.Helper()
+		m, err := cons.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for i := range 50 {
+		if m := next(); m.Topic != "r.a" || m.Offset != int64(i) {
+			t.Fatalf("record %d: %s/%d", i, m.Topic, m.Offset)
+		}
+	}
+	if err := c.DeleteTopic(ctx, "r.a"); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := c.Producer("r.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, pb, 0, 1)
+	if m := next(); m.Topic != "r.b" || m.Offset != 0 {
+		t.Fatalf("after the delete: %s/%d", m.Topic, m.Offset)
+	}
+	createTopic(t, c, "r.a", 1)
+	pa2, err := c.Producer("r.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, pa2, 0, 3)
+	for i := range 3 {
+		if m := next(); m.Topic != "r.a" || m.Offset != int64(i) {
+			t.Fatalf("recreated record %d: %s/%d", i, m.Topic, m.Offset)
+		}
+	}
+}
