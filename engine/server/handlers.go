@@ -356,9 +356,9 @@ func (ss *session) subscribe(f wire.Frame) {
 		return
 	}
 	var opts engine.SubscribeOptions
-	if acl := ss.srv.opts.ACL; acl != nil && pattern {
-		principal := ss.principal
-		opts.MayTopic = func(name string) bool { return auth.MayTopic(acl, principal, ActConsume, name) }
+	if pattern {
+		// Asked on this loop at each match, with the rules in force then.
+		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.opts.ACL, ss.principal, ActConsume, name) }
 	}
 	s, starts, err := ss.srv.e.SubscribeWith(m, ss, opts) // never creates: CodeUnknownTopic
 	if err != nil {
