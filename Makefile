@@ -9,16 +9,22 @@ BENCHTIME     ?= 1s
 DATA          ?= ./data
 LISTEN        ?= 127.0.0.1:7450
 METRICS       ?= 127.0.0.1:7451
+HTTP          ?= 127.0.0.1:7480
 
 .PHONY: all build run test vet lint fuzz bench bench-micro soak clean
 
 all: build
 
+# The release stamped into both commands (sluice --version, sluiced --version, sluice_build_info).
+# Static binaries (no cgo), paths trimmed: what deploy/Dockerfile's build stage runs too.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS       ?= -X github.com/sluicemq/sluice/internal/buildinfo.version=$(VERSION)
+
 build:
-	$(GO) build -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 run: build
-	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS)
+	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS) --http-listen $(HTTP)
 
 vet:
 	$(GO) vet ./...

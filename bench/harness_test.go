@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -398,5 +399,31 @@ func TestDeliverAllocs(t *testing.T) {
 	StampIntended(p, Now())
 	if n := testing.AllocsPerRun(1000, func() { r.deliver(p) }); n != 0 {
 		t.Errorf("deliver allocates %v per call", n)
+	}
+}
+
+// TestRelayTarget: the loopback relay hands every message back once, open loop (a flush per burst)
+// and closed loop (batches written when full, records straddling reads), and refuses an uneven split.
+func TestRelayTarget(t *testing.T) {
+	for _, cfg := range []Config{
+		{Rate: 4000, Producers: 2, Consumers: 2, Warmup: 50 * time.Millisecond, Duration: 250 * time.Millisecond, PayloadSize: 100},
+		{Mode: ClosedLoop, Producers: 1, Consumers: 1, Warmup: -1, Duration: 200 * time.Millisecond, PayloadSize: 1000, BatchBytes: 4093},
+	} {
+		tg, err := NewRegistry().New(RelayName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Run(context.Background(), tg, cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", cfg.Mode, err)
+		}
+		if res.Sent == 0 || res.Received != res.Sent || res.Lost != 0 || res.Unsent != 0 {
+			t.Errorf("%s: sent %d received %d lost %d unsent %d: want every message back once",
+				cfg.Mode, res.Sent, res.Received, res.Lost, res.Unsent)
+		}
+	}
+	err := NewRelayTarget().Open(context.Background(), Config{Producers: 2, Consumers: 1})
+	if !errors.Is(err, ErrRelayConfig) {
+		t.Errorf("2 producers, 1 consumer: %v, want ErrRelayConfig", err)
 	}
 }

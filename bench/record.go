@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/sluicemq/sluice/internal/atomicutil"
 )
 
 // epoch anchors the harness clock. time.Since reads the monotonic clock, so Now never steps with NTP.
@@ -29,17 +30,10 @@ const sigFigs = 3
 // newHist returns a histogram for latencies from 1 ns to max.
 func newHist(max time.Duration) *hdr.Histogram { return hdr.New(1, int64(max), sigFigs) }
 
-// cacheLine is the padding unit for counters written by one goroutine and read by another. 128 rather
-// than 64 because x86 prefetches cache lines in adjacent pairs.
-const cacheLine = 128
-
 // paddedInt64 is a counter alone on its cache line pair: each producer and consumer bumps its own once per
 // message, and the progress goroutine reads them all; without padding neighbouring counters would bounce
 // one line between cores on every message.
-type paddedInt64 struct {
-	atomic.Int64
-	_ [cacheLine - unsafe.Sizeof(atomic.Int64{})%cacheLine]byte
-}
+type paddedInt64 = atomicutil.Int64
 
 // recorder belongs to one consumer goroutine: deliver runs only there, so its histograms need no lock.
 // Run reads the histograms only after Target.Close has returned, which guarantees deliver has stopped.

@@ -41,7 +41,7 @@ type Producer interface {
 // Factory makes a fresh, unopened Target. The suite calls it once per run.
 type Factory func() Target
 
-// Registry maps target names to factories. The harness ships only the floor target; the caller registers
+// Registry maps target names to factories. The harness ships the floor and relay targets; the caller registers
 // broker targets (embedded engine, TCP client) before running a suite.
 type Registry struct {
 	mu        sync.Mutex
@@ -51,10 +51,12 @@ type Registry struct {
 // FloorName is the registry name of the harness's in-process hand-off target.
 const FloorName = "floor"
 
-// NewRegistry returns a registry that holds the floor target under [FloorName].
+// NewRegistry returns a registry that holds the floor target under [FloorName] and the loopback relay
+// under [RelayName].
 func NewRegistry() *Registry {
 	r := &Registry{factories: make(map[string]Factory)}
 	r.Register(FloorName, func() Target { return NewFloorTarget() })
+	r.Register(RelayName, func() Target { return NewRelayTarget() })
 	return r
 }
 

@@ -28,7 +28,11 @@ func (c *Client) CreateTopic(ctx context.Context, cfg TopicConfig) error {
 	return wrapf(err, "create topic %s", cfg.Name)
 }
 
-// DeleteTopic deletes a topic and its data.
+// Every admin request fails with ctx's error, ErrClosed, ErrConnectionLost (retriable), or the
+// broker's refusal as a *wire.ProtocolError matching its code (wire.CodeNotAuthorized, say); the
+// methods name the codes particular to them.
+
+// DeleteTopic deletes a topic and its data: wire.CodeUnknownTopic when there is none.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	_, err := c.roundTrip(ctx, wire.OpDeleteTopic, (&wire.Name{Name: name}).Append)
 	return wrapf(err, "delete topic %s", name)
@@ -47,7 +51,8 @@ func (c *Client) ListTopics(ctx context.Context) ([]TopicConfig, error) {
 	return tl.Topics, nil
 }
 
-// DescribeTopic returns a topic's configuration and its partitions' offsets.
+// DescribeTopic returns a topic's configuration and its partitions' offsets: wire.CodeUnknownTopic
+// when there is none.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
 	var ti TopicInfo
 	body, err := c.roundTrip(ctx, wire.OpDescribe, (&wire.Name{Name: name}).Append)
@@ -74,7 +79,7 @@ func (c *Client) ListGroups(ctx context.Context) ([]string, error) {
 }
 
 // DescribeGroup returns a group's members, their partitions, and its committed offsets with each
-// partition's end (lag = End - Committed).
+// partition's end (lag = End - Committed): wire.CodeUnknownGroup when there is none.
 func (c *Client) DescribeGroup(ctx context.Context, name string) (GroupInfo, error) {
 	var gi GroupInfo
 	body, err := c.roundTrip(ctx, wire.OpDescribeGrp, (&wire.Name{Name: name}).Append)
@@ -97,7 +102,7 @@ func (c *Client) DeleteGroup(ctx context.Context, name string) error {
 }
 
 // FetchOffset returns group's committed offset for a partition (the next offset the group reads), or
-// -1 when none is stored.
+// -1 when none is stored (an unknown group or topic included).
 func (c *Client) FetchOffset(ctx context.Context, group, topic string, partition int32) (int64, error) {
 	req := wire.Commit{Group: group, Topic: topic, Partition: partition}
 	body, err := c.roundTrip(ctx, wire.OpFetchOffset, req.Append)
@@ -113,6 +118,8 @@ func (c *Client) FetchOffset(ctx context.Context, group, topic string, partition
 
 // CommitOffset stores group's committed offset for a partition: the next offset the group reads.
 // Consumers commit on their own (Consumer.Commit); this is for tools that move a group's position.
+// Errors: wire.CodeUnknownTopic, wire.CodeUnknownPartition, wire.CodeOffsetOutOfRange beyond the
+// partition's end.
 func (c *Client) CommitOffset(ctx context.Context, group, topic string, partition int32, offset int64) error {
 	req := wire.Commit{Group: group, Topic: topic, Partition: partition, Offset: offset}
 	_, err := c.roundTrip(ctx, wire.OpCommit, req.Append)

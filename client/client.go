@@ -47,7 +47,9 @@ type Client struct {
 }
 
 // Dial connects to the broker at addr and completes the handshake. ctx bounds the first connection
-// only; later reconnections are bounded by the dial timeout option.
+// only; later reconnections are bounded by the dial timeout option. Errors: ErrOptions for invalid
+// options; ErrHandshake when the broker turns the connection away or answers nonsense; an error
+// matching wire.CodeAuthFailed for refused credentials; the network's or ctx's error.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	o := DefaultOptions()
 	for _, opt := range opts {

@@ -3,13 +3,16 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -22,11 +25,14 @@ type replyHandler interface {
 	complete(f wire.Frame, err error)
 }
 
-// Buffer sizes of a connection. Reads use one buffer for the connection's life; frames wholly inside
-// a read are decoded in place. The write buffer grows to the largest burst queued while a write was in
-// progress and is dropped after a burst above maxKeptWriteBuf, so one spike does not pin memory.
+// Buffer sizes of a connection. Reads go into one linear buffer (frameReader) where frames are
+// decoded in place: minReadBuf to start with, readBufSize once a frame over half of that arrives (a
+// consumer's connection, whose deliveries are up to 1 MiB by default). The write buffer grows to the
+// largest burst queued while a write was in progress and is dropped after a burst above
+// maxKeptWriteBuf, so one spike does not pin memory.
 const (
-	readBufSize     = 256 << 10
+	minReadBuf      = 64 << 10
+	readBufSize     = 2 << 20
 	maxKeptWriteBuf = 32 << 20
 )
 
@@ -307,24 +313,7 @@ func (cn *conn) writeLoop() {
 // readLoop decodes frames until the connection fails.
 func (cn *conn) readLoop() {
 	defer cn.c.wg.Done()
-	dec := wire.NewDecoder(cn.maxFrame)
-	buf := make([]byte, readBufSize)
-	for {
-		n, err := cn.nc.Read(buf)
-		if n > 0 {
-			if ferr := dec.Feed(buf[:n], cn.dispatch); ferr != nil {
-				cn.fail(ferr)
-				return
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			cn.fail(fmt.Errorf("read: %w", err))
-			return
-		}
-	}
+	cn.fail(newFrameReader(cn.nc, cn.maxFrame).run(cn.dispatch))
 }
 
 // dispatch routes one frame: pushes to their subscription, answers to their request.
@@ -453,32 +442,83 @@ func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
 		maxFrame = max(int(hr.MaxFrame), wire.MinMaxFrame)
 	}
 	switch {
-	case c.opts.AuthToken != "":
-		buf, start = wire.BeginFrame(buf[:0], wire.OpAuth, 0, 2)
-		auth := wire.Auth{Mechanism: "token", Payload: []byte(c.opts.AuthToken)}
-		buf = wire.EndFrame(auth.Append(buf), start)
-		if _, err := nc.Write(buf); err != nil {
-			return none, fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
-		}
-		f, err := readFrame(nc, maxFrame)
+	case c.opts.AuthToken != "" || c.opts.SASLMechanism != "":
+		principal, err := c.authenticate(nc, buf, maxFrame)
 		if err != nil {
-			return none, fmt.Errorf("%w: read auth reply: %w", ErrHandshake, err)
-		}
-		if err := replyErr(f, wire.OpAuth); err != nil {
-			return none, fmt.Errorf("%w: %w", ErrHandshake, err)
-		}
-		var ar wire.Auth
-		if err := ar.Decode(f.Body); err != nil {
-			return none, fmt.Errorf("%w: auth reply: %w", ErrHandshake, err)
+			return none, err
 		}
 		c.mu.Lock()
-		c.principal = string(ar.Payload) // the broker names the principal (older brokers: empty)
+		c.principal = principal
 		c.mu.Unlock()
 	case hr.AuthRequired:
-		return none, fmt.Errorf("%w: the broker requires authentication and no token is set: %w", ErrHandshake, wire.CodeAuthFailed)
+		return none, fmt.Errorf("%w: the broker requires authentication and no token or user is set: %w", ErrHandshake, wire.CodeAuthFailed)
 	}
 	return handshakeResult{maxFrame: maxFrame, serverID: hr.ServerID, maxBatch: int(hr.MaxBatchBytes),
 		idle: time.Duration(hr.IdleTimeoutMs) * time.Millisecond}, nil
+}
+
+// authenticate runs the Auth exchange of the handshake: a token, or a SASL mechanism one message
+// per Auth frame each way. It returns the principal: the name the token's reply gives (empty from
+// older brokers), the user name otherwise. buf is scratch.
+func (c *Client) authenticate(nc net.Conn, buf []byte, maxFrame int) (string, error) {
+	name, msg := "token", []byte(c.opts.AuthToken)
+	var sess sasl.Session
+	if c.opts.AuthToken == "" {
+		m := saslMechanism(c.opts.SASLMechanism, c.opts.SASLUser, c.opts.SASLPassword)
+		var err error
+		if sess, msg, err = m.Authenticate(context.Background(), c.addr); err != nil {
+			return "", fmt.Errorf("%w: %s: %w", ErrHandshake, c.opts.SASLMechanism, err)
+		}
+		name = m.Name()
+	}
+	for corr := uint32(2); ; corr++ {
+		var start int
+		buf, start = wire.BeginFrame(buf[:0], wire.OpAuth, 0, corr)
+		auth := wire.Auth{Mechanism: name, Payload: msg}
+		buf = wire.EndFrame(auth.Append(buf), start)
+		if _, err := nc.Write(buf); err != nil {
+			return "", fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
+		}
+		f, err := readFrame(nc, maxFrame)
+		if err != nil {
+			return "", fmt.Errorf("%w: read auth reply: %w", ErrHandshake, err)
+		}
+		if err := replyErr(f, wire.OpAuth); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		}
+		var ar wire.Auth
+		if err := ar.Decode(f.Body); err != nil {
+			return "", fmt.Errorf("%w: auth reply: %w", ErrHandshake, err)
+		}
+		if sess == nil {
+			return string(ar.Payload), nil // the broker names the token's principal
+		}
+		done, next, err := sess.Challenge(ar.Payload)
+		if err != nil { // e.g. a SCRAM server signature that does not verify: not our broker
+			return "", fmt.Errorf("%w: %s: %w", ErrHandshake, name, err)
+		}
+		if done {
+			return c.opts.SASLUser, nil
+		}
+		if corr > 8 {
+			return "", fmt.Errorf("%w: %s exchange does not end", ErrHandshake, name)
+		}
+		msg = next
+	}
+}
+
+// saslMechanism returns the client side of a SASL mechanism by name, or nil for one not offered.
+// It uses franz-go's SASL clients, which Kafka clients in Go run against Kafka brokers.
+func saslMechanism(name, user, password string) sasl.Mechanism {
+	switch name {
+	case "PLAIN":
+		return plain.Auth{User: user, Pass: password}.AsMechanism()
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	}
+	return nil
 }
 
 // replyErr checks that f answers op: the broker's error, or nil.

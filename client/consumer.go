@@ -13,165 +13,6 @@ import (
 	"github.com/sluicemq/sluice/wire"
 )
 
-// ConsumerOptions configure a Consumer. The zero value of a field means its default.
-type ConsumerOptions struct {
-	// Group makes the consumer a member of a consumer group: the broker deals the topic's partitions
-	// over the members, the consumer starts each partition at the group's committed offset, and
-	// commits its progress. Empty: a plain subscription to every partition (or Partition).
-	Group string
-
-	// Partition restricts a plain subscription to one partition. Default: all. Not with a Group.
-	Partition    int32
-	partitionSet bool
-
-	// Start says where each partition begins when the group has no committed offset (with a Group)
-	// or always (without). StartValue is the offset or the Unix time in milliseconds. Default
-	// StartCommitted (else earliest) with a Group, StartLatest without.
-	Start      wire.StartAt
-	StartValue int64
-	startSet   bool
-
-	// Reset says where a partition starts when its start offset (the group's committed offset, or
-	// StartValue with StartOffset) is outside the partition's retained records: below the oldest
-	// (removed by retention) or beyond the end (the topic was deleted and recreated). As Kafka's
-	// auto.offset.reset: wire.ResetEarliest (the default: nothing retained is skipped),
-	// wire.ResetLatest (only records produced from now on), or wire.ResetError (Subscribe fails, or
-	// the consumer stops, with wire.CodeOffsetOutOfRange).
-	Reset wire.OffsetReset
-
-	// Credit is the delivery window in bytes: how much the broker may push ahead of the application.
-	// The consumer grants bytes back as the application consumes them, once half the window is used.
-	// Memory held by undelivered records stays under Credit plus one batch per partition. Default
-	// 4 MiB.
-	Credit int
-
-	// AutoCommit is the interval of automatic commits for a group member; negative disables them.
-	// Default 5 s.
-	AutoCommit time.Duration
-
-	// Queue makes the subscription a work queue: records go to competing consumers, each record
-	// must be acked (Message.Ack) or it is delivered again after AckTimeout, up to MaxDeliveries.
-	Queue         bool
-	AckTimeout    time.Duration // 0: the broker's default
-	MaxDeliveries int           // 0: the broker's default
-	// MaxAckPending bounds the work-queue records the broker hands this consumer before it settles
-	// some (acks, nacks, or lets them time out); the broker dispatches nothing more until then.
-	// Default 1: a record's ack timeout then starts when the application is done with the previous
-	// one and is ready for it, not when it lands in the client's buffer. A larger bound prefetches
-	// (hiding a round trip per record) but starts the clock of every prefetched record at once:
-	// keep MaxAckPending × the handling time of a record well under AckTimeout.
-	MaxAckPending int
-
-	// Filter is a server-side filter: "key=value" header terms joined by '&', or with FilterLang
-	// wire.FilterCEL a CEL expression (docs/protocol.md, Subscribe).
-	Filter     string
-	FilterLang wire.FilterLang
-
-	// OnCorrupt is what the consumer does with a delivered batch it cannot read. Default CorruptStop.
-	OnCorrupt CorruptPolicy
-}
-
-// ConsumerOption sets a field of ConsumerOptions.
-type ConsumerOption func(*ConsumerOptions)
-
-// WithGroup joins the consumer group name.
-func WithGroup(name string) ConsumerOption { return func(o *ConsumerOptions) { o.Group = name } }
-
-// WithPartition subscribes to one partition only.
-func WithPartition(p int32) ConsumerOption {
-	return func(o *ConsumerOptions) { o.Partition, o.partitionSet = p, true }
-}
-
-// WithStartEarliest starts at the oldest retained record.
-func WithStartEarliest() ConsumerOption { return withStart(wire.StartEarliest, 0) }
-
-// WithStartLatest starts at the next record produced.
-func WithStartLatest() ConsumerOption { return withStart(wire.StartLatest, 0) }
-
-// WithStartOffset starts at offset.
-func WithStartOffset(offset int64) ConsumerOption { return withStart(wire.StartOffset, offset) }
-
-// WithStartTime starts at the first record stamped at or after t.
-func WithStartTime(t time.Time) ConsumerOption { return withStart(wire.StartTimestamp, t.UnixMilli()) }
-
-// WithStartCommitted starts at the group's committed offset, else at the earliest record.
-func WithStartCommitted() ConsumerOption { return withStart(wire.StartCommitted, 0) }
-
-func withStart(s wire.StartAt, v int64) ConsumerOption {
-	return func(o *ConsumerOptions) { o.Start, o.StartValue, o.startSet = s, v, true }
-}
-
-// WithOffsetReset sets where a partition starts when its start offset is out of range (see
-// ConsumerOptions.Reset).
-func WithOffsetReset(r wire.OffsetReset) ConsumerOption {
-	return func(o *ConsumerOptions) { o.Reset = r }
-}
-
-// WithCredit sets the delivery window in bytes.
-func WithCredit(bytes int) ConsumerOption { return func(o *ConsumerOptions) { o.Credit = bytes } }
-
-// WithAutoCommit sets the automatic commit interval; negative disables automatic commits.
-func WithAutoCommit(interval time.Duration) ConsumerOption {
-	return func(o *ConsumerOptions) { o.AutoCommit = interval }
-}
-
-// WithQueue makes the subscription a work queue with the given visibility timeout and delivery
-// limit (zero: the broker's defaults).
-func WithQueue(ackTimeout time.Duration, maxDeliveries int) ConsumerOption {
-	return func(o *ConsumerOptions) { o.Queue, o.AckTimeout, o.MaxDeliveries = true, ackTimeout, maxDeliveries }
-}
-
-// WithMaxAckPending sets how many unsettled work-queue records the consumer may hold (see
-// ConsumerOptions.MaxAckPending).
-func WithMaxAckPending(n int) ConsumerOption { return func(o *ConsumerOptions) { o.MaxAckPending = n } }
-
-// WithFilter sets a server-side header filter.
-func WithFilter(filter string) ConsumerOption { return func(o *ConsumerOptions) { o.Filter = filter } }
-
-func (o *ConsumerOptions) setDefaults() {
-	if !o.partitionSet {
-		o.Partition = -1
-	}
-	if !o.startSet {
-		o.Start = wire.StartLatest
-		if o.Group != "" {
-			o.Start = wire.StartCommitted
-		}
-	}
-	if o.Credit == 0 {
-		o.Credit = 4 << 20
-	}
-	if o.AutoCommit == 0 {
-		o.AutoCommit = 5 * time.Second
-	}
-	if o.Queue && o.MaxAckPending == 0 {
-		o.MaxAckPending = 1
-	}
-}
-
-// Validate reports the first invalid field (after defaults).
-func (o *ConsumerOptions) Validate() error {
-	switch {
-	case o.Group != "" && o.Partition >= 0:
-		return fmt.Errorf("%w: a group member takes the partitions the group assigns", ErrOptions)
-	case o.Partition < -1:
-		return fmt.Errorf("%w: partition %d", ErrOptions, o.Partition)
-	case o.Credit < 1<<10 || o.Credit > 1<<31-1:
-		return fmt.Errorf("%w: credit %d outside [1 KiB, 2 GiB)", ErrOptions, o.Credit)
-	case o.Start > wire.StartCommitted:
-		return fmt.Errorf("%w: start %d", ErrOptions, o.Start)
-	case o.Reset > wire.ResetError:
-		return fmt.Errorf("%w: offset reset %d", ErrOptions, o.Reset)
-	case o.AckTimeout < 0 || o.MaxDeliveries < 0 || o.MaxDeliveries > 0xffff:
-		return fmt.Errorf("%w: ack timeout %v, max deliveries %d", ErrOptions, o.AckTimeout, o.MaxDeliveries)
-	case o.MaxAckPending < 0 || int64(o.MaxAckPending) > 1<<32-1:
-		return fmt.Errorf("%w: max ack pending %d", ErrOptions, o.MaxAckPending)
-	case o.OnCorrupt > CorruptSkip:
-		return fmt.Errorf("%w: corrupt-batch policy %v", ErrOptions, o.OnCorrupt)
-	}
-	return nil
-}
-
 // minResubCredit is the smallest window a per-partition resubscription gets.
 const minResubCredit = 64 << 10
 
@@ -229,25 +70,10 @@ type Consumer struct {
 	corrupt    error                // guarded by mu: the unreadable batch that stopped Next (CorruptStop); sticky
 	stats      ConsumerStats        // guarded by mu
 
-	// The delivery being read and the last record returned; guarded by mu (Next holds it while it
-	// works, so Commit and the reader goroutine see a consistent state).
-	cur       delivery
-	curPS     *partState
-	off       int // offset of the next batch in cur.buf
-	inBatch   bool
-	batch     wire.BatchHeader // the batch it iterates (inBatch)
-	it        wire.RecordIter
-	rec       wire.Record
-	msg       Message
-	hasLast   bool
-	lastPS    *partState
-	lastEpoch uint32
-	lastOff   int64
-
-	// pattern marks a consumer of a topic pattern (pattern.go): its parts are keyed by slots, one per
-	// topic-partition, which slots assigns. Guarded by mu.
-	pattern bool
-	slots   map[slotKey]int32
+	// rd reads the current delivery and remembers the last record returned; guarded by mu (Next
+	// holds it while it works, so Commit and the connection's reader goroutine see a consistent
+	// state).
+	rd deliveryReader
 
 	// ended (capacity 1) tells maintain that the broker ended one of the consumer's subscriptions
 	// (a SubEnded push); lastEnd is why, and endRepeat how many endings in a row had that same
@@ -265,22 +91,28 @@ type Consumer struct {
 	// handBacks counts the hand-backs of revoked partitions in flight (handBack); Add only under mu
 	// while not closed, so that Close, which waits for them before unsubscribing, sees every one.
 	handBacks sync.WaitGroup
+
+	// pattern marks a consumer of a topic pattern (pattern.go): its parts are keyed by slots, one per
+	// topic-partition, which slots assigns. Guarded by mu.
+	pattern bool
+	slots   map[slotKey]int32
 }
 
 // Subscribe opens a consumer on topic. It returns once the broker has accepted the subscription.
+// Errors: ErrOptions for invalid options; ErrClosed once the client is closed; ctx's error; the
+// broker's refusal, matching its code (wire.CodeUnknownTopic, wire.CodeNotAuthorized,
+// wire.CodeOffsetOutOfRange under wire.ResetError, wire.CodeInvalidRequest for a bad filter).
 func (c *Client) Subscribe(ctx context.Context, topic string, opts ...ConsumerOption) (*Consumer, error) {
-	var o ConsumerOptions
+	o := DefaultConsumerOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.setDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	cons := &Consumer{c: c, topic: topic, opts: o, parts: map[int32]*partState{}, notify: make(chan struct{}, 1),
 		ended: make(chan struct{}, 1)}
-	cons.msg.Topic = topic
-	cons.msg.c = cons
+	cons.rd.init(cons)
 	if isPattern(topic) {
 		if err := o.validatePattern(topic); err != nil {
 			return nil, err
@@ -337,7 +169,7 @@ func (c *Consumer) Generation() uint32 {
 func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 	base := wire.Subscribe{
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
-		Start: c.opts.Start, StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
+		Start: c.opts.start(), StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
 		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang,
 	}
@@ -531,14 +363,9 @@ func (c *Consumer) owedLocked(s *subscription, n int) {
 // releaseCurLocked ends the current delivery: its buffer goes back to the pool and its bytes are
 // granted back.
 func (c *Consumer) releaseCurLocked() {
-	if c.cur.buf == nil {
-		return
+	if sub, n := c.rd.release(); n > 0 {
+		c.owedLocked(sub, n)
 	}
-	c.owedLocked(c.cur.sub, len(c.cur.buf.B))
-	bytebufferpool.Put(c.cur.buf)
-	c.cur = delivery{}
-	c.curPS = nil
-	c.off, c.inBatch = 0, false
 }
 
 // settleLocked counts the last record returned as processed. A group member's record the application
@@ -550,14 +377,14 @@ func (c *Consumer) releaseCurLocked() {
 // before the restart, in order. A restart below what was processed, such as a topic deleted and
 // created again, starts afresh.)
 func (c *Consumer) settleLocked() {
-	if !c.hasLast {
+	ps, epoch, last, ok := c.rd.takeLast()
+	if !ok {
 		return
 	}
-	c.hasLast = false
-	ps, next := c.lastPS, c.lastOff+1
+	next := last + 1
 	switch {
 	case !ps.assigned:
-	case ps.epoch == c.lastEpoch:
+	case ps.epoch == epoch:
 		if next > ps.processed {
 			ps.processed = next
 		}
@@ -582,12 +409,15 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			c.mu.Unlock()
 			return nil, err
 		}
-		if c.cur.buf != nil {
-			if ps := c.curPS; ps == nil || ps.epoch != c.cur.epoch || !ps.assigned {
+		if c.rd.reading() {
+			if c.rd.stale() {
 				c.releaseCurLocked()
 				continue
 			}
-			m, err := c.nextRecordLocked()
+			m, err := c.rd.next()
+			if err != nil {
+				c.corrupt = err // sticky: nothing past an unreadable batch is returned
+			}
 			if m != nil || err != nil {
 				c.mu.Unlock()
 				return m, err
@@ -596,7 +426,7 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			continue
 		}
 		if c.qhead < len(c.queue) {
-			c.cur = c.queue[c.qhead]
+			d := c.queue[c.qhead]
 			c.queue[c.qhead] = delivery{}
 			c.qhead++
 			if c.qhead == len(c.queue) {
@@ -606,7 +436,7 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 				clear(c.queue[n:])
 				c.queue, c.qhead = c.queue[:n], 0
 			}
-			c.curPS = c.parts[c.cur.partition]
+			c.rd.start(d, c.parts[d.partition])
 			continue
 		}
 		if err := c.err; err != nil {
@@ -630,89 +460,18 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 	}
 }
 
-// nextRecordLocked returns the next record of the current delivery at or after the partition's
-// position, or nil when the delivery is used up.
-func (c *Consumer) nextRecordLocked() (*Message, error) {
-	ps := c.curPS
-	for {
-		if c.inBatch {
-			if c.it.Next(&c.rec) {
-				if !c.opts.Queue && c.rec.Offset < ps.position {
-					continue
-				}
-				ps.position = c.rec.Offset + 1
-				c.hasLast, c.lastPS, c.lastEpoch, c.lastOff = true, ps, ps.epoch, c.rec.Offset
-				m := &c.msg
-				m.Partition, m.Offset, m.HighWatermark = ps.partition, c.rec.Offset, c.cur.hw
-				if ps.topic != "" {
-					m.Topic = ps.topic // a pattern's record names its topic
-				}
-				m.Timestamp = time.UnixMilli(c.rec.Timestamp)
-				m.Key, m.Value, m.rec, m.hdrs, m.sub = c.rec.Key, c.rec.Value, &c.rec, nil, c.cur.sub
-				return m, nil
-			}
-			c.inBatch = false
-			if err := c.it.Err(); err != nil {
-				if err = c.unreadableLocked(ps, c.batch, err); err != nil {
-					return nil, err
-				}
-			}
-		}
-		b := c.cur.buf.B[c.off:]
-		if len(b) == 0 {
-			return nil, nil
-		}
-		h, err := wire.ParseBatchHeader(b)
-		if err == nil && h.Size() > len(b) {
-			err = fmt.Errorf("%w: batch of %d bytes in %d", wire.ErrCorrupt, h.Size(), len(b))
-		}
-		if err == nil && wire.BatchCRC(b[:h.Size()]) != h.CRC {
-			err = fmt.Errorf("%w: batch crc mismatch", wire.ErrCorrupt)
-		}
-		if err != nil {
-			// Damaged framing or CRC: the header's offsets cannot be trusted to skip by, under
-			// either policy.
-			c.off = len(c.cur.buf.B)
-			c.corrupt = fmt.Errorf("client: %s/%d: delivery at offset %d: %w: %w", c.topic, ps.partition, ps.position, ErrCorruptBatch, err)
-			return nil, c.corrupt
-		}
-		batch := b[:h.Size()]
-		c.off += len(batch)
-		if !c.opts.Queue && h.LastOffset() < ps.position {
-			continue // wholly below the position: skip without decoding
-		}
-		_, err = c.it.Reset(batch)
-		if err == nil && c.opts.Filter != "" && h.Codec() != wire.CodecNone {
-			// A filtered subscription's batches are built by the broker's filter, uncompressed: a
-			// compressed one is a stored batch the filter could not read, passed on unfiltered, and
-			// none of its records may be returned.
-			if err = c.it.Check(); err == nil {
-				err = fmt.Errorf("%w: the broker's header filter could not read it", wire.ErrCorrupt)
-			}
-		}
-		if err != nil {
-			if err = c.unreadableLocked(ps, h, err); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		c.batch, c.inBatch = h, true
-	}
-}
-
 // unreadableLocked applies the corrupt-batch policy to batch h of ps, which failed with cause (its CRC
 // held). Under CorruptSkip it logs, counts, moves the position past the batch (and the processed
 // offset, when everything before it was processed, so a commit passes it) and returns nil; under
-// CorruptStop it records and returns the error that stops the consumer.
+// CorruptStop it returns the error that stops the consumer (Next keeps it).
 func (c *Consumer) unreadableLocked(ps *partState, h wire.BatchHeader, cause error) error {
 	from := max(ps.position, h.BaseOffset)
 	if c.opts.Queue {
 		from = h.BaseOffset
 	}
 	if c.opts.OnCorrupt != CorruptSkip {
-		c.corrupt = fmt.Errorf("client: %s/%d: batch of offsets %d-%d (%d records, %v): %w: %w",
+		return fmt.Errorf("client: %s/%d: batch of offsets %d-%d (%d records, %v): %w: %w",
 			c.topic, ps.partition, h.BaseOffset, h.LastOffset(), h.RecordCount, h.Codec(), ErrCorruptBatch, cause)
-		return c.corrupt
 	}
 	c.c.log.Warn("sluice: skipping a record batch that cannot be read", "topic", c.topic, "partition", ps.partition,
 		"first", h.BaseOffset, "last", h.LastOffset(), "records", h.RecordCount, "codec", h.Codec().String(),
@@ -751,7 +510,7 @@ func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 		}
 		if err := fn(m); err != nil {
 			c.mu.Lock()
-			c.hasLast = false // not processed: a commit must not pass it
+			c.rd.takeLast() // not processed: a commit must not pass it
 			c.mu.Unlock()
 			if !c.opts.Queue {
 				return err
@@ -773,7 +532,9 @@ func (c *Consumer) Consume(ctx context.Context, fn func(*Message) error) error {
 }
 
 // Commit stores the group's offsets: for every partition the consumer holds, the offset after the
-// last record Next returned (that record included) or Consume processed. It needs a Group.
+// last record Next returned (that record included) or Consume processed. It needs a Group: without
+// one it returns ErrNoGroup. Otherwise the errors of the partitions' commits, joined: ErrClosed,
+// ErrConnectionLost (retriable), ctx's error, or the broker's (wire.CodeUnknownTopic after a delete).
 func (c *Consumer) Commit(ctx context.Context) error {
 	return c.commit(ctx, true, nil)
 }
@@ -1097,7 +858,8 @@ func (c *Consumer) dropSubs() {
 
 // Close ends the subscription. A group member with automatic commits commits what the application
 // has processed (the last record Next returned is not counted: it is delivered again unless Commit
-// was called after it). Records not yet read are dropped.
+// was called after it). Records not yet read are dropped. It returns that final commit's error and
+// the unsubscribes' (other than ErrConnectionLost), joined; the consumer is closed either way.
 func (c *Consumer) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {

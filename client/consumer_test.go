@@ -193,13 +193,13 @@ func TestOptionsValidate(t *testing.T) {
 			t.Fatalf("invalid option accepted: %v", err)
 		}
 	}
-	po := ProducerOptions{MaxInFlight: -1}
-	po.setDefaults()
+	po := DefaultProducerOptions()
+	po.MaxInFlight = -1
 	if err := po.Validate(); !errors.Is(err, ErrOptions) {
 		t.Fatalf("producer options: %v", err)
 	}
-	co := ConsumerOptions{Credit: 10}
-	co.setDefaults()
+	co := DefaultConsumerOptions()
+	co.Credit = 10
 	if err := co.Validate(); !errors.Is(err, ErrOptions) {
 		t.Fatalf("consumer options: %v", err)
 	}

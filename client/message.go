@@ -84,7 +84,8 @@ func (m *Message) Clone() *Message {
 
 // Ack settles a work-queue record as processed. It is sent without waiting for an answer; an ack
 // lost with its connection, or with a broker crash before the broker wrote it, leaves the record to
-// be delivered again. AckSync waits for the broker to confirm.
+// be delivered again. AckSync waits for the broker to confirm. Errors: ErrNotQueue off a work queue;
+// ErrConnectionLost when the record's connection is gone (the broker delivers it again).
 func (m *Message) Ack() error { return m.settle(wire.OpAck, 0) }
 
 // AckSync settles a work-queue record as processed and waits until the broker has written the
@@ -106,7 +107,7 @@ func (m *Message) AckSync(ctx context.Context) error {
 	return err
 }
 
-// Nack asks for the work-queue record to be delivered again after delay.
+// Nack asks for the work-queue record to be delivered again after delay. Its errors are Ack's.
 func (m *Message) Nack(delay time.Duration) error {
 	return m.settle(wire.OpNack, uint32(max(delay, 0).Milliseconds()))
 }

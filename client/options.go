@@ -34,6 +34,14 @@ type Options struct {
 	// AuthToken, when non-empty, is sent after the handshake (mechanism "token").
 	AuthToken string
 
+	// SASLMechanism, when non-empty, authenticates after the handshake as SASLUser with
+	// SASLPassword: "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (WithSCRAM, WithPlain). SCRAM never
+	// sends the password, and the client checks the broker's proof that it holds the user's
+	// verifier. Exclusive with AuthToken. The principal is the user name.
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
+
 	// ReconnectMin and ReconnectMax bound the exponential backoff between reconnection attempts
 	// (jittered by ±25%). Defaults 50 ms and 5 s.
 	ReconnectMin time.Duration
@@ -78,6 +86,12 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: ping interval 0 (negative disables pings)", ErrOptions)
 	case o.ReconnectMin <= 0 || o.ReconnectMax < o.ReconnectMin:
 		return fmt.Errorf("%w: reconnect backoff [%v, %v]", ErrOptions, o.ReconnectMin, o.ReconnectMax)
+	case o.SASLMechanism != "" && o.AuthToken != "":
+		return fmt.Errorf("%w: a token and a %s user: choose one", ErrOptions, o.SASLMechanism)
+	case o.SASLMechanism != "" && (o.SASLUser == "" || o.SASLPassword == ""):
+		return fmt.Errorf("%w: %s needs a user and a password", ErrOptions, o.SASLMechanism)
+	case o.SASLMechanism != "" && saslMechanism(o.SASLMechanism, "", "") == nil:
+		return fmt.Errorf("%w: SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", ErrOptions, o.SASLMechanism)
 	}
 	return nil
 }
@@ -102,6 +116,19 @@ func WithTLS(cfg *tls.Config) Option { return func(o *Options) { o.TLS = cfg } }
 
 // WithAuthToken authenticates with a bearer token after the handshake.
 func WithAuthToken(token string) Option { return func(o *Options) { o.AuthToken = token } }
+
+// WithSCRAM authenticates as user with password by mechanism "SCRAM-SHA-256" or "SCRAM-SHA-512"
+// (RFC 5802/7677) after the handshake: the password never leaves the client, and the broker proves
+// it holds the user's verifier.
+func WithSCRAM(user, password, mechanism string) Option {
+	return func(o *Options) { o.SASLMechanism, o.SASLUser, o.SASLPassword = mechanism, user, password }
+}
+
+// WithPlain authenticates as user with password by SASL PLAIN (RFC 4616) after the handshake. The
+// password travels as is: use it over TLS off loopback.
+func WithPlain(user, password string) Option {
+	return func(o *Options) { o.SASLMechanism, o.SASLUser, o.SASLPassword = "PLAIN", user, password }
+}
 
 // WithReconnectBackoff bounds the wait between reconnection attempts: it starts at min and doubles
 // up to max.

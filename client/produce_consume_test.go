@@ -276,7 +276,7 @@ func TestCompressionAgainstBroker(t *testing.T) {
 	b := startBroker(t, nil)
 	c := dialT(t, b.addr)
 	ctx := testCtx(t)
-	for _, codec := range []wire.Codec{wire.CodecGzip, wire.CodecSnappy, wire.CodecZstd} {
+	for _, codec := range []wire.Codec{wire.CodecGzip, wire.CodecSnappy, wire.CodecLZ4, wire.CodecZstd} {
 		topic := "comp-" + codec.String()
 		createTopic(t, c, topic, 1)
 		p, err := c.Producer(topic, WithCompression(codec))
@@ -339,7 +339,7 @@ func TestCompressionIncompressible(t *testing.T) {
 		}
 		values = append(values, v)
 	}
-	for _, codec := range []wire.Codec{wire.CodecGzip, wire.CodecSnappy, wire.CodecZstd} {
+	for _, codec := range []wire.Codec{wire.CodecGzip, wire.CodecSnappy, wire.CodecLZ4, wire.CodecZstd} {
 		topic := "rand-" + codec.String()
 		createTopic(t, c, topic, 1)
 		// A long linger and a full-size batch limit: every batch but the last leaves full.

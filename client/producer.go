@@ -40,18 +40,18 @@ type Result struct {
 	Err       error
 }
 
-// ProducerOptions configure a Producer. The zero value of a field means its default.
+// ProducerOptions configure a Producer. Client.Producer starts from DefaultProducerOptions and applies
+// the With… options in order; the result must pass Validate.
 type ProducerOptions struct {
 	// Durability says when a record counts as produced: DurabilityNone when handed to the
 	// connection (no acknowledgement; failures are only logged), DurabilityWritten when the broker
 	// stored it (survives a broker crash), DurabilityFsync when the broker's fdatasync covers it.
 	// Default DurabilityWritten.
-	Durability    wire.Durability
-	durabilitySet bool
+	Durability wire.Durability
 
 	// Linger is how long a batch waits for more records before it is sent. Batches also leave when
-	// they reach MaxBatchBytes, on Flush and Close, and at once for Publish. Default 5 ms; a
-	// negative value means none.
+	// they reach MaxBatchBytes, on Flush and Close, and at once for Publish. Default 5 ms; 0 or
+	// negative: none.
 	Linger time.Duration
 
 	// MaxBatchBytes caps a batch's uncompressed size; a record larger than it travels alone.
@@ -76,12 +76,12 @@ type ProducerOptions struct {
 	// uncompressed.
 	Compression wire.Codec
 
-	// Partitioner picks partitions. Default HashPartitioner.
+	// Partitioner picks partitions. Default HashPartitioner. Required.
 	Partitioner Partitioner
 
 	// Retries is how many times a batch is sent again after its connection failed before its records
 	// fail with ErrConnectionLost. Resends keep Produce order; a resent batch may be stored twice
-	// (not with Idempotent). Default 5; negative: none. A batch a stopping broker refused
+	// (not with Idempotent). Default 5; 0 or negative: none. A batch a stopping broker refused
 	// (CodeShuttingDown: nothing was stored) is always sent again, on the next connection, and does
 	// not count.
 	Retries int
@@ -92,7 +92,7 @@ type ProducerOption func(*ProducerOptions)
 
 // WithDurability sets when records count as produced.
 func WithDurability(d wire.Durability) ProducerOption {
-	return func(o *ProducerOptions) { o.Durability, o.durabilitySet = d, true }
+	return func(o *ProducerOptions) { o.Durability = d }
 }
 
 // WithLinger sets how long a batch waits for more records.
@@ -125,37 +125,24 @@ func WithPartitioner(p Partitioner) ProducerOption {
 // WithRetries sets how many times a batch is resent after a connection failure.
 func WithRetries(n int) ProducerOption { return func(o *ProducerOptions) { o.Retries = n } }
 
-func (o *ProducerOptions) setDefaults() {
-	if !o.durabilitySet {
-		o.Durability = wire.DurabilityWritten
-	}
-	if o.Linger == 0 {
-		o.Linger = 5 * time.Millisecond
-	} else if o.Linger < 0 {
-		o.Linger = 0
-	}
-	if o.MaxBatchBytes == 0 {
-		o.MaxBatchBytes = 1 << 20
-	}
-	if o.MaxInFlight == 0 {
-		o.MaxInFlight = 16
-	}
-	if o.MaxBufferedBytes == 0 {
-		o.MaxBufferedBytes = 64 << 20
-	}
-	if o.Partitioner == nil {
-		o.Partitioner = HashPartitioner()
-	}
-	if o.Retries == 0 {
-		o.Retries = 5
-	} else if o.Retries < 0 {
-		o.Retries = 0
+// DefaultProducerOptions returns the options Client.Producer starts from.
+func DefaultProducerOptions() ProducerOptions {
+	return ProducerOptions{
+		Durability:       wire.DurabilityWritten,
+		Linger:           5 * time.Millisecond,
+		MaxBatchBytes:    1 << 20,
+		MaxInFlight:      16,
+		MaxBufferedBytes: 64 << 20,
+		Partitioner:      HashPartitioner(),
+		Retries:          5,
 	}
 }
 
-// Validate reports the first invalid field (after defaults).
+// Validate reports the first invalid field, wrapping ErrOptions.
 func (o *ProducerOptions) Validate() error {
 	switch {
+	case o.Partitioner == nil:
+		return fmt.Errorf("%w: no partitioner", ErrOptions)
 	case o.Durability > wire.DurabilityFsync:
 		return fmt.Errorf("%w: durability %v", ErrOptions, o.Durability)
 	case o.MaxBatchBytes < wire.BatchHeaderSize+16:
@@ -164,7 +151,7 @@ func (o *ProducerOptions) Validate() error {
 		return fmt.Errorf("%w: max in flight %d", ErrOptions, o.MaxInFlight)
 	case o.MaxBufferedBytes < o.MaxBatchBytes:
 		return fmt.Errorf("%w: max buffered bytes %d below max batch bytes %d", ErrOptions, o.MaxBufferedBytes, o.MaxBatchBytes)
-	case o.Compression != wire.CodecNone && o.Compression != wire.CodecGzip && o.Compression != wire.CodecSnappy && o.Compression != wire.CodecZstd:
+	case o.Compression > wire.CodecZstd:
 		return fmt.Errorf("%w: compression %v", ErrOptions, o.Compression)
 	}
 	return nil
@@ -303,11 +290,10 @@ type Producer struct {
 // request bounded by the client's request timeout; the topic must exist (describing never creates
 // one), else the error matches wire.CodeUnknownTopic.
 func (c *Client) Producer(topic string, opts ...ProducerOption) (*Producer, error) {
-	var o ProducerOptions
+	o := DefaultProducerOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.setDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -343,7 +329,8 @@ func (p *Producer) Partitions() int32 { return p.nparts }
 // Produce queues rec and reports its result to fn, which runs exactly once on a client goroutine
 // (the connection's reader, or the producer's sender) and must not block. fn may be nil. Produce
 // blocks only while MaxBufferedBytes are buffered, until ctx ends; its error says the record was not
-// queued (and fn will not run).
+// queued (and fn will not run): ErrRecordTooLarge, ErrClosed, or ctx's error. The record's own
+// failure reaches fn in Result.Err: ErrConnectionLost after the retries, or the broker's refusal.
 func (p *Producer) Produce(ctx context.Context, rec Record, fn func(Result)) error {
 	return p.produce(ctx, &rec, completion{fn: fn}, false)
 }
@@ -359,7 +346,8 @@ func (p *Producer) Send(ctx context.Context, rec Record) (*Future, error) {
 }
 
 // Publish produces rec and waits for its result. Its batch is sent without lingering (records
-// produced meanwhile may still join it).
+// produced meanwhile may still join it). It returns Produce's errors, then the record's (Result.Err),
+// or ctx's.
 func (p *Producer) Publish(ctx context.Context, rec Record) (Result, error) {
 	f := futurePool.Get().(*Future)
 	if err := p.produce(ctx, &rec, completion{fut: f}, true); err != nil {
@@ -950,7 +938,8 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 }
 
 // Flush sends every buffered record without lingering and waits until all records produced before
-// it returns have completed (successfully or not), or ctx ends.
+// it returns have completed (successfully or not), or ctx ends. Its only error is ctx's: records'
+// failures are reported to their own callbacks and Futures.
 func (p *Producer) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	if p.outstanding == 0 {

@@ -50,7 +50,8 @@ type requester struct {
 }
 
 // Request sends rec to topic with a reply-to inbox and waits for the answer (or ctx). The request is
-// produced at durability written; the reply is a detached copy the caller may keep.
+// produced at durability written; the reply is a detached copy the caller may keep. Errors: the
+// produce's (see Producer.Publish), the inbox subscription's, ErrClosed, or ctx's when no reply came.
 func (c *Client) Request(ctx context.Context, topic string, rec Record) (*Message, error) {
 	r, err := c.requester(ctx)
 	if err != nil {

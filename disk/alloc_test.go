@@ -5,12 +5,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // diskUsage is what du reports for dir: the blocks allocated to its files, in bytes.
@@ -431,5 +434,133 @@ func TestAppendDoesNotAllocate(t *testing.T) {
 	}
 	if hits := l.limitHits.Load() - before; hits < 3 {
 		t.Fatalf("only %d appends reserved blocks themselves", hits)
+	}
+}
+
+// minorFaults is the process's minor page faults so far (getrusage).
+func minorFaults(t *testing.T) int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Minflt
+}
+
+// Large appends reach the segment through pwritev, not stores into its mapping: writing 16 MiB in
+// 32 KiB appends (with pre-faulting limited to a page ahead) takes far fewer page faults than the
+// 4,096 pages written (a store into the mapping faults every page it is first to touch). What
+// remains are the pre-toucher's page, the indexer's and the readers' read faults (fault-around maps
+// 16 pages each) and the runtime's own. The bytes read back through the mapping are the batches
+// with their base offsets patched.
+func TestAppendWritesWithoutFaultingTheMapping(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.SegmentBytes, o.MaxBatchBytes = 32<<20, 1<<20
+	o.PretouchBytes = pageSize
+	l := mustOpen(t, o)
+	defer l.Close()
+	b := testBatch(t, 1, 16, 2000, 0) // 32 KiB: at least pwriteMin
+	n := (16 << 20) / len(b)
+	runtime.GC()
+	before := minorFaults(t)
+	for range n {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b) < pwriteMin {
+		t.Fatalf("a %d-byte batch is not written with pwritev", len(b))
+	}
+	faults := minorFaults(t) - before
+	pages := int64(n * len(b) / pageSize)
+	t.Logf("%d minor faults appending %d pages", faults, pages)
+	if faults > pages/4 {
+		t.Fatalf("%d minor faults appending %d pages: appends fault the mapping in", faults, pages)
+	}
+	if allocs := testing.AllocsPerRun(50, func() {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Fatalf("a pwritev append allocates %.1f times", allocs)
+	}
+	n += 51 // AllocsPerRun's warm-up run and its 50
+	var next int64
+	for next < l.NextOffset() {
+		v, err := l.Read(next, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := 0; p < len(v.Data); {
+			h, err := wire.ValidateBatch(v.Data[p:], 0)
+			if err != nil || h.BaseOffset != next {
+				v.Release()
+				t.Fatalf("batch at offset %d: base %d, %v", next, h.BaseOffset, err)
+			}
+			next += int64(h.RecordCount)
+			p += h.Size()
+		}
+		v.Release()
+	}
+	if next != int64(16*n) {
+		t.Fatalf("read %d records, appended %d", next, 16*n)
+	}
+}
+
+// A writer of large appends only (pwritev) has its pages pre-faulted for a segment's first 4 MiB
+// (pretouchIdle), then no more; one that makes small appends keeps them pre-faulted. 16 MiB of
+// 32 KiB appends with the default PretouchBytes (1 MiB) fault in well under half the 4,096 pages;
+// pre-faulting them all faults every page.
+func TestLargeAppendsAreNotPrefaulted(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.SegmentBytes, o.MaxBatchBytes = 32<<20, 1<<20
+	l := mustOpen(t, o)
+	defer l.Close()
+	b := testBatch(t, 1, 16, 2000, 0) // 32 KiB: at least pwriteMin
+	n := (16 << 20) / len(b)
+	runtime.GC()
+	before := minorFaults(t)
+	for i := range n {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		if i%32 == 0 {
+			waitHousekeeper(t, l) // let the pre-toucher keep up, as it would if it were needed
+		}
+	}
+	faults := minorFaults(t) - before
+	pages := int64(n * len(b) / pageSize)
+	t.Logf("%d minor faults appending %d pages", faults, pages)
+	if faults > pages/2 {
+		t.Fatalf("%d minor faults appending %d pages: the pages of large appends are pre-faulted", faults, pages)
+	}
+
+	// Small appends turn it back on: the pages ahead of the claim get faulted in.
+	small := testBatch(t, 2, 2, 1000, 0)
+	before = minorFaults(t)
+	for range 64 {
+		if _, err := l.Append(small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for minorFaults(t)-before < 128 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d faults after small appends: the pre-toucher did not resume", minorFaults(t)-before)
+		}
+		waitHousekeeper(t, l)
+	}
+}
+
+// waitHousekeeper wakes the housekeeper and waits (10 s at most) for one full pass after that.
+func waitHousekeeper(t *testing.T, l *Log) {
+	t.Helper()
+	start := l.hkPasses.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.hkPasses.Load() < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the housekeeper did not run")
+		}
+		l.kickHousekeeper()
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -240,3 +240,37 @@ func reportLatency(b *testing.B, h *hdrhistogram.Histogram) {
 	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-µs")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkBackgroundSync appends 10 × 1 KiB-record batches as fast as it can, with the background
+// sync every 100 ms, and reports the duration of the sync rounds (OnSyncDuration): how long a
+// background fdatasync keeps its thread (and, until sysmon retakes it, its processor).
+func BenchmarkBackgroundSync(b *testing.B) {
+	var mu sync.Mutex
+	h := hdrhistogram.New(1, 10_000_000, 3)
+	o := Options{Dir: b.TempDir(), Logger: quietLogger(), RetentionBytes: 512 << 20, CheckInterval: 100 * time.Millisecond,
+		FlushInterval: 100 * time.Millisecond, OnSyncDuration: func(d time.Duration) {
+			mu.Lock()
+			_ = h.RecordValue(d.Microseconds())
+			mu.Unlock()
+		}}
+	l, err := Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	batch := testBatch(b, 1, benchRecordsPerBatch, 1<<10, time.Now().UnixMilli())
+	b.SetBytes(int64(len(batch)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := l.Append(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	b.ReportMetric(float64(h.TotalCount()), "syncs")
+	b.ReportMetric(float64(h.ValueAtQuantile(50)), "sync-p50-µs")
+	b.ReportMetric(float64(h.ValueAtQuantile(99)), "sync-p99-µs")
+	b.ReportMetric(float64(h.Max()), "sync-max-µs")
+}

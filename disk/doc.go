@@ -42,9 +42,11 @@
 //     (one short fallocate, under the segment's allocMu) or fails with ErrNoSpace.
 //   - committed has the same packing: everything below it is copied and visible.
 //
-// An appender then copies its batches into the mapping at p — the one copy on the write path,
-// from the caller's buffer (a connection's read buffer) into the page cache — and patches each
-// batch's base offset in place. To publish it waits until committed equals its own starting
+// An appender then copies its batches into the page cache at p — the one copy on the write path,
+// from the caller's buffer (a connection's read buffer) — and patches each batch's base offset:
+// an append of pwriteMin bytes or more with pwritev, the offsets patched on the way
+// (segment.writeBatches), a smaller one (or one whose pwritev failed) into the mapping, patched in
+// place. To publish it waits until committed equals its own starting
 // (p, d), which means every appender that claimed before it has published, and stores (p+n, d+k).
 // The store is a release and readers load committed with acquire, so a reader that sees the new
 // committed word sees the bytes. Publication is therefore in claim order, and committed only moves
@@ -65,6 +67,7 @@
 // PretouchBytes ahead of the claim, never past the allocated end (madvise MADV_POPULATE_WRITE while
 // no fsync waiter asked for a sync in the last second, MADV_POPULATE_READ while they do; else an
 // atomic add of zero or a load per page, never a plain write, which could race with an appender);
+// it starts writeback of committed pages a step at a time (sync_file_range);
 // it pre-creates the spare (its first step) once the active segment is half full, indexes
 // committed batches, writes sealed segments' index files, and enforces retention.
 //

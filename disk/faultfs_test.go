@@ -9,17 +9,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// faultFS is the OS file system with injectable failures: fdatasync errors and fallocate errors
-// (ENOSPC for a full disk). Set the errors at any time from the test goroutine.
+// faultFS is the OS file system with injectable failures: fdatasync errors, fallocate errors
+// (ENOSPC for a full disk) and directory fsync errors. Set the errors at any time from the test
+// goroutine.
 type faultFS struct {
 	OSFS
-	syncErr  atomic.Pointer[error]
-	allocErr atomic.Pointer[error]
-	syncs    atomic.Int64 // fdatasync calls that reached the OS
+	syncErr    atomic.Pointer[error]
+	allocErr   atomic.Pointer[error]
+	syncDirErr atomic.Pointer[error]
+	syncs      atomic.Int64 // fdatasync calls that reached the OS
+	writeback  atomic.Int64 // bytes passed to StartWriteback
 }
 
-func (fs *faultFS) setSyncErr(err error)  { fs.syncErr.Store(&err) }
-func (fs *faultFS) setAllocErr(err error) { fs.allocErr.Store(&err) }
+func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }
+func (fs *faultFS) setAllocErr(err error)   { fs.allocErr.Store(&err) }
+func (fs *faultFS) setSyncDirErr(err error) { fs.syncDirErr.Store(&err) }
+
+func (fs *faultFS) SyncDir(dir string) error {
+	if p := fs.syncDirErr.Load(); p != nil && *p != nil {
+		return *p
+	}
+	return fs.OSFS.SyncDir(dir)
+}
 
 func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	f, err := fs.OSFS.OpenFile(name, flag, perm)
@@ -40,6 +51,11 @@ func (f *faultFile) Datasync() error {
 	}
 	f.fs.syncs.Add(1)
 	return f.File.Datasync()
+}
+
+func (f *faultFile) StartWriteback(off, n int64) error {
+	f.fs.writeback.Add(n)
+	return f.File.StartWriteback(off, n)
 }
 
 func (f *faultFile) Allocate(off, n int64) error {

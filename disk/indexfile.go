@@ -73,30 +73,9 @@ func indexCRC(b []byte) uint32 {
 	return crc32.Update(crc32.Checksum(b[:indexCRCAt], castagnoli), castagnoli, b[indexHeaderSize:])
 }
 
-// writeIndexFile replaces the segment's index file: temp file, fdatasync, rename, directory fsync.
+// writeIndexFile replaces the segment's index file (WriteFileAtomic).
 func writeIndexFile(fs FS, dir string, s *segment, endPos, endDelta uint32) error {
-	b := s.encodeIndex(endPos, endDelta)
-	path := filepath.Join(dir, indexName(s.base))
-	tmp := path + tmpSuffix
-	f, err := fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(b, 0)
-	if err == nil {
-		err = f.Datasync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fs.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = fs.Remove(tmp)
-		return err
-	}
-	return fs.SyncDir(dir)
+	return WriteFileAtomic(fs, filepath.Join(dir, indexName(s.base)), s.encodeIndex(endPos, endDelta), 0o644)
 }
 
 // indexHeader is a decoded index file.

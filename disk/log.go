@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -150,269 +149,6 @@ func (l *Log) Recovery() Recovery { return l.rec }
 // Dir is the log's directory.
 func (l *Log) Dir() string { return l.dir }
 
-// recover lists, opens, validates and repairs the segments, following the numbered procedure in
-// docs/storage.md. It runs before any other goroutine touches the log.
-func (l *Log) recover() ([]*segment, error) {
-	rec := Recovery{InvalidPosition: -1}
-	names, err := l.fs.ReadDir(l.dir)
-	if err != nil {
-		return nil, fmt.Errorf("disk: listing %s: %w", l.dir, err)
-	}
-	dirty := false
-	remove := func(name string) error {
-		if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !isNotExist(err) {
-			return fmt.Errorf("disk: removing %s: %w", name, err)
-		}
-		rec.Removed = append(rec.Removed, name)
-		dirty = true
-		return nil
-	}
-	// Step 1: leftovers of interrupted creations, and the list of segments.
-	var bases []int64
-	indexes := map[int64]bool{}
-	for _, name := range names {
-		if strings.HasSuffix(name, tmpSuffix) {
-			if err := remove(name); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if base, ok := parseSegmentName(name); ok {
-			bases = append(bases, base)
-		} else if s, ok := strings.CutSuffix(name, indexSuffix); ok {
-			if base, ok := parseSegmentName(s + logSuffix); ok {
-				indexes[base] = true
-			}
-		}
-	}
-	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-
-	// Step 2: open every segment; drop empty files; extend a short tail; map.
-	var segs []*segment
-	closeAll := func() {
-		for _, s := range segs {
-			s.release()
-		}
-	}
-	type opened struct {
-		base int64
-		f    File
-		size int64
-	}
-	var files []opened
-	for _, base := range bases {
-		path := filepath.Join(l.dir, segmentName(base))
-		f, err := l.fs.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			return nil, fmt.Errorf("disk: opening %s: %w", path, err)
-		}
-		size, err := f.Size()
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("disk: stat %s: %w", path, err)
-		}
-		if size == 0 {
-			f.Close()
-			if err := remove(segmentName(base)); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		files = append(files, opened{base, f, size})
-	}
-	// A tail shorter than SegmentBytes (truncated behind our back, or an older configuration) gets
-	// its length back as a hole: no blocks, zeros. After the scan, its blocks are reserved.
-	if n := len(files); n > 0 && files[n-1].size < int64(l.opts.SegmentBytes) {
-		t := &files[n-1]
-		if err := t.f.Truncate(int64(l.opts.SegmentBytes)); err != nil {
-			for _, o := range files {
-				o.f.Close()
-			}
-			return nil, fmt.Errorf("disk: extending %s: %w", filepath.Base(t.f.Name()), err)
-		}
-		t.size = int64(l.opts.SegmentBytes)
-	}
-	for i, o := range files {
-		if o.size > MaxSegmentBytes {
-			for _, o := range files[i:] {
-				o.f.Close()
-			}
-			closeAll()
-			return nil, fmt.Errorf("%w: segment %s is %d bytes, more than %d", ErrCorrupt, segmentName(o.base), o.size, MaxSegmentBytes)
-		}
-		data, err := o.f.Map(int(o.size))
-		if err != nil {
-			for _, o := range files[i:] {
-				o.f.Close()
-			}
-			closeAll()
-			return nil, fmt.Errorf("disk: mapping %s: %w", segmentName(o.base), err)
-		}
-		advise(data, unix.MADV_RANDOM) // no read-around into holes while recovering (advise)
-		segs = append(segs, newSegment(o.base, filepath.Join(l.dir, segmentName(o.base)), o.f, data, int(o.size), 0, l.opts.IndexInterval))
-	}
-
-	rebuilt := map[int64]bool{}
-	now := l.opts.Clock().UnixMilli() // caps the timestamps of the batches scanned, for retention
-	// Step 3: trust sealed segments whose index agrees with the log; scan the others and the tail.
-	for i := 0; i < len(segs); i++ {
-		s := segs[i]
-		tail := i == len(segs)-1
-		ipath := filepath.Join(l.dir, indexName(s.base))
-		if !tail {
-			err := s.loadIndex(l.fs, ipath, segs[i+1].base)
-			if err == nil {
-				continue
-			}
-			rebuilt[s.base] = true
-			switch {
-			case errors.Is(err, errIndexVersion):
-				l.log.Info("disk: index of an older version, rebuilding from the log", "segment", filepath.Base(s.path))
-			case !isNotExist(err):
-				l.log.Warn("disk: index rejected, rebuilding from the log", "segment", filepath.Base(s.path), "err", err)
-			}
-			rec.IndexesRebuilt++
-		}
-		r := s.scanValidate(now)
-		rec.SegmentsScanned++
-		rec.BatchesKept += r.batches
-		reason := r.reason
-		if !tail && !r.invalid && s.base+int64(r.endDelta) != segs[i+1].base {
-			reason = fmt.Sprintf("segment ends at offset %d, the next begins at %d", s.base+int64(r.endDelta), segs[i+1].base)
-		}
-		if reason == "" {
-			continue
-		}
-		// Step 4: cut at the first invalid batch: zero the rest, fdatasync, drop later segments.
-		if rec.InvalidPosition < 0 {
-			rec.InvalidSegment, rec.InvalidPosition, rec.Reason = filepath.Base(s.path), int64(r.endPos), reason
-		}
-		n, err := s.cutAt(r.endPos)
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
-		rec.BytesTruncated += n
-		for _, t := range segs[i+1:] {
-			rec.BytesTruncated += int64(t.nonZeroEnd(0))
-			t.release()
-			if err := remove(filepath.Base(t.path)); err != nil {
-				segs = segs[:i+1]
-				closeAll()
-				return nil, err
-			}
-			if indexes[t.base] {
-				if err := remove(indexName(t.base)); err != nil {
-					segs = segs[:i+1]
-					closeAll()
-					return nil, err
-				}
-				delete(indexes, t.base)
-			}
-		}
-		segs = segs[:i+1]
-		break
-	}
-	// Orphan index files.
-	live := map[int64]bool{}
-	for _, s := range segs {
-		live[s.base] = true
-	}
-	for base := range indexes {
-		if !live[base] {
-			if err := remove(indexName(base)); err != nil {
-				closeAll()
-				return nil, err
-			}
-		}
-	}
-
-	// The tail's blocks: its length says nothing about them (allocation in steps leaves the rest of
-	// the file a hole) nor about where its data ends (the scan found that). Reserve from 0 to the end
-	// of the data rounded up to a step, at least one step: blocks already there cost nothing, and
-	// appends extend it from there. Failing that, Open fails with ErrNoSpace.
-	if n := len(segs); n > 0 {
-		t := segs[n-1]
-		want := min(len(t.data), max(int(l.step), roundUp(int(t.idxPos), int(l.step))))
-		if err := t.f.Allocate(0, int64(want)); err != nil {
-			closeAll()
-			return nil, allocErr(t.path, err)
-		}
-		t.allocated.Store(uint32(want))
-	}
-
-	// Step 5: a fresh log gets its first segment.
-	if len(segs) == 0 {
-		f, data, err := l.createFile(filepath.Join(l.dir, segmentName(0)+tmpSuffix))
-		if err != nil {
-			return nil, err
-		}
-		path := filepath.Join(l.dir, segmentName(0))
-		if err := l.fs.Rename(f.Name(), path); err != nil {
-			f.Unmap(data)
-			f.Close()
-			return nil, fmt.Errorf("disk: renaming %s: %w", path, err)
-		}
-		dirty = true
-		segs = append(segs, newSegment(0, path, f, data, int(l.step), 0, l.opts.IndexInterval))
-	}
-
-	// The pre-toucher waits for the tail's first append (segment.idleFrom): an idle partition holds
-	// no resident pages.
-	tail := segs[len(segs)-1]
-	tail.idleFrom = tail.idxPos + 1
-	tail.touchKick.Store(tail.idleFrom)
-
-	// Step 6: make what was found durable, then set positions.
-	var logStart int64
-	for i, s := range segs {
-		s.logStart = logStart
-		p, d := s.idxPos, s.idxDelta
-		s.claim.Store(pack(p, d))
-		s.committed.Store(pack(p, d))
-		s.synced.Store(p)
-		if i < len(segs)-1 {
-			advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers
-			s.final.Store(pack(p, d))
-			s.sealed.Store(true)
-			s.indexDone.Store(true)
-			s.indexWritten = true
-		}
-		logStart += int64(p)
-		if err := s.f.Datasync(); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(s.path), err)
-		}
-	}
-	for _, s := range segs[:len(segs)-1] {
-		if rebuilt[s.base] {
-			// Rebuilt (or missing): write it now; a failure only costs a rescan next time.
-			if err := writeIndexFile(l.fs, l.dir, s, s.idxPos, s.idxDelta); err != nil {
-				l.log.Warn("disk: writing index", "segment", filepath.Base(s.path), "err", err)
-			}
-		}
-	}
-	if dirty {
-		if err := l.fs.SyncDir(l.dir); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("disk: fsync %s: %w", l.dir, err)
-		}
-	}
-	l.rec = rec
-	attrs := []any{
-		"segments", len(segs), "scanned", rec.SegmentsScanned, "batches_kept", rec.BatchesKept,
-		"start", segs[0].base, "next", tail.base + int64(tail.idxDelta),
-	}
-	if rec.InvalidPosition >= 0 || len(rec.Removed) > 0 {
-		l.log.Warn("disk: log recovered with repairs", append(attrs,
-			"truncated_bytes", rec.BytesTruncated, "invalid_segment", rec.InvalidSegment,
-			"invalid_position", rec.InvalidPosition, "reason", rec.Reason, "removed", rec.Removed)...)
-	} else {
-		l.log.Info("disk: log opened", attrs...)
-	}
-	return segs, nil
-}
-
 // createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
 // blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
 // fault for lack of space), fdatasync (so the allocation and length are durable), map it. The
@@ -514,13 +250,20 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		}
 		// [pos, end) and offsets [delta, endDelta) are ours alone. The one copy:
 		dst := s.data[pos:end:end]
-		copy(dst, b)
 		off := s.base + int64(delta)
-		for p := 0; p < n; {
-			wire.SetBaseOffset(dst[p:], off)
-			size, _ := wire.BatchSize(dst[p:])
-			off += int64(wire.RecordCount(dst[p:]))
-			p += size
+		if s.writeBatches(b, pos, off) {
+			off += int64(count)
+		} else {
+			if a := s.smallAt.Load(); end-min(end, a) > smallStride {
+				s.smallAt.Store(end) // keep the pre-toucher on for small appends
+			}
+			copy(dst, b)
+			for p := 0; p < n; {
+				wire.SetBaseOffset(dst[p:], off)
+				size, _ := wire.BatchSize(dst[p:])
+				off += int64(wire.RecordCount(dst[p:]))
+				p += size
+			}
 		}
 		// Publish in claim order: wait for the appenders ahead, then release ours.
 		waitFor(&s.committed.Uint64, old)
@@ -654,6 +397,70 @@ func (l *Log) roll(s *segment) error {
 	advise(s.data, unix.MADV_NORMAL) // sealed: read-ahead helps its readers (advise)
 	l.kickHousekeeper()
 	return nil
+}
+
+// Close stops appends (in-flight ones finish), stops the background goroutines, makes everything
+// durable with a final fdatasync, writes the active segment's index and drops the log's references.
+// Views still held stay valid until released. It returns the log's failure, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closedLocked {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closedLocked = true
+	l.closed.Store(true)
+	active := l.active.Load()
+	active.seal() // waits for in-flight appends to publish
+	sp := l.spare
+	l.spare = nil
+	l.mu.Unlock()
+
+	close(l.done)
+	l.wg.Wait()
+	err := l.syncOnce()
+	if sp != nil {
+		l.dropSpare(sp)
+	}
+	// The active segment is the tail at the next Open, which rebuilds the tail's index by scanning
+	// it whatever a file says: writing its index here would cost a file, two fsyncs and a rename
+	// per partition for nothing. The housekeeper writes it once a roll seals it.
+	active.indexWritten = true
+	l.indexSegments()
+	if l.dirDirty.Load() || sp != nil {
+		if derr := l.fs.SyncDir(l.dir); derr != nil && err == nil {
+			err = fmt.Errorf("disk: fsync %s: %w", l.dir, derr)
+		}
+	}
+	for _, s := range *l.segs.Load() {
+		s.release()
+	}
+	l.notifySynced()
+	return err
+}
+
+// Remove closes the log and deletes its directory (topic deletion).
+func (l *Log) Remove() error {
+	err := l.Close()
+	if errors.Is(err, ErrFailed) {
+		err = nil // the data is being deleted; a failed sync no longer matters
+	}
+	names, rerr := l.fs.ReadDir(l.dir)
+	if rerr != nil && !isNotExist(rerr) {
+		return fmt.Errorf("disk: listing %s: %w", l.dir, rerr)
+	}
+	for _, n := range names {
+		if rerr := l.fs.Remove(filepath.Join(l.dir, n)); rerr != nil && !isNotExist(rerr) {
+			return fmt.Errorf("disk: removing %s: %w", n, rerr)
+		}
+	}
+	if rerr := l.fs.Remove(l.dir); rerr != nil && !isNotExist(rerr) {
+		return fmt.Errorf("disk: removing %s: %w", l.dir, rerr)
+	}
+	if rerr := l.fs.SyncDir(filepath.Dir(l.dir)); rerr != nil {
+		return fmt.Errorf("disk: fsync %s: %w", filepath.Dir(l.dir), rerr)
+	}
+	return err
 }
 
 // NextOffset is the high watermark: every offset below it is committed and readable.

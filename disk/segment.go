@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicemq/sluice/internal/atomicutil"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -56,17 +57,6 @@ const sealedPos = math.MaxUint32
 func pack(pos, delta uint32) uint64       { return uint64(pos)<<32 | uint64(delta) }
 func unpack(v uint64) (pos, delta uint32) { return uint32(v >> 32), uint32(v) }
 
-// cacheLinePad separates words written by different cores. 64 bytes is the line on amd64 and
-// most arm64 parts; the pad is computed from the size of the word it follows.
-const cacheLine = 64
-
-// paddedUint64 is an atomic.Uint64 alone on its cache line: appenders CAS the claim word on every
-// append, and readers poll the committed word, so neither may share a line with anything else.
-type paddedUint64 struct {
-	atomic.Uint64
-	_ [cacheLine - 8]byte
-}
-
 // segment is one mapped segment file.
 type segment struct {
 	// Immutable once the segment is published in Log.segs (set by Open or the roller under Log.mu).
@@ -76,15 +66,19 @@ type segment struct {
 	data     []byte // the MAP_SHARED mapping of the whole file; never shrunk while mapped
 	logStart int64  // process-local log position of data[0] (sum of earlier segments' sizes)
 	interval uint32 // index interval
+	// fd is the file's descriptor for pwritev (writeBatches), or noFd: appends copy through data.
+	fd uintptr
 
-	_ [cacheLine]byte
+	// claim and committed are each alone on their cache-line pair (atomicutil): appenders CAS claim
+	// on every append and readers poll committed, so neither may share a line with anything else.
+	_ atomicutil.Pad
 	// claim is the next free (position, delta). Written by appenders (CAS), and by the roller or
 	// Close, under Log.mu, to seal it. Never decreases except when a failed roll unseals it.
-	claim paddedUint64
+	claim atomicutil.Uint64
 	// committed is the (position, delta) below which every claim has been copied and published.
 	// Only the appender whose claim starts at the current value stores it (a release store);
 	// readers load it (acquire) and may then read every byte below it.
-	committed paddedUint64
+	committed atomicutil.Uint64
 
 	// final is the packed end of a sealed segment; valid once sealed is true (stored before it).
 	final  atomic.Uint64
@@ -96,8 +90,16 @@ type segment struct {
 	// touchKick is the claim position past which an appender wakes the housekeeper to pre-touch
 	// more pages. Written by the housekeeper, read by appenders.
 	touchKick atomic.Uint32
+	// smallAt is the end of a recent append copied through the mapping (smaller than pwriteMin),
+	// stored by such appenders only once it lags by smallStride: while it is within pretouchIdle of
+	// the claim the housekeeper pre-faults pages for them; a writer of large appends only (pwritev)
+	// needs none.
+	smallAt atomic.Uint32
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
+	// writeback is how far writeback of committed pages has been started (Log.startWriteback).
+	// Owned by the housekeeper goroutine.
+	writeback uint32
 	// idleFrom is the claim position of a tail recovered by Open, plus one; 0 for segments created
 	// since. The pre-toucher leaves such a tail's pages alone until an append moves the claim past
 	// its recovered end, so an idle partition costs no resident pages. Set by Open before the
@@ -156,7 +158,10 @@ type indexEntry struct {
 
 // newSegment wraps a mapped segment file whose blocks are reserved from 0 to allocated.
 func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
-	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval)}
+	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval), fd: noFd}
+	if d, ok := f.(fder); ok {
+		s.fd = d.Fd()
+	}
 	s.allocated.Store(uint32(allocated))
 	s.entries, s.entriesMap = newIndexEntries(len(data)/interval + 1)
 	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64

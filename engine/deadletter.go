@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 
 	"github.com/sluicemq/sluice/wire"
@@ -30,19 +31,25 @@ func DeadLetterTopic(topic string) string {
 }
 
 // Dead-letter headers. Every dead letter carries the source topic, group, partition, offset and
-// delivery count, and the reason: "max-deliveries", or "undecodable: <error>" for a record whose
-// stored batch cannot be decoded (its value is then that raw stored batch, and sluice-dlq-last-offset
-// names the last record it settles; a raw batch too large for a dead letter is cut to fit and marked
-// sluice-dlq-truncated).
+// delivery count, and the reason: DeadLetterReasonMaxDeliveries, or DeadLetterReasonUndecodable
+// followed by the error for a record whose stored batch cannot be decoded (its value is then that
+// raw stored batch, and HeaderDLQLastOffset names the last record it settles; a raw batch too large
+// for a dead letter is cut to fit and marked with HeaderDLQTruncated "true"). Numbers are decimal.
 const (
-	hdrDLQTopic      = "sluice-dlq-topic"
-	hdrDLQGroup      = "sluice-dlq-group"
-	hdrDLQPartition  = "sluice-dlq-partition"
-	hdrDLQOffset     = "sluice-dlq-offset"
-	hdrDLQLastOffset = "sluice-dlq-last-offset"
-	hdrDLQDeliveries = "sluice-dlq-deliveries"
-	hdrDLQReason     = "sluice-dlq-reason"
-	hdrDLQTruncated  = "sluice-dlq-truncated"
+	HeaderDLQTopic      = "sluice-dlq-topic"
+	HeaderDLQGroup      = "sluice-dlq-group"
+	HeaderDLQPartition  = "sluice-dlq-partition"
+	HeaderDLQOffset     = "sluice-dlq-offset"
+	HeaderDLQLastOffset = "sluice-dlq-last-offset"
+	HeaderDLQDeliveries = "sluice-dlq-deliveries"
+	HeaderDLQReason     = "sluice-dlq-reason"
+	HeaderDLQTruncated  = "sluice-dlq-truncated"
+)
+
+// The values of HeaderDLQReason: DeadLetterReasonUndecodable is a prefix, followed by the error.
+const (
+	DeadLetterReasonMaxDeliveries = "max-deliveries"
+	DeadLetterReasonUndecodable   = "undecodable: "
 )
 
 // deadLetters appends every record marked for a dead-letter topic and then settles it. Janitor
@@ -83,46 +90,37 @@ func (qt *queueTable) deadLetter(qp *queuePart, dl *deadLetter) error {
 	if dl.first < qp.p.StartOffset() {
 		return nil // retention removed it: nothing to keep
 	}
-	v, err := qp.p.log.Read(dl.first, 1)
-	if err != nil {
-		return storageError(err)
+	v, raw, err := batchAt(qp.p, dl.first)
+	switch {
+	case errors.Is(err, errExpired):
+		return nil
+	case errors.Is(err, errUndecodable): // keep what is there
+	case err != nil:
+		return err
 	}
 	defer v.Release()
-	h, err := wire.ParseBatchHeader(v.Data)
-	if err != nil || h.Size() > len(v.Data) {
-		h.BaseOffset, h.Length = dl.first, int32(len(v.Data))-12 // keep what is there
-	}
-	raw := v.Data[:min(h.Size(), len(v.Data))]
 	truncated := false
 	if limit := qt.e.opts.MaxBatchBytes - 4096; len(raw) > limit { // room for the headers
 		raw, truncated = raw[:max(limit, 0)], true
 	}
 	name := qp.q.key.topic
 	hdrs := []wire.Header{
-		{Key: []byte(hdrDLQTopic), Value: []byte(name)},
-		{Key: []byte(hdrDLQGroup), Value: []byte(qp.q.key.group)},
-		{Key: []byte(hdrDLQPartition), Value: strconv.AppendInt(nil, int64(qp.p.id), 10)},
-		{Key: []byte(hdrDLQOffset), Value: strconv.AppendInt(nil, dl.first, 10)},
-		{Key: []byte(hdrDLQDeliveries), Value: strconv.AppendInt(nil, int64(dl.deliveries), 10)},
-		{Key: []byte(hdrDLQReason), Value: []byte(dl.reason)},
+		{Key: []byte(HeaderDLQTopic), Value: []byte(name)},
+		{Key: []byte(HeaderDLQGroup), Value: []byte(qp.q.key.group)},
+		{Key: []byte(HeaderDLQPartition), Value: strconv.AppendInt(nil, int64(qp.p.id), 10)},
+		{Key: []byte(HeaderDLQOffset), Value: strconv.AppendInt(nil, dl.first, 10)},
+		{Key: []byte(HeaderDLQDeliveries), Value: strconv.AppendInt(nil, int64(dl.deliveries), 10)},
+		{Key: []byte(HeaderDLQReason), Value: []byte(dl.reason)},
 	}
 	b := wire.NewBatchBuilder(len(raw) + 512)
-	found := false
 	var it wire.RecordIter
 	var r wire.Record
-	if _, err := it.Reset(raw); err == nil && dl.first == dl.last && !truncated {
-		for it.Next(&r) {
-			if r.Offset == dl.first {
-				b.Append(r.Key, r.Value, append(r.AppendHeaders(nil), hdrs...), r.Timestamp)
-				found = true
-				break
-			}
-		}
-	}
-	if !found { // the records cannot be read: keep the stored batch whole
-		hdrs = append(hdrs, wire.Header{Key: []byte(hdrDLQLastOffset), Value: strconv.AppendInt(nil, dl.last, 10)})
+	if dl.first == dl.last && !truncated && recordAt(&it, raw, dl.first, &r) {
+		b.Append(r.Key, r.Value, append(r.AppendHeaders(nil), hdrs...), r.Timestamp)
+	} else { // the records cannot be read: keep the stored batch whole
+		hdrs = append(hdrs, wire.Header{Key: []byte(HeaderDLQLastOffset), Value: strconv.AppendInt(nil, dl.last, 10)})
 		if truncated {
-			hdrs = append(hdrs, wire.Header{Key: []byte(hdrDLQTruncated), Value: []byte("true")})
+			hdrs = append(hdrs, wire.Header{Key: []byte(HeaderDLQTruncated), Value: []byte("true")})
 		}
 		b.Append(nil, raw, hdrs, qt.e.opts.Clock().UnixMilli())
 	}

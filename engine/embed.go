@@ -178,6 +178,10 @@ func (l *Local) Ack(p int32, offsets ...int64) error {
 	return l.sub.Ack(p, len(offsets), func(i int) int64 { return offsets[i] })
 }
 
+// SyncSettlements calls done once every work-queue ack recorded so far is on disk (see
+// Subscription.SyncSettlements), from the queue state store's writer goroutine.
+func (l *Local) SyncSettlements(done func(error)) { l.sub.SyncSettlements(done) }
+
 // Nack returns work-queue records of partition p for redelivery after delay.
 func (l *Local) Nack(p int32, delay time.Duration, offsets ...int64) error {
 	return l.sub.Nack(p, len(offsets), func(i int) int64 { return offsets[i] }, delay)

@@ -76,11 +76,11 @@ func Open(opts Options) (*Engine, error) {
 	noFailed := map[string]error{}
 	e.failed.Store(&noFailed)
 	var err error
-	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), e.log); err != nil {
+	if e.offsets, err = openOffsetStore(filepath.Join(opts.DataDir, "offsets"), opts.FS, e.log, opts.Clock); err != nil {
 		return nil, err
 	}
 	e.groups = newGroupTable(e)
-	qs, restored, err := openQueueStore(filepath.Join(opts.DataDir, "offsets"), e.log)
+	qs, restored, err := openQueueStore(filepath.Join(opts.DataDir, "offsets"), opts.FS, e.log)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,9 @@ func Open(opts Options) (*Engine, error) {
 // Options returns the engine's options with defaults filled in.
 func (e *Engine) Options() Options { return e.opts }
 
-// Close stops every partition after a final sync and persists offsets. It is safe to call twice.
+// Close stops every partition after a final sync and persists offsets. It is safe to call twice. It
+// returns what failed on the way (a partition's final sync or close, the offset or queue state
+// store's last write), joined; the engine is closed either way.
 func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
@@ -265,7 +267,7 @@ func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
 		return nil, storageError(err)
 	}
 	wrap := func(err error) error { return fmt.Errorf("engine: create topic %s: %w", cfg.Name, err) }
-	err := writeTopicFile(fsys, filepath.Join(dir, creatingFile), nil)
+	err := disk.WriteFileAtomic(fsys, filepath.Join(dir, creatingFile), nil, 0o644)
 	if err == nil {
 		err = fsys.SyncDir(root)
 	}
@@ -279,7 +281,7 @@ func (e *Engine) createTopicLocked(cfg wire.TopicConfig) (*Topic, error) {
 	if err != nil {
 		return fail(nil, err)
 	}
-	if err := writeTopicFile(fsys, filepath.Join(dir, topicFile), mustJSON(cfg)); err != nil {
+	if err := disk.WriteFileAtomic(fsys, filepath.Join(dir, topicFile), mustJSON(cfg), 0o644); err != nil {
 		return fail(t, wrap(err))
 	}
 	if err := fsys.Remove(filepath.Join(dir, creatingFile)); err != nil {
@@ -376,7 +378,8 @@ func (e *Engine) failedTopic(name string) error {
 }
 
 // DeleteTopic closes a topic's subscriptions and partitions and removes its data. A topic that
-// failed to open at start is removed too.
+// failed to open at start is removed too. Errors: CodeUnknownTopic (a *wire.ProtocolError) for a
+// topic that does not exist; otherwise the file-system errors of closing and removing it, joined.
 func (e *Engine) DeleteTopic(name string) error {
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
@@ -408,13 +411,17 @@ func (e *Engine) DeleteTopic(name string) error {
 	return err
 }
 
-// removeTopicDir removes a topic's directory: renamed to NAME.deleted first (durably), so that a
-// crash mid-removal leaves a name Open finishes deleting, never a half topic.
+// removeTopicDir removes a topic's directory: renamed to NAME.deleted first (durably, through
+// Options.FS), so that a crash mid-removal leaves a name Open finishes deleting, never a half topic.
+// A failed directory fsync is returned, and NAME.deleted left for Open.
 func (e *Engine) removeTopicDir(name string) error {
 	dir := e.topicDir(name)
 	gone := dir + ".deleted"
-	if err := os.Rename(dir, gone); err == nil {
-		_ = syncDir(filepath.Dir(dir))
+	if err := e.opts.FS.Rename(dir, gone); err == nil {
+		if err := e.opts.FS.SyncDir(filepath.Dir(dir)); err != nil {
+			// The rename may not be durable: leave NAME.deleted for Open to finish, and say so.
+			return fmt.Errorf("engine: delete topic %s: fsync %s: %w", name, filepath.Dir(dir), err)
+		}
 		return os.RemoveAll(gone)
 	}
 	return os.RemoveAll(dir)
@@ -545,56 +552,6 @@ func mustJSON(v any) []byte {
 		panic(err) // only plain structs are marshalled here
 	}
 	return b
-}
-
-// writeTopicFile creates path holding data through fsys (the file system the partition logs use,
-// so tests can fail it): temp file, fdatasync, rename, fsync the directory. The temp file is removed
-// on failure.
-func writeTopicFile(fsys disk.FS, path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := fsys.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(data, 0)
-	if err == nil {
-		err = f.Datasync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fsys.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = fsys.Remove(tmp)
-		return err
-	}
-	return fsys.SyncDir(filepath.Dir(path))
-}
-
-// writeFileAtomic replaces path with data: temp file, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }
 
 func syncDir(dir string) error {

@@ -52,10 +52,8 @@ type groupMember struct {
 	revoking map[int32]*time.Timer
 }
 
-// newGroupTable creates the table; Open starts its expirer once the queue table exists. The offset
-// store must be open: commits are stamped with the engine's clock from here on.
+// newGroupTable creates the table; Open starts its expirer once the queue table exists.
 func newGroupTable(e *Engine) *groupTable {
-	e.offsets.now = e.opts.Clock // before any commit: the store's writer never reads it
 	return &groupTable{e: e, groups: map[string]*group{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
@@ -394,7 +392,8 @@ func (e *Engine) ListGroups() []string {
 	return out
 }
 
-// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag.
+// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag. A
+// group with neither is CodeUnknownGroup (a *wire.ProtocolError).
 func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	info := wire.GroupInfo{Name: name}
 	e.groups.mu.Lock()
@@ -418,6 +417,7 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 		}
 		info.Offsets = append(info.Offsets, wire.GroupOffset{Topic: k.Topic, Partition: k.Partition, Committed: off, End: end})
 	}
+	info.Offsets = e.appendUncommitted(info.Offsets, name)
 	if len(info.Members) == 0 && len(info.Offsets) == 0 {
 		return info, &wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name}
 	}

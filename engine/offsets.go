@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -92,6 +93,7 @@ type offsetEntry struct {
 // the snapshot (see the layout above).
 type offsetStore struct {
 	dir string
+	fs  disk.FS // writes the snapshot (Options.FS, so tests can fail it)
 	log *slog.Logger
 	// now stamps commits. Set once before the first commit (newGroupTable), then read-only.
 	now func() time.Time
@@ -136,14 +138,16 @@ func splitWaiters(ws []offsetWaiter, written uint64, failed bool) (ready, keep [
 	return ready, keep
 }
 
-// openOffsetStore reads dir's snapshot and log (truncating a torn tail) and starts the writer.
-func openOffsetStore(dir string, log *slog.Logger) (*offsetStore, error) {
+// openOffsetStore reads dir's snapshot and log (truncating a torn tail) and starts the writer; its
+// snapshots are written through fsys. now is the engine's clock: it stamps commits, and records
+// stored without a commit time get its reading.
+func openOffsetStore(dir string, fsys disk.FS, log *slog.Logger, now func() time.Time) (*offsetStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: offsets: %w", err)
 	}
-	s := &offsetStore{dir: dir, log: log, now: time.Now, m: map[OffsetKey]offsetEntry{},
+	s := &offsetStore{dir: dir, fs: fsys, log: log, now: now, m: map[OffsetKey]offsetEntry{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
-	loadedAt := time.Now().UnixMilli()
+	loadedAt := now().UnixMilli()
 	raw, err := os.ReadFile(filepath.Join(dir, offsetsSnapshot))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -516,7 +520,7 @@ func (s *offsetStore) settle(seq uint64, err error) {
 func (s *offsetStore) compact(recs []offsetRecord) error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].OffsetKey.less(recs[j].OffsetKey) })
 	data := mustJSON(recs)
-	if err := writeFileAtomic(filepath.Join(s.dir, offsetsSnapshot), data); err != nil {
+	if err := disk.WriteFileAtomic(s.fs, filepath.Join(s.dir, offsetsSnapshot), data, 0o644); err != nil {
 		return fmt.Errorf("engine: offsets: snapshot: %w", err)
 	}
 	if err := s.f.Truncate(0); err != nil {

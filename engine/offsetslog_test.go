@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -167,7 +168,7 @@ func TestDeleteGroup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(crash, offsetsLog), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openOffsetStore(crash, e.log)
+	s, err := openOffsetStore(crash, disk.OSFS{}, e.log, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestDeleteGroup(t *testing.T) {
 // recovers every earlier commit, truncates the rest, and takes new commits after it.
 func TestOffsetsLogTornTail(t *testing.T) {
 	src := t.TempDir()
-	s, err := openOffsetStore(src, testOptions(t).Logger)
+	s, err := openOffsetStore(src, disk.OSFS{}, testOptions(t).Logger, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +214,7 @@ func TestOffsetsLogTornTail(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, offsetsLog), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s, err := openOffsetStore(dir, testOptions(t).Logger)
+			s, err := openOffsetStore(dir, disk.OSFS{}, testOptions(t).Logger, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +237,7 @@ func TestOffsetsLogTornTail(t *testing.T) {
 			s.Close()
 			again := t.TempDir()
 			os.WriteFile(filepath.Join(again, offsetsLog), after, 0o644)
-			s2, err := openOffsetStore(again, testOptions(t).Logger)
+			s2, err := openOffsetStore(again, disk.OSFS{}, testOptions(t).Logger, time.Now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +329,7 @@ func TestOffsetCommitCostIsFlat(t *testing.T) {
 	}
 	want := map[string]int64{dir: 10_000, crash: last}
 	for _, d := range []string{dir, crash} {
-		s, err := openOffsetStore(d, o.Logger)
+		s, err := openOffsetStore(d, disk.OSFS{}, o.Logger, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -369,7 +370,7 @@ func TestOffsetsDeleteTopicIsLogged(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(crash, offsetsLog), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openOffsetStore(crash, o.Logger)
+	s, err := openOffsetStore(crash, disk.OSFS{}, o.Logger, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,8 +91,11 @@ type Options struct {
 	// Logger receives the engine's structured logs. Default slog.Default().
 	Logger *slog.Logger
 
-	// Clock returns the current time; tests drive it. It is the partition logs' clock for retention
-	// by age too. Default time.Now.
+	// Clock returns the current time. The engine reads time only through it: work-queue visibility
+	// deadlines and nack delays, the partition logs' retention by age, commit times and their
+	// OffsetsRetention, dead-letter timestamps. Its timers (the queue janitor's tick, the group
+	// revoke timeout, the group expirer) run on the runtime's clock: tests drive both with
+	// testing/synctest (see engine/script_test.go) or set Clock alone. Default time.Now.
 	Clock func() time.Time
 
 	// FS is the file system under the partition logs and topic.json files. Default disk.OSFS; tests
@@ -158,16 +161,16 @@ func (o *Options) setDefaults() {
 // every topic created with the defaults can open its partition logs.
 func (o *Options) Validate() error {
 	page := int64(os.Getpagesize())
-	badSegment := func(n int64) bool { return n < 1<<16 || n > disk.MaxSegmentBytes || n%page != 0 }
+	badSegment := func(n int64) bool { return n < minSegmentBytes || n > disk.MaxSegmentBytes || n%page != 0 }
 	switch {
 	case o.DataDir == "":
 		return fmt.Errorf("%w: DataDir is required", ErrOptions)
 	case o.DefaultPartitions < 1 || o.DefaultPartitions > maxPartitions:
 		return fmt.Errorf("%w: DefaultPartitions %d outside 1..%d", ErrOptions, o.DefaultPartitions, maxPartitions)
 	case badSegment(o.SegmentBytes):
-		return fmt.Errorf("%w: SegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.SegmentBytes, page)
+		return fmt.Errorf("%w: SegmentBytes %d not a multiple of %d in %d..%d", ErrOptions, o.SegmentBytes, page, minSegmentBytes, disk.MaxSegmentBytes)
 	case badSegment(o.MemorySegmentBytes):
-		return fmt.Errorf("%w: MemorySegmentBytes %d not a multiple of %d in 64 KiB..1 GiB", ErrOptions, o.MemorySegmentBytes, page)
+		return fmt.Errorf("%w: MemorySegmentBytes %d not a multiple of %d in %d..%d", ErrOptions, o.MemorySegmentBytes, page, minSegmentBytes, disk.MaxSegmentBytes)
 	case o.MaxBatchBytes < wire.BatchHeaderSize || int64(o.MaxBatchBytes) > o.SegmentBytes:
 		// A memory topic whose segments cannot hold MaxBatchBytes is refused at create instead.
 		return fmt.Errorf("%w: MaxBatchBytes %d must fit a segment (SegmentBytes %d)", ErrOptions, o.MaxBatchBytes, o.SegmentBytes)
@@ -188,6 +191,11 @@ func (o *Options) Validate() error {
 }
 
 const maxPartitions = 4096
+
+// minSegmentBytes is the smallest SegmentBytes and MemorySegmentBytes an engine takes (64 KiB);
+// disk allows smaller, down to a page. The largest is disk.MaxSegmentBytes (1 GiB), as for a
+// topic's own SegmentBytes (checkTopicConfig).
+const minSegmentBytes = 64 << 10
 
 // defaultMemoryDir places memory-only topics on /dev/shm when the machine has it.
 func defaultMemoryDir(dataDir string) string {

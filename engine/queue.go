@@ -97,12 +97,17 @@ type queuePart struct {
 	floor     int64 // every offset below is settled
 	committed int64 // the floor last handed to the offset store
 	pending   map[int64]*pending
-	due       map[int64]*pending    // waiting for redelivery at deadline
-	dead      map[int64]*deadLetter // runs by their first offset; appended by the janitor
+	due       map[int64]*pending // waiting for redelivery at deadline
+	// dueOrder holds the offsets of due records, lowest first, so redeliveries go out in offset
+	// order. Every offset in due has an entry; an entry whose offset is no longer due is stale and
+	// skipped when it comes up (an offset made due again may have two entries: the second is stale
+	// once the first is taken).
+	dueOrder minHeap[dueOffset]
+	dead     map[int64]*deadLetter // runs by their first offset; appended by the janitor
 	// deadlines orders the visibility deadlines of pending records, earliest first, so the janitor
 	// touches only what expired: its idle cost does not grow with the pending count. Entries are not
 	// removed on settlement; one whose record is no longer pending with that deadline is skipped.
-	deadlines deadlineHeap
+	deadlines minHeap[deadlineEntry]
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
 	hdrs      []wire.Header
@@ -167,6 +172,7 @@ func (qp *queuePart) restoreLocked(st queueState) {
 	for _, run := range st.Unsettled {
 		for off := max(run[0], qp.floor, start); off < min(run[1], qp.next); off++ {
 			qp.due[off] = &pending{}
+			qp.dueOrder = append(qp.dueOrder, dueOffset(off)) // runs are sorted and disjoint: still a heap
 		}
 	}
 	if st.Floor < start {
@@ -226,6 +232,7 @@ func (qp *queuePart) makeDueLocked(off int64, pd *pending, deadline int64) {
 	pd.m, pd.deadline = nil, deadline
 	delete(qp.pending, off)
 	qp.due[off] = pd
+	heap.Push(&qp.dueOrder, dueOffset(off))
 }
 
 // dropTopic forgets every queue of a deleted topic, in memory and in the store, and waits until the
@@ -331,7 +338,20 @@ func (qt *queueTable) sweep(final bool) {
 			qp.committed = qp.floor
 			qp.mu.Unlock()
 			if changed || final {
-				qt.e.offsets.Commit(OffsetKey{Group: q.key.group, Topic: q.key.topic, Partition: qp.p.id}, floor, func(error) {})
+				key := OffsetKey{Group: q.key.group, Topic: q.key.topic, Partition: qp.p.id}
+				qt.e.offsets.Commit(key, floor, func(err error) {
+					if err == nil {
+						return
+					}
+					// The queue state store still holds the floor; the next sweep commits it again.
+					qt.e.log.Warn("work queue floor not committed", "group", key.Group, "topic", key.Topic,
+						"partition", key.Partition, "floor", floor, "err", err)
+					qp.mu.Lock()
+					if qp.committed == floor {
+						qp.committed = -1
+					}
+					qp.mu.Unlock()
+				})
 			}
 		}
 	}
@@ -374,42 +394,10 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	if room <= 0 {
 		return Delivery{}, false, nil
 	}
-	s := m.s
-	timeout := s.ackTimeout().Nanoseconds()
+	timeout := m.s.ackTimeout().Nanoseconds()
 	qp.expireLocked()
-	for off, pd := range qp.due {
-		if pd.deadline > now {
-			continue
-		}
-		if off < qp.p.StartOffset() { // retention removed it since: nothing left to deliver
-			qp.expireLocked()
-			continue
-		}
-		if pd.deliveries >= s.maxDeliveries() {
-			delete(qp.due, off)
-			qp.markDeadLocked(off, off, pd.deliveries, "max-deliveries")
-			continue
-		}
-		batch, err := qp.recordBatchLocked(off)
-		if errors.Is(err, errExpired) {
-			qp.expireLocked()
-			continue
-		}
-		if errors.Is(err, errUndecodable) {
-			delete(qp.due, off)
-			qp.markDeadLocked(off, off, pd.deliveries, "undecodable: "+err.Error())
-			continue
-		}
-		if err != nil {
-			return Delivery{}, false, err
-		}
-		delete(qp.due, off)
-		pd.deliveries++
-		pd.deadline, pd.m = now+timeout, m
-		m.held.Add(1)
-		qp.pending[off] = pd
-		heap.Push(&qp.deadlines, deadlineEntry{deadline: pd.deadline, off: off})
-		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: batch}, true, nil
+	if d, ok, err := qp.redeliverLocked(m, now, timeout); ok || err != nil {
+		return d, ok, err
 	}
 	// New records only while the partition's tracked state is under its bound.
 	room = min(room, int64(qp.q.topic.e.opts.QueueMaxTracked-len(qp.pending)-len(qp.due)))
@@ -426,6 +414,62 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 		if ok || err != nil {
 			return d, ok, err
 		}
+	}
+	return Delivery{}, false, nil
+}
+
+// redeliverLocked hands m the lowest due offset whose redelivery time has come, as a one-record
+// batch. Records past their delivery limit or that cannot be decoded are marked for the dead-letter
+// topic on the way; due records not yet at their time keep their place.
+func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, bool, error) {
+	var later []dueOffset // due, but not yet at their time: back into dueOrder on return
+	defer func() {
+		for _, off := range later {
+			heap.Push(&qp.dueOrder, off)
+		}
+		if cap(qp.dueOrder) > 1024 && len(qp.dueOrder) < cap(qp.dueOrder)/4 {
+			qp.dueOrder = slices.Clip(qp.dueOrder) // a burst grew it: give the memory back
+		}
+	}()
+	s := m.s
+	for len(qp.dueOrder) > 0 && len(qp.due) > 0 {
+		off := int64(heap.Pop(&qp.dueOrder).(dueOffset))
+		pd := qp.due[off]
+		switch {
+		case pd == nil:
+			continue // stale: taken, settled or expired since
+		case pd.deadline > now:
+			later = append(later, dueOffset(off))
+			continue
+		case off < qp.p.StartOffset(): // retention removed it since: nothing left to deliver
+			qp.expireLocked()
+			continue
+		case pd.deliveries >= s.maxDeliveries():
+			delete(qp.due, off)
+			qp.markDeadLocked(off, off, pd.deliveries, DeadLetterReasonMaxDeliveries)
+			continue
+		}
+		batch, err := qp.recordBatchLocked(off)
+		if errors.Is(err, errExpired) {
+			qp.expireLocked()
+			continue
+		}
+		if errors.Is(err, errUndecodable) {
+			delete(qp.due, off)
+			qp.markDeadLocked(off, off, pd.deliveries, DeadLetterReasonUndecodable+err.Error())
+			continue
+		}
+		if err != nil {
+			later = append(later, dueOffset(off)) // still due: tried again on the next take
+			return Delivery{}, false, err
+		}
+		delete(qp.due, off)
+		pd.deliveries++
+		pd.deadline, pd.m = now+timeout, m
+		m.held.Add(1)
+		qp.pending[off] = pd
+		heap.Push(&qp.deadlines, deadlineEntry{deadline: pd.deadline, off: off})
+		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: batch}, true, nil
 	}
 	return Delivery{}, false, nil
 }
@@ -470,7 +514,7 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 	}
 	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)
 	if err != nil {
-		qp.markDeadLocked(qp.next, h.LastOffset(), 0, "undecodable: "+err.Error())
+		qp.markDeadLocked(qp.next, h.LastOffset(), 0, DeadLetterReasonUndecodable+err.Error())
 		qp.next = h.LastOffset() + 1
 		return Delivery{}, false, nil
 	}
@@ -568,6 +612,7 @@ func (qp *queuePart) rebuildLocked(batch []byte, from, to int64) ([]byte, int64,
 // claims millions of records costs what one record does.
 func (qp *queuePart) markDeadLocked(first, last int64, deliveries int, reason string) {
 	qp.dead[first] = &deadLetter{first: first, last: last, deliveries: deliveries, reason: reason}
+	qp.q.topic.e.metrics.QueueDeadLettered.Add(uint64(last - first + 1))
 	select {
 	case qp.q.topic.e.queues.deadKick <- struct{}{}:
 	default:
@@ -683,22 +728,49 @@ func (qp *queuePart) expired(n int64) {
 
 // recordBatchLocked builds a one-record batch holding the record at off, with its original offset:
 // redelivery sends only what is owed, not the batch it came in. A batch that cannot be decoded is
-// errUndecodable.
+// errUndecodable; one retention removed, errExpired.
 func (qp *queuePart) recordBatchLocked(off int64) ([]byte, error) {
-	v, err := qp.p.log.Read(off, 1)
-	if errors.Is(err, disk.ErrOffsetOutOfRange) && off < qp.p.StartOffset() {
-		return nil, errExpired
-	}
+	v, batch, err := batchAt(qp.p, off)
 	if err != nil {
-		return nil, storageError(err)
+		return nil, err
 	}
 	defer v.Release()
+	out, _, err := qp.rebuildLocked(batch, off, off)
+	return out, err
+}
+
+// batchAt reads the stored batch of p that holds offset off: the view (release it) and the batch
+// within its data. The one place a work queue finds a record by its offset, for redelivery and for
+// the dead-letter topic. Errors: errExpired when retention removed the offset; errUndecodable, with
+// the view and everything read, when the batch header cannot be parsed or claims more bytes than
+// are stored; a storage error (wire.CodeStorageFailed) when the log cannot be read.
+func batchAt(p *Partition, off int64) (disk.View, []byte, error) {
+	v, err := p.log.Read(off, 1)
+	if errors.Is(err, disk.ErrOffsetOutOfRange) && off < p.StartOffset() {
+		return disk.View{}, nil, errExpired
+	}
+	if err != nil {
+		return disk.View{}, nil, storageError(err)
+	}
 	h, err := wire.ParseBatchHeader(v.Data)
 	if err != nil || h.Size() > len(v.Data) {
-		return nil, fmt.Errorf("%w: batch at offset %d", errUndecodable, off)
+		return v, v.Data, fmt.Errorf("%w: batch at offset %d", errUndecodable, off)
 	}
-	out, _, err := qp.rebuildLocked(v.Data[:h.Size()], off, off)
-	return out, err
+	return v, v.Data[:h.Size()], nil
+}
+
+// recordAt finds the record at offset off in batch, reading it with it into r: false when the batch
+// cannot be read or holds no record at off. r's fields point into it's buffers or batch.
+func recordAt(it *wire.RecordIter, batch []byte, off int64, r *wire.Record) bool {
+	if _, err := it.Reset(batch); err != nil {
+		return false
+	}
+	for it.Next(r) {
+		if r.Offset == off {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Subscription) ackTimeout() time.Duration {
@@ -717,7 +789,8 @@ func (s *Subscription) maxDeliveries() int {
 
 // Ack settles work-queue records of partition p as processed. Offsets not held by s are ignored. The
 // acks are recorded at once and durable with the queue state store's next snapshot (see
-// SyncSettlements).
+// SyncSettlements). Errors (*wire.ProtocolError or wire.Code): CodeInvalidRequest when s is not a
+// work-queue subscription or has left its queue, CodeUnknownPartition for p out of range.
 func (s *Subscription) Ack(p int32, n int, offset func(i int) int64) error {
 	qp, m, err := s.queuePart(p)
 	if err != nil {
@@ -727,7 +800,8 @@ func (s *Subscription) Ack(p int32, n int, offset func(i int) int64) error {
 	return nil
 }
 
-// Nack returns work-queue records of partition p for redelivery after delay.
+// Nack returns work-queue records of partition p for redelivery after delay. Offsets not held by s
+// are ignored. Its errors are Ack's.
 func (s *Subscription) Nack(p int32, n int, offset func(i int) int64, delay time.Duration) error {
 	qp, m, err := s.queuePart(p)
 	if err != nil {
@@ -758,17 +832,26 @@ func (s *Subscription) queuePart(p int32) (*queuePart, *member, error) {
 	return s.queue.parts[p], m, nil
 }
 
-// deadlineEntry is a pending record's visibility deadline (unix nanos) in a queuePart's heap.
+// deadlineEntry is a pending record's visibility deadline (unix nanos) in a queuePart's heap,
+// ordered by deadline.
 type deadlineEntry struct{ deadline, off int64 }
 
-// deadlineHeap is a min-heap of deadlines (container/heap).
-type deadlineHeap []deadlineEntry
+func (d deadlineEntry) key() int64 { return d.deadline }
 
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
-func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *deadlineHeap) Push(x any)        { *h = append(*h, x.(deadlineEntry)) }
-func (h *deadlineHeap) Pop() any {
+// dueOffset is a due record's offset in a queuePart's heap, ordered by offset.
+type dueOffset int64
+
+func (o dueOffset) key() int64 { return int64(o) }
+
+// minHeap is a min-heap (container/heap) of entries ordered by their key: the visibility deadlines
+// of pending records, the offsets of due ones.
+type minHeap[T interface{ key() int64 }] []T
+
+func (h minHeap[T]) Len() int           { return len(h) }
+func (h minHeap[T]) Less(i, j int) bool { return h[i].key() < h[j].key() }
+func (h minHeap[T]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *minHeap[T]) Push(x any)        { *h = append(*h, x.(T)) }
+func (h *minHeap[T]) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]

@@ -78,123 +78,6 @@ func queueSpec(timeout time.Duration, maxDeliveries uint16) wire.Subscribe {
 		Start: wire.StartEarliest, AckTimeoutMs: uint32(timeout.Milliseconds()), MaxDeliveries: maxDeliveries}
 }
 
-func TestWorkQueueCompetingConsumers(t *testing.T) {
-	e := openEngine(t, testOptions(t))
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 2, 100, wire.DurabilityWritten)
-	a, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[[2]int64]string{}
-	counts := map[*Local]int{}
-	for len(seen) < 200 {
-		progress := false
-		for _, l := range []*Local{a, b} {
-			p, offs, _, ok := takeRecords(t, l, 50*time.Millisecond)
-			if !ok {
-				continue
-			}
-			progress = true
-			for _, o := range offs {
-				k := [2]int64{int64(p), o}
-				if _, dup := seen[k]; dup {
-					t.Fatalf("partition %d offset %d delivered to two members", p, o)
-				}
-				seen[k] = ""
-			}
-			counts[l] += len(offs)
-			if err := l.Ack(p, offs...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !progress {
-			t.Fatalf("queue stalled at %d of 200", len(seen))
-		}
-	}
-	if counts[a] == 0 || counts[b] == 0 {
-		t.Fatalf("one member got everything: %v", counts)
-	}
-	// Everything acked: nothing is redelivered.
-	if _, offs, _, ok := takeRecords(t, a, 100*time.Millisecond); ok {
-		t.Fatalf("acked records delivered again: %v", offs)
-	}
-	a.Close()
-	b.Close()
-}
-
-func TestWorkQueueRedeliveryAndDeadLetter(t *testing.T) {
-	o := testOptions(t)
-	e := openEngine(t, o)
-	queueTopic(t, e, 3)
-	l, err := e.SubscribeLocal(queueSpec(150*time.Millisecond, 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, offs, _, ok := takeRecords(t, l, time.Second)
-	if !ok || len(offs) != 3 {
-		t.Fatalf("first delivery %v", offs)
-	}
-	if err := l.Ack(0, 0); err != nil { // ack 0, nack 1, ignore 2
-		t.Fatal(err)
-	}
-	if err := l.Nack(0, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	_, offs, vals, ok := takeRecords(t, l, time.Second)
-	if !ok || len(offs) != 1 || offs[0] != 1 || vals[0] != "value 0/1" {
-		t.Fatalf("after the nack got %v %v, want offset 1 alone", offs, vals)
-	}
-	// Offset 2 was never acked: after the visibility timeout it comes back.
-	_, offs, _, ok = takeRecords(t, l, 2*time.Second)
-	if !ok || len(offs) != 1 || (offs[0] != 1 && offs[0] != 2) {
-		t.Fatalf("redelivery after the timeout: %v", offs)
-	}
-	// Keep failing 1 and 2: after 3 deliveries each they go to the dead-letter topic.
-	deadline := time.Now().Add(5 * time.Second)
-	for e.TopicByName("q"+DeadLetterSuffix) == nil || e.TopicByName("q"+DeadLetterSuffix).Partition(0).NextOffset() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("records never reached the dead-letter topic")
-		}
-		if _, offs, _, ok := takeRecords(t, l, 300*time.Millisecond); ok {
-			if err := l.Nack(0, 0, offs...); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	dlq, err := e.SubscribeLocal(wire.Subscribe{Topic: "q" + DeadLetterSuffix, Partition: 0, Start: wire.StartEarliest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dlq.Close()
-	d, err := dlq.Next(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var it wire.RecordIter
-	var r wire.Record
-	if _, err := it.Reset(d.Batches()); err != nil || !it.Next(&r) {
-		t.Fatalf("dead letter: %v", err)
-	}
-	src, _ := r.Header("sluice-dlq-offset")
-	n, _ := r.Header("sluice-dlq-deliveries")
-	if off, _ := strconv.Atoi(string(src)); off != 1 && off != 2 || string(n) != "3" {
-		t.Fatalf("dead letter headers offset=%s deliveries=%s", src, n)
-	}
-	// Everything is settled now: the floor passed all three records.
-	time.Sleep(2 * janitorInterval)
-	if got := e.CommittedOffset("workers", "q", 0); got != 3 {
-		t.Fatalf("committed floor %d, want 3", got)
-	}
-}
-
 // TestWorkQueueSurvivesRestart: 40 records, the odd offsets acked, the engine closed and opened
 // again: only the 20 unacked records come back, not the acked ones above the first unacked record.
 func TestWorkQueueSurvivesRestart(t *testing.T) {
@@ -240,51 +123,6 @@ func TestWorkQueueSurvivesRestart(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("after restart delivered %v, want the 20 unacked even offsets %v", got, want)
-	}
-}
-
-// TestWorkQueueMaxAckPending: a member holds at most MaxAckPending unsettled records, even out of one
-// larger batch, and gets more only as it settles.
-func TestWorkQueueMaxAckPending(t *testing.T) {
-	e := openEngine(t, testOptions(t))
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	produce(t, e, "q", 1, 10, wire.DurabilityWritten) // one batch of 10
-	spec := queueSpec(time.Minute, 5)
-	spec.MaxAckPending = 3
-	l, err := e.SubscribeLocal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, offs, vals, ok := takeRecords(t, l, time.Second)
-	if !ok || !slices.Equal(offs, []int64{0, 1, 2}) || vals[2] != "value 0/2" {
-		t.Fatalf("first delivery %v %v, want offsets 0..2", offs, vals)
-	}
-	if _, offs, _, ok := takeRecords(t, l, 200*time.Millisecond); ok {
-		t.Fatalf("a member at its bound got %v", offs)
-	}
-	if err := l.Ack(0, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, offs, _, ok := takeRecords(t, l, time.Second); !ok || !slices.Equal(offs, []int64{3}) {
-		t.Fatalf("after one ack got %v, want offset 3 alone", offs)
-	}
-	if err := l.Nack(0, 0, 0, 2); err != nil { // a nack frees room too; both come back first
-		t.Fatal(err)
-	}
-	var got []int64
-	for len(got) < 2 {
-		_, offs, _, ok := takeRecords(t, l, time.Second)
-		if !ok {
-			t.Fatalf("after the nack got %v", got)
-		}
-		got = append(got, offs...)
-	}
-	slices.Sort(got)
-	if !slices.Equal(got, []int64{0, 2}) {
-		t.Fatalf("after the nack got %v, want 0 and 2", got)
 	}
 }
 
@@ -603,5 +441,57 @@ func TestWorkQueueDeletedTopicForgotten(t *testing.T) {
 	defer l.Close()
 	if got := takeAll(t, l, 4, false); !slices.Equal(got, []int64{0, 1, 2, 3}) {
 		t.Fatalf("the recreated topic's queue delivered %v, want 0..3", got)
+	}
+}
+
+// BenchmarkQueueRedeliver: one work-queue redelivery out of 1000 due records: take the record (a
+// one-record batch built for it) and nack it, due again at once.
+func BenchmarkQueueRedeliver(b *testing.B) {
+	e := openEngine(b, testOptions(b))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		b.Fatal(err)
+	}
+	produce(b, e, "q", 1, 1000, wire.DurabilityWritten)
+	s, _, err := e.Subscribe(queueSpec(time.Hour, 0xffff), nopOwner{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var offs []int64
+	for len(offs) < 1000 {
+		s.AddCredit(1 << 30)
+		s.ReadyAll()
+		d, ok, err := s.Next(1 << 20)
+		if !ok || err != nil {
+			b.Fatalf("first deliveries: %d records, %v", len(offs), err)
+		}
+		for rest := d.Batches(); len(rest) > 0; {
+			h, err := wire.ParseBatchHeader(rest)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for off := h.BaseOffset; off <= h.LastOffset(); off++ {
+				offs = append(offs, off)
+			}
+			rest = rest[h.Size():]
+		}
+		d.Release()
+	}
+	if err := s.Nack(0, len(offs), func(i int) int64 { return offs[i] }, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.AddCredit(1 << 20)
+		s.ReadyAll()
+		d, ok, err := s.Next(1 << 20)
+		if !ok || err != nil {
+			b.Fatalf("redelivery: %v %v", ok, err)
+		}
+		h, _ := wire.ParseBatchHeader(d.Batches())
+		d.Release()
+		if err := s.Nack(0, 1, func(int) int64 { return h.BaseOffset }, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -3,7 +3,10 @@ package engine
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
+	"errors"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
@@ -163,5 +166,89 @@ func TestWorkQueueLargeInflateNotPinned(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 5<<20 {
 		t.Fatalf("the heap kept %d MiB after the queue inflated a 6 MiB batch and re-encoded a 3 MiB one", grew>>20)
+	}
+}
+
+// logRecords is a slog.Handler that hands every record logged to the test through its channel,
+// dropping what does not fit.
+type logRecords chan slog.Record
+
+func (c logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (c logRecords) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c logRecords) WithGroup(string) slog.Handler            { return c }
+func (c logRecords) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case c <- r:
+	default:
+	}
+	return nil
+}
+
+// waitLog waits up to 10 s for a record with message msg and returns its "err" attribute.
+func waitLog(t *testing.T, logs logRecords, msg string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-logs:
+			if r.Message != msg {
+				continue
+			}
+			var errText string
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "err" {
+					errText = a.Value.String()
+				}
+				return true
+			})
+			return errText
+		case <-timeout:
+			t.Fatalf("no %q logged in 10 s", msg)
+			return ""
+		}
+	}
+}
+
+// TestWorkQueueFloorCommitErrorLogged: a floor the offset store refuses is logged, and committed
+// again by a later sweep once the store takes commits.
+func TestWorkQueueFloorCommitErrorLogged(t *testing.T) {
+	logs := make(logRecords, 64)
+	o := testOptions(t)
+	o.Logger = slog.New(logs)
+	e := openEngine(t, o)
+	queueTopic(t, e, 3)
+	s, _, err := e.Subscribe(queueSpec(time.Minute, 5), nopOwner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddCredit(1 << 20)
+	s.ReadyAll()
+	d, ok, err := s.Next(1 << 20)
+	if !ok || err != nil {
+		t.Fatalf("first delivery: %v %v", ok, err)
+	}
+	d.Release()
+	injected := errors.New("injected offsets failure")
+	e.offsets.mu.Lock()
+	e.offsets.failed = injected
+	e.offsets.mu.Unlock()
+	if err := s.Ack(0, 3, func(i int) int64 { return int64(i) }); err != nil {
+		t.Fatal(err)
+	}
+	e.queues.sweep(false)
+	if got := waitLog(t, logs, "work queue floor not committed"); got != injected.Error() {
+		t.Fatalf("a refused floor commit logged err %q, want %q", got, injected.Error())
+	}
+	e.offsets.mu.Lock()
+	e.offsets.failed = nil
+	e.offsets.mu.Unlock()
+	e.queues.sweep(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.CommittedOffset("workers", "q", 0) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("floor committed %d after the store recovered, want 3", e.CommittedOffset("workers", "q", 0))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

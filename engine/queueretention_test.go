@@ -29,50 +29,6 @@ func produceSized(t *testing.T, e *Engine, topic string, n, size int) {
 	}
 }
 
-// retentionTopic creates topic "q" (1 partition, 64 KiB segments, 160 KiB retention) on an engine
-// with a 32 KiB batch limit.
-func retentionEngine(t *testing.T) (*Engine, Options) {
-	o := testOptions(t)
-	o.SegmentBytes, o.MaxBatchBytes = 64<<10, 32<<10
-	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1, SegmentBytes: 64 << 10, RetentionBytes: 160 << 10}); err != nil {
-		t.Fatal(err)
-	}
-	return e, o
-}
-
-// A work queue whose dispatch position retention removed resumes at the log start: a member that
-// joins after the records below it went gets the retained ones, and the skipped records are counted.
-func TestWorkQueueResumesAtLogStartAfterRetention(t *testing.T) {
-	e, _ := retentionEngine(t)
-	first, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Close() // the queue now starts at 0
-	produceSized(t, e, "q", 1000, 1000)
-	p := e.TopicByName("q").Partition(0)
-	if err := p.log.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
-	start := p.StartOffset()
-	if start == 0 {
-		t.Fatal("retention removed nothing; the test needs it to")
-	}
-	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got := takeAll(t, l, int(1000-start), true)
-	if len(got) != int(1000-start) || got[0] != start || got[len(got)-1] != 999 {
-		t.Fatalf("got %d records (%v..), want %d..999", len(got), got[:min(3, len(got))], start)
-	}
-	if n := e.metrics.QueueRecordsExpired.Load(); n != uint64(start) {
-		t.Fatalf("%d records counted expired, want the %d below the log start", n, start)
-	}
-}
-
 // Records a member holds when retention removes them stop counting against the queue: the floor,
 // the dispatch position and the tracked state follow the log start at once (another member gets
 // the retained records, though the first one's visibility timeout is a minute away and its holds

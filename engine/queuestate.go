@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/sluicemq/sluice/disk"
 )
 
 // Work-queue settlement state on disk: <DataDir>/offsets/queues.json, a JSON array with one object per
@@ -42,6 +44,7 @@ type queueState struct {
 // change) is called on the writer goroutine with no store lock held.
 type queueStore struct {
 	path     string
+	fs       disk.FS // writes path (Options.FS, so tests can fail it)
 	log      *slog.Logger
 	snapshot func() []queueState
 
@@ -57,11 +60,11 @@ type queueStore struct {
 }
 
 // openQueueStore reads dir/queues.json and starts the writer. It returns the stored states by key.
-func openQueueStore(dir string, log *slog.Logger) (*queueStore, map[OffsetKey]queueState, error) {
+func openQueueStore(dir string, fsys disk.FS, log *slog.Logger) (*queueStore, map[OffsetKey]queueState, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("engine: queue state: %w", err)
 	}
-	s := &queueStore{path: filepath.Join(dir, "queues.json"), log: log,
+	s := &queueStore{path: filepath.Join(dir, "queues.json"), fs: fsys, log: log,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	states := map[OffsetKey]queueState{}
 	raw, err := os.ReadFile(s.path)
@@ -139,7 +142,7 @@ func (s *queueStore) writer() {
 			if recs == nil {
 				recs = []queueState{}
 			}
-			if err = writeFileAtomic(s.path, mustJSON(recs)); err != nil {
+			if err = disk.WriteFileAtomic(s.fs, s.path, mustJSON(recs), 0o644); err != nil {
 				err = fmt.Errorf("engine: queue state: %w", err)
 				s.log.Error("work-queue settlement state could not be written; acks are answered with the error from now on", "err", err)
 			}

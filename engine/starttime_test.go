@@ -43,7 +43,8 @@ func TestStartByTimestampLandsOnTheRecord(t *testing.T) {
 					t.Fatalf("%s: %v", name, err)
 				}
 				if s.Grouped() {
-					starts = s.ApplyAssignment().Partitions // a member's partitions come with its assignment
+					a, _ := s.ApplyAssignment()
+					starts = a.Partitions // a member's partitions come with its assignment
 				}
 				if len(starts) != 1 || starts[0].Offset != 50 {
 					t.Errorf("%s: starts %+v, want offset 50", name, starts)

@@ -342,7 +342,9 @@ func (d *Delivery) Release() {
 
 // Next takes the next delivery within the credit window, at most maxBytes unless one batch is larger.
 // ok is false when no ready cursor has data (the owner is woken when one does) or credit is spent.
-// Owner goroutine only.
+// Owner goroutine only. An error ends the subscription: the one ApplyAssignment recorded
+// (CodeUnknownTopic, CodeOffsetOutOfRange), CodeStorageFailed when the log cannot be read, or a
+// header filter's failure on a stored batch.
 func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 	if s.err != nil {
 		return d, false, s.err
@@ -472,12 +474,13 @@ func (s *Subscription) Close() {
 // ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
 // returns it. For a pattern subscription (never a group member) it adds the matching topics
 // created since (Owner.Reassign told the owner of them) and returns an empty Assign, which is not
-// for sending. If the topic was deleted, or a partition's start offset is out of range under
-// ResetError, the subscription ends: Next returns the error from then on. Owner goroutine only.
-func (s *Subscription) ApplyAssignment() wire.Assign {
+// for sending. If the topic was deleted (CodeUnknownTopic), or a partition's start offset is out of
+// range under ResetError (CodeOffsetOutOfRange), it returns that error with the partitions it could
+// apply, and the subscription ends: Next returns the error from then on. Owner goroutine only.
+func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 	if s.pattern {
 		s.applyPending()
-		return wire.Assign{SubID: s.ID}
+		return wire.Assign{SubID: s.ID}, s.err
 	}
 	gen, parts := s.e.groups.assignment(s)
 	a := wire.Assign{SubID: s.ID, Generation: gen}
@@ -485,7 +488,7 @@ func (s *Subscription) ApplyAssignment() wire.Assign {
 		s.err = &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: "topic " + s.topic.cfg.Name + " was deleted"}
 	}
 	if s.err != nil {
-		return a // no partitions: the owner ends the subscription on its next Next
+		return a, s.err // no partitions: the owner ends the subscription on its next Next
 	}
 	kept := s.cursors[:0]
 	for _, c := range s.cursors {
@@ -514,5 +517,5 @@ func (s *Subscription) ApplyAssignment() wire.Assign {
 		s.addCursor(p, off)
 		a.Partitions = append(a.Partitions, wire.PartitionOffset{Partition: id, Offset: off})
 	}
-	return a
+	return a, s.err
 }

@@ -42,7 +42,8 @@ func (t *Topic) Partition(i int32) *Partition {
 	return t.parts[i]
 }
 
-// PickPartition returns partition i, or for i < 0 the next partition round-robin.
+// PickPartition returns partition i, or for i < 0 the next partition round-robin. A partition the
+// topic does not have is wire.CodeUnknownPartition.
 func (t *Topic) PickPartition(i int32) (*Partition, error) {
 	if i < 0 {
 		i = int32(t.rr.Add(1) % uint32(len(t.parts)))

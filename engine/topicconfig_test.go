@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
@@ -217,12 +216,23 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	}
 }
 
-// faultFS fails the creation of files in the partition directory named failIn with err.
+// faultFS fails the creation of files in the partition directory named failIn with err, and the
+// fsync of a directory named syncDirIn with syncDirErr.
 type faultFS struct {
 	disk.OSFS
-	failIn string
-	err    error
-	hits   atomic.Int64
+	failIn     string
+	err        error
+	hits       atomic.Int64
+	syncDirIn  string
+	syncDirErr atomic.Pointer[error]
+}
+
+func (fs *faultFS) SyncDir(dir string) error {
+	if p := fs.syncDirErr.Load(); p != nil && filepath.Base(dir) == fs.syncDirIn {
+		fs.hits.Add(1)
+		return *p
+	}
+	return fs.OSFS.SyncDir(dir)
 }
 
 func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
@@ -330,52 +340,6 @@ func TestOptionsRangeChecked(t *testing.T) {
 	}
 }
 
-// Retention by age runs on the engine's clock and is not held back by a record stamped in the
-// future: with a 2 s retention, records stamped an hour ago after one stamped a year ahead go once
-// 2 s have passed since their append, across a restart.
-func TestRetentionAgeIgnoresFutureTimestamps(t *testing.T) {
-	t0 := time.Now().UnixMilli()
-	var clock atomic.Int64
-	clock.Store(t0)
-	o := testOptions(t)
-	o.SegmentBytes, o.MaxBatchBytes = 64<<10, 64<<10
-	o.Clock = func() time.Time { return time.UnixMilli(clock.Load()) }
-	e := openEngine(t, o)
-	if _, err := e.CreateTopic(wire.TopicConfig{Name: "ages", Partitions: 1, RetentionMs: 2000}); err != nil {
-		t.Fatal(err)
-	}
-	b := wire.NewBatchBuilder(16 << 10)
-	publish := func(n int, ts int64) {
-		b.Reset()
-		for range n {
-			b.Append(nil, bytes.Repeat([]byte("v"), 900), nil, ts)
-		}
-		batch, err := b.Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := e.Publish(context.Background(), "ages", 0, batch, wire.DurabilityWritten); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(1, t0+365*24*time.Hour.Milliseconds())
-	for range 16 {
-		publish(10, t0-time.Hour.Milliseconds())
-	}
-	e.Close() // indexes every segment at t0
-
-	clock.Store(t0 + 1500)
-	e = openEngine(t, o)
-	p := e.TopicByName("ages").Partition(0)
-	if err := p.log.EnforceRetention(); err != nil || p.StartOffset() != 0 {
-		t.Fatalf("1.5 s after the appends: start %d (%v), want 0", p.StartOffset(), err)
-	}
-	clock.Store(t0 + 3000)
-	if err := p.log.EnforceRetention(); err != nil || p.StartOffset() < 60 {
-		t.Fatalf("3 s after the appends: start %d (%v), want the sealed segments gone", p.StartOffset(), err)
-	}
-}
-
 // A create that runs into the real file limit (RLIMIT_NOFILE, lowered in a child process so the
 // test's own process keeps its files) fails with EMFILE and leaves nothing behind; the engine opens
 // again without the topic.
@@ -421,5 +385,40 @@ func TestCreateTopicAtTheFileLimit(t *testing.T) {
 	noTopicLeft(t, o, "wide")
 	if _, err := e.CreateTopic(wire.TopicConfig{Name: "wide", Partitions: 64}); err != nil {
 		t.Fatalf("the same create without the limit: %v", err)
+	}
+}
+
+// A topic deletion whose directory fsync fails (the rename to NAME.deleted may not be durable) is
+// reported, not swallowed; the topic is gone from the engine, and the next Open finishes the
+// deletion.
+func TestDeleteTopicReportsDirectoryFsyncError(t *testing.T) {
+	fs := &faultFS{syncDirIn: "topics"}
+	o := testOptions(t)
+	o.FS = fs
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "orders", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	eio := error(syscall.EIO)
+	fs.syncDirErr.Store(&eio)
+	err := e.DeleteTopic("orders")
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("delete with a failing directory fsync: %v, want EIO", err)
+	}
+	if fs.hits.Load() == 0 {
+		t.Fatal("the fault was never hit")
+	}
+	if e.TopicByName("orders") != nil {
+		t.Fatal("a deleted topic is still served")
+	}
+	e.Close()
+	fs.syncDirErr.Store(nil)
+	e = openEngine(t, o)
+	if e.TopicByName("orders") != nil || len(e.FailedTopics()) != 0 {
+		t.Fatalf("after a restart: topic %v, failed %v", e.TopicByName("orders"), e.FailedTopics())
+	}
+	noTopicLeft(t, o, "orders")
+	if _, err := os.Stat(filepath.Join(o.DataDir, "topics", "orders.deleted")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orders.deleted after a restart: %v", err)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -194,5 +196,33 @@ func TestAppendAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%v: Append allocates %v per call", codec, n)
 		}
+	}
+}
+
+// TestOptionsSegmentLimitsAreTheDisks: the engine takes a segment size only where the disk does: up
+// to disk.MaxSegmentBytes (1 GiB), never 4 GiB, for SegmentBytes and MemorySegmentBytes alike.
+func TestOptionsSegmentLimitsAreTheDisks(t *testing.T) {
+	page := int64(os.Getpagesize())
+	for _, n := range []int64{disk.MaxSegmentBytes + page, 2 << 30, 4 << 30} {
+		for name, set := range map[string]func(*Options){
+			"SegmentBytes":       func(o *Options) { o.SegmentBytes = n },
+			"MemorySegmentBytes": func(o *Options) { o.MemorySegmentBytes = n },
+		} {
+			o := testOptions(t)
+			set(&o)
+			o.setDefaults()
+			if err := o.Validate(); !errors.Is(err, ErrOptions) {
+				t.Errorf("%s %d: %v, want ErrOptions", name, n, err)
+			}
+			if err := (disk.Options{Dir: o.DataDir, SegmentBytes: int(n)}).Validate(); err == nil {
+				t.Errorf("disk takes SegmentBytes %d", n)
+			}
+		}
+	}
+	o := testOptions(t)
+	o.SegmentBytes, o.MemorySegmentBytes = disk.MaxSegmentBytes, disk.MaxSegmentBytes
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		t.Fatalf("SegmentBytes at disk.MaxSegmentBytes: %v", err)
 	}
 }

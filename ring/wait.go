@@ -6,15 +6,13 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/sluicemq/sluice/internal/atomicutil"
 )
 
-// cacheLine is the padding unit between fields written by different
-// goroutines. It is two 64-byte lines, not one: Intel's spatial prefetcher
-// fetches 64-byte lines in aligned pairs, and Apple's arm64 cores have
-// 128-byte lines, so 64 bytes of padding still lets a producer's store
-// invalidate the consumer's line. A tuning constant, not a format: nothing
-// it shapes is persisted or sent, and changing it changes no behaviour.
-const cacheLine = 128
+// cacheLine is the padding unit between fields written by different goroutines
+// (atomicutil.CacheLine says why 128 bytes).
+const cacheLine = atomicutil.CacheLine
 
 // Consumer states, held in waiter.state.
 const (

@@ -194,8 +194,8 @@ func ValidateBatch(b []byte, maxSize int) (BatchHeader, error) {
 // uncompressed batch's (they parse, number exactly recordCount, carry offset deltas 0..recordCount-1,
 // and nothing follows the last). The records may inflate to at most maxSize-BatchHeaderSize bytes,
 // the batch as it would be uncompressed fitting the limit (maxSize 0: DefaultMaxInflated); past that
-// the error wraps ErrBatchTooLarge, and no more than about that much memory is taken to find out. An
-// LZ4 batch is refused with an error wrapping ErrCodec: no reader in Sluice can check (or read) it.
+// the error wraps ErrBatchTooLarge, and no more than about that much memory is taken to find out.
+// Every codec Kafka defines is read: gzip, snappy, lz4 (the LZ4 frame format) and zstd.
 //
 // An uncompressed batch costs exactly ValidateBatch and allocates nothing. A compressed one borrows an
 // inflater (decoders and a buffer) from a pool, allocation-free once the pool is warm
@@ -204,9 +204,6 @@ func ValidateProduced(b []byte, maxSize int) (BatchHeader, error) {
 	h, err := ValidateBatch(b, maxSize)
 	if err != nil || h.Codec() == CodecNone {
 		return h, err
-	}
-	if h.Codec() == CodecLZ4 {
-		return h, fmt.Errorf("%w: lz4 batches are not accepted: their records cannot be checked", ErrCodec)
 	}
 	limit := DefaultMaxInflated
 	if maxSize > 0 {

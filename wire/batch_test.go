@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 )
 
 // fixCRC recomputes the CRC of the batch at the front of b after a test edited it.
@@ -232,7 +233,7 @@ func TestRecordIter(t *testing.T) {
 	t.Run("reuse-across-codecs", func(t *testing.T) {
 		var it RecordIter
 		for _, c := range batchCases() {
-			for _, codec := range []Codec{CodecZstd, CodecNone, CodecSnappy, CodecGzip, CodecZstd} {
+			for _, codec := range []Codec{CodecZstd, CodecNone, CodecSnappy, CodecLZ4, CodecGzip, CodecZstd} {
 				if _, err := it.Reset(buildWire(t, c, codec)); err != nil {
 					t.Fatal(err)
 				}
@@ -288,24 +289,49 @@ func TestRecordIter(t *testing.T) {
 			t.Fatalf("missing record: %v", it.Err())
 		}
 	})
-	t.Run("lz4-unsupported", func(t *testing.T) {
-		b := rawBatch(CodecLZ4, 1, []byte{1, 2, 3})
-		if _, err := ValidateBatch(b, 0); err != nil {
-			t.Fatal(err) // stored and forwarded for clients that can read it
+	t.Run("lz4-frames", func(t *testing.T) {
+		// LZ4 frames as producers write them: franz-go's (4 MiB blocks, content checksum), 64 KiB
+		// blocks with block checksums or with no checksum at all, a declared content size, and two
+		// frames back to back. Each iterates to the same records.
+		c := batchCases()[9] // many-records: about 45 KiB
+		want := buildWire(t, c, CodecNone)
+		recs := want[BatchHeaderSize:]
+		bodies := map[string][]byte{
+			"franz-go":       franzLZ4(t, recs),
+			"block-checksum": lz4Frame(t, recs, lz4.BlockSizeOption(lz4.Block64Kb), lz4.BlockChecksumOption(true)),
+			"no-checksums":   lz4Frame(t, recs, lz4.BlockSizeOption(lz4.Block64Kb), lz4.ChecksumOption(false)),
+			"content-size":   lz4Frame(t, recs, lz4.SizeOption(uint64(len(recs)))),
+			"two-frames":     append(lz4Frame(t, recs[:1000]), lz4Frame(t, recs[1000:])...),
 		}
-		var it RecordIter
-		if _, err := it.Reset(b); !errors.Is(err, ErrCodec) {
-			t.Fatal(err)
+		for name, body := range bodies {
+			// want's header (timestamps and all) over the compressed records.
+			b := append(bytes.Clone(want[:BatchHeaderSize]), body...)
+			binary.BigEndian.PutUint32(b[offBatchLength:], uint32(len(b)-batchLengthBase))
+			binary.BigEndian.PutUint16(b[offAttributes:], uint16(CodecLZ4))
+			fixCRC(b)
+			if _, err := ValidateProduced(b, 0); err != nil {
+				t.Fatalf("%s: ValidateProduced: %v", name, err)
+			}
+			var it RecordIter
+			if _, err := it.Reset(b); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			checkIter(t, &it, c, 0)
 		}
+		// Sluice's builder writes lz4 too, readable by franz-go (TestKmsgReadsWireBatches) and here.
 		var bb BatchBuilder
 		bb.SetCompression(CodecLZ4)
-		bb.Append(nil, nil, nil, 0)
-		if _, err := bb.Build(); !errors.Is(err, ErrCodec) {
+		bb.Append(nil, []byte("v"), nil, 0)
+		out, err := bb.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ValidateProduced(out, 0); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("garbage-compressed", func(t *testing.T) {
-		for _, codec := range []Codec{CodecGzip, CodecSnappy, CodecZstd} {
+		for _, codec := range []Codec{CodecGzip, CodecSnappy, CodecLZ4, CodecZstd} {
 			var it RecordIter
 			if _, err := it.Reset(rawBatch(codec, 1, []byte("not compressed at all"))); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%v: %v", codec, err)
@@ -339,7 +365,7 @@ func TestDecompressionBombs(t *testing.T) {
 	}
 	zeros := make([]byte, maxInflated+4096)
 	var b BatchBuilder
-	for _, codec := range []Codec{CodecZstd, CodecGzip, CodecSnappy} {
+	for _, codec := range []Codec{CodecZstd, CodecGzip, CodecSnappy, CodecLZ4} {
 		b.Reset()
 		b.SetCompression(codec)
 		b.Append(nil, zeros, nil, 0)

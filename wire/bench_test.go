@@ -242,11 +242,11 @@ func TestHotPathAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd} {
+	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd, CodecLZ4} {
 		bb.SetCompression(codec)
 		check("build-"+codec.String(), func() { benchBatch(bb, 50, 50) })
 	}
-	for _, codec := range []Codec{CodecSnappy, CodecZstd, CodecGzip} {
+	for _, codec := range []Codec{CodecSnappy, CodecZstd, CodecGzip, CodecLZ4} {
 		if raceEnabled {
 			break
 		}

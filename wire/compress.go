@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 )
 
 // Codec is a record batch compression codec: the low three bits of the batch attributes, numbered as
@@ -21,7 +22,7 @@ const (
 	CodecNone   Codec = 0
 	CodecGzip   Codec = 1
 	CodecSnappy Codec = 2 // raw snappy blocks on write; xerial-framed snappy is read too
-	CodecLZ4    Codec = 3 // recognised, not produced or read: Sluice links no LZ4 frame codec
+	CodecLZ4    Codec = 3 // the LZ4 frame format (magic 2: Kafka's old broken-checksum framing was magic 0/1's only)
 	CodecZstd   Codec = 4
 )
 
@@ -58,6 +59,8 @@ type compressor struct {
 	zenc *zstd.Encoder
 	gz   *gzip.Writer
 	gbuf bytes.Buffer
+	lz   *lz4.Writer // 64 KiB blocks, as librdkafka writes them; its block buffers come from lz4's pool
+	lbuf bytes.Buffer
 }
 
 func (c *compressor) compress(codec Codec, dst, src []byte) ([]byte, error) {
@@ -92,6 +95,23 @@ func (c *compressor) compress(codec Codec, dst, src []byte) ([]byte, error) {
 			return dst, err
 		}
 		return append(dst, c.gbuf.Bytes()...), nil
+	case CodecLZ4:
+		c.lbuf.Reset()
+		if c.lz == nil {
+			c.lz = lz4.NewWriter(&c.lbuf)
+			if err := c.lz.Apply(lz4.BlockSizeOption(lz4.Block64Kb)); err != nil {
+				return dst, err
+			}
+		} else {
+			c.lz.Reset(&c.lbuf) // keeps the options
+		}
+		if _, err := c.lz.Write(src); err != nil {
+			return dst, err
+		}
+		if err := c.lz.Close(); err != nil {
+			return dst, err
+		}
+		return append(dst, c.lbuf.Bytes()...), nil
 	}
 	return dst, fmt.Errorf("%w: %v", ErrCodec, codec)
 }
@@ -104,6 +124,8 @@ type decompressor struct {
 	zdec *zstd.Decoder
 	gz   *gzip.Reader
 	gsrc bytes.Reader
+	lz   *lz4.Reader
+	lsrc bytes.Reader
 }
 
 // DefaultMaxInflated bounds a decompressed records section where no smaller bound is given (a
@@ -124,7 +146,10 @@ const zstdBlockMax = 128<<10 + 64
 // with a content size) is refused from the header; gzip is read through a buffer that never grows
 // past limit+1 bytes; zstd decodes into a buffer whose capacity the decoder may not exceed
 // (WithDecodeAllCapLimit), grown by doubling to the limit, plus one block's room to tell a batch that
-// inflates past the limit from one that does not inflate at all. A batch that inflates past limit is
+// inflates past the limit from one that does not inflate at all; lz4 is read as gzip is, through a
+// buffer that never grows past limit+1 bytes (the reader also borrows two buffers of the frame's
+// declared block size, at most 4 MiB each, from lz4's pools while it runs). A batch that inflates
+// past limit is
 // an error wrapping ErrBatchTooLarge; bytes that do not inflate, ErrCorrupt. On error the result is
 // dst[:len(dst)] with whatever capacity was grown, so that a caller keeping it as scratch keeps it.
 func (d *decompressor) decompress(codec Codec, dst, src []byte, limit int) ([]byte, error) {
@@ -135,6 +160,8 @@ func (d *decompressor) decompress(codec Codec, dst, src []byte, limit int) ([]by
 		return snappyDecode(dst, src, limit)
 	case CodecGzip:
 		return d.gzip(dst, src, limit)
+	case CodecLZ4:
+		return d.lz4(dst, src, limit)
 	}
 	return dst, fmt.Errorf("%w: %v", ErrCodec, codec)
 }
@@ -300,23 +327,54 @@ func (d *decompressor) gzip(dst, src []byte, limit int) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
 	}
+	return readBounded(d.gz, CodecGzip, dst, len(src), limit)
+}
+
+// lz4LegacyMagic opens the legacy LZ4 frame (lz4 -l), which no Kafka client writes for magic 2 and
+// whose blocks take an 8 MiB buffer each: refused.
+var lz4LegacyMagic = []byte{0x02, 0x21, 0x4c, 0x18}
+
+// lz4 inflates an LZ4 frame (or frames, back to back) through a reused lz4.Reader. The reader takes
+// two buffers of the frame's declared block size (64 KiB to 4 MiB; franz-go declares 4 MiB, librdkafka
+// 64 KiB) from lz4's own pools and gives them back when the batch is done, so an iterator or pooled
+// inflater keeps none of them between batches.
+func (d *decompressor) lz4(dst, src []byte, limit int) ([]byte, error) {
+	if bytes.HasPrefix(src, lz4LegacyMagic) {
+		return dst, fmt.Errorf("%w: lz4: legacy frame", ErrCorrupt)
+	}
+	d.lsrc.Reset(src)
+	if d.lz == nil {
+		d.lz = lz4.NewReader(&d.lsrc)
+	} else {
+		d.lz.Reset(&d.lsrc)
+	}
+	out, err := readBounded(d.lz, CodecLZ4, dst, len(src), limit)
+	d.lz.Reset(nil) // back to lz4's pools: the block buffers, the source
+	d.lsrc.Reset(nil)
+	return out, err
+}
+
+// readBounded appends what r inflates (from srcLen compressed bytes) to dst, reading into a buffer
+// that grows geometrically and never past limit+1 bytes: one byte past the limit tells "exactly the
+// limit" from "more", which is ErrBatchTooLarge; a read error is ErrCorrupt.
+func readBounded(r io.Reader, codec Codec, dst []byte, srcLen, limit int) ([]byte, error) {
 	start := len(dst)
-	end := start + limit + 1 // one byte past the limit tells "exactly the limit" from "more"
+	end := start + limit + 1
 	for {
 		if len(dst) == cap(dst) {
 			// Grow geometrically, keeping what was read, never past end.
-			dst = reserve(dst, min(end, max(2*cap(dst), start+4*len(src), start+4096)))[:len(dst)]
+			dst = reserve(dst, min(end, max(2*cap(dst), start+4*srcLen, start+4096)))[:len(dst)]
 		}
-		n, err := d.gz.Read(dst[len(dst):min(cap(dst), end)])
+		n, err := r.Read(dst[len(dst):min(cap(dst), end)])
 		dst = dst[:len(dst)+n]
 		if len(dst)-start > limit {
-			return dst[:start], tooLarge(CodecGzip, limit)
+			return dst[:start], tooLarge(codec, limit)
 		}
 		if err == io.EOF {
 			return dst, nil
 		}
 		if err != nil {
-			return dst[:start], fmt.Errorf("%w: gzip: %v", ErrCorrupt, err)
+			return dst[:start], fmt.Errorf("%w: %v: %v", ErrCorrupt, codec, err)
 		}
 	}
 }

@@ -85,7 +85,8 @@ func (c Code) String() string {
 	return fmt.Sprintf("code %d", uint16(c))
 }
 
-func (c Code) Error() string { return "sluice: " + c.String() }
+// Error is "wire: " and the code's text, as every error of this package reads.
+func (c Code) Error() string { return "wire: " + c.String() }
 
 // ProtocolError is an error frame's content: a code and the broker's explanation.
 type ProtocolError struct {
@@ -124,7 +125,7 @@ func CodeOf(err error) Code {
 	case errors.Is(err, ErrCorrupt):
 		return CodeCorruptBatch
 	case errors.Is(err, ErrCodec):
-		return CodeInvalidRequest // a batch in a codec the broker does not accept (lz4)
+		return CodeInvalidRequest // a codec the broker does not know
 	case errors.Is(err, ErrUnknownOp):
 		return CodeUnknownOp
 	case errors.Is(err, ErrUnsupportedVer):

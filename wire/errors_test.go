@@ -18,7 +18,7 @@ func TestCodes(t *testing.T) {
 			t.Fatalf("codes %d and %d share %q", prev, c, s)
 		}
 		seen[s] = c
-		if c.Error() != "sluice: "+s {
+		if c.Error() != "wire: "+s {
 			t.Fatalf("Error() = %q", c.Error())
 		}
 	}
@@ -47,7 +47,7 @@ func TestProtocolErrorIs(t *testing.T) {
 	if !errors.As(wrapped, &got) || got.Message != "orders" {
 		t.Fatal("errors.As")
 	}
-	if pe.Error() != "sluice: unknown topic: orders" || (&ProtocolError{Code: CodeTimeout}).Error() != "sluice: timeout" {
+	if pe.Error() != "wire: unknown topic: orders" || (&ProtocolError{Code: CodeTimeout}).Error() != "wire: timeout" {
 		t.Fatalf("%q", pe.Error())
 	}
 	if !errors.Is(fmt.Errorf("x: %w", CodeThrottled), CodeThrottled) {

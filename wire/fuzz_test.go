@@ -33,7 +33,7 @@ func fuzzSeeds() map[string][][]any {
 
 	good := threeRecords()
 	var compressed [][]byte
-	for _, codec := range []Codec{CodecGzip, CodecSnappy, CodecZstd} {
+	for _, codec := range []Codec{CodecGzip, CodecSnappy, CodecZstd, CodecLZ4} {
 		c := batchCases()[4]
 		compressed = append(compressed, buildWire(nil, c, codec))
 	}
@@ -64,6 +64,7 @@ func fuzzSeeds() map[string][][]any {
 			{compressed[1], true},
 			{compressed[2], false},
 			{rawBatch(CodecNone, 2, append(rawRecord(0, nil, nil), rawRecord(1, []byte("k"), nil, []byte("h"), nil)...)), true},
+			{compressed[3], true},
 		},
 		"FuzzRecordIter": {
 			{recs, int32(3), uint8(CodecNone)},
@@ -72,24 +73,39 @@ func fuzzSeeds() map[string][][]any {
 			{recs, int32(3), uint8(CodecGzip)},
 			{recs, int32(2), uint8(CodecNone)},
 			{rawRecord(1, nil, nil), int32(1), uint8(CodecNone)},
+			{recs, int32(3), uint8(CodecLZ4)},
 		},
 		"FuzzMessages": msgs,
 		"FuzzValidateProduced": {
 			{recs, int32(3), uint8(CodecGzip), true},
 			{recs, int32(3), uint8(CodecZstd), true},
 			{recs, int32(3), uint8(CodecSnappy), true},
-			{recs, int32(4), uint8(CodecGzip), true},  // header says 4, holds 3
-			{recs, int32(2), uint8(CodecZstd), true},  // header says 2, holds 3
-			{recs, int32(3), uint8(CodecNone), false}, // uncompressed: ValidateBatch's rules
-			{recs, int32(3), uint8(CodecZstd), false}, // a zstd batch whose body is not zstd
-			{recs, int32(1), uint8(CodecLZ4), false},
+			{recs, int32(4), uint8(CodecGzip), true},                   // header says 4, holds 3
+			{recs, int32(2), uint8(CodecZstd), true},                   // header says 2, holds 3
+			{recs, int32(3), uint8(CodecNone), false},                  // uncompressed: ValidateBatch's rules
+			{recs, int32(3), uint8(CodecZstd), false},                  // a zstd batch whose body is not zstd
+			{recs, int32(1), uint8(CodecLZ4), false},                   // an lz4 batch whose body is not lz4
 			{zstdRLEBomb(3, false), int32(1), uint8(CodecZstd), false}, // inflates past the fuzz limit
 			{zstdRLEBomb(1, true), int32(1), uint8(CodecZstd), false},
 			{append(binary.AppendUvarint(nil, 1<<20), 0), int32(1), uint8(CodecSnappy), false},
 			{xerialEncode(recs, 16), int32(3), uint8(CodecSnappy), false},
 			{bytes.Repeat(rawRecord(0, nil, []byte("v")), 2), int32(2), uint8(CodecSnappy), true}, // deltas 0, 0
+			{recs, int32(3), uint8(CodecLZ4), true},
+			{recs, int32(2), uint8(CodecLZ4), true},            // header says 2, holds 3
+			{lz4ZerosSeed(), int32(1), uint8(CodecLZ4), false}, // inflates past the fuzz limit
 		},
 	}
+}
+
+// lz4ZerosSeed is 64 KiB of zeros in an LZ4 frame: a few hundred bytes that inflate past the fuzz
+// targets' small limits.
+func lz4ZerosSeed() []byte {
+	var c compressor
+	out, err := c.compress(CodecLZ4, nil, make([]byte, 64<<10))
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 func addSeeds(f *testing.F) {
@@ -294,7 +310,7 @@ func FuzzRecordIter(f *testing.F) {
 		}
 
 		c := Codec(codec % 5)
-		if c == CodecNone || c == CodecLZ4 {
+		if c == CodecNone {
 			return
 		}
 		z, err := comp.compress(c, nil, recs)
@@ -325,7 +341,7 @@ const fuzzInflateLimit = 4096
 // codec (honest) or taken as they are (a body that may not be in its codec at all). ValidateProduced
 // must never panic, and must accept a compressed batch exactly when an iterator bounded by the same
 // limit inflates it and its inflated records pass as an uncompressed batch (ValidateBatch's rules);
-// an uncompressed batch exactly when ValidateBatch accepts it; an lz4 batch never. An accepted batch
+// an uncompressed batch exactly when ValidateBatch accepts it. An accepted batch
 // iterates cleanly through exactly recordCount records.
 func FuzzValidateProduced(f *testing.F) {
 	addSeeds(f)
@@ -334,7 +350,7 @@ func FuzzValidateProduced(f *testing.F) {
 	ref.SetMaxInflated(fuzzInflateLimit - BatchHeaderSize)
 	f.Fuzz(func(t *testing.T, body []byte, count int32, codec uint8, honest bool) {
 		c := Codec(codec % 5)
-		if honest && c != CodecNone && c != CodecLZ4 {
+		if honest && c != CodecNone {
 			var err error
 			if body, err = comp.compress(c, nil, body); err != nil {
 				t.Fatal(err)
@@ -348,8 +364,6 @@ func FuzzValidateProduced(f *testing.F) {
 		case verr != nil:
 			want = verr
 		case c == CodecNone:
-		case c == CodecLZ4:
-			want = ErrCodec
 		default:
 			if _, rerr := ref.Reset(b); rerr != nil {
 				want = rerr

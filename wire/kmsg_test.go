@@ -11,13 +11,15 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The record batch codec is checked against franz-go's kmsg, an independent implementation of Kafka's
 // RecordBatch v2: batches built here must read there, batches built there must validate and iterate
 // here, with equal fields and an equal CRC-32C. Compression in the kmsg direction is done by hand with
-// klauspost/compress, as a Kafka client would.
+// klauspost/compress, as a Kafka client would, and lz4 by franz-go's own producer compressor (and
+// decompressor, in the other direction).
 
 type testRecord struct {
 	tsDelta int64
@@ -68,7 +70,22 @@ func batchCases() []batchCase {
 	}
 }
 
-var kmsgCodecs = []Codec{CodecNone, CodecGzip, CodecSnappy, CodecZstd}
+var kmsgCodecs = []Codec{CodecNone, CodecGzip, CodecSnappy, CodecLZ4, CodecZstd}
+
+// franzLZ4 compresses src as franz-go's kgo producer does for a batch with lz4 compression.
+func franzLZ4(t testing.TB, src []byte) []byte {
+	t.Helper()
+	c, err := kgo.DefaultCompressor(kgo.Lz4Compression())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	out, codec := c.Compress(&buf, src)
+	if codec != kgo.CodecLz4 {
+		t.Fatalf("franz-go compressed with %v", codec)
+	}
+	return bytes.Clone(out)
+}
 
 // buildWire builds c with wire's BatchBuilder.
 // t may be nil (seed generation).
@@ -126,6 +143,8 @@ func buildKmsg(t testing.TB, c batchCase, codec Codec, xerial bool) []byte {
 		enc, _ := zstd.NewWriter(nil)
 		recs = enc.EncodeAll(recs, nil)
 		enc.Close()
+	case CodecLZ4:
+		recs = franzLZ4(t, recs)
 	default:
 		t.Fatalf("codec %v", codec)
 	}
@@ -194,6 +213,12 @@ func kmsgDecompress(t testing.TB, codec Codec, src []byte) []byte {
 			t.Fatal(err)
 		}
 		return out
+	case CodecLZ4:
+		out, err := kgo.DefaultDecompressor().Decompress(src, kgo.CodecLz4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Clone(out)
 	}
 	t.Fatalf("codec %v", codec)
 	return nil
@@ -307,6 +332,9 @@ func TestWireReadsKmsgBatches(t *testing.T) {
 					SetBaseOffset(raw, base)
 					if _, err := ValidateBatch(raw, 0); err != nil {
 						t.Fatalf("ValidateBatch after SetBaseOffset: %v", err)
+					}
+					if _, err := ValidateProduced(raw, 0); err != nil {
+						t.Fatalf("ValidateProduced: %v", err)
 					}
 					var it RecordIter
 					if _, err := it.Reset(raw); err != nil {

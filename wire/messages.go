@@ -366,40 +366,58 @@ func (m *Subscribe) Decode(b []byte) error {
 
 // SubscribeReply confirms a subscription and where each of its partitions starts.
 //
-//	sub id u32 | count u16 | { partition i32 | start offset i64 }*
+//	sub id u32 | partition offsets (see PartitionOffset)
 type SubscribeReply struct {
 	SubID  uint32
 	Starts []PartitionOffset
 }
 
-// PartitionOffset pairs a partition with an offset.
+// PartitionOffset pairs a partition with an offset. SubscribeReply and Assign carry lists of them:
+//
+//	count u16 | { partition i32 | offset i64 }*
 type PartitionOffset struct {
 	Partition int32
 	Offset    int64
 }
 
-func (m *SubscribeReply) Append(dst []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Starts)))
-	for _, s := range m.Starts {
-		dst = binary.BigEndian.AppendUint32(dst, uint32(s.Partition))
-		dst = binary.BigEndian.AppendUint64(dst, uint64(s.Offset))
+// partitionOffsetSize is the size of one PartitionOffset in a list.
+const partitionOffsetSize = 4 + 8
+
+// appendPartitionOffsets encodes a list of partition offsets. A list holds at most 65535 entries
+// (a topic has at most 4096 partitions).
+func appendPartitionOffsets(dst []byte, ps []PartitionOffset) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(ps)))
+	for _, p := range ps {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(p.Offset))
 	}
 	return dst
+}
+
+// partitionOffsets decodes a list of partition offsets into dst[:0], the rest of the body: a count
+// the body cannot hold, a short body, bytes after the list or a negative partition are ErrMalformed.
+func (r *reader) partitionOffsets(dst []PartitionOffset) ([]PartitionOffset, error) {
+	n := int(r.u16())
+	if !r.fits(n, partitionOffsetSize) {
+		return dst[:0], r.fail()
+	}
+	dst = dst[:0]
+	for i := 0; i < n; i++ {
+		dst = append(dst, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
+	}
+	return dst, checkPartitions(r.end(), dst)
+}
+
+func (m *SubscribeReply) Append(dst []byte) []byte {
+	return appendPartitionOffsets(binary.BigEndian.AppendUint32(dst, m.SubID), m.Starts)
 }
 
 func (m *SubscribeReply) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID = r.u32()
-	n := int(r.u16())
-	if !r.fits(n, 12) {
-		return r.fail()
-	}
-	m.Starts = m.Starts[:0]
-	for i := 0; i < n; i++ {
-		m.Starts = append(m.Starts, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
-	}
-	return checkPartitions(r.end(), m.Starts)
+	var err error
+	m.Starts, err = r.partitionOffsets(m.Starts)
+	return err
 }
 
 // checkPartitions passes err on, else refuses a negative partition index.
@@ -578,11 +596,14 @@ type Ack struct {
 	offsets   []byte
 }
 
+// ackOffsetSize is the size of one offset in an Ack.
+const ackOffsetSize = 8
+
 // Count is the number of offsets.
-func (m *Ack) Count() int { return len(m.offsets) / 8 }
+func (m *Ack) Count() int { return len(m.offsets) / ackOffsetSize }
 
 // Offset returns the i'th offset.
-func (m *Ack) Offset(i int) int64 { return int64(binary.BigEndian.Uint64(m.offsets[i*8:])) }
+func (m *Ack) Offset(i int) int64 { return int64(binary.BigEndian.Uint64(m.offsets[i*ackOffsetSize:])) }
 
 // AppendAck encodes an Ack or Nack body for the given offsets.
 func AppendAck(dst []byte, subID uint32, partition int32, delayMs uint32, offsets []int64) []byte {
@@ -600,10 +621,10 @@ func (m *Ack) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Partition, m.DelayMs = r.u32(), r.i32(), r.u32()
 	n := int(r.u16())
-	if !r.fits(n, 8) {
+	if !r.fits(n, ackOffsetSize) {
 		return r.fail()
 	}
-	m.offsets = r.take(n * 8)
+	m.offsets = r.take(n * ackOffsetSize)
 	if err := r.end(); err != nil {
 		return err
 	}
@@ -618,7 +639,7 @@ var errAckPartition = fmt.Errorf("%w: ack partition below 0", ErrMalformed)
 
 // Assign tells a group member which partitions of its subscription it now owns.
 //
-//	sub id u32 | generation u32 | count u16 | { partition i32 | start offset i64 }*
+//	sub id u32 | generation u32 | partition offsets (see PartitionOffset: each a start offset)
 type Assign struct {
 	SubID      uint32
 	Generation uint32
@@ -628,26 +649,15 @@ type Assign struct {
 func (m *Assign) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Partitions)))
-	for _, p := range m.Partitions {
-		dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
-		dst = binary.BigEndian.AppendUint64(dst, uint64(p.Offset))
-	}
-	return dst
+	return appendPartitionOffsets(dst, m.Partitions)
 }
 
 func (m *Assign) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Generation = r.u32(), r.u32()
-	n := int(r.u16())
-	if !r.fits(n, 12) {
-		return r.fail()
-	}
-	m.Partitions = m.Partitions[:0]
-	for i := 0; i < n; i++ {
-		m.Partitions = append(m.Partitions, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
-	}
-	return checkPartitions(r.end(), m.Partitions)
+	var err error
+	m.Partitions, err = r.partitionOffsets(m.Partitions)
+	return err
 }
 
 // SubEnded tells a consumer that the broker ended one of its subscriptions (its topic was deleted,
@@ -688,6 +698,9 @@ type TopicConfig struct {
 	SegmentBytes   int64 // 0: the broker's default; at most MaxSegmentBytes
 	Flags          TopicFlags
 }
+
+// topicConfigMinSize is a TopicConfig's size with an empty name, the least a TopicList entry takes.
+const topicConfigMinSize = 2 + 4 + 8 + 8 + 8 + 1
 
 // Limits on a TopicConfig's settings, checked by Validate. MaxRetentionMs (9223372036854 ms, about
 // 292 years) is the longest retention a time.Duration holds, so converting one cannot wrap (as
@@ -779,7 +792,7 @@ func (m *TopicList) Append(dst []byte) []byte {
 func (m *TopicList) Decode(b []byte) error {
 	r := reader{b: b}
 	n := int(r.u32())
-	if !r.fits(n, 31) {
+	if !r.fits(n, topicConfigMinSize) {
 		return r.fail()
 	}
 	m.Topics = make([]TopicConfig, n)
@@ -813,6 +826,9 @@ type TopicInfo struct {
 	Partitions []PartitionInfo
 }
 
+// partitionInfoSize is the size of one PartitionInfo in a TopicInfo.
+const partitionInfoSize = 4 + 8 + 8 + 8
+
 func (m *TopicInfo) Append(dst []byte) []byte {
 	dst = m.Config.Append(dst)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Partitions)))
@@ -829,7 +845,7 @@ func (m *TopicInfo) Decode(b []byte) error {
 	r := reader{b: b}
 	m.Config.read(&r)
 	n := int(r.u32())
-	if !r.fits(n, 28) {
+	if !r.fits(n, partitionInfoSize) {
 		return r.fail()
 	}
 	m.Partitions = make([]PartitionInfo, n)
@@ -852,6 +868,9 @@ func (m *TopicInfo) Decode(b []byte) error {
 //	count u32 | name str16 *
 type GroupList struct{ Groups []string }
 
+// groupNameMinSize is the size of an empty name in a GroupList.
+const groupNameMinSize = 2
+
 func (m *GroupList) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Groups)))
 	for _, g := range m.Groups {
@@ -863,7 +882,7 @@ func (m *GroupList) Append(dst []byte) []byte {
 func (m *GroupList) Decode(b []byte) error {
 	r := reader{b: b}
 	n := int(r.u32())
-	if !r.fits(n, 2) {
+	if !r.fits(n, groupNameMinSize) {
 		return r.fail()
 	}
 	m.Groups = make([]string, n)
@@ -899,6 +918,14 @@ type GroupInfo struct {
 	Offsets    []GroupOffset
 }
 
+// The least each list entry of a GroupInfo takes: a member with empty names and no partitions, a
+// member's partition, an offset with an empty topic.
+const (
+	groupMemberMinSize  = 2 + 2 + 2
+	memberPartitionSize = 4
+	groupOffsetMinSize  = 2 + 4 + 8 + 8
+)
+
 func (m *GroupInfo) Append(dst []byte) []byte {
 	dst = appendStr16(dst, []byte(m.Name))
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
@@ -924,7 +951,7 @@ func (m *GroupInfo) Decode(b []byte) error {
 	r := reader{b: b}
 	m.Name, m.Generation = string(r.str16()), r.u32()
 	n := int(r.u16())
-	if !r.fits(n, 6) {
+	if !r.fits(n, groupMemberMinSize) {
 		return r.fail()
 	}
 	m.Members = make([]GroupMember, n)
@@ -932,7 +959,7 @@ func (m *GroupInfo) Decode(b []byte) error {
 		mb := &m.Members[i]
 		mb.Member, mb.Topic = string(r.str16()), string(r.str16())
 		k := int(r.u16())
-		if !r.fits(k, 4) {
+		if !r.fits(k, memberPartitionSize) {
 			return r.fail()
 		}
 		mb.Partitions = make([]int32, k)
@@ -941,7 +968,7 @@ func (m *GroupInfo) Decode(b []byte) error {
 		}
 	}
 	n = int(r.u32())
-	if !r.fits(n, 22) {
+	if !r.fits(n, groupOffsetMinSize) {
 		return r.fail()
 	}
 	m.Offsets = make([]GroupOffset, n)

@@ -424,7 +424,7 @@ func TestMessageSpecifics(t *testing.T) {
 			t.Fatal(err)
 		}
 		perr := e.Err()
-		if !errors.Is(perr, CodeNotAuthorized) || CodeOf(perr) != CodeNotAuthorized || perr.Error() != "sluice: not authorized: topic orders" {
+		if !errors.Is(perr, CodeNotAuthorized) || CodeOf(perr) != CodeNotAuthorized || perr.Error() != "wire: not authorized: topic orders" {
 			t.Fatalf("%v", perr)
 		}
 	})

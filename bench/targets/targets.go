@@ -51,10 +51,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/internal/atomicutil"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -75,6 +75,11 @@ type Options struct {
 	Dir string
 	// Addr is the broker the addr target dials (host:port). Required by that target only.
 	Addr string
+	// AuthToken authenticates the addr target's connections to a broker that requires a token.
+	AuthToken string
+	// Timeout bounds the tcp and addr targets' connects and each of their requests (the client's
+	// WithDialTimeout and WithRequestTimeout). 0 keeps the client's defaults.
+	Timeout time.Duration
 	// FlushInterval and FlushBytes set the in-process engine's group commit; 0 keeps the engine's default.
 	FlushInterval time.Duration
 	FlushBytes    int64
@@ -146,15 +151,9 @@ func fnv1a(b []byte) uint32 {
 	return h
 }
 
-// cacheLine is the padding unit for the gate's per-partition watermarks: x86 prefetches lines in pairs.
-const cacheLine = 128
-
 // paddedInt64 keeps one partition's watermark on its own cache-line pair: producers (or the client's
 // reader goroutine) store it on every acknowledgement while consumers of other partitions load theirs.
-type paddedInt64 struct {
-	atomic.Int64
-	_ [cacheLine - unsafe.Sizeof(atomic.Int64{})%cacheLine]byte
-}
+type paddedInt64 = atomicutil.Int64
 
 // durableGate holds consumers back until records are acknowledged durable on the producer side.
 //

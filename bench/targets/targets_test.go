@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/engine/server/servertest"
 )
 
@@ -182,4 +183,19 @@ func ExampleRegister() {
 	Register(reg, Options{})
 	fmt.Println(reg.Names())
 	// Output: [addr embedded floor tcp]
+}
+
+// TestAddrTargetAuthenticates: the addr target presents Options.AuthToken (sluice bench --token) to a
+// broker that requires one; without it the run fails at its first connection.
+func TestAddrTargetAuthenticates(t *testing.T) {
+	srv, _ := servertest.Start(t, nil, func(o *server.Options) { o.Tokens = map[string]string{"s3cret": "bench"} })
+	addr := srv.Addr().String()
+	if _, err := bench.Run(context.Background(), NewAddr(Options{Addr: addr, Logger: quiet, Timeout: 5 * time.Second}), shortRun(bench.DurabilityWritten)); err == nil {
+		t.Fatal("a run without the token succeeded against a broker that requires one")
+	}
+	res, err := bench.Run(context.Background(), NewAddr(Options{Addr: addr, Logger: quiet, AuthToken: "s3cret", Timeout: 5 * time.Second}), shortRun(bench.DurabilityWritten))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCounts(t, res)
 }

@@ -138,7 +138,14 @@ func (t *Client) startBroker() error {
 }
 
 func (t *Client) dial(ctx context.Context) (*client.Client, error) {
-	c, err := client.Dial(ctx, t.dialAddr, client.WithClientID("sluice-bench"), client.WithLogger(t.opts.Logger))
+	opts := []client.Option{client.WithClientID("sluice-bench"), client.WithLogger(t.opts.Logger)}
+	if t.opts.AuthToken != "" {
+		opts = append(opts, client.WithAuthToken(t.opts.AuthToken))
+	}
+	if t.opts.Timeout > 0 {
+		opts = append(opts, client.WithDialTimeout(t.opts.Timeout), client.WithRequestTimeout(t.opts.Timeout))
+	}
+	c, err := client.Dial(ctx, t.dialAddr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("targets: dial %s: %w", t.dialAddr, err)
 	}

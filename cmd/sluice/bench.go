@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -28,7 +29,9 @@ the consumer (coordinated-omission corrected), recorded in HdrHistogram.
 
 Targets: embedded (the engine in-process, no socket), tcp (engine and server in-process, the Go client
 over loopback), addr (the Go client against the broker at --addr, e.g. one started with make run; the
-run uses a topic of its own and deletes it), floor (the harness alone: an in-process hand-off).
+run uses a topic of its own and deletes it), floor (the harness alone: an in-process hand-off), relay
+(producer -> a goroutine that only reads and writes the bytes -> consumer over loopback TCP, no broker:
+the two-hop limit of the machine; --relay runs it after the target on the same schedule).
 
 Prints a table on stdout, or the full result as JSON with --json; a progress line a second on stderr.`
 
@@ -51,6 +54,7 @@ type benchFlags struct {
 	spin        time.Duration
 	drain       time.Duration
 	floor       bool
+	relay       bool
 	jsonOut     bool
 	hgrm        string
 	svg         string
@@ -65,7 +69,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f := newFlags("bench", "", benchAbout, stdout, stderr)
 	var b benchFlags
 	b.size, b.batchBytes = 128, 64<<10
-	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr or floor")
+	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr, floor or relay")
 	f.StringVar(&b.mode, "mode", "open", "open (fixed-rate schedule) or closed (send as fast as accepted)")
 	f.Float64Var(&b.rate, "rate", 10000, "total scheduled `msgs/s` over all producers (open loop)")
 	f.DurationVar(&b.duration, "duration", 5*time.Second, "measured part of the run")
@@ -82,6 +86,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.DurationVar(&b.spin, "spin", 0, "pacer spins this long before each send (default 50µs; negative: sleep only)")
 	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
 	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison")
+	f.BoolVar(&b.relay, "relay", false, "also run the loopback relay (the two-hop limit) on the same schedule, for comparison")
 	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
 	f.StringVar(&b.hgrm, "hgrm", "", "write the latency distribution to `FILE` in HdrHistogram's .hgrm format (µs)")
 	f.StringVar(&b.svg, "svg", "", "write a latency-by-percentile plot to `FILE`")
@@ -102,10 +107,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	reg := bench.NewRegistry()
-	targets.Register(reg, targets.Options{Dir: b.dataDir, Addr: f.g.addr, FlushInterval: b.flushPeriod})
+	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod}
+	if f.g.verbose {
+		to.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	targets.Register(reg, to)
 	tg, err := reg.New(cfg.Target)
 	if err != nil {
-		return f.usageError("--target %q: want embedded, tcp, addr or floor", cfg.Target)
+		return f.usageError("--target %q: want embedded, tcp, addr, floor or relay", cfg.Target)
 	}
 
 	if b.cpuProfile != "" {
@@ -142,6 +151,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fr, err := bench.Run(ctx, bench.NewFloorTarget(), fc)
 		if fr != nil {
 			results = append(results, fr)
+		}
+		runErr = errors.Join(runErr, err)
+	}
+	if b.relay && runErr == nil && cfg.Target != bench.RelayName {
+		rc := cfg
+		rc.Target = bench.RelayName
+		rr, err := bench.Run(ctx, bench.NewRelayTarget(), rc)
+		if rr != nil {
+			results = append(results, rr)
 		}
 		runErr = errors.Join(runErr, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluicemq/sluice/client"
+	"github.com/sluicemq/sluice/wire"
 )
 
 func init() {
@@ -29,36 +30,52 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"is none) and commits what it printed. A stored batch that cannot be read stops the command\n"+
 			"with an error naming its offsets (--on-corrupt stop), or is skipped with a warning on stderr\n"+
 			"(--on-corrupt skip; a group then commits past it).\n\n"+
+			"--from -N prints the last N records of each partition; -e exits once the records that\n"+
+			"were in the topic when the command started are printed. --format also takes a template,\n"+
+			"as kcat's -f: %t topic, %p partition, %o offset, %k key, %s value, %K and %S their\n"+
+			"lengths, %h headers (k=v,...), %T timestamp (Unix milliseconds), %% a percent sign,\n"+
+			"and the escapes \\n \\t \\r \\0 \\\\ \\xHH; for example --format '%p:%o %k=%s\\n'.\n\n"+
 			"TOPIC may be a pattern of dot-separated tokens, '*' for one token and '>' for the rest\n"+
 			"('orders.>', 'telemetry.*.temp'): every matching topic, including those created while the\n"+
 			"command runs (not with --group or --partition). --filter keeps, on the broker, the records\n"+
 			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
 			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
-	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, or an RFC 3339 time (default earliest)")
+	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, -N (the last N records of each partition), or an RFC 3339 time (default earliest)")
+	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression")
+	var atEnd bool
+	f.BoolVar(&atEnd, "e", false, "exit at the end of the data: once the records present at the start are printed (not with --group or --filter)")
+	f.BoolVar(&atEnd, "exit-at-end", false, "the same as -e")
 	group := f.String("group", "", "consume as a member of group `G`, resuming from and committing its offsets")
 	partition := f.Int("partition", -1, "read partition `P` only (default: all; not with --group)")
 	count := f.Int("count", 0, "stop after `N` records (default: no limit)")
 	idle := f.Duration("idle", 0, "stop after `D` without a record (default: wait until interrupted)")
-	format := f.String("format", "raw", "output format `F`: raw or json")
+	format := f.String("format", "raw", "output format `F`: raw, json, or a template with %t %p %o %k %s %h %T (see above)")
 	delim := delimFlag("\n")
 	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
 	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
-	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression")
 	onCorrupt := f.String("on-corrupt", "stop", "what to do with a stored batch that cannot be read: `stop` or skip")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err
 	}
+	var tmpl []fmtPiece
+	if *format != "raw" && *format != "json" {
+		if tmpl, err = parseTemplate(*format); err != nil {
+			return f.usageError("--format %q: %v", *format, err)
+		}
+	}
 	switch {
-	case *format != "raw" && *format != "json":
-		return f.usageError("--format %q: want raw or json", *format)
-	case *format == "json" && (*keyField || flagGiven(f, "delim")):
+	case *format != "raw" && (*keyField || flagGiven(f, "delim")):
 		return f.usageError("--delim and --key-field apply to --format raw only")
+	case from.last > 0 && *group != "":
+		return f.usageError("--from -N and --group exclude each other: a group starts at its committed offsets")
+	case atEnd && (*group != "" || *filter != ""):
+		return f.usageError("-e excludes --group and --filter: it counts the records to the end of each partition")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
-	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0):
-		return f.usageError("a pattern takes neither --group nor --partition")
+	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0 || atEnd || from.last > 0):
+		return f.usageError("a pattern takes neither --group, --partition, -e nor --from -N")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
 	case *count < 0 || *idle < 0:
@@ -85,6 +102,26 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	defer c.Close()
+	var win *window
+	if atEnd || from.last > 0 {
+		// Where each partition starts and ends now: what -e prints up to and -N counts back from.
+		dctx, cancel := f.g.request(ctx)
+		info, err := c.DescribeTopic(dctx, topic)
+		cancel()
+		if err != nil {
+			return err
+		}
+		win = newWindow(info.Partitions, int32(*partition), from.last, atEnd)
+		if *partition >= 0 && len(win.first) == 0 {
+			return fmt.Errorf("topic %s has no partition %d", topic, *partition)
+		}
+		if from.last > 0 {
+			copts = append(copts, client.WithStartOffset(win.lowest()))
+		}
+		if atEnd && win.done() {
+			return nil // nothing to print
+		}
+	}
 	sctx, cancel := f.g.request(ctx)
 	cons, err := c.Subscribe(sctx, topic, copts...)
 	cancel()
@@ -96,12 +133,12 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 
 	out := bufio.NewWriterSize(stdout, 64<<10)
-	w := &recordWriter{out: out, json: *format == "json", delim: delim, keyField: *keyField}
+	w := &recordWriter{out: out, json: *format == "json", delim: delim, keyField: *keyField, tmpl: tmpl}
 	if w.json {
 		w.enc = json.NewEncoder(out)
 		w.enc.SetEscapeHTML(false)
 	}
-	werr, rerr := consumeLoop(ctx, cons, w, *count, *idle)
+	werr, rerr := consumeLoop(ctx, cons, w, win, *count, *idle)
 	if ferr := out.Flush(); werr == nil {
 		werr = ferr
 	}
@@ -132,7 +169,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 
 // consumeLoop writes records until count (0: no limit), idle without a record (0: forever), the end
 // of ctx, or an error: a write error in werr, a consumer error in rerr.
-func consumeLoop(ctx context.Context, cons *client.Consumer, w *recordWriter, count int, idle time.Duration) (werr, rerr error) {
+// win, when not nil, drops the records before each partition's first and ends the loop once every
+// partition has reached its end.
+func consumeLoop(ctx context.Context, cons *client.Consumer, w *recordWriter, win *window, count int, idle time.Duration) (werr, rerr error) {
 	// now is an ended context: Next with it returns a record already received, or at once an error
 	// when there is none. That is when the output is flushed, so a large backlog is written in big
 	// writes and a live tail record by record.
@@ -159,11 +198,88 @@ func consumeLoop(ctx context.Context, cons *client.Consumer, w *recordWriter, co
 		case err != nil:
 			return nil, err
 		}
+		if win != nil && win.skip(m) {
+			n--
+			continue
+		}
 		if err := w.write(m); err != nil {
 			return err, nil
 		}
+		if win != nil && win.reached(m) {
+			return nil, nil
+		}
 	}
 	return nil, nil
+}
+
+// window is what --from -N and -e make of each partition's offsets when the command starts: the first
+// offset printed (the last N records) and the end to stop at.
+type window struct {
+	first   map[int32]int64 // partition: the first offset printed
+	end     map[int32]int64 // partition: its end when the command started; nil without -e
+	pending int             // the partitions whose end has not been reached (with -e)
+}
+
+// newWindow makes the window of parts (only partition only, unless it is -1): the last last records
+// (0: all) and, with atEnd, the ends to stop at.
+func newWindow(parts []wire.PartitionInfo, only int32, last int64, atEnd bool) *window {
+	w := &window{first: map[int32]int64{}}
+	if atEnd {
+		w.end = map[int32]int64{}
+	}
+	for _, p := range parts {
+		if only >= 0 && p.Partition != only {
+			continue
+		}
+		first := p.StartOffset
+		if last > 0 {
+			first = max(p.StartOffset, p.EndOffset-last)
+		}
+		w.first[p.Partition] = first
+		if atEnd && first < p.EndOffset {
+			w.end[p.Partition] = p.EndOffset
+			w.pending++
+		}
+	}
+	return w
+}
+
+// lowest is the smallest first offset: where the subscription starts (records below a partition's
+// own first are skipped).
+func (w *window) lowest() int64 {
+	low := int64(-1)
+	for _, o := range w.first {
+		if low < 0 || o < low {
+			low = o
+		}
+	}
+	return max(low, 0)
+}
+
+func (w *window) done() bool { return w.end != nil && w.pending == 0 }
+
+// skip reports whether m is before its partition's first offset, or past the end with -e.
+func (w *window) skip(m *client.Message) bool {
+	if m.Offset < w.first[m.Partition] {
+		return true
+	}
+	if w.end != nil {
+		end, ok := w.end[m.Partition]
+		return !ok || m.Offset >= end
+	}
+	return false
+}
+
+// reached notes that m was printed and reports whether every partition has reached its end (-e).
+func (w *window) reached(m *client.Message) bool {
+	if w.end == nil {
+		return false
+	}
+	if end, ok := w.end[m.Partition]; ok && m.Offset+1 >= end {
+		delete(w.end, m.Partition)
+		w.pending--
+	}
+	return w.pending == 0
 }
 
 // recordWriter formats consumed records.
@@ -173,6 +289,7 @@ type recordWriter struct {
 	enc      *json.Encoder
 	delim    []byte
 	keyField bool
+	tmpl     []fmtPiece // --format with a template; nil for raw and json
 }
 
 // jsonRecord is one line of --format json. Key, value and header values are strings when they are
@@ -197,6 +314,9 @@ type jsonHeader struct {
 }
 
 func (w *recordWriter) write(m *client.Message) error {
+	if w.tmpl != nil {
+		return writeTemplate(w.out, w.tmpl, m)
+	}
 	if !w.json {
 		if w.keyField {
 			w.out.Write(m.Key)
@@ -244,11 +364,13 @@ func jsonBytes(b []byte) (*string, bool) {
 type startFlag struct {
 	text string
 	opt  client.ConsumerOption
+	last int64 // --from -N: N
 }
 
 func (s *startFlag) String() string { return s.text }
 
 func (s *startFlag) Set(v string) error {
+	s.last = 0
 	switch v {
 	case "earliest":
 		s.opt = client.WithStartEarliest()
@@ -257,14 +379,15 @@ func (s *startFlag) Set(v string) error {
 	default:
 		if off, err := strconv.ParseInt(v, 10, 64); err == nil {
 			if off < 0 {
-				return errors.New("negative offset")
+				s.opt, s.last = nil, -off // the last -off records: set up once the ends are known
+				break
 			}
-			s.opt = client.WithStartOffset(off)
+			s.opt, s.last = client.WithStartOffset(off), 0
 			break
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return errors.New("want earliest, latest, an offset or an RFC 3339 time such as 2024-05-01T12:00:00Z")
+			return errors.New("want earliest, latest, an offset, -N, or an RFC 3339 time such as 2024-05-01T12:00:00Z")
 		}
 		s.opt = client.WithStartTime(t)
 	}

@@ -80,7 +80,7 @@ func TestRoundTripBinary(t *testing.T) {
 		in.Write(delim)
 	}
 	path := writeFile(t, "records.bin", in.Bytes())
-	for _, codec := range []string{"none", "gzip", "snappy", "zstd"} {
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
 		t.Run(codec, func(t *testing.T) {
 			topic := "bin-" + codec
 			ok(t, addr, nil, "topic", "create", topic, "--partitions", "1")

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluicemq/sluice/internal/units"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -24,10 +25,22 @@ type globals struct {
 	token   string
 	timeout time.Duration
 	verbose bool
+
+	// TLS: tls asks for it; tlsCA, tlsCert and tlsKey are PEM files (any of them implies tls).
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
+
+	// user, passwordFile and mechanism authenticate as a user of the broker's users file (SCRAM or
+	// PLAIN) instead of with a token; the password comes from passwordFile or SLUICE_PASSWORD.
+	user         string
+	passwordFile string
+	mechanism    string
 }
 
 // globalNames are the names register defines, so usage lists them apart.
-var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true}
+var globalNames = map[string]bool{"addr": true, "token": true, "timeout": true, "verbose": true,
+	"tls": true, "tls-ca": true, "tls-cert": true, "tls-key": true,
+	"user": true, "password-file": true, "mechanism": true}
 
 func (g *globals) register(fs *flag.FlagSet) {
 	addr := os.Getenv("SLUICE_ADDR")
@@ -36,8 +49,15 @@ func (g *globals) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&g.addr, "addr", addr, "the broker's `address`, host:port (env SLUICE_ADDR)")
 	fs.StringVar(&g.token, "token", os.Getenv("SLUICE_TOKEN"), "authentication `token` (env SLUICE_TOKEN)")
+	fs.StringVar(&g.user, "user", os.Getenv("SLUICE_USER"), "authenticate as `name`, a user of the broker's users file (env SLUICE_USER; the password from --password-file or env SLUICE_PASSWORD)")
+	fs.StringVar(&g.passwordFile, "password-file", os.Getenv("SLUICE_PASSWORD_FILE"), "`file` whose first line is the password of --user (env SLUICE_PASSWORD_FILE); for user add, the new password")
+	fs.StringVar(&g.mechanism, "mechanism", "SCRAM-SHA-256", "how --user authenticates: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")
 	fs.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on connecting and on each request")
 	fs.BoolVar(&g.verbose, "verbose", false, "log the client's activity to stderr")
+	fs.BoolVar(&g.tls, "tls", false, "connect with TLS (to the broker's --tls-listen port), verifying it with the system's CAs")
+	fs.StringVar(&g.tlsCA, "tls-ca", os.Getenv("SLUICE_TLS_CA"), "verify the broker with the CA certificates in PEM `file` (implies --tls; env SLUICE_TLS_CA)")
+	fs.StringVar(&g.tlsCert, "tls-cert", "", "present the client certificate in PEM `file` (implies --tls; with --tls-key)")
+	fs.StringVar(&g.tlsKey, "tls-key", "", "the private key in PEM `file` for --tls-cert")
 }
 
 // cmdFlags is one command's flag set, its own flags and the global ones, with the text --help prints.
@@ -137,7 +157,11 @@ func printFlags(w io.Writer, fs *flag.FlagSet, keep func(string) bool) {
 		if d := fl.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && !strings.Contains(usage, "(default") {
 			usage += fmt.Sprintf(" (default %s)", d)
 		}
-		fmt.Fprintf(tw, "  --%s%s\t%s\n", fl.Name, arg, usage)
+		dash := "--"
+		if len(fl.Name) == 1 {
+			dash = "-" // -e, as kcat spells it
+		}
+		fmt.Fprintf(tw, "  %s%s%s\t%s\n", dash, fl.Name, arg, usage)
 	})
 	tw.Flush()
 }
@@ -179,36 +203,8 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
-var byteUnits = []struct {
-	suffix string
-	mult   float64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"k", 1 << 10}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
-	{"B", 1},
-}
-
-func parseBytes(s string) (int64, error) {
-	num, mult := strings.TrimSpace(s), 1.0
-	for _, u := range byteUnits {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
-	}
-	if n, err := strconv.ParseInt(num, 10, 64); err == nil && mult == 1 {
-		if n < 0 {
-			return 0, errors.New("negative size")
-		}
-		return n, nil
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*mult >= 1<<63 {
-		return 0, fmt.Errorf("not a size: %q", s)
-	}
-	return int64(f * mult), nil
-}
+// parseBytes reads a size with the units sluiced also takes (internal/units).
+func parseBytes(s string) (int64, error) { return units.ParseBytes(s) }
 
 // ageFlag is a retention age flag that also takes days: "7d", "36h", "90m". It is range-checked as
 // it is parsed: 0 (the broker's default) or 1ms..about 292 years (wire.MaxRetentionMs), so the

@@ -3,9 +3,11 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -17,6 +19,79 @@ func init() {
 	register(command{name: "group list", summary: "list the consumer groups", run: runGroupList})
 	register(command{name: "group describe", summary: "show a group's members, offsets and lag", run: runGroupDescribe})
 	register(command{name: "group delete", summary: "delete a consumer group without members", run: runGroupDelete})
+	register(command{name: "group seek", summary: "move a group's committed offset on a topic to an offset", run: runGroupSeek})
+	register(command{name: "group reset", summary: "move a group's committed offsets on a topic to the start or end", run: runGroupReset})
+}
+
+func runGroupSeek(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("group seek", "GROUP TOPIC OFFSET",
+		"Set GROUP's committed offset (the next offset it reads) on TOPIC to OFFSET, on every\n"+
+			"partition or on --partition P only. OFFSET is clamped to each partition's retained\n"+
+			"records. The group must have no members: stop its consumers first (members would keep\n"+
+			"their own positions and commit over it).", stdout, stderr)
+	partition := f.Int("partition", -1, "move partition `P` only (default: all)")
+	return f.call(ctx, args, 3, 3, func(rctx context.Context, c *client.Client, ops []string) error {
+		off, err := strconv.ParseInt(ops[2], 10, 64)
+		if err != nil || off < 0 {
+			return f.usageError("OFFSET %q is not an offset", ops[2])
+		}
+		return moveGroup(rctx, c, stdout, ops[0], ops[1], int32(*partition), func(p wire.PartitionInfo) int64 {
+			return min(max(off, p.StartOffset), p.EndOffset)
+		})
+	})
+}
+
+func runGroupReset(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("group reset", "GROUP TOPIC",
+		"Set GROUP's committed offsets on TOPIC to each partition's oldest retained record (--to\n"+
+			"earliest, the default: the group reads everything again) or to its end (--to latest: the\n"+
+			"group skips what is there). The group must have no members.", stdout, stderr)
+	to := f.String("to", "earliest", "`WHERE`: earliest or latest")
+	partition := f.Int("partition", -1, "move partition `P` only (default: all)")
+	return f.call(ctx, args, 2, 2, func(rctx context.Context, c *client.Client, ops []string) error {
+		var pick func(wire.PartitionInfo) int64
+		switch *to {
+		case "earliest":
+			pick = func(p wire.PartitionInfo) int64 { return p.StartOffset }
+		case "latest":
+			pick = func(p wire.PartitionInfo) int64 { return p.EndOffset }
+		default:
+			return f.usageError("--to %q: want earliest or latest", *to)
+		}
+		return moveGroup(rctx, c, stdout, ops[0], ops[1], int32(*partition), pick)
+	})
+}
+
+// moveGroup commits group's offset on each partition of topic (or only) at pick's offset, after
+// checking that the group has no members, and prints one line a partition.
+func moveGroup(ctx context.Context, c *client.Client, stdout io.Writer, group, topic string, only int32, pick func(wire.PartitionInfo) int64) error {
+	gi, err := c.DescribeGroup(ctx, group)
+	if err != nil && !errors.Is(err, wire.CodeUnknownGroup) {
+		return err
+	}
+	if n := len(gi.Members); n > 0 {
+		return fmt.Errorf("group %s has %d %s: stop its consumers first", group, n, plural(n, "member"))
+	}
+	info, err := c.DescribeTopic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, p := range info.Partitions {
+		if only >= 0 && p.Partition != only {
+			continue
+		}
+		found = true
+		off := pick(p)
+		if err := c.CommitOffset(ctx, group, topic, p.Partition, off); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "group %s: %s partition %d now at offset %d\n", group, topic, p.Partition, off)
+	}
+	if !found {
+		return fmt.Errorf("topic %s has no partition %d", topic, only)
+	}
+	return nil
 }
 
 func runGroupDelete(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -89,6 +90,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	g.register(fs)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printMainUsage(stdout, fs)
@@ -99,6 +101,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	rest := fs.Args()
+	if *showVersion {
+		printVersion(stdout)
+		return exitOK
+	}
 	if len(rest) == 0 {
 		printMainUsage(stderr, fs)
 		return exitUsage
@@ -112,7 +118,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	// Global flags given before the command go to the command ahead of its own arguments.
 	var global []string
-	fs.Visit(func(f *flag.Flag) { global = append(global, "--"+f.Name+"="+f.Value.String()) })
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "version" {
+			global = append(global, "--"+f.Name+"="+f.Value.String())
+		}
+	})
 
 	for n := min(len(rest), 2); n >= 1; n-- {
 		c := commands[strings.Join(rest[:n], " ")]
@@ -139,14 +149,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			printGroupUsage(stdout, rest[0], subs)
 			return exitOK
 		case len(rest) > 1:
-			fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", rest[0]+" "+rest[1])
+			fmt.Fprintf(stderr, "sluice: unknown command %q\n%s\n", rest[0]+" "+rest[1], didYouMean(rest[0]+" "+rest[1]))
 		default:
 			fmt.Fprintf(stderr, "sluice: %s needs a command\n\n", rest[0])
 		}
 		printGroupUsage(stderr, rest[0], subs)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", rest[0])
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n%s\n", rest[0], didYouMean(rest[0]))
 	printMainUsage(stderr, fs)
 	return exitUsage
 }
@@ -198,4 +208,56 @@ func printGroupUsage(w io.Writer, group string, subs []*command) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nRun 'sluice %s COMMAND --help' for a command's flags.\n", group)
+}
+
+// didYouMean suggests the command names closest to name: within two edits (one for names of up to
+// four letters), or of which name is a prefix. It returns "" or "Did you mean ...?\n".
+func didYouMean(name string) string {
+	var names []string
+	seen := map[string]bool{}
+	for full := range commands {
+		for _, n := range []string{full, strings.Fields(full)[0]} {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	names = append(names, "help")
+	slices.Sort(names)
+	var close []string
+	for _, n := range names {
+		limit := 2
+		if len(name) <= 4 {
+			limit = 1
+		}
+		if strings.Count(n, " ") == strings.Count(name, " ") && (editDistance(name, n) <= limit || strings.HasPrefix(n, name)) {
+			close = append(close, strconv.Quote("sluice "+n))
+		}
+	}
+	if len(close) == 0 || len(close) > 4 {
+		return ""
+	}
+	return "Did you mean " + strings.Join(close, " or ") + "?\n"
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"time"
 
+	"github.com/sluicemq/sluice/internal/buildinfo"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -55,47 +55,17 @@ func runPing(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	return nil
 }
 
-// version is the release, set at build time with -ldflags "-X main.version=v1.2.3"; otherwise the
-// module version or VCS revision recorded in the binary is shown.
-var version = ""
-
 func runVersion(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("version", "", "Print the version of this command, the protocol version it speaks and its Go version.", stdout, stderr)
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "sluice %s (protocol %d, %s %s/%s)\n", buildVersion(), wire.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	printVersion(stdout)
 	return nil
 }
 
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "-dirty"
-			}
-		}
-	}
-	if (v == "" || v == "(devel)") && rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		return rev + dirty
-	}
-	if v == "" {
-		return "(devel)"
-	}
-	return v
+// printVersion writes the line of sluice version and sluice --version. The version is make build's
+// VERSION, else what the Go toolchain recorded (internal/buildinfo).
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "sluice %s (protocol %d, %s %s/%s)\n", buildinfo.Version(), wire.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -46,7 +46,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	durability := durabilityFlag(wire.DurabilityWritten)
 	f.Var(&durability, "durability", "`LEVEL` at which a record counts as sent: none, written (in the broker's log) or fsync (on disk)")
 	codec := codecFlag(wire.CodecNone)
-	f.Var(&codec, "compression", "batch compression `CODEC`: none, gzip, snappy or zstd")
+	f.Var(&codec, "compression", "batch compression `CODEC`: none, gzip, snappy, lz4 or zstd")
 	var batchBytes byteSize
 	f.Var(&batchBytes, "batch-bytes", "largest batch `B` sent, uncompressed, e.g. 256KiB (default 1MiB; never above the broker's limit)")
 	quiet := f.Bool("quiet", false, "print no summary")
@@ -334,8 +334,8 @@ func (c *codecFlag) String() string { return wire.Codec(*c).String() }
 
 func (c *codecFlag) Set(s string) error {
 	v, err := wire.ParseCodec(s)
-	if err != nil || v == wire.CodecLZ4 {
-		return errors.New("want none, gzip, snappy or zstd")
+	if err != nil {
+		return errors.New("want none, gzip, snappy, lz4 or zstd")
 	}
 	*c = codecFlag(v)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ type broker struct {
 	metrics string
 	data    string
 	args    []string
+	bin     string // the sluiced binary; empty: sluicedBinary's
 	logs    *strings.Builder
 	mu      sync.Mutex
 	exited  chan error
@@ -85,8 +87,13 @@ func startBroker(t *testing.T, data string, extra ...string) *broker {
 
 func (b *broker) start() {
 	b.t.Helper()
-	args := append([]string{"--data", b.data, "--listen", b.addr, "--metrics", b.metrics, "--log-level", "warn"}, b.args...)
-	b.cmd = exec.Command(sluicedBinary(b.t), args...)
+	args := append([]string{"--data", b.data, "--listen", b.addr, "--metrics", b.metrics, "--log-level", "warn",
+		"--kafka-listen", ""}, b.args...) // the Kafka face off: its default port would be shared by every broker started
+	bin := b.bin
+	if bin == "" {
+		bin = sluicedBinary(b.t)
+	}
+	b.cmd = exec.Command(bin, args...)
 	b.logs = &strings.Builder{}
 	stderr, _ := b.cmd.StderrPipe()
 	if err := b.cmd.Start(); err != nil {
@@ -160,16 +167,21 @@ func (b *broker) metric(t *testing.T, name, labels string) int64 {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	series := name
-	if labels != "" {
-		series += "{" + labels + "}"
+	if labels != "" { // the exposition sorts labels by name
+		l := strings.Split(labels, ",")
+		sort.Strings(l)
+		series += "{" + strings.Join(l, ",") + "}"
 	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)$`)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
 	m := re.FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("metric %s{%s} not found in\n%s", name, labels, body)
 	}
-	v, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return v
+	v, err := strconv.ParseFloat(string(m[1]), 64) // 1e+06 for a million
+	if err != nil {
+		t.Fatalf("metric %s{%s}: %v", name, labels, err)
+	}
+	return int64(v)
 }
 
 func dialBroker(t *testing.T, b *broker) *client.Client {

@@ -8,27 +8,37 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
+
+	"github.com/peterbourgon/ff/v3"
 
 	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/engine/httpapi"
+	"github.com/sluicemq/sluice/engine/kafka"
 	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/internal/buildinfo"
+	"github.com/sluicemq/sluice/internal/units"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -53,14 +63,22 @@ type config struct {
 	MaxConns       int
 	IdleTimeout    time.Duration
 	Tokens         []string // "token=principal"
+	TokenFile      string   // --token-file: more "token=principal" lines, reread on SIGHUP
+	Users          string   // --users: the users file (SCRAM and PLAIN), empty for none
 	ACL            []string // "principal:actions:[topic:|group:]pattern"
+	ACLFile        string   // --acl-file: more rules, one a line, reread on SIGHUP
 	LogLevel       string
+	LogFile        string // --log-file: empty for stderr; reopened on SIGHUP
 	LogJSON        bool
 	Pprof          bool
 	Durability     string
 	TLSListen      string
 	TLSCert        string
 	TLSKey         string
+	// KafkaListen and KafkaTLSListen are the Kafka-protocol listeners' addresses (engine/kafka);
+	// an empty KafkaListen turns the Kafka face off.
+	KafkaListen    string
+	KafkaTLSListen string
 
 	// Limits on connections that have not completed their handshake.
 	HandshakeTimeout time.Duration
@@ -72,6 +90,9 @@ type config struct {
 	MaxSubsPerPrincipal int
 	MaxOutboundTotal    int
 	InboxGrace          time.Duration
+
+	// HTTPListen is the HTTP API and web console's address (engine/httpapi); empty: off.
+	HTTPListen string
 }
 
 type listFlag []string
@@ -86,65 +107,134 @@ func main() {
 	}
 }
 
-// parseConfig reads the flags in args and the JSON config file they name. Every size and duration
-// is range-checked as it is parsed, from the command line or the file alike (rangeFlag,
-// durationFlag). help is true when --help was asked for (the usage is printed).
+// parseConfig reads the settings: flags in args first, then environment variables named SLUICE_ and
+// the flag's name in upper case with '_' for '-' (SLUICE_RETENTION_AGE=7d), then the JSON config
+// file --config names, whose keys are the flag names (github.com/peterbourgon/ff/v3 layers them).
+// Every size and duration is range-checked as it is parsed, wherever it comes from (rangeFlag,
+// sizeFlag, durationFlag). help is true when --help or --version was asked for (and printed on
+// stdout).
 func parseConfig(args []string) (cfg config, help bool, err error) {
-	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info"}
+	return parseConfigTo(args, os.Stdout)
+}
+
+func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err error) {
+	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info", KafkaListen: "127.0.0.1:9092"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
-	configPath := fs.String("config", "", "JSON config file; flags given on the command line override it")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "client listen address")
-	fs.StringVar(&cfg.Metrics, "metrics", "", "Prometheus metrics listen address (empty: off)")
+	fs.SetOutput(io.Discard) // errors are returned; --help prints the usage itself
+	configPath := fs.String("config", "", "JSON config `file` whose keys are the flag names; flags and SLUICE_* environment variables override it")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "client listen `address`")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "HTTP `address` for /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "", "HTTP API and web console listen `address` (empty: off; docs/http.md)")
 	const unbounded = math.MaxInt64
-	fs.Var(rangeFlag[int]{&cfg.Loops, 0, 1024}, "loops", "event loops, 0..1024 (default: one per core)")
-	fs.Var(rangeFlag[int]{&cfg.Partitions, 1, maxPartitions}, "partitions", "partitions of a topic created without a count, 1..4096")
+	fs.Var(rangeFlag[int]{&cfg.Loops, 0, 1024}, "loops", "`N` event loops, 0..1024 (default: one per core)")
+	fs.Var(rangeFlag[int]{&cfg.Partitions, 1, maxPartitions}, "partitions", "`N` partitions of a topic created without a count, 1..4096")
 	fs.BoolVar(&cfg.AutoCreate, "auto-create", cfg.AutoCreate, "create a topic on its first produce (off by default; under ACLs it needs admin on the name)")
-	fs.Var(rangeFlag[int64]{&cfg.SegmentBytes, 0, disk.MaxSegmentBytes}, "segment-bytes", "segment file size, at most 1 GiB (default 64 MiB)")
-	fs.Var(rangeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition in bytes (0: keep all)")
-	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age, 1ms..about 292 years (0: keep all)")
-	fs.DurationVar(&cfg.GroupRetention, "offsets-retention", 0, "drop a group without members this long after its last commit (default 168h; negative: never)")
-	fs.Var(durationFlag{&cfg.GroupRevoke, -time.Hour, time.Hour}, "group-revoke-timeout", "how long a rebalanced partition waits for its old member to hand it back, -1h..1h (default 5s; negative: at once)")
-	fs.Var(rangeFlag[int]{&cfg.QueueTracked, 0, math.MaxInt32}, "queue-max-tracked", "unsettled records one work-queue partition tracks (default 100000)")
-	fs.Var(rangeFlag[int]{&cfg.QueueAckLimit, 0, math.MaxInt32}, "queue-max-ack-pending", "the most unsettled records a work-queue member may hold, whatever it asks (default 10000)")
-	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval, at most 1h (default: the storage default)")
-	fs.Var(rangeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit byte threshold (default: the storage default)")
-	fs.Var(rangeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, at most 1 GiB (default 1 MiB)")
-	fs.Var(rangeFlag[int]{&cfg.MaxFrame, 0, math.MaxInt32}, "max-frame", "largest frame accepted (default 16 MiB)")
-	fs.Var(rangeFlag[int]{&cfg.MaxConns, 0, math.MaxInt32}, "max-connections", "connection limit (default 10000)")
-	fs.Var(durationFlag{&cfg.IdleTimeout, 0, disk.MaxRetentionAge}, "idle-timeout", "close connections silent for this long (default 2m)")
-	fs.Var(durationFlag{&cfg.HandshakeTimeout, 0, time.Hour}, "handshake-timeout", "close connections that have not completed hello (and auth) within this long, at most 1h (default 10s)")
-	fs.Var(rangeFlag[int]{&cfg.MaxUnauth, 0, math.MaxInt32}, "max-unauthenticated", "limit on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
-	fs.Var(rangeFlag[int]{&cfg.MaxUnauthPerAddr, 0, math.MaxInt32}, "max-unauthenticated-per-addr", "limit on unauthenticated connections from one IP address (default 64)")
-	fs.Var(rangeFlag[int]{&cfg.MaxPreAuthFrame, 0, math.MaxInt32}, "max-preauth-frame", "largest frame accepted before the handshake completes (default 64 KiB)")
-	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerConn, 0, math.MaxInt32}, "max-subscriptions-per-connection", "subscriptions one connection may hold (default 1000)")
-	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerPrincipal, 0, math.MaxInt32}, "max-subscriptions-per-principal", "subscriptions one authenticated principal may hold (default 10000)")
-	fs.Var(rangeFlag[int]{&cfg.MaxOutboundTotal, 0, math.MaxInt32}, "max-outbound-total", "bytes held unsent for all connections together (default 32 MiB)")
-	fs.Var(durationFlag{&cfg.InboxGrace, 0, time.Hour}, "inbox-grace", "how long a reply inbox outlives its owner's connection, at most 1h (default 10s)")
+	fs.Var(sizeFlag[int64]{&cfg.SegmentBytes, 0, disk.MaxSegmentBytes}, "segment-bytes", "segment file `size` (64MiB, 1GiB), at most 1 GiB (default 64 MiB)")
+	fs.Var(sizeFlag[int64]{&cfg.RetentionBytes, 0, unbounded}, "retention-bytes", "default retention per partition, a `size` (0: keep all)")
+	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age `D` (7d, 36h), 1ms..about 292 years (0: keep all)")
+	fs.Var(durationFlag{&cfg.GroupRetention, math.MinInt64, math.MaxInt64}, "offsets-retention", "drop a group without members `D` after its last commit (default 168h; negative: never)")
+	fs.Var(durationFlag{&cfg.GroupRevoke, -time.Hour, time.Hour}, "group-revoke-timeout", "how long (`D`) a rebalanced partition waits for its old member to hand it back, -1h..1h (default 5s; negative: at once)")
+	fs.Var(rangeFlag[int]{&cfg.QueueTracked, 0, math.MaxInt32}, "queue-max-tracked", "`N` unsettled records one work-queue partition tracks (default 100000)")
+	fs.Var(rangeFlag[int]{&cfg.QueueAckLimit, 0, math.MaxInt32}, "queue-max-ack-pending", "`N`: the most unsettled records a work-queue member may hold, whatever it asks (default 10000)")
+	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval `D`, at most 1h (default: the storage default)")
+	fs.Var(sizeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit threshold, a `size` (default: the storage default)")
+	fs.Var(sizeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, a `size` of at most 1 GiB (default 1 MiB)")
+	fs.Var(sizeFlag[int]{&cfg.MaxFrame, 0, math.MaxInt32}, "max-frame", "largest frame accepted, a `size` (default 16 MiB)")
+	fs.Var(rangeFlag[int]{&cfg.MaxConns, 0, math.MaxInt32}, "max-connections", "connection limit `N` (default 10000)")
+	fs.Var(durationFlag{&cfg.IdleTimeout, 0, disk.MaxRetentionAge}, "idle-timeout", "close connections silent for `D` (default 2m)")
+	fs.Var(durationFlag{&cfg.HandshakeTimeout, 0, time.Hour}, "handshake-timeout", "close connections that have not completed hello (and auth) within `D`, at most 1h (default 10s)")
+	fs.Var(rangeFlag[int]{&cfg.MaxUnauth, 0, math.MaxInt32}, "max-unauthenticated", "limit `N` on connections that have not completed their handshake; the oldest is closed for a newcomer (default max-connections/2, at most 1024)")
+	fs.Var(rangeFlag[int]{&cfg.MaxUnauthPerAddr, 0, math.MaxInt32}, "max-unauthenticated-per-addr", "limit `N` on unauthenticated connections from one IP address (default 64)")
+	fs.Var(sizeFlag[int]{&cfg.MaxPreAuthFrame, 0, math.MaxInt32}, "max-preauth-frame", "largest frame accepted before the handshake completes, a `size` (default 64 KiB)")
+	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerConn, 0, math.MaxInt32}, "max-subscriptions-per-connection", "`N` subscriptions one connection may hold (default 1000)")
+	fs.Var(rangeFlag[int]{&cfg.MaxSubsPerPrincipal, 0, math.MaxInt32}, "max-subscriptions-per-principal", "`N` subscriptions one authenticated principal may hold (default 10000)")
+	fs.Var(sizeFlag[int]{&cfg.MaxOutboundTotal, 0, math.MaxInt32}, "max-outbound-total", "bytes held unsent for all connections together, a `size` (default 32 MiB)")
+	fs.Var(durationFlag{&cfg.InboxGrace, 0, time.Hour}, "inbox-grace", "how long (`D`) a reply inbox outlives its owner's connection, at most 1h (default 10s)")
 	var tokens, acl listFlag
-	fs.Var(&tokens, "token", "token=principal; repeatable; any token turns authentication on")
-	fs.Var(&acl, "acl", "principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
-	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.Var(&tokens, "token", "`token=principal`; repeatable; any token turns authentication on")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", "read token=principal lines from `file` (# comments; reread on SIGHUP); any token turns authentication on")
+	fs.Var(&acl, "acl", "`rule` principal:produce,consume,admin|all:topic-pattern or principal:consume:group:group-pattern; repeatable; any rule turns ACLs on (docs/security.md)")
+	fs.StringVar(&cfg.Users, "users", "", "users `file` of SCRAM verifiers, managed with 'sluice user'; any user turns authentication on (docs/security.md)")
+	fs.StringVar(&cfg.ACLFile, "acl-file", "", "read ACL rules from `file`, one a line (# comments; reread on SIGHUP)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
+	fs.StringVar(&cfg.LogFile, "log-file", "", "append logs to `file` instead of stderr (reopened on SIGHUP, for log rotation)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
-	fs.StringVar(&cfg.Durability, "durability", "none", "least durability of every produce: none (as each asks), written or fsync")
-	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen address, used with --tls-cert and --tls-key")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file: turns the TLS listener on")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, true, nil
-		}
-		return cfg, false, err
-	}
-	if *configPath != "" {
-		if err := loadConfig(*configPath, fs); err != nil {
-			return cfg, false, err
-		}
+	fs.StringVar(&cfg.Durability, "durability", "none", "least `durability` of every produce: none (as each asks), written or fsync")
+	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen `address`, used with --tls-cert and --tls-key")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file`: turns the TLS listener on")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
+	fs.StringVar(&cfg.KafkaListen, "kafka-listen", cfg.KafkaListen, "Kafka-protocol listen `address` (empty: off; docs/kafka.md)")
+	fs.StringVar(&cfg.KafkaTLSListen, "kafka-tls-listen", "127.0.0.1:9093", "Kafka-protocol TLS listen `address`, used with --tls-cert and --tls-key")
+	err = ff.Parse(fs, args,
+		ff.WithEnvVarPrefix("SLUICE"),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(configFileParser(fs, configPath)))
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout, fs)
+		return cfg, true, nil
+	case err != nil:
+		return cfg, false, errors.New(strings.TrimPrefix(err.Error(), "error parsing commandline arguments: "))
+	case *showVersion:
+		fmt.Fprintf(stdout, "sluiced %s (protocol %d, %s %s/%s)\n", buildinfo.Version(), wire.ProtocolVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return cfg, true, nil
+	case fs.NArg() > 0:
+		return cfg, false, fmt.Errorf("unexpected argument %q (settings are flags: sluiced --help)", fs.Arg(0))
 	}
 	cfg.Tokens = append(cfg.Tokens, tokens...)
 	cfg.ACL = append(cfg.ACL, acl...)
 	return cfg, false, nil
+}
+
+// configFileParser reads the JSON config file with ff's parser, refusing a key that names no flag
+// (and "config" itself) with the file's name, and reading a plural key as its flag ("tokens" as
+// "token").
+func configFileParser(fs *flag.FlagSet, path *string) ff.ConfigFileParser {
+	return func(r io.Reader, set func(name, value string) error) error {
+		err := ff.JSONParser(r, func(name, value string) error {
+			key := name
+			if fs.Lookup(name) == nil && fs.Lookup(strings.TrimSuffix(name, "s")) != nil {
+				name = strings.TrimSuffix(name, "s")
+			}
+			if fs.Lookup(name) == nil || name == "config" {
+				return fmt.Errorf("unknown key %q", key)
+			}
+			if err := set(name, value); err != nil {
+				return fmt.Errorf("%s: %w", key, errors.Unwrap(err))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("config %s: %w", *path, errors.Unwrap(err))
+		}
+		return nil
+	}
+}
+
+// printUsage writes --help in the style of sluice's: a synopsis, then each flag with its value name,
+// its text and its default.
+func printUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, "Usage: sluiced [FLAGS]\n\n"+
+		"The Sluice broker. Every flag can also be set by an environment variable, SLUICE_ and its\n"+
+		"name in upper case with _ for - (SLUICE_RETENTION_AGE=7d), or by a key of the JSON --config\n"+
+		"file; the command line wins over the environment, which wins over the file. Sizes take\n"+
+		"units (64MiB, 1GiB, 500KB) and durations days (7d). SIGHUP rereads --token-file and\n"+
+		"--acl-file and reopens --log-file; SIGTERM and SIGINT shut down gracefully.\n\nFlags:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fs.VisitAll(func(fl *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(fl)
+		if arg != "" {
+			arg = " " + arg
+		}
+		if d := fl.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && !strings.Contains(usage, "(default") {
+			usage += fmt.Sprintf(" (default %s)", d)
+		}
+		fmt.Fprintf(tw, "  --%s%s\t%s\n", fl.Name, arg, usage)
+	})
+	tw.Flush()
 }
 
 // maxPartitions is the engine's limit on a topic's partitions.
@@ -175,7 +265,28 @@ func (f rangeFlag[T]) Set(s string) error {
 	return nil
 }
 
-// durationFlag is a duration flag that accepts 0 or lo..hi.
+// sizeFlag is a size flag in bytes that accepts only lo..hi: an integer (decimal, or 0x hex) or a
+// number with a unit, as sluice takes them (64MiB, 1GiB, 500KB; internal/units).
+type sizeFlag[T int | int64] rangeFlag[T]
+
+func (f sizeFlag[T]) String() string { return rangeFlag[T](f).String() }
+
+func (f sizeFlag[T]) Set(s string) error {
+	if _, err := strconv.ParseInt(s, 0, 64); err == nil {
+		return rangeFlag[T](f).Set(s)
+	}
+	n, err := units.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n < f.lo || n > f.hi {
+		return fmt.Errorf("%s (%d bytes) outside %d..%d", s, n, f.lo, f.hi)
+	}
+	*f.p = T(n)
+	return nil
+}
+
+// durationFlag is a duration flag that accepts 0 or lo..hi, also in days ("7d").
 type durationFlag struct {
 	p      *time.Duration
 	lo, hi time.Duration
@@ -189,7 +300,7 @@ func (f durationFlag) String() string {
 }
 
 func (f durationFlag) Set(s string) error {
-	d, err := time.ParseDuration(s)
+	d, err := units.ParseDuration(s)
 	if err != nil {
 		return err // time: invalid duration, out of range included
 	}
@@ -206,11 +317,37 @@ func run(args []string) error {
 		return err
 	}
 
-	log, err := newLogger(cfg.LogLevel, cfg.LogJSON)
+	logOut := &logFile{path: cfg.LogFile}
+	if err := logOut.reopen(); err != nil {
+		return err
+	}
+	defer logOut.close()
+	log, err := newLogger(logOut, cfg.LogLevel, cfg.LogJSON)
 	if err != nil {
 		return err
 	}
 	slog.SetDefault(log)
+	log.Info("sluiced starting", "version", buildinfo.Version(), "go", runtime.Version(), "data", cfg.Data)
+
+	// The HTTP face comes up first, so /healthz answers and /readyz says "not ready" while the
+	// engine recovers its partitions.
+	health := &healthState{}
+	var metrics *http.Server
+	if cfg.Metrics != "" {
+		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, health, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = metrics.Shutdown(ctx)
+			cancel()
+		}()
+	}
+	tokens, rules, err := authSettings(cfg)
+	if err != nil {
+		return err
+	}
 
 	eng, err := engine.Open(engine.Options{
 		DataDir:                 cfg.Data,
@@ -251,27 +388,20 @@ func run(args []string) error {
 		sopts.TLSAddr = cfg.TLSListen
 		sopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if len(cfg.Tokens) > 0 {
-		sopts.Tokens = map[string]string{}
-		for _, t := range cfg.Tokens {
-			tok, principal, ok := strings.Cut(t, "=")
-			if !ok || tok == "" || principal == "" {
-				eng.Close()
-				return fmt.Errorf("token %q: want token=principal", t)
-			}
-			sopts.Tokens[tok] = principal
+	sopts.Tokens = tokens
+	if cfg.Users != "" {
+		users, err := auth.LoadUsers(cfg.Users)
+		if err != nil {
+			eng.Close()
+			return err
 		}
+		if auth.ReadableByOthers(cfg.Users) {
+			log.Warn("the users file is readable by group or others: chmod 600 it", "path", cfg.Users)
+		}
+		log.Info("users loaded", "path", cfg.Users, "users", users.Len())
+		sopts.Authenticator = &auth.Authenticator{Users: users} // --token fills its Tokens
 	}
-	if len(cfg.ACL) > 0 {
-		var rules server.Rules
-		for _, s := range cfg.ACL {
-			r, err := server.ParseRule(s)
-			if err != nil {
-				eng.Close()
-				return err
-			}
-			rules = append(rules, r)
-		}
+	if len(rules) > 0 { // a nil Rules in the interface would turn ACLs on with no rule
 		sopts.ACL = rules
 	}
 	srv, err := server.Start(sopts)
@@ -279,27 +409,59 @@ func run(args []string) error {
 		eng.Close()
 		return err
 	}
-	var metrics *http.Server
-	if cfg.Metrics != "" {
-		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, srv, log)
-		if err != nil {
+	// The Kafka face shares the native listener's tokens, users, ACL, TLS certificate and durability
+	// floor.
+	var ksrv *kafka.Server
+	if cfg.KafkaListen != "" {
+		authn := &auth.Authenticator{Tokens: sopts.Tokens}
+		if sopts.Authenticator != nil {
+			authn.Users = sopts.Authenticator.Users
+		}
+		kopts := kafka.Options{Addr: cfg.KafkaListen, Engine: eng, Loops: cfg.Loops, MaxFrame: cfg.MaxFrame,
+			MinDurability: minDurability, MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log,
+			Authenticator: authn}
+		if sopts.TLSConfig != nil {
+			kopts.TLSAddr, kopts.TLSConfig = cfg.KafkaTLSListen, sopts.TLSConfig
+		}
+		if ksrv, err = kafka.Start(kopts); err != nil {
 			srv.Close()
 			eng.Close()
 			return err
 		}
 	}
-	log.Info("sluiced ready", "listen", srv.Addr().String(), "data", cfg.Data, "metrics", cfg.Metrics)
+	closeListeners := func() error {
+		err := srv.Close()
+		if ksrv != nil {
+			err = errors.Join(ksrv.Close(), err)
+		}
+		return err
+	}
+	var httpAPI *httpAPIServer
+	if cfg.HTTPListen != "" {
+		httpAPI, err = serveHTTPAPI(cfg.HTTPListen, eng, sopts, srv, log)
+		if err != nil {
+			closeListeners()
+			eng.Close()
+			return err
+		}
+	}
+	health.setServer(srv, eng)
+	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	log.Info("shutting down", "signal", s.String())
-	if metrics != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = metrics.Shutdown(ctx)
-		cancel()
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for s := range sig {
+		if s != syscall.SIGHUP {
+			log.Info("shutting down", "signal", s.String())
+			break
+		}
+		reload(cfg, logOut, srv, log)
 	}
-	err = errors.Join(srv.Close(), eng.Close())
+	health.stopping.Store(true) // /readyz: not ready while draining
+	if httpAPI != nil {
+		httpAPI.shutdown()
+	}
+	err = errors.Join(closeListeners(), eng.Close())
 	if err != nil {
 		log.Error("shutdown", "err", err)
 		return err
@@ -308,81 +470,196 @@ func run(args []string) error {
 	return nil
 }
 
-// loadConfig applies a JSON config file whose keys are the flag names, each value parsed by its flag
-// exactly as on the command line ("retention-age": "168h", "partitions": 8, "token": ["t=alice"]).
-// Flags given on the command line win over the file.
-func loadConfig(path string, fs *flag.FlagSet) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var file map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &file); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for key, v := range file {
-		name := strings.TrimSuffix(key, "s") // "tokens" reads like "token"
-		if fs.Lookup(key) != nil {
-			name = key
-		}
-		if fs.Lookup(name) == nil || name == "config" {
-			return fmt.Errorf("config %s: unknown key %q", path, key)
-		}
-		if given[name] {
-			continue
-		}
-		var values []json.RawMessage
-		if err := json.Unmarshal(v, &values); err != nil {
-			values = []json.RawMessage{v} // a single value, not a list
-		}
-		for _, one := range values {
-			text := string(one)
-			var str string
-			if json.Unmarshal(one, &str) == nil {
-				text = str
-			}
-			if err := fs.Set(name, text); err != nil {
-				return fmt.Errorf("config %s: %s: %w", path, key, err)
-			}
-		}
-	}
-	return nil
-}
-
-func newLogger(level string, asJSON bool) (*slog.Logger, error) {
+func newLogger(w io.Writer, level string, asJSON bool) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	o := &slog.HandlerOptions{Level: l}
 	if asJSON {
-		return slog.New(slog.NewJSONHandler(os.Stderr, o)), nil
+		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
+	return slog.New(slog.NewTextHandler(w, o)), nil
 }
 
-func serveMetrics(addr string, withPprof bool, srv *server.Server, log *slog.Logger) (*http.Server, error) {
+// logFile is the log's destination: stderr, or --log-file, which reopen opens again (after a log
+// rotation moved it away) without losing a line: writers hold mu, so a line goes whole to the old
+// file or to the new one.
+type logFile struct {
+	path string // empty: stderr
+
+	mu sync.Mutex // guards f
+	f  *os.File   // the open --log-file; nil for stderr
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return os.Stderr.Write(p)
+	}
+	return l.f.Write(p)
+}
+
+// reopen opens path for appending (creating it, mode 0640) and closes the file it replaces. On an
+// error the old file stays in use.
+func (l *logFile) reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	if old != nil {
+		return old.Close()
+	}
+	return nil
+}
+
+func (l *logFile) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		_ = l.f.Close()
+		l.f = nil
+	}
+}
+
+// authSettings are the tokens (token -> principal) and ACL rules of --token, --token-file, --acl and
+// --acl-file; nil when none is given (authentication or ACLs off). A bad line is an error naming its
+// file and line, never the token itself.
+func authSettings(cfg config) (map[string]string, server.Rules, error) {
+	tokenLines := cfg.Tokens
+	if cfg.TokenFile != "" {
+		lines, err := readLines(cfg.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--token-file: %w", err)
+		}
+		tokenLines = append(append([]string(nil), tokenLines...), lines...)
+	}
+	var tokens map[string]string
+	for i, t := range tokenLines {
+		tok, principal, ok := strings.Cut(t, "=")
+		if !ok || tok == "" || principal == "" {
+			return nil, nil, fmt.Errorf("token %d of --token and --token-file: want token=principal", i+1)
+		}
+		if tokens == nil {
+			tokens = map[string]string{}
+		}
+		tokens[tok] = principal
+	}
+	aclLines := cfg.ACL
+	if cfg.ACLFile != "" {
+		lines, err := readLines(cfg.ACLFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--acl-file: %w", err)
+		}
+		aclLines = append(append([]string(nil), aclLines...), lines...)
+	}
+	var rules server.Rules
+	for _, s := range aclLines {
+		r, err := server.ParseRule(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		rules = append(rules, r)
+	}
+	return tokens, rules, nil
+}
+
+// readLines reads the non-blank lines of path that do not start with '#', trimmed.
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out, sc.Err()
+}
+
+// reload is SIGHUP: reopen the log file, then reread the token and ACL files and swap them into the
+// server (connections authenticate and are authorized with the new settings from their next
+// request on). A failure is logged and changes nothing: SIGHUP never stops the broker.
+func reload(cfg config, logOut *logFile, srv *server.Server, log *slog.Logger) {
+	if err := logOut.reopen(); err != nil {
+		log.Error("SIGHUP: log file not reopened", "err", err)
+	}
+	tokens, rules, err := authSettings(cfg)
+	if err != nil {
+		log.Error("SIGHUP: tokens and ACLs not reloaded, the previous ones stay", "err", err)
+		return
+	}
+	var acl server.ACL
+	if len(rules) > 0 {
+		acl = rules
+	}
+	if err := srv.SetAuth(tokens, acl); err != nil {
+		log.Error("SIGHUP: tokens and ACLs not reloaded, the previous ones stay", "err", err)
+		return
+	}
+	log.Info("SIGHUP: reloaded", "log_file", cfg.LogFile, "tokens", len(tokens), "acl_rules", len(rules))
+}
+
+// httpAPIServer is the HTTP API and console listener (--http-listen).
+type httpAPIServer struct {
+	hs *http.Server
+	h  *httpapi.Handler
+}
+
+// serveHTTPAPI serves engine/httpapi on addr with the native listener's tokens and users, ACL and
+// durability floor, and its connection counters for the console.
+func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *server.Server, log *slog.Logger) (*httpAPIServer, error) {
+	a := sopts.Authenticator // with --users; server.Start has folded the tokens into it
+	if a == nil {
+		a = &auth.Authenticator{Tokens: sopts.Tokens}
+	}
+	opts := httpapi.Options{Engine: eng, Auth: a, MinDurability: sopts.MinDurability, Logger: log,
+		Connections: func() map[string]int64 {
+			st := srv.Stats()
+			return map[string]int64{"open": st.Connections.Load(), "accepted": int64(st.Accepted.Load()),
+				"unauthenticated": st.Unauthenticated.Load(), "refused": int64(st.Refused.Load()), "protocol_errors": int64(st.ProtocolErrors.Load())}
+		}}
+	if sopts.ACL != nil {
+		opts.ACL = sopts.ACL
+	}
+	h, err := httpapi.New(opts)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		h.Close()
+		return nil, fmt.Errorf("http: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		srv.WriteMetrics(w)
-	})
-	if withPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// No ReadTimeout or WriteTimeout: either would end SSE streams (a read deadline passing cancels the
+	// request's context); the handler bounds each request body's read and each wait itself.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
+			log.Error("http server", "err", err)
 		}
 	}()
-	return hs, nil
+	return &httpAPIServer{hs: hs, h: h}, nil
+}
+
+// shutdown ends the handler's streams and sessions, then the server, within 2 s.
+func (s *httpAPIServer) shutdown() {
+	_ = s.h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.hs.Shutdown(ctx)
 }

@@ -60,7 +60,10 @@ func (a *Authenticator) Mechanisms() []string {
 
 // Conversation is one authentication exchange. Step takes the client's next message and returns
 // the server's answer; done reports the exchange is complete and Principal is set. A failed step
-// returns ErrFailed or ErrMalformed (possibly wrapped) and the conversation is over.
+// returns ErrFailed or ErrMalformed (possibly wrapped) and the conversation is over; its out may
+// then still hold a message for the client (SCRAM's server-final "e=invalid-proof"), which a face
+// may pass on. The error's text is for the broker's log: it may say more than the client is told
+// (never whether a user exists). A Conversation is used by one goroutine at a time.
 type Conversation interface {
 	Step(in []byte) (out []byte, done bool, err error)
 	Principal() string

@@ -15,13 +15,13 @@ import (
 // message is any frame body that encodes itself.
 type message interface{ Append([]byte) []byte }
 
-// appendMsg appends a whole frame carrying m.
-func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) ([]byte, error) {
+// appendMsg appends a whole frame carrying m (nil: an empty body).
+func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) []byte {
 	dst, start := wire.BeginFrame(dst, op, flags, corr)
 	if m != nil {
 		dst = m.Append(dst)
 	}
-	return wire.EndFrame(dst, start), nil
+	return wire.EndFrame(dst, start)
 }
 
 func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) []byte {
@@ -34,7 +34,7 @@ func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) [
 // replaced by an error answering f.
 func (ss *session) reply(f wire.Frame, m message) {
 	start := len(ss.out)
-	ss.out, _ = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
+	ss.out = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
 	if n := len(ss.out) - start; n > ss.peerMax {
 		ss.out = appendReplyTooLarge(ss.out[:start], f.Corr, n, ss.peerMax)
 	}
@@ -47,15 +47,12 @@ func appendReplyTooLarge(dst []byte, corr uint32, n, peerMax int) []byte {
 }
 
 // fail appends an error frame answering request f.
-func (ss *session) fail(f wire.Frame, err error) {
-	var pe *wire.ProtocolError
-	msg := ""
-	if errors.As(err, &pe) {
-		msg = pe.Message
-	} else if _, isCode := err.(wire.Code); !isCode {
-		msg = err.Error()
-	}
-	ss.out = wire.AppendError(ss.out, f.Corr, wire.CodeOf(err), msg)
+func (ss *session) fail(f wire.Frame, err error) { ss.out = appendError(ss.out, f.Corr, err) }
+
+// appendError appends an Error frame answering the request with correlation id corr: err's code
+// (wire.CodeOf) and message (errMessage).
+func appendError(dst []byte, corr uint32, err error) []byte {
+	return wire.AppendError(dst, corr, wire.CodeOf(err), errMessage(err))
 }
 
 // decode parses f's body into m; a body that does not parse is fatal for the connection. Off the
@@ -79,6 +76,7 @@ func (ss *session) handle(f wire.Frame) {
 		return
 	}
 	if !ss.authed && f.Op != wire.OpAuth && f.Op != wire.OpPing {
+		ss.srv.stats.AuthFailures.Add(1)
 		ss.fail(f, wire.CodeAuthFailed)
 		return
 	}
@@ -165,25 +163,84 @@ func (ss *session) hello(f wire.Frame) {
 		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
 }
 
+// authStepOffLoop runs a conversation step that is too slow for the loop. Tests replace it.
+var authStepOffLoop = func(c auth.Conversation, in []byte) ([]byte, bool, error) { return c.Step(in) }
+
+// auth serves one step of an authentication exchange (auth.Authenticator: token, PLAIN, SCRAM).
+// A step that needs an answer from the client is replied to with the server's message; the last
+// step sets the principal and is replied to with the server's final message (SCRAM's server
+// signature) or, when the mechanism has none, the principal's name. A failure, an unknown
+// mechanism, or a change of mechanism in the middle of an exchange is CodeAuthFailed, fatal.
 func (ss *session) auth(f wire.Frame) {
 	var m wire.Auth
 	if !ss.decode(f, &m) {
 		return
 	}
-	principal, ok := ss.srv.opts.Tokens[string(m.Payload)]
-	if m.Mechanism != "token" || !ok {
-		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism)
+	if ss.authConv != nil && m.Mechanism != ss.authMech {
+		ss.srv.stats.AuthFailures.Add(1)
+		ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" in the middle of a "+ss.authMech+" exchange")
 		return
 	}
+	if ss.authConv == nil {
+		conv, err := ss.srv.auth.Load().authn.Start(m.Mechanism)
+		if err != nil {
+			ss.srv.stats.AuthFailures.Add(1)
+			ss.fatal(wire.CodeAuthFailed, "mechanism "+m.Mechanism+" is not offered")
+			return
+		}
+		ss.authConv, ss.authMech = conv, m.Mechanism
+	}
+	var out []byte
+	var done bool
+	var err error
+	switch {
+	case ss.authDone != nil: // the parked frame served again: its step ran off the loop
+		out, done, err = ss.authDone.out, ss.authDone.done, ss.authDone.err
+		ss.authDone = nil
+	case m.Mechanism == auth.MechPlain:
+		// PLAIN against a user derives a key (PBKDF2, about a millisecond at 4096 iterations): off
+		// the loop, as park does for topic creation, so that a flood of attempts cannot stall the
+		// loop's other connections. The frame stays parked until the step is done.
+		conv, payload := ss.authConv, append([]byte(nil), m.Payload...) // f.Body is gnet's buffer
+		ss.parked = true
+		go func() {
+			out, done, err := authStepOffLoop(conv, payload)
+			ss.created.Store(&createResult{auth: &authStep{out: out, done: done, err: err}})
+			ss.wakeLoop()
+		}()
+		return
+	default: // token and SCRAM: a map lookup, a few HMACs
+		out, done, err = ss.authConv.Step(m.Payload)
+	}
+	if err != nil {
+		ss.authConv = nil
+		msg := "mechanism " + m.Mechanism
+		if len(out) > 0 {
+			msg += ": " + string(out) // SCRAM's server-final error, e.g. e=invalid-proof
+		}
+		ss.srv.log.Debug("authentication failed", "remote", ss.addr, "mechanism", m.Mechanism, "err", err)
+		ss.srv.stats.AuthFailures.Add(1)
+		ss.fatal(wire.CodeAuthFailed, msg)
+		return
+	}
+	if !done {
+		ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
+		return
+	}
+	principal := ss.authConv.Principal()
+	ss.authConv = nil
 	ss.authed, ss.principal = true, principal
-	// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
-	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: []byte(principal)})
+	if len(out) == 0 {
+		// The payload names the principal: a client names its reply inboxes after it (wire.InboxName).
+		out = []byte(principal)
+	}
+	ss.reply(f, &wire.Auth{Mechanism: m.Mechanism, Payload: out})
 }
 
 // allowed checks that the principal may do act on topic (acl.go resolves dead-letter topics and
 // inboxes) and answers f with CodeNotAuthorized when not. It does not allocate on a grant.
 func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
-	if !auth.MayTopic(ss.srv.opts.ACL, ss.principal, act, topic) {
+	if !auth.MayTopic(ss.srv.auth.Load().acl, ss.principal, act, topic) {
 		ss.deny(f, act.String()+" topic "+topic)
 		return false
 	}
@@ -194,7 +251,7 @@ func (ss *session) allowed(f wire.Frame, act Action, topic string) bool {
 // offsets, describe it) and answers f with CodeNotAuthorized when not. The empty group (a consumer
 // outside any group) needs nothing.
 func (ss *session) allowedGroup(f wire.Frame, group string) bool {
-	if group != "" && !auth.MayGroup(ss.srv.opts.ACL, ss.principal, ActConsume, group) {
+	if group != "" && !auth.MayGroup(ss.srv.auth.Load().acl, ss.principal, ActConsume, group) {
 		ss.deny(f, "consume group "+group)
 		return false
 	}
@@ -203,7 +260,7 @@ func (ss *session) allowedGroup(f wire.Frame, group string) bool {
 
 // allowedCreate checks that the principal may create a topic with cfg (auth.MayCreate).
 func (ss *session) allowedCreate(f wire.Frame, cfg wire.TopicConfig) bool {
-	if !auth.MayCreate(ss.srv.opts.ACL, ss.principal, cfg) {
+	if !auth.MayCreate(ss.srv.auth.Load().acl, ss.principal, cfg) {
 		msg := "admin topic " + cfg.Name
 		if wire.IsInbox(cfg.Name) {
 			msg += " (an inbox is created by its owner, memory-only, with one partition)"
@@ -241,7 +298,7 @@ func (ss *session) produce(f wire.Frame) {
 		ss.needTopic(f, name)
 		return
 	}
-	if ss.srv.opts.ACL != nil && !ss.allowed(f, ActProduce, t.Name()) {
+	if ss.srv.auth.Load().acl != nil && !ss.allowed(f, ActProduce, t.Name()) {
 		return
 	}
 	p, err := t.PickPartition(m.Partition)
@@ -252,6 +309,10 @@ func (ss *session) produce(f wire.Frame) {
 	if m.Durability == wire.DurabilityFsync && len(ss.pending) >= ss.srv.opts.MaxPendingAcks {
 		ss.fail(f, &wire.ProtocolError{Code: wire.CodeThrottled, Message: "too many produces awaiting fsync"})
 		return
+	}
+	var start int64 // the sampled produce's arrival, unix nanos (metrics.go, produceSampleMask)
+	if ss.produceSeq++; ss.produceSeq&produceSampleMask == 0 {
+		start = ss.lastActive.Load() // readFrames' clock reading for this frame
 	}
 	base, last, err := p.Append(m.Batches)
 	if err != nil {
@@ -275,13 +336,14 @@ func (ss *session) produce(f wire.Frame) {
 			ss.watched[p] = struct{}{}
 			p.Watch(ss)
 		}
-		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr})
+		ss.pending = append(ss.pending, pendingAck{part: p, last: last, base: base, corr: f.Corr, start: start})
 		p.RequestSync()
 		if p.SyncedOffset() > last {
 			ss.releaseAcks() // the flusher synced between the append and the Watch
 		}
 	default:
 		ss.out = appendProduceReply(ss.out, f.Corr, p.ID(), base, last)
+		ss.srv.sampleProduce(start)
 	}
 }
 
@@ -329,7 +391,7 @@ func (ss *session) settle(f wire.Frame) {
 			if err != nil {
 				b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
 			} else {
-				b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+				b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 			}
 			_ = ss.c.AsyncWrite(b, nil)
 		})
@@ -393,9 +455,9 @@ func (ss *session) commit(f wire.Frame) {
 	done := func(err error) {
 		var b []byte
 		if err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
+			b = appendError(nil, corr, err)
 		} else {
-			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+			b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
 		}
 		_ = ss.c.AsyncWrite(b, nil)
 	}
@@ -411,7 +473,7 @@ func (ss *session) commit(f wire.Frame) {
 // principal may describe; a description of what it may not is refused whether or not it exists.
 func (ss *session) admin(f wire.Frame) {
 	e := ss.srv.e
-	acl := ss.srv.opts.ACL
+	acl := ss.srv.auth.Load().acl
 	switch f.Op {
 	case wire.OpListTopics:
 		topics := e.Topics()
@@ -509,13 +571,13 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 	go func() {
 		var b []byte
 		if err := fn(); err != nil {
-			b = wire.AppendError(nil, corr, wire.CodeOf(err), errMessage(err))
+			b = appendError(nil, corr, err)
 		} else {
 			var m message
 			if reply != nil {
 				m = reply()
 			}
-			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, m)
+			b = appendMsg(nil, op, wire.FlagResponse, corr, m)
 			if len(b) > peerMax {
 				b = appendReplyTooLarge(b[:0], corr, len(b), peerMax)
 			}
@@ -524,6 +586,8 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 	}()
 }
 
+// errMessage is the text an Error or SubEnded frame carries for err beside its code: a
+// ProtocolError's message, nothing for a bare wire.Code (the code says it all), else err's text.
 func errMessage(err error) string {
 	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
@@ -30,7 +31,29 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
+)
+
+// Buffer sizes of the event loops, chosen for 1 MiB batches and deliveries (the engine's default
+// MaxBatchBytes and MaxDeliverBytes).
+//
+// loopReadBuffer is gnet's read buffer, one per event loop: one read(2) takes up to this much, and
+// OnTraffic decodes the frames lying whole in it in place. The part of a frame a read did not complete
+// is copied into the connection's inbound buffer and Peek assembles the frame from there (a second
+// copy). At 2 MiB per loop a 1 MiB produce frame fits whole, with room for the frames around it, so
+// one the kernel hands over in one read costs no copy in user space.
+//
+// connWriteBuffer is the fixed ring of a connection's outbound buffer, used only for what the socket
+// did not take (a writev's remainder); beyond it gnet chains blocks. Memory is taken as it is used.
+//
+// Socket buffers (SO_RCVBUF, SO_SNDBUF) are left to the kernel: setting either turns off its
+// autotuning, which on loopback grows a busy connection's buffers to net.ipv4.tcp_rmem's and
+// tcp_wmem's maximum (32 MiB and 4 MiB on Debian's defaults), past what a fixed setting may reach
+// without raising net.core.rmem_max.
+const (
+	loopReadBuffer  = 2 << 20
+	connWriteBuffer = 2 << 20
 )
 
 // Options configure a Server.
@@ -75,7 +98,7 @@ type Options struct {
 	// IdleTimeout closes a connection that sent nothing (not even a ping) for this long. Default 2 min.
 	IdleTimeout time.Duration
 	// MaxPreAuthFrame is the largest frame (bytes, header included) accepted from a connection that
-	// has not completed its handshake (Hello, then Auth when Tokens are set): room for Hello, an Auth
+	// has not completed its handshake (Hello, then Auth when authentication is on): room for Hello, an Auth
 	// carrying a token or a SCRAM step, and Ping. It is checked from the frame header, so such a
 	// connection never makes the broker buffer more than this for it. Default 64 KiB
 	// (wire.MinMaxFrame); at most MaxFrame.
@@ -98,8 +121,15 @@ type Options struct {
 	TLSAddr   string
 	TLSConfig *tls.Config
 	// Tokens, when non-empty, requires authentication: a client sends OpAuth with mechanism "token"
-	// and one of these tokens; the value is the principal's name.
+	// (or "PLAIN" with the principal as user name) and one of these tokens; the value is the
+	// principal's name. A shorthand for Authenticator.Tokens: it fills them when the Authenticator
+	// has none, and Validate refuses two different sets.
 	Tokens map[string]string
+	// Authenticator, when it holds any token or user (auth.Authenticator.Enabled), requires every
+	// connection to authenticate with OpAuth before anything but Ping: mechanism "token", "PLAIN",
+	// "SCRAM-SHA-256" or "SCRAM-SHA-512", one SASL step per Auth frame each way (docs/protocol.md,
+	// Auth). Shared with the other faces, read-only. Default: one built from Tokens.
+	Authenticator *auth.Authenticator
 	// ACL, when set, decides whether a principal may perform an operation on a topic.
 	ACL ACL
 	// Logger receives connection-level logs. Default slog.Default().
@@ -158,31 +188,44 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	switch {
+	case o.Authenticator == nil:
+		o.Authenticator = &auth.Authenticator{Tokens: o.Tokens}
+	case len(o.Tokens) > 0 && len(o.Authenticator.Tokens) == 0:
+		a := *o.Authenticator // the caller's stays as it was
+		a.Tokens = o.Tokens
+		o.Authenticator = &a
+	}
 }
 
-// Validate reports the first invalid option.
+// ErrOptions marks an invalid option: Options.Validate and Start wrap it.
+var ErrOptions = errors.New("server: invalid options")
+
+// Validate reports the first invalid option, wrapping ErrOptions.
 func (o *Options) Validate() error {
 	switch {
 	case o.Engine == nil:
-		return errors.New("server: Engine is required")
+		return fmt.Errorf("%w: Engine is required", ErrOptions)
 	case o.Loops < 1:
-		return fmt.Errorf("server: Loops %d", o.Loops)
+		return fmt.Errorf("%w: Loops %d", ErrOptions, o.Loops)
 	case o.MaxFrame < wire.MinMaxFrame:
-		return fmt.Errorf("server: MaxFrame %d below %d", o.MaxFrame, wire.MinMaxFrame)
+		return fmt.Errorf("%w: MaxFrame %d below %d", ErrOptions, o.MaxFrame, wire.MinMaxFrame)
 	case o.MinDurability > wire.DurabilityFsync:
-		return fmt.Errorf("server: MinDurability %d", o.MinDurability)
+		return fmt.Errorf("%w: MinDurability %d", ErrOptions, o.MinDurability)
 	case o.MaxSubscriptionsPerConn < 1 || o.MaxSubscriptionsPerPrincipal < 1 || o.MaxOutboundTotal < 1 || o.InboxGrace < 0:
-		return errors.New("server: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative")
+		return fmt.Errorf("%w: MaxSubscriptionsPerConn, MaxSubscriptionsPerPrincipal, MaxOutboundTotal must be positive, InboxGrace not negative", ErrOptions)
 	case o.MaxPendingAcks < 1 || o.MaxConnections < 1 || o.IdleTimeout < 0:
-		return errors.New("server: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative")
+		return fmt.Errorf("%w: MaxPendingAcks, MaxConnections must be positive, IdleTimeout not negative", ErrOptions)
 	case o.MaxPreAuthFrame < 1<<10 || o.MaxPreAuthFrame > o.MaxFrame:
-		return fmt.Errorf("server: MaxPreAuthFrame %d outside [1 KiB, MaxFrame %d]", o.MaxPreAuthFrame, o.MaxFrame)
+		return fmt.Errorf("%w: MaxPreAuthFrame %d outside [1 KiB, MaxFrame %d]", ErrOptions, o.MaxPreAuthFrame, o.MaxFrame)
 	case o.HandshakeTimeout <= 0:
-		return fmt.Errorf("server: HandshakeTimeout %v", o.HandshakeTimeout)
+		return fmt.Errorf("%w: HandshakeTimeout %v", ErrOptions, o.HandshakeTimeout)
 	case o.MaxUnauthenticated < 1 || o.MaxUnauthenticated > o.MaxConnections:
-		return fmt.Errorf("server: MaxUnauthenticated %d outside [1, MaxConnections %d]", o.MaxUnauthenticated, o.MaxConnections)
+		return fmt.Errorf("%w: MaxUnauthenticated %d outside [1, MaxConnections %d]", ErrOptions, o.MaxUnauthenticated, o.MaxConnections)
 	case o.MaxUnauthenticatedPerAddr < 1 || o.MaxUnauthenticatedPerAddr > o.MaxUnauthenticated:
-		return fmt.Errorf("server: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
+		return fmt.Errorf("%w: MaxUnauthenticatedPerAddr %d outside [1, MaxUnauthenticated %d]", ErrOptions, o.MaxUnauthenticatedPerAddr, o.MaxUnauthenticated)
+	case len(o.Tokens) > 0 && o.Authenticator != nil && !maps.Equal(o.Tokens, o.Authenticator.Tokens):
+		return fmt.Errorf("%w: Tokens and Authenticator.Tokens differ: set one of them", ErrOptions)
 	}
 	return nil
 }
@@ -226,6 +269,14 @@ type Server struct {
 	outbound atomic.Int64
 
 	stats Stats
+	// protoErrs counts the protocol errors that were another protocol on the Sluice port, by kind
+	// (mismatch); the rest of stats.ProtocolErrors is malformed Sluice.
+	protoErrs protocolErrors
+	// produceLatency is the sampled produce latency histogram (metrics.go).
+	produceLatency latencyHistogram
+	// auth is the authenticator and ACL rules in force: opts.Authenticator and opts.ACL at Start,
+	// replaced whole by SetAuth. Event loops load it per request; nothing writes through the pointer.
+	auth atomic.Pointer[authState]
 
 	// stopping is set once, by Close, before anything is torn down: from then on new connections
 	// and new produces are refused with CodeShuttingDown. Loops read it.
@@ -251,6 +302,9 @@ type Stats struct {
 	Unauthenticated atomic.Int64
 	// Refused counts connections turned away or evicted by a connection limit.
 	Refused atomic.Uint64
+	// AuthFailures counts authentications refused (unknown token or mechanism) and requests refused
+	// for want of one.
+	AuthFailures atomic.Uint64
 }
 
 // Start listens and serves until Close. It returns once the listener is up.
@@ -262,6 +316,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
 		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
+	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
 			gnet.WithMulticore(true),
@@ -269,8 +324,8 @@ func Start(opts Options) (*Server, error) {
 			gnet.WithTicker(true),
 			gnet.WithReuseAddr(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(256<<10),
-			gnet.WithWriteBufferCap(256<<10),
+			gnet.WithReadBufferCap(loopReadBuffer),
+			gnet.WithWriteBufferCap(connWriteBuffer),
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
 	}()
@@ -548,16 +603,6 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	}
 	s.connMu.Unlock()
 	return tickInterval, gnet.None
-}
-
-// WriteMetrics writes the server's and the engine's metrics in Prometheus text format.
-func (s *Server) WriteMetrics(w interface{ Write([]byte) (int, error) }) {
-	fmt.Fprintf(w, "# HELP sluice_connections Open client connections.\n# TYPE sluice_connections gauge\nsluice_connections %d\n", s.stats.Connections.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_accepted_total Connections accepted.\n# TYPE sluice_connections_accepted_total counter\nsluice_connections_accepted_total %d\n", s.stats.Accepted.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_unauthenticated Open connections that have not completed their handshake.\n# TYPE sluice_connections_unauthenticated gauge\nsluice_connections_unauthenticated %d\n", s.stats.Unauthenticated.Load())
-	fmt.Fprintf(w, "# HELP sluice_connections_refused_total Connections refused or evicted by a connection limit.\n# TYPE sluice_connections_refused_total counter\nsluice_connections_refused_total %d\n", s.stats.Refused.Load())
-	fmt.Fprintf(w, "# HELP sluice_protocol_errors_total Connections closed for protocol errors.\n# TYPE sluice_protocol_errors_total counter\nsluice_protocol_errors_total %d\n", s.stats.ProtocolErrors.Load())
-	s.e.WriteMetrics(w)
 }
 
 // gnetLogger routes gnet's own logs through slog.

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/ring"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -25,10 +26,11 @@ type event struct {
 
 // pendingAck is a produce waiting for the fdatasync that covers its last offset.
 type pendingAck struct {
-	part *engine.Partition
-	last int64
-	base int64
-	corr uint32
+	part  *engine.Partition
+	last  int64
+	base  int64
+	corr  uint32
+	start int64 // a sampled produce's arrival (unix nanos), else 0
 }
 
 // inboxCapacity bounds a session's inbox: 128 slots of 32 bytes, 4 KiB a connection. Events are
@@ -46,6 +48,10 @@ type session struct {
 	handshaken bool
 	principal  string // authenticated principal; "" when authentication is off or not yet done
 	authed     bool
+	// authConv is the authentication exchange in progress (a SCRAM exchange spans two Auth frames)
+	// and authMech its mechanism; nil between exchanges.
+	authConv auth.Conversation
+	authMech string
 	// established: the handshake is complete (Hello, and Auth when required). Until then frames are
 	// limited to MaxPreAuthFrame and the session counts against the server's unauthenticated limits.
 	established bool
@@ -84,15 +90,20 @@ type session struct {
 	overflow atomic.Bool       // the inbox was full: rescan all cursors and acks
 
 	// parked is set while the frame at the head of the inbound buffer waits for its topic to be
-	// auto-created off the loop (see park): readFrames reads nothing until created holds the result,
-	// so the frame is then served again, in its place on the connection.
+	// auto-created off the loop (see park), or for a PLAIN step to be verified off the loop (auth):
+	// readFrames reads nothing until created holds the result, so the frame is then served again, in
+	// its place on the connection.
 	parked  bool
 	created atomic.Pointer[createResult] // set by the creating goroutine, taken by readFrames
 	// createErr is the failed creation of createName, answered when the parked frame is served again.
 	createName string
 	createErr  error
+	// authDone is the result of the off-loop step for the parked Auth frame, taken by auth when the
+	// frame is served again; nil otherwise.
+	authDone *authStep
 
 	lastActive atomic.Int64 // unix nanos of the last frame received; read by the ticker
+	produceSeq uint32       // produces served; selects the sampled ones (loop-owned)
 	blocked    atomic.Bool  // deliveries paused on a full outbound buffer; the ticker wakes the loop
 	closing    atomic.Bool  // closeWith has run; any goroutine
 
@@ -145,7 +156,7 @@ func newSession(srv *Server, c transport) (*session, error) {
 	ss.lastActive.Store(ss.opened)
 	ss.addr = addrOf(c.RemoteAddr())
 	ss.peerMax = wire.DefaultMaxFrame
-	ss.authed = len(srv.opts.Tokens) == 0
+	ss.authed = !srv.auth.Load().authn.Enabled()
 	return ss, nil
 }
 
@@ -239,9 +250,11 @@ func (ss *session) drainInbox() {
 			}
 		case ev.reassign != nil:
 			if s := ev.reassign; ss.subs[s.ID] == s {
-				a := s.ApplyAssignment() // a pattern's new topics: nothing to announce
+				// An error ends the subscription: activate's delivery reports it. A pattern's new topics
+				// are not announced.
+				a, _ := s.ApplyAssignment()
 				if s.Grouped() {
-					ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+					ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 				}
 				ss.activate(s)
 			}
@@ -253,10 +266,10 @@ func (ss *session) drainInbox() {
 		// Events were dropped: redo what any of them could have asked for.
 		for _, s := range ss.subs {
 			if s.Grouped() {
-				a := s.ApplyAssignment()
-				ss.out, _ = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
+				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
 			} else if s.Pattern() {
-				s.ApplyAssignment() // topics created meanwhile
+				_, _ = s.ApplyAssignment() // topics created meanwhile; an error ends it as above
 			}
 			s.ReadyAll()
 			ss.activate(s)
@@ -265,9 +278,18 @@ func (ss *session) drainInbox() {
 	}
 }
 
-// createResult is the outcome of an auto-create run for a parked frame.
+// createResult is the outcome of the off-loop work for a parked frame: an auto-create run (name,
+// err), or an authentication step (auth).
 type createResult struct {
 	name string
+	err  error
+	auth *authStep
+}
+
+// authStep is one Conversation.Step's result.
+type authStep struct {
+	out  []byte
+	done bool
 	err  error
 }
 
@@ -309,7 +331,7 @@ func (ss *session) readFrames() {
 		if r == nil {
 			return // the creation is still running
 		}
-		ss.parked, ss.createName, ss.createErr = false, r.name, r.err
+		ss.parked, ss.createName, ss.createErr, ss.authDone = false, r.name, r.err, r.auth
 	}
 	for !ss.dead && !ss.closed {
 		n := c.InboundBuffered()
@@ -322,6 +344,9 @@ func (ss *session) readFrames() {
 		}
 		hb, _ := c.Peek(wire.FrameHeaderSize)
 		h, err := wire.ParseFrameHeader(hb, limit)
+		if !ss.handshaken && (err != nil || h.Op != wire.OpHello) && ss.mismatch(hb) {
+			return // another protocol on the Sluice port: closed with a hint
+		}
 		if err != nil {
 			msg := err.Error()
 			if !ss.established {
@@ -464,7 +489,7 @@ func (ss *session) serveDeliveries() {
 func (ss *session) endSub(s *engine.Subscription, err error) {
 	ss.srv.log.Debug("subscription ended", "remote", ss.c.RemoteAddr(), "sub", s.ID, "topic", s.Spec().Topic, "err", err)
 	m := wire.SubEnded{SubID: s.ID, Code: wire.CodeOf(err), Message: "subscription " + s.Spec().Topic + ": " + errMessage(err)}
-	ss.out, _ = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
+	ss.out = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
 	ss.closeSub(s.ID)
 }
 
@@ -606,6 +631,7 @@ func (ss *session) releaseAcks() {
 	for _, a := range ss.pending {
 		if a.part.SyncedOffset() > a.last {
 			ss.out = appendProduceReply(ss.out, a.corr, a.part.ID(), a.base, a.last)
+			ss.srv.sampleProduce(a.start)
 		} else {
 			keep = append(keep, a)
 		}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/server"
+	"github.com/sluicemq/sluice/internal/buildinfo"
+)
+
+// healthState is what /healthz and /readyz answer from. The HTTP face starts before the engine
+// opens, so it can say "not ready" during recovery.
+type healthState struct {
+	srv      atomic.Pointer[server.Server] // set once the engine has recovered and the listeners accept
+	eng      atomic.Pointer[engine.Engine] // set with srv
+	stopping atomic.Bool                   // set when shutdown begins
+}
+
+func (h *healthState) setServer(s *server.Server, e *engine.Engine) {
+	h.eng.Store(e)
+	h.srv.Store(s)
+}
+
+// ready reports whether the broker serves clients: the engine is open (its recovery done), the
+// listeners accept, and shutdown has not begun. why says what is missing.
+func (h *healthState) ready() (ok bool, why string) {
+	switch {
+	case h.stopping.Load():
+		return false, "shutting down"
+	case h.srv.Load() == nil:
+		return false, "starting: the engine is recovering or the listeners are not up yet"
+	}
+	return true, "ready"
+}
+
+// newRegistry holds what /metrics serves: the Go runtime (go_*), the process (process_*), the build
+// (sluice_build_info) and, once the broker runs, the server's and the engine's collectors (their
+// counters are read at each scrape; see engine.Engine.Collector).
+func newRegistry(h *healthState) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_build_info",
+			Help: "The running build: version, VCS revision and Go version (value 1).",
+			ConstLabels: prometheus.Labels{
+				"version": buildinfo.Version(), "revision": buildinfo.Revision(), "goversion": runtime.Version(),
+			},
+		}, func() float64 { return 1 }),
+		brokerCollector{h},
+	)
+	return reg
+}
+
+// brokerCollector reports the running server's and engine's metrics, nothing before the engine has
+// recovered. Unchecked: Describe sends nothing.
+type brokerCollector struct{ h *healthState }
+
+func (brokerCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	if srv := c.h.srv.Load(); srv != nil {
+		srv.Collector().Collect(ch)
+		c.h.eng.Load().Collector().Collect(ch)
+	}
+}
+
+// serveMetrics serves, on addr: /metrics (Prometheus text format), /healthz (200 while the process
+// runs), /readyz (200 once ready, else 503 with the reason) and, withPprof, /debug/pprof/.
+func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(newRegistry(h), promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError), ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := h.ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return hs, nil
+}

@@ -1,0 +1,292 @@
+package kafka
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
+)
+
+// Fetch. A Fetch takes its slot in the answer order and is evaluated when it reaches the head of
+// the queue: each partition is read in place (engine.Reader.Read: whole stored batches, from the
+// one holding the fetch offset), and if the bytes found reach the request's min bytes, or its max
+// wait has passed, or any partition has an error, the answer is written at once with writev: the
+// answer's own bytes from the connection's scratch, the record batches straight from the segment
+// mappings. Otherwise the Readers are armed to wake the loop when a partition grows, a timer wakes
+// it at the max wait, and the slot waits; the loop is never held.
+//
+// Bounds: the answer carries at most min(max bytes, Options.MaxFetchBytes) of records, and each
+// partition at most its partition max bytes, except that the first batch found is always sent
+// whole (as Kafka does, so a batch larger than the limits cannot stall a consumer). While the
+// connection's outbound buffer holds more than MaxOutboundBytes, or anything while the listener's
+// connections together hold more than MaxOutboundTotal, the answer waits (the ticker looks again);
+// while the total is over its budget an answer carries at most 64 KiB beyond its first batch. Fetch sessions are not kept: a full fetch (session id 0) is answered with session id 0,
+// which tells the client none was created, and an incremental one gets FETCH_SESSION_ID_NOT_FOUND.
+//
+// Answer layout (Kafka's FetchResponse v4-v12; compact forms from v12, the flexible versions):
+//
+//	throttle_ms int32 | error_code int16 (v7+) | session_id int32 (v7+) | topics [
+//	  name string | partitions [
+//	    partition int32 | error_code int16 | high_watermark int64 | last_stable_offset int64 |
+//	    log_start_offset int64 (v5+) | aborted_transactions nullable array (null) |
+//	    preferred_read_replica int32 (v11+) | records nullable bytes | tags (v12) ]
+//	  | tags (v12) ] | tags (v12)
+
+// fetchWait is a Fetch waiting in its slot. Loop-owned.
+type fetchWait struct {
+	req      *kmsg.FetchRequest
+	corr     int32
+	deadline int64       // unix nanos after which it is answered with whatever there is
+	timer    *time.Timer // wakes the loop at deadline; set once the fetch first waits
+}
+
+// fetchPart is one partition's result, between reading and writing. Loop-owned scratch.
+type fetchPart struct {
+	topic int // index in req.Topics
+	part  int32
+	code  int16
+	hw    int64
+	start int64
+	d     engine.Delivery // records read in place; released once written or abandoned
+}
+
+// fetchSeg marks where in c.fbuf a partition's records go.
+type fetchSeg struct {
+	at   int
+	data []byte
+}
+
+func (c *conn) fetch(h header, req *kmsg.FetchRequest) {
+	_, s := c.q.push()
+	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
+	s.fetch = &fetchWait{req: req, corr: h.corr, deadline: time.Now().Add(wait).UnixNano()}
+}
+
+// serveFetch evaluates the Fetch at the head of the queue and writes its answer when due. It
+// reports whether it did; if not, a wake-up is arranged.
+func (c *conn) serveFetch(fw *fetchWait) bool {
+	if c.outboundFull() {
+		c.blocked.Store(true)
+		return false
+	}
+	req := fw.req
+	if req.Version >= 7 && req.SessionID != 0 {
+		c.writeFetch(fw, errFetchSessionIDNotFound, nil)
+		return true
+	}
+	for attempt := 0; ; attempt++ {
+		parts, total, urgent, cold := c.readFetch(req)
+		now := time.Now().UnixNano()
+		if urgent || total >= int(max(req.MinBytes, 1)) || now >= fw.deadline {
+			c.writeFetch(fw, errNone, parts)
+			return true
+		}
+		for i := range parts {
+			parts[i].d.Release()
+		}
+		armed := cold // a cold read wakes the loop when its pages are in
+		if !cold {
+			armed = c.armFetch(req)
+		}
+		if !armed && attempt < 3 {
+			continue // data arrived while arming: read again
+		}
+		if fw.timer == nil {
+			fw.timer = time.AfterFunc(time.Duration(fw.deadline-now), func() { c.signal(flagRetry) })
+		}
+		return false
+	}
+}
+
+// readFetch reads every partition of req into c.fparts. urgent: some partition has an error, which
+// is answered at once; cold: some read waits for its pages.
+func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, urgent, cold bool) {
+	e, acl := c.srv.e, c.srv.opts.ACL
+	limit := c.fetchBudget()
+	if req.Version >= 3 && req.MaxBytes > 0 {
+		limit = min(limit, int(req.MaxBytes))
+	}
+	parts = c.fparts[:0]
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		topic := e.TopicByName(rt.Topic)
+		mayRead := auth.MayTopic(acl, c.principal, auth.ActConsume, rt.Topic)
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			fp := fetchPart{topic: ti, part: rp.Partition, hw: -1, start: -1}
+			p := partitionOf(topic, rp.Partition)
+			switch {
+			case !mayRead:
+				fp.code = errTopicAuthorization
+			case p == nil:
+				fp.code = errUnknownTopicOrPartition
+			default:
+				fp.hw, fp.start = p.NextOffset(), p.StartOffset()
+				room := min(int(max(rp.PartitionMaxBytes, 1)), limit-total)
+				if room <= 0 && total > 0 {
+					break // the answer is full: this partition's records wait for the next fetch
+				}
+				d, err := c.reader(p).Read(rp.FetchOffset, max(room, 1))
+				switch {
+				case errors.Is(err, engine.ErrColdRead):
+					cold = true
+				case err != nil:
+					fp.code = kafkaCode(err)
+				default:
+					fp.d = d
+					total += len(d.Batches())
+				}
+			}
+			if fp.code != errNone {
+				urgent = true
+			}
+			parts = append(parts, fp)
+		}
+	}
+	c.fparts = parts
+	return parts, total, urgent, cold
+}
+
+// armFetch asks every partition of req to wake the loop when it grows past what was just read: its
+// end, or the fetch offset if that is further. It reports false when one already has (read again
+// instead of waiting).
+func (c *conn) armFetch(req *kmsg.FetchRequest) bool {
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		topic := c.srv.e.TopicByName(rt.Topic)
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			p := partitionOf(topic, rp.Partition)
+			if p == nil {
+				continue
+			}
+			if !c.reader(p).WaitBeyond(max(rp.FetchOffset, p.NextOffset())) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeFetch encodes and writes the answer to fw from parts (read by readFetch), then releases
+// them. top is the answer's top-level error code.
+func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
+	if fw.timer != nil {
+		fw.timer.Stop()
+	}
+	req := fw.req
+	v := req.Version
+	flex := v >= 12
+	b := c.fbuf[:0]
+	b = append(b, 0, 0, 0, 0) // size, patched below
+	b = binary.BigEndian.AppendUint32(b, uint32(fw.corr))
+	if flex {
+		b = append(b, 0) // response header tags
+	}
+	b = binary.BigEndian.AppendUint32(b, 0) // throttle_ms
+	if v >= 7 {
+		b = binary.BigEndian.AppendUint16(b, uint16(top))
+		b = binary.BigEndian.AppendUint32(b, 0) // session id: none kept
+	}
+	segs := c.fseg[:0]
+	records := 0
+	// Topics in request order; parts are in request order, grouped by topic.
+	nt := 0
+	for i := range parts {
+		if i == 0 || parts[i].topic != parts[i-1].topic {
+			nt++
+		}
+	}
+	b = appendArrayLen(b, flex, nt)
+	for i := 0; i < len(parts); {
+		ti := parts[i].topic
+		j := i
+		for j < len(parts) && parts[j].topic == ti {
+			j++
+		}
+		b = appendString(b, flex, req.Topics[ti].Topic)
+		b = appendArrayLen(b, flex, j-i)
+		for k := i; k < j; k++ {
+			fp := &parts[k]
+			b = binary.BigEndian.AppendUint32(b, uint32(fp.part))
+			b = binary.BigEndian.AppendUint16(b, uint16(fp.code))
+			b = binary.BigEndian.AppendUint64(b, uint64(fp.hw))
+			b = binary.BigEndian.AppendUint64(b, uint64(fp.hw)) // last stable offset: no transactions
+			if v >= 5 {
+				b = binary.BigEndian.AppendUint64(b, uint64(fp.start))
+			}
+			b = appendArrayLen(b, flex, -1) // aborted transactions: null
+			if v >= 11 {
+				b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // preferred read replica: -1
+			}
+			data := fp.d.Batches()
+			b = appendBytesLen(b, flex, len(data))
+			if len(data) > 0 {
+				segs = append(segs, fetchSeg{at: len(b), data: data})
+				records += len(data)
+			}
+			if flex {
+				b = append(b, 0)
+			}
+		}
+		if flex {
+			b = append(b, 0)
+		}
+		i = j
+	}
+	if flex {
+		b = append(b, 0)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4+records))
+	c.fbuf, c.fseg = b, segs
+	c.flush() // what precedes this answer goes first
+	if len(segs) == 0 {
+		c.out = append(c.out, b...)
+	} else if !c.closed {
+		iov := c.iov[:0]
+		from := 0
+		for _, s := range segs {
+			iov = append(iov, b[from:s.at], s.data)
+			from = s.at
+		}
+		iov = append(iov, b[from:])
+		_, _ = c.t.Writev(iov)
+		clear(iov)
+		c.iov = iov[:0]
+		c.srv.e.Delivered(records)
+	}
+	for i := range parts {
+		parts[i].d.Release()
+		parts[i] = fetchPart{}
+	}
+	clear(segs)
+	c.fseg = segs[:0]
+	if cap(c.fbuf) > 1<<20 {
+		c.fbuf = nil
+	}
+}
+
+// appendArrayLen appends an array length: int32, or in flexible versions uvarint n+1 (0: null).
+func appendArrayLen(b []byte, flex bool, n int) []byte {
+	if flex {
+		return binary.AppendUvarint(b, uint64(n+1))
+	}
+	return binary.BigEndian.AppendUint32(b, uint32(int32(n)))
+}
+
+// appendBytesLen appends a bytes length prefix, int32 or compact.
+func appendBytesLen(b []byte, flex bool, n int) []byte { return appendArrayLen(b, flex, n) }
+
+// appendString appends a string, int16 length or compact.
+func appendString(b []byte, flex bool, s string) []byte {
+	if flex {
+		b = binary.AppendUvarint(b, uint64(len(s)+1))
+	} else {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	}
+	return append(b, s...)
+}

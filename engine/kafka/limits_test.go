@@ -1,0 +1,219 @@
+package kafka
+
+import (
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/disk"
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// gatedFS holds every fdatasync while held is set, until release is closed.
+type gatedFS struct {
+	disk.OSFS
+	held    atomic.Bool
+	release chan struct{}
+}
+
+func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
+	f, err := g.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return gatedFile{File: f, fs: g}, nil
+}
+
+type gatedFile struct {
+	disk.File
+	fs *gatedFS
+}
+
+func (f gatedFile) Datasync() error {
+	if f.fs.held.Load() {
+		<-f.fs.release
+	}
+	return f.File.Datasync()
+}
+
+// produceRequest is an acks=-1 Produce of batch to topic's partition 0.
+func produceRequest(topic string, acks int16, batch []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks = acks
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = topic
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Records = batch
+	pt.Partitions = append(pt.Partitions, pp)
+	req.Topics = append(req.Topics, pt)
+	return req
+}
+
+// TestInflightProduceBytesCap: while a connection's acks=-1 produces awaiting an fsync exceed
+// MaxInflightProduceBytes, its further requests are not read (nothing more is stored); once the
+// fsync comes they are, and every produce is answered, in order, after it.
+func TestInflightProduceBytesCap(t *testing.T) {
+	fs := &gatedFS{release: make(chan struct{})}
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs },
+		func(o *Options) { o.MaxInflightProduceBytes = 1000 })
+	createTopic(t, e, "cap", 1)
+	var bb wire.BatchBuilder
+	bb.Reset()
+	bb.Append(nil, make([]byte, 600), nil, 1_700_000_000_000)
+	batch, err := bb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.held.Store(true)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			fs.held.Store(false)
+			close(fs.release)
+		}
+	}
+	t.Cleanup(release) // before the broker closes: it syncs
+
+	c := rawDial(t, s)
+	req := produceRequest("cap", -1, batch)
+	var frames []byte
+	for i := range 3 {
+		frames = appendRequest(frames, int32(i), req)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("cap").Partition(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.NextOffset() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Two produces (1,200 bytes awaiting fsync, over the 1,000 cap) are stored; the third waits
+	// unread. Give it time to be wrongly read.
+	time.Sleep(200 * time.Millisecond)
+	if n := p.NextOffset(); n != 2 {
+		t.Fatalf("%d records stored while the fsync is held, want 2", n)
+	}
+	release()
+	for i := range 3 {
+		r := readResponse(t, c, int32(i), req).(*kmsg.ProduceResponse)
+		if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != int64(i) {
+			t.Fatalf("produce %d: code %d offset %d", i, pr.ErrorCode, pr.BaseOffset)
+		}
+	}
+}
+
+// TestCloseAnswersFsyncProduces: Close waits for the fsync that acks=-1 produces wait for and
+// answers them before the connections close.
+func TestCloseAnswersFsyncProduces(t *testing.T) {
+	fs := &gatedFS{release: make(chan struct{})}
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs }, nil)
+	createTopic(t, e, "drain", 1)
+	fs.held.Store(true)
+	c := rawDial(t, s)
+	req := produceRequest("drain", -1, testBatch())
+	if _, err := c.Write(appendRequest(nil, 1, req)); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("drain").Partition(0)
+	for deadline := time.Now().Add(10 * time.Second); p.NextOffset() < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(100 * time.Millisecond) // Close is draining
+	fs.held.Store(false)
+	close(fs.release)
+	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
+	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
+		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIdleTimeout: a connection silent for IdleTimeout is closed; one waiting on a long-poll Fetch
+// longer than that is not.
+func TestIdleTimeout(t *testing.T) {
+	s, e := startBroker(t, func(o *Options) { o.IdleTimeout = 300 * time.Millisecond })
+	createTopic(t, e, "idle", 1)
+	silent := rawDial(t, s)
+	waiting := rawDial(t, s)
+	fetch := fetchRequest(11, "idle", 0, 1500, 1, 1<<20, 1<<20)
+	if _, err := waiting.Write(appendRequest(nil, 1, fetch)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, silent)
+	readResponse(t, waiting, 1, fetch) // answered at its max wait, 5 idle periods later
+}
+
+// TestOutboundBudget: while the listener's connections together hold more than MaxOutboundTotal
+// unsent, a Fetch waits on a connection with anything unsent, and one with nothing unsent is
+// answered with at most 64 KiB beyond its first batch; with the total back under budget, answers
+// are whole again.
+func TestOutboundBudget(t *testing.T) {
+	s := fuzzServer(t)
+	s.opts.MaxOutboundTotal, s.opts.MaxFrame = 1<<20, 1<<20
+	if _, err := s.e.CreateTopic(wire.TopicConfig{Name: "o", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var bb wire.BatchBuilder
+	bb.Reset()
+	bb.Append(nil, make([]byte, 30<<10), nil, 1_700_000_000_000)
+	batch, err := bb.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, _, err := s.e.TopicByName("o").Partition(0).Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stalled := &memTransport{outbound: 2 << 20} // a consumer that stopped reading
+	cs := newConn(s, stalled)
+	defer cs.close()
+	cs.onTraffic() // measures it: the total is over budget
+	fetch := appendRequest(nil, 1, fetchRequest(11, "o", 0, 0, 1, 1<<20, 1<<20))
+
+	busy := &memTransport{outbound: 1}
+	cb := newConn(s, busy)
+	defer cb.close()
+	busy.in = fetch
+	cb.onTraffic()
+	if busy.out.Len() != 0 || !cb.blocked.Load() {
+		t.Fatalf("a connection with output unsent answered %d bytes over the budget", busy.out.Len())
+	}
+
+	idle := &memTransport{}
+	ci := newConn(s, idle)
+	defer ci.close()
+	idle.in = fetch
+	ci.onTraffic()
+	records := func(m *memTransport) int {
+		r := kmsg.NewPtrFetchResponse()
+		r.SetVersion(11)
+		if err := r.ReadFrom(m.out.Bytes()[8:]); err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Topics[0].Partitions[0].RecordBatches)
+	}
+	if n := records(idle); n == 0 || n > lowFetchBytes+len(batch) {
+		t.Fatalf("over budget: %d bytes of records, want at most %d", n, lowFetchBytes+len(batch))
+	}
+
+	stalled.outbound = 0 // it read
+	cs.onTraffic()
+	idle.out.Reset()
+	idle.in = fetch
+	ci.onTraffic()
+	if n := records(idle); n != 10*len(batch) {
+		t.Fatalf("under budget: %d bytes of records, want %d", n, 10*len(batch))
+	}
+}

@@ -1,0 +1,138 @@
+package kafka
+
+import (
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Produce. acks maps onto the engine's durability: 0 none (no answer), 1 written (answered once
+// the batches are in the partition's mapped segment), -1 fsync (answered once an fdatasync covers
+// them; a memory-only topic answers at written). Options.MinDurability raises what is stored and
+// synced, never what is answered. Batches are appended in place from gnet's buffer (the one copy);
+// idempotent batches (producer id >= 0) go through the engine's producer-id/sequence deduplication,
+// so a resend is answered with the offsets it got the first time.
+
+// durabilityOf maps acks onto a durability; ok is false for an acks Kafka does not define.
+func durabilityOf(acks int16) (wire.Durability, bool) {
+	switch acks {
+	case 0:
+		return wire.DurabilityNone, true
+	case 1:
+		return wire.DurabilityWritten, true
+	case -1:
+		return wire.DurabilityFsync, true
+	}
+	return 0, false
+}
+
+// produce serves the Produce request decoded into c.prodReq. It allocates nothing per record; the
+// answer reuses c.prodResp.
+func (c *conn) produce(h header) {
+	req := &c.prodReq
+	e := c.srv.e
+	resp := &c.prodResp
+	resp.Default()
+	resp.SetVersion(h.version)
+	resp.Topics = resp.Topics[:0]
+	d, okAcks := durabilityOf(req.Acks)
+	if d < c.srv.opts.MinDurability {
+		d = c.srv.opts.MinDurability
+	}
+	seq := c.q.headSeq + uint64(c.q.n) // the slot this answer takes, if it must wait
+	waits, bytes, failed := 0, 0, false
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		rtp := c.respTopic(rt.Topic)
+		topic := e.TopicByName(rt.Topic)
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			rpp := c.respPartition(rtp, rp.Partition)
+			var code int16
+			switch {
+			case !okAcks:
+				code = errInvalidRequiredAcks
+			case req.TransactionID != nil:
+				code = errTransactionalIDAuth
+			case c.srv.stopping.Load():
+				code = errRequestTimedOut // nothing stored: the client sends it again after reconnecting
+			case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActProduce, rt.Topic):
+				code = errTopicAuthorization
+			case topic == nil || topic.Partition(rp.Partition) == nil:
+				code = errUnknownTopicOrPartition
+			}
+			if code != errNone {
+				rpp.ErrorCode, failed = code, true
+				continue
+			}
+			p := topic.Partition(rp.Partition)
+			base, last, err := p.Append(rp.Records)
+			if err != nil {
+				rpp.ErrorCode, failed = kafkaCode(err), true
+				if errors.Is(err, wire.ErrCorrupt) || errors.Is(err, wire.ErrTruncated) {
+					rpp.ErrorCode = errCorruptMessage
+				}
+				continue
+			}
+			rpp.BaseOffset, rpp.LogStartOffset = base, p.StartOffset()
+			if d != wire.DurabilityFsync || topic.Memory() {
+				continue
+			}
+			p.RequestSync()
+			if req.Acks != -1 || p.SyncedOffset() > last {
+				continue // synced already, or nobody waits for it
+			}
+			c.watch(p)
+			c.acks = append(c.acks, ackWait{seq: seq, part: p, last: last})
+			waits++
+			bytes += len(rp.Records)
+		}
+	}
+	if req.Acks == 0 {
+		if failed {
+			// No answer to carry the error: close, as Kafka does, so the client notices.
+			c.protocolError("produce with acks=0 failed")
+		}
+		return
+	}
+	if waits == 0 && c.q.n == 0 {
+		c.out = appendResponse(c.out, h.corr, resp)
+		return
+	}
+	_, s := c.q.push()
+	s.buf, s.ready, s.acks, s.produceBytes = appendResponse(nil, h.corr, resp), true, waits, bytes
+	c.inflightProduce += bytes
+	c.waitingAcks.Store(int64(len(c.acks)))
+	if waits > 0 {
+		c.releaseAcks() // the flusher may have synced between the append and the Watch
+	}
+}
+
+// respTopic appends an answer topic to c.prodResp, reusing the element's partition slice.
+func (c *conn) respTopic(name string) *kmsg.ProduceResponseTopic {
+	r := &c.prodResp
+	if len(r.Topics) < cap(r.Topics) {
+		r.Topics = r.Topics[:len(r.Topics)+1]
+	} else {
+		r.Topics = append(r.Topics, kmsg.ProduceResponseTopic{})
+	}
+	t := &r.Topics[len(r.Topics)-1]
+	t.Topic, t.Partitions = name, t.Partitions[:0]
+	return t
+}
+
+// respPartition appends an answer partition to t with Kafka's defaults.
+func (c *conn) respPartition(t *kmsg.ProduceResponseTopic, id int32) *kmsg.ProduceResponseTopicPartition {
+	if len(t.Partitions) < cap(t.Partitions) {
+		t.Partitions = t.Partitions[:len(t.Partitions)+1]
+	} else {
+		t.Partitions = append(t.Partitions, kmsg.ProduceResponseTopicPartition{})
+	}
+	p := &t.Partitions[len(t.Partitions)-1]
+	*p = kmsg.ProduceResponseTopicPartition{Partition: id, BaseOffset: -1, LogAppendTime: -1, LogStartOffset: -1}
+	p.CurrentLeader.LeaderID, p.CurrentLeader.LeaderEpoch = -1, -1
+	return p
+}
