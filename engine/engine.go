@@ -47,6 +47,7 @@ type Engine struct {
 	groups  *groupTable
 	queues  *queueTable
 	offsets *offsetStore
+	txns    *txnCoordinator // open transactions and the transaction log (txn.go)
 	metrics Metrics
 
 	// patterns holds the live pattern subscriptions, told of topics created (pattern.go).
@@ -90,6 +91,10 @@ func Open(opts Options) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	if e.txns, err = openTxns(e, filepath.Join(opts.DataDir, "offsets")); err != nil {
+		e.Close()
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -105,6 +110,9 @@ func (e *Engine) Close() error {
 	}
 	// Before adminMu: the janitor may be creating a dead-letter topic, which takes it.
 	errs := []error{e.queues.close()} // commits the queues' floors and settlement state
+	if e.txns != nil {
+		errs = append(errs, e.txns.close()) // open transactions stay open on disk: Open aborts them
+	}
 	e.adminMu.Lock()
 	defer e.adminMu.Unlock()
 	var parts []*Partition // every partition of every topic, closed several at once

@@ -136,7 +136,7 @@ func (p *Partition) rebuildProducers() {
 				break
 			}
 			rest = rest[h.Size():]
-			if h.ProducerID < 0 {
+			if h.ProducerID < 0 || h.IsControl() { // a transaction marker carries no sequence
 				continue
 			}
 			if p.idem.m == nil {

@@ -101,6 +101,10 @@ type Options struct {
 	// FS is the file system under the partition logs and topic.json files. Default disk.OSFS; tests
 	// inject faults.
 	FS disk.FS
+
+	// TxnTimeout aborts a transaction open longer than this since its first batch (a producer that
+	// went away mid-transaction). Default 60 s.
+	TxnTimeout time.Duration
 }
 
 // ErrOptions marks an invalid option.
@@ -118,6 +122,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxDeliverBytes == 0 {
 		o.MaxDeliverBytes = 1 << 20
+	}
+	if o.TxnTimeout == 0 {
+		o.TxnTimeout = 60 * time.Second
 	}
 	if o.QueueAckTimeout == 0 {
 		o.QueueAckTimeout = 30 * time.Second

@@ -373,7 +373,7 @@ func (qp *queuePart) hasWork(m *member, now int64) bool {
 	qp.mu.Lock()
 	defer qp.mu.Unlock()
 	qp.expireLocked()
-	if qp.next < qp.p.NextOffset() && len(qp.pending)+len(qp.due) < qp.q.topic.e.opts.QueueMaxTracked {
+	if qp.next < qp.p.StableOffset() && len(qp.pending)+len(qp.due) < qp.q.topic.e.opts.QueueMaxTracked {
 		return true
 	}
 	for _, pd := range qp.due {
@@ -401,7 +401,7 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	}
 	// New records only while the partition's tracked state is under its bound.
 	room = min(room, int64(qp.q.topic.e.opts.QueueMaxTracked-len(qp.pending)-len(qp.due)))
-	for room > 0 && qp.next < qp.p.NextOffset() {
+	for room > 0 && qp.next < qp.p.StableOffset() {
 		v, err := qp.p.log.Read(qp.next, maxBytes)
 		if errors.Is(err, disk.ErrOffsetOutOfRange) && qp.next < qp.p.StartOffset() {
 			qp.expireLocked() // retention removed what was never dispatched
@@ -409,6 +409,9 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 		}
 		if err != nil {
 			return Delivery{}, false, storageError(err)
+		}
+		if qp.skipTxnLocked(&v) { // transactions: committed data only (txn_queue.go)
+			continue
 		}
 		d, ok, err := qp.dispatchLocked(m, v, room, now+timeout)
 		if ok || err != nil {

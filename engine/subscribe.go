@@ -60,8 +60,11 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		if c.part.topic.deleted.Load() {
 			return v, false, wire.CodeUnknownTopic
 		}
-		if c.next < c.part.log.NextOffset() {
+		if c.next < c.part.StableOffset() {
 			v, err = c.part.log.Read(c.next, maxBytes)
+			if t := c.part.txns.Load(); t != nil && err == nil {
+				v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, c.part.StableOffset())
+			}
 		} else {
 			err = errCaughtUp
 		}
@@ -78,7 +81,7 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		// Caught up: announce it, then re-check, so an append racing with us is never missed. Go's
 		// atomics are sequentially consistent: either the appender sees waiting, or we see its data.
 		c.waiting.Store(true)
-		if c.part.log.NextOffset() <= c.next {
+		if c.part.StableOffset() <= c.next {
 			return v, false, nil
 		}
 		if !c.waiting.CompareAndSwap(true, false) {
@@ -383,9 +386,18 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 			s.ready = append(s.ready[1:], c)
 		}
 		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v}
+		if t := c.part.txns.Load(); t != nil { // read committed: no markers, no aborted batches
+			if out, changed := t.committedOnly(v.Data); changed {
+				v.Release()
+				if len(out) == 0 {
+					continue // only markers and aborted batches: read on
+				}
+				d.owned = out
+			}
+		}
 		if s.filter != nil {
-			out, err := s.filter.apply(v.Data, from, c.part.topic.cfg.Name)
-			v.Release()
+			out, err := s.filter.apply(d.Batches(), from, c.part.topic.cfg.Name)
+			d.Release()
 			if err != nil {
 				return d, false, err
 			}

@@ -121,6 +121,7 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 		}
 		p.log = l
 		p.rebuildProducers()
+		p.rebuildTxns()
 		t.parts[i] = p
 		return nil
 	})
@@ -193,6 +194,10 @@ type Partition struct {
 	subMu    sync.Mutex
 
 	idem producers // idempotent producers' sequences; touched only for batches with a producer id
+
+	// txns is the partition's transaction state (txn.go): nil until it sees a transactional batch,
+	// so reads of a partition that never did skip it with one atomic load.
+	txns atomic.Pointer[partTxns]
 }
 
 // ID is the partition's index in its topic.
@@ -219,17 +224,26 @@ func (p *Partition) RequestSync() { p.log.RequestSync() }
 // It allocates nothing (compressed batches: nothing once the validators' pool is warm).
 func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
-	idempotent, records := false, 0
+	idempotent, records, txns := false, 0, 0
+	var first wire.BatchHeader
 	for rest := batches; len(rest) > 0; {
 		h, err := wire.ValidateProduced(rest, maxBatch) // compressed: records inflated (bounded) and checked too
 		if err != nil {
 			return 0, 0, err
 		}
+		if h.Attributes&(wire.AttrTransactional|wire.AttrControl) != 0 {
+			if err := checkTxnBatch(&h, &first, txns); err != nil {
+				return 0, 0, err
+			}
+			txns++
+		}
 		records += int(h.RecordCount)
 		idempotent = idempotent || h.ProducerID >= 0
 		rest = rest[h.Size():]
 	}
-	if idempotent {
+	if txns > 0 {
+		base, last, err = p.appendTxn(batches, first.ProducerID, first.ProducerEpoch)
+	} else if idempotent {
 		base, last, err = p.appendIdempotent(batches)
 	} else {
 		var res disk.AppendResult

@@ -59,6 +59,7 @@ const (
 	OpListGroups  Op = 0x24 // admin: list consumer groups
 	OpDescribeGrp Op = 0x25 // admin: one group's members and offsets
 	OpDeleteGroup Op = 0x26 // admin: delete a consumer group without members
+	OpEndTxn      Op = 0x27 // commit or abort a producer's open transaction (wire/txn.go)
 	OpError       Op = 0x3F // failure answer to a request, or a fatal connection error (id 0)
 )
 
@@ -69,6 +70,7 @@ var opNames = map[Op]string{
 	OpCreateTopic: "create-topic", OpDeleteTopic: "delete-topic", OpListTopics: "list-topics",
 	OpDescribe: "describe", OpListGroups: "list-groups", OpDescribeGrp: "describe-group", OpError: "error",
 	OpDeleteGroup: "delete-group", OpDeliverTopic: "deliver-topic",
+	OpEndTxn: "end-txn",
 }
 
 func (o Op) String() string {

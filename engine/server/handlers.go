@@ -129,6 +129,8 @@ func (ss *session) handle(f wire.Frame) {
 		ss.fatal(wire.CodeInvalidRequest, "second hello")
 	case wire.OpAck, wire.OpNack:
 		ss.settle(f)
+	case wire.OpEndTxn:
+		ss.endTxn(f)
 	case wire.OpCreateTopic, wire.OpDeleteTopic, wire.OpListTopics, wire.OpDescribe, wire.OpListGroups, wire.OpDescribeGrp, wire.OpDeleteGroup:
 		ss.admin(f)
 	default:
