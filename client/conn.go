@@ -322,6 +322,9 @@ func (cn *conn) dispatch(f wire.Frame) error {
 	case f.Op == wire.OpDeliver:
 		cn.c.deliver(cn, f.Body)
 		return nil
+	case f.Op == wire.OpDeliverTopic:
+		cn.c.deliverTopic(cn, f.Body)
+		return nil
 	case f.Op == wire.OpAssign:
 		cn.c.assign(cn, f.Body)
 		return nil

@@ -34,6 +34,9 @@ type partState struct {
 	// all its restarts: a restart at or after it continues the records this consumer has handed out
 	// (settleLocked).
 	before int64
+	// topic is the partition's topic under a pattern subscription (its key in parts is then a slot,
+	// pattern.go); empty otherwise.
+	topic string
 }
 
 // delivery is one Deliver push, its batches copied out of the connection's read buffer into a
@@ -88,6 +91,11 @@ type Consumer struct {
 	// handBacks counts the hand-backs of revoked partitions in flight (handBack); Add only under mu
 	// while not closed, so that Close, which waits for them before unsubscribing, sees every one.
 	handBacks sync.WaitGroup
+
+	// pattern marks a consumer of a topic pattern (pattern.go): its parts are keyed by slots, one per
+	// topic-partition, which slots assigns. Guarded by mu.
+	pattern bool
+	slots   map[slotKey]int32
 }
 
 // Subscribe opens a consumer on topic. It returns once the broker has accepted the subscription.
@@ -105,6 +113,12 @@ func (c *Client) Subscribe(ctx context.Context, topic string, opts ...ConsumerOp
 	cons := &Consumer{c: c, topic: topic, opts: o, parts: map[int32]*partState{}, notify: make(chan struct{}, 1),
 		ended: make(chan struct{}, 1)}
 	cons.rd.init(cons)
+	if isPattern(topic) {
+		if err := o.validatePattern(topic); err != nil {
+			return nil, err
+		}
+		cons.pattern, cons.slots = true, map[slotKey]int32{}
+	}
 	cons.ctx, cons.cancel = context.WithCancel(c.closeCtx)
 	cn, err := c.waitConn(ctx)
 	if err != nil {
@@ -157,14 +171,16 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
 		Start: c.opts.start(), StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
-		Filter: c.opts.Filter,
+		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang,
 	}
 	if c.opts.Queue {
 		base.Mode = wire.ModeQueue
 		base.MaxAckPending = uint32(c.opts.MaxAckPending)
 	}
 	var specs []wire.Subscribe
-	if resume && c.opts.Group == "" && !c.opts.Queue {
+	if resume && c.pattern {
+		base.Start, base.StartValue = wire.StartEarliest, 0 // positions skip what was handed out (pattern.go)
+	} else if resume && c.opts.Group == "" && !c.opts.Queue {
 		c.mu.Lock()
 		for _, ps := range c.parts {
 			s := base

@@ -57,8 +57,10 @@ type ConsumerOptions struct {
 	// broker's default. Sent only with Queue.
 	MaxAckPending int
 
-	// Filter is a server-side header filter: "key=value" terms joined by '&'.
-	Filter string
+	// Filter is a server-side filter: "key=value" header terms joined by '&', or with FilterLang
+	// wire.FilterCEL a CEL expression (docs/protocol.md, Subscribe).
+	Filter     string
+	FilterLang wire.FilterLang
 
 	// OnCorrupt is what the consumer does with a delivered batch it cannot read. Default CorruptStop.
 	OnCorrupt CorruptPolicy

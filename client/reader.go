@@ -89,6 +89,9 @@ func (r *deliveryReader) next() (*Message, error) {
 				r.hasLast, r.lastPS, r.lastEpoch, r.lastOff = true, ps, ps.epoch, r.rec.Offset
 				m := &r.msg
 				m.Partition, m.Offset, m.HighWatermark = ps.partition, r.rec.Offset, r.cur.hw
+				if ps.topic != "" {
+					m.Topic = ps.topic // a pattern's record names its topic
+				}
 				m.Timestamp = time.UnixMilli(r.rec.Timestamp)
 				m.Key, m.Value, m.rec, m.hdrs, m.sub = r.rec.Key, r.rec.Value, &r.rec, nil, r.cur.sub
 				return m, nil

@@ -80,6 +80,9 @@ type LocalOptions struct {
 	// the page faults of a cold read on its own goroutine (without Spin they are taken off it).
 	// A work-queue subscription spins but keeps the wake-ups, which its dispatch relies on.
 	Spin bool
+	// MayTopic, when set, is asked of each topic a pattern subscription matches
+	// (SubscribeOptions.MayTopic): false leaves the topic out.
+	MayTopic func(topic string) bool
 }
 
 type localEvent struct {
@@ -119,7 +122,8 @@ func (e *Engine) SubscribeLocal(spec wire.Subscribe) (*Local, error) {
 	return e.SubscribeLocalWith(spec, LocalOptions{})
 }
 
-// SubscribeLocalWith is SubscribeLocal with options.
+// SubscribeLocalWith is SubscribeLocal with options. A pattern subscription's deliveries name their
+// topic through Delivery.Partition.Topic().
 func (e *Engine) SubscribeLocalWith(spec wire.Subscribe, o LocalOptions) (*Local, error) {
 	l := &Local{e: e, wake: make(chan struct{}, 1), spin: o.Spin}
 	var err error
@@ -127,7 +131,7 @@ func (e *Engine) SubscribeLocalWith(spec wire.Subscribe, o LocalOptions) (*Local
 		return nil, err
 	}
 	spec.Credit = 0
-	l.sub, _, err = e.Subscribe(spec, (*localOwner)(l))
+	l.sub, _, err = e.SubscribeWith(spec, (*localOwner)(l), SubscribeOptions{MayTopic: o.MayTopic})
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +315,7 @@ func (l *Local) drain() {
 		}
 	})
 	if l.overflow.CompareAndSwap(true, false) && !l.sub.closed {
-		if l.sub.member != nil {
+		if l.sub.member != nil || l.sub.pattern { // a pattern's pending topics too
 			l.sub.ApplyAssignment()
 			l.e.groups.handBackRevoked(l.sub)
 		}
@@ -331,6 +335,9 @@ func (l *Local) Position(p int32) int64 {
 
 // Commit stores the group's committed offset for partition p and waits until it is durable.
 func (l *Local) Commit(ctx context.Context, p int32, offset int64) error {
+	if l.sub.topic == nil {
+		return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a pattern subscription has no group to commit for"}
+	}
 	done := make(chan error, 1)
 	l.e.CommitTopicOffset(l.sub.topic, l.sub.spec.Group, p, offset, func(err error) { done <- err })
 	select {

@@ -77,6 +77,9 @@ type Engine struct {
 	txns    *txnCoordinator // open transactions and the transaction log (txn.go)
 	metrics Metrics
 
+	// patterns holds the live pattern subscriptions, told of topics created (pattern.go).
+	patterns patternTable
+
 	closed atomic.Bool
 }
 
@@ -248,6 +251,7 @@ func (e *Engine) CreateTopic(cfg wire.TopicConfig) (*Topic, error) {
 		return nil, err
 	}
 	e.storeTopicLocked(cfg.Name, t)
+	e.patterns.created(t) // after the store: a pattern subscribing meanwhile lists it, or hears of it
 	e.log.Info("topic created", "topic", cfg.Name, "partitions", cfg.Partitions, "memory", cfg.Flags&wire.TopicMemory != 0)
 	return t, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"cel.dev/cel-go/cel"
+
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -31,10 +33,15 @@ type filterTerm struct {
 	key, value []byte
 	hasValue   bool
 	negate     bool
+	lastValue  bool // compare the last header named key only (CEL's headers["k"] == "v"); never negated
 }
 
 type filter struct {
-	terms []filterTerm
+	terms []filterTerm // header terms (wire.FilterHeaders), all of which must hold
+	prog  cel.Program  // a CEL expression (wire.FilterCEL, celfilter.go), else nil
+	act   celRecord    // prog's activation, reset per record
+	err   error        // a CEL evaluation that must end the subscription (cost limit), set by match
+	stop  int64        // after apply: -1, or the offset to resume from (stopAt)
 
 	// Reused across deliveries: the filtered batches stay valid until the next one (owner goroutine).
 	out     []byte
@@ -43,14 +50,25 @@ type filter struct {
 	hdrs    []wire.Header
 }
 
-// parseFilter parses a filter spec; maxInflated bounds what one compressed batch may inflate to (the
-// broker's MaxBatchBytes). An empty spec is no filter (nil).
-func parseFilter(s string, maxInflated int) (*filter, error) {
+// parseFilter parses a filter spec in language lang (header terms or CEL); maxInflated bounds what
+// one compressed batch may inflate to (the broker's MaxBatchBytes). An empty spec is no filter (nil).
+func parseFilter(s string, lang wire.FilterLang, maxInflated int) (*filter, error) {
 	if s == "" {
 		return nil, nil
 	}
 	f := &filter{}
 	f.it.SetMaxInflated(maxInflated)
+	switch lang {
+	case wire.FilterHeaders:
+	case wire.FilterCEL:
+		var err error
+		if f.prog, f.terms, err = compileCEL(s); err != nil {
+			return nil, err
+		}
+		return f, nil
+	default:
+		return nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf("filter language %d", lang)}
+	}
 	for _, t := range strings.Split(s, "&") {
 		var term filterTerm
 		switch {
@@ -73,10 +91,34 @@ func parseFilter(s string, maxInflated int) (*filter, error) {
 	return f, nil
 }
 
-// match reports whether r satisfies every term.
-func (f *filter) match(r *wire.Record) bool {
+// match reports whether r, of topic, passes the filter: satisfies every term, or makes the CEL
+// expression true. A CEL evaluation that must end the subscription sets f.err and matches nothing.
+func (f *filter) match(r *wire.Record, topic string) bool {
+	if f.prog != nil {
+		f.act.reset(r, topic)
+		ok, err := evalCEL(f.prog, &f.act)
+		f.act.reset(nil, "") // hold no record past its batch
+		if err != nil && f.err == nil {
+			f.err = err
+		}
+		return ok
+	}
 	for i := range f.terms {
 		t := &f.terms[i]
+		if t.lastValue {
+			var last []byte
+			found := false
+			r.Headers(func(k, v []byte) bool {
+				if bytes.Equal(k, t.key) {
+					last, found = v, true
+				}
+				return true
+			})
+			if !found || !bytes.Equal(last, t.value) {
+				return false
+			}
+			continue
+		}
 		found := false
 		r.Headers(func(k, v []byte) bool {
 			if bytes.Equal(k, t.key) && (!t.hasValue || bytes.Equal(v, t.value)) {
@@ -92,13 +134,30 @@ func (f *filter) match(r *wire.Record) bool {
 	return true
 }
 
-// apply returns the records of batches at or above from that match, as new batches. The result is
-// valid until the next call.
-func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
+// stopAt ends a filtering pass at the record at off whose evaluation failed (f.err): the matches
+// before it are returned, with f.stop = off so the cursor resumes there and meets the error on the
+// next pass; with no matches before it, the error.
+func (f *filter) stopAt(off int64, flush func() error) ([]byte, error) {
+	err := f.err
+	f.err = nil
+	if ferr := flush(); ferr != nil {
+		return nil, ferr
+	}
+	if len(f.out) == 0 {
+		return nil, err
+	}
+	f.stop = off
+	return f.out, nil
+}
+
+// apply returns the records of batches (of topic) at or above from that match, as new batches. The
+// result is valid until the next call.
+func (f *filter) apply(batches []byte, from int64, topic string) ([]byte, error) {
 	if f.builder == nil {
 		f.builder = wire.NewBatchBuilder(16 << 10)
 	}
 	f.out = f.out[:0]
+	f.stop = -1
 	b := f.builder
 	b.Reset()
 	runBase, next := int64(-1), int64(-1)
@@ -138,7 +197,10 @@ func (f *filter) apply(batches []byte, from int64) ([]byte, error) {
 		}
 		rest = rest[h.Size():]
 		for f.it.Next(&r) {
-			if r.Offset < from || !f.match(&r) {
+			if r.Offset < from || !f.match(&r, topic) {
+				if f.err != nil {
+					return f.stopAt(r.Offset, flush)
+				}
 				continue
 			}
 			if r.Offset != next { // a gap: close the run so offsets stay base + index

@@ -26,15 +26,20 @@ package engine
 //	    Closes the engine (its subscriptions with it) and opens it again on the same directory.
 //	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N]
 //	    Creates a topic.
-//	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D]
+//	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D] [key=K] [header=k=v] [value=V]
 //	    Appends n records (default 1) to partition P (default 0), K to a batch (default all), each
-//	    value "T/P/i" padded to B bytes and stamped with the engine's clock plus D (default 0,
-//	    negative for the past); prints the offsets given.
+//	    value "T/P/i" padded to B bytes (or V, which has no spaces: {"temp":35}), with key K and
+//	    header k=v when given, and stamped with the engine's clock plus D (default 0, negative for
+//	    the past); prints the offsets given.
 //	sub name=A topic=T [group=G] [queue] [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N]
-//	    [start=earliest|latest|committed] [reset=earliest|latest|error]
-//	    Opens subscription A (a group member with group=, a work-queue member with queue too).
+//	    [start=earliest|latest|committed] [reset=earliest|latest|error] [filter=F] [cel=EXPR]
+//	    [allow=PREFIX]
+//	    Opens subscription A (a group member with group=, a work-queue member with queue too). T may
+//	    be a pattern; allow= lets it match only topics named PREFIX… (SubscribeOptions.MayTopic).
+//	    filter= is a header filter, cel= a CEL filter (no spaces).
 //	take name=A [max-bytes=N] [values]
-//	    One delivery to A: "pP: offsets…" (with values: offset=value…), or "nothing".
+//	    One delivery to A: "pP: offsets…" ("T/pP: …" for a pattern; with values: offset=value…), or
+//	    "nothing". A pattern subscription first takes the topics created since (ApplyAssignment).
 //	drain name=A [values]
 //	    Deliveries to A until there is nothing, one line each.
 //	ack name=A [partition=P] offsets=O,O…
@@ -42,6 +47,8 @@ package engine
 //	    Settles work-queue records.
 //	close name=A
 //	    Closes subscription A.
+//	delete topic=T
+//	    Deletes topic T.
 //	advance d=D
 //	    Moves the clock on by D (the engine's goroutines run as they would over that time); prints
 //	    the time since open.
@@ -326,6 +333,10 @@ func (env *scriptEnv) run(c scriptCase) string {
 		if err != nil {
 			return errLine(err)
 		}
+	case "delete":
+		if err := env.e.DeleteTopic(a["topic"]); err != nil {
+			return errLine(err)
+		}
 	case "close":
 		env.sub(a).s.Close()
 		delete(env.subs, a["name"])
@@ -425,7 +436,19 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 			if len(v) < size {
 				v += strings.Repeat(".", size-len(v))
 			}
-			b.Append(nil, []byte(v), nil, ts)
+			if val, ok := a["value"]; ok {
+				v = val
+			}
+			var key []byte
+			if k, ok := a["key"]; ok {
+				key = []byte(k)
+			}
+			var hdrs []wire.Header
+			if h, ok := a["header"]; ok {
+				k, hv, _ := strings.Cut(h, "=")
+				hdrs = []wire.Header{{Key: []byte(k), Value: []byte(hv)}}
+			}
+			b.Append(key, []byte(v), hdrs, ts)
 		}
 		batch, err := b.Build()
 		if err != nil {
@@ -462,8 +485,16 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 	case "error":
 		spec.Reset = wire.ResetError
 	}
+	spec.Filter = a["filter"]
+	if c, ok := a["cel"]; ok {
+		spec.Filter, spec.FilterLang = c, wire.FilterCEL
+	}
+	var opts SubscribeOptions
+	if prefix, ok := a["allow"]; ok {
+		opts.MayTopic = func(name string) bool { return strings.HasPrefix(name, prefix) }
+	}
 	o := &scriptSub{name: a["name"]}
-	s, _, err := env.e.Subscribe(spec, o)
+	s, _, err := env.e.SubscribeWith(spec, o, opts)
 	if err != nil {
 		return errLine(err)
 	}
@@ -474,6 +505,11 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 
 // take readies every cursor of s (the script ignores wake-ups) and takes one delivery.
 func (env *scriptEnv) take(o *scriptSub, maxBytes int, values bool) string {
+	if o.s.Pattern() {
+		if _, err := o.s.ApplyAssignment(); err != nil {
+			return errLine(err)
+		}
+	}
 	o.s.ReadyAll()
 	o.s.AddCredit(1 << 30)
 	d, ok, err := o.s.Next(maxBytes)
@@ -487,6 +523,9 @@ func (env *scriptEnv) take(o *scriptSub, maxBytes int, values bool) string {
 	var it wire.RecordIter
 	var r wire.Record
 	line := fmt.Sprintf("p%d:", d.Partition.ID())
+	if o.s.Pattern() {
+		line = d.Partition.Topic().Name() + "/" + line
+	}
 	for rest := d.Batches(); len(rest) > 0; {
 		h, err := it.Reset(rest)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/sluicemq/sluice/disk"
@@ -99,8 +100,23 @@ type Subscription struct {
 	ID    uint32
 	e     *Engine
 	owner Owner
-	topic *Topic
+	topic *Topic // nil for a pattern subscription: its cursors' partitions name their topics
 	spec  wire.Subscribe
+
+	// pattern marks a subscription whose spec.Topic is a topic pattern (pattern.go). Set at
+	// Subscribe, then read-only.
+	pattern bool
+	// mayTopic, when set, says whether a topic matching the pattern may be delivered to this
+	// subscription (the subscriber's consume right on it); a topic it refuses is skipped as if it
+	// did not match. Set at Subscribe, then read-only; called on the owner goroutine.
+	mayTopic func(name string) bool
+	// matched holds the topics a pattern subscription reads (each with cursors on all of its
+	// partitions). Owned by the owner goroutine.
+	matched map[*Topic]struct{}
+	// pending holds topics created since the owner last applied them (patternTable.created appends,
+	// ApplyAssignment takes them). Guarded by pendingMu; written from the creating goroutine.
+	pendingMu sync.Mutex
+	pending   []*Topic
 
 	// Owned by the owner goroutine:
 	cursors []*Cursor
@@ -114,7 +130,7 @@ type Subscription struct {
 
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
-	filter *filter      // non-nil with a header filter
+	filter *filter      // non-nil with a filter (header terms or a CEL expression)
 
 	// polled marks a subscription whose owner polls every cursor's partition end on each look
 	// (Local with LocalOptions.Spin): its cursors never announce that they wait, so appends skip
@@ -127,14 +143,41 @@ type Subscription struct {
 // Spec is the request that opened the subscription.
 func (s *Subscription) Spec() wire.Subscribe { return s.spec }
 
-// Topic is the subscribed topic.
+// Topic is the subscribed topic, nil for a pattern subscription.
 func (s *Subscription) Topic() *Topic { return s.topic }
 
-// Subscribe opens a subscription owned by owner. For a group member, the partitions come from the
+// Pattern reports whether the subscription's topic is a pattern: its deliveries are of every
+// matching topic, each named by its Partition.
+func (s *Subscription) Pattern() bool { return s.pattern }
+
+// SubscribeOptions are the engine-side settings of a subscription that are not part of its wire
+// request.
+type SubscribeOptions struct {
+	// MayTopic, when set, is asked of each topic a pattern subscription matches, when it matches
+	// (at subscribe, and when a matching topic is created later): false leaves the topic out, as if
+	// it did not match. A network face passes the subscribing principal's consume right here, so a
+	// pattern never reveals a topic its principal may not consume. Called on the owner goroutine;
+	// it must not block. Unused for a plain topic (the face checks that one before subscribing).
+	MayTopic func(topic string) bool
+}
+
+// Subscribe is SubscribeWith with no options.
+func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []wire.PartitionOffset, error) {
+	return e.SubscribeWith(spec, owner, SubscribeOptions{})
+}
+
+// SubscribeWith opens a subscription owned by owner. For a group member, the partitions come from the
 // group's assignment (and change later through Owner.Reassign); otherwise from spec.Partition.
 // It returns each partition's start offset. The topic must exist: subscribing never creates one
 // (CodeUnknownTopic), even when the engine auto-creates topics on produce.
-func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []wire.PartitionOffset, error) {
+//
+// A spec.Topic holding '*' or '>' is a pattern (pattern.go): the subscription reads every partition
+// of each matching topic that opts.MayTopic allows, those there now from spec.Start and those
+// created while it lives from their first record; it returns no start offsets (the deliveries name
+// their topics). A pattern takes no partition, group or work-queue mode (CodeInvalidRequest). A bad
+// spec.Filter (header terms, or a CEL expression with spec.FilterLang) is CodeInvalidRequest with
+// the reason.
+func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeOptions) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
@@ -142,6 +185,9 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 		// The wire decoder refuses these; an embedded caller may still pass them.
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
 			"subscribe mode %d, start %d, reset %d, partition %d", spec.Mode, spec.Start, spec.Reset, spec.Partition)}
+	}
+	if IsPattern(spec.Topic) {
+		return e.subscribePattern(spec, owner, opts)
 	}
 	t := e.TopicByName(spec.Topic)
 	if t == nil {
@@ -152,7 +198,7 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 	}
 	var err error
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, topic: t, spec: spec, credit: int64(spec.Credit)}
-	if s.filter, err = parseFilter(spec.Filter, e.opts.MaxBatchBytes); err != nil {
+	if s.filter, err = parseFilter(spec.Filter, spec.FilterLang, e.opts.MaxBatchBytes); err != nil {
 		return nil, nil, err
 	}
 	if s.filter != nil && spec.Mode == wire.ModeQueue {
@@ -206,7 +252,7 @@ func (s *Subscription) startOffset(p *Partition) (int64, error) {
 	}
 	start := s.spec.Start
 	if s.spec.Group != "" {
-		if off, ok := s.e.offsets.Get(s.spec.Group, s.topic.cfg.Name, p.id); ok {
+		if off, ok := s.e.offsets.Get(s.spec.Group, p.topic.cfg.Name, p.id); ok {
 			return s.inRange(p, off, "committed offset")
 		}
 	}
@@ -235,7 +281,7 @@ func (s *Subscription) inRange(p *Partition, off int64, what string) (int64, err
 		return hi, nil
 	case wire.ResetError:
 		return 0, &wire.ProtocolError{Code: wire.CodeOffsetOutOfRange, Message: fmt.Sprintf(
-			"%s %d of %s partition %d outside its records [%d, %d]", what, off, s.topic.cfg.Name, p.id, lo, hi)}
+			"%s %d of %s partition %d outside its records [%d, %d]", what, off, p.topic.cfg.Name, p.id, lo, hi)}
 	}
 	return lo, nil
 }
@@ -327,6 +373,10 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 	for len(s.ready) > 0 && s.credit > 0 && !s.closed {
 		c := s.ready[0]
 		v, ok, err := c.read(int(min(int64(maxBytes), s.credit)))
+		if err != nil && s.pattern && c.part.topic.deleted.Load() {
+			s.dropTopic(c.part.topic) // a matched topic was deleted: its part ends, the rest go on
+			continue
+		}
 		if err != nil {
 			return d, false, err
 		}
@@ -355,13 +405,16 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 			}
 		}
 		if s.filter != nil {
-			out, err := s.filter.apply(d.Batches(), from)
+			out, err := s.filter.apply(d.Batches(), from, c.part.topic.cfg.Name)
 			d.Release() // the filtered records are copies: what they were taken from is not needed past here
 			if err != nil {
 				return d, false, err
 			}
 			if len(out) == 0 {
 				continue // nothing in this stretch matched: read on
+			}
+			if s.filter.stop >= 0 {
+				c.next = s.filter.stop // a record ends the subscription: these first, then the error
 			}
 			d.owned = out
 		}
@@ -451,13 +504,22 @@ func (s *Subscription) Close() {
 	if s.queue != nil {
 		s.e.queues.leave(s)
 	}
+	if s.pattern {
+		s.e.patterns.remove(s)
+	}
 }
 
 // ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
-// returns it. If the topic was deleted (CodeUnknownTopic), or a partition's start offset is out of
+// returns it. For a pattern subscription (never a group member) it adds the matching topics
+// created since (Owner.Reassign told the owner of them) and returns an empty Assign, which is not
+// for sending. If the topic was deleted (CodeUnknownTopic), or a partition's start offset is out of
 // range under ResetError (CodeOffsetOutOfRange), it returns that error with the partitions it could
 // apply, and the subscription ends: Next returns the error from then on. Owner goroutine only.
 func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
+	if s.pattern {
+		s.applyPending()
+		return wire.Assign{SubID: s.ID}, s.err
+	}
 	gen, parts := s.e.groups.assignment(s)
 	a := wire.Assign{SubID: s.ID, Generation: gen}
 	if s.err == nil && s.topic.deleted.Load() {

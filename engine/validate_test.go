@@ -126,7 +126,7 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 // the next batch as usual.
 func TestFilterBoundsInflation(t *testing.T) {
 	const limit = 1 << 20
-	f, err := parseFilter("h=b", limit)
+	f, err := parseFilter("h=b", wire.FilterHeaders, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestFilterBoundsInflation(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	out, err = f.apply(batches, 0)
+	out, err = f.apply(batches, 0, "t")
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,10 @@ const (
 	OpNack        Op = 0x18 // work queue: records to redeliver
 	OpAssign      Op = 0x19 // server push: a group member's partitions changed
 	OpSubEnded    Op = 0x1A // server push: the broker ended one subscription; the connection stays
+
+	// OpDeliverTopic is a server push: Deliver for a pattern subscription, naming the topic.
+	OpDeliverTopic Op = 0x1B
+
 	OpCreateTopic Op = 0x20 // admin: create a topic
 	OpDeleteTopic Op = 0x21 // admin: delete a topic
 	OpListTopics  Op = 0x22 // admin: list topics
@@ -65,8 +69,8 @@ var opNames = map[Op]string{
 	OpFetchOffset: "fetch-offset", OpAck: "ack", OpNack: "nack", OpAssign: "assign", OpSubEnded: "sub-ended",
 	OpCreateTopic: "create-topic", OpDeleteTopic: "delete-topic", OpListTopics: "list-topics",
 	OpDescribe: "describe", OpListGroups: "list-groups", OpDescribeGrp: "describe-group", OpError: "error",
-	OpDeleteGroup: "delete-group",
-	OpEndTxn:      "end-txn",
+	OpDeleteGroup: "delete-group", OpDeliverTopic: "deliver-topic",
+	OpEndTxn: "end-txn",
 }
 
 func (o Op) String() string {

@@ -312,7 +312,7 @@ func TestOps(t *testing.T) {
 		}
 		seen[op.String()] = true
 	}
-	if len(opNames) != 23 || Op(0x42).String() != "op(0x42)" {
+	if len(opNames) != 24 || Op(0x42).String() != "op(0x42)" {
 		t.Fatalf("%d ops, %q", len(opNames), Op(0x42).String())
 	}
 }

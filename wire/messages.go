@@ -272,13 +272,15 @@ func (m *ProduceReply) Decode(b []byte) error {
 
 // Subscribe opens a subscription. Partition -1 means every partition of the topic, or, with a Group,
 // the partitions the group assigns this member (announced by Assign frames). Topic names one topic:
-// '*' and '>' are reserved for pattern subscriptions and rejected today. Filter is a server-side header
-// filter, "key=value" terms joined by '&', empty for none. Reset, an optional last byte, says what
-// an out-of-range start offset does; Append leaves it out when it is ResetEarliest, its value when
-// absent.
+// or a pattern when it holds '*' or '>' (dot-separated tokens, '*' one token, '>' the rest; deliveries
+// of a pattern subscription are DeliverTopic frames). Filter is a server-side filter, empty for none:
+// "key=value" header terms joined by '&' (FilterHeaders), or a CEL expression (FilterCEL). Reset says
+// what an out-of-range start offset does. The optional trailing fields come in order; Append leaves
+// out those that are zero at the end.
 //
 //	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
-//	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16 | [reset u8]
+//	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16 |
+//	[max ack pending u32 | [reset u8 | [filter lang u8]]]
 type Subscribe struct {
 	SubID         uint32
 	Topic         string
@@ -293,7 +295,16 @@ type Subscribe struct {
 	Filter        string
 	MaxAckPending uint32      // queue mode: the most unsettled records the member holds; 0 the broker's default
 	Reset         OffsetReset // where to start when the start offset is outside the partition
+	FilterLang    FilterLang  // how Filter reads: header terms (0) or CEL
 }
+
+// FilterLang says how a Subscribe's filter reads.
+type FilterLang uint8
+
+const (
+	FilterHeaders FilterLang = 0 // "key=value" header terms joined by '&'
+	FilterCEL     FilterLang = 1 // a CEL expression over key, headers, timestamp, value and topic
+)
 
 func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
@@ -307,6 +318,9 @@ func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
 	dst = appendStr16(dst, []byte(m.Filter))
 	switch {
+	case m.FilterLang != FilterHeaders:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
+		dst = append(dst, byte(m.Reset), byte(m.FilterLang))
 	case m.Reset != ResetEarliest:
 		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
 		dst = append(dst, byte(m.Reset))
@@ -322,11 +336,14 @@ func (m *Subscribe) Decode(b []byte) error {
 	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
 	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
 	m.Filter = string(r.str16())
-	m.MaxAckPending, m.Reset = 0, ResetEarliest
+	m.MaxAckPending, m.Reset, m.FilterLang = 0, ResetEarliest, FilterHeaders
 	if r.err == nil && len(r.b) >= 4 { // the optional trailing fields, in order
 		m.MaxAckPending = r.u32()
 		if len(r.b) >= 1 {
 			m.Reset = OffsetReset(r.u8())
+		}
+		if len(r.b) >= 1 {
+			m.FilterLang = FilterLang(r.u8())
 		}
 	}
 	if err := r.end(); err != nil {
@@ -339,6 +356,8 @@ func (m *Subscribe) Decode(b []byte) error {
 		return fmt.Errorf("%w: subscribe start %d", ErrMalformed, m.Start)
 	case m.Reset > ResetError:
 		return fmt.Errorf("%w: subscribe offset reset %d", ErrMalformed, m.Reset)
+	case m.FilterLang > FilterCEL:
+		return fmt.Errorf("%w: subscribe filter lang %d", ErrMalformed, m.FilterLang)
 	case m.Partition < -1:
 		return fmt.Errorf("%w: subscribe partition %d", ErrMalformed, m.Partition)
 	}
@@ -458,6 +477,43 @@ func (m *Deliver) Append(dst []byte) []byte {
 func (m *Deliver) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Partition, m.HighWatermark = r.u32(), r.i32(), r.i64()
+	m.Batches = r.rest()
+	if r.err == nil && m.Partition < 0 {
+		return errDeliverPartition
+	}
+	return r.err
+}
+
+// DeliverTopic is Deliver for a pattern subscription: the same fields, then the name of the topic the
+// batches belong to. A subscription of one topic is sent Deliver frames only.
+//
+//	sub id u32 | partition i32 | high watermark i64 | topic str16 | batches (rest)
+type DeliverTopic struct {
+	SubID         uint32
+	Partition     int32
+	HighWatermark int64
+	Topic         []byte // decoded as a slice of the frame: copy it to keep it
+	Batches       []byte
+}
+
+// AppendDeliverTopicHeader appends the fields of a DeliverTopic before its batches: d's, then topic.
+// For a sender that writes the batches from elsewhere; it does not allocate.
+func AppendDeliverTopicHeader(dst []byte, d *Deliver, topic string) []byte {
+	var h [DeliverHeaderSize]byte
+	d.PutHeader(h[:])
+	dst = binary.BigEndian.AppendUint16(append(dst, h[:]...), uint16(len(topic)))
+	return append(dst, topic...)
+}
+
+func (m *DeliverTopic) Append(dst []byte) []byte {
+	d := Deliver{SubID: m.SubID, Partition: m.Partition, HighWatermark: m.HighWatermark}
+	return append(AppendDeliverTopicHeader(dst, &d, string(m.Topic)), m.Batches...)
+}
+
+func (m *DeliverTopic) Decode(b []byte) error {
+	r := reader{b: b}
+	m.SubID, m.Partition, m.HighWatermark = r.u32(), r.i32(), r.i64()
+	m.Topic = r.str16()
 	m.Batches = r.rest()
 	if r.err == nil && m.Partition < 0 {
 		return errDeliverPartition

@@ -103,6 +103,9 @@ func msgCases() []msgCase {
 		{"error-no-text", OpError, &ErrorBody{Code: CodeThrottled}, func() body { return new(ErrorBody) }, -1},
 		{"subscribe-reset-latest", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Start: StartCommitted, Reset: ResetLatest}, func() body { return new(Subscribe) }, -1},
 		{"subscribe-reset-error", OpSubscribe, &Subscribe{Topic: "t", Partition: 2, Start: StartOffset, StartValue: 7, Reset: ResetError}, func() body { return new(Subscribe) }, -1},
+		{"subscribe-cel", OpSubscribe, &Subscribe{Topic: "orders.>", Partition: -1, Filter: `value.temp > 30`, FilterLang: FilterCEL}, func() body { return new(Subscribe) }, -1},
+		{"deliver-topic", OpDeliverTopic, &DeliverTopic{SubID: 9, Partition: 2, HighWatermark: 12345, Topic: []byte("orders.eu"), Batches: batch},
+			func() body { return new(DeliverTopic) }, DeliverHeaderSize + 2 + len("orders.eu")},
 	}
 }
 
@@ -171,13 +174,13 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				limit = c.rest
 			}
 			// A Subscribe body is also whole without its optional trailing fields (max ack pending,
-			// then reset), each left out whole.
+			// then reset, then filter lang), each left out whole.
 			whole := map[int]bool{}
 			if s, ok := c.msg.(*Subscribe); ok {
 				bare := *s
-				bare.MaxAckPending, bare.Reset = 0, ResetEarliest
+				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
 				n := len(bare.Append(nil))
-				whole[n], whole[n+4] = true, true
+				whole[n], whole[n+4], whole[n+5] = true, true, true
 			}
 			// So is a HelloReply without its optional trailing fields (max batch bytes, then idle
 			// timeout ms), each left out whole.
@@ -207,8 +210,12 @@ func TestMessagesRejectTrailingBytes(t *testing.T) {
 		}
 		t.Run(c.name, func(t *testing.T) {
 			b := append(c.msg.Append(nil), 0)
-			if s, ok := c.msg.(*Subscribe); ok && s.Reset == ResetEarliest {
-				b = append(b, 0) // one more byte is the optional reset
+			if s, ok := c.msg.(*Subscribe); ok {
+				// Every optional trailing field written out, then one byte more.
+				bare := *s
+				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
+				b = binary.BigEndian.AppendUint32(bare.Append(nil), s.MaxAckPending)
+				b = append(b, byte(s.Reset), byte(s.FilterLang), 0)
 			}
 			if err := c.new().Decode(b); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode with a trailing byte: %v, want ErrMalformed", err)
@@ -463,5 +470,22 @@ func TestTopicConfigValidate(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, CodeInvalidRequest) {
 			t.Errorf("%+v: %v, want invalid request", c, err)
 		}
+	}
+}
+
+// TestSubscribeFilterLang: the filter language byte comes after max ack pending and reset (a sender
+// setting it writes both); an unknown language is malformed.
+func TestSubscribeFilterLang(t *testing.T) {
+	m := Subscribe{Topic: "t", Filter: "true", FilterLang: FilterCEL}
+	b := m.Append(nil)
+	bare := m
+	bare.FilterLang = FilterHeaders
+	if len(b) != len(bare.Append(nil))+6 {
+		t.Fatalf("body of %d bytes, want the bare one and 6", len(b))
+	}
+	b[len(b)-1] = 2
+	var d Subscribe
+	if err := d.Decode(b); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("filter lang 2: %v, want ErrMalformed", err)
 	}
 }

@@ -182,7 +182,7 @@ func ExampleRegister() {
 	reg := bench.NewRegistry()
 	Register(reg, Options{})
 	fmt.Println(reg.Names())
-	// Output: [addr embedded floor spsc tcp]
+	// Output: [addr embedded floor relay spsc tcp]
 }
 
 // TestAddrTargetAuthenticates: the addr target presents Options.AuthToken (sluice bench --token) to a

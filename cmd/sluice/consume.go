@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -33,11 +34,15 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"were in the topic when the command started are printed. --format also takes a template,\n"+
 			"as kcat's -f: %t topic, %p partition, %o offset, %k key, %s value, %K and %S their\n"+
 			"lengths, %h headers (k=v,...), %T timestamp (Unix milliseconds), %% a percent sign,\n"+
-			"and the escapes \\n \\t \\r \\0 \\\\ \\xHH; for example --format '%p:%o %k=%s\\n'.\n"+
-			"--filter keeps the records whose headers match, on the broker: k=v terms joined by &.", stdout, stderr)
+			"and the escapes \\n \\t \\r \\0 \\\\ \\xHH; for example --format '%p:%o %k=%s\\n'.\n\n"+
+			"TOPIC may be a pattern of dot-separated tokens, '*' for one token and '>' for the rest\n"+
+			"('orders.>', 'telemetry.*.temp'): every matching topic, including those created while the\n"+
+			"command runs (not with --group or --partition). --filter keeps, on the broker, the records\n"+
+			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
+			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
 	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, -N (the last N records of each partition), or an RFC 3339 time (default earliest)")
-	filter := f.String("filter", "", "print only records whose headers match `F`: key=value terms joined by & (checked by the broker)")
+	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression")
 	var atEnd bool
 	f.BoolVar(&atEnd, "e", false, "exit at the end of the data: once the records present at the start are printed (not with --group or --filter)")
 	f.BoolVar(&atEnd, "exit-at-end", false, "the same as -e")
@@ -69,6 +74,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError("-e excludes --group and --filter: it counts the records to the end of each partition")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
+	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0 || atEnd || from.last > 0):
+		return f.usageError("a pattern takes neither --group, --partition, -e nor --from -N")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
 	case *count < 0 || *idle < 0:
@@ -87,7 +94,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		copts = append(copts, client.WithPartition(int32(*partition)))
 	}
 	if *filter != "" {
-		copts = append(copts, client.WithFilter(*filter))
+		copts = append(copts, filterOption(*filter))
 	}
 
 	c, err := f.g.dial(ctx, stderr)

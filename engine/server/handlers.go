@@ -407,7 +407,8 @@ func (ss *session) subscribe(f wire.Frame) {
 	if !ss.decode(f, &m) {
 		return
 	}
-	if !ss.allowed(f, ActConsume, m.Topic) || !ss.allowedGroup(f, m.Group) {
+	pattern := engine.IsPattern(m.Topic) // checked per matched topic instead (MayTopic below)
+	if !pattern && !ss.allowed(f, ActConsume, m.Topic) || !ss.allowedGroup(f, m.Group) {
 		return
 	}
 	if ss.subs[m.SubID] != nil {
@@ -418,13 +419,23 @@ func (ss *session) subscribe(f wire.Frame) {
 		ss.fail(f, err)
 		return
 	}
-	s, starts, err := ss.srv.e.Subscribe(m, ss) // never creates: CodeUnknownTopic
+	var opts engine.SubscribeOptions
+	if pattern {
+		// Asked on this loop at each match, with the rules in force then.
+		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.opts.ACL, ss.principal, ActConsume, name) }
+	}
+	s, starts, err := ss.srv.e.SubscribeWith(m, ss, opts) // never creates: CodeUnknownTopic
 	if err != nil {
 		ss.releaseSub(m.SubID)
 		ss.fail(f, err)
 		return
 	}
 	ss.subs[m.SubID] = s
+	if pattern {
+		ss.reply(f, &wire.SubscribeReply{SubID: m.SubID})
+		ss.activate(s)
+		return
+	}
 	ss.topics[m.Topic] = s.Topic()
 	if isInbox(m.Topic, s.Topic().Config().Flags) {
 		ss.srv.claimInbox(ss, m.Topic, false)

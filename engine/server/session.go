@@ -73,6 +73,11 @@ type session struct {
 	out []byte // responses gathered during one OnTraffic, written with one write at its end
 	hdr [wire.FrameHeaderSize + wire.DeliverHeaderSize]byte
 	iov [2][]byte
+
+	// hdrTopic is the scratch of a DeliverTopic header (a pattern subscription's delivery): frame
+	// header, Deliver fields, topic. Reused; it grows to the longest topic name once.
+	hdrTopic []byte
+
 	// deliverFn is writeDelivery bound to this session.
 	deliverFn engine.DeliverFunc
 	dead      bool // a fatal error frame was queued; close after flushing
@@ -245,8 +250,12 @@ func (ss *session) drainInbox() {
 			}
 		case ev.reassign != nil:
 			if s := ev.reassign; ss.subs[s.ID] == s {
-				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
-				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				// An error ends the subscription: activate's delivery reports it. A pattern's new topics
+				// are not announced.
+				a, _ := s.ApplyAssignment()
+				if s.Grouped() {
+					ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				}
 				ss.activate(s)
 			}
 		case ev.synced != nil:
@@ -259,6 +268,8 @@ func (ss *session) drainInbox() {
 			if s.Grouped() {
 				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
 				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+			} else if s.Pattern() {
+				_, _ = s.ApplyAssignment() // topics created meanwhile; an error ends it as above
 			}
 			s.ReadyAll()
 			ss.activate(s)
@@ -447,7 +458,11 @@ func (ss *session) serveDeliveries() {
 		}
 		err := errPause
 		if !ss.outboundFull() {
-			err = s.Deliver(ss.deliverBytes(maxBytes), ss.deliverFn)
+			mb := maxBytes
+			if s.Pattern() {
+				mb -= 2 + maxTopicName // a DeliverTopic also names the topic
+			}
+			err = s.Deliver(ss.deliverBytes(mb), ss.deliverFn)
 		}
 		if err == errPause {
 			// The consumer is not reading: keep the rest for when gnet has drained the buffer.
@@ -517,15 +532,29 @@ func (ss *session) deliverBytes(maxBytes int) int {
 // client's maximum frame (one batch bigger than it: deliveries are cut to fit otherwise) is not
 // sent; the error ends the subscription.
 func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw int64, data []byte) error {
-	if n := len(ss.hdr) + len(data); n > ss.peerMax {
+	n := len(ss.hdr) + len(data)
+	if s.Pattern() {
+		n += 2 + len(p.Topic().Name()) // DeliverTopic's topic
+	}
+	if n > ss.peerMax {
 		return &wire.ProtocolError{Code: wire.CodeBatchTooLarge, Message: fmt.Sprintf(
 			"partition %d: the batch at offset %d makes a delivery of %d bytes, above the client's maximum frame of %d",
 			p.ID(), wire.BaseOffset(data), n, ss.peerMax)}
 	}
-	wire.PutFrameHeader(ss.hdr[:], wire.OpDeliver, 0, 0, wire.DeliverHeaderSize+len(data))
-	d := wire.Deliver{SubID: s.ID, Partition: p.ID(), HighWatermark: hw}
-	d.PutHeader(ss.hdr[wire.FrameHeaderSize:])
-	ss.iov[0], ss.iov[1] = ss.hdr[:], data
+	if s.Pattern() {
+		// The topic's name goes with each delivery of a pattern subscription (DeliverTopic).
+		d := wire.Deliver{SubID: s.ID, Partition: p.ID(), HighWatermark: hw}
+		ss.hdrTopic = append(ss.hdrTopic[:0], make([]byte, wire.FrameHeaderSize)...) // filled below
+		ss.hdrTopic = wire.AppendDeliverTopicHeader(ss.hdrTopic, &d, p.Topic().Name())
+		wire.PutFrameHeader(ss.hdrTopic, wire.OpDeliverTopic, 0, 0, len(ss.hdrTopic)-wire.FrameHeaderSize+len(data))
+		ss.iov[0] = ss.hdrTopic
+	} else {
+		wire.PutFrameHeader(ss.hdr[:], wire.OpDeliver, 0, 0, wire.DeliverHeaderSize+len(data))
+		d := wire.Deliver{SubID: s.ID, Partition: p.ID(), HighWatermark: hw}
+		d.PutHeader(ss.hdr[wire.FrameHeaderSize:])
+		ss.iov[0] = ss.hdr[:]
+	}
+	ss.iov[1] = data
 	_, err := ss.c.Writev(ss.iov[:])
 	ss.iov[1] = nil
 	if ss.closed {
@@ -537,6 +566,9 @@ func (ss *session) writeDelivery(s *engine.Subscription, p *engine.Partition, hw
 	}
 	return err
 }
+
+// maxTopicName is the longest topic name (engine.validTopicName), in bytes.
+const maxTopicName = 249
 
 // errPause stops a subscription's deliveries while its connection's outbound buffer is full.
 var errPause = errors.New("server: outbound buffer full")
