@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -418,6 +420,9 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 		info.Offsets = append(info.Offsets, wire.GroupOffset{Topic: k.Topic, Partition: k.Partition, Committed: off, End: end})
 	}
 	info.Offsets = e.appendUncommitted(info.Offsets, name)
+	slices.SortFunc(info.Offsets, func(a, b wire.GroupOffset) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
 	if len(info.Members) == 0 && len(info.Offsets) == 0 {
 		return info, &wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name}
 	}
