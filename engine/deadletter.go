@@ -31,7 +31,7 @@ func DeadLetterTopic(topic string) string {
 }
 
 // Dead-letter headers. Every dead letter carries the source topic, group, partition, offset and
-// delivery count, and the reason: DeadLetterReasonMaxDeliveries, or DeadLetterReasonUndecodable
+// delivery count, and the reason: DeadLetterReasonMaxDeliveries, DeadLetterReasonExpired, or DeadLetterReasonUndecodable
 // followed by the error for a record whose stored batch cannot be decoded (its value is then that
 // raw stored batch, and HeaderDLQLastOffset names the last record it settles; a raw batch too large
 // for a dead letter is cut to fit and marked with HeaderDLQTruncated "true"). Numbers are decimal.
@@ -50,6 +50,7 @@ const (
 const (
 	DeadLetterReasonMaxDeliveries = "max-deliveries"
 	DeadLetterReasonUndecodable   = "undecodable: "
+	DeadLetterReasonExpired       = "expired" // its TTL (wire.HeaderTTL) ended before a member took it
 )
 
 // deadLetters appends every record marked for a dead-letter topic and then settles it. Janitor

@@ -1,0 +1,245 @@
+package engine
+
+import (
+	"container/heap"
+	"errors"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/sluicemq/sluice/disk"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Scheduling in work queues: the records' scheduling headers (wire.HeaderTTL, HeaderDeliverAt,
+// HeaderPriority) decide when a record becomes deliverable, whether it still may be, and which of
+// the deliverable records a member gets first.
+//
+// A batch carrying no scheduling header is dispatched in place, whole, as before: a queue whose
+// producers never set one pays only a scan of each batch's record headers. A batch that carries one
+// is staged instead: each of its records becomes due (queuePart.due) with its deliver-at time as the
+// deadline, its TTL's end and its priority, and goes out one record at a time by the redelivery
+// path, which picks among the due records whose time has come. The queue reads ahead through every
+// consecutive batch that carries a scheduling header (up to QueueMaxTracked tracked records), so
+// priority orders all the records of such a run; a batch without one ends the run and is
+// dispatched in place, in log order, when no staged record is ready. A producer that sets priorities
+// sets the header on every record (priority 0 included).
+//
+// Nothing of this is persisted: it is all in the records. A restart makes every unsettled record due
+// (queuestate.go) and reads its headers again (rescheduleLocked), so a delayed record is held back
+// until its deliver-at time across restarts, and an expired one is never delivered.
+
+// StarvationBound is the most consecutive deliveries from a work-queue partition that pass over an
+// older ready record of a lower priority: after StarvationBound of them, the next delivery is the
+// oldest ready record (the lowest offset), whatever its level. A ready record of any level is so
+// delivered within (StarvationBound+1)·n deliveries, n the ready records older than it plus one.
+const StarvationBound = 10
+
+// maxUnixMs is the latest deliver-at time a deadline (unix nanoseconds) holds; later ones are
+// clamped to it (about the year 2262).
+const maxUnixMs = math.MaxInt64 / int64(time.Millisecond)
+
+// schedulePending returns the due-record state of r, read now (unix nanos): deliverable from its
+// deliver-at time, expiring at its TTL's end; expired reports that it already has.
+func schedulePending(r *wire.Record, now int64) (pd *pending, expired bool) {
+	sc, _ := wire.ReadSchedule(r)
+	pd = &pending{deadline: min(sc.DeliverAtMs, maxUnixMs) * int64(time.Millisecond),
+		expires: sc.ExpiresAtMs(r.Timestamp, 0), prio: sc.Priority}
+	return pd, pd.expires != 0 && now/int64(time.Millisecond) >= pd.expires
+}
+
+// scheduledLocked reports whether a record of batch at or after from carries a scheduling header
+// (false for a batch that cannot be decoded: dispatchLocked deals with it).
+func (qp *queuePart) scheduledLocked(batch []byte, from int64) bool {
+	if _, err := qp.it.Reset(batch); err != nil {
+		return false
+	}
+	var r wire.Record
+	inflated := 0
+	defer func() { qp.dropScratchLocked(inflated) }()
+	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
+		if r.Offset < from || r.HeaderCount() == 0 {
+			continue
+		}
+		if _, has := wire.ReadSchedule(&r); has {
+			return true
+		}
+	}
+	return false
+}
+
+// stageLocked reads ahead from qp.next while the batch there carries a scheduling header: each record of such a batch becomes due as schedulePending says (an expired one
+// is marked for the dead-letter topic), and the dispatch position moves past the batch. It stops at
+// the log end, at QueueMaxTracked tracked records, at a batch it leaves for in-place dispatch, and
+// at one it cannot decode (dispatchLocked marks that one dead).
+func (qp *queuePart) stageLocked(now int64) error {
+	bound := qp.q.topic.e.opts.QueueMaxTracked
+	for qp.next < qp.p.NextOffset() && len(qp.pending)+len(qp.due) < bound {
+		v, err := qp.p.log.Read(qp.next, 1)
+		if errors.Is(err, disk.ErrOffsetOutOfRange) && qp.next < qp.p.StartOffset() {
+			qp.expireLocked()
+			continue
+		}
+		if err != nil {
+			return storageError(err)
+		}
+		staged := qp.stageBatchLocked(v.Data, now)
+		v.Release()
+		if !staged {
+			return nil
+		}
+	}
+	return nil
+}
+
+// stageBatchLocked stages the first batch of data, which holds qp.next, if it is to be staged (see
+// stageLocked), and reports whether it did.
+func (qp *queuePart) stageBatchLocked(data []byte, now int64) bool {
+	h, err := wire.ParseBatchHeader(data)
+	if err != nil || h.Size() > len(data) || h.BaseOffset > qp.next {
+		return false
+	}
+	batch := data[:h.Size()]
+	if !qp.scheduledLocked(batch, qp.next) {
+		return false
+	}
+	if _, err := qp.it.Reset(batch); err != nil {
+		return false
+	}
+	if h.Codec() != wire.CodecNone && qp.it.Check() != nil {
+		return false // the whole batch first: a batch that fails part-way is dead whole
+	}
+	if _, err := qp.it.Reset(batch); err != nil {
+		return false
+	}
+	var r wire.Record
+	inflated := 0
+	for qp.it.Next(&r) {
+		inflated += len(r.Key) + len(r.Value)
+		if r.Offset < qp.next {
+			continue
+		}
+		pd, expired := schedulePending(&r, now)
+		if expired {
+			qp.markDeadLocked(r.Offset, r.Offset, 0, DeadLetterReasonExpired)
+			continue
+		}
+		qp.due[r.Offset] = pd
+		heap.Push(&qp.waiting, deadlineEntry{deadline: pd.deadline, off: r.Offset})
+	}
+	qp.dropScratchLocked(inflated)
+	qp.next = h.LastOffset() + 1
+	qp.settleLocked()
+	qp.promoteLocked(now)
+	return true
+}
+
+// rescheduleLocked reads the scheduling headers of every due record again (after a restart, when
+// they are known only by offset) and queues each by its deliver-at time. A record that cannot be
+// read keeps the zero schedule: the redelivery path finds it undecodable or removed by retention.
+func (qp *queuePart) rescheduleLocked() {
+	offs := make([]int64, 0, len(qp.due))
+	for off := range qp.due {
+		offs = append(offs, off)
+	}
+	slices.Sort(offs)
+	qp.it.SetMaxInflated(qp.q.topic.e.opts.MaxBatchBytes) // join sets it only after the restore
+	var r wire.Record
+	for i := 0; i < len(offs); {
+		v, batch, err := batchAt(qp.p, offs[i])
+		if err != nil {
+			if errors.Is(err, errUndecodable) {
+				v.Release()
+			}
+			heap.Push(&qp.waiting, deadlineEntry{off: offs[i]})
+			i++
+			continue
+		}
+		last := offs[i]
+		if h, err := wire.ParseBatchHeader(batch); err == nil {
+			last = max(last, h.LastOffset())
+		}
+		if _, err := qp.it.Reset(batch); err == nil {
+			for qp.it.Next(&r) {
+				if pd := qp.due[r.Offset]; pd != nil {
+					sc, _ := wire.ReadSchedule(&r)
+					pd.deadline = min(sc.DeliverAtMs, maxUnixMs) * int64(time.Millisecond)
+					pd.expires, pd.prio = sc.ExpiresAtMs(r.Timestamp, 0), sc.Priority
+				}
+			}
+		}
+		v.Release()
+		for ; i < len(offs) && offs[i] <= last; i++ {
+			heap.Push(&qp.waiting, deadlineEntry{deadline: qp.due[offs[i]].deadline, off: offs[i]})
+		}
+	}
+}
+
+// promoteLocked moves the due records whose time has come from waiting to their level's ready heap.
+func (qp *queuePart) promoteLocked(now int64) {
+	for len(qp.waiting) > 0 && qp.waiting[0].deadline <= now {
+		e := heap.Pop(&qp.waiting).(deadlineEntry)
+		if pd := qp.due[e.off]; pd != nil && pd.deadline == e.deadline {
+			heap.Push(&qp.ready[pd.prio], dueOffset(e.off))
+		}
+	}
+}
+
+// topLocked drops the stale entries at the top of ready level l and returns its lowest offset.
+func (qp *queuePart) topLocked(l int, now int64) (int64, bool) {
+	h := &qp.ready[l]
+	for len(*h) > 0 {
+		off := int64((*h)[0])
+		if pd := qp.due[off]; pd != nil && pd.deadline <= now && int(pd.prio) == l {
+			return off, true
+		}
+		heap.Pop(h)
+	}
+	return 0, false
+}
+
+// readyLocked reports whether a due record's time has come.
+func (qp *queuePart) readyLocked(now int64) bool {
+	qp.promoteLocked(now)
+	for l := range qp.ready {
+		if _, ok := qp.topLocked(l, now); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// pickLocked removes and returns the ready record to deliver next: the lowest offset of the highest
+// level holding one, except that after StarvationBound consecutive picks that passed over an older
+// record of a lower level, the oldest ready record of any level.
+func (qp *queuePart) pickLocked(now int64) (int64, bool) {
+	qp.promoteLocked(now)
+	top, oldest := -1, -1
+	var oldestOff int64
+	for l := len(qp.ready) - 1; l >= 0; l-- {
+		off, ok := qp.topLocked(l, now)
+		if !ok {
+			continue
+		}
+		if top < 0 {
+			top = l
+		}
+		if oldest < 0 || off < oldestOff {
+			oldest, oldestOff = l, off
+		}
+	}
+	if top < 0 {
+		return 0, false
+	}
+	l := top
+	switch {
+	case oldest == top:
+		qp.passed = 0
+	case qp.passed >= StarvationBound:
+		l, qp.passed = oldest, 0
+	default:
+		qp.passed++
+	}
+	return int64(heap.Pop(&qp.ready[l]).(dueOffset)), true
+}
