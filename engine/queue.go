@@ -426,6 +426,9 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 			return Delivery{}, false, storageError(err)
 		}
 		d, ok, err := qp.dispatchLocked(m, v, room, now+timeout)
+		if err == errStaged {
+			return Delivery{}, false, nil
+		}
 		if ok || err != nil {
 			return d, ok, err
 		}
@@ -493,8 +496,8 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 			break
 		}
 		count := h.LastOffset() - h.BaseOffset + 1
-		if n+count > room || !qp.decodesLocked(rest[:h.Size()], h) {
-			break
+		if n+count > room || !qp.decodesLocked(rest[:h.Size()], h) || qp.scheduledLocked(rest[:h.Size()], h.BaseOffset) {
+			break // a batch with scheduling headers is staged (stageLocked), never dispatched in place
 		}
 		cut, n = cut+h.Size(), n+count
 		rest = rest[h.Size():]
@@ -518,6 +521,9 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 		qp.next = h.BaseOffset
 		qp.settleLocked()
 		return Delivery{}, false, nil
+	}
+	if qp.scheduledLocked(v.Data[:h.Size()], qp.next) {
+		return Delivery{}, false, errStaged // stageLocked takes it once the queue tracks fewer records
 	}
 	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)
 	if err != nil {
@@ -565,6 +571,10 @@ func (qp *queuePart) dropScratchLocked(inflated int) {
 		qp.it = wire.RecordIter{}
 	}
 }
+
+// errStaged says the batch at the dispatch position has scheduling headers: it is not dispatched in
+// place but staged, which the tracked-records bound holds back for now.
+var errStaged = errors.New("engine: queue: batch to be staged")
 
 // errUndecodable marks a stored batch whose records cannot be read (a decompression failure or
 // corrupt records): its records go to the dead-letter topic.

@@ -26,10 +26,12 @@ package engine
 //	    Closes the engine (its subscriptions with it) and opens it again on the same directory.
 //	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N]
 //	    Creates a topic.
-//	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D]
+//	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D] [ttl=D] [deliver-in=D] [priority=N]
 //	    Appends n records (default 1) to partition P (default 0), K to a batch (default all), each
 //	    value "T/P/i" padded to B bytes and stamped with the engine's clock plus D (default 0,
-//	    negative for the past); prints the offsets given.
+//	    negative for the past); prints the offsets given. ttl, deliver-in and priority set the
+//	    scheduling headers: wire.HeaderTTL to D in milliseconds, wire.HeaderDeliverAt to the
+//	    engine's clock plus D, wire.HeaderPriority to N.
 //	sub name=A topic=T [group=G] [queue] [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N]
 //	    [start=earliest|latest|committed] [reset=earliest|latest|error]
 //	    Opens subscription A (a group member with group=, a work-queue member with queue too).
@@ -416,6 +418,17 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 	per := int(env.int(a, "batch", int64(n)))
 	size := int(env.int(a, "size", 0))
 	ts := env.e.opts.Clock().Add(env.dur(a, "ts", 0)).UnixMilli()
+	var hdrs []wire.Header
+	if a.has("ttl") {
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderTTL), Value: []byte(strconv.FormatInt(env.dur(a, "ttl", 0).Milliseconds(), 10))})
+	}
+	if a.has("deliver-in") {
+		at := env.e.opts.Clock().Add(env.dur(a, "deliver-in", 0)).UnixMilli()
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderDeliverAt), Value: []byte(strconv.FormatInt(at, 10))})
+	}
+	if a.has("priority") {
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderPriority), Value: []byte(a["priority"])})
+	}
 	b := wire.NewBatchBuilder(4096)
 	first, last := int64(-1), int64(-1)
 	for i := 0; i < n; i += per {
@@ -425,7 +438,7 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 			if len(v) < size {
 				v += strings.Repeat(".", size-len(v))
 			}
-			b.Append(nil, []byte(v), nil, ts)
+			b.Append(nil, []byte(v), hdrs, ts)
 		}
 		batch, err := b.Build()
 		if err != nil {
@@ -592,7 +605,7 @@ func (env *scriptEnv) deadLetters(topic string) string {
 					line += " last=" + last
 				}
 				line += fmt.Sprintf(" deliveries=%s reason=%q", header(r, HeaderDLQDeliveries), header(r, HeaderDLQReason))
-				if header(r, HeaderDLQReason) == DeadLetterReasonMaxDeliveries {
+				if reason := header(r, HeaderDLQReason); reason == DeadLetterReasonMaxDeliveries || reason == DeadLetterReasonExpired {
 					line += fmt.Sprintf(" value=%q", r.Value)
 				}
 				out = append(out, line)
