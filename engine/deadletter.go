@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/sluicemq/sluice/wire"
@@ -68,6 +70,8 @@ func (qt *queueTable) deadLetters() {
 				}
 			}
 			qp.mu.Unlock()
+			// In offset order: runs marked in one pass (expired records, say) keep their order.
+			slices.SortFunc(runs, func(a, b *deadLetter) int { return cmp.Compare(a.first, b.first) })
 			for _, dl := range runs {
 				if err := qt.deadLetter(qp, dl); err != nil {
 					qt.e.log.Warn("dead letter not appended; retrying", "topic", q.key.topic, "group", q.key.group,
