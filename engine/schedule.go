@@ -243,3 +243,122 @@ func (qp *queuePart) pickLocked(now int64) (int64, bool) {
 	}
 	return int64(heap.Pop(&qp.ready[l]).(dueOffset)), true
 }
+
+// Stream consumers and TTL. A partition that never took a record with wire.HeaderTTL delivers in
+// place as before (one atomic load per delivery: Partition.ttlRecords). Once it has, each stream
+// delivery from it is read for expired records: when none has expired it still goes out in place;
+// otherwise the live records are copied into new batches (one per run of consecutive offsets, as a
+// filter does) and the expired ones are skipped, their offsets left as gaps. A batch that cannot be
+// read is passed on as stored, as a filter passes it.
+
+// ttlFilter is a subscription's scratch for dropping expired records (owner goroutine).
+type ttlFilter struct {
+	it      wire.RecordIter
+	builder *wire.BatchBuilder
+	hdrs    []wire.Header
+	out     []byte // the rebuilt batches: valid until the next delivery
+}
+
+// dropExpired removes from d the records at or after from that have expired by the engine's clock,
+// replacing d's batches by a copy when it drops any. It reports whether any record is left.
+func (s *Subscription) dropExpired(d *Delivery, from int64) bool {
+	if s.ttl == nil {
+		s.ttl = &ttlFilter{builder: wire.NewBatchBuilder(16 << 10)}
+		s.ttl.it.SetMaxInflated(s.e.opts.MaxBatchBytes)
+	}
+	f := s.ttl
+	now := s.e.opts.Clock().UnixMilli()
+	in := d.Batches()
+	if !f.anyExpired(in, from, now) {
+		return true
+	}
+	f.out = f.out[:0]
+	b := f.builder
+	b.Reset()
+	runBase, next := int64(-1), int64(-1)
+	flush := func() {
+		if b.Count() == 0 {
+			return
+		}
+		batch, err := b.Build()
+		if err != nil { // cannot happen for records read from a valid batch: keep what was built
+			b.Reset()
+			return
+		}
+		start := len(f.out)
+		f.out = append(f.out, batch...)
+		wire.SetBaseOffset(f.out[start:], runBase)
+		b.Reset()
+	}
+	var r wire.Record
+	for rest := in; len(rest) >= wire.BatchHeaderSize; {
+		h, err := f.it.Reset(rest)
+		if h.Size() < wire.BatchHeaderSize || h.Size() > len(rest) {
+			break
+		}
+		if err == nil && h.Codec() != wire.CodecNone {
+			err = f.it.Check()
+		}
+		if err != nil { // unreadable: as stored
+			flush()
+			f.out = append(f.out, rest[:h.Size()]...)
+			rest, next = rest[h.Size():], -1
+			continue
+		}
+		if _, err := f.it.Reset(rest); err != nil {
+			break
+		}
+		rest = rest[h.Size():]
+		for f.it.Next(&r) {
+			if r.Offset < from || expiredAt(&r, now) {
+				continue
+			}
+			if r.Offset != next {
+				flush()
+				runBase = r.Offset
+			}
+			f.hdrs = r.AppendHeaders(f.hdrs[:0])
+			b.Append(r.Key, r.Value, f.hdrs, r.Timestamp)
+			next = r.Offset + 1
+		}
+	}
+	flush()
+	d.Release()
+	d.view = disk.View{}
+	d.owned = f.out
+	if cap(f.out) > scratchKeep {
+		f.out = nil // do not pin a large delivery's buffer: d keeps this one
+	}
+	return len(d.owned) > 0
+}
+
+// anyExpired reports whether a readable record of batches at or after from has expired at now.
+func (f *ttlFilter) anyExpired(batches []byte, from, now int64) bool {
+	var r wire.Record
+	for rest := batches; len(rest) >= wire.BatchHeaderSize; {
+		h, err := f.it.Reset(rest)
+		if h.Size() < wire.BatchHeaderSize || h.Size() > len(rest) {
+			return false
+		}
+		rest = rest[h.Size():]
+		if err != nil {
+			continue
+		}
+		for f.it.Next(&r) {
+			if r.Offset >= from && expiredAt(&r, now) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// expiredAt reports whether r's TTL has ended at now (unix ms).
+func expiredAt(r *wire.Record, now int64) bool {
+	if r.HeaderCount() == 0 {
+		return false
+	}
+	sc, _ := wire.ReadSchedule(r)
+	exp := sc.ExpiresAtMs(r.Timestamp, 0)
+	return exp != 0 && now >= exp
+}

@@ -109,6 +109,7 @@ type Subscription struct {
 	member *groupMember // non-nil for a group member
 	queue  *queue       // non-nil in work-queue mode
 	filter *filter      // non-nil with a header filter
+	ttl    *ttlFilter   // drops expired records; made on the first delivery from a partition with TTL records
 
 	mincoreVec []byte // scratch for the cold-read residency check (owner goroutine)
 }
@@ -340,6 +341,9 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 				continue // nothing in this stretch matched: read on
 			}
 			d.owned = out
+		}
+		if c.part.ttlRecords.Load() && !s.dropExpired(&d, from) {
+			continue // every record of this stretch had expired: read on
 		}
 		s.credit -= int64(len(d.Batches()))
 		return d, true, nil

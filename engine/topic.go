@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -120,6 +121,10 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 			return fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
 		}
 		p.log = l
+		p.ttlMark = filepath.Join(dir, fmt.Sprintf("ttl-records-%d", i))
+		if _, err := os.Stat(p.ttlMark); err == nil {
+			p.ttlRecords.Store(true)
+		}
 		p.rebuildProducers()
 		t.parts[i] = p
 		return nil
@@ -193,6 +198,13 @@ type Partition struct {
 	subMu    sync.Mutex
 
 	idem producers // idempotent producers' sequences; touched only for batches with a producer id
+
+	// ttlRecords is set once a record carrying wire.HeaderTTL was appended (before its append, and
+	// on open when ttlMark exists): only then do stream deliveries look for expired records. Set
+	// under ttlMu, which also orders the mark's write; read without it.
+	ttlRecords atomic.Bool
+	ttlMu      sync.Mutex
+	ttlMark    string // the file that records ttlRecords across restarts
 }
 
 // ID is the partition's index in its topic.
@@ -221,9 +233,14 @@ func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
 	idempotent, records := false, 0
 	for rest := batches; len(rest) > 0; {
-		h, err := wire.ValidateProduced(rest, maxBatch) // compressed: records inflated (bounded) and checked too
+		h, ttl, err := wire.ValidateProducedTTL(rest, maxBatch) // compressed: records inflated (bounded) and checked too
 		if err != nil {
 			return 0, 0, err
+		}
+		if ttl && !p.ttlRecords.Load() {
+			if err := p.markTTL(); err != nil {
+				return 0, 0, err
+			}
 		}
 		records += int(h.RecordCount)
 		idempotent = idempotent || h.ProducerID >= 0
@@ -343,4 +360,21 @@ func storageError(err error) error {
 		return wire.CodeShuttingDown
 	}
 	return err
+}
+
+// markTTL records, durably and before the record is appended, that partition p holds records with
+// wire.HeaderTTL: written once in the partition's life (an empty file, fsynced with its directory),
+// so a TTL-less partition's stream deliveries never look at headers, and one with such records
+// still does after a restart. Errors are storage errors (CodeStorageFailed): the produce fails.
+func (p *Partition) markTTL() error {
+	p.ttlMu.Lock()
+	defer p.ttlMu.Unlock()
+	if p.ttlRecords.Load() {
+		return nil
+	}
+	if err := writeFileAtomic(p.ttlMark, nil); err != nil {
+		return storageError(fmt.Errorf("engine: topic %s partition %d: ttl mark: %w", p.topic.cfg.Name, p.id, err))
+	}
+	p.ttlRecords.Store(true)
+	return nil
 }

@@ -93,3 +93,18 @@ func parseDecimal(b []byte) (int64, bool) {
 	}
 	return n, true
 }
+
+// hasHeader reports whether r carries a header named key, without allocating.
+func (r *Record) hasHeader(key string) bool {
+	b := r.headers
+	for i := 0; i < r.headerCount; i++ {
+		k, n := readBytes(b)
+		b = b[n:]
+		if string(k) == key {
+			return true
+		}
+		_, n = readBytes(b)
+		b = b[n:]
+	}
+	return false
+}
