@@ -522,7 +522,7 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 		qp.settleLocked()
 		return Delivery{}, false, nil
 	}
-	if qp.scheduledLocked(v.Data[:h.Size()], qp.next) {
+	if qp.decodesLocked(v.Data[:h.Size()], h) && qp.scheduledLocked(v.Data[:h.Size()], qp.next) {
 		return Delivery{}, false, errStaged // stageLocked takes it once the queue tracks fewer records
 	}
 	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)

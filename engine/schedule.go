@@ -39,20 +39,25 @@ const StarvationBound = 10
 // clamped to it (about the year 2262).
 const maxUnixMs = math.MaxInt64 / int64(time.Millisecond)
 
-// schedulePending returns the due-record state of r, read now (unix nanos): deliverable from its
-// deliver-at time, expiring at its TTL's end; expired reports that it already has.
-func schedulePending(r *wire.Record, now int64) (pd *pending, expired bool) {
+// schedulePending returns the due-record state of r, read now (unix nanos), in a topic whose TTL is
+// topicTTL ms (0: none): deliverable from its deliver-at time, expiring at its TTL's end; expired
+// reports that it already has.
+func schedulePending(r *wire.Record, now, topicTTL int64) (pd *pending, expired bool) {
 	sc, _ := wire.ReadSchedule(r)
 	pd = &pending{deadline: min(sc.DeliverAtMs, maxUnixMs) * int64(time.Millisecond),
-		expires: sc.ExpiresAtMs(r.Timestamp, 0), prio: sc.Priority}
+		expires: sc.ExpiresAtMs(r.Timestamp, topicTTL), prio: sc.Priority}
 	return pd, pd.expires != 0 && now/int64(time.Millisecond) >= pd.expires
 }
 
-// scheduledLocked reports whether a record of batch at or after from carries a scheduling header
-// (false for a batch that cannot be decoded: dispatchLocked deals with it).
+// scheduledLocked reports whether a record of batch at or after from carries a scheduling header,
+// or the topic has a TTL (every batch is then staged): false for a batch that cannot be decoded,
+// which dispatchLocked deals with.
 func (qp *queuePart) scheduledLocked(batch []byte, from int64) bool {
 	if _, err := qp.it.Reset(batch); err != nil {
 		return false
+	}
+	if qp.q.topic.cfg.TTLMs > 0 {
+		return true
 	}
 	var r wire.Record
 	inflated := 0
@@ -120,7 +125,7 @@ func (qp *queuePart) stageBatchLocked(data []byte, now int64) bool {
 		if r.Offset < qp.next {
 			continue
 		}
-		pd, expired := schedulePending(&r, now)
+		pd, expired := schedulePending(&r, now, qp.q.topic.cfg.TTLMs)
 		if expired {
 			qp.markDeadLocked(r.Offset, r.Offset, 0, DeadLetterReasonExpired)
 			continue
@@ -165,7 +170,7 @@ func (qp *queuePart) rescheduleLocked() {
 				if pd := qp.due[r.Offset]; pd != nil {
 					sc, _ := wire.ReadSchedule(&r)
 					pd.deadline = min(sc.DeliverAtMs, maxUnixMs) * int64(time.Millisecond)
-					pd.expires, pd.prio = sc.ExpiresAtMs(r.Timestamp, 0), sc.Priority
+					pd.expires, pd.prio = sc.ExpiresAtMs(r.Timestamp, qp.q.topic.cfg.TTLMs), sc.Priority
 				}
 			}
 		}
@@ -267,9 +272,9 @@ func (s *Subscription) dropExpired(d *Delivery, from int64) bool {
 		s.ttl.it.SetMaxInflated(s.e.opts.MaxBatchBytes)
 	}
 	f := s.ttl
-	now := s.e.opts.Clock().UnixMilli()
+	now, topicTTL := s.e.opts.Clock().UnixMilli(), s.topic.cfg.TTLMs
 	in := d.Batches()
-	if !f.anyExpired(in, from, now) {
+	if !f.anyExpired(in, from, now, topicTTL) {
 		return true
 	}
 	f.out = f.out[:0]
@@ -310,7 +315,7 @@ func (s *Subscription) dropExpired(d *Delivery, from int64) bool {
 		}
 		rest = rest[h.Size():]
 		for f.it.Next(&r) {
-			if r.Offset < from || expiredAt(&r, now) {
+			if r.Offset < from || expiredAt(&r, now, topicTTL) {
 				continue
 			}
 			if r.Offset != next {
@@ -333,7 +338,7 @@ func (s *Subscription) dropExpired(d *Delivery, from int64) bool {
 }
 
 // anyExpired reports whether a readable record of batches at or after from has expired at now.
-func (f *ttlFilter) anyExpired(batches []byte, from, now int64) bool {
+func (f *ttlFilter) anyExpired(batches []byte, from, now, topicTTL int64) bool {
 	var r wire.Record
 	for rest := batches; len(rest) >= wire.BatchHeaderSize; {
 		h, err := f.it.Reset(rest)
@@ -345,7 +350,7 @@ func (f *ttlFilter) anyExpired(batches []byte, from, now int64) bool {
 			continue
 		}
 		for f.it.Next(&r) {
-			if r.Offset >= from && expiredAt(&r, now) {
+			if r.Offset >= from && expiredAt(&r, now, topicTTL) {
 				return true
 			}
 		}
@@ -353,12 +358,12 @@ func (f *ttlFilter) anyExpired(batches []byte, from, now int64) bool {
 	return false
 }
 
-// expiredAt reports whether r's TTL has ended at now (unix ms).
-func expiredAt(r *wire.Record, now int64) bool {
-	if r.HeaderCount() == 0 {
+// expiredAt reports whether r's TTL, or the topic's (topicTTL ms; 0: none), has ended at now (unix ms).
+func expiredAt(r *wire.Record, now, topicTTL int64) bool {
+	if r.HeaderCount() == 0 && topicTTL == 0 {
 		return false
 	}
 	sc, _ := wire.ReadSchedule(r)
-	exp := sc.ExpiresAtMs(r.Timestamp, 0)
+	exp := sc.ExpiresAtMs(r.Timestamp, topicTTL)
 	return exp != 0 && now >= exp
 }

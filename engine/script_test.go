@@ -24,8 +24,8 @@ package engine
 //	    script's engine if it has one.
 //	restart
 //	    Closes the engine (its subscriptions with it) and opens it again on the same directory.
-//	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N]
-//	    Creates a topic.
+//	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N] [ttl=D]
+//	    Creates a topic (ttl: its TTL, wire.TopicConfig.TTLMs).
 //	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D] [ttl=D] [deliver-in=D] [priority=N]
 //	    Appends n records (default 1) to partition P (default 0), K to a batch (default all), each
 //	    value "T/P/i" padded to B bytes and stamped with the engine's clock plus D (default 0,
@@ -293,7 +293,7 @@ func (env *scriptEnv) run(c scriptCase) string {
 	case "topic":
 		cfg := wire.TopicConfig{Name: a["name"], Partitions: uint32(env.int(a, "partitions", 1)),
 			SegmentBytes: env.int(a, "segment-bytes", 0), RetentionBytes: env.int(a, "retention-bytes", 0),
-			RetentionMs: env.int(a, "retention-ms", 0)}
+			RetentionMs: env.int(a, "retention-ms", 0), TTLMs: env.dur(a, "ttl", 0).Milliseconds()}
 		if _, err := env.e.CreateTopic(cfg); err != nil {
 			return errLine(err)
 		}

@@ -122,8 +122,8 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 		}
 		p.log = l
 		p.ttlMark = filepath.Join(dir, fmt.Sprintf("ttl-records-%d", i))
-		if _, err := os.Stat(p.ttlMark); err == nil {
-			p.ttlRecords.Store(true)
+		if _, err := os.Stat(p.ttlMark); err == nil || cfg.TTLMs > 0 {
+			p.ttlRecords.Store(true) // a topic TTL applies to every record
 		}
 		p.rebuildProducers()
 		t.parts[i] = p
@@ -200,7 +200,7 @@ type Partition struct {
 	idem producers // idempotent producers' sequences; touched only for batches with a producer id
 
 	// ttlRecords is set once a record carrying wire.HeaderTTL was appended (before its append, and
-	// on open when ttlMark exists): only then do stream deliveries look for expired records. Set
+	// on open when ttlMark exists), and from the start in a topic with a TTL: only then do stream deliveries look for expired records. Set
 	// under ttlMu, which also orders the mark's write; read without it.
 	ttlRecords atomic.Bool
 	ttlMu      sync.Mutex
