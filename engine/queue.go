@@ -125,6 +125,9 @@ type queuePart struct {
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
 	hdrs      []wire.Header
+	// inspected is inspectLocked's answer for the batch it last read, so the staging and dispatch
+	// paths of one take inflate a compressed batch once.
+	inspected inspection
 }
 
 func newQueueTable(e *Engine, store *queueStore, restored map[OffsetKey]queueState) *queueTable {
@@ -496,7 +499,10 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 			break
 		}
 		count := h.LastOffset() - h.BaseOffset + 1
-		if n+count > room || !qp.decodesLocked(rest[:h.Size()], h) || qp.scheduledLocked(rest[:h.Size()], h.BaseOffset) {
+		if n+count > room {
+			break
+		}
+		if decodes, staged := qp.inspectLocked(rest[:h.Size()], h, h.BaseOffset); !decodes || staged {
 			break // a batch with scheduling headers is staged (stageLocked), never dispatched in place
 		}
 		cut, n = cut+h.Size(), n+count
@@ -522,7 +528,7 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 		qp.settleLocked()
 		return Delivery{}, false, nil
 	}
-	if qp.decodesLocked(v.Data[:h.Size()], h) && qp.scheduledLocked(v.Data[:h.Size()], qp.next) {
+	if decodes, staged := qp.inspectLocked(v.Data[:h.Size()], h, qp.next); decodes && staged {
 		return Delivery{}, false, errStaged // stageLocked takes it once the queue tracks fewer records
 	}
 	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)
@@ -538,25 +544,6 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 	m.held.Add(last - qp.next + 1)
 	qp.next = last + 1
 	return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: out}, true, nil
-}
-
-// decodesLocked reports whether batch's records can be read. Uncompressed batches were checked when
-// they were produced; a compressed one is inflated here once, as the consumer would.
-func (qp *queuePart) decodesLocked(batch []byte, h wire.BatchHeader) bool {
-	if h.Codec() == wire.CodecNone {
-		return true
-	}
-	if _, err := qp.it.Reset(batch); err != nil {
-		return false
-	}
-	var r wire.Record
-	inflated := 0
-	for qp.it.Next(&r) {
-		inflated += len(r.Key) + len(r.Value)
-	}
-	ok := qp.it.Err() == nil
-	qp.dropScratchLocked(inflated)
-	return ok
 }
 
 // scratchKeep is the most inflated record bytes a queue partition's iterator keeps its decompression

@@ -49,29 +49,51 @@ func schedulePending(r *wire.Record, now, topicTTL int64) (pd *pending, expired 
 	return pd, pd.expires != 0 && now/int64(time.Millisecond) >= pd.expires
 }
 
-// scheduledLocked reports whether a record of batch at or after from carries a scheduling header,
-// or the topic has a TTL (every batch is then staged): false for a batch that cannot be decoded,
-// which dispatchLocked deals with.
-func (qp *queuePart) scheduledLocked(batch []byte, from int64) bool {
-	if _, err := qp.it.Reset(batch); err != nil {
-		return false
+// inspection is what inspectLocked found about the stored batch at base, from offset from on.
+type inspection struct {
+	valid             bool
+	base, from        int64
+	decodes, schedule bool
+}
+
+// inspectLocked reports, in one pass over batch (h its header), whether its records can be read
+// (uncompressed batches were checked when they were produced; a compressed one is inflated, as the
+// consumer would) and whether it is to be staged: a record at or after from carries a scheduling
+// header, or the topic has a TTL. A batch that cannot be read is never staged (dispatchLocked marks
+// it for the dead-letter topic). The answer for the last batch asked about is kept: a stored batch
+// never changes.
+func (qp *queuePart) inspectLocked(batch []byte, h wire.BatchHeader, from int64) (decodes, staged bool) {
+	if c := qp.inspected; c.valid && c.base == h.BaseOffset && c.from == from {
+		return c.decodes, c.schedule
 	}
-	if qp.q.topic.cfg.TTLMs > 0 {
-		return true
+	decodes, staged = qp.inspectBatchLocked(batch, h, from)
+	qp.inspected = inspection{valid: true, base: h.BaseOffset, from: from, decodes: decodes, schedule: staged}
+	return decodes, staged
+}
+
+func (qp *queuePart) inspectBatchLocked(batch []byte, h wire.BatchHeader, from int64) (decodes, staged bool) {
+	plain := h.Codec() == wire.CodecNone
+	topicTTL := qp.q.topic.cfg.TTLMs > 0
+	if plain && topicTTL {
+		return true, true
+	}
+	if _, err := qp.it.Reset(batch); err != nil {
+		return plain, false
 	}
 	var r wire.Record
 	inflated := 0
-	defer func() { qp.dropScratchLocked(inflated) }()
 	for qp.it.Next(&r) {
 		inflated += len(r.Key) + len(r.Value)
-		if r.Offset < from || r.HeaderCount() == 0 {
-			continue
+		if !staged && r.Offset >= from && r.HeaderCount() > 0 {
+			_, staged = wire.ReadSchedule(&r)
 		}
-		if _, has := wire.ReadSchedule(&r); has {
-			return true
+		if staged && plain {
+			break // an uncompressed batch decodes: nothing more to learn
 		}
 	}
-	return false
+	decodes = plain || qp.it.Err() == nil
+	qp.dropScratchLocked(inflated)
+	return decodes, decodes && (staged || topicTTL)
 }
 
 // stageLocked reads ahead from qp.next while the batch there carries a scheduling header: each record of such a batch becomes due as schedulePending says (an expired one
@@ -106,14 +128,8 @@ func (qp *queuePart) stageBatchLocked(data []byte, now int64) bool {
 		return false
 	}
 	batch := data[:h.Size()]
-	if !qp.scheduledLocked(batch, qp.next) {
-		return false
-	}
-	if _, err := qp.it.Reset(batch); err != nil {
-		return false
-	}
-	if h.Codec() != wire.CodecNone && qp.it.Check() != nil {
-		return false // the whole batch first: a batch that fails part-way is dead whole
+	if decodes, staged := qp.inspectLocked(batch, h, qp.next); !decodes || !staged {
+		return false // a batch that cannot be read whole is left to dispatchLocked, which marks it dead
 	}
 	if _, err := qp.it.Reset(batch); err != nil {
 		return false

@@ -2,7 +2,10 @@ package engine
 
 import (
 	"os"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -86,4 +89,60 @@ func TestReadSchedule(t *testing.T) {
 			t.Errorf("case %d: got %+v %v, want %+v %v", i, got, has, c.want, c.has)
 		}
 	}
+}
+
+// In a topic with a TTL every batch is staged, and a stored batch that cannot be decompressed is
+// still marked for the dead-letter topic, never staged nor left to stall the queue; a compressed
+// batch with priority headers is staged and ordered like an uncompressed one.
+func TestScheduledQueueUndecodableAndCompressed(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1, TTLMs: 3600_000}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.TopicByName("q").Partition(0)
+	appendBatch := func(codec wire.Codec, prios ...string) {
+		t.Helper()
+		b := wire.NewBatchBuilder(1024)
+		b.SetCompression(codec)
+		for _, prio := range prios {
+			var hdrs []wire.Header
+			if prio != "" {
+				hdrs = []wire.Header{{Key: []byte(wire.HeaderPriority), Value: []byte(prio)}}
+			}
+			b.Append(nil, []byte("v"), hdrs, time.Now().UnixMilli())
+		}
+		batch, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendBatch(wire.CodecNone, "", "", "")    // 0..2
+	appendRaw(t, e, "q", corruptBatch(t, 3))   // 3..5
+	appendBatch(wire.CodecGzip, "0", "9", "4") // 6..8
+	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var got []int64
+	for len(got) < 6 {
+		_, offs, _, ok := takeRecords(t, l, 5*time.Second)
+		if !ok {
+			break
+		}
+		got = append(got, offs...)
+	}
+	if !slices.Equal(got, []int64{0, 1, 2, 7, 8, 6}) {
+		t.Fatalf("delivered %v, want 0..2, then 7, 8, 6 by priority", got)
+	}
+	if err := l.Ack(0, got...); err != nil {
+		t.Fatal(err)
+	}
+	if r := dlqRecords(t, e, "q", 1)[0]; !strings.HasPrefix(header(r, HeaderDLQReason), "undecodable") {
+		t.Fatalf("dead letter reason %q", header(r, HeaderDLQReason))
+	}
+	waitCommitted(t, e, "q", 9)
 }
