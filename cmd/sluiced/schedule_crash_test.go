@@ -15,13 +15,13 @@ import (
 	"github.com/sluicemq/sluice/wire"
 )
 
-// TestScheduledRecordsSurviveKill produces records held back by a deliver-at time, records with a
+// TestScheduledRecordsCrashLoop produces records held back by a deliver-at time, records with a
 // short TTL and plain records with priorities into a work queue, consumes and acks some for a
 // random while (leaving the TTL records held, unsettled), and SIGKILLs the broker, round after round. Against the real binary it checks: no
 // record is delivered before its deliver-at time; after a restart, no record whose TTL had ended
 // by the time the broker started again is delivered; and in the end every delayed and every plain
 // record was delivered (none lost). SLUICE_SOAK=1 runs more rounds and records.
-func TestScheduledRecordsSurviveKill(t *testing.T) {
+func TestScheduledRecordsCrashLoop(t *testing.T) {
 	rounds, perRound := 3, 30
 	if os.Getenv("SLUICE_SOAK") != "" {
 		rounds, perRound = 20, 150
