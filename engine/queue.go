@@ -335,7 +335,7 @@ func (qt *queueTable) sweep(final bool) {
 			if cap(qp.deadlines) > 1024 && len(qp.deadlines) < cap(qp.deadlines)/4 {
 				qp.deadlines = slices.Clip(qp.deadlines) // a burst grew it: give the memory back
 			}
-			if len(qp.waiting) > 0 && qp.waiting[0].deadline <= now {
+			if qp.promoteLocked(now) {
 				expired = true // a delayed record (deliver-at or a nack's delay) came due: wake the members
 			}
 			qp.mu.Unlock()

@@ -197,14 +197,17 @@ func (qp *queuePart) rescheduleLocked() {
 	}
 }
 
-// promoteLocked moves the due records whose time has come from waiting to their level's ready heap.
-func (qp *queuePart) promoteLocked(now int64) {
+// promoteLocked moves the due records whose time has come from waiting to their level's ready heap,
+// and reports whether it moved any.
+func (qp *queuePart) promoteLocked(now int64) (moved bool) {
 	for len(qp.waiting) > 0 && qp.waiting[0].deadline <= now {
 		e := heap.Pop(&qp.waiting).(deadlineEntry)
 		if pd := qp.due[e.off]; pd != nil && pd.deadline == e.deadline {
 			heap.Push(&qp.ready[pd.prio], dueOffset(e.off))
+			moved = true
 		}
 	}
+	return moved
 }
 
 // topLocked drops the stale entries at the top of ready level l and returns its lowest offset.

@@ -3,6 +3,7 @@ package engine
 import (
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,32 @@ func TestScheduledQueueUndecodableAndCompressed(t *testing.T) {
 		t.Fatalf("dead letter reason %q", header(r, HeaderDLQReason))
 	}
 	waitCommitted(t, e, "q", 9)
+}
+
+// A member waiting on a queue whose only record is held by a deliver-at time is woken when the time
+// comes (by the janitor's sweep), without asking again.
+func TestDelayedRecordWakesMember(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "q", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.SubscribeLocal(queueSpec(time.Minute, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	at := time.Now().Add(300 * time.Millisecond)
+	b := wire.NewBatchBuilder(256)
+	b.Append(nil, []byte("later"), []wire.Header{{Key: []byte(wire.HeaderDeliverAt), Value: []byte(strconv.FormatInt(at.UnixMilli(), 10))}}, time.Now().UnixMilli())
+	batch, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.TopicByName("q").Partition(0).Append(batch); err != nil {
+		t.Fatal(err)
+	}
+	_, offs, _, ok := takeRecords(t, l, 10*time.Second)
+	if now := time.Now(); !ok || len(offs) != 1 || now.Before(at.Truncate(time.Millisecond)) {
+		t.Fatalf("got %v %v at %v, deliver-at %v", offs, ok, now, at)
+	}
 }
