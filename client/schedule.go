@@ -20,10 +20,15 @@ func TTLHeader(d time.Duration) Header {
 	return Header{Key: []byte(wire.HeaderTTL), Value: strconv.AppendInt(nil, int64(ms), 10)}
 }
 
-// DeliverAtHeader holds a record back from work-queue members until t (to the millisecond). Stream
-// consumers see it at once. A t before 1970 is the epoch: no hold.
+// DeliverAtHeader holds a record back from work-queue members until t, rounded up to the
+// millisecond so the record never goes out before t. Stream consumers see it at once. A t before
+// 1970 is the epoch: no hold.
 func DeliverAtHeader(t time.Time) Header {
-	return Header{Key: []byte(wire.HeaderDeliverAt), Value: strconv.AppendInt(nil, max(t.UnixMilli(), 0), 10)}
+	ms := t.UnixMilli()
+	if t.After(time.UnixMilli(ms)) {
+		ms++ // a part of a millisecond left: the next one
+	}
+	return Header{Key: []byte(wire.HeaderDeliverAt), Value: strconv.AppendInt(nil, max(ms, 0), 10)}
 }
 
 // PriorityHeader gives a record priority level (0, the default, to wire.PriorityLevels-1; clamped to

@@ -17,6 +17,7 @@ func TestScheduleHeaders(t *testing.T) {
 		{TTLHeader(0), wire.HeaderTTL, "1"},
 		{DeliverAtHeader(time.UnixMilli(1700000000123)), wire.HeaderDeliverAt, "1700000000123"},
 		{DeliverAtHeader(time.Time{}), wire.HeaderDeliverAt, "0"},
+		{DeliverAtHeader(time.UnixMilli(1700000000123).Add(time.Microsecond)), wire.HeaderDeliverAt, "1700000000124"},
 		{PriorityHeader(7), wire.HeaderPriority, "7"},
 		{PriorityHeader(12), wire.HeaderPriority, "9"},
 		{PriorityHeader(-3), wire.HeaderPriority, "0"},
