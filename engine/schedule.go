@@ -207,6 +207,9 @@ func (qp *queuePart) promoteLocked(now int64) (moved bool) {
 			moved = true
 		}
 	}
+	if cap(qp.waiting) > 1024 && len(qp.waiting) < cap(qp.waiting)/4 {
+		qp.waiting = slices.Clip(qp.waiting) // a burst grew it: give the memory back
+	}
 	return moved
 }
 
@@ -265,7 +268,11 @@ func (qp *queuePart) pickLocked(now int64) (int64, bool) {
 	default:
 		qp.passed++
 	}
-	return int64(heap.Pop(&qp.ready[l]).(dueOffset)), true
+	off := int64(heap.Pop(&qp.ready[l]).(dueOffset))
+	if h := &qp.ready[l]; cap(*h) > 1024 && len(*h) < cap(*h)/4 {
+		*h = slices.Clip(*h) // a burst grew it: give the memory back
+	}
+	return off, true
 }
 
 // Stream consumers and TTL. A partition that never took a record with wire.HeaderTTL delivers in
