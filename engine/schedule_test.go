@@ -175,3 +175,38 @@ func TestDelayedRecordWakesMember(t *testing.T) {
 		t.Fatalf("got %v %v at %v, deliver-at %v", offs, ok, now, at)
 	}
 }
+
+// A stream delivery from a partition that never took a TTL record (headers of other names
+// included) stays a slice of the mapping, never copied: the TTL check is one atomic load. One from a
+// partition that took one is still in place while nothing in it has expired.
+func TestStreamDeliveryInPlaceWithoutExpiry(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	for _, name := range []string{"plain", "ttl"} {
+		if _, err := e.CreateTopic(wire.TopicConfig{Name: name, Partitions: 1}); err != nil {
+			t.Fatal(err)
+		}
+		hdrs := []wire.Header{{Key: []byte("trace"), Value: []byte("x")}}
+		if name == "ttl" {
+			hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderTTL), Value: []byte("3600000")})
+		}
+		b := wire.NewBatchBuilder(256)
+		b.Append(nil, []byte("v"), hdrs, time.Now().UnixMilli())
+		batch, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.TopicByName(name).Partition(0).Append(batch); err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := e.Subscribe(wire.Subscribe{Topic: name, Partition: 0, Start: wire.StartEarliest, Credit: 1 << 30}, nopOwner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, ok, err := s.Next(1 << 20)
+		if err != nil || !ok || d.owned != nil || s.ttl != nil != (name == "ttl") {
+			t.Fatalf("%s: ok %v, copied %v, TTL scratch %v, err %v", name, ok, d.owned != nil, s.ttl != nil, err)
+		}
+		d.Release()
+		s.Close()
+	}
+}
