@@ -24,7 +24,7 @@ type (
 // CreateTopic creates a topic. Partitions 0 takes the broker's default. An existing topic fails with
 // an error matching wire.CodeTopicExists.
 func (c *Client) CreateTopic(ctx context.Context, cfg TopicConfig) error {
-	_, err := c.roundTrip(ctx, wire.OpCreateTopic, cfg.Append)
+	_, err := c.roundTrip(ctx, wire.OpCreateTopic, cfg.AppendCreate)
 	return wrapf(err, "create topic %s", cfg.Name)
 }
 

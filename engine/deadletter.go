@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/sluicemq/sluice/wire"
@@ -31,7 +33,7 @@ func DeadLetterTopic(topic string) string {
 }
 
 // Dead-letter headers. Every dead letter carries the source topic, group, partition, offset and
-// delivery count, and the reason: DeadLetterReasonMaxDeliveries, or DeadLetterReasonUndecodable
+// delivery count, and the reason: DeadLetterReasonMaxDeliveries, DeadLetterReasonExpired, or DeadLetterReasonUndecodable
 // followed by the error for a record whose stored batch cannot be decoded (its value is then that
 // raw stored batch, and HeaderDLQLastOffset names the last record it settles; a raw batch too large
 // for a dead letter is cut to fit and marked with HeaderDLQTruncated "true"). Numbers are decimal.
@@ -50,6 +52,7 @@ const (
 const (
 	DeadLetterReasonMaxDeliveries = "max-deliveries"
 	DeadLetterReasonUndecodable   = "undecodable: "
+	DeadLetterReasonExpired       = "expired" // its TTL (wire.HeaderTTL) ended before a member took it
 )
 
 // deadLetters appends every record marked for a dead-letter topic and then settles it. Janitor
@@ -67,6 +70,8 @@ func (qt *queueTable) deadLetters() {
 				}
 			}
 			qp.mu.Unlock()
+			// In offset order: runs marked in one pass (expired records, say) keep their order.
+			slices.SortFunc(runs, func(a, b *deadLetter) int { return cmp.Compare(a.first, b.first) })
 			for _, dl := range runs {
 				if err := qt.deadLetter(qp, dl); err != nil {
 					qt.e.log.Warn("dead letter not appended; retrying", "topic", q.key.topic, "group", q.key.group,

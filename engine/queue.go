@@ -77,9 +77,14 @@ type member struct {
 }
 
 type pending struct {
-	deadline   int64 // unix nanos: redeliver after this
+	deadline   int64 // unix nanos: redeliver after this (a due record: deliverable from then on)
 	deliveries int
 	m          *member // the member holding it; nil once due
+	// expires is when the record's TTL ends (unix ms; 0: never), and prio its priority level: both
+	// from its scheduling headers (wire.ReadSchedule), known for records staged from the log and
+	// zero for records dispatched in place (their batches carry no scheduling header).
+	expires int64
+	prio    uint8
 }
 
 // deadLetter is a run of records marked for the dead-letter topic. Guarded by the queuePart's mutex.
@@ -98,12 +103,21 @@ type queuePart struct {
 	committed int64 // the floor last handed to the offset store
 	pending   map[int64]*pending
 	due       map[int64]*pending // waiting for redelivery at deadline
-	// dueOrder holds the offsets of due records, lowest first, so redeliveries go out in offset
-	// order. Every offset in due has an entry; an entry whose offset is no longer due is stale and
-	// skipped when it comes up (an offset made due again may have two entries: the second is stale
-	// once the first is taken).
-	dueOrder minHeap[dueOffset]
-	dead     map[int64]*deadLetter // runs by their first offset; appended by the janitor
+	// waiting orders due records by the time they become deliverable (pending.deadline), earliest
+	// first; promoteLocked moves those whose time has come to ready. Every due offset has an entry
+	// here or in ready; an entry whose offset is no longer due with that deadline is stale and
+	// skipped when it comes up.
+	waiting minHeap[deadlineEntry]
+	// ready holds the offsets of due records whose time has come, one heap per priority level,
+	// lowest offset first: redeliveries go out highest level first, in offset order within a level
+	// (see pickLocked). An entry whose offset is no longer due, or not yet at its time, is stale
+	// and skipped (the record is in waiting again); an offset made due again may have two entries:
+	// the second is stale once the first is taken.
+	ready [wire.PriorityLevels]minHeap[dueOffset]
+	// passed counts the consecutive picks that passed over an older ready record of a lower level;
+	// at StarvationBound the next pick is the oldest ready record (see pickLocked).
+	passed int
+	dead   map[int64]*deadLetter // runs by their first offset; appended by the janitor
 	// deadlines orders the visibility deadlines of pending records, earliest first, so the janitor
 	// touches only what expired: its idle cost does not grow with the pending count. Entries are not
 	// removed on settlement; one whose record is no longer pending with that deadline is skipped.
@@ -111,6 +125,9 @@ type queuePart struct {
 	builder   *wire.BatchBuilder
 	it        wire.RecordIter
 	hdrs      []wire.Header
+	// inspected is inspectLocked's answer for the batch it last read, so the staging and dispatch
+	// paths of one take inflate a compressed batch once.
+	inspected inspection
 }
 
 func newQueueTable(e *Engine, store *queueStore, restored map[OffsetKey]queueState) *queueTable {
@@ -172,9 +189,9 @@ func (qp *queuePart) restoreLocked(st queueState) {
 	for _, run := range st.Unsettled {
 		for off := max(run[0], qp.floor, start); off < min(run[1], qp.next); off++ {
 			qp.due[off] = &pending{}
-			qp.dueOrder = append(qp.dueOrder, dueOffset(off)) // runs are sorted and disjoint: still a heap
 		}
 	}
+	qp.rescheduleLocked() // deliver-at, TTL and priority come back from the records' headers
 	if st.Floor < start {
 		qp.expired(unsettledBelow(st.Unsettled, start) + max(0, start-st.Next))
 	}
@@ -232,7 +249,7 @@ func (qp *queuePart) makeDueLocked(off int64, pd *pending, deadline int64) {
 	pd.m, pd.deadline = nil, deadline
 	delete(qp.pending, off)
 	qp.due[off] = pd
-	heap.Push(&qp.dueOrder, dueOffset(off))
+	heap.Push(&qp.waiting, deadlineEntry{deadline: deadline, off: off})
 }
 
 // dropTopic forgets every queue of a deleted topic, in memory and in the store, and waits until the
@@ -318,6 +335,9 @@ func (qt *queueTable) sweep(final bool) {
 			if cap(qp.deadlines) > 1024 && len(qp.deadlines) < cap(qp.deadlines)/4 {
 				qp.deadlines = slices.Clip(qp.deadlines) // a burst grew it: give the memory back
 			}
+			if qp.promoteLocked(now) {
+				expired = true // a delayed record (deliver-at or a nack's delay) came due: wake the members
+			}
 			qp.mu.Unlock()
 			if expired {
 				q.wake()
@@ -376,12 +396,7 @@ func (qp *queuePart) hasWork(m *member, now int64) bool {
 	if qp.next < qp.p.StableOffset() && len(qp.pending)+len(qp.due) < qp.q.topic.e.opts.QueueMaxTracked {
 		return true
 	}
-	for _, pd := range qp.due {
-		if pd.deadline <= now {
-			return true
-		}
-	}
-	return false
+	return qp.readyLocked(now)
 }
 
 // take hands m the next due redelivery, else the next records from the log, marking each pending for
@@ -396,6 +411,9 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	}
 	timeout := m.s.ackTimeout().Nanoseconds()
 	qp.expireLocked()
+	if err := qp.stageLocked(now); err != nil {
+		return Delivery{}, false, err
+	}
 	if d, ok, err := qp.redeliverLocked(m, now, timeout); ok || err != nil {
 		return d, ok, err
 	}
@@ -414,6 +432,9 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 			continue
 		}
 		d, ok, err := qp.dispatchLocked(m, v, room, now+timeout)
+		if err == errStaged {
+			return Delivery{}, false, nil
+		}
 		if ok || err != nil {
 			return d, ok, err
 		}
@@ -421,31 +442,24 @@ func (qp *queuePart) take(m *member, maxBytes int, now int64) (Delivery, bool, e
 	return Delivery{}, false, nil
 }
 
-// redeliverLocked hands m the lowest due offset whose redelivery time has come, as a one-record
-// batch. Records past their delivery limit or that cannot be decoded are marked for the dead-letter
-// topic on the way; due records not yet at their time keep their place.
+// redeliverLocked hands m the due record pickLocked chooses among those whose time has come, as a
+// one-record batch. Records past their delivery limit, expired, or that cannot be decoded are
+// marked for the dead-letter topic on the way; due records not yet at their time keep their place.
 func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, bool, error) {
-	var later []dueOffset // due, but not yet at their time: back into dueOrder on return
-	defer func() {
-		for _, off := range later {
-			heap.Push(&qp.dueOrder, off)
-		}
-		if cap(qp.dueOrder) > 1024 && len(qp.dueOrder) < cap(qp.dueOrder)/4 {
-			qp.dueOrder = slices.Clip(qp.dueOrder) // a burst grew it: give the memory back
-		}
-	}()
 	s := m.s
-	for len(qp.dueOrder) > 0 && len(qp.due) > 0 {
-		off := int64(heap.Pop(&qp.dueOrder).(dueOffset))
+	for {
+		off, ok := qp.pickLocked(now)
+		if !ok {
+			return Delivery{}, false, nil
+		}
 		pd := qp.due[off]
 		switch {
-		case pd == nil:
-			continue // stale: taken, settled or expired since
-		case pd.deadline > now:
-			later = append(later, dueOffset(off))
-			continue
 		case off < qp.p.StartOffset(): // retention removed it since: nothing left to deliver
 			qp.expireLocked()
+			continue
+		case pd.expires != 0 && now/int64(time.Millisecond) >= pd.expires:
+			delete(qp.due, off)
+			qp.markDeadLocked(off, off, pd.deliveries, DeadLetterReasonExpired)
 			continue
 		case pd.deliveries >= s.maxDeliveries():
 			delete(qp.due, off)
@@ -463,7 +477,7 @@ func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, b
 			continue
 		}
 		if err != nil {
-			later = append(later, dueOffset(off)) // still due: tried again on the next take
+			heap.Push(&qp.ready[pd.prio], dueOffset(off)) // still due: tried again on the next take
 			return Delivery{}, false, err
 		}
 		delete(qp.due, off)
@@ -474,7 +488,6 @@ func (qp *queuePart) redeliverLocked(m *member, now, timeout int64) (Delivery, b
 		heap.Push(&qp.deadlines, deadlineEntry{deadline: pd.deadline, off: off})
 		return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: batch}, true, nil
 	}
-	return Delivery{}, false, nil
 }
 
 // dispatchLocked hands m records from v, which starts with the batch holding qp.next: whole batches
@@ -489,8 +502,11 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 			break
 		}
 		count := h.LastOffset() - h.BaseOffset + 1
-		if n+count > room || !qp.decodesLocked(rest[:h.Size()], h) {
+		if n+count > room {
 			break
+		}
+		if decodes, staged := qp.inspectLocked(rest[:h.Size()], h, h.BaseOffset); !decodes || staged {
+			break // a batch with scheduling headers is staged (stageLocked), never dispatched in place
 		}
 		cut, n = cut+h.Size(), n+count
 		rest = rest[h.Size():]
@@ -515,6 +531,9 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 		qp.settleLocked()
 		return Delivery{}, false, nil
 	}
+	if decodes, staged := qp.inspectLocked(v.Data[:h.Size()], h, qp.next); decodes && staged {
+		return Delivery{}, false, errStaged // stageLocked takes it once the queue tracks fewer records
+	}
 	out, last, err := qp.rebuildLocked(v.Data[:h.Size()], qp.next, qp.next+room-1)
 	if err != nil {
 		qp.markDeadLocked(qp.next, h.LastOffset(), 0, DeadLetterReasonUndecodable+err.Error())
@@ -530,25 +549,6 @@ func (qp *queuePart) dispatchLocked(m *member, v disk.View, room, deadline int64
 	return Delivery{Partition: qp.p, HighWatermark: qp.p.NextOffset(), owned: out}, true, nil
 }
 
-// decodesLocked reports whether batch's records can be read. Uncompressed batches were checked when
-// they were produced; a compressed one is inflated here once, as the consumer would.
-func (qp *queuePart) decodesLocked(batch []byte, h wire.BatchHeader) bool {
-	if h.Codec() == wire.CodecNone {
-		return true
-	}
-	if _, err := qp.it.Reset(batch); err != nil {
-		return false
-	}
-	var r wire.Record
-	inflated := 0
-	for qp.it.Next(&r) {
-		inflated += len(r.Key) + len(r.Value)
-	}
-	ok := qp.it.Err() == nil
-	qp.dropScratchLocked(inflated)
-	return ok
-}
-
 // scratchKeep is the most inflated record bytes a queue partition's iterator keeps its decompression
 // buffer for between batches; past it the iterator is dropped, so one large compressed batch does not
 // pin its inflated size for the life of the queue.
@@ -561,6 +561,10 @@ func (qp *queuePart) dropScratchLocked(inflated int) {
 		qp.it = wire.RecordIter{}
 	}
 }
+
+// errStaged says the batch at the dispatch position has scheduling headers: it is not dispatched in
+// place but staged, which the tracked-records bound holds back for now.
+var errStaged = errors.New("engine: queue: batch to be staged")
 
 // errUndecodable marks a stored batch whose records cannot be read (a decompression failure or
 // corrupt records): its records go to the dead-letter topic.

@@ -24,13 +24,16 @@ package engine
 //	    script's engine if it has one.
 //	restart
 //	    Closes the engine (its subscriptions with it) and opens it again on the same directory.
-//	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N]
-//	    Creates a topic.
+//	topic name=T [partitions=N] [segment-bytes=N] [retention-bytes=N] [retention-ms=N] [ttl=D]
+//	    Creates a topic (ttl: its TTL, wire.TopicConfig.TTLMs).
 //	produce topic=T [partition=P] [n=N] [batch=K] [size=B] [ts=D] [key=K] [header=k=v] [value=V]
+//	    [ttl=D] [deliver-in=D] [priority=N]
 //	    Appends n records (default 1) to partition P (default 0), K to a batch (default all), each
 //	    value "T/P/i" padded to B bytes (or V, which has no spaces: {"temp":35}), with key K and
 //	    header k=v when given, and stamped with the engine's clock plus D (default 0, negative for
-//	    the past); prints the offsets given.
+//	    the past); prints the offsets given. ttl, deliver-in and priority set the scheduling
+//	    headers: wire.HeaderTTL to D in milliseconds, wire.HeaderDeliverAt to the engine's clock
+//	    plus D, wire.HeaderPriority to N.
 //	sub name=A topic=T [group=G] [queue] [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N]
 //	    [start=earliest|latest|committed] [reset=earliest|latest|error] [filter=F] [cel=EXPR]
 //	    [allow=PREFIX]
@@ -298,7 +301,7 @@ func (env *scriptEnv) run(c scriptCase) string {
 	case "topic":
 		cfg := wire.TopicConfig{Name: a["name"], Partitions: uint32(env.int(a, "partitions", 1)),
 			SegmentBytes: env.int(a, "segment-bytes", 0), RetentionBytes: env.int(a, "retention-bytes", 0),
-			RetentionMs: env.int(a, "retention-ms", 0)}
+			RetentionMs: env.int(a, "retention-ms", 0), TTLMs: env.dur(a, "ttl", 0).Milliseconds()}
 		if _, err := env.e.CreateTopic(cfg); err != nil {
 			return errLine(err)
 		}
@@ -427,6 +430,17 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 	per := int(env.int(a, "batch", int64(n)))
 	size := int(env.int(a, "size", 0))
 	ts := env.e.opts.Clock().Add(env.dur(a, "ts", 0)).UnixMilli()
+	var hdrs []wire.Header
+	if a.has("ttl") {
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderTTL), Value: []byte(strconv.FormatInt(env.dur(a, "ttl", 0).Milliseconds(), 10))})
+	}
+	if a.has("deliver-in") {
+		at := env.e.opts.Clock().Add(env.dur(a, "deliver-in", 0)).UnixMilli()
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderDeliverAt), Value: []byte(strconv.FormatInt(at, 10))})
+	}
+	if a.has("priority") {
+		hdrs = append(hdrs, wire.Header{Key: []byte(wire.HeaderPriority), Value: []byte(a["priority"])})
+	}
 	b := wire.NewBatchBuilder(4096)
 	first, last := int64(-1), int64(-1)
 	for i := 0; i < n; i += per {
@@ -443,12 +457,12 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 			if k, ok := a["key"]; ok {
 				key = []byte(k)
 			}
-			var hdrs []wire.Header
+			recHdrs := hdrs
 			if h, ok := a["header"]; ok {
 				k, hv, _ := strings.Cut(h, "=")
-				hdrs = []wire.Header{{Key: []byte(k), Value: []byte(hv)}}
+				recHdrs = append(slices.Clip(hdrs), wire.Header{Key: []byte(k), Value: []byte(hv)})
 			}
-			b.Append(key, []byte(v), hdrs, ts)
+			b.Append(key, []byte(v), recHdrs, ts)
 		}
 		batch, err := b.Build()
 		if err != nil {
@@ -631,7 +645,7 @@ func (env *scriptEnv) deadLetters(topic string) string {
 					line += " last=" + last
 				}
 				line += fmt.Sprintf(" deliveries=%s reason=%q", header(r, HeaderDLQDeliveries), header(r, HeaderDLQReason))
-				if header(r, HeaderDLQReason) == DeadLetterReasonMaxDeliveries {
+				if reason := header(r, HeaderDLQReason); reason == DeadLetterReasonMaxDeliveries || reason == DeadLetterReasonExpired {
 					line += fmt.Sprintf(" value=%q", r.Value)
 				}
 				out = append(out, line)

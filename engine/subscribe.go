@@ -136,6 +136,7 @@ type Subscription struct {
 	// (Local with LocalOptions.Spin): its cursors never announce that they wait, so appends skip
 	// the wake-up. Set before the first read, then read-only.
 	polled bool
+	ttl    *ttlFilter   // drops expired records; made on the first delivery from a partition with TTL records
 
 	mincoreVec []byte // scratch for the cold-read residency check (owner goroutine)
 }
@@ -417,6 +418,9 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 				c.next = s.filter.stop // a record ends the subscription: these first, then the error
 			}
 			d.owned = out
+		}
+		if c.part.ttlRecords.Load() && !s.dropExpired(&d, from) {
+			continue // every record of this stretch had expired: read on
 		}
 		s.credit -= int64(len(d.Batches()))
 		return d, true, nil

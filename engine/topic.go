@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -120,6 +121,10 @@ func openTopic(e *Engine, cfg wire.TopicConfig, dir string) (*Topic, error) {
 			return fmt.Errorf("engine: topic %s partition %d: %w", cfg.Name, i, err)
 		}
 		p.log = l
+		p.ttlMark = filepath.Join(dir, fmt.Sprintf("ttl-records-%d", i))
+		if _, err := os.Stat(p.ttlMark); err == nil || cfg.TTLMs > 0 {
+			p.ttlRecords.Store(true) // a topic TTL applies to every record
+		}
 		p.rebuildProducers()
 		p.rebuildTxns()
 		t.parts[i] = p
@@ -198,6 +203,13 @@ type Partition struct {
 	// txns is the partition's transaction state (txn.go): nil until it sees a transactional batch,
 	// so reads of a partition that never did skip it with one atomic load.
 	txns atomic.Pointer[partTxns]
+	// ttlRecords is set once a record carrying wire.HeaderTTL was appended (before its append, and
+	// on open when ttlMark exists), and from the start in a topic with a TTL: only then do stream
+	// deliveries look for expired records. Set under ttlMu, which also orders the mark's write; read
+	// without it.
+	ttlRecords atomic.Bool
+	ttlMu      sync.Mutex
+	ttlMark    string // the file that records ttlRecords across restarts
 }
 
 // ID is the partition's index in its topic.
@@ -227,9 +239,14 @@ func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 	idempotent, records, txns := false, 0, 0
 	var first wire.BatchHeader
 	for rest := batches; len(rest) > 0; {
-		h, err := wire.ValidateProduced(rest, maxBatch) // compressed: records inflated (bounded) and checked too
+		h, ttl, err := wire.ValidateProducedTTL(rest, maxBatch) // compressed: records inflated (bounded) and checked too
 		if err != nil {
 			return 0, 0, err
+		}
+		if ttl && !p.ttlRecords.Load() {
+			if err := p.markTTL(); err != nil {
+				return 0, 0, err
+			}
 		}
 		if h.Attributes&(wire.AttrTransactional|wire.AttrControl) != 0 {
 			if err := checkTxnBatch(&h, &first, txns); err != nil {
@@ -357,4 +374,21 @@ func storageError(err error) error {
 		return wire.CodeShuttingDown
 	}
 	return err
+}
+
+// markTTL records, durably and before the record is appended, that partition p holds records with
+// wire.HeaderTTL: written once in the partition's life (an empty file, fsynced with its directory),
+// so a TTL-less partition's stream deliveries never look at headers, and one with such records
+// still does after a restart. Errors are storage errors (CodeStorageFailed): the produce fails.
+func (p *Partition) markTTL() error {
+	p.ttlMu.Lock()
+	defer p.ttlMu.Unlock()
+	if p.ttlRecords.Load() {
+		return nil
+	}
+	if err := disk.WriteFileAtomic(p.topic.e.opts.FS, p.ttlMark, nil, 0o644); err != nil {
+		return storageError(fmt.Errorf("engine: topic %s partition %d: ttl mark: %w", p.topic.cfg.Name, p.id, err))
+	}
+	p.ttlRecords.Store(true)
+	return nil
 }

@@ -157,36 +157,43 @@ func BatchCRC(batch []byte) uint32 {
 // 0..recordCount-1. It returns the header, whose Size is the batch's size. Damage is reported as an
 // error wrapping ErrCorrupt; a batch that runs past the end of b as ErrTruncated.
 func ValidateBatch(b []byte, maxSize int) (BatchHeader, error) {
-	h, err := ParseBatchHeader(b)
+	h, _, err := validateBatch(b, maxSize)
+	return h, err
+}
+
+// validateBatch is ValidateBatch, also reporting whether an uncompressed batch's records carry
+// HeaderTTL (read in the pass that checks them).
+func validateBatch(b []byte, maxSize int) (h BatchHeader, ttl bool, err error) {
+	h, err = ParseBatchHeader(b)
 	if err != nil {
-		return h, err
+		return h, false, err
 	}
 	size := h.Size()
 	if maxSize > 0 && size > maxSize {
-		return h, fmt.Errorf("%w: batch of %d bytes, limit %d", ErrBatchTooLarge, size, maxSize)
+		return h, false, fmt.Errorf("%w: batch of %d bytes, limit %d", ErrBatchTooLarge, size, maxSize)
 	}
 	if size > len(b) {
-		return h, ErrTruncated
+		return h, false, ErrTruncated
 	}
 	batch := b[:size]
 	if got := BatchCRC(batch); got != h.CRC {
-		return h, fmt.Errorf("%w: crc %08x, computed %08x", ErrCorrupt, h.CRC, got)
+		return h, false, fmt.Errorf("%w: crc %08x, computed %08x", ErrCorrupt, h.CRC, got)
 	}
 	if h.RecordCount <= 0 || h.LastOffsetDelta != h.RecordCount-1 {
-		return h, fmt.Errorf("%w: %d records with last offset delta %d", ErrCorrupt, h.RecordCount, h.LastOffsetDelta)
+		return h, false, fmt.Errorf("%w: %d records with last offset delta %d", ErrCorrupt, h.RecordCount, h.LastOffsetDelta)
 	}
 	switch h.Codec() {
 	case CodecNone:
-		if err := checkRecords(batch[BatchHeaderSize:], int(h.RecordCount)); err != nil {
-			return h, err
+		if ttl, err = checkRecords(batch[BatchHeaderSize:], int(h.RecordCount)); err != nil {
+			return h, false, err
 		}
 	case CodecGzip, CodecSnappy, CodecLZ4, CodecZstd:
 		// Compressed records are not inflated here (storage recovery validates with this function and
 		// must not inflate a log); ValidateProduced inflates and checks them.
 	default:
-		return h, fmt.Errorf("%w: compression codec %d", ErrCorrupt, h.Codec())
+		return h, false, fmt.Errorf("%w: compression codec %d", ErrCorrupt, h.Codec())
 	}
-	return h, nil
+	return h, ttl, nil
 }
 
 // ValidateProduced is ValidateBatch for a batch a producer sent, checking what the broker will store:
@@ -201,9 +208,17 @@ func ValidateBatch(b []byte, maxSize int) (BatchHeader, error) {
 // inflater (decoders and a buffer) from a pool, allocation-free once the pool is warm
 // (BenchmarkValidateProduced); it is safe for concurrent use.
 func ValidateProduced(b []byte, maxSize int) (BatchHeader, error) {
-	h, err := ValidateBatch(b, maxSize)
+	h, _, err := ValidateProducedTTL(b, maxSize)
+	return h, err
+}
+
+// ValidateProducedTTL is ValidateProduced that also reports whether a record of the batch carries a
+// HeaderTTL header (of any value). It reads the header keys of records that have headers, in the pass
+// that checks them: a batch whose records carry none costs what ValidateProduced does.
+func ValidateProducedTTL(b []byte, maxSize int) (h BatchHeader, ttl bool, err error) {
+	h, ttl, err = validateBatch(b, maxSize)
 	if err != nil || h.Codec() == CodecNone {
-		return h, err
+		return h, ttl, err
 	}
 	limit := DefaultMaxInflated
 	if maxSize > 0 {
@@ -215,12 +230,12 @@ func ValidateProduced(b []byte, maxSize int) (BatchHeader, error) {
 	}
 	recs, err := inf.dec.decompress(h.Codec(), inf.buf[:0], b[BatchHeaderSize:h.Size()], limit)
 	if err == nil {
-		if err = checkRecords(recs, int(h.RecordCount)); err != nil {
+		if ttl, err = checkRecords(recs, int(h.RecordCount)); err != nil {
 			err = fmt.Errorf("%v records: %w", h.Codec(), err)
 		}
 	}
 	inf.put(recs)
-	return h, err
+	return h, ttl, err
 }
 
 // inflater is the scratch ValidateProduced inflates into: one per concurrent validation, kept in
@@ -249,22 +264,23 @@ func (f *inflater) put(buf []byte) {
 
 // checkRecords walks n records and requires them to fill recs exactly, with offset deltas 0..n-1: a
 // record whose delta strays would be delivered at another batch's offset (or a negative one).
-func checkRecords(recs []byte, n int) error {
+func checkRecords(recs []byte, n int) (ttl bool, err error) {
 	var r Record
 	for i := 0; i < n; i++ {
 		m, err := parseRecord(recs, 0, 0, &r)
 		if err != nil {
-			return fmt.Errorf("record %d: %w", i, err)
+			return false, fmt.Errorf("record %d: %w", i, err)
 		}
 		if r.Offset != int64(i) {
-			return fmt.Errorf("%w: record %d has offset delta %d", ErrCorrupt, i, r.Offset)
+			return false, fmt.Errorf("%w: record %d has offset delta %d", ErrCorrupt, i, r.Offset)
 		}
+		ttl = ttl || r.headerCount > 0 && r.hasHeader(HeaderTTL)
 		recs = recs[m:]
 	}
 	if len(recs) != 0 {
-		return fmt.Errorf("%w: %d bytes after the last record", ErrCorrupt, len(recs))
+		return false, fmt.Errorf("%w: %d bytes after the last record", ErrCorrupt, len(recs))
 	}
-	return nil
+	return ttl, nil
 }
 
 // SetBaseOffset patches the base offset of the batch at the front of b. The field lies outside the

@@ -697,6 +697,10 @@ type TopicConfig struct {
 	RetentionMs    int64 // 0: unlimited; at most MaxRetentionMs
 	SegmentBytes   int64 // 0: the broker's default; at most MaxSegmentBytes
 	Flags          TopicFlags
+	// TTLMs makes every record of the topic expire TTLMs milliseconds after its timestamp (a record's
+	// own HeaderTTL, when shorter, still applies); 0: none; at most MaxRetentionMs. Only CreateTopic
+	// carries it, as an optional trailing field (AppendCreate); TopicList and TopicInfo do not.
+	TTLMs int64
 }
 
 // topicConfigMinSize is a TopicConfig's size with an empty name, the least a TopicList entry takes.
@@ -727,6 +731,8 @@ func (m *TopicConfig) Validate() error {
 		return bad("retention ms %d outside 0..%d (about 292 years; 0: unlimited)", m.RetentionMs, int64(MaxRetentionMs))
 	case m.SegmentBytes < 0 || m.SegmentBytes > MaxSegmentBytes:
 		return bad("segment bytes %d outside 0..%d (1 GiB; 0: the broker's default)", m.SegmentBytes, MaxSegmentBytes)
+	case m.TTLMs < 0 || m.TTLMs > MaxRetentionMs:
+		return bad("ttl ms %d outside 0..%d (0: none)", m.TTLMs, int64(MaxRetentionMs))
 	}
 	return nil
 }
@@ -740,14 +746,29 @@ func (m *TopicConfig) Append(dst []byte) []byte {
 	return append(dst, byte(m.Flags))
 }
 
+// AppendCreate appends m as a CreateTopic body: Append's fields, then TTLMs (i64) when it is not 0,
+// so a CreateTopic without a TTL is what brokers before the field read.
+func (m *TopicConfig) AppendCreate(dst []byte) []byte {
+	dst = m.Append(dst)
+	if m.TTLMs != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(m.TTLMs))
+	}
+	return dst
+}
+
 func (m *TopicConfig) read(r *reader) {
 	m.Name, m.Partitions = string(r.str16()), r.u32()
 	m.RetentionBytes, m.RetentionMs, m.SegmentBytes, m.Flags = r.i64(), r.i64(), r.i64(), TopicFlags(r.u8())
 }
 
+// Decode reads a CreateTopic body (AppendCreate's): the TTL field is optional.
 func (m *TopicConfig) Decode(b []byte) error {
 	r := reader{b: b}
 	m.read(&r)
+	m.TTLMs = 0
+	if r.err == nil && len(r.b) > 0 {
+		m.TTLMs = r.i64()
+	}
 	if err := r.end(); err != nil {
 		return err
 	}

@@ -234,7 +234,8 @@ func (it *RecordIter) Check() error {
 	if it.err != nil {
 		return it.err
 	}
-	return checkRecords(it.recs, it.remaining)
+	_, err := checkRecords(it.recs, it.remaining)
+	return err
 }
 
 // Err is the first decoding error met, or nil.

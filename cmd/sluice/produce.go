@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicemq/sluice/client"
 	"github.com/sluicemq/sluice/wire"
@@ -50,6 +51,9 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	var batchBytes byteSize
 	f.Var(&batchBytes, "batch-bytes", "largest batch `B` sent, uncompressed, e.g. 256KiB (default 1MiB; never above the broker's limit)")
 	quiet := f.Bool("quiet", false, "print no summary")
+	ttl := f.Duration("ttl", 0, "every record expires `D` after its timestamp (e.g. 30s): never delivered after, dead-lettered by work queues")
+	deliverAt := f.String("deliver-at", "", "hold every record back from work-queue members until `T`: RFC 3339 (2026-12-01T10:00:00Z) or +DURATION from now (+10s)")
+	priority := f.Int("priority", 0, "work-queue priority `N` of every record, 0 (lowest) to 9")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -65,6 +69,25 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return f.usageError("--batch-bytes %d outside %d..%d", int64(batchBytes), minBatchBytes, maxRecordBytes)
 	}
 	var hdrs []client.Header
+	switch {
+	case flagGiven(f, "ttl") && *ttl <= 0:
+		return f.usageError("--ttl %v: want a positive duration", *ttl)
+	case flagGiven(f, "priority") && (*priority < 0 || *priority >= wire.PriorityLevels):
+		return f.usageError("--priority %d outside 0..%d", *priority, wire.PriorityLevels-1)
+	}
+	if *ttl > 0 {
+		hdrs = append(hdrs, client.TTLHeader(*ttl))
+	}
+	if *deliverAt != "" {
+		at, err := parseDeliverAt(*deliverAt, time.Now())
+		if err != nil {
+			return f.usageError("--deliver-at %q: %v", *deliverAt, err)
+		}
+		hdrs = append(hdrs, client.DeliverAtHeader(at))
+	}
+	if flagGiven(f, "priority") {
+		hdrs = append(hdrs, client.PriorityHeader(*priority))
+	}
 	for _, h := range headers {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok || k == "" {
@@ -139,6 +162,22 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fmt.Errorf("waiting for the broker: %w", cerr)
 	}
 	return nil
+}
+
+// parseDeliverAt reads --deliver-at: an RFC 3339 time, or "+" and a Go duration after now.
+func parseDeliverAt(s string, now time.Time) (time.Time, error) {
+	if rest, ok := strings.CutPrefix(s, "+"); ok {
+		d, err := time.ParseDuration(rest)
+		if err != nil || d < 0 {
+			return time.Time{}, errors.New("want +DURATION (e.g. +10s) or an RFC 3339 time")
+		}
+		return now.Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("want an RFC 3339 time (e.g. 2026-12-01T10:00:00Z) or +DURATION")
+	}
+	return t, nil
 }
 
 // feeder splits the input into records and produces them.
