@@ -335,7 +335,7 @@ func run(args []string) error {
 	}
 	var metrics *http.Server
 	if cfg.Metrics != "" {
-		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, srv, log)
+		metrics, err = serveMetrics(cfg.Metrics, cfg.Pprof, srv, ksrv, log)
 		if err != nil {
 			closeListeners()
 			eng.Close()
@@ -432,7 +432,9 @@ func newLogger(level string, asJSON bool) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, o)), nil
 }
 
-func serveMetrics(addr string, withPprof bool, srv *server.Server, log *slog.Logger) (*http.Server, error) {
+// serveMetrics serves the native server's and the engine's metrics, and the Kafka listener's
+// beside them when ksrv is not nil.
+func serveMetrics(addr string, withPprof bool, srv *server.Server, ksrv *kafka.Server, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -441,6 +443,9 @@ func serveMetrics(addr string, withPprof bool, srv *server.Server, log *slog.Log
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		srv.WriteMetrics(w)
+		if ksrv != nil {
+			ksrv.WriteMetrics(w)
+		}
 	})
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

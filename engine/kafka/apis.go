@@ -195,6 +195,7 @@ func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
 // reply answers the request corr with resp, now: straight into the turn's output when nothing
 // waits before it, else into a slot of its own.
 func (c *conn) reply(corr int32, resp kmsg.Response) {
+	c.srv.stats.countErrors(resp)
 	if c.q.n == 0 {
 		c.out = appendResponse(c.out, corr, resp)
 		return
@@ -212,6 +213,7 @@ func (c *conn) later(corr int32, fn func() (kmsg.Response, func(*conn), bool)) {
 		resp, apply, closeAfter := fn()
 		var buf []byte
 		if resp != nil {
+			c.srv.stats.countErrors(resp)
 			buf = appendResponse(nil, corr, resp)
 		}
 		c.complete(asyncDone{seq: seq, buf: buf, apply: apply, close: closeAfter})
@@ -229,6 +231,7 @@ func (c *conn) handleFrame(frame []byte) {
 		c.protocolError("malformed request header")
 		return
 	}
+	c.srv.stats.request(h.key)
 	if h.key == keyApiVersions {
 		c.apiVersions(h, body)
 		return
@@ -242,8 +245,8 @@ func (c *conn) handleFrame(frame []byte) {
 		return
 	}
 	if h.key == keyProduce {
-		c.prodReq.SetVersion(h.version)
-		if err := c.prodReq.UnsafeReadFrom(body); err != nil {
+		c.prodReq.version = h.version
+		if err := c.prodReq.decode(body); err != nil {
 			c.protocolError("malformed produce", "err", err)
 			return
 		}
@@ -327,6 +330,7 @@ func (c *conn) group(h header, req kmsg.Request) {
 	corr := h.corr
 	rc := requestContext{Principal: c.principal, ClientID: c.clientID, ClientHost: c.remote}
 	c.srv.coord.serve(rc, req, func(resp kmsg.Response) {
+		c.srv.stats.countErrors(resp)
 		c.complete(asyncDone{seq: seq, buf: appendResponse(nil, corr, resp)})
 	})
 }

@@ -157,7 +157,7 @@ type conn struct {
 	fparts []fetchPart
 	iov    [][]byte
 
-	prodReq  kmsg.ProduceRequest  // reused by every produce; decoded in place, nothing kept past the call
+	prodReq  produceReq           // reused by every produce; decoded in place, nothing kept past the call
 	prodResp kmsg.ProduceResponse // reused by every produce answer
 
 	flags atomic.Uint32 // flag* bits; any goroutine sets, the loop takes

@@ -242,6 +242,14 @@ func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
 		b = append(b, 0)
 	}
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4+records))
+	st := &c.srv.stats
+	st.errorCode(top)
+	for i := range parts {
+		st.errorCode(parts[i].code)
+	}
+	if records > 0 {
+		st.FetchBytes.Add(uint64(records))
+	}
 	c.fbuf, c.fseg = b, segs
 	c.flush() // what precedes this answer goes first
 	if len(segs) == 0 {
