@@ -253,14 +253,16 @@ func (c *conn) handleFrame(frame []byte) {
 		c.produce(h)
 		return
 	}
+	if h.key == keyFetch {
+		c.fetch(h, body)
+		return
+	}
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)
-	if h.key != keyFetch {
-		// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
-		// assignments) aliasing the input, and these requests may be answered off the loop, after
-		// gnet has reused its buffer: they decode from a copy. Fetch has no byte fields.
-		body = bytes.Clone(body)
-	}
+	// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
+	// assignments) aliasing the input, and these requests may be answered off the loop, after gnet
+	// has reused its buffer: they decode from a copy.
+	body = bytes.Clone(body)
 	if err := req.ReadFrom(body); err != nil {
 		c.protocolError("malformed request", "api_key", h.key, "api_version", h.version, "err", err)
 		return
@@ -271,8 +273,6 @@ func (c *conn) handleFrame(frame []byte) {
 		return
 	}
 	switch req := req.(type) {
-	case *kmsg.FetchRequest:
-		c.fetch(h, req)
 	case *kmsg.MetadataRequest:
 		c.metadata(h, req)
 	case *kmsg.ListOffsetsRequest:
