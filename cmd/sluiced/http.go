@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,8 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/kafka"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
 )
@@ -25,6 +30,7 @@ import (
 type healthState struct {
 	srv      atomic.Pointer[server.Server] // set once the engine has recovered and the listeners accept
 	eng      atomic.Pointer[engine.Engine] // set with srv
+	kafka    atomic.Pointer[kafka.Server]  // the Kafka listener, when it runs; set before srv
 	stopping atomic.Bool                   // set when shutdown begins
 }
 
@@ -78,6 +84,30 @@ func (c brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// kafkaGatherer gathers the Kafka listener's counters, which it writes in the text exposition format
+// (engine/kafka's Server.WriteMetrics), parsed here into metric families so that every format /metrics
+// negotiates carries them.
+type kafkaGatherer struct{ h *healthState }
+
+func (g kafkaGatherer) Gather() ([]*dto.MetricFamily, error) {
+	k := g.h.kafka.Load()
+	if k == nil || g.h.srv.Load() == nil {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	k.WriteMetrics(&b)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(&b)
+	if err != nil {
+		return nil, fmt.Errorf("kafka metrics: %w", err)
+	}
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	for _, f := range fams {
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // serveMetrics serves, on addr: /metrics (Prometheus text format), /healthz (200 while the process
 // runs), /readyz (200 once ready, else 503 with the reason) and, withPprof, /debug/pprof/.
 func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger) (*http.Server, error) {
@@ -86,7 +116,7 @@ func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger)
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(newRegistry(h), promhttp.HandlerOpts{
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{newRegistry(h), kafkaGatherer{h}}, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError), ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

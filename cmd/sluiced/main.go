@@ -445,6 +445,9 @@ func run(args []string) error {
 			return err
 		}
 	}
+	if ksrv != nil {
+		health.kafka.Store(ksrv)
+	}
 	health.setServer(srv, eng)
 	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 

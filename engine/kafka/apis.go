@@ -195,6 +195,7 @@ func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
 // reply answers the request corr with resp, now: straight into the turn's output when nothing
 // waits before it, else into a slot of its own.
 func (c *conn) reply(corr int32, resp kmsg.Response) {
+	c.srv.stats.countErrors(resp)
 	if c.q.n == 0 {
 		c.out = appendResponse(c.out, corr, resp)
 		return
@@ -212,6 +213,7 @@ func (c *conn) later(corr int32, fn func() (kmsg.Response, func(*conn), bool)) {
 		resp, apply, closeAfter := fn()
 		var buf []byte
 		if resp != nil {
+			c.srv.stats.countErrors(resp)
 			buf = appendResponse(nil, corr, resp)
 		}
 		c.complete(asyncDone{seq: seq, buf: buf, apply: apply, close: closeAfter})
@@ -229,6 +231,7 @@ func (c *conn) handleFrame(frame []byte) {
 		c.protocolError("malformed request header")
 		return
 	}
+	c.srv.stats.request(h.key)
 	if h.key == keyApiVersions {
 		c.apiVersions(h, body)
 		return
@@ -242,22 +245,24 @@ func (c *conn) handleFrame(frame []byte) {
 		return
 	}
 	if h.key == keyProduce {
-		c.prodReq.SetVersion(h.version)
-		if err := c.prodReq.UnsafeReadFrom(body); err != nil {
+		c.prodReq.version = h.version
+		if err := c.prodReq.decode(body); err != nil {
 			c.protocolError("malformed produce", "err", err)
 			return
 		}
 		c.produce(h)
 		return
 	}
+	if h.key == keyFetch {
+		c.fetch(h, body)
+		return
+	}
 	req := kmsg.RequestForKey(h.key)
 	req.SetVersion(h.version)
-	if h.key != keyFetch {
-		// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
-		// assignments) aliasing the input, and these requests may be answered off the loop, after
-		// gnet has reused its buffer: they decode from a copy. Fetch has no byte fields.
-		body = bytes.Clone(body)
-	}
+	// kmsg copies strings but leaves byte fields (SASL bytes, group protocol metadata and
+	// assignments) aliasing the input, and these requests may be answered off the loop, after gnet
+	// has reused its buffer: they decode from a copy.
+	body = bytes.Clone(body)
 	if err := req.ReadFrom(body); err != nil {
 		c.protocolError("malformed request", "api_key", h.key, "api_version", h.version, "err", err)
 		return
@@ -268,8 +273,6 @@ func (c *conn) handleFrame(frame []byte) {
 		return
 	}
 	switch req := req.(type) {
-	case *kmsg.FetchRequest:
-		c.fetch(h, req)
 	case *kmsg.MetadataRequest:
 		c.metadata(h, req)
 	case *kmsg.ListOffsetsRequest:
@@ -327,6 +330,7 @@ func (c *conn) group(h header, req kmsg.Request) {
 	corr := h.corr
 	rc := requestContext{Principal: c.principal, ClientID: c.clientID, ClientHost: c.remote}
 	c.srv.coord.serve(rc, req, func(resp kmsg.Response) {
+		c.srv.stats.countErrors(resp)
 		c.complete(asyncDone{seq: seq, buf: appendResponse(nil, corr, resp)})
 	})
 }

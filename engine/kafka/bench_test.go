@@ -19,7 +19,8 @@ import (
 // BenchmarkKafkaProduceConsume moves records from a producer to a consumer running at the same
 // time, through the Kafka listener with kgo and through the native listener with Sluice's client,
 // in one run on one engine, for 100 B and 1 KiB values at written durability (acks=1): one op is
-// one record produced and consumed.
+// one record produced and consumed. The kgo configuration is kgoBenchProducer's and
+// kgoBenchConsumer's (the settings and why are given there).
 //
 //	go test -run '^$' -bench BenchmarkKafkaProduceConsume -benchtime 200000x ./engine/kafka/
 func BenchmarkKafkaProduceConsume(b *testing.B) {
@@ -29,12 +30,36 @@ func BenchmarkKafkaProduceConsume(b *testing.B) {
 	}
 }
 
+// kgoBenchProducer and kgoBenchConsumer are what a kgo user after throughput sets, matched to
+// what the native client does by default so that neither side is handicapped:
+//   - acks=1 (leader ack) is the native side's written durability; idempotence off, as native
+//     producers are by default;
+//   - linger 5 ms, batches up to 1 MiB, no compression: the native producer's defaults (Linger,
+//     MaxBatchBytes, Compression), where kgo's are 10 ms, ~1 MB and snappy;
+//   - up to 64 MiB buffered (the native MaxBufferedBytes), with kgo's 50,000-record cap raised so
+//     that the bytes bind first (at 100 B, 50,000 records are 5 MB: the producer would stall on
+//     the record count long before the native one stalls on bytes);
+//   - fetches of up to 8 MiB (the listener's MaxFetchBytes, kgo's default asks 50 MiB) and 4 MiB
+//     per partition (kgo's default is 1 MiB: a 100 B stream of 4 partitions would come back in
+//     answers a quarter of what the listener allows), 500 ms max wait (Kafka's Java default; kgo's
+//     is 5 s) with min bytes 1, so an answer leaves as soon as a record is there.
+func kgoBenchProducer() []kgo.Opt {
+	return []kgo.Opt{kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+		kgo.ProducerLinger(5 * time.Millisecond), kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.MaxBufferedBytes(64 << 20), kgo.MaxBufferedRecords(1 << 20)}
+}
+
+func kgoBenchConsumer() []kgo.Opt {
+	return []kgo.Opt{kgo.ConsumeTopics("bench"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(8 << 20), kgo.FetchMaxPartitionBytes(4 << 20), kgo.FetchMaxWait(500 * time.Millisecond)}
+}
+
 func benchKgo(b *testing.B, size int) {
 	s, e := startBroker(b, nil)
 	createTopic(b, e, "bench", 4)
-	prod := newClient(b, s, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(kgo.LeaderAck()),
-		kgo.DisableIdempotentWrite(), kgo.ProducerLinger(time.Millisecond))
-	cons := newClient(b, s, kgo.ConsumeTopics("bench"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	prod := newClient(b, s, kgoBenchProducer()...)
+	cons := newClient(b, s, kgoBenchConsumer()...)
 	value := make([]byte, size)
 	var failed atomic.Int64
 	done := func(_ *kgo.Record, err error) {

@@ -157,8 +157,10 @@ type conn struct {
 	fparts []fetchPart
 	iov    [][]byte
 
-	prodReq  kmsg.ProduceRequest  // reused by every produce; decoded in place, nothing kept past the call
-	prodResp kmsg.ProduceResponse // reused by every produce answer
+	// fetchFree are answered fetchWaits kept for the next Fetch (at most maxFetchFree).
+	fetchFree []*fetchWait
+	prodReq   produceReq           // reused by every produce; decoded in place, nothing kept past the call
+	prodResp  kmsg.ProduceResponse // reused by every produce answer
 
 	flags atomic.Uint32 // flag* bits; any goroutine sets, the loop takes
 	// doneMu guards done: answers finished on other goroutines, applied by the loop in onTraffic.
@@ -333,6 +335,7 @@ func (c *conn) advance() (answered bool) {
 			if !c.serveFetch(s.fetch) {
 				return answered
 			}
+			c.freeFetch(s.fetch)
 			c.q.pop()
 			answered = true
 			continue

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
 )
@@ -36,12 +34,17 @@ import (
 //	    preferred_read_replica int32 (v11+) | records nullable bytes | tags (v12) ]
 //	  | tags (v12) ] | tags (v12)
 
-// fetchWait is a Fetch waiting in its slot. Loop-owned.
+// fetchWait is a Fetch waiting in its slot. Loop-owned; a connection reuses its fetchWaits (see
+// conn.fetchFree), request arrays and timer included.
 type fetchWait struct {
-	req      *kmsg.FetchRequest
+	req      fetchReq
 	corr     int32
-	deadline int64       // unix nanos after which it is answered with whatever there is
-	timer    *time.Timer // wakes the loop at deadline; set once the fetch first waits
+	deadline int64 // unix nanos after which it is answered with whatever there is
+	// timer wakes the loop at deadline; made the first time one of the connection's fetches waits
+	// and reset for the next (a stale firing only makes the loop look again). armed: it runs for
+	// this request.
+	timer *time.Timer
+	armed bool
 }
 
 // fetchPart is one partition's result, between reading and writing. Loop-owned scratch.
@@ -60,10 +63,35 @@ type fetchSeg struct {
 	data []byte
 }
 
-func (c *conn) fetch(h header, req *kmsg.FetchRequest) {
+// fetch decodes a Fetch request into a fetchWait of the connection's and takes its slot.
+func (c *conn) fetch(h header, body []byte) {
+	var fw *fetchWait
+	if n := len(c.fetchFree); n > 0 {
+		fw, c.fetchFree = c.fetchFree[n-1], c.fetchFree[:n-1]
+	} else {
+		fw = &fetchWait{}
+	}
+	fw.req.version = h.version
+	if err := fw.req.decode(body); err != nil {
+		c.fetchFree = append(c.fetchFree, fw)
+		c.protocolError("malformed fetch", "err", err)
+		return
+	}
 	_, s := c.q.push()
-	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
-	s.fetch = &fetchWait{req: req, corr: h.corr, deadline: time.Now().Add(wait).UnixNano()}
+	wait := time.Duration(max(fw.req.maxWaitMillis, 0)) * time.Millisecond
+	fw.corr, fw.deadline, fw.armed = h.corr, time.Now().Add(wait).UnixNano(), false
+	s.fetch = fw
+}
+
+// maxFetchFree bounds the fetchWaits a connection keeps for reuse: clients have one or a few
+// Fetches outstanding per broker.
+const maxFetchFree = 4
+
+// freeFetch returns fw, answered, for the connection's next Fetch.
+func (c *conn) freeFetch(fw *fetchWait) {
+	if len(c.fetchFree) < maxFetchFree {
+		c.fetchFree = append(c.fetchFree, fw)
+	}
 }
 
 // serveFetch evaluates the Fetch at the head of the queue and writes its answer when due. It
@@ -73,15 +101,15 @@ func (c *conn) serveFetch(fw *fetchWait) bool {
 		c.blocked.Store(true)
 		return false
 	}
-	req := fw.req
-	if req.Version >= 7 && req.SessionID != 0 {
+	req := &fw.req
+	if req.version >= 7 && req.sessionID != 0 {
 		c.writeFetch(fw, errFetchSessionIDNotFound, nil)
 		return true
 	}
 	for attempt := 0; ; attempt++ {
 		parts, total, urgent, cold := c.readFetch(req)
 		now := time.Now().UnixNano()
-		if urgent || total >= int(max(req.MinBytes, 1)) || now >= fw.deadline {
+		if urgent || total >= int(max(req.minBytes, 1)) || now >= fw.deadline {
 			c.writeFetch(fw, errNone, parts)
 			return true
 		}
@@ -95,8 +123,13 @@ func (c *conn) serveFetch(fw *fetchWait) bool {
 		if !armed && attempt < 3 {
 			continue // data arrived while arming: read again
 		}
-		if fw.timer == nil {
-			fw.timer = time.AfterFunc(time.Duration(fw.deadline-now), func() { c.signal(flagRetry) })
+		if !fw.armed {
+			fw.armed = true
+			if fw.timer == nil {
+				fw.timer = time.AfterFunc(time.Duration(fw.deadline-now), func() { c.signal(flagRetry) })
+			} else {
+				fw.timer.Reset(time.Duration(fw.deadline - now))
+			}
 		}
 		return false
 	}
@@ -104,21 +137,21 @@ func (c *conn) serveFetch(fw *fetchWait) bool {
 
 // readFetch reads every partition of req into c.fparts. urgent: some partition has an error, which
 // is answered at once; cold: some read waits for its pages.
-func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, urgent, cold bool) {
+func (c *conn) readFetch(req *fetchReq) (parts []fetchPart, total int, urgent, cold bool) {
 	e, acl := c.srv.e, c.srv.opts.ACL
 	limit := c.fetchBudget()
-	if req.Version >= 3 && req.MaxBytes > 0 {
-		limit = min(limit, int(req.MaxBytes))
+	if req.maxBytes > 0 {
+		limit = min(limit, int(req.maxBytes))
 	}
 	parts = c.fparts[:0]
-	for ti := range req.Topics {
-		rt := &req.Topics[ti]
-		topic := e.TopicByName(rt.Topic)
-		mayRead := auth.MayTopic(acl, c.principal, auth.ActConsume, rt.Topic)
-		for pi := range rt.Partitions {
-			rp := &rt.Partitions[pi]
-			fp := fetchPart{topic: ti, part: rp.Partition, hw: -1, start: -1}
-			p := partitionOf(topic, rp.Partition)
+	for ti := range req.topics {
+		rt := &req.topics[ti]
+		topic := e.TopicByName(rt.name)
+		mayRead := auth.MayTopic(acl, c.principal, auth.ActConsume, rt.name)
+		for pi := range rt.parts {
+			rp := &rt.parts[pi]
+			fp := fetchPart{topic: ti, part: rp.id, hw: -1, start: -1}
+			p := partitionOf(topic, rp.id)
 			switch {
 			case !mayRead:
 				fp.code = errTopicAuthorization
@@ -126,11 +159,11 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, 
 				fp.code = errUnknownTopicOrPartition
 			default:
 				fp.hw, fp.start = p.NextOffset(), p.StartOffset()
-				room := min(int(max(rp.PartitionMaxBytes, 1)), limit-total)
+				room := min(int(max(rp.maxBytes, 1)), limit-total)
 				if room <= 0 && total > 0 {
 					break // the answer is full: this partition's records wait for the next fetch
 				}
-				d, err := c.reader(p).Read(rp.FetchOffset, max(room, 1))
+				d, err := c.reader(p).Read(rp.offset, max(room, 1))
 				switch {
 				case errors.Is(err, engine.ErrColdRead):
 					cold = true
@@ -154,17 +187,17 @@ func (c *conn) readFetch(req *kmsg.FetchRequest) (parts []fetchPart, total int, 
 // armFetch asks every partition of req to wake the loop when it grows past what was just read: its
 // end, or the fetch offset if that is further. It reports false when one already has (read again
 // instead of waiting).
-func (c *conn) armFetch(req *kmsg.FetchRequest) bool {
-	for ti := range req.Topics {
-		rt := &req.Topics[ti]
-		topic := c.srv.e.TopicByName(rt.Topic)
-		for pi := range rt.Partitions {
-			rp := &rt.Partitions[pi]
-			p := partitionOf(topic, rp.Partition)
+func (c *conn) armFetch(req *fetchReq) bool {
+	for ti := range req.topics {
+		rt := &req.topics[ti]
+		topic := c.srv.e.TopicByName(rt.name)
+		for pi := range rt.parts {
+			rp := &rt.parts[pi]
+			p := partitionOf(topic, rp.id)
 			if p == nil {
 				continue
 			}
-			if !c.reader(p).WaitBeyond(max(rp.FetchOffset, p.NextOffset())) {
+			if !c.reader(p).WaitBeyond(max(rp.offset, p.NextOffset())) {
 				return false
 			}
 		}
@@ -175,11 +208,12 @@ func (c *conn) armFetch(req *kmsg.FetchRequest) bool {
 // writeFetch encodes and writes the answer to fw from parts (read by readFetch), then releases
 // them. top is the answer's top-level error code.
 func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
-	if fw.timer != nil {
+	if fw.armed {
 		fw.timer.Stop()
+		fw.armed = false
 	}
-	req := fw.req
-	v := req.Version
+	req := &fw.req
+	v := req.version
 	flex := v >= 12
 	b := c.fbuf[:0]
 	b = append(b, 0, 0, 0, 0) // size, patched below
@@ -208,7 +242,7 @@ func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
 		for j < len(parts) && parts[j].topic == ti {
 			j++
 		}
-		b = appendString(b, flex, req.Topics[ti].Topic)
+		b = appendString(b, flex, req.topics[ti].name)
 		b = appendArrayLen(b, flex, j-i)
 		for k := i; k < j; k++ {
 			fp := &parts[k]
@@ -242,6 +276,14 @@ func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
 		b = append(b, 0)
 	}
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4+records))
+	st := &c.srv.stats
+	st.errorCode(top)
+	for i := range parts {
+		st.errorCode(parts[i].code)
+	}
+	if records > 0 {
+		st.FetchBytes.Add(uint64(records))
+	}
 	c.fbuf, c.fseg = b, segs
 	c.flush() // what precedes this answer goes first
 	if len(segs) == 0 {

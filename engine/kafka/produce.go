@@ -38,60 +38,70 @@ func (c *conn) produce(h header) {
 	resp.Default()
 	resp.SetVersion(h.version)
 	resp.Topics = resp.Topics[:0]
-	d, okAcks := durabilityOf(req.Acks)
+	d, okAcks := durabilityOf(req.acks)
 	if d < c.srv.opts.MinDurability {
 		d = c.srv.opts.MinDurability
 	}
 	seq := c.q.headSeq + uint64(c.q.n) // the slot this answer takes, if it must wait
 	waits, bytes, failed := 0, 0, false
-	for i := range req.Topics {
-		rt := &req.Topics[i]
-		rtp := c.respTopic(rt.Topic)
-		topic := e.TopicByName(rt.Topic)
-		for j := range rt.Partitions {
-			rp := &rt.Partitions[j]
-			rpp := c.respPartition(rtp, rp.Partition)
+	stored, storedBytes := int64(0), 0
+	st := &c.srv.stats
+	for i := range req.topics {
+		rt := &req.topics[i]
+		rtp := c.respTopic(rt.name)
+		topic := e.TopicByName(rt.name)
+		for j := range rt.parts {
+			rp := &rt.parts[j]
+			rpp := c.respPartition(rtp, rp.id)
 			var code int16
 			switch {
 			case !okAcks:
 				code = errInvalidRequiredAcks
-			case req.TransactionID != nil:
+			case req.transactional:
 				code = errTransactionalIDAuth
 			case c.srv.stopping.Load():
 				code = errRequestTimedOut // nothing stored: the client sends it again after reconnecting
-			case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActProduce, rt.Topic):
+			case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActProduce, rt.name):
 				code = errTopicAuthorization
-			case topic == nil || topic.Partition(rp.Partition) == nil:
+			case topic == nil || topic.Partition(rp.id) == nil:
 				code = errUnknownTopicOrPartition
 			}
 			if code != errNone {
 				rpp.ErrorCode, failed = code, true
+				st.errorCode(code)
 				continue
 			}
-			p := topic.Partition(rp.Partition)
-			base, last, err := p.Append(rp.Records)
+			p := topic.Partition(rp.id)
+			base, last, err := p.Append(rp.records)
 			if err != nil {
 				rpp.ErrorCode, failed = kafkaCode(err), true
 				if errors.Is(err, wire.ErrCorrupt) || errors.Is(err, wire.ErrTruncated) {
 					rpp.ErrorCode = errCorruptMessage
 				}
+				st.errorCode(rpp.ErrorCode)
 				continue
 			}
+			stored += last - base + 1
+			storedBytes += len(rp.records)
 			rpp.BaseOffset, rpp.LogStartOffset = base, p.StartOffset()
 			if d != wire.DurabilityFsync || topic.Memory() {
 				continue
 			}
 			p.RequestSync()
-			if req.Acks != -1 || p.SyncedOffset() > last {
+			if req.acks != -1 || p.SyncedOffset() > last {
 				continue // synced already, or nobody waits for it
 			}
 			c.watch(p)
 			c.acks = append(c.acks, ackWait{seq: seq, part: p, last: last})
 			waits++
-			bytes += len(rp.Records)
+			bytes += len(rp.records)
 		}
 	}
-	if req.Acks == 0 {
+	if stored > 0 {
+		st.ProduceRecords.Add(uint64(stored))
+		st.ProduceBytes.Add(uint64(storedBytes))
+	}
+	if req.acks == 0 {
 		if failed {
 			// No answer to carry the error: close, as Kafka does, so the client notices.
 			c.protocolError("produce with acks=0 failed")

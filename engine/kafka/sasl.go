@@ -76,6 +76,7 @@ func (c *conn) saslAuthenticate(h header, req *kmsg.SASLAuthenticateRequest) {
 func (c *conn) saslStepped(conv auth.Conversation, done bool, err error) {
 	c.authBusy = false
 	if err != nil {
+		c.srv.stats.SASLFailures.Add(1)
 		c.srv.log.Debug("kafka: authentication failed", "remote", c.remote, "mechanism", c.saslMech, "err", err)
 		c.sasl = nil
 		return

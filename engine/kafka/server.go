@@ -176,14 +176,6 @@ type Server struct {
 	closeErr error
 }
 
-// Stats are the listener's counters.
-type Stats struct {
-	Connections    atomic.Int64
-	Accepted       atomic.Uint64
-	ProtocolErrors atomic.Uint64 // connections closed for a malformed, oversized or unsupported request
-	Refused        atomic.Uint64 // connections refused by MaxConnections
-}
-
 // Start listens and serves until Close. It returns once the listener is up.
 func Start(opts Options) (*Server, error) {
 	opts.setDefaults()
