@@ -622,9 +622,11 @@ type httpAPIServer struct {
 // serveHTTPAPI serves engine/httpapi on addr with the native listener's tokens and users, ACL and
 // durability floor, and its connection counters for the console.
 func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *server.Server, log *slog.Logger) (*httpAPIServer, error) {
-	a := sopts.Authenticator // with --users; server.Start has folded the tokens into it
-	if a == nil {
-		a = &auth.Authenticator{Tokens: sopts.Tokens}
+	// The tokens and the users: server.Start folds the tokens into a copy of sopts.Authenticator,
+	// not into it.
+	a := &auth.Authenticator{Tokens: sopts.Tokens}
+	if sopts.Authenticator != nil {
+		a.Users = sopts.Authenticator.Users
 	}
 	opts := httpapi.Options{Engine: eng, Auth: a, MinDurability: sopts.MinDurability, Logger: log,
 		Connections: func() map[string]int64 {
