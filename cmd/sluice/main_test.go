@@ -273,3 +273,31 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
 }
+
+// TestUnknownTopicHint: a command that reads or writes a topic that does not exist says how to see
+// the topics and make one, on its one error line; describe and delete, which name a topic to act on
+// and not to use, do not.
+func TestUnknownTopicHint(t *testing.T) {
+	addr := startBroker(t)
+	const hint = "sluice topic create nope"
+	for _, args := range [][]string{
+		{"produce", "nope"},
+		{"consume", "nope", "--idle", "100ms"},
+		{"queue", "consume", "nope", "--group", "g", "--idle", "100ms"},
+		{"request", "nope", "hi"},
+		{"reply", "nope", "--idle", "100ms"},
+	} {
+		r := sluice(t, addr, []byte("x\n"), args...)
+		oneErrorLine(t, r, "unknown topic: nope")
+		if !strings.Contains(r.stderr, hint) {
+			t.Errorf("sluice %s: stderr %q lacks %q", strings.Join(args, " "), r.stderr, hint)
+		}
+	}
+	for _, args := range [][]string{{"topic", "describe", "nope"}, {"topic", "delete", "nope"}} {
+		r := sluice(t, addr, nil, args...)
+		oneErrorLine(t, r, "unknown topic: nope")
+		if strings.Contains(r.stderr, "topic create") {
+			t.Errorf("sluice %s: stderr %q suggests creating the topic", strings.Join(args, " "), r.stderr)
+		}
+	}
+}
