@@ -57,10 +57,11 @@ func (g *globals) dial(ctx context.Context, stderr io.Writer) (*client.Client, e
 	defer cancel()
 	c, err := client.Dial(dctx, g.addr, opts...)
 	if err != nil {
-		de := &dialError{addr: g.addr, err: err, tls: tcfg != nil}
+		de := &dialError{addr: g.addr, err: err, tls: tcfg != nil, token: g.token != "", user: g.user != ""}
 		var op *net.OpError
 		var pe *wire.ProtocolError // the broker's own answer: it speaks Sluice
-		if !errors.As(err, &op) && !errors.As(err, &pe) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		var code wire.Code         // a refusal the client read from the broker's answers: likewise
+		if !errors.As(err, &op) && !errors.As(err, &pe) && !errors.As(err, &code) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			// Something answered, but not a Sluice handshake: find out what, to say what to do.
 			pctx, cancel := context.WithTimeout(ctx, min(g.timeout, 5*time.Second))
 			de.peer = probePeer(pctx, g.addr)
@@ -180,6 +181,9 @@ type dialError struct {
 	err  error
 	tls  bool // the client asked for TLS
 	peer int  // what answers at addr when something did but not a Sluice broker (probePeer)
+	// token and user say which credentials the client offered (--token, --user), for the advice on
+	// a refused authentication.
+	token, user bool
 }
 
 func (e *dialError) Error() string {
@@ -200,7 +204,18 @@ func (e *dialError) Error() string {
 	if errors.Is(e.err, context.DeadlineExceeded) {
 		return fmt.Sprintf("cannot reach the broker at %s: no answer within the timeout", e.addr)
 	}
-	return fmt.Sprintf("cannot connect to the broker at %s: %s", e.addr, errorLine(e.err))
+	msg := fmt.Sprintf("cannot connect to the broker at %s: %s", e.addr, errorLine(e.err))
+	if errors.Is(e.err, wire.CodeAuthFailed) {
+		switch {
+		case e.user:
+			msg += ": check --user and its password (sluiced reads its --users file at start)"
+		case e.token:
+			msg += ": is --token one of the broker's tokens (sluiced --token, --token-file)?"
+		default:
+			msg += ": give --token T (env SLUICE_TOKEN), or --user NAME with --password-file F"
+		}
+	}
+	return msg
 }
 
 func (e *dialError) Unwrap() error { return e.err }

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/sluicemq/sluice/wire"
 )
 
 // Exit statuses.
@@ -138,7 +140,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case errors.Is(err, errUsage):
 			return exitUsage
 		}
-		fmt.Fprintf(stderr, "sluice: %s\n", errorLine(err))
+		fmt.Fprintf(stderr, "sluice: %s%s\n", errorLine(err), unknownTopicHint(c.name, err))
 		return exitFail
 	}
 
@@ -260,4 +262,21 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// usesTopic lists the commands that read or write their topic operand, which must exist.
+var usesTopic = map[string]bool{"produce": true, "consume": true, "queue consume": true, "request": true, "reply": true}
+
+// unknownTopicHint is what to add to the error line of command when err is the broker's "unknown
+// topic": how to see the topics and make the missing one. Empty otherwise.
+func unknownTopicHint(command string, err error) string {
+	var pe *wire.ProtocolError
+	if !usesTopic[command] || !errors.Is(err, wire.CodeUnknownTopic) || !errors.As(err, &pe) {
+		return ""
+	}
+	name := pe.Message
+	if name == "" || strings.ContainsAny(name, " \t\n") {
+		name = "NAME"
+	}
+	return " (sluice topic list shows the topics; sluice topic create " + name + " makes it)"
 }

@@ -273,3 +273,60 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
 }
+
+// TestUnknownTopicHint: a command that reads or writes a topic that does not exist says how to see
+// the topics and make one, on its one error line; describe and delete, which name a topic to act on
+// and not to use, do not.
+func TestUnknownTopicHint(t *testing.T) {
+	addr := startBroker(t)
+	const hint = "sluice topic create nope"
+	for _, args := range [][]string{
+		{"produce", "nope"},
+		{"consume", "nope", "--idle", "100ms"},
+		{"queue", "consume", "nope", "--group", "g", "--idle", "100ms"},
+		{"request", "nope", "hi"},
+		{"reply", "nope", "--idle", "100ms"},
+	} {
+		r := sluice(t, addr, []byte("x\n"), args...)
+		oneErrorLine(t, r, "unknown topic: nope")
+		if !strings.Contains(r.stderr, hint) {
+			t.Errorf("sluice %s: stderr %q lacks %q", strings.Join(args, " "), r.stderr, hint)
+		}
+	}
+	for _, args := range [][]string{{"topic", "describe", "nope"}, {"topic", "delete", "nope"}} {
+		r := sluice(t, addr, nil, args...)
+		oneErrorLine(t, r, "unknown topic: nope")
+		if strings.Contains(r.stderr, "topic create") {
+			t.Errorf("sluice %s: stderr %q suggests creating the topic", strings.Join(args, " "), r.stderr)
+		}
+	}
+}
+
+// TestAuthFailureSaysWhatToDo: a refused handshake says what to give (no credentials), or what to
+// check (a wrong token, a wrong password), on one line, and opens no second connection to probe the
+// port: the broker answered the Sluice handshake, so it is no mismatch (the probe counted as a
+// protocol error, with a "looks like TLS" warning in the broker's log).
+func TestAuthFailureSaysWhatToDo(t *testing.T) {
+	srv, _ := servertest.Start(t, nil, func(o *server.Options) { o.Tokens = map[string]string{"s3cret": "ops"} })
+	addr := srv.Addr().String()
+	for _, tc := range []struct {
+		args []string
+		want string
+		// protoErrs is what the broker counts as protocol errors: it closes a wrong token's
+		// connection, which counts as one.
+		protoErrs uint64
+	}{
+		{[]string{"topic", "list"}, "give --token", 0},
+		{[]string{"topic", "list", "--token", "wrong"}, "is --token one of the broker's tokens", 1},
+	} {
+		before, pbefore := srv.Stats().Accepted.Load(), srv.Stats().ProtocolErrors.Load()
+		r := sluice(t, addr, nil, tc.args...)
+		oneErrorLine(t, r, tc.want)
+		if n := srv.Stats().Accepted.Load() - before; n != 1 {
+			t.Errorf("sluice %s: %d connections, want 1", strings.Join(tc.args, " "), n)
+		}
+		if n := uint64(srv.Stats().ProtocolErrors.Load() - pbefore); n != tc.protoErrs {
+			t.Errorf("sluice %s: %d protocol errors counted, want %d", strings.Join(tc.args, " "), n, tc.protoErrs)
+		}
+	}
+}

@@ -458,7 +458,7 @@ func run(args []string) error {
 			log.Info("shutting down", "signal", s.String())
 			break
 		}
-		reload(cfg, logOut, srv, log)
+		reload(cfg, logOut, srv, httpAPI, log)
 	}
 	health.stopping.Store(true) // /readyz: not ready while draining
 	if httpAPI != nil {
@@ -594,9 +594,10 @@ func readLines(path string) ([]string, error) {
 }
 
 // reload is SIGHUP: reopen the log file, then reread the token and ACL files and swap them into the
-// server (connections authenticate and are authorized with the new settings from their next
-// request on). A failure is logged and changes nothing: SIGHUP never stops the broker.
-func reload(cfg config, logOut *logFile, srv *server.Server, log *slog.Logger) {
+// server and the HTTP face (httpAPI, nil when off; connections authenticate and are authorized with
+// the new settings from their next request on). A failure is logged and changes nothing: SIGHUP
+// never stops the broker. The Kafka listener keeps the settings it started with.
+func reload(cfg config, logOut *logFile, srv *server.Server, httpAPI *httpAPIServer, log *slog.Logger) {
 	if err := logOut.reopen(); err != nil {
 		log.Error("SIGHUP: log file not reopened", "err", err)
 	}
@@ -613,6 +614,12 @@ func reload(cfg config, logOut *logFile, srv *server.Server, log *slog.Logger) {
 		log.Error("SIGHUP: tokens and ACLs not reloaded, the previous ones stay", "err", err)
 		return
 	}
+	if httpAPI != nil {
+		// The same mode check as the server's, against the same start-up settings: it passes too.
+		if err := httpAPI.h.SetAuth(tokens, acl); err != nil {
+			log.Error("SIGHUP: tokens and ACLs not reloaded for the HTTP face", "err", err)
+		}
+	}
 	log.Info("SIGHUP: reloaded", "log_file", cfg.LogFile, "tokens", len(tokens), "acl_rules", len(rules))
 }
 
@@ -625,9 +632,11 @@ type httpAPIServer struct {
 // serveHTTPAPI serves engine/httpapi on addr with the native listener's tokens and users, ACL and
 // durability floor, and its connection counters for the console.
 func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *server.Server, log *slog.Logger) (*httpAPIServer, error) {
-	a := sopts.Authenticator // with --users; server.Start has folded the tokens into it
-	if a == nil {
-		a = &auth.Authenticator{Tokens: sopts.Tokens}
+	// The tokens and the users: server.Start folds the tokens into a copy of sopts.Authenticator,
+	// not into it.
+	a := &auth.Authenticator{Tokens: sopts.Tokens}
+	if sopts.Authenticator != nil {
+		a.Users = sopts.Authenticator.Users
 	}
 	opts := httpapi.Options{Engine: eng, Auth: a, MinDurability: sopts.MinDurability, Logger: log,
 		Connections: func() map[string]int64 {

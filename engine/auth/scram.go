@@ -16,6 +16,8 @@ import (
 //	client-first  n,,n=<user>,r=<client nonce>          ->  r=<client nonce><server nonce>,s=<salt>,i=<iterations>
 //	client-final  c=biws,r=<nonce>,p=<proof>           ->  v=<server signature>          (done)
 //
+// librdkafka's client-final nonce is its client nonce followed by the whole server-first nonce;
+// that form is accepted too (Kafka checks only that the nonce ends with the server-first's).
 // The gs2 header is "n,," or "y,," (no channel binding; "y" says the client could bind but believes
 // the server cannot, which is so), optionally naming as authzid the user itself ("n,a=<user>,",
 // which franz-go sends when asked): channel binding ("p=") and acting for another identity are
@@ -62,6 +64,7 @@ type scramConv struct {
 	gs2Header       string // as sent: what "c=" must encode
 	clientFirstBare string
 	serverFirst     string
+	clientNonce     string // from client-first
 	nonce           string // client nonce + server nonce
 	principal       string // set when the proof verified
 	// serverNonce, when set (tests: RFC 7677's example), replaces the random server nonce.
@@ -162,6 +165,7 @@ func (c *scramConv) first(msg string) ([]byte, error) {
 		_, _ = rand.Read(b) // crypto/rand.Read never fails
 		snonce = base64.RawStdEncoding.EncodeToString(b)
 	}
+	c.clientNonce = cnonce
 	c.nonce = cnonce + snonce
 	c.serverFirst = "r=" + c.nonce + ",s=" + base64.StdEncoding.EncodeToString(c.cred.Salt) +
 		",i=" + strconv.Itoa(c.cred.Iterations)
@@ -191,7 +195,13 @@ func (c *scramConv) final(msg string) ([]byte, bool, error) {
 	if string(cbind) != c.gs2Header {
 		return []byte(scramBindingMismatch), false, fmt.Errorf("%w: SCRAM channel binding does not match the gs2 header", ErrFailed)
 	}
-	if subtle.ConstantTimeCompare([]byte(attrs[1][2:]), []byte(c.nonce)) != 1 {
+	// The nonce is server-first's, or (librdkafka: kcat, confluent-kafka) the client nonce again
+	// followed by server-first's, which Kafka accepts; the proof covers the message as sent.
+	rnonce := attrs[1][2:]
+	if len(rnonce) == len(c.clientNonce)+len(c.nonce) && rnonce[:len(c.clientNonce)] == c.clientNonce {
+		rnonce = rnonce[len(c.clientNonce):]
+	}
+	if subtle.ConstantTimeCompare([]byte(rnonce), []byte(c.nonce)) != 1 {
 		return []byte(scramOtherError), false, fmt.Errorf("%w: SCRAM nonce mismatch", ErrFailed)
 	}
 	authMessage := c.clientFirstBare + "," + c.serverFirst + "," + withoutProof

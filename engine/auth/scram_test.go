@@ -333,3 +333,75 @@ func TestMechanismsOffered(t *testing.T) {
 		t.Error("Enabled")
 	}
 }
+
+// librdkafkaFinal answers server-first the way librdkafka (kcat, confluent-kafka) builds its
+// client-final: the nonce attribute is its own client nonce followed by the whole nonce of the
+// server-first (which already starts with the client nonce), and the proof covers that message.
+func librdkafkaFinal(t *testing.T, mech, pass, clientFirstBare, cnonce, serverFirst string) (final, serverSig string) {
+	t.Helper()
+	h := scramHash(mech)
+	var nonce, salt64, iter string
+	for _, attr := range strings.Split(serverFirst, ",") {
+		switch {
+		case strings.HasPrefix(attr, "r="):
+			nonce = attr[2:]
+		case strings.HasPrefix(attr, "s="):
+			salt64 = attr[2:]
+		case strings.HasPrefix(attr, "i="):
+			iter = attr[2:]
+		}
+	}
+	salt, err := base64.StdEncoding.DecodeString(salt64)
+	if err != nil || iter != "4096" {
+		t.Fatalf("server-first %q", serverFirst)
+	}
+	salted, err := saltedPassword(h, []byte(pass), salt, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutProof := "c=biws,r=" + cnonce + nonce
+	authMessage := clientFirstBare + "," + serverFirst + "," + withoutProof
+	clientKey := hmacSum(h, salted, "Client Key")
+	sum := h()
+	sum.Write(clientKey)
+	proof := hmacSum(h, sum.Sum(nil), authMessage)
+	for i := range proof {
+		proof[i] ^= clientKey[i]
+	}
+	sig := hmacSum(h, hmacSum(h, salted, "Server Key"), authMessage)
+	return withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof), "v=" + base64.StdEncoding.EncodeToString(sig)
+}
+
+// TestSCRAMLibrdkafkaNonce: librdkafka repeats its client nonce before the server-first's nonce in
+// the client-final (Kafka accepts it: it checks that the nonce ends with the server-first's). The
+// exchange succeeds with the server signature over the message as sent, for both mechanisms and
+// for a client nonce holding '=' (librdkafka's nonces are any printable bytes but ','); a nonce
+// that merely ends with the server-first's after some other prefix is still a mismatch.
+func TestSCRAMLibrdkafkaNonce(t *testing.T) {
+	a := &Authenticator{Users: testUsers(t)}
+	for _, mech := range []string{MechSCRAM256, MechSCRAM512} {
+		for _, cnonce := range []string{"fyko+d2lbbFgONRv9qkxdawL", "=J8G4}@XoRDJpKarTrK52.-L]p|qZoOJ"} {
+			conv, _ := a.Start(mech)
+			bare := "n=alice,r=" + cnonce
+			sf, _, err := conv.Step([]byte("n,," + bare))
+			if err != nil {
+				t.Fatal(err)
+			}
+			final, sig := librdkafkaFinal(t, mech, "secret", bare, cnonce, string(sf))
+			out, done, err := conv.Step([]byte(final))
+			if err != nil || !done || string(out) != sig || conv.Principal() != "alice" {
+				t.Errorf("%s nonce %q: %q done=%v err=%v principal %q, want %q", mech, cnonce, out, done, err, conv.Principal(), sig)
+			}
+
+			conv, _ = a.Start(mech)
+			sf, _, err = conv.Step([]byte("n,," + bare))
+			if err != nil {
+				t.Fatal(err)
+			}
+			final, _ = librdkafkaFinal(t, mech, "secret", bare, "X"+cnonce, string(sf))
+			if out, done, err := conv.Step([]byte(final)); !errors.Is(err, ErrFailed) || done || string(out) != "e=other-error" {
+				t.Errorf("%s nonce %q with another prefix: %q done=%v err=%v, want e=other-error", mech, cnonce, out, done, err)
+			}
+		}
+	}
+}

@@ -23,7 +23,7 @@ type Rights struct {
 }
 
 func (h *Handler) rights(principal, topic string) Rights {
-	acl := h.opts.ACL
+	acl := h.acl()
 	return Rights{
 		Produce: auth.MayTopic(acl, principal, auth.ActProduce, topic),
 		Consume: auth.MayTopic(acl, principal, auth.ActConsume, topic),
@@ -42,10 +42,10 @@ type Whoami struct {
 }
 
 func (h *Handler) whoami(w http.ResponseWriter, r *http.Request, principal string) {
-	enabled := h.opts.Auth.Enabled()
+	enabled := h.authn().Enabled()
 	authed := !enabled || r.Header.Get("Authorization") != ""
 	writeJSON(w, http.StatusOK, Whoami{Principal: principal, Authenticated: authed, AuthEnabled: enabled,
-		ACLEnabled: h.opts.ACL != nil, AutoCreate: h.e.Options().AutoCreateTopics})
+		ACLEnabled: h.acl() != nil, AutoCreate: h.e.Options().AutoCreateTopics})
 }
 
 // Stats answers GET /v1/stats: the engine's cumulative counters (its Prometheus metrics, by name
@@ -136,7 +136,7 @@ func (h *Handler) listTopics(w http.ResponseWriter, r *http.Request, principal s
 	all := h.e.Topics()
 	names := make([]string, 0, len(all))
 	for _, cfg := range all {
-		if strings.HasPrefix(cfg.Name, prefix) && auth.MayList(h.opts.ACL, principal, cfg.Name) {
+		if strings.HasPrefix(cfg.Name, prefix) && auth.MayList(h.acl(), principal, cfg.Name) {
 			names = append(names, cfg.Name)
 		}
 	}
@@ -194,7 +194,7 @@ func (h *Handler) createTopic(w http.ResponseWriter, r *http.Request, principal 
 	if c.Memory {
 		cfg.Flags |= wire.TopicMemory
 	}
-	if !auth.MayCreate(h.opts.ACL, principal, cfg) {
+	if !auth.MayCreate(h.acl(), principal, cfg) {
 		writeError(w, denied("admin topic "+c.Name), 0)
 		return
 	}
@@ -222,7 +222,7 @@ func (h *Handler) describe(principal string, t *engine.Topic) TopicDescription {
 // principal may not describe is refused whether or not it exists.
 func (h *Handler) describeTopic(w http.ResponseWriter, r *http.Request, principal string) {
 	name := r.PathValue("topic")
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActDescribe, name) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActDescribe, name) {
 		writeError(w, denied("describe topic "+name), 0)
 		return
 	}
@@ -236,7 +236,7 @@ func (h *Handler) describeTopic(w http.ResponseWriter, r *http.Request, principa
 
 func (h *Handler) deleteTopic(w http.ResponseWriter, r *http.Request, principal string) {
 	name := r.PathValue("topic")
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActAdmin, name) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActAdmin, name) {
 		writeError(w, denied("admin topic "+name), 0)
 		return
 	}
@@ -274,7 +274,7 @@ type GroupDescription struct {
 
 func (h *Handler) listGroups(w http.ResponseWriter, _ *http.Request, principal string) {
 	groups := slices.DeleteFunc(h.e.ListGroups(), func(g string) bool {
-		return !auth.MayGroup(h.opts.ACL, principal, auth.ActConsume, g)
+		return !auth.MayGroup(h.acl(), principal, auth.ActConsume, g)
 	})
 	writeJSON(w, http.StatusOK, map[string][]string{"groups": append([]string{}, groups...)})
 }
@@ -282,7 +282,7 @@ func (h *Handler) listGroups(w http.ResponseWriter, _ *http.Request, principal s
 // groupInfo describes group as the principal may see it: members and offsets on topics it may not
 // describe are dropped (as engine/server's DescribeGroup).
 func (h *Handler) groupInfo(principal, group string) (GroupDescription, error) {
-	if !auth.MayGroup(h.opts.ACL, principal, auth.ActConsume, group) {
+	if !auth.MayGroup(h.acl(), principal, auth.ActConsume, group) {
 		return GroupDescription{}, denied("consume group " + group)
 	}
 	info, err := h.e.DescribeGroup(group)
@@ -290,7 +290,7 @@ func (h *Handler) groupInfo(principal, group string) (GroupDescription, error) {
 		return GroupDescription{}, err
 	}
 	d := GroupDescription{Name: info.Name, Generation: info.Generation, Members: []GroupMember{}, Offsets: []GroupOffset{}}
-	hidden := func(topic string) bool { return !auth.MayTopic(h.opts.ACL, principal, auth.ActDescribe, topic) }
+	hidden := func(topic string) bool { return !auth.MayTopic(h.acl(), principal, auth.ActDescribe, topic) }
 	for _, m := range info.Members {
 		if !hidden(m.Topic) {
 			d.Members = append(d.Members, GroupMember{Member: m.Member, Topic: m.Topic, Partitions: append([]int32{}, m.Partitions...)})
@@ -338,10 +338,10 @@ type ResetRequest struct {
 // commitAll commits offsets (partition -> offset) for group on topic, waiting for each to be
 // durable. It needs consume on the group and on the topic, as a native Commit.
 func (h *Handler) commitAll(ctx context.Context, principal, group, topic string, offsets map[int32]int64) error {
-	if !auth.MayGroup(h.opts.ACL, principal, auth.ActConsume, group) {
+	if !auth.MayGroup(h.acl(), principal, auth.ActConsume, group) {
 		return denied("consume group " + group)
 	}
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActConsume, topic) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActConsume, topic) {
 		return denied("consume topic " + topic)
 	}
 	for p, off := range offsets {
@@ -433,7 +433,7 @@ func (h *Handler) resetGroup(w http.ResponseWriter, r *http.Request, principal s
 // group's description.
 func (h *Handler) commitTo(w http.ResponseWriter, r *http.Request, principal, topic string, only *int32, at func(*engine.Partition) (int64, error)) {
 	group := r.PathValue("group")
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActConsume, topic) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActConsume, topic) {
 		writeError(w, denied("consume topic "+topic), 0)
 		return
 	}

@@ -62,7 +62,7 @@ func startOf(q url.Values, lastEventID string) (wire.StartAt, int64, error) {
 // openReader checks consume rights on topic and subscribes to its partition named by the path.
 func (h *Handler) openReader(r *http.Request, principal string) (*reader, error) {
 	topic := r.PathValue("topic")
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActConsume, topic) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActConsume, topic) {
 		return nil, denied("consume topic " + topic)
 	}
 	p, err := strconv.ParseInt(r.PathValue("partition"), 10, 32)

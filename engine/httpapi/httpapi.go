@@ -143,6 +143,10 @@ type Handler struct {
 
 	sessions sessionTable
 
+	// auth is the authenticator and ACL rules in force: opts.Auth and opts.ACL at New, then what
+	// SetAuth stored. Never nil after New.
+	auth atomic.Pointer[authSettings]
+
 	// ctx ends at Close: long polls, SSE streams and receives stop with it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -194,6 +198,7 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{opts: opts, e: opts.Engine, mux: http.NewServeMux()}
+	h.auth.Store(&authSettings{authn: opts.Auth, acl: opts.ACL})
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.sessions.init()
 	for _, rt := range routes {
@@ -280,7 +285,7 @@ func securityHeaders(next http.Handler) http.Handler {
 // conversation (the password is a user's password, or a token whose principal is the user). With
 // authentication off every request is the anonymous principal "". It answers 401 itself.
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
-	a := h.opts.Auth
+	a := h.authn()
 	if !a.Enabled() {
 		return "", true
 	}

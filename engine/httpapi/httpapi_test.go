@@ -506,7 +506,9 @@ func TestGroupsDescribeSeekReset(t *testing.T) {
 	f.wantError("GET", "/v1/groups/app", "", nil, 404, wire.CodeUnknownGroup)
 	var gd GroupDescription
 	f.must("POST", "/v1/groups/app/seek", "", SeekRequest{Topic: "g", Partition: ptr(int32(0)), Offset: ptr(int64(4))}, 200, &gd)
-	if len(gd.Offsets) != 1 || gd.Offsets[0].Committed != 4 || gd.Offsets[0].Lag != 6 || gd.Lag != 6 {
+	// Partition 1, without a commit, counts from its log start (engine.DescribeGroup).
+	if len(gd.Offsets) != 2 || gd.Offsets[0].Committed != 4 || gd.Offsets[0].Lag != 6 ||
+		gd.Offsets[1].Committed != 0 || gd.Offsets[1].Lag != 10 || gd.Lag != 16 {
 		t.Fatalf("seek: %+v", gd)
 	}
 	f.must("POST", "/v1/groups/app/seek", "", SeekRequest{Topic: "g", Time: ptr(int64(7000))}, 200, &gd)

@@ -44,11 +44,11 @@ func (h *Handler) parseDurability(s string) (wire.Durability, error) {
 // mayProduce checks the rights a produce to topic needs: produce on it, and when it does not exist
 // on an auto-creating broker, the right to create it (as engine/server's produce).
 func (h *Handler) mayProduce(principal, topic string) error {
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActProduce, topic) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActProduce, topic) {
 		return denied("produce topic " + topic)
 	}
 	if h.e.TopicByName(topic) == nil && h.e.Options().AutoCreateTopics &&
-		!auth.MayCreate(h.opts.ACL, principal, wire.TopicConfig{Name: topic}) {
+		!auth.MayCreate(h.acl(), principal, wire.TopicConfig{Name: topic}) {
 		return denied("admin topic " + topic)
 	}
 	return nil

@@ -129,11 +129,11 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, principal 
 		writeError(w, err, 0)
 		return
 	}
-	if !auth.MayTopic(h.opts.ACL, principal, auth.ActConsume, req.Topic) {
+	if !auth.MayTopic(h.acl(), principal, auth.ActConsume, req.Topic) {
 		writeError(w, denied("consume topic "+req.Topic), 0)
 		return
 	}
-	if !auth.MayGroup(h.opts.ACL, principal, auth.ActConsume, group) {
+	if !auth.MayGroup(h.acl(), principal, auth.ActConsume, group) {
 		writeError(w, denied("consume group "+group), 0)
 		return
 	}
@@ -397,7 +397,7 @@ type QueueJSON struct {
 func (h *Handler) listQueues(w http.ResponseWriter, _ *http.Request, principal string) {
 	out := []QueueJSON{}
 	for _, q := range h.e.Queues() {
-		if !auth.MayGroup(h.opts.ACL, principal, auth.ActConsume, q.Group) || !auth.MayTopic(h.opts.ACL, principal, auth.ActConsume, q.Topic) {
+		if !auth.MayGroup(h.acl(), principal, auth.ActConsume, q.Group) || !auth.MayTopic(h.acl(), principal, auth.ActConsume, q.Topic) {
 			continue
 		}
 		j := QueueJSON{Group: q.Group, Topic: q.Topic, Members: q.Members, DeadLettered: q.DeadLettered, Partitions: []QueuePartition{}}
