@@ -458,7 +458,7 @@ func run(args []string) error {
 			log.Info("shutting down", "signal", s.String())
 			break
 		}
-		reload(cfg, logOut, srv, httpAPI, log)
+		reload(cfg, logOut, srv, ksrv, httpAPI, log)
 	}
 	health.stopping.Store(true) // /readyz: not ready while draining
 	if httpAPI != nil {
@@ -594,10 +594,10 @@ func readLines(path string) ([]string, error) {
 }
 
 // reload is SIGHUP: reopen the log file, then reread the token and ACL files and swap them into the
-// server and the HTTP face (httpAPI, nil when off; connections authenticate and are authorized with
-// the new settings from their next request on). A failure is logged and changes nothing: SIGHUP
-// never stops the broker. The Kafka listener keeps the settings it started with.
-func reload(cfg config, logOut *logFile, srv *server.Server, httpAPI *httpAPIServer, log *slog.Logger) {
+// server, the Kafka listener (ksrv) and the HTTP face (httpAPI; each nil when off; connections
+// authenticate and are authorized with the new settings from their next request on). A failure is
+// logged and changes nothing: SIGHUP never stops the broker.
+func reload(cfg config, logOut *logFile, srv *server.Server, ksrv *kafka.Server, httpAPI *httpAPIServer, log *slog.Logger) {
 	if err := logOut.reopen(); err != nil {
 		log.Error("SIGHUP: log file not reopened", "err", err)
 	}
@@ -613,6 +613,12 @@ func reload(cfg config, logOut *logFile, srv *server.Server, httpAPI *httpAPISer
 	if err := srv.SetAuth(tokens, acl); err != nil {
 		log.Error("SIGHUP: tokens and ACLs not reloaded, the previous ones stay", "err", err)
 		return
+	}
+	if ksrv != nil {
+		// The same mode check as the server's, against the same start-up settings: it passes too.
+		if err := ksrv.SetAuth(tokens, acl); err != nil {
+			log.Error("SIGHUP: tokens and ACLs not reloaded for the Kafka listener", "err", err)
+		}
 	}
 	if httpAPI != nil {
 		// The same mode check as the server's, against the same start-up settings: it passes too.

@@ -24,7 +24,7 @@ func (c *conn) metadata(h header, req *kmsg.MetadataRequest) {
 	var create []string
 	if all {
 		for _, t := range e.Topics() {
-			if auth.MayList(c.srv.opts.ACL, c.principal, t.Name) {
+			if auth.MayList(c.srv.acl(), c.principal, t.Name) {
 				names = append(names, t.Name)
 			}
 		}
@@ -36,13 +36,13 @@ func (c *conn) metadata(h header, req *kmsg.MetadataRequest) {
 			name := *t.Topic
 			names = append(names, name)
 			if allowCreate && e.Options().AutoCreateTopics && e.TopicByName(name) == nil &&
-				auth.MayCreate(c.srv.opts.ACL, c.principal, wire.TopicConfig{Name: name}) {
+				auth.MayCreate(c.srv.acl(), c.principal, wire.TopicConfig{Name: name}) {
 				create = append(create, name)
 			}
 		}
 	}
 	host, port := c.brokerAddr()
-	principal, acl, version := c.principal, c.srv.opts.ACL, h.version
+	principal, acl, version := c.principal, c.srv.acl(), h.version
 	build := func(createErr map[string]error) kmsg.Response {
 		return buildMetadata(e, acl, principal, version, host, port, names, createErr)
 	}
@@ -102,7 +102,7 @@ func buildMetadata(e *engine.Engine, acl auth.ACL, principal string, version int
 // offset whose record is at or after it (the end when none is). A search by timestamp reads
 // segments, so a request holding one runs off the loop.
 func (c *conn) listOffsets(h header, req *kmsg.ListOffsetsRequest) {
-	e, acl, principal := c.srv.e, c.srv.opts.ACL, c.principal
+	e, acl, principal := c.srv.e, c.srv.acl(), c.principal
 	build := func() (kmsg.Response, func(*conn), bool) {
 		resp := kmsg.NewPtrListOffsetsResponse()
 		resp.SetVersion(req.Version)
@@ -202,7 +202,7 @@ func topicConfigFromKafka(t *kmsg.CreateTopicsRequestTopic) (wire.TopicConfig, e
 // createTopics creates topics off the loop. The replication factor must be -1 or 1 (one broker);
 // manual assignments are refused.
 func (c *conn) createTopics(h header, req *kmsg.CreateTopicsRequest) {
-	e, acl, principal := c.srv.e, c.srv.opts.ACL, c.principal
+	e, acl, principal := c.srv.e, c.srv.acl(), c.principal
 	c.later(h.corr, func() (kmsg.Response, func(*conn), bool) {
 		resp := kmsg.NewPtrCreateTopicsResponse()
 		resp.SetVersion(req.Version)
@@ -243,7 +243,7 @@ func (c *conn) createTopics(h header, req *kmsg.CreateTopicsRequest) {
 
 // deleteTopics deletes topics off the loop; it needs admin on each.
 func (c *conn) deleteTopics(h header, req *kmsg.DeleteTopicsRequest) {
-	e, acl, principal := c.srv.e, c.srv.opts.ACL, c.principal
+	e, acl, principal := c.srv.e, c.srv.acl(), c.principal
 	c.later(h.corr, func() (kmsg.Response, func(*conn), bool) {
 		resp := kmsg.NewPtrDeleteTopicsResponse()
 		resp.SetVersion(req.Version)
@@ -271,7 +271,7 @@ func (c *conn) createPartitions(h header, req *kmsg.CreatePartitionsRequest) {
 		t.Topic = rt.Topic
 		topic := c.srv.e.TopicByName(rt.Topic)
 		switch {
-		case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActAdmin, rt.Topic):
+		case !auth.MayTopic(c.srv.acl(), c.principal, auth.ActAdmin, rt.Topic):
 			t.ErrorCode = errTopicAuthorization
 		case topic == nil:
 			t.ErrorCode = errUnknownTopicOrPartition
@@ -302,7 +302,7 @@ func (c *conn) describeConfigs(h header, req *kmsg.DescribeConfigsRequest) {
 		case kmsg.ConfigResourceType(resourceTopic):
 			topic := c.srv.e.TopicByName(rr.ResourceName)
 			switch {
-			case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActDescribe, rr.ResourceName):
+			case !auth.MayTopic(c.srv.acl(), c.principal, auth.ActDescribe, rr.ResourceName):
 				r.ErrorCode = errTopicAuthorization
 			case topic == nil:
 				r.ErrorCode = errUnknownTopicOrPartition

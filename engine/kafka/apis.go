@@ -391,7 +391,7 @@ func (c *conn) findCoordinator(h header, req *kmsg.FindCoordinatorRequest) {
 		switch {
 		case req.CoordinatorType != 0:
 			code, msg = errTransactionalIDAuth, strPtr("transactions are not offered by this broker")
-		case !auth.MayGroup(c.srv.opts.ACL, c.principal, auth.ActConsume, key):
+		case !auth.MayGroup(c.srv.acl(), c.principal, auth.ActConsume, key):
 			code = errGroupAuthorization
 		}
 		nodeID, hst, prt := int32(0), host, port

@@ -225,3 +225,40 @@ func TestMetadataAutoCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAuth: SetAuth (sluiced's SIGHUP) swaps the tokens and the ACL for the next connections and
+// requests: a removed token fails, a new one succeeds, a rule granted by the new ACL applies; turning
+// authentication or ACLs off is refused with ErrAuthMode and changes nothing.
+func TestSetAuth(t *testing.T) {
+	s := authBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	produce := func(user, pass, topic string) error {
+		cl := newClient(t, s, plainAuth(user, pass), kgo.DefaultProduceTopic(topic),
+			kgo.RecordDeliveryTimeout(1500*time.Millisecond))
+		defer cl.Close()
+		return cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr()
+	}
+	if err := produce("alice", "secret-a", "closed"); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("before the reload: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	acl := auth.Rules{{Principal: "alice", Actions: auth.ActProduce | auth.ActAdmin, Topic: "*"}}
+	if err := s.SetAuth(map[string]string{"secret-a2": "alice"}, acl); err != nil {
+		t.Fatal(err)
+	}
+	if err := produce("alice", "secret-a", "open.orders"); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+		t.Fatalf("removed token: %v, want SASL_AUTHENTICATION_FAILED", err)
+	}
+	if err := produce("alice", "secret-a2", "closed"); err != nil {
+		t.Fatalf("new token under the new rules: %v", err)
+	}
+	if err := s.SetAuth(nil, acl); !errors.Is(err, ErrAuthMode) {
+		t.Fatalf("turning authentication off: %v, want ErrAuthMode", err)
+	}
+	if err := s.SetAuth(map[string]string{"x": "bob"}, nil); !errors.Is(err, ErrAuthMode) {
+		t.Fatalf("turning ACLs off: %v, want ErrAuthMode", err)
+	}
+	if err := produce("alice", "secret-a2", "closed"); err != nil {
+		t.Fatalf("after refused reloads: %v", err)
+	}
+}

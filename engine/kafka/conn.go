@@ -194,7 +194,7 @@ func newConn(s *Server, t transport) *conn {
 	if a := t.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}
-	c.authed = !s.opts.Authenticator.Enabled()
+	c.authed = !s.authn().Enabled()
 	c.authDone.Store(c.authed)
 	c.opened = time.Now().UnixNano()
 	c.lastActive.Store(c.opened)

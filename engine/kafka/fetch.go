@@ -138,7 +138,7 @@ func (c *conn) serveFetch(fw *fetchWait) bool {
 // readFetch reads every partition of req into c.fparts. urgent: some partition has an error, which
 // is answered at once; cold: some read waits for its pages.
 func (c *conn) readFetch(req *fetchReq) (parts []fetchPart, total int, urgent, cold bool) {
-	e, acl := c.srv.e, c.srv.opts.ACL
+	e, acl := c.srv.e, c.srv.acl()
 	limit := c.fetchBudget()
 	if req.maxBytes > 0 {
 		limit = min(limit, int(req.maxBytes))

@@ -74,7 +74,8 @@ func fuzzServer(t testing.TB) *Server {
 		ACL: auth.Rules{{Principal: "*", Actions: auth.ActConsume, Topic: "*"}}},
 		e: e, log: quiet, conns: map[*conn]struct{}{}, addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092}}
 	s.opts.setDefaults()
-	s.coord = newCoordinator(e, s.opts.ACL, quiet)
+	s.auth.Store(&authState{authn: s.opts.Authenticator, acl: s.opts.ACL})
+	s.coord = newCoordinator(e, s.acl, quiet)
 	t.Cleanup(func() { e.Close() })
 	return s
 }

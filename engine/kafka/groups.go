@@ -86,7 +86,7 @@ var defaultGroupLimits = groupLimits{
 // "Consumer groups".
 type coordinator struct {
 	e   *engine.Engine // nil in tests of the membership state machine alone
-	acl auth.ACL
+	acl func() auth.ACL // the ACL in force (nil: ACLs off), read per request
 	log *slog.Logger
 	lim groupLimits // read-only after construction
 
@@ -95,7 +95,10 @@ type coordinator struct {
 	closed bool              // close ran: every request is answered COORDINATOR_NOT_AVAILABLE
 }
 
-func newCoordinator(e *engine.Engine, acl auth.ACL, log *slog.Logger) *coordinator {
+func newCoordinator(e *engine.Engine, acl func() auth.ACL, log *slog.Logger) *coordinator {
+	if acl == nil {
+		acl = func() auth.ACL { return nil }
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -173,7 +176,7 @@ func (c *coordinator) nativeMembers(name string) bool {
 
 // mayGroup reports whether rc's principal may use the group name (join, commit, fetch, describe).
 func (c *coordinator) mayGroup(rc requestContext, name string) bool {
-	return auth.MayGroup(c.acl, rc.Principal, auth.ActConsume, name)
+	return auth.MayGroup(c.acl(), rc.Principal, auth.ActConsume, name)
 }
 
 // replies collects responses decided under c.mu, to be sent after it is released.

@@ -209,7 +209,7 @@ func (c *coordinator) checkDelete(rc requestContext, name string) int16 {
 	}
 	if info, err := c.e.DescribeGroup(name); err == nil {
 		for _, o := range info.Offsets {
-			if !auth.MayTopic(c.acl, rc.Principal, auth.ActAdmin, o.Topic) {
+			if !auth.MayTopic(c.acl(), rc.Principal, auth.ActAdmin, o.Topic) {
 				return gErrTopicAuthorization
 			}
 		}

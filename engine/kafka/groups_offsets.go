@@ -86,7 +86,7 @@ func (c *coordinator) offsetCommit(rc requestContext, req *kmsg.OffsetCommitRequ
 		}
 	}
 	for i, t := range req.Topics {
-		allowed := auth.MayTopic(c.acl, rc.Principal, auth.ActConsume, t.Topic)
+		allowed := auth.MayTopic(c.acl(), rc.Principal, auth.ActConsume, t.Topic)
 		for j, p := range t.Partitions {
 			rp := &resp.Topics[i].Partitions[j] // each callback writes only its own partition's slot
 			if !allowed {
@@ -226,7 +226,7 @@ func (c *coordinator) fetchGroup(rc requestContext, group string, topics []kmsg.
 			return gErrNone, nil // no offsets: an empty answer, as Kafka gives for an unknown group
 		}
 		for _, o := range info.Offsets {
-			if !auth.MayTopic(c.acl, rc.Principal, auth.ActConsume, o.Topic) {
+			if !auth.MayTopic(c.acl(), rc.Principal, auth.ActConsume, o.Topic) {
 				continue // Kafka leaves out the topics the principal may not describe
 			}
 			if len(out) == 0 || out[len(out)-1].Topic != o.Topic {
@@ -242,7 +242,7 @@ func (c *coordinator) fetchGroup(rc requestContext, group string, topics []kmsg.
 	for _, t := range topics {
 		rt := kmsg.NewOffsetFetchResponseTopic()
 		rt.Topic = t.Topic
-		allowed := code == gErrNone && auth.MayTopic(c.acl, rc.Principal, auth.ActConsume, t.Topic)
+		allowed := code == gErrNone && auth.MayTopic(c.acl(), rc.Principal, auth.ActConsume, t.Topic)
 		for _, p := range t.Partitions {
 			switch {
 			case code != gErrNone:

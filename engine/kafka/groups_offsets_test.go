@@ -117,7 +117,7 @@ func TestGroupOffsetsDurableAndShared(t *testing.T) {
 	dir := t.TempDir()
 	e := openGroupEngine(t, dir)
 	groupTopic(t, e, "t", 3, 20)
-	c := newCoordinator(e, nil, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 
 	codes := commitCodes(t, c, groupRC("kcat"), commitReq("g", "", -1, "t", map[int32]int64{0: 5, 1: 7, 2: 20}))
 	for p, code := range codes {
@@ -173,7 +173,7 @@ func TestGroupOffsetsDurableAndShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	e = openGroupEngine(t, dir)
-	c = newCoordinator(e, nil, groupTestLog())
+	c = newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 	defer c.close()
 	if _, got := fetchOffsets(t, c, groupRC("x"), "g", "t", 0, 1, 2, 3); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after restart: fetched %v, want %v", got, want)
@@ -190,7 +190,7 @@ func joinV3(t *testing.T, c *coordinator, group, member string) *groupCall {
 func TestGroupOffsetCommitGenerations(t *testing.T) {
 	e := openGroupEngine(t, t.TempDir())
 	groupTopic(t, e, "t", 1, 20)
-	c := newCoordinator(e, nil, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 	defer c.close()
 
 	r := asJoinResp(t, joinV3(t, c, "g", "").wait())
@@ -243,7 +243,7 @@ func TestGroupACL(t *testing.T) {
 		{Principal: "alice", Actions: auth.ActConsume, Topic: "t"},
 		{Principal: "bob", Actions: auth.ActConsume, Topic: "*"},
 	}
-	c := newCoordinator(e, acl, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return acl }, groupTestLog())
 	defer c.close()
 	alice, bob := requestContext{Principal: "alice", ClientID: "a"}, requestContext{Principal: "bob", ClientID: "b"}
 
@@ -302,7 +302,7 @@ func TestGroupACL(t *testing.T) {
 func TestGroupNativeNameRefused(t *testing.T) {
 	e := openGroupEngine(t, t.TempDir())
 	groupTopic(t, e, "t", 1, 10)
-	c := newCoordinator(e, nil, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 	defer c.close()
 	done := make(chan error, 1)
 	e.CommitOffset("native", "t", 0, 4, func(err error) { done <- err })
@@ -364,7 +364,7 @@ func TestGroupNativeNameRefused(t *testing.T) {
 func TestGroupDescribeListDelete(t *testing.T) {
 	e := openGroupEngine(t, t.TempDir())
 	groupTopic(t, e, "t", 1, 10)
-	c := newCoordinator(e, nil, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 	defer c.close()
 
 	r := asJoinResp(t, joinV3(t, c, "live", "").wait())
@@ -425,7 +425,7 @@ func TestGroupDescribeListDelete(t *testing.T) {
 func TestGroupEveryVersion(t *testing.T) {
 	e := openGroupEngine(t, t.TempDir())
 	groupTopic(t, e, "t", 2, 10)
-	c := newCoordinator(e, nil, groupTestLog())
+	c := newCoordinator(e, func() auth.ACL { return nil }, groupTestLog())
 	defer c.close()
 	rc := groupRC("v")
 	ok := func(what string, v int16, code int16) {

@@ -61,7 +61,7 @@ func (c *conn) produce(h header) {
 				code = errTransactionalIDAuth
 			case c.srv.stopping.Load():
 				code = errRequestTimedOut // nothing stored: the client sends it again after reconnecting
-			case !auth.MayTopic(c.srv.opts.ACL, c.principal, auth.ActProduce, rt.name):
+			case !auth.MayTopic(c.srv.acl(), c.principal, auth.ActProduce, rt.name):
 				code = errTopicAuthorization
 			case topic == nil || topic.Partition(rp.id) == nil:
 				code = errUnknownTopicOrPartition

@@ -19,7 +19,7 @@ import (
 func (c *conn) saslHandshake(h header, req *kmsg.SASLHandshakeRequest) {
 	resp := kmsg.NewPtrSASLHandshakeResponse()
 	resp.SetVersion(h.version)
-	a := c.srv.opts.Authenticator
+	a := c.srv.authn()
 	if !a.Enabled() {
 		resp.ErrorCode = errIllegalSASLState // authentication is off: nothing to authenticate against
 		c.reply(h.corr, resp)

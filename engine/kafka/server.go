@@ -170,6 +170,9 @@ type Server struct {
 	// measured on each connection's loop.
 	outbound atomic.Int64
 
+	// auth is the authenticator and ACL in force (SetAuth replaces them on SIGHUP).
+	auth atomic.Pointer[authState]
+
 	stats    Stats
 	stopping atomic.Bool
 	closeOne sync.Once
@@ -184,7 +187,8 @@ func Start(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
 		conns: map[*conn]struct{}{}}
-	s.coord = newCoordinator(opts.Engine, opts.ACL, opts.Logger)
+	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
+	s.coord = newCoordinator(opts.Engine, s.acl, opts.Logger)
 	s.nextProducerID.Store(randomProducerBase())
 	go func() {
 		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
