@@ -136,7 +136,7 @@ type Subscription struct {
 	// (Local with LocalOptions.Spin): its cursors never announce that they wait, so appends skip
 	// the wake-up. Set before the first read, then read-only.
 	polled bool
-	ttl    *ttlFilter   // drops expired records; made on the first delivery from a partition with TTL records
+	ttl    *ttlFilter // drops expired records; made on the first delivery from a partition with TTL records
 
 	mincoreVec []byte // scratch for the cold-read residency check (owner goroutine)
 }

@@ -14,7 +14,7 @@ import (
 // The test overwrites the input as soon as the frame is served; the step must still see the secret.
 func TestAsyncRequestsOwnTheirBytes(t *testing.T) {
 	s := fuzzServer(t)
-	s.opts.Authenticator = &auth.Authenticator{Tokens: map[string]string{"secret-a": "alice"}}
+	s.auth.Store(&authState{authn: &auth.Authenticator{Tokens: map[string]string{"secret-a": "alice"}}, acl: s.opts.ACL})
 	m := &memTransport{}
 	c := newConn(s, m)
 	defer c.close()
