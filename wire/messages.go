@@ -9,11 +9,13 @@ import (
 )
 
 // Frame bodies, one type per operation. Every body type has Append (encode onto dst) and Decode
-// (parse a frame body). Append panics with a value wrapping ErrFieldTooLong when a str8 or str16
-// field is longer than its length prefix can say (255 or 65,535 bytes) rather than cut it; encode
-// anything that comes from outside the package with AppendMessage, which turns that panic into an
-// error. ErrorBody and SubEnded clip their message instead (ending it in "…"), so they always encode. Decode never allocates for the data-path messages (Produce, Deliver, Credit,
+// (parse a frame body). Decode never allocates for the data-path messages (Produce, Deliver, Credit,
 // Ack, Nack): their byte fields alias the body. Admin messages decode names into strings.
+//
+// Append panics with ErrFieldTooLong (wrapped in an unexported panic value) when a str8 or str16
+// field is longer than its length prefix can say (255 or 65,535 bytes), rather than send a cut
+// value; encode anything that comes from outside the package with AppendMessage, which returns that
+// error instead. ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
 //
 // Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
 // bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
