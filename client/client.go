@@ -250,13 +250,26 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, body func([]byte) []
 	return c.roundTripOn(ctx, cn, op, &call{ch: make(chan struct{}, 1)}, body)
 }
 
+// appendFunc adapts a body encoder (a message's Append method value) to wire.AppendMessage. A func
+// value is pointer-shaped: the conversion to an interface does not allocate.
+type appendFunc func([]byte) []byte
+
+func (f appendFunc) Append(dst []byte) []byte { return f(dst) }
+
 func (c *Client) roundTripOn(ctx context.Context, cn *conn, op wire.Op, k *call, body func([]byte) []byte) ([]byte, error) {
 	corr, err := cn.register(k)
 	if err != nil {
 		return nil, err
 	}
 	buf, start := cn.beginFrame(op, 0, corr)
-	if err := cn.endFrame(body(buf), start); err != nil {
+	buf, err = wire.AppendMessage(buf, appendFunc(body))
+	if err != nil {
+		// A field too long to encode: nothing is sent and the connection is untouched.
+		cn.abandonFrame(buf, start)
+		cn.take(corr)
+		return nil, fmt.Errorf("client: %s request: %w", op, err)
+	}
+	if err := cn.endFrame(buf, start); err != nil {
 		if cn.take(corr) != nil {
 			return nil, err
 		}

@@ -419,7 +419,11 @@ func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
 	var buf []byte
 	buf, start := wire.BeginFrame(buf, wire.OpHello, 0, 1)
 	hello := wire.Hello{Version: wire.ProtocolVersion, MaxFrame: uint32(c.opts.MaxFrame), ClientID: c.opts.ClientID}
-	buf = wire.EndFrame(hello.Append(buf), start)
+	buf, err := wire.AppendMessage(buf, &hello)
+	if err != nil {
+		return none, fmt.Errorf("%w: hello: %w", ErrHandshake, err)
+	}
+	buf = wire.EndFrame(buf, start)
 	if _, err := nc.Write(buf); err != nil {
 		return none, fmt.Errorf("%w: write hello: %w", ErrHandshake, err)
 	}
@@ -475,7 +479,11 @@ func (c *Client) authenticate(nc net.Conn, buf []byte, maxFrame int) (string, er
 		var start int
 		buf, start = wire.BeginFrame(buf[:0], wire.OpAuth, 0, corr)
 		auth := wire.Auth{Mechanism: name, Payload: msg}
-		buf = wire.EndFrame(auth.Append(buf), start)
+		var err error
+		if buf, err = wire.AppendMessage(buf, &auth); err != nil {
+			return "", fmt.Errorf("%w: auth: %w", ErrHandshake, err)
+		}
+		buf = wire.EndFrame(buf, start)
 		if _, err := nc.Write(buf); err != nil {
 			return "", fmt.Errorf("%w: write auth: %w", ErrHandshake, err)
 		}

@@ -584,7 +584,13 @@ func (c *Consumer) commit(ctx context.Context, settle bool, cn *conn) error {
 		}
 		req := wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: t.ps.partition, Offset: t.offset}
 		buf, start := cn.beginFrame(wire.OpCommit, 0, corr)
-		if err := cn.endFrame(req.Append(buf), start); err != nil {
+		if buf, err = wire.AppendMessage(buf, &req); err != nil {
+			cn.abandonFrame(buf, start) // a field too long to encode: nothing is sent
+			cn.take(corr)
+			errs = append(errs, err)
+			break
+		}
+		if err := cn.endFrame(buf, start); err != nil {
 			if cn.take(corr) != nil {
 				errs = append(errs, err)
 				continue

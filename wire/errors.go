@@ -18,6 +18,11 @@ var (
 	ErrCodec          = errors.New("wire: unsupported compression codec")
 )
 
+// ErrFieldTooLong is a str8 or str16 field (a name, a filter, a mechanism) longer than its length
+// prefix can say: 255 or 65,535 bytes. Append panics with it and AppendMessage returns it; nothing
+// is encoded, rather than a different, cut value.
+var ErrFieldTooLong = errors.New("wire: field too long")
+
 // Code is a numbered protocol error, carried in error frames. The numbers are frozen.
 // A Code is itself an error, so callers test a response with errors.Is(err, wire.CodeUnknownTopic).
 type Code uint16

@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 )
 
 // Frame bodies, one type per operation. Every body type has Append (encode onto dst) and Decode
 // (parse a frame body). Decode never allocates for the data-path messages (Produce, Deliver, Credit,
 // Ack, Nack): their byte fields alias the body. Admin messages decode names into strings.
+//
+// Append panics with ErrFieldTooLong (wrapped in an unexported panic value) when a str8 or str16
+// field is longer than its length prefix can say (255 or 65,535 bytes), rather than send a cut
+// value; encode anything that comes from outside the package with AppendMessage, which returns that
+// error instead. ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
 //
 // Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
 // bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
@@ -675,7 +681,7 @@ type SubEnded struct {
 func (m *SubEnded) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Code))
-	return appendStr16(dst, []byte(m.Message))
+	return appendStr16(dst, []byte(clipStr16(m.Message)))
 }
 
 func (m *SubEnded) Decode(b []byte) error {
@@ -1009,11 +1015,7 @@ type ErrorBody struct {
 
 func (m *ErrorBody) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(m.Code))
-	msg := m.Message
-	if len(msg) > 0xffff {
-		msg = msg[:0xffff]
-	}
-	return appendStr16(dst, []byte(msg))
+	return appendStr16(dst, []byte(clipStr16(m.Message)))
 }
 
 func (m *ErrorBody) Decode(b []byte) error {
@@ -1039,18 +1041,58 @@ func boolByte(b bool) byte {
 	return 0
 }
 
+// fieldTooLong is the panic value of appendStr8 and appendStr16; AppendMessage recovers exactly this
+// type and nothing else.
+type fieldTooLong struct{ err error }
+
+// AppendMessage appends m's encoding to dst (m is any body type of this package, or anything whose
+// Append panics only as they do). A str8 or str16 field longer than its length prefix can say
+// (255 or 65,535 bytes) makes it return dst unchanged (same length; bytes past it may have been
+// written) and an error wrapping ErrFieldTooLong, so nothing of m is sent. Any other panic
+// propagates. On success it allocates nothing beyond what m.Append does.
+func AppendMessage(dst []byte, m interface{ Append([]byte) []byte }) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ft, ok := r.(fieldTooLong)
+			if !ok {
+				panic(r)
+			}
+			out, err = dst, ft.err
+		}
+	}()
+	return m.Append(dst), nil
+}
+
+// appendStr8 appends s as a str8; longer than 255 bytes, it panics with fieldTooLong (see
+// AppendMessage) rather than send a different string.
 func appendStr8(dst []byte, s string) []byte {
 	if len(s) > 0xff {
-		s = s[:0xff]
+		panic(fieldTooLong{fmt.Errorf("%w: %d bytes in a str8 field (at most 255)", ErrFieldTooLong, len(s))})
 	}
 	return append(append(dst, byte(len(s))), s...)
 }
 
+// appendStr16 appends s as a str16; longer than 65,535 bytes, it panics with fieldTooLong (see
+// AppendMessage) rather than send a different string.
 func appendStr16(dst []byte, s []byte) []byte {
 	if len(s) > 0xffff {
-		s = s[:0xffff]
+		panic(fieldTooLong{fmt.Errorf("%w: %d bytes in a str16 field (at most 65535)", ErrFieldTooLong, len(s))})
 	}
 	return append(binary.BigEndian.AppendUint16(dst, uint16(len(s))), s...)
+}
+
+// clipStr16 returns msg cut to fit a str16, ending in "…" when cut (at a UTF-8 boundary), so the
+// broker's own messages (Error, SubEnded) always encode.
+func clipStr16(msg string) string {
+	if len(msg) <= 0xffff {
+		return msg
+	}
+	const ellipsis = "…"
+	n := 0xffff - len(ellipsis)
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + ellipsis
 }
 
 func appendBytes32(dst []byte, b []byte) []byte {

@@ -301,9 +301,9 @@ func TestMessageSpecifics(t *testing.T) {
 		}
 	})
 	t.Run("hello-long-client-id", func(t *testing.T) {
-		var h Hello
-		if err := h.Decode((&Hello{ClientID: strings.Repeat("x", 300)}).Append(nil)); err != nil || len(h.ClientID) != 255 {
-			t.Fatalf("client id of %d bytes, %v; want truncation to 255", len(h.ClientID), err)
+		b, err := AppendMessage(nil, &Hello{ClientID: strings.Repeat("x", 300)})
+		if !errors.Is(err, ErrFieldTooLong) || len(b) != 0 {
+			t.Fatalf("client id of 300 bytes: %d bytes encoded, %v; want ErrFieldTooLong", len(b), err)
 		}
 	})
 	t.Run("produce-without-batches", func(t *testing.T) {

@@ -15,13 +15,18 @@ import (
 // message is any frame body that encodes itself.
 type message interface{ Append([]byte) []byte }
 
-// appendMsg appends a whole frame carrying m (nil: an empty body).
-func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) []byte {
-	dst, start := wire.BeginFrame(dst, op, flags, corr)
+// appendMsg appends a whole frame carrying m (nil: an empty body, which always encodes). A field of
+// m too long for its length prefix appends nothing: it returns dst and an error wrapping
+// wire.ErrFieldTooLong.
+func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) ([]byte, error) {
+	out, start := wire.BeginFrame(dst, op, flags, corr)
 	if m != nil {
-		dst = m.Append(dst)
+		var err error
+		if out, err = wire.AppendMessage(out, m); err != nil {
+			return dst, fmt.Errorf("encode %s: %w", op, err)
+		}
 	}
-	return wire.EndFrame(dst, start)
+	return wire.EndFrame(out, start), nil
 }
 
 func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) []byte {
@@ -30,11 +35,16 @@ func appendProduceReply(dst []byte, corr uint32, part int32, base, last int64) [
 	return wire.EndFrame(r.Append(dst), start)
 }
 
-// reply appends a response frame for request f; one larger than the client's maximum frame is
-// replaced by an error answering f.
+// reply appends a response frame for request f; one larger than the client's maximum frame, or
+// with a field too long to encode, is replaced by an error answering f.
 func (ss *session) reply(f wire.Frame, m message) {
 	start := len(ss.out)
-	ss.out = appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
+	out, err := appendMsg(ss.out, f.Op, wire.FlagResponse, f.Corr, m)
+	if err != nil {
+		ss.out = wire.AppendError(out, f.Corr, wire.CodeInvalidRequest, err.Error())
+		return
+	}
+	ss.out = out
 	if n := len(ss.out) - start; n > ss.peerMax {
 		ss.out = appendReplyTooLarge(ss.out[:start], f.Corr, n, ss.peerMax)
 	}
@@ -393,7 +403,7 @@ func (ss *session) settle(f wire.Frame) {
 			if err != nil {
 				b = wire.AppendError(nil, corr, wire.CodeOf(err), err.Error())
 			} else {
-				b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+				b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil) // an empty body always encodes
 			}
 			_ = ss.c.AsyncWrite(b, nil)
 		})
@@ -459,7 +469,7 @@ func (ss *session) commit(f wire.Frame) {
 		if err != nil {
 			b = appendError(nil, corr, err)
 		} else {
-			b = appendMsg(nil, op, wire.FlagResponse, corr, nil)
+			b, _ = appendMsg(nil, op, wire.FlagResponse, corr, nil) // an empty body always encodes
 		}
 		_ = ss.c.AsyncWrite(b, nil)
 	}
@@ -579,8 +589,10 @@ func (ss *session) async(f wire.Frame, fn func() error, reply func() message) {
 			if reply != nil {
 				m = reply()
 			}
-			b = appendMsg(nil, op, wire.FlagResponse, corr, m)
-			if len(b) > peerMax {
+			var err error
+			if b, err = appendMsg(nil, op, wire.FlagResponse, corr, m); err != nil {
+				b = wire.AppendError(nil, corr, wire.CodeInvalidRequest, err.Error())
+			} else if len(b) > peerMax {
 				b = appendReplyTooLarge(b[:0], corr, len(b), peerMax)
 			}
 		}

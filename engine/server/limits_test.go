@@ -40,7 +40,7 @@ func hugeHeader(size int, op wire.Op) []byte {
 // Once authenticated, the same connection may send frames above the pre-auth limit.
 func TestPreAuthFramesAreSmall(t *testing.T) {
 	s, _ := startServer(t, func(o *Options) { o.Tokens = map[string]string{"tok": "alice"} })
-	hello := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
+	hello := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
 	body := make([]byte, 1<<20) // the start of the body; the rest never comes
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -127,7 +127,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // keep pinging, as the connections of the report did
-		b := appendMsg(nil, wire.OpPing, 0, 9, &wire.Ping{Nonce: 1})
+		b := mustAppendMsg(nil, wire.OpPing, 0, 9, &wire.Ping{Nonce: 1})
 		for {
 			select {
 			case <-stop:
@@ -154,8 +154,8 @@ func TestHandshakeTimeout(t *testing.T) {
 func helloPing(t *testing.T, s *Server, ip string) (*rawConn, bool) {
 	t.Helper()
 	c := dialFrom(t, s, ip)
-	b := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion})
-	b = appendMsg(b, wire.OpPing, 0, 2, &wire.Ping{Nonce: 7})
+	b := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion})
+	b = mustAppendMsg(b, wire.OpPing, 0, 2, &wire.Ping{Nonce: 7})
 	_, _ = c.c.Write(b) // a refused connection may be closed before the write
 	f, err := c.next()
 	if err != nil {

@@ -65,7 +65,7 @@ func dial(t testing.TB, s *Server) *rawConn {
 
 func (r *rawConn) send(op wire.Op, flags wire.Flags, m message) uint32 {
 	r.corr++
-	b := appendMsg(nil, op, flags, r.corr, m)
+	b := mustAppendMsg(nil, op, flags, r.corr, m)
 	r.write(b)
 	return r.corr
 }
@@ -295,20 +295,20 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	good.expectReply(corr, nil)
 
 	hello := func() []byte {
-		b := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
+		b := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
 		return b
 	}
 	corrupt := batchOf(t, 3, "c")
 	corrupt[len(corrupt)-1] ^= 1
-	corruptFrame := appendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("safe"), Batches: corrupt})
-	truncated := appendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("safe"), Batches: batchOf(t, 3, "t")[:70]})
+	corruptFrame := mustAppendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("safe"), Batches: corrupt})
+	truncated := mustAppendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("safe"), Batches: batchOf(t, 3, "t")[:70]})
 	oversized := make([]byte, wire.FrameHeaderSize)
 	binary.BigEndian.PutUint32(oversized, 1<<30)
 	oversized[4] = byte(wire.OpProduce)
-	badVersion := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: 99})
-	unknownOp := appendMsg(nil, wire.Op(0x77), 0, 3, nil)
-	shortBody := appendMsg(nil, wire.OpSubscribe, 0, 3, &wire.Ping{})
-	pingFrame := appendMsg(nil, wire.OpPing, 0, 3, &wire.Ping{})
+	badVersion := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: 99})
+	unknownOp := mustAppendMsg(nil, wire.Op(0x77), 0, 3, nil)
+	shortBody := mustAppendMsg(nil, wire.OpSubscribe, 0, 3, &wire.Ping{})
+	pingFrame := mustAppendMsg(nil, wire.OpPing, 0, 3, &wire.Ping{})
 	// Bodies that parse but carry values the protocol does not define (issue 11, item 13).
 	frame := func(op wire.Op, body []byte) []byte {
 		b, start := wire.BeginFrame(hello(), op, 0, 4)

@@ -254,7 +254,7 @@ func (ss *session) drainInbox() {
 				// are not announced.
 				a, _ := s.ApplyAssignment()
 				if s.Grouped() {
-					ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+					ss.push(wire.OpAssign, &a)
 				}
 				ss.activate(s)
 			}
@@ -267,7 +267,7 @@ func (ss *session) drainInbox() {
 		for _, s := range ss.subs {
 			if s.Grouped() {
 				a, _ := s.ApplyAssignment() // an error ends the subscription: activate's delivery reports it
-				ss.out = appendMsg(ss.out, wire.OpAssign, 0, 0, &a)
+				ss.push(wire.OpAssign, &a)
 			} else if s.Pattern() {
 				_, _ = s.ApplyAssignment() // topics created meanwhile; an error ends it as above
 			}
@@ -396,6 +396,18 @@ func peerMaxFrame(announced uint32) int {
 	return int(announced)
 }
 
+// push queues a frame the broker sends unasked (correlation id 0). One with a field too long to
+// encode is not sent: the connection closes with CodeInternal, as the client's view of it would be
+// wrong.
+func (ss *session) push(op wire.Op, m message) {
+	out, err := appendMsg(ss.out, op, 0, 0, m)
+	if err != nil {
+		ss.fatal(wire.CodeInternal, err.Error())
+		return
+	}
+	ss.out = out
+}
+
 // fatal queues an error frame with correlation id 0 and closes the connection after it.
 func (ss *session) fatal(code wire.Code, msg string) {
 	ss.srv.stats.ProtocolErrors.Add(1)
@@ -489,7 +501,7 @@ func (ss *session) serveDeliveries() {
 func (ss *session) endSub(s *engine.Subscription, err error) {
 	ss.srv.log.Debug("subscription ended", "remote", ss.c.RemoteAddr(), "sub", s.ID, "topic", s.Spec().Topic, "err", err)
 	m := wire.SubEnded{SubID: s.ID, Code: wire.CodeOf(err), Message: "subscription " + s.Spec().Topic + ": " + errMessage(err)}
-	ss.out = appendMsg(ss.out, wire.OpSubEnded, 0, 0, &m)
+	ss.push(wire.OpSubEnded, &m)
 	ss.closeSub(s.ID)
 }
 

@@ -37,7 +37,7 @@ func TestCloseAnswersStoredProduces(t *testing.T) {
 			batch := batchOf(t, 1, "g")
 			var buf []byte
 			for corr := uint32(100); corr < 100+n; corr++ {
-				buf = appendMsg(buf[:0], wire.OpProduce, 0, corr, &wire.Produce{Durability: wire.DurabilityFsync, Partition: 0, Topic: []byte("g"), Batches: batch})
+				buf = mustAppendMsg(buf[:0], wire.OpProduce, 0, corr, &wire.Produce{Durability: wire.DurabilityFsync, Partition: 0, Topic: []byte("g"), Batches: batch})
 				if _, err := c.c.Write(buf); err != nil {
 					return // the server closed the connection
 				}

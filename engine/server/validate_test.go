@@ -41,10 +41,10 @@ func lyingBatch(t *testing.T, codec wire.Codec, n int, count int32, body []byte)
 func TestProduceRefusesCompressedLies(t *testing.T) {
 	s, e := startServer(t, nil)
 	produce := func(batch []byte) []byte {
-		f := appendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("lies"), Batches: batch})
+		f := mustAppendMsg(nil, wire.OpProduce, 0, 2, &wire.Produce{Durability: wire.DurabilityWritten, Topic: []byte("lies"), Batches: batch})
 		return f
 	}
-	hello := appendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
+	hello := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: wire.ProtocolVersion, ClientID: "x"})
 	fatal := map[string][]byte{
 		"gzip-says-3-holds-2":   lyingBatch(t, wire.CodecGzip, 2, 3, nil),
 		"zstd-body-not-zstd":    lyingBatch(t, wire.CodecZstd, 2, 2, []byte("this body was never zstd")),
