@@ -434,8 +434,8 @@ func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
 	if err := hr.Decode(f.Body); err != nil {
 		return none, fmt.Errorf("%w: hello reply: %w", ErrHandshake, err)
 	}
-	if hr.Version != wire.ProtocolVersion {
-		return none, fmt.Errorf("%w: broker speaks version %d, client %d: %w", ErrHandshake, hr.Version, wire.ProtocolVersion, wire.ErrUnsupportedVer)
+	if hr.Version < wire.MinProtocolVersion || hr.Version > wire.ProtocolVersion { // every version in between this client reads
+		return none, fmt.Errorf("%w: broker speaks version %d, client %d to %d: %w", ErrHandshake, hr.Version, wire.MinProtocolVersion, wire.ProtocolVersion, wire.ErrUnsupportedVer)
 	}
 	maxFrame := c.opts.MaxFrame
 	if hr.MaxFrame != 0 && int(hr.MaxFrame) < maxFrame {
