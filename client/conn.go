@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -364,8 +365,20 @@ func (cn *conn) dispatch(f wire.Frame) error {
 }
 
 // connect dials the broker, speaks the handshake (and authenticates), and starts the connection's
-// goroutines.
+// goroutines. It announces wire.ProtocolVersion; a broker that refuses it with
+// CodeUnsupportedVersion (one from before version 2, which requires exactly 1) is dialled again
+// announcing wire.MinProtocolVersion.
 func (c *Client) connect(ctx context.Context, seq uint64) (*conn, error) {
+	cn, err := c.connectAt(ctx, seq, wire.ProtocolVersion)
+	if pe := (*wire.ProtocolError)(nil); errors.As(err, &pe) && pe.Code == wire.CodeUnsupportedVersion {
+		c.log.Debug("sluice: broker refused the protocol version; trying the oldest", "version", wire.ProtocolVersion, "retry", wire.MinProtocolVersion)
+		return c.connectAt(ctx, seq, wire.MinProtocolVersion)
+	}
+	return cn, err
+}
+
+// connectAt is connect announcing version in Hello.
+func (c *Client) connectAt(ctx context.Context, seq uint64, version uint16) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 15 * time.Second}
@@ -391,7 +404,7 @@ func (c *Client) connect(ctx context.Context, seq uint64) (*conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
-	hs, err := c.handshake(nc)
+	hs, err := c.handshake(nc, version)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -412,13 +425,14 @@ type handshakeResult struct {
 	idle     time.Duration // the broker's idle timeout (HelloReply.IdleTimeoutMs)
 }
 
-// handshake sends Hello (and Auth) and reads the answers synchronously, before the connection's
-// goroutines exist.
-func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
+// handshake sends Hello announcing version (and Auth) and reads the answers synchronously, before
+// the connection's goroutines exist. A broker's refusal is returned as its *wire.ProtocolError,
+// wrapped.
+func (c *Client) handshake(nc net.Conn, version uint16) (handshakeResult, error) {
 	var none handshakeResult
 	var buf []byte
 	buf, start := wire.BeginFrame(buf, wire.OpHello, 0, 1)
-	hello := wire.Hello{Version: wire.ProtocolVersion, MaxFrame: uint32(c.opts.MaxFrame), ClientID: c.opts.ClientID}
+	hello := wire.Hello{Version: version, MaxFrame: uint32(c.opts.MaxFrame), ClientID: c.opts.ClientID}
 	buf, err := wire.AppendMessage(buf, &hello)
 	if err != nil {
 		return none, fmt.Errorf("%w: hello: %w", ErrHandshake, err)
@@ -438,8 +452,8 @@ func (c *Client) handshake(nc net.Conn) (handshakeResult, error) {
 	if err := hr.Decode(f.Body); err != nil {
 		return none, fmt.Errorf("%w: hello reply: %w", ErrHandshake, err)
 	}
-	if hr.Version != wire.ProtocolVersion {
-		return none, fmt.Errorf("%w: broker speaks version %d, client %d: %w", ErrHandshake, hr.Version, wire.ProtocolVersion, wire.ErrUnsupportedVer)
+	if hr.Version < wire.MinProtocolVersion || hr.Version > version { // every version in between this client reads
+		return none, fmt.Errorf("%w: broker speaks version %d, client %d to %d: %w", ErrHandshake, hr.Version, wire.MinProtocolVersion, version, wire.ErrUnsupportedVer)
 	}
 	maxFrame := c.opts.MaxFrame
 	if hr.MaxFrame != 0 && int(hr.MaxFrame) < maxFrame {

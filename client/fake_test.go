@@ -22,6 +22,11 @@ type fakeBroker struct {
 	// maxBatch, when set, gives the batch limit announced to connection n (from 1); 0 announces none.
 	maxBatch func(n int) uint32
 
+	// only, when set, refuses a Hello of any other version with CodeUnsupportedVersion and closes
+	// (as brokers before version 2 did); helloVersions records the versions announced.
+	only          uint16
+	helloVersions []uint16 // guarded by mu
+
 	mu    sync.Mutex
 	conns []*fakeConn
 }
@@ -79,6 +84,15 @@ func (fc *fakeConn) serve() {
 				f.Body = append([]byte(nil), f.Body...)
 				switch {
 				case !hello:
+					var h wire.Hello
+					_ = h.Decode(f.Body)
+					fc.fb.mu.Lock()
+					fc.fb.helloVersions = append(fc.fb.helloVersions, h.Version)
+					fc.fb.mu.Unlock()
+					if fc.fb.only != 0 && h.Version != fc.fb.only {
+						fc.write(wire.OpError, wire.FlagResponse, f.Corr, &wire.ErrorBody{Code: wire.CodeUnsupportedVersion, Message: "version"})
+						return errFakeClose
+					}
 					hello = true
 					v := fc.fb.version
 					if v == 0 {

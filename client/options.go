@@ -12,7 +12,7 @@ import (
 // Options configure a Client. Dial starts from DefaultOptions and applies the With… options in order;
 // the result must pass Validate.
 type Options struct {
-	// ClientID names the client to the broker (logs, metrics). At most 255 bytes. Default "sluice-go".
+	// ClientID names the client to the broker (logs, metrics, and the member lists of DescribeGroup). At most 255 bytes. Default "sluice-go".
 	ClientID string
 
 	// DialTimeout bounds one connection attempt: TCP connect, TLS and the handshake. Default 10 s.

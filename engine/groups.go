@@ -43,6 +43,8 @@ type groupMember struct {
 	id    string
 	sub   *Subscription
 	group *group
+	// clientID and addr name the member's client for DescribeGroup (SubscribeOptions); immutable.
+	clientID, addr string
 	// All below guarded by groupTable.mu.
 	//
 	// dealt is the member's share of sub's topic from the last deal, ascending. parts is what it
@@ -197,7 +199,8 @@ func (e *Engine) DeleteGroup(name string, done func(error)) {
 	e.log.Info("consumer group deleted", "group", name)
 }
 
-func (gt *groupTable) join(s *Subscription) {
+// join adds s to its group as a new member; clientID and addr name its client (SubscribeOptions).
+func (gt *groupTable) join(s *Subscription, clientID, addr string) {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	g := gt.groups[s.spec.Group]
@@ -206,7 +209,7 @@ func (gt *groupTable) join(s *Subscription) {
 		gt.groups[g.name] = g
 	}
 	g.joined++
-	m := &groupMember{id: fmt.Sprintf("%s-%d", g.name, g.joined), sub: s, group: g}
+	m := &groupMember{id: fmt.Sprintf("%s-%d", g.name, g.joined), sub: s, group: g, clientID: clientID, addr: addr}
 	s.member = m
 	g.members = append(g.members, m)
 	gt.rebalanceLocked(g, m)
@@ -394,15 +397,16 @@ func (e *Engine) ListGroups() []string {
 	return out
 }
 
-// DescribeGroup reports a group's members, their partitions, and its committed offsets with lag. A
-// group with neither is CodeUnknownGroup (a *wire.ProtocolError).
+// DescribeGroup reports a group's members, their partitions and clients (SubscribeOptions), and its
+// committed offsets with lag. A group with neither is CodeUnknownGroup (a *wire.ProtocolError).
 func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	info := wire.GroupInfo{Name: name}
 	e.groups.mu.Lock()
 	if g := e.groups.groups[name]; g != nil {
 		info.Generation = g.generation
 		for _, m := range g.members {
-			info.Members = append(info.Members, wire.GroupMember{Member: m.id, Topic: m.sub.topic.cfg.Name, Partitions: slices.Clone(m.parts)})
+			info.Members = append(info.Members, wire.GroupMember{Member: m.id, Topic: m.sub.topic.cfg.Name, Partitions: slices.Clone(m.parts),
+				ClientID: m.clientID, Addr: m.addr})
 		}
 	}
 	e.groups.mu.Unlock()

@@ -160,6 +160,10 @@ type SubscribeOptions struct {
 	// pattern never reveals a topic its principal may not consume. Called on the owner goroutine;
 	// it must not block. Unused for a plain topic (the face checks that one before subscribing).
 	MayTopic func(topic string) bool
+	// ClientID and Addr name the subscribing client (its Hello client id, and its peer address as
+	// "ip:port") for DescribeGroup's member list; empty when unknown (an embedded caller). Kept only
+	// for a group member (spec.Group, not a work queue).
+	ClientID, Addr string
 }
 
 // Subscribe is SubscribeWith with no options.
@@ -214,7 +218,7 @@ func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeO
 		if spec.Partition >= 0 {
 			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a group member takes the partitions the group assigns"}
 		}
-		e.groups.join(s) // the assignment arrives through Reassign
+		e.groups.join(s, opts.ClientID, opts.Addr) // the assignment arrives through Reassign
 		return s, nil, nil
 	}
 	var parts []int32

@@ -20,8 +20,19 @@ import (
 // Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
 // bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
 
-// ProtocolVersion is the version this package speaks; Hello negotiates it.
-const ProtocolVersion uint16 = 1
+// ProtocolVersion is the highest version this package speaks; Hello negotiates it (docs/protocol.md,
+// section 3): the broker answers with the lower of the client's and its own, and serves each
+// connection what its version reads.
+//
+// Version 2 adds GroupInfo's client section (GroupMemberClientsVersion).
+const ProtocolVersion uint16 = 2
+
+// MinProtocolVersion is the lowest version a broker of this package serves.
+const MinProtocolVersion uint16 = 1
+
+// GroupMemberClientsVersion is the first version whose GroupInfo may carry the members' client ids
+// and addresses; a connection on an older version gets GroupInfo without them.
+const GroupMemberClientsVersion uint16 = 2
 
 // HelloMagic opens every Hello body so the broker can turn away a peer that is not speaking Sluice.
 const HelloMagic uint32 = 0x534c4345 // "SLCE"
@@ -924,6 +935,8 @@ type GroupMember struct {
 	Member     string
 	Topic      string
 	Partitions []int32
+	ClientID   string // the member's connection's Hello.ClientID; empty: none or not sent
+	Addr       string // the member's connection's peer address, "ip:port"; empty: unknown or not sent
 }
 
 // GroupOffset is a committed offset with the partition's end, so lag = End - Committed.
@@ -934,10 +947,16 @@ type GroupOffset struct {
 	End       int64
 }
 
-// GroupInfo answers DescribeGroup.
+// GroupInfo answers DescribeGroup. The client section is optional and trailing (protocol version 2,
+// GroupMemberClientsVersion): one entry per member, in the members' order, giving the member's
+// ClientID and Addr. Append writes it when any member has a ClientID or Addr (str8 each: longer
+// values are cut to 255 bytes); Decode reads it when bytes follow the offsets and leaves both
+// empty when the body ends there. A broker leaves the fields empty for a connection on version 1,
+// whose decoder rejects trailing bytes.
 //
 //	name str16 | generation u32 | members u16 | { member str16 | topic str16 | n u16 | partition i32 * n }* |
-//	offsets u32 | { topic str16 | partition i32 | committed i64 | end i64 }*
+//	offsets u32 | { topic str16 | partition i32 | committed i64 | end i64 }* |
+//	[ { client id str8 | address str8 } * members ]
 type GroupInfo struct {
 	Name       string
 	Generation uint32
@@ -971,7 +990,31 @@ func (m *GroupInfo) Append(dst []byte) []byte {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(o.Committed))
 		dst = binary.BigEndian.AppendUint64(dst, uint64(o.End))
 	}
+	if m.hasClients() {
+		for _, mb := range m.Members {
+			dst = appendStr8(appendStr8(dst, mb.ClientID), mb.Addr)
+		}
+	}
 	return dst
+}
+
+// hasClients reports whether any member has a client id or address: whether Append writes the
+// client section.
+func (m *GroupInfo) hasClients() bool {
+	for _, mb := range m.Members {
+		if mb.ClientID != "" || mb.Addr != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// DropClients empties every member's ClientID and Addr, so Append writes the body a version-1
+// decoder reads.
+func (m *GroupInfo) DropClients() {
+	for i := range m.Members {
+		m.Members[i].ClientID, m.Members[i].Addr = "", ""
+	}
 }
 
 func (m *GroupInfo) Decode(b []byte) error {
@@ -1001,6 +1044,11 @@ func (m *GroupInfo) Decode(b []byte) error {
 	m.Offsets = make([]GroupOffset, n)
 	for i := range m.Offsets {
 		m.Offsets[i] = GroupOffset{Topic: string(r.str16()), Partition: r.i32(), Committed: r.i64(), End: r.i64()}
+	}
+	if r.err == nil && len(r.b) > 0 { // the optional client section
+		for i := range m.Members {
+			m.Members[i].ClientID, m.Members[i].Addr = string(r.str8()), string(r.str8())
+		}
 	}
 	return r.end()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,6 +100,12 @@ func msgCases() []msgCase {
 			Members: []GroupMember{{Member: "m1", Topic: "orders", Partitions: []int32{0, 2}}, {Member: "m2", Topic: "orders"}},
 			Offsets: []GroupOffset{{Topic: "orders", Partition: 0, Committed: 5, End: 9}, {Topic: "orders", Partition: 2, Committed: -1, End: 0}}},
 			func() body { return new(GroupInfo) }, -1},
+		// The optional client section (version 2), one entry per member; an entry may be empty.
+		{"group-info-clients", OpDescribeGrp, &GroupInfo{Name: "billing", Generation: 3,
+			Members: []GroupMember{{Member: "m1", Topic: "orders", Partitions: []int32{0, 2}, ClientID: "billing-7", Addr: "127.0.0.1:50312"},
+				{Member: "m2", Topic: "orders", Addr: "[::1]:40001"}},
+			Offsets: []GroupOffset{{Topic: "orders", Partition: 0, Committed: 5, End: 9}}},
+			func() body { return new(GroupInfo) }, -1},
 		{"error", OpError, &ErrorBody{Code: CodeUnknownTopic, Message: `topic "x" does not exist`}, func() body { return new(ErrorBody) }, -1},
 		{"error-no-text", OpError, &ErrorBody{Code: CodeThrottled}, func() body { return new(ErrorBody) }, -1},
 		{"subscribe-reset-latest", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Start: StartCommitted, Reset: ResetLatest}, func() body { return new(Subscribe) }, -1},
@@ -189,6 +196,13 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				bare.MaxBatchBytes, bare.IdleTimeoutMs = 0, 0
 				n := len(bare.Append(nil))
 				whole[n], whole[n+4] = true, true
+			}
+			// So is a GroupInfo without its optional client section.
+			if g, ok := c.msg.(*GroupInfo); ok {
+				bare := *g
+				bare.Members = slices.Clone(g.Members)
+				bare.DropClients()
+				whole[len(bare.Append(nil))] = true
 			}
 			for i := range limit {
 				if whole[i] {
@@ -487,5 +501,33 @@ func TestSubscribeFilterLang(t *testing.T) {
 	var d Subscribe
 	if err := d.Decode(b); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("filter lang 2: %v, want ErrMalformed", err)
+	}
+}
+
+// TestGroupInfoClientSection: a GroupInfo with no client ids or addresses encodes to the version-1
+// body (no trailing section); with them, to that body followed by one str8 pair per member in member
+// order; and the version-1 body decodes with the fields empty.
+func TestGroupInfoClientSection(t *testing.T) {
+	with := GroupInfo{Name: "g", Generation: 2,
+		Members: []GroupMember{{Member: "g-1", Topic: "t", Partitions: []int32{0}, ClientID: "a", Addr: "127.0.0.1:1"},
+			{Member: "g-2", Topic: "t", Partitions: []int32{1}, ClientID: "bb", Addr: "127.0.0.1:22"}},
+		Offsets: []GroupOffset{{Topic: "t", Partition: 0, Committed: 3, End: 4}}}
+	without := with
+	without.Members = slices.Clone(with.Members)
+	without.DropClients()
+	v1 := without.Append(nil)
+	want := append(bytes.Clone(v1), 1, 'a', 11)
+	want = append(want, "127.0.0.1:1"...)
+	want = append(want, 2, 'b', 'b', 12)
+	want = append(want, "127.0.0.1:22"...)
+	if got := with.Append(nil); !bytes.Equal(got, want) {
+		t.Fatalf("with clients:\n got %x\nwant %x", got, want)
+	}
+	var got GroupInfo
+	if err := got.Decode(want); err != nil || !reflect.DeepEqual(got, with) {
+		t.Fatalf("decode with the section: %v %+v", err, got)
+	}
+	if err := got.Decode(v1); err != nil || !reflect.DeepEqual(got, without) {
+		t.Fatalf("decode the version-1 body into a used value: %v %+v", err, got)
 	}
 }

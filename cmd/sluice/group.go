@@ -147,7 +147,7 @@ func writeGroup(w io.Writer, gi *client.GroupInfo) {
 	fmt.Fprintf(w, "\n%d %s\n", len(members), plural(len(members), "member"))
 	if len(members) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "MEMBER\tTOPIC\tPARTITIONS")
+		fmt.Fprintln(tw, "MEMBER\tTOPIC\tPARTITIONS\tCLIENT\tADDRESS")
 		for _, m := range members {
 			parts := slices.Clone(m.Partitions)
 			slices.Sort(parts)
@@ -159,7 +159,8 @@ func writeGroup(w io.Writer, gi *client.GroupInfo) {
 			if list == "" {
 				list = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Member, m.Topic, list)
+			// A broker of protocol version 1 names no client: "-".
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Member, m.Topic, list, cmp.Or(m.ClientID, "-"), cmp.Or(m.Addr, "-"))
 		}
 		tw.Flush()
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicemq/sluice/client"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -44,4 +45,34 @@ func TestGroupDelete(t *testing.T) {
 		t.Fatalf("group list after delete %q", r.stdout)
 	}
 	oneErrorLine(t, sluice(t, addr, nil, "group", "delete", "workers"), "unknown group")
+}
+
+// TestGroupDescribeShowsClients (issue 16): the built `sluice group describe` prints each member's
+// client id and address beside its partitions.
+func TestGroupDescribeShowsClients(t *testing.T) {
+	addr := startBroker(t)
+	ok(t, addr, nil, "topic", "create", "jobs", "--partitions", "2")
+	for _, id := range []string{"alpha", "beta"} {
+		c, err := client.Dial(testCtx(t), addr, client.WithLogger(quiet), client.WithClientID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Subscribe(testCtx(t), "jobs", client.WithGroup("workers")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := binRun(t, addr, nil, "group", "describe", "workers")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^MEMBER\s+TOPIC\s+PARTITIONS\s+CLIENT\s+ADDRESS\s*$`).MatchString(r.stdout) {
+		t.Errorf("no CLIENT and ADDRESS columns:\n%s", r.stdout)
+	}
+	for _, m := range [][2]string{{"workers-1", "alpha"}, {"workers-2", "beta"}} {
+		line := `(?m)^` + m[0] + `\s+jobs\s+\S+\s+` + m[1] + `\s+127\.0\.0\.1:\d+\s*$`
+		if !regexp.MustCompile(line).MatchString(r.stdout) {
+			t.Errorf("member %s of client %s not shown with its address:\n%s", m[0], m[1], r.stdout)
+		}
+	}
 }

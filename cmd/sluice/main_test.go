@@ -264,7 +264,7 @@ func TestPingVersion(t *testing.T) {
 		t.Errorf("3 pings printed %d pongs:\n%s", n, r.stdout)
 	}
 	r = ok(t, addr, nil, "version")
-	if !strings.HasPrefix(r.stdout, "sluice ") || !strings.Contains(r.stdout, "protocol 1") {
+	if !strings.HasPrefix(r.stdout, "sluice ") || !strings.Contains(r.stdout, "protocol 2") {
 		t.Errorf("version: %q", r.stdout)
 	}
 }

@@ -161,15 +161,16 @@ func (ss *session) hello(f wire.Frame) {
 	if !ss.decode(f, &m) {
 		return
 	}
-	if m.Version != wire.ProtocolVersion {
-		ss.fatal(wire.CodeUnsupportedVersion, fmt.Sprintf("version %d; this broker speaks %d", m.Version, wire.ProtocolVersion))
+	if m.Version < wire.MinProtocolVersion {
+		ss.fatal(wire.CodeUnsupportedVersion, fmt.Sprintf("version %d; this broker speaks %d to %d", m.Version, wire.MinProtocolVersion, wire.ProtocolVersion))
 		return
 	}
 	ss.handshaken = true
+	ss.version, ss.clientID = min(m.Version, wire.ProtocolVersion), m.ClientID
 	ss.peerMax = peerMaxFrame(m.MaxFrame)
 	// The broker's limits, so a client sizes its batches under the batch limit and pings often enough
 	// to outlast the idle timeout (docs/protocol.md, HelloReply).
-	ss.reply(f, &wire.HelloReply{Version: wire.ProtocolVersion, MaxFrame: uint32(ss.srv.opts.MaxFrame),
+	ss.reply(f, &wire.HelloReply{Version: ss.version, MaxFrame: uint32(ss.srv.opts.MaxFrame),
 		AuthRequired: !ss.authed, ServerID: "sluice",
 		MaxBatchBytes: uint32(ss.srv.e.Options().MaxBatchBytes),
 		IdleTimeoutMs: uint32(min(ss.srv.opts.IdleTimeout.Milliseconds(), math.MaxUint32))})
@@ -434,6 +435,12 @@ func (ss *session) subscribe(f wire.Frame) {
 		// Asked on this loop at each match, with the rules in force then.
 		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.opts.ACL, ss.principal, ActConsume, name) }
 	}
+	if m.Group != "" { // named in DescribeGroup's member list
+		opts.ClientID = ss.clientID
+		if ra := ss.c.RemoteAddr(); ra != nil {
+			opts.Addr = ra.String()
+		}
+	}
 	s, starts, err := ss.srv.e.SubscribeWith(m, ss, opts) // never creates: CodeUnknownTopic
 	if err != nil {
 		ss.releaseSub(m.SubID)
@@ -530,6 +537,9 @@ func (ss *session) admin(f wire.Frame) {
 			hidden := func(topic string) bool { return !auth.MayTopic(acl, ss.principal, auth.ActDescribe, topic) }
 			info.Members = slices.DeleteFunc(info.Members, func(g wire.GroupMember) bool { return hidden(g.Topic) })
 			info.Offsets = slices.DeleteFunc(info.Offsets, func(g wire.GroupOffset) bool { return hidden(g.Topic) })
+		}
+		if ss.version < wire.GroupMemberClientsVersion { // its decoder rejects the client section
+			info.DropClients()
 		}
 		ss.reply(f, &info)
 	case wire.OpCreateTopic:

@@ -305,7 +305,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	oversized := make([]byte, wire.FrameHeaderSize)
 	binary.BigEndian.PutUint32(oversized, 1<<30)
 	oversized[4] = byte(wire.OpProduce)
-	badVersion := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: 99})
+	badVersion := mustAppendMsg(nil, wire.OpHello, 0, 1, &wire.Hello{Version: 0}) // below wire.MinProtocolVersion
 	unknownOp := mustAppendMsg(nil, wire.Op(0x77), 0, 3, nil)
 	shortBody := mustAppendMsg(nil, wire.OpSubscribe, 0, 3, &wire.Ping{})
 	pingFrame := mustAppendMsg(nil, wire.OpPing, 0, 3, &wire.Ping{})

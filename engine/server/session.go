@@ -61,6 +61,12 @@ type session struct {
 	addr    netip.Addr // the client's IP address, for the per-address limit; immutable
 	opened  int64      // unix nanos when the connection opened, for the handshake timeout; immutable
 
+	// version is the protocol version the handshake settled (the lower of the client's and
+	// wire.ProtocolVersion): replies carry only what it reads. 0 until Hello. clientID is the
+	// Hello's client id. Both written once by hello, on the loop.
+	version  uint16
+	clientID string
+
 	subs    map[uint32]*engine.Subscription
 	active  []*engine.Subscription // subscriptions with ready cursors to serve
 	pending []pendingAck           // fsync-level acks in offset order per partition
