@@ -85,7 +85,7 @@ var defaultGroupLimits = groupLimits{
 // engine.GroupHasMembers) is not joined and not committed to through Kafka: see docs/kafka.md,
 // "Consumer groups".
 type coordinator struct {
-	e   *engine.Engine // nil in tests of the membership state machine alone
+	e   *engine.Engine  // nil in tests of the membership state machine alone
 	acl func() auth.ACL // the ACL in force (nil: ACLs off), read per request
 	log *slog.Logger
 	lim groupLimits // read-only after construction
