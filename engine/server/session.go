@@ -385,8 +385,8 @@ func (ss *session) readFrames() {
 func (ss *session) establish() {
 	ss.established = true
 	ss.srv.authenticated(ss)
-	if t, ok := ss.c.(interface{ established(maxFrame int) }); ok {
-		t.established(ss.srv.opts.MaxFrame)
+	if t, ok := ss.c.(interface{ SetMaxInput(n int) }); ok { // a TLS connection: twice the largest frame
+		t.SetMaxInput(2 * ss.srv.opts.MaxFrame)
 	}
 }
 

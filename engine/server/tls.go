@@ -3,12 +3,12 @@ package server
 import (
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/sluicemq/sluice/internal/tlsconn"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -36,7 +36,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 			go refuseTLS(nc, "too many connections")
 			continue
 		}
-		tc := newTLSConn(nc.(*tls.Conn), s.opts.MaxPreAuthFrame)
+		tc := tlsconn.New(nc.(*tls.Conn), 2*s.opts.MaxPreAuthFrame) // raised by established
 		// The TLS handshake and the protocol's must both be done before this read deadline (a second
 		// after the ticker's, which closes with an error frame); establish clears it.
 		_ = nc.SetReadDeadline(time.Now().Add(s.opts.HandshakeTimeout + time.Second))
@@ -54,7 +54,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 		s.connMu.Lock()
 		s.tlsConns[tc] = struct{}{}
 		s.connMu.Unlock()
-		go tc.read()
+		go tc.ReadLoop()
 		go s.runTLS(ss, tc)
 	}
 }
@@ -79,192 +79,22 @@ func (s *Server) runTLS(ss *session, tc *tlsConn) {
 	}()
 	for {
 		select {
-		case <-tc.wake:
-		case f := <-tc.tasks:
+		case <-tc.Woken():
+		case f := <-tc.Tasks():
 			if f() != nil {
 				return
 			}
-		case <-tc.closed:
+		case <-tc.Closed():
 			return
 		}
 		if ss.onTraffic() == gnet.Close {
 			return
 		}
-		if tc.readErr() != nil && tc.InboundBuffered() < wire.FrameHeaderSize {
+		if tc.ReadErr() != nil && tc.InboundBuffered() < wire.FrameHeaderSize {
 			return
 		}
 	}
 }
 
-// tlsConn adapts a tls.Conn to the session's transport.
-type tlsConn struct {
-	nc *tls.Conn
-
-	mu sync.Mutex // guards max, in and err
-	// max is the input held before the reader waits for the loop to catch up: twice the largest
-	// frame the session accepts, MaxPreAuthFrame until the handshake completes, then MaxFrame.
-	max     int
-	in      []byte     // decrypted input not yet discarded; the reader appends, the loop consumes
-	err     error      // the reader's terminal error
-	drained *sync.Cond // signalled by Discard; the reader waits on it when in is full
-
-	wake      chan struct{}     // 1-buffered: run the session
-	tasks     chan func() error // async writes, run on the loop
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-// established raises the input bound to the full frame size and lifts the handshake's read
-// deadline. Called by the session's loop once the protocol handshake is complete.
-func (tc *tlsConn) established(maxFrame int) {
-	_ = tc.nc.SetReadDeadline(time.Time{})
-	tc.mu.Lock()
-	tc.max = 2 * maxFrame
-	tc.drained.Signal() // a reader waiting on the old bound may read on
-	tc.mu.Unlock()
-}
-
-func newTLSConn(nc *tls.Conn, maxFrame int) *tlsConn {
-	tc := &tlsConn{nc: nc, max: 2 * maxFrame, wake: make(chan struct{}, 1), tasks: make(chan func() error, 64),
-		closed: make(chan struct{})}
-	tc.drained = sync.NewCond(&tc.mu)
-	return tc
-}
-
-func (tc *tlsConn) read() {
-	buf := make([]byte, 64<<10)
-	for {
-		tc.mu.Lock()
-		for len(tc.in) >= tc.max && tc.err == nil {
-			tc.drained.Wait() // bounded input: wait until the loop has served some
-		}
-		stop := tc.err != nil
-		tc.mu.Unlock()
-		if stop {
-			return
-		}
-		n, err := tc.nc.Read(buf)
-		tc.mu.Lock()
-		tc.in = append(tc.in, buf[:n]...)
-		if err != nil {
-			tc.err = err
-		}
-		tc.mu.Unlock()
-		tc.signal()
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (tc *tlsConn) signal() {
-	select {
-	case tc.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (tc *tlsConn) readErr() error {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return tc.err
-}
-
-func (tc *tlsConn) Peek(n int) ([]byte, error) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if n > len(tc.in) {
-		return nil, io.ErrShortBuffer
-	}
-	if n <= 0 {
-		n = len(tc.in)
-	}
-	return tc.in[:n:n], nil
-}
-
-func (tc *tlsConn) Discard(n int) (int, error) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	n = min(n, len(tc.in))
-	tc.in = tc.in[n:]
-	if len(tc.in) == 0 {
-		tc.in = tc.in[:0:0] // let the buffer go; the reader starts a fresh one
-	}
-	tc.drained.Signal()
-	return n, nil
-}
-
-func (tc *tlsConn) InboundBuffered() int {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return len(tc.in)
-}
-
-// OutboundBuffered is 0: writes go straight to the TLS connection and block until the kernel takes
-// them, which is the back-pressure gnet lacks.
-func (tc *tlsConn) OutboundBuffered() int { return 0 }
-
-func (tc *tlsConn) Write(b []byte) (int, error) {
-	_ = tc.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	return tc.nc.Write(b)
-}
-
-func (tc *tlsConn) Writev(bs [][]byte) (int, error) {
-	_ = tc.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	bufs := net.Buffers(bs)
-	n, err := bufs.WriteTo(tc.nc)
-	return int(n), err
-}
-
-func (tc *tlsConn) AsyncWrite(b []byte, cb gnet.AsyncCallback) error {
-	task := func() error {
-		_, err := tc.Write(b)
-		if cb != nil {
-			_ = cb(nil, err)
-		}
-		return err
-	}
-	select {
-	case tc.tasks <- task:
-	case <-tc.closed:
-		return net.ErrClosed
-	default:
-		go func() {
-			select {
-			case tc.tasks <- task:
-			case <-tc.closed:
-			}
-		}()
-	}
-	return nil
-}
-
-func (tc *tlsConn) Wake(cb gnet.AsyncCallback) error {
-	tc.signal()
-	if cb != nil {
-		_ = cb(nil, nil)
-	}
-	return nil
-}
-
-func (tc *tlsConn) Close() error {
-	tc.closeOnce.Do(func() {
-		close(tc.closed)
-		tc.nc.Close()
-		tc.mu.Lock()
-		if tc.err == nil {
-			tc.err = net.ErrClosed
-		}
-		tc.drained.Broadcast()
-		tc.mu.Unlock()
-	})
-	return nil
-}
-
-func (tc *tlsConn) RemoteAddr() net.Addr { return tc.nc.RemoteAddr() }
-
-// CloseWrite sends close_notify and shuts the TCP write side, for a graceful stop.
-func (tc *tlsConn) CloseWrite() error {
-	_ = tc.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	return tc.nc.CloseWrite()
-}
+// tlsConn is a TLS connection as the session's transport (internal/tlsconn).
+type tlsConn = tlsconn.Conn
