@@ -32,6 +32,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/internal/gnetlog"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -326,7 +327,7 @@ func Start(opts Options) (*Server, error) {
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReadBufferCap(loopReadBuffer),
 			gnet.WithWriteBufferCap(connWriteBuffer),
-			gnet.WithLogger(gnetLogger{s.log}),
+			gnet.WithLogger(gnetlog.Logger{L: s.log}),
 		)
 	}()
 	select {
@@ -604,12 +605,3 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	s.connMu.Unlock()
 	return tickInterval, gnet.None
 }
-
-// gnetLogger routes gnet's own logs through slog.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "src", "gnet") }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
-func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
