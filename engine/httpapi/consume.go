@@ -123,6 +123,15 @@ type ConsumeResponse struct {
 	EndOffset  int64    `json:"end_offset"`
 }
 
+// pollParams reads a polling request's max (default def, at most MaxRecords) and wait_ms.
+func (h *Handler) pollParams(r *http.Request, def int) (limit int, wait time.Duration, err error) {
+	if limit, err = maxOf(r.URL.Query(), def, h.opts.MaxRecords); err != nil {
+		return 0, 0, err
+	}
+	wait, err = h.waitFor(r)
+	return limit, wait, err
+}
+
 // maxOf reads the max query parameter: at most limit records, default def.
 func maxOf(q url.Values, def, limit int) (int, error) {
 	s := q.Get("max")
@@ -141,13 +150,7 @@ func maxOf(q url.Values, def, limit int) (int, error) {
 // long for the first record (a long poll): a produce wakes it at once. Once it has a record it takes
 // what else is already there, within max and MaxResponseBytes, and answers.
 func (h *Handler) consume(w http.ResponseWriter, r *http.Request, principal string) {
-	q := r.URL.Query()
-	limit, err := maxOf(q, 100, h.opts.MaxRecords)
-	if err != nil {
-		writeError(w, err, 0)
-		return
-	}
-	wait, err := h.waitFor(r)
+	limit, wait, err := h.pollParams(r, 100)
 	if err != nil {
 		writeError(w, err, 0)
 		return

@@ -233,12 +233,7 @@ type ReceiveResponse struct {
 // 10), waiting up to wait_ms for the first. Records taken beyond max wait in the session for the
 // next receive; their ack timeout runs from their dispatch.
 func (h *Handler) receive(w http.ResponseWriter, r *http.Request, principal string) {
-	limit, err := maxOf(r.URL.Query(), 10, h.opts.MaxRecords)
-	if err != nil {
-		writeError(w, err, 0)
-		return
-	}
-	wait, err := h.waitFor(r)
+	limit, wait, err := h.pollParams(r, 10)
 	if err != nil {
 		writeError(w, err, 0)
 		return
