@@ -56,6 +56,7 @@ import (
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/internal/atomicutil"
+	"github.com/sluicemq/sluice/internal/maxprocs"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -266,5 +267,39 @@ func openEngine(opts Options, cfg bench.Config, kind string) (string, *engine.En
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("targets: open engine: %w", err)
 	}
+	holdProcs()
 	return dir, eng, nil
+}
+
+// closeEngine closes an engine openEngine opened.
+func closeEngine(eng *engine.Engine) error {
+	defer releaseProcs()
+	return eng.Close()
+}
+
+// procs runs the process at the broker's GOMAXPROCS (internal/maxprocs: the CPUs plus spare Ps, as
+// sluiced does) while an in-process engine is open, and at the default otherwise, so that a target
+// and the floor each run as they would be deployed. Set by the first engine opened, restored when
+// the last one closes.
+var procs struct {
+	mu      sync.Mutex
+	open    int    // engines open; guarded by mu
+	restore func() // maxprocs.Set's, while open > 0; guarded by mu
+}
+
+func holdProcs() {
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	if procs.open++; procs.open == 1 {
+		procs.restore = maxprocs.Set()
+	}
+}
+
+func releaseProcs() {
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	if procs.open--; procs.open == 0 {
+		procs.restore()
+		procs.restore = nil
+	}
 }

@@ -244,7 +244,7 @@ func (t *Client) Close() error {
 		}
 	}
 	if t.eng != nil {
-		if err := t.eng.Close(); err != nil {
+		if err := closeEngine(t.eng); err != nil {
 			t.errs.add(fmt.Errorf("targets: close engine: %w", err))
 		}
 	}

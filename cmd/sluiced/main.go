@@ -38,6 +38,7 @@ import (
 	"github.com/sluicemq/sluice/engine/kafka"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
+	"github.com/sluicemq/sluice/internal/maxprocs"
 	"github.com/sluicemq/sluice/internal/units"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -327,7 +328,11 @@ func run(args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	log.Info("sluiced starting", "version", buildinfo.Version(), "go", runtime.Version(), "data", cfg.Data)
+	// Spare Ps, so that a goroutine woken while others hold Ps in blocking system calls finds one
+	// (internal/maxprocs; docs/architecture.md, "Threads"). A GOMAXPROCS variable overrides it.
+	defer maxprocs.Set()()
+	log.Info("sluiced starting", "version", buildinfo.Version(), "go", runtime.Version(), "data", cfg.Data,
+		"gomaxprocs", runtime.GOMAXPROCS(0))
 
 	// The HTTP face comes up first, so /healthz answers and /readyz says "not ready" while the
 	// engine recovers its partitions.
