@@ -19,6 +19,9 @@ type faultFS struct {
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
 	writeback  atomic.Int64 // bytes passed to StartWriteback
+	// writebackNice is the lowest nice value (the highest priority) of a thread that called
+	// StartWriteback; 100 before the first call (set by the test).
+	writebackNice atomic.Int64
 }
 
 func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }
@@ -54,6 +57,12 @@ func (f *faultFile) Datasync() error {
 }
 
 func (f *faultFile) StartWriteback(off, n int64) error {
+	for nice := int64(threadNice()); ; {
+		cur := f.fs.writebackNice.Load()
+		if nice >= cur || f.fs.writebackNice.CompareAndSwap(cur, nice) {
+			break
+		}
+	}
 	f.fs.writeback.Add(n)
 	return f.File.StartWriteback(off, n)
 }
@@ -148,4 +157,14 @@ func (f *quotaFile) Truncate(size int64) error {
 	err := f.File.Truncate(size)
 	f.fs.used += f.blocks() - before
 	return err
+}
+
+// threadNice is the nice value of the calling thread (getpriority(2) on the thread id: the raw
+// system call returns 20 - nice).
+func threadNice() int {
+	p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	if err != nil {
+		return -100
+	}
+	return 20 - p
 }
