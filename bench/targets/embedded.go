@@ -55,7 +55,7 @@ func (t *Embedded) Open(_ context.Context, cfg bench.Config) error {
 	if err := checkSplit(t.cfg); err != nil {
 		return err
 	}
-	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "embedded"); err != nil {
+	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "embedded", 0); err != nil {
 		return err
 	}
 	t.topic = topicName()

@@ -328,9 +328,14 @@ func run(args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
-	// Spare Ps, so that a goroutine woken while others hold Ps in blocking system calls finds one
-	// (internal/maxprocs; docs/architecture.md, "Threads"). A GOMAXPROCS variable overrides it.
-	defer maxprocs.Set()()
+	// A P for each event loop and spare ones, so that a goroutine woken while others hold Ps in
+	// blocking system calls finds one (internal/maxprocs; docs/architecture.md, "Threads"). A
+	// GOMAXPROCS variable overrides it.
+	loops := cfg.Loops
+	if loops == 0 {
+		loops = runtime.NumCPU() // server.Options' default
+	}
+	defer maxprocs.Set(loops)()
 	log.Info("sluiced starting", "version", buildinfo.Version(), "go", runtime.Version(), "data", cfg.Data,
 		"gomaxprocs", runtime.GOMAXPROCS(0))
 

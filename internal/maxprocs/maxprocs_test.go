@@ -5,14 +5,15 @@ import (
 	"testing"
 )
 
-// TestSetAddsSpare: Set runs the CPUs plus Spare, and its restore function puts back what was there.
+// TestSetAddsSpare: Set runs the CPUs plus the loops plus Spare, and its restore function puts back
+// what was there.
 func TestSetAddsSpare(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "") // the variable unset for this test: Set applies its policy
 	runtime.SetDefaultGOMAXPROCS()
 	def := runtime.GOMAXPROCS(0)
-	restore := Set()
-	if got := runtime.GOMAXPROCS(0); got != def+Spare {
-		t.Errorf("GOMAXPROCS after Set = %d, want %d (default %d + Spare %d)", got, def+Spare, def, Spare)
+	restore := Set(3)
+	if got := runtime.GOMAXPROCS(0); got != def+3+Spare {
+		t.Errorf("GOMAXPROCS after Set(3) = %d, want %d (default %d + 3 loops + Spare %d)", got, def+3+Spare, def, Spare)
 	}
 	restore()
 	if got := runtime.GOMAXPROCS(0); got != def {
@@ -25,7 +26,7 @@ func TestSetKeepsOperatorValue(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "3")
 	prev := runtime.GOMAXPROCS(3)
 	defer runtime.GOMAXPROCS(prev)
-	restore := Set()
+	restore := Set(2)
 	if got := runtime.GOMAXPROCS(0); got != 3 {
 		t.Errorf("GOMAXPROCS after Set with GOMAXPROCS=3 in the environment = %d, want 3", got)
 	}
