@@ -298,7 +298,11 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
-	populate(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
+	// On this goroutine, not a low-priority thread (populate): until it is published below, a roll
+	// that needs a segment creates one itself, and on a nearly full disk this one's blocks are then
+	// what that roll's fallocate misses. Waiting for a low thread widened that window enough that a
+	// later append found the spare after appends had failed for lack of space (TestDiskFillsUp).
+	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
 		l.spare = &spare{f: f, data: data}

@@ -43,55 +43,61 @@ const lowThreads = 2
 // lowNice is the nice value of the low-priority threads: the lowest there is.
 const lowNice = 19
 
-// lowCall is one call for a low-priority thread: fn runs there, then done receives a value.
+// lowCall is one call for a low-priority thread: fn runs there, then done is unlocked.
 type lowCall struct {
-	fn   func()
-	done chan<- struct{}
+	fn func()
+	// done is locked by the caller before the call is sent and unlocked by the low thread after fn
+	// returned; the caller waits by locking it again. A mutex rather than a channel because the
+	// caller may run inside a testing/synctest bubble (engine's script tests open logs there) and the
+	// low threads never do: a channel made in a bubble must not be used from outside it, a mutex may.
+	done sync.Mutex
 }
 
-// lowPool is the process's low-priority threads, started on first use (startLow).
-var lowPool struct {
-	once  sync.Once
-	calls chan lowCall // unbuffered: a call waits for a free thread
-	// prio is the nice value the threads got: lowNice, or 0 where setpriority failed (then the calls
-	// run at normal priority, on threads of their own). Written before calls is first used.
-	prio int
+// lowCalls carries calls to the dispatcher (lowDispatch). Made at package initialisation, outside
+// any synctest bubble, so that a caller in a bubble may send on it. Unbuffered: a call waits until
+// the dispatcher takes it.
+var lowCalls = make(chan *lowCall)
+
+func init() {
+	// Started here, outside any synctest bubble, like the threads it starts: a goroutine started from
+	// a bubble belongs to it, and the bubble could then never end. Until the first call it is one
+	// parked goroutine and no thread.
+	go lowDispatch()
 }
 
-// startLow starts the pool's threads and waits until each has lowered its priority.
-func startLow() {
-	lowPool.calls = make(chan lowCall)
-	lowPool.prio = lowNice
-	var ready sync.WaitGroup
-	var mu sync.Mutex
+// lowDispatch starts the low-priority threads at the first call, then hands each call to a free one.
+func lowDispatch() {
+	c := <-lowCalls
+	work := make(chan *lowCall) // unbuffered: the dispatcher waits for a free thread
 	for range lowThreads {
-		ready.Add(1)
-		go func() {
-			// Locked for good: the thread's priority is never raised again (see above), so the
-			// thread must never run another goroutine, and exits with this one if it ever returns.
-			runtime.LockOSThread()
-			if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), lowNice); err != nil {
-				mu.Lock()
-				lowPool.prio = 0
-				mu.Unlock()
-			}
-			ready.Done()
-			for c := range lowPool.calls {
-				c.fn()
-				c.done <- struct{}{}
-			}
-		}()
+		go lowThread(work)
 	}
-	ready.Wait()
+	for {
+		work <- c
+		c = <-lowCalls
+	}
+}
+
+// lowThread runs calls on a thread of its own at nice lowNice. If setpriority fails (it may not, for
+// an unprivileged process lowering its own thread) the calls run at normal priority.
+func lowThread(work <-chan *lowCall) {
+	// Locked for good: the thread's priority is never raised again (see above), so the thread must
+	// never run another goroutine, and exits with this one if it ever returns.
+	runtime.LockOSThread()
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), lowNice)
+	for c := range work {
+		c.fn()
+		c.done.Unlock()
+	}
 }
 
 // runLow runs fn on a low-priority thread and returns when it has returned. The caller's goroutine
 // is parked meanwhile; the low thread's goroutine holds a P while fn is in a system call, as any
-// goroutine does (docs/architecture.md, "Threads": the broker runs with spare Ps). It allocates (fn's closure, a channel): housekeeping only, never
-// the append path.
+// goroutine does (docs/architecture.md, "Threads and who owns what": the broker runs with spare Ps).
+// It allocates (the call and fn's closure): housekeeping only, never the append path.
 func runLow(fn func()) {
-	lowPool.once.Do(startLow)
-	done := make(chan struct{}, 1)
-	lowPool.calls <- lowCall{fn: fn, done: done}
-	<-done
+	c := &lowCall{fn: fn}
+	c.done.Lock()
+	lowCalls <- c
+	c.done.Lock() // unlocked by the low thread once fn has returned
 }

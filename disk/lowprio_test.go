@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unsafe"
 
@@ -95,5 +96,21 @@ func TestHousekeepingRunsAtLowPriority(t *testing.T) {
 	}
 	if got := fs.writebackNice.Load(); got != lowNice {
 		t.Errorf("StartWriteback called from a thread at nice %d (the highest priority seen), want only nice %d", got, lowNice)
+	}
+}
+
+// TestRunLowInSynctestBubble: a caller inside a testing/synctest bubble (as engine's script tests
+// open logs) gets its call run and the bubble ends: the low threads and their channels live outside
+// any bubble. Before, the pool's goroutines started in the first caller's bubble, which then could
+// not end, and a channel made in a bubble was used from outside it.
+func TestRunLowInSynctestBubble(t *testing.T) {
+	for range 2 { // the first bubble may start the threads; the second uses them
+		synctest.Test(t, func(t *testing.T) {
+			got := -1
+			runLow(func() { got = threadNice() })
+			if got != lowNice {
+				t.Errorf("runLow's function ran at nice %d, want %d", got, lowNice)
+			}
+		})
 	}
 }
