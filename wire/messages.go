@@ -15,7 +15,8 @@ import (
 // Append panics with ErrFieldTooLong (wrapped in an unexported panic value) when a str8 or str16
 // field is longer than its length prefix can say (255 or 65,535 bytes), or a list holds more entries
 // than its u16 count can say (65,535), rather than send a cut value or a count that wrapped; encode
-// anything that comes from outside the package with AppendMessage, which returns that error instead. ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
+// anything that comes from outside the package with AppendMessage, which returns that error instead.
+// ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
 //
 // Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
 // bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
