@@ -151,9 +151,17 @@ func (l *Log) Dir() string { return l.dir }
 
 // createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
 // blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
-// fault for lack of space), fdatasync (so the allocation and length are durable), map it. The
-// caller renames it into place and has the directory fsynced; the housekeeper or the appenders
-// allocate the rest step by step (segment.extend).
+// fault for lack of space), map it. The caller renames it into place and has the directory
+// fsynced; the housekeeper or the appenders allocate the rest step by step (segment.extend).
+//
+// It does not fdatasync: the file holds nothing yet, and the flusher's fdatasync of the first data
+// written into it makes its length durable with that data, before any of it is reported synced. A
+// power loss before then leaves it zero-length (recovery deletes it), or full length with no data
+// (an empty tail, or a sealed segment that ends before the next begins: recovery cuts there), and
+// step 6 of recovery reserves the tail's blocks again. On a busy disk an fdatasync here waited
+// for the journal behind the data being written back: up to seconds per roll, taken by the
+// appender that rolled or by the housekeeper making the spare (docs/benchmarks.md, "The copy into
+// the log", second round).
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -169,9 +177,6 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 	}
 	if err := f.Allocate(0, int64(l.step)); err != nil {
 		return fail(allocErr(path, err))
-	}
-	if err := f.Datasync(); err != nil {
-		return fail(fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(path), err))
 	}
 	data, err := f.Map(l.opts.SegmentBytes)
 	if err != nil {
