@@ -158,16 +158,17 @@ func (l *Log) Dir() string { return l.dir }
 // createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
 // blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
 // fault for lack of space), map it. The caller renames it into place and has the directory
-// fsynced; the housekeeper or the appenders allocate the rest step by step (segment.extend).
+// fsynced; the housekeeper or the appenders allocate the rest step by step (segment.extend), or the
+// housekeeper all of it for a fast writer's spare (Log.reserveSpare).
 //
 // It does not fdatasync: the file holds nothing yet, and the flusher's fdatasync of the first data
 // written into it makes its length durable with that data, before any of it is reported synced. A
 // power loss before then leaves it zero-length (recovery deletes it), or full length with no data
 // (an empty tail, or a sealed segment that ends before the next begins: recovery cuts there), and
 // step 6 of recovery reserves the tail's blocks again. On a busy disk an fdatasync here waited
-// for the journal behind the data being written back: up to seconds per roll, taken by the
-// appender that rolled or by the housekeeper making the spare (docs/benchmarks.md, "The copy into
-// the log", second round).
+// behind the data being written back: up to seconds per roll, taken by the appender that rolled
+// or by the housekeeper making the spare (docs/benchmarks.md, "The copy into the log, second
+// round").
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -359,11 +360,11 @@ func (l *Log) spareAt(s *segment) uint32 {
 // ErrNoSpace where it matters. Housekeeper only.
 //
 // Why: extending the blocks of the file being written competes with its writer. ext4's fallocate
-// takes the inode lock that pwritev takes, and on a busy disk it waited for metadata reads while
-// holding it (tens of milliseconds at p99), so steps reserved while a fast writer wrote stalled
-// it, and when the housekeeper fell behind the appenders reserved them themselves (Log.grow).
+// takes the inode lock that pwritev takes, and on a busy disk it waited for I/O while holding it
+// (io_schedule under ext4_alloc_file_blocks; tens of milliseconds at p99), so steps reserved while
+// a fast writer wrote stalled it, and when the housekeeper fell behind the appenders reserved them themselves (Log.grow).
 // Reserving a fast writer's next segment whole before it becomes active keeps fallocate off the
-// inode being written (docs/benchmarks.md, "The copy into the log", second round). It costs at
+// inode being written (docs/benchmarks.md, "The copy into the log, second round"). It costs at
 // most one segment of blocks reserved ahead, for partitions written that fast only; the idle and
 // the slow keep their step.
 func (l *Log) reserveSpare(s *segment, pos uint32, f File, data []byte) int {
