@@ -362,11 +362,11 @@ func (l *Log) spareAt(s *segment) uint32 {
 // Why: extending the blocks of the file being written competes with its writer. ext4's fallocate
 // takes the inode lock that pwritev takes, and on a busy disk it waited for I/O while holding it
 // (io_schedule under ext4_alloc_file_blocks; tens of milliseconds at p99), so steps reserved while
-// a fast writer wrote stalled it, and when the housekeeper fell behind the appenders reserved them themselves (Log.grow).
-// Reserving a fast writer's next segment whole before it becomes active keeps fallocate off the
-// inode being written (docs/benchmarks.md, "The copy into the log, second round"). It costs at
-// most one segment of blocks reserved ahead, for partitions written that fast only; the idle and
-// the slow keep their step.
+// a fast writer wrote stalled it, and when the housekeeper fell behind the appenders reserved them
+// themselves (Log.grow). Reserving a fast writer's next segment whole before it becomes active
+// keeps fallocate off the inode being written (docs/benchmarks.md, "The copy into the log, second
+// round"). It costs at most one segment of blocks reserved ahead, for partitions written that fast
+// only; the idle and the slow keep their step.
 func (l *Log) reserveSpare(s *segment, pos uint32, f File, data []byte) int {
 	if !l.fastWriter(s, pos) || len(data) <= int(l.step) {
 		return int(l.step)
