@@ -255,7 +255,7 @@ func (s *segment) willNeedData(end int) {
 func (l *Log) prepareSpare() {
 	s := l.active.Load()
 	pos, _ := unpack(s.claim.Load())
-	if pos == sealedPos || pos < uint32(len(s.data)/defaultSpareThreshold) {
+	if pos == sealedPos || pos < l.spareAt(s) {
 		return
 	}
 	l.mu.Lock()
@@ -269,10 +269,11 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
+	allocated := l.reserveSpare(s, pos, f, data)
 	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
-		l.spare = &spare{f: f, data: data}
+		l.spare = &spare{f: f, data: data, allocated: allocated}
 		f, data = nil, nil
 	}
 	l.mu.Unlock()
