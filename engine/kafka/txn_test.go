@@ -298,3 +298,68 @@ func TestFetchReadCommittedAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per read_committed Fetch request, want 0", n)
 	}
 }
+
+// listAt asks ListOffsets v6 for topic's partition 0 at timestamp ts (-1 latest, -2 earliest, or a
+// time) at isolation iso, and returns the offset and timestamp answered.
+func listAt(t *testing.T, s *Server, topic string, ts int64, iso int8) (int64, int64) {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.SetVersion(6)
+	req.IsolationLevel = iso
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = ts
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := roundTrip(t, rawDial(t, s), 1, req).(*kmsg.ListOffsetsResponse)
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("ListOffsets %d: error %d", ts, p.ErrorCode)
+	}
+	return p.Offset, p.Timestamp
+}
+
+// TestListOffsetsIsolation: while a transaction is open past a committed record, ListOffsets'
+// latest at read_committed is the last stable offset (the transaction's first offset) and at
+// read_uncommitted the end; a timestamp found inside the open transaction answers the LSO at
+// read_committed and the record's offset at read_uncommitted. Once the transaction commits both
+// levels agree on the end.
+func TestListOffsetsIsolation(t *testing.T) {
+	s, e := startBroker(t, nil)
+	createTopic(t, e, "lo", 1)
+	if _, _, err := e.TopicByName("lo").Partition(0).Append(testBatch()); err != nil { // offset 0, ts 1_700_000_000_000
+		t.Fatal(err)
+	}
+	sc := nativeClient(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tx := sc.NewTransaction()
+	late := time.UnixMilli(1_800_000_000_000)
+	if err := tx.Produce(ctx, "lo", 0, client.Record{Value: []byte("t1"), Timestamp: late}, client.Record{Value: []byte("t2"), Timestamp: late}); err != nil {
+		t.Fatal(err)
+	}
+	if rc, _ := listAt(t, s, "lo", -1, 1); rc != 1 {
+		t.Errorf("latest at read_committed while open: %d, want 1", rc)
+	}
+	if ru, _ := listAt(t, s, "lo", -1, 0); ru != 3 {
+		t.Errorf("latest at read_uncommitted while open: %d, want 3", ru)
+	}
+	if off, ts := listAt(t, s, "lo", late.UnixMilli(), 1); off != 1 || ts != -1 {
+		t.Errorf("timestamp inside the open transaction at read_committed: offset %d, timestamp %d; want 1, -1", off, ts)
+	}
+	if off, _ := listAt(t, s, "lo", late.UnixMilli(), 0); off != 1 {
+		t.Errorf("timestamp inside the open transaction at read_uncommitted: offset %d, want 1", off)
+	}
+	if off, _ := listAt(t, s, "lo", 1_700_000_000_000, 1); off != 0 {
+		t.Errorf("timestamp of the committed record at read_committed: offset %d, want 0", off)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, iso := range []int8{0, 1} {
+		if off, _ := listAt(t, s, "lo", -1, iso); off != 4 {
+			t.Errorf("latest at isolation %d after commit: %d, want 4", iso, off)
+		}
+	}
+}
