@@ -2,11 +2,13 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -361,5 +363,206 @@ func TestListOffsetsIsolation(t *testing.T) {
 		if off, _ := listAt(t, s, "lo", -1, iso); off != 4 {
 			t.Errorf("latest at isolation %d after commit: %d, want 4", iso, off)
 		}
+	}
+}
+
+// kgoTxnProducer is a kgo client producing to topic with transactional id id.
+func kgoTxnProducer(t *testing.T, s *Server, topic, id string) *kgo.Client {
+	t.Helper()
+	return newClient(t, s, kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+}
+
+// kgoTxn produces vals (value "p/v": partition p) in one transaction of cl and commits or aborts it.
+func kgoTxn(t *testing.T, cl *kgo.Client, commit bool, vals ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vals {
+		r := &kgo.Record{Partition: int32(v[0] - '0'), Value: []byte(v[2:])}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("transactional produce %s: %v", v, err)
+		}
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatalf("EndTransaction(commit %v): %v", commit, err)
+	}
+}
+
+// nativeValues reads topic's partitions from the start with Sluice's Go client (whose consumers
+// read committed data only) until want's count of records has arrived, then a little longer, and
+// returns them as "p/value".
+func nativeValues(t *testing.T, sc *client.Client, topic string, parts int32, want int) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []string
+	for p := range parts {
+		cons, err := sc.Subscribe(ctx, topic, client.WithPartition(p), client.WithStartEarliest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			short, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			m, err := cons.Next(short)
+			scancel()
+			if err != nil {
+				break // nothing more within the wait
+			}
+			got = append(got, fmt.Sprintf("%d/%s", p, m.Value))
+		}
+		cons.Close(ctx)
+	}
+	if len(got) < want {
+		t.Fatalf("native consumer read %q, want %d records", got, want)
+	}
+	return got
+}
+
+// TestKgoTransactions: a kgo transactional producer (kgo.TransactionalID) commits a transaction
+// over two partitions, aborts one, commits another. Sluice's Go client's consumer and a kgo
+// read_committed consumer read the committed records, in order, and none of the aborted ones.
+func TestKgoTransactions(t *testing.T) {
+	s, e := startBroker(t, nil)
+	createTopic(t, e, "ktx", 2)
+	cl := kgoTxnProducer(t, s, "ktx", "kgo-txn")
+	kgoTxn(t, cl, true, "0/a1", "1/a2", "0/a3")
+	kgoTxn(t, cl, false, "0/x1", "1/x2")
+	kgoTxn(t, cl, true, "1/b1", "0/b2")
+	want0, want1 := []string{"a1", "a3", "b2"}, []string{"a2", "b1"}
+
+	got := kgoValues(t, s, "ktx", kgo.ReadCommitted(), []string{"0/a1", "0/a3", "0/b2", "1/a2", "1/b1"})
+	if p0, p1 := perPartition(got, 0), perPartition(got, 1); !slices.Equal(p0, want0) || !slices.Equal(p1, want1) {
+		t.Errorf("kgo read_committed: %q and %q, want %q and %q", p0, p1, want0, want1)
+	}
+	got = nativeValues(t, nativeClient(t, e), "ktx", 2, 5)
+	if p0, p1 := perPartition(got, 0), perPartition(got, 1); !slices.Equal(p0, want0) || !slices.Equal(p1, want1) {
+		t.Errorf("native consumer: %q and %q, want %q and %q", p0, p1, want0, want1)
+	}
+}
+
+// TestKgoTransactionFencing: a second producer with the same transactional id fences the first:
+// the first's open transaction is aborted (read_committed never sees it), and its next produce or
+// commit fails as fenced, while the second commits.
+func TestKgoTransactionFencing(t *testing.T) {
+	s, e := startBroker(t, nil)
+	createTopic(t, e, "fence", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := kgoTxnProducer(t, s, "fence", "same-id")
+	if err := old.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.ProduceSync(ctx, &kgo.Record{Value: []byte("zombie")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cur := kgoTxnProducer(t, s, "fence", "same-id")
+	kgoTxn(t, cur, true, "0/fresh") // InitProducerId at the next epoch first
+	err := old.ProduceSync(ctx, &kgo.Record{Value: []byte("zombie2")}).FirstErr()
+	if err == nil {
+		err = old.EndTransaction(ctx, kgo.TryCommit)
+	}
+	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("the fenced producer's produce or commit: %v, want PRODUCER_FENCED or INVALID_PRODUCER_EPOCH", err)
+	}
+	got := kgoValues(t, s, "fence", kgo.ReadCommitted(), []string{"0/fresh"})
+	if !slices.Equal(got, []string{"0/fresh"}) {
+		t.Errorf("read_committed: %q, want only the second producer's record", got)
+	}
+}
+
+// TestTxnOffsetCommit: offsets sent with TxnOffsetCommit are committed when the transaction
+// commits (visible to OffsetFetch and the engine's store), and dropped when it aborts; a request
+// naming a producer id the transactional id does not have is INVALID_PRODUCER_ID_MAPPING.
+func TestTxnOffsetCommit(t *testing.T) {
+	s, e := startBroker(t, nil)
+	createTopic(t, e, "in", 1)
+	c := rawDial(t, s)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.SetVersion(4)
+	id := "offsets-txn"
+	init.TransactionalID, init.TransactionTimeoutMillis, init.ProducerID, init.ProducerEpoch = &id, 60_000, -1, -1
+	ir := roundTrip(t, c, 1, init).(*kmsg.InitProducerIDResponse)
+	if ir.ErrorCode != 0 || ir.ProducerID < 0 {
+		t.Fatalf("InitProducerId: %+v", ir)
+	}
+	commitOffset := func(corr int32, pid int64, offset int64, commit bool) (int16, int16) {
+		add := kmsg.NewPtrAddOffsetsToTxnRequest()
+		add.SetVersion(3)
+		add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = id, pid, ir.ProducerEpoch, "g"
+		ar := roundTrip(t, c, corr, add).(*kmsg.AddOffsetsToTxnResponse)
+		toc := kmsg.NewPtrTxnOffsetCommitRequest()
+		toc.SetVersion(3)
+		toc.TransactionalID, toc.Group, toc.ProducerID, toc.ProducerEpoch = id, "g", pid, ir.ProducerEpoch
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "in"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Offset = offset
+		rt.Partitions = append(rt.Partitions, rp)
+		toc.Topics = append(toc.Topics, rt)
+		tr := roundTrip(t, c, corr+1, toc).(*kmsg.TxnOffsetCommitResponse)
+		if code := tr.Topics[0].Partitions[0].ErrorCode; code != ar.ErrorCode {
+			t.Fatalf("AddOffsetsToTxn answered %d, TxnOffsetCommit %d", ar.ErrorCode, code)
+		}
+		end := kmsg.NewPtrEndTxnRequest()
+		end.SetVersion(3)
+		end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = id, pid, ir.ProducerEpoch, commit
+		er := roundTrip(t, c, corr+2, end).(*kmsg.EndTxnResponse)
+		return ar.ErrorCode, er.ErrorCode
+	}
+	storeBatches(t, s, "in", 5)
+	if a, en := commitOffset(10, ir.ProducerID, 3, true); a != 0 || en != 0 {
+		t.Fatalf("commit: AddOffsetsToTxn %d, EndTxn %d", a, en)
+	}
+	if got := e.CommittedOffset("g", "in", 0); got != 3 {
+		t.Fatalf("after the commit the group's offset is %d, want 3", got)
+	}
+	if a, en := commitOffset(20, ir.ProducerID, 5, false); a != 0 || en != 0 {
+		t.Fatalf("abort: AddOffsetsToTxn %d, EndTxn %d", a, en)
+	}
+	if got := e.CommittedOffset("g", "in", 0); got != 3 {
+		t.Fatalf("after the abort the group's offset is %d, want 3 still", got)
+	}
+	if a, en := commitOffset(30, ir.ProducerID+1, 4, true); a != errInvalidProducerIDMapping || en != errInvalidProducerIDMapping {
+		t.Fatalf("another producer id: AddOffsetsToTxn %d, EndTxn %d; want %d", a, en, errInvalidProducerIDMapping)
+	}
+}
+
+// TestKgoTransactionTimeout: a transaction the broker's transaction timeout aborted is not
+// committed by a later EndTxn: the commit is refused INVALID_TXN_STATE, and read_committed never
+// sees its records.
+func TestKgoTransactionTimeout(t *testing.T) {
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.TxnTimeout = time.Second }, nil)
+	createTopic(t, e, "slow", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := kgoTxnProducer(t, s, "slow", "slow-txn")
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("late")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, _, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for e.TxnOpen(pid) { // the expirer looks every second
+		if ctx.Err() != nil {
+			t.Fatal("the transaction was not aborted by the timeout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("commit after the timeout aborted the transaction: %v, want INVALID_TXN_STATE", err)
+	}
+	if _, _, err := e.TopicByName("slow").Partition(0).Append(testBatch()); err != nil { // value "v"
+		t.Fatal(err)
+	}
+	if got := kgoValues(t, s, "slow", kgo.ReadCommitted(), []string{"0/v"}); !slices.Equal(got, []string{"0/v"}) {
+		t.Fatalf("read_committed: %q, want only the plain record after the aborted transaction", got)
 	}
 }
