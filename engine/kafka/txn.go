@@ -213,7 +213,9 @@ func (c *conn) addOffsetsToTxn(h header, req *kmsg.AddOffsetsToTxnRequest) {
 }
 
 // txnOffsetCommit keeps the offsets with the producer's transaction; EndTxn commits them. Each
-// partition needs the consume right on its topic and must exist.
+// partition needs the consume right on its topic and must exist. A group name native Sluice
+// members are using is refused UNKNOWN_MEMBER_ID, as OffsetCommit refuses it (groups_offsets.go):
+// the commit would overwrite their progress.
 func (c *conn) txnOffsetCommit(h header, req *kmsg.TxnOffsetCommitRequest) {
 	resp := kmsg.NewPtrTxnOffsetCommitResponse()
 	resp.SetVersion(h.version)
@@ -223,8 +225,12 @@ func (c *conn) txnOffsetCommit(h header, req *kmsg.TxnOffsetCommitRequest) {
 	r.mu.Lock()
 	t, code := r.checkLocked(req.TransactionalID, req.ProducerID, req.ProducerEpoch)
 	code = fenced(code, h.version, 2)
-	if code == errNone && !mayGroup {
+	switch {
+	case code != errNone:
+	case !mayGroup:
 		code = errGroupAuthorization
+	case c.srv.coord.nativeMembers(req.Group):
+		code = gErrUnknownMemberID
 	}
 	for _, rt := range req.Topics {
 		ot := kmsg.NewTxnOffsetCommitResponseTopic()

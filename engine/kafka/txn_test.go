@@ -529,6 +529,23 @@ func TestTxnOffsetCommit(t *testing.T) {
 	if a, en := commitOffset(30, ir.ProducerID+1, 4, true); a != errInvalidProducerIDMapping || en != errInvalidProducerIDMapping {
 		t.Fatalf("another producer id: AddOffsetsToTxn %d, EndTxn %d; want %d", a, en, errInvalidProducerIDMapping)
 	}
+
+	// A group native members use is refused, as OffsetCommit refuses it.
+	l, err := e.SubscribeLocal(wire.Subscribe{Topic: "in", Group: "native", Partition: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	toc := kmsg.NewPtrTxnOffsetCommitRequest()
+	toc.SetVersion(3)
+	toc.TransactionalID, toc.Group, toc.ProducerID, toc.ProducerEpoch = id, "native", ir.ProducerID, ir.ProducerEpoch
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = "in"
+	rt.Partitions = append(rt.Partitions, kmsg.NewTxnOffsetCommitRequestTopicPartition())
+	toc.Topics = append(toc.Topics, rt)
+	if code := roundTrip(t, c, 40, toc).(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != gErrUnknownMemberID {
+		t.Fatalf("TxnOffsetCommit into a native group: %d, want %d", code, gErrUnknownMemberID)
+	}
 }
 
 // TestKgoTransactionTimeout: a transaction the broker's transaction timeout aborted is not
