@@ -211,6 +211,7 @@ func (c *conn) onTraffic() gnet.Action {
 		return gnet.None
 	}
 	if c.dead {
+		c.flush() // a DISCONNECT with its reason, gathered before the loop broke off
 		return gnet.Close
 	}
 	return gnet.None
