@@ -120,3 +120,63 @@ func TestCrossProtocol(t *testing.T) {
 		t.Fatalf("user properties %+v", m.Properties)
 	}
 }
+
+// TestACLv311ClosesOnDeniedPublish: MQTT 3.1.1 cannot refuse a PUBLISH (3.3.5): a denied one closes
+// the connection, unacknowledged, and stores nothing.
+func TestACLv311ClosesOnDeniedPublish(t *testing.T) {
+	b := startBroker(t, nil, withAuth(t))
+	nc := rawDial(t, b)
+	body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30, 0x00, 0x01, 'x',
+		0x00, 0x05, 'a', 'l', 'i', 'c', 'e', 0x00, 0x06, 's', 'e', 'c', 'r', 'e', 't'}
+	_, _ = nc.Write(append([]byte{0x10, byte(len(body))}, body...))
+	ack := make([]byte, 4)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := readFull(nc, ack); err != nil || ack[3] != 0 {
+		t.Fatalf("CONNACK % x %v", ack, err)
+	}
+	_, _ = nc.Write([]byte{0x32, 0x09, 0x00, 0x04, 'r', 'o', '/', 'x', 0x00, 0x01, 'n'}) // QoS 1, id 1
+	if got := waitClosed(t, nc); len(got) != 0 {
+		t.Fatalf("got % x, want the connection closed without an answer", got)
+	}
+	if b.e.TopicByName("ro.x") != nil {
+		t.Fatal("a denied publish created its topic")
+	}
+}
+
+// TestV5Properties: MQTT 5 publish properties become record headers (message expiry the engine's
+// sluice-ttl) and come back out as properties.
+func TestV5Properties(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	c := b.mustDial("c", nil)
+	c.sub(t, "props", 1)
+	expiry := uint32(60)
+	format := byte(1)
+	_, err := c.Publish(ctx10(t), &paho.Publish{Topic: "props", QoS: 1, Payload: []byte("{}"), Properties: &paho.PublishProperties{
+		ContentType: "application/json", ResponseTopic: "reply/here", CorrelationData: []byte("c1"),
+		MessageExpiry: &expiry, PayloadFormat: &format, User: paho.UserProperties{{Key: "site", Value: "eu"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.next(t)
+	p := m.Properties
+	if p == nil || p.ContentType != "application/json" || p.ResponseTopic != "reply/here" || string(p.CorrelationData) != "c1" ||
+		p.MessageExpiry == nil || *p.MessageExpiry == 0 || *p.MessageExpiry > 60 || p.PayloadFormat == nil || *p.PayloadFormat != 1 ||
+		p.User.Get("site") != "eu" {
+		t.Fatalf("properties %+v", p)
+	}
+	l, err := b.e.SubscribeLocal(wireSub("props"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r, err := l.NextRecord(ctx10(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{HeaderContentType: "application/json", HeaderResponseTopic: "reply/here",
+		HeaderCorrelation: "c1", wire.HeaderTTL: "60000", "site": "eu", HeaderPayloadFormat: "1"} {
+		if v, ok := r.Header(k); !ok || string(v) != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+}

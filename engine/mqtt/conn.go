@@ -83,6 +83,9 @@ type conn struct {
 	waitsTick atomic.Bool
 	// closing is set once by whoever closes the connection from another goroutine.
 	closing atomic.Bool
+	// gone is set when the connection has closed, before it lets its session go: a session claim
+	// finishing later must not make it the holder (sessionTable.claim).
+	gone atomic.Bool
 
 	// parked: work for the packet at the head of the input runs off the loop (authentication, topic
 	// creation, a retained or session write); no packet is read until it finishes. retry is a
@@ -336,6 +339,10 @@ func (c *conn) handle(hdr byte, body []byte) {
 		c.protocolError(packets.ErrProtocolViolationRequireFirstConnect.Code, errors.New("first packet is not CONNECT"))
 		return
 	}
+	if typ != packets.Connect && !c.connected.Load() {
+		c.protocolError(packets.ErrProtocolViolation.Code, errors.New("a packet before CONNACK"))
+		return
+	}
 	switch typ {
 	case packets.Connect:
 		if c.version != 0 {
@@ -345,12 +352,8 @@ func (c *conn) handle(hdr byte, body []byte) {
 		c.onConnect(pk)
 	case packets.Publish:
 		c.servePublish(pk, nil)
-	case packets.Puback:
-		c.out.acked(pk.PacketID, packets.Puback)
-	case packets.Pubrec:
-		c.out.acked(pk.PacketID, packets.Pubrec)
-	case packets.Pubcomp:
-		c.out.acked(pk.PacketID, packets.Pubcomp)
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		c.out.acked(pk.PacketID, typ, pk.ReasonCode)
 	case packets.Pubrel:
 		c.onPubrel(pk)
 	case packets.Subscribe:
@@ -369,6 +372,7 @@ func (c *conn) handle(hdr byte, body []byte) {
 // write encodes pk (for the connection's protocol version) into the turn's output.
 func (c *conn) write(pk *packets.Packet) {
 	pk.ProtocolVersion = c.version
+	pk.Mods.AllowResponseInfo = true // else the codec leaves out Response Topic and Correlation Data
 	var err error
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
@@ -450,9 +454,11 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
+	c.gone.Store(true)
 	for p := range c.watched {
 		p.Unwatch(c)
 	}
+	c.srv.stats.Subscriptions.Add(-int64(len(c.subs)))
 	c.out.close()
 	c.inbox.Close()
 	c.acks = nil
@@ -463,6 +469,8 @@ func (c *conn) close() {
 			will = nil // the broker went away, not the client
 		}
 		c.srv.sessions.release(c, c.sess, will, c.willDelay)
+	} else if c.clientID != "" {
+		c.srv.sessions.abandon(c, c.clientID) // closed while its claim was under way
 	}
 }
 

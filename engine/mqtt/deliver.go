@@ -226,19 +226,22 @@ func (es *engSub) failed(err error) {
 	}
 }
 
-// close ends the engine subscription, committing what a group member has acknowledged.
-func (es *engSub) close() {
+// close ends the engine subscription. commit: a group member commits what was acknowledged first
+// (not when its group is about to be deleted: a commit landing after the delete would bring the
+// group's offsets back).
+func (es *engSub) close(commit bool) {
 	es.release()
 	if es.s != nil {
-		es.c.out.commitSub(es, true)
+		if commit {
+			es.c.out.commitSub(es, true)
+		}
 		es.s.Close()
 		es.s = nil
 	}
 	es.waiting = false
-	for id, m := range es.c.out.inflight {
+	for _, m := range es.c.out.inflight {
 		if m.es == es {
 			m.es = nil // its acknowledgement no longer commits
-			_ = id
 		}
 	}
 	delete(es.c.bySub, es.id)
@@ -406,8 +409,9 @@ func (o *outbound) writePublish(pk *packets.Packet) {
 	if c.wb.Len()-start > c.maxOut {
 		c.wb.Truncate(start)
 		c.srv.stats.DroppedTooLarge.Add(1)
-		if pk.FixedHeader.Qos > 0 {
-			o.acked(pk.PacketID, packets.Puback+pk.FixedHeader.Qos-1) // settle it as the client would
+		if m := o.inflight[pk.PacketID]; pk.FixedHeader.Qos > 0 && m != nil {
+			delete(o.inflight, pk.PacketID) // settled as if delivered (MQTT 5 3.1.2.25)
+			o.settle(m)
 		}
 		return
 	}
@@ -479,13 +483,14 @@ func (o *outbound) recordProps(pk *packets.Packet, rec *wire.Record, ms *mqttSub
 	return ok
 }
 
-// acked applies a PUBACK, PUBREC or PUBCOMP from the client.
-func (o *outbound) acked(id uint16, kind byte) {
+// acked applies a PUBACK, PUBREC or PUBCOMP from the client, with its reason code (MQTT 5; 0
+// before): a PUBREC with a failure code ends the exchange there.
+func (o *outbound) acked(id uint16, kind, code byte) {
 	c := o.c
 	m := o.inflight[id]
 	switch {
 	case m == nil:
-		if kind == packets.Pubrec {
+		if kind == packets.Pubrec && code < 0x80 {
 			c.ack(packets.Pubrel, id, packets.ErrPacketIdentifierNotFound.Code)
 		}
 		return
@@ -496,10 +501,16 @@ func (o *outbound) acked(id uint16, kind byte) {
 			o.settle(m)
 		}
 	case kind == packets.Pubrec && m.qos == 2 && m.state == packets.Publish:
+		o.settle(m) // the client has it (or refused it): it will not be sent again
+		if code >= 0x80 {
+			delete(o.inflight, id)
+			return
+		}
 		m.state = packets.Pubrel
-		o.settle(m) // the client has it: it will not be sent again, only released
 		c.sess.relOut[id] = struct{}{}
 		c.ack(packets.Pubrel, id, 0)
+	case kind == packets.Pubrec && m.state == packets.Pubrel:
+		c.ack(packets.Pubrel, id, 0) // a PUBREC again: release again
 	default:
 		c.protocolError(packets.ErrProtocolViolation.Code, errUnexpectedAck)
 	}
@@ -535,7 +546,7 @@ func (o *outbound) resendReleases() {
 // close ends every subscription (committing what was acknowledged) when the connection closes.
 func (o *outbound) close() {
 	for _, es := range o.c.bySub {
-		es.close()
+		es.close(true)
 	}
 	o.retained, o.retSub = nil, nil
 	o.inflight = map[uint16]*outMsg{}

@@ -165,9 +165,11 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 		es := &engSub{c: c, ms: ms, name: n, group: c.groupName(ms, n)}
 		c.nextSubID++
 		es.id = c.nextSubID
-		if err := es.open(false); err != nil {
+		// A resumed session's partitions without a commit are of topics created while it was
+		// away (a subscription commits its first position at once): read them from the start.
+		if err := es.open(resumed && es.group != ""); err != nil {
 			for _, o := range ms.engs {
-				o.close()
+				o.close(true)
 			}
 			c.srv.log.Debug("mqtt: subscribe refused", "client", c.clientID, "filter", spec.Filter, "err", err)
 			if errors.Is(err, wire.CodeShuttingDown) {
@@ -208,7 +210,7 @@ func (es *engSub) open(earliest bool) error {
 	if err != nil && es.group != "" && es.ms.share == "" && engine.IsPattern(es.name) {
 		// No group over a pattern in this engine: a persistent session's wildcard subscription
 		// is a plain one (see the top of this file).
-		es.group, spec.Group = "", ""
+		es.group, spec.Group, spec.Start = "", "", wire.StartLatest
 		s, _, err = e.SubscribeWith(spec, c, opts)
 	}
 	if err != nil {
@@ -250,8 +252,9 @@ func (c *conn) onUnsubscribe(pk *packets.Packet) {
 // groups (and their committed offsets) go too.
 func (c *conn) closeSub(ms *mqttSub, forget bool) {
 	for _, es := range ms.engs {
-		es.close()
-		if forget && ms.share == "" && es.group != "" {
+		drop := forget && ms.share == "" && es.group != ""
+		es.close(!drop)
+		if drop {
 			c.srv.e.DeleteGroup(es.group, func(error) {})
 		}
 	}
