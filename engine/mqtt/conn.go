@@ -92,15 +92,18 @@ type conn struct {
 	// PUBLISH to serve again once it has (its body copied).
 	parked bool
 	retry  *parkedPublish
+	// parkDone is closed when the off-loop work of a park has returned (nil when not parked), and
+	// parkPub is the PUBLISH parked, if any: a connection closing while parked hands them over.
+	parkDone chan struct{}
+	parkPub  *parkedPublish
 
-	will        *packets.Packet // CONNECT's will, nil without one or after a normal DISCONNECT
-	willDelay   time.Duration
-	cleanExit   bool // a DISCONNECT 0x00 (or 0x04 with will) arrived
-	maxOut      int  // the client's maximum packet size (MQTT 5), or maxMQTTPacket
-	window      int  // how many QoS 1 and 2 deliveries may be unacknowledged
-	aliases     map[uint16]string
-	maxAliases  uint16
-	noLocalSeen bool
+	will       *packets.Packet // CONNECT's will, nil without one or after a normal DISCONNECT
+	willDelay  time.Duration
+	cleanExit  bool // a DISCONNECT 0x00 (or 0x04 with will) arrived
+	maxOut     int  // the client's maximum packet size (MQTT 5), or maxMQTTPacket
+	window     int  // how many QoS 1 and 2 deliveries may be unacknowledged
+	aliases    map[uint16]string
+	maxAliases uint16
 
 	// Inbound QoS 1 and 2 acknowledgements, in arrival order (MQTT 4.6 orders them).
 	acks []ackWait
@@ -468,10 +471,67 @@ func (c *conn) close() {
 		if c.srv.stopping.Load() {
 			will = nil // the broker went away, not the client
 		}
+		if c.parkDone != nil || c.retry != nil {
+			c.handOff(will)
+			return
+		}
 		c.srv.sessions.release(c, c.sess, will, c.willDelay)
 	} else if c.clientID != "" {
 		c.srv.sessions.abandon(c, c.clientID) // closed while its claim was under way
 	}
+}
+
+// handOff finishes, on a goroutine, what a connection closing while parked had read: the parked
+// PUBLISH once its work is done, then the packets left in the input buffer (gnet drops them with
+// the connection): each PUBLISH stored as publishInternal stores a will, a normal DISCONNECT
+// dropping the will. Then the session is let go. Without it a client that sends PUBLISH and
+// DISCONNECT and closes at once (mosquitto_pub) would lose the PUBLISH to a new topic, and have its
+// will published.
+func (c *conn) handOff(will *packets.Packet) {
+	var rest []byte
+	if n := c.t.InboundBuffered(); n > 0 {
+		b, _ := c.t.Peek(n)
+		rest = bytes.Clone(b)
+	}
+	srv, sess, id, principal, version, delay := c.srv, c.sess, c.clientID, c.principal, c.version, c.willDelay
+	done, parked := c.parkDone, c.parkPub
+	if parked == nil {
+		parked = c.retry
+	}
+	go func() {
+		if done != nil {
+			<-done
+		}
+		if parked != nil && parked.err == nil {
+			pk := *parked.pk
+			pk.FixedHeader.Retain = pk.FixedHeader.Retain && !parked.retained // stored already
+			if err := srv.publishInternal(id, principal, &pk); err != nil {
+				srv.log.Debug("mqtt: a publish read before the close not stored", "client", id, "err", err)
+			}
+		}
+		for len(rest) > 0 {
+			hdr, body, n, err := readFrame(rest, srv.opts.MaxPacketSize)
+			if n == 0 || err != nil {
+				break
+			}
+			rest = rest[n:]
+			pk, err := decodePacket(hdr, body, version)
+			if err != nil {
+				break
+			}
+			switch pk.FixedHeader.Type {
+			case packets.Publish:
+				if err := srv.publishInternal(id, principal, pk); err != nil {
+					srv.log.Debug("mqtt: a publish read before the close not stored", "client", id, "err", err)
+				}
+			case packets.Disconnect:
+				if pk.ReasonCode != packets.CodeDisconnectWillMessage.Code {
+					will = nil
+				}
+			}
+		}
+		srv.sessions.release(c, sess, will, delay)
+	}()
 }
 
 // watch registers the connection for p's synced offset, once.

@@ -88,7 +88,6 @@ type outbound struct {
 	retained []*retainedMsg // retained messages to send after a SUBACK, with their subscription
 	retSub   []*mqttSub
 	dirty    []*engSub // group members with commits to make
-	props    packets.Properties
 }
 
 func (o *outbound) init(c *conn) {

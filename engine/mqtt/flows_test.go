@@ -143,12 +143,19 @@ func TestPersistentSession(t *testing.T) {
 		t.Fatalf("after restart got %q, want 3", m.Payload)
 	}
 	dev.none(t, 200*time.Millisecond)
-	// A clean start drops the session: nothing stored is delivered.
+	// A clean start drops the session: a persistent connection after it finds none.
 	_ = dev.Disconnect(&paho.Disconnect{})
-	dev, ca, err = b.dial("dev", nil)
+	clean, ca, err := b.dial("dev", nil)
 	if err != nil || ca.SessionPresent {
 		t.Fatalf("clean start: %v, session present %v", err, ca != nil && ca.SessionPresent)
 	}
+	_ = clean.Disconnect(&paho.Disconnect{})
+	b.mustDial("pub2", nil).pub(t, "p/x", 1, "4") // pub's connection went with the restart
+	dev, ca, err = b.dial("dev", persistent)
+	if err != nil || ca.SessionPresent {
+		t.Fatalf("after the clean start: %v, session present %v", err, ca != nil && ca.SessionPresent)
+	}
+	dev.none(t, 300*time.Millisecond)
 }
 
 // TestWill: a connection that drops without DISCONNECT has its will published; one that

@@ -61,15 +61,17 @@ var (
 )
 
 // parkedPublish is a PUBLISH waiting for off-loop work (topic creation, the retained store): its
-// packet decoded from a copy of its body, and what is done already.
+// packet copied out of the input buffer, and what is done already.
 type parkedPublish struct {
 	pk       *packets.Packet
-	created  bool // the topic was created (or found): append now
-	retained bool // the retained store has it
+	created  bool  // the topic was created (or found): append now
+	retained bool  // the retained store has it
+	err      error // the work's outcome; written by the work's goroutine before parkDone closes
 }
 
-// park runs work off the loop for the PUBLISH pk and serves it again when it is done. body is the
-// packet's body as read; it is copied, and pk decoded again from the copy.
+// park runs work off the loop for the PUBLISH pk and serves it again when it is done: then records
+// what the work did. pk may hold views of the input buffer: it is copied (r, when the PUBLISH was
+// parked before, holds a copy already).
 func (c *conn) park(pk *packets.Packet, r *parkedPublish, work func() error, then func(r *parkedPublish)) {
 	if r == nil {
 		cp := *pk
@@ -78,17 +80,35 @@ func (c *conn) park(pk *packets.Packet, r *parkedPublish, work func() error, the
 		cp.Properties = pk.Properties.Copy(true)
 		r = &parkedPublish{pk: &cp}
 	}
-	c.parked = true
+	c.parkPub = r
+	c.parkOff(func() error {
+		r.err = work()
+		if r.err == nil {
+			then(r)
+		}
+		return r.err
+	}, func(c *conn, err error) {
+		c.parkPub = nil
+		if err != nil {
+			c.publishFailed(r.pk, err)
+			return
+		}
+		c.retry = r
+	})
+}
+
+// parkOff runs work on a goroutine, the connection parked meanwhile (no packet read), then done on
+// the loop with work's error. parkDone is closed when work has returned, for a connection that
+// closes meanwhile (handOff).
+func (c *conn) parkOff(work func() error, done func(c *conn, err error)) {
+	ch := make(chan struct{})
+	c.parked, c.parkDone = true, ch
 	go func() {
 		err := work()
+		close(ch)
 		c.complete(func(c *conn) {
-			c.parked = false
-			if err != nil {
-				c.publishFailed(r.pk, err)
-				return
-			}
-			then(r)
-			c.retry = r
+			c.parked, c.parkDone = false, nil
+			done(c, err)
 		})
 	}()
 }
@@ -309,8 +329,9 @@ func appendProps(h []wire.Header, p *packets.Properties) []wire.Header {
 	return h
 }
 
-// publishInternal appends a message the broker publishes on a client's behalf (a will): it runs
-// off any loop, creating the topic when the engine auto-creates topics.
+// publishInternal appends a message the broker publishes on a client's behalf (a will, or a
+// PUBLISH its connection had read when it closed: handOff): it runs off any loop, creating the
+// topic when the engine auto-creates topics.
 func (s *Server) publishInternal(clientID, principal string, pk *packets.Packet) error {
 	name, err := SluiceTopic(pk.TopicName)
 	if err != nil {

@@ -220,3 +220,46 @@ func TestTakeover(t *testing.T) {
 	second.pub(t, "t", 0, "x")
 	second.next(t)
 }
+
+// TestPublishThenCloseAtOnce: a client that sends CONNECT (with a will), a retained PUBLISH and a
+// PUBLISH to topics that do not exist yet, and DISCONNECT, and closes without reading anything (as
+// mosquitto_pub does), has both stored and its will not published.
+func TestPublishThenCloseAtOnce(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	watch := b.mustDial("watch", nil)
+	watch.sub(t, "hand/#", 0)
+	var out bytes.Buffer
+	connect := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: "quick",
+			WillFlag: true, WillTopic: "hand/will", WillPayload: []byte("gone")}}
+	if err := connect.ConnectEncode(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*packets.Packet{
+		{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "hand/kept", Payload: []byte("r")},
+		{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "hand/new", Payload: []byte("n")},
+	} {
+		p.ProtocolVersion = 4
+		if err := p.PublishEncode(&out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Write([]byte{0xE0, 0x00}) // DISCONNECT
+	nc := rawDial(t, b)
+	if _, err := nc.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	got := map[string]string{}
+	for range 2 {
+		m := watch.next(t)
+		got[m.Topic] = string(m.Payload)
+	}
+	if got["hand/kept"] != "r" || got["hand/new"] != "n" {
+		t.Fatalf("got %v", got)
+	}
+	watch.none(t, 500*time.Millisecond) // no will
+	if b.srv.Retained() != 1 {
+		t.Fatalf("%d retained", b.srv.Retained())
+	}
+}

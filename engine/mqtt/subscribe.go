@@ -108,17 +108,12 @@ func (c *conn) afterSessionWrite(then func(*conn)) {
 		return
 	}
 	snap := c.sess.snapshot()
-	c.parked = true
-	go func() {
-		err := c.srv.sessions.store(snap)
-		c.complete(func(c *conn) {
-			c.parked = false
-			if err != nil {
-				c.srv.log.Error("mqtt: storing a session", "client", c.clientID, "err", err)
-			}
-			then(c)
-		})
-	}()
+	c.parkOff(func() error { return c.srv.sessions.store(snap) }, func(c *conn, err error) {
+		if err != nil {
+			c.srv.log.Error("mqtt: storing a session", "client", c.clientID, "err", err)
+		}
+		then(c)
+	})
 }
 
 // subscribe opens one MQTT subscription and returns its SUBACK reason code. resumed: it is a stored
