@@ -113,10 +113,13 @@ type conn struct {
 
 	// Subscriptions. subs holds the MQTT subscriptions by filter as given; bySub the engine
 	// subscriptions (several per filter: "a/#" is two) by their engine ID.
-	subs      map[string]*mqttSub
-	bySub     map[uint32]*engSub
-	nextSubID uint32
-	out       outbound
+	subs map[string]*mqttSub
+	// subsChanged: the SUBSCRIBE or UNSUBSCRIBE being served changed the session's subscriptions
+	// (afterSessionWrite stores them).
+	subsChanged bool
+	bySub       map[uint32]*engSub
+	nextSubID   uint32
+	out         outbound
 
 	bb    *wire.BatchBuilder // builds each inbound PUBLISH's one-record batch; reused
 	hdrs  []wire.Header      // the record's headers; reused
@@ -462,6 +465,7 @@ func (c *conn) close() {
 		p.Unwatch(c)
 	}
 	c.srv.stats.Subscriptions.Add(-int64(len(c.subs)))
+	c.settleBuffered()
 	c.out.close()
 	c.inbox.Close()
 	c.acks = nil
@@ -478,6 +482,33 @@ func (c *conn) close() {
 		c.srv.sessions.release(c, c.sess, will, c.willDelay)
 	} else if c.clientID != "" {
 		c.srv.sessions.abandon(c, c.clientID) // closed while its claim was under way
+	}
+}
+
+// settleBuffered applies the acknowledgements (PUBACK, PUBREC, PUBCOMP) left unread in the input
+// buffer of a closing connection (it was parked, or they came with the packet that closed it), so
+// the subscriptions commit what the client did acknowledge before they close.
+func (c *conn) settleBuffered() {
+	if !c.connected.Load() || c.sess == nil {
+		return
+	}
+	n := c.t.InboundBuffered()
+	if n < 2 {
+		return
+	}
+	rest, _ := c.t.Peek(n)
+	for len(rest) > 0 {
+		hdr, body, size, err := readFrame(rest, c.srv.opts.MaxPacketSize)
+		if size == 0 || err != nil {
+			return
+		}
+		rest = rest[size:]
+		switch typ := hdr >> 4; typ {
+		case packets.Puback, packets.Pubrec, packets.Pubcomp:
+			if pk, err := decodePacket(hdr, body, c.version); err == nil {
+				c.out.acked(pk.PacketID, typ, pk.ReasonCode)
+			}
+		}
 	}
 }
 

@@ -40,47 +40,48 @@ func rawWrite(t *testing.T, nc net.Conn, v byte, pk *packets.Packet) {
 	}
 }
 
-// rawRead reads the next packet (protocol version v), failing after 10 s.
+// rawRead reads the next packet (protocol version v), exactly its bytes, failing after 10 s.
 func rawRead(t *testing.T, nc net.Conn, v byte) *packets.Packet {
 	t.Helper()
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var buf []byte
-	tmp := make([]byte, 4096)
+	one := make([]byte, 1)
+	var head []byte
 	for {
-		hdr, body, n, err := readFrame(buf, maxMQTTPacket)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			pk := &packets.Packet{ProtocolVersion: v}
-			if err := pk.FixedHeader.Decode(hdr); err != nil {
-				t.Fatal(err)
-			}
-			pk.FixedHeader.Remaining = len(body)
-			switch pk.FixedHeader.Type {
-			case packets.Publish:
-				err = pk.PublishDecode(body)
-			case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
-				err = pk.PubackDecode(body)
-			case packets.Suback:
-				err = pk.SubackDecode(body)
-			case packets.Disconnect:
-				err = pk.DisconnectDecode(body)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n != len(buf) {
-				t.Fatalf("%d bytes after the packet: read one packet at a time only", len(buf)-n)
-			}
-			return pk
-		}
-		m, err := nc.Read(tmp)
-		if err != nil {
+		if _, err := readFull(nc, one); err != nil {
 			t.Fatalf("read: %v", err)
 		}
-		buf = append(buf, tmp[:m]...)
+		head = append(head, one[0])
+		if len(head) >= 2 && head[len(head)-1]&0x80 == 0 {
+			break
+		}
 	}
+	size, hlen, err := frameSize(head, maxMQTTPacket)
+	if err != nil || size == 0 {
+		t.Fatalf("header % x: %v", head, err)
+	}
+	body := make([]byte, size-hlen)
+	if _, err := readFull(nc, body); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	pk := &packets.Packet{ProtocolVersion: v}
+	if err := pk.FixedHeader.Decode(head[0]); err != nil {
+		t.Fatal(err)
+	}
+	pk.FixedHeader.Remaining = len(body)
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		err = pk.PublishDecode(body)
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		err = pk.PubackDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
 }
 
 // TestQoS2InboundOnce: a QoS 2 PUBLISH sent again (DUP) before PUBREL is acknowledged and not
@@ -262,4 +263,53 @@ func TestPublishThenCloseAtOnce(t *testing.T) {
 	if b.srv.Retained() != 1 {
 		t.Fatalf("%d retained", b.srv.Retained())
 	}
+}
+
+// TestResubscribeKeepsPosition: a resumed 3.1.1 session that subscribes again to its filter (as
+// mosquitto_sub does on every connect) and acknowledges gets each message once: the acknowledgement
+// commits, and the next session resumes after it.
+func TestResubscribeKeepsPosition(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	p := b.mustDial("pub", nil)
+	p.pub(t, "rs", 1, "0")
+	session := func(want string) {
+		nc := rawDial(t, b)
+		body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 30, 0x00, 0x03, 'd', 'e', 'v'}
+		_, _ = nc.Write(append([]byte{0x10, byte(len(body))}, body...))
+		rawWrite(t, nc, 4, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
+			Filters: packets.Subscriptions{{Filter: "rs", Qos: 1}}})
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		ack := make([]byte, 4)
+		if _, err := readFull(nc, ack); err != nil || ack[0] != 0x20 {
+			t.Fatalf("CONNACK % x %v", ack, err)
+		}
+		for {
+			m := rawRead(t, nc, 4)
+			if m.FixedHeader.Type == packets.Suback {
+				if want == "" {
+					break
+				}
+				continue
+			}
+			if m.FixedHeader.Type != packets.Publish || string(m.Payload) != want {
+				t.Fatalf("got %+v %q, want %q", m.FixedHeader, m.Payload, want)
+			}
+			var out bytes.Buffer
+			a := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: m.PacketID, ProtocolVersion: 4}
+			_ = a.PubackEncode(&out)
+			out.Write([]byte{0xE0, 0x00})
+			_, _ = nc.Write(out.Bytes())
+			break
+		}
+		nc.Close()
+	}
+	session("") // subscribes
+	p.pub(t, "rs", 1, "1")
+	session("1")
+	p.pub(t, "rs", 1, "2")
+	session("2")
+	b.restart()
+	p = b.mustDial("pub", nil)
+	p.pub(t, "rs", 1, "3")
+	session("3")
 }

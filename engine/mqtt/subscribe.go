@@ -100,10 +100,12 @@ func (c *conn) onSubscribe(pk *packets.Packet) {
 	c.afterSessionWrite(func(c *conn) { c.write(ack) })
 }
 
-// afterSessionWrite runs then once the session's subscriptions are stored (a persistent session:
-// off the loop, parked meanwhile), else at once.
+// afterSessionWrite runs then once the session's subscriptions are stored (a persistent session
+// whose subscriptions changed: off the loop, parked meanwhile), else at once.
 func (c *conn) afterSessionWrite(then func(*conn)) {
-	if !c.sess.persistent {
+	changed := c.subsChanged
+	c.subsChanged = false
+	if !c.sess.persistent || !changed {
 		then(c)
 		return
 	}
@@ -151,9 +153,19 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 			}
 		}
 	}
-	old := c.subs[spec.Filter]
-	if old != nil {
-		c.closeSub(old, false)
+	if old := c.subs[spec.Filter]; old != nil {
+		// The same filter again replaces the subscription's options but keeps its engine
+		// subscriptions, so nothing is lost or sent twice (MQTT 3.8.4): mosquitto_sub, resuming a
+		// session, subscribes again to what the session holds.
+		if old.spec != spec {
+			c.subsChanged = true
+		}
+		old.spec = spec
+		c.sess.subs[spec.Filter] = spec
+		if !resumed && !shared && spec.RetainHandling == 0 {
+			c.out.queueRetained(old)
+		}
+		return spec.QoS
 	}
 	ms := &mqttSub{spec: spec, filter: filter, share: share, mapping: m}
 	for _, n := range m.names {
@@ -176,9 +188,12 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 		ms.engs = append(ms.engs, es)
 	}
 	c.subs[spec.Filter] = ms
+	if !resumed {
+		c.subsChanged = true
+	}
 	c.sess.subs[spec.Filter] = spec
 	c.srv.stats.Subscriptions.Add(1)
-	if !resumed && !shared && (spec.RetainHandling == 0 || spec.RetainHandling == 1 && old == nil) {
+	if !resumed && !shared && spec.RetainHandling < 2 {
 		c.out.queueRetained(ms)
 	}
 	return spec.QoS
@@ -193,6 +208,22 @@ func (es *engSub) open(earliest bool) error {
 		es.waiting = true
 		c.waitsTick.Store(true)
 		return nil
+	}
+	if t := e.TopicByName(es.name); t != nil && es.group != "" {
+		// Every partition of a group's topic gets a commit before the member joins: a partition
+		// dealt to a member later (a shared group's member leaving, or handing it over after the
+		// revoke timeout) or read by a resumed session starts where the group began, not at the end
+		// of the partition when it was dealt.
+		for i := range t.Partitions() {
+			p := t.Partition(int32(i))
+			if e.CommittedOffset(es.group, es.name, p.ID()) < 0 {
+				off := p.NextOffset()
+				if earliest {
+					off = p.StartOffset()
+				}
+				e.CommitTopicOffset(t, es.group, p.ID(), off, func(error) {})
+			}
+		}
 	}
 	spec := wire.Subscribe{SubID: es.id, Topic: es.name, Partition: -1, Start: wire.StartLatest, Credit: deliverCredit, Group: es.group}
 	if earliest {
@@ -256,6 +287,7 @@ func (c *conn) closeSub(ms *mqttSub, forget bool) {
 	delete(c.subs, ms.spec.Filter)
 	if forget {
 		delete(c.sess.subs, ms.spec.Filter)
+		c.subsChanged = true
 	}
 	c.srv.stats.Subscriptions.Add(-1)
 }
