@@ -40,8 +40,10 @@ type engSub struct {
 	ms    *mqttSub
 	id    uint32
 	name  string // Sluice topic or pattern
-	group string // consumer group, "" for a plain subscription
+	group string // the consumer group its commits go to, "" for a plain subscription
 	s     *engine.Subscription
+	// resumed: opened for a resumed session (a wildcard one reads from the start, see open).
+	resumed bool
 	// waiting: the topic does not exist; the ticker's retry opens it when it does.
 	waiting bool
 
@@ -201,6 +203,9 @@ func (es *engSub) next() (*wire.Record, *engine.Partition, error) {
 		es.rest = es.rest[h.Size():]
 		if h.LastOffset() < es.held.From() {
 			continue
+		}
+		if ps := es.part(es.held.Partition); ps != nil && h.LastOffset() < ps.committed {
+			continue // delivered and acknowledged before (a resumed wildcard subscription)
 		}
 		es.iter = true
 	}
@@ -362,6 +367,9 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 		}
 	}
 	ps := es.part(part)
+	if ps != nil && rec.Offset < ps.committed {
+		return true // delivered and acknowledged before (a resumed wildcard subscription)
+	}
 	if ps != nil {
 		ps.next = rec.Offset + 1
 		ps.dirty = true

@@ -27,8 +27,10 @@ import (
 // A filter naming one topic that does not exist yet waits for it (the ticker looks every 100 ms)
 // and then reads it from its first record. A group over a pattern is not offered by the engine
 // yet: a shared subscription with a wildcard is refused (SUBACK 0x9E on MQTT 5, 0x80 before), and a
-// persistent session's wildcard subscription is a plain one (it does not keep what was published
-// while the client was away).
+// persistent session's wildcard subscription is a plain one that commits to its group as a member
+// would; resumed, it reads every matching topic from its first record and skips, batch by batch,
+// what the commits cover (topics without a commit were created after the subscription: all of
+// theirs is new to it).
 
 // subSpec is one MQTT subscription as a session stores it.
 type subSpec struct {
@@ -169,7 +171,7 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 	}
 	ms := &mqttSub{spec: spec, filter: filter, share: share, mapping: m}
 	for _, n := range m.names {
-		es := &engSub{c: c, ms: ms, name: n, group: c.groupName(ms, n)}
+		es := &engSub{c: c, ms: ms, name: n, group: c.groupName(ms, n), resumed: resumed}
 		c.nextSubID++
 		es.id = c.nextSubID
 		// A resumed session's partitions without a commit are of topics created while it was
@@ -234,9 +236,16 @@ func (es *engSub) open(earliest bool) error {
 		MayTopic: func(t string) bool { return auth.MayTopic(c.srv.acl(), principal, auth.ActConsume, t) }}
 	s, _, err := e.SubscribeWith(spec, c, opts)
 	if err != nil && es.group != "" && es.ms.share == "" && engine.IsPattern(es.name) {
-		// No group over a pattern in this engine: a persistent session's wildcard subscription
-		// is a plain one (see the top of this file).
-		es.group, spec.Group, spec.Start = "", "", wire.StartLatest
+		// No group over a pattern in this engine: a persistent session's wildcard subscription is
+		// a plain one that commits to the session's group all the same, and a resumed one reads
+		// its topics from their first record, skipping what the commits say was delivered (see
+		// the top of this file).
+		spec.Group, spec.Start = "", wire.StartLatest
+		if es.resumed {
+			spec.Start = wire.StartEarliest
+		} else {
+			es.baselinePattern(opts.MayTopic)
+		}
 		s, _, err = e.SubscribeWith(spec, c, opts)
 	}
 	if err != nil {
@@ -250,6 +259,28 @@ func (es *engSub) open(earliest bool) error {
 	}
 	es.s, es.waiting = s, false
 	return nil
+}
+
+// baselinePattern commits, to es's group, the end of every partition of the topics es's pattern
+// matches now and that have no commit: on resume those start there, and only topics created later
+// are read from their first record.
+func (es *engSub) baselinePattern(may func(string) bool) {
+	e := es.c.srv.e
+	for _, cfg := range e.Topics() {
+		if !engine.MatchPattern(es.name, cfg.Name) || !may(cfg.Name) {
+			continue
+		}
+		t := e.TopicByName(cfg.Name)
+		if t == nil {
+			continue
+		}
+		for i := range t.Partitions() {
+			p := t.Partition(int32(i))
+			if e.CommittedOffset(es.group, cfg.Name, p.ID()) < 0 {
+				e.CommitTopicOffset(t, es.group, p.ID(), p.NextOffset(), func(error) {})
+			}
+		}
+	}
 }
 
 func (c *conn) onUnsubscribe(pk *packets.Packet) {
