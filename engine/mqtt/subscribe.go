@@ -148,13 +148,6 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 			return fail(packets.ErrNotAuthorized.Code)
 		}
 	}
-	if shared {
-		for _, n := range m.names {
-			if engine.IsPattern(n) {
-				return fail(packets.ErrSharedSubscriptionsNotSupported.Code)
-			}
-		}
-	}
 	if old := c.subs[spec.Filter]; old != nil {
 		// The same filter again replaces the subscription's options but keeps its engine
 		// subscriptions, so nothing is lost or sent twice (MQTT 3.8.4): mosquitto_sub, resuming a
@@ -183,6 +176,11 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 			c.srv.log.Debug("mqtt: subscribe refused", "client", c.clientID, "filter", spec.Filter, "err", err)
 			if errors.Is(err, wire.CodeShuttingDown) {
 				return fail(packets.ErrServerShuttingDown.Code)
+			}
+			if shared && engine.IsPattern(n) {
+				// The engine refuses a group over a pattern (until it offers one): the same call
+				// succeeds, unchanged, once it does.
+				return fail(packets.ErrSharedSubscriptionsNotSupported.Code)
 			}
 			return fail(packets.ErrUnspecifiedError.Code)
 		}
@@ -243,8 +241,6 @@ func (es *engSub) open(earliest bool) error {
 		spec.Group, spec.Start = "", wire.StartLatest
 		if es.resumed {
 			spec.Start = wire.StartEarliest
-		} else {
-			es.baselinePattern(opts.MayTopic)
 		}
 		s, _, err = e.SubscribeWith(spec, c, opts)
 	}
@@ -256,6 +252,11 @@ func (es *engSub) open(earliest bool) error {
 			return nil
 		}
 		return fmt.Errorf("mqtt: subscribing to %s: %w", es.name, err)
+	}
+	if es.group != "" && engine.IsPattern(es.name) && !es.resumed {
+		// As for a topic above, for every topic it matches now (after the subscribe, which starts
+		// them at their end too: a refused group leaves no offsets behind).
+		es.baselinePattern(opts.MayTopic)
 	}
 	es.s, es.waiting = s, false
 	return nil
