@@ -124,7 +124,13 @@ type conn struct {
 	bb    *wire.BatchBuilder // builds each inbound PUBLISH's one-record batch; reused
 	hdrs  []wire.Header      // the record's headers; reused
 	names map[string]string  // MQTT topic -> Sluice name, bounded by maxNameCache
+	// mqttNames maps Sluice names back (deliveries of records without a usable mqtt.topic),
+	// bounded by maxNameCache; scratch holds a mapped name being compared (recordTopic).
+	mqttNames map[string]string
+	scratch   [maxTopicName + 3]byte
+	clientIDb []byte // clientID's bytes, for the records' mqtt.client-id header
 	wb    bytes.Buffer       // packets gathered during a turn, written with one write at its end
+	pk    packets.Packet     // the PUBLISH or acknowledgement being served; reused (handle)
 
 	inbox    *ring.MPSC[event]
 	overflow atomic.Bool
@@ -141,7 +147,7 @@ const maxNameCache = 1024
 
 func newConn(s *Server, t transport) *conn {
 	c := &conn{srv: s, t: t, watched: map[*engine.Partition]struct{}{}, subs: map[string]*mqttSub{},
-		bySub: map[uint32]*engSub{}, names: map[string]string{}, bb: wire.NewBatchBuilder(1024), maxOut: maxMQTTPacket}
+		bySub: map[uint32]*engSub{}, names: map[string]string{}, mqttNames: map[string]string{}, bb: wire.NewBatchBuilder(1024), maxOut: maxMQTTPacket}
 	if a := t.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}
@@ -332,11 +338,17 @@ func (c *conn) protocolError(code byte, err error) {
 func (c *conn) handle(hdr byte, body []byte) {
 	typ := hdr >> 4
 	c.srv.stats.packetIn(typ)
+	var pk *packets.Packet
+	var err error
 	if typ != packets.Publish && typ != packets.Puback && typ != packets.Pubrec && typ != packets.Pubcomp && typ != packets.Pubrel {
 		// What the codec hands back of these (strings, filters, will) may be kept: decode a copy.
-		body = bytes.Clone(body)
+		pk, err = decodePacket(hdr, bytes.Clone(body), c.version)
+	} else {
+		// The hot path: into the connection's packet, whose views of body nothing keeps (a
+		// PUBLISH that must wait is copied: park).
+		pk = &c.pk
+		err = decodePacketInto(pk, hdr, body, c.version)
 	}
-	pk, err := decodePacket(hdr, body, c.version)
 	if err != nil {
 		c.protocolError(packets.ErrMalformedPacket.Code, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -359,7 +360,7 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 		return false
 	}
 	es.hasRec = false
-	topic := recordTopic(rec, part.Topic().Name())
+	topic := c.recordTopic(rec, part.Topic().Name()) // may be a view of the record: used only in this call
 	skip := ms.mapping.wildFirst && strings.HasPrefix(topic, "$")
 	if ms.spec.NoLocal {
 		if v, ok := rec.Header(HeaderClientID); ok && string(v) == c.clientID {
@@ -378,33 +379,84 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 	if skip {
 		return true
 	}
-	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, TopicName: topic, Payload: rec.Value}
+	retain := false
 	if ms.spec.RetainAsPublished {
 		if v, ok := rec.Header(HeaderRetain); ok && bytes.Equal(v, one) {
-			pk.FixedHeader.Retain = true
+			retain = true
 		}
 	}
+	var pk *packets.Packet
 	if c.version == 5 {
+		pk = &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain}, TopicName: topic, Payload: rec.Value}
 		if !o.recordProps(pk, rec, ms) {
 			return true // expired in the meantime
 		}
 	}
+	var id uint16
+	dup := false
 	if qos > 0 {
-		pk.PacketID = o.newID()
+		id = o.newID()
 		key := sentKey{group: es.group, topic: part.Topic().Name(), part: part.ID()}
 		if c.sess.persistent {
 			if up, ok := c.sess.sent[key]; ok && rec.Offset <= up {
-				pk.FixedHeader.Dup = true
+				dup = true
 			}
 			c.sess.sent[key] = max(c.sess.sent[key], rec.Offset)
 		}
-		o.inflight[pk.PacketID] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
+		o.inflight[id] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
 		if ps != nil {
 			ps.inflight = append(ps.inflight, rec.Offset)
 		}
 	}
-	o.writePublish(pk)
+	if pk != nil {
+		pk.PacketID, pk.FixedHeader.Dup = id, dup
+		o.writePublish(pk)
+		return true
+	}
+	o.writePublish4(topic, rec.Value, qos, dup, retain, id)
 	return true
+}
+
+// writePublish4 writes an MQTT 3.1.1 PUBLISH (no properties) straight into the turn's output,
+// without the codec's packet and buffers: the delivery path of 3.1.1 clients allocates nothing
+// here. The layout is MQTT 3.3: header byte, remaining length, topic (u16 length, bytes), packet
+// id (QoS 1 and 2), payload.
+func (o *outbound) writePublish4(topic string, payload []byte, qos byte, dup, retain bool, id uint16) {
+	c := o.c
+	rem := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		rem += 2
+	}
+	h := byte(packets.Publish<<4) | qos<<1
+	if dup {
+		h |= 0x08
+	}
+	if retain {
+		h |= 0x01
+	}
+	wb := &c.wb
+	wb.WriteByte(h)
+	for n := rem; ; {
+		b := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			wb.WriteByte(b | 0x80)
+			continue
+		}
+		wb.WriteByte(b)
+		break
+	}
+	wb.WriteByte(byte(len(topic) >> 8))
+	wb.WriteByte(byte(len(topic)))
+	wb.WriteString(topic)
+	if qos > 0 {
+		wb.WriteByte(byte(id >> 8))
+		wb.WriteByte(byte(id))
+	}
+	wb.Write(payload)
+	st := &c.srv.stats
+	st.packetOut(packets.Publish)
+	st.PublishedOut.Add(1)
+	st.PublishedOutBytes.Add(uint64(len(payload)))
 }
 
 // writePublish writes pk unless it exceeds the client's maximum packet size (MQTT 5: the server
@@ -443,14 +495,24 @@ func (es *engSub) part(p *engine.Partition) *partState {
 }
 
 // recordTopic is the MQTT topic a record goes out under: its mqtt.topic header when that maps onto
-// the topic the record is in, else the topic's name mapped back.
-func recordTopic(rec *wire.Record, name string) string {
-	if v, ok := rec.Header(HeaderTopic); ok {
-		if n, err := SluiceTopic(string(v)); err == nil && n == name {
-			return string(v)
+// the topic the record is in (the string is then a view of the record, valid while it is), else
+// the topic's name mapped back (cached per connection).
+func (c *conn) recordTopic(rec *wire.Record, name string) string {
+	if v, ok := rec.Header(HeaderTopic); ok && len(v) > 0 {
+		t := unsafe.String(&v[0], len(v))
+		if n, err := appendSluiceTopic(c.scratch[:0], t); err == nil && string(n) == name {
+			return t
 		}
 	}
-	return MQTTTopic(name)
+	if t, ok := c.mqttNames[name]; ok {
+		return t
+	}
+	t := MQTTTopic(name)
+	if len(c.mqttNames) >= maxNameCache {
+		clear(c.mqttNames)
+	}
+	c.mqttNames[name] = t // name is the topic's own string, not a view
+	return t
 }
 
 // recordProps sets an MQTT 5 PUBLISH's properties from the record's headers; false when the

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -292,11 +293,17 @@ func (c *conn) partitionHash() uint32 {
 // buildRecord builds the one-record batch of an inbound PUBLISH (see the table above).
 func (c *conn) buildRecord(pk *packets.Packet, topic string) ([]byte, error) {
 	h := c.hdrs[:0]
-	h = append(h, wire.Header{Key: hTopic, Value: []byte(topic)}, wire.Header{Key: hQoS, Value: qosValues[pk.FixedHeader.Qos]})
+	// The topic's bytes are read, not kept: Append copies them into the batch. A view, not a copy,
+	// so that a QoS 0 publish allocates nothing here.
+	tb := unsafe.Slice(unsafe.StringData(topic), len(topic))
+	h = append(h, wire.Header{Key: hTopic, Value: tb}, wire.Header{Key: hQoS, Value: qosValues[pk.FixedHeader.Qos]})
 	if pk.FixedHeader.Retain {
 		h = append(h, wire.Header{Key: hRetain, Value: one})
 	}
-	h = append(h, wire.Header{Key: hClientID, Value: []byte(c.clientID)})
+	if c.clientIDb == nil {
+		c.clientIDb = []byte(c.clientID)
+	}
+	h = append(h, wire.Header{Key: hClientID, Value: c.clientIDb})
 	if c.version == 5 {
 		h = appendProps(h, &pk.Properties)
 	}
