@@ -128,9 +128,9 @@ type conn struct {
 	// bounded by maxNameCache; scratch holds a mapped name being compared (recordTopic).
 	mqttNames map[string]string
 	scratch   [maxTopicName + 3]byte
-	clientIDb []byte // clientID's bytes, for the records' mqtt.client-id header
-	wb    bytes.Buffer       // packets gathered during a turn, written with one write at its end
-	pk    packets.Packet     // the PUBLISH or acknowledgement being served; reused (handle)
+	clientIDb []byte         // clientID's bytes, for the records' mqtt.client-id header
+	wb        bytes.Buffer   // packets gathered during a turn, written with one write at its end
+	pk        packets.Packet // the PUBLISH or acknowledgement being served; reused (handle)
 
 	inbox    *ring.MPSC[event]
 	overflow atomic.Bool
