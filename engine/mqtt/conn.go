@@ -129,6 +129,7 @@ type conn struct {
 	mqttNames map[string]string
 	scratch   [maxTopicName + 3]byte
 	clientIDb []byte         // clientID's bytes, for the records' mqtt.client-id header
+	idBuf     [8]byte        // a packet id in decimal, for the records' mqtt.packet-id header
 	wb        bytes.Buffer   // packets gathered during a turn, written with one write at its end
 	pk        packets.Packet // the PUBLISH or acknowledgement being served; reused (handle)
 

@@ -313,3 +313,38 @@ func TestResubscribeKeepsPosition(t *testing.T) {
 	p.pub(t, "rs", 1, "3")
 	session("3")
 }
+
+// TestDupResendStoredOnce: a QoS 1 PUBLISH resent with DUP (as a client does when it did not get
+// the PUBACK, here across a broker restart) is acknowledged and not stored again; a DUP with the
+// same packet id and another payload is a new message.
+func TestDupResendStoredOnce(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	publish := func(nc net.Conn, id uint16, payload string, dup bool) {
+		rawWrite(t, nc, 4, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Dup: dup},
+			TopicName: "dd", PacketID: id, Payload: []byte(payload)})
+		if a := rawRead(t, nc, 4); a.FixedHeader.Type != packets.Puback || a.PacketID != id {
+			t.Fatalf("PUBACK: %+v", a.FixedHeader)
+		}
+	}
+	records := func() int64 { return b.e.TopicByName("dd").Partition(0).NextOffset() }
+	nc := rawConnect(t, b, 4, 30)
+	publish(nc, 5, "x", false)
+	publish(nc, 5, "x", true)
+	if n := records(); n != 1 {
+		t.Fatalf("%d records after a resend, want 1", n)
+	}
+	publish(nc, 5, "other", true)
+	if n := records(); n != 2 {
+		t.Fatalf("%d records after a DUP of another payload, want 2", n)
+	}
+	publish(nc, 9, "y", false)
+	b.restart()
+	nc = rawConnect(t, b, 4, 30)
+	publish(nc, 9, "y", true)
+	if n := records(); n != 3 {
+		t.Fatalf("%d records after a resend across a restart, want 3", n)
+	}
+	if n := b.srv.Stats().DuplicatesDropped.Load(); n != 1 {
+		t.Fatalf("duplicates dropped %d since the restart, want 1", n)
+	}
+}
