@@ -200,6 +200,18 @@ func (c *Client) requestContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.closeCtx, c.opts.RequestTimeout)
 }
 
+// liveConn returns the live connection without waiting: nil while there is none or once the client
+// is closed.
+func (c *Client) liveConn() *conn {
+	c.mu.Lock()
+	cn := c.cn
+	if c.closed {
+		cn = nil
+	}
+	c.mu.Unlock()
+	return cn
+}
+
 // waitConn returns the live connection, waiting for a reconnection if there is none.
 func (c *Client) waitConn(ctx context.Context) (*conn, error) {
 	for {
