@@ -821,8 +821,12 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 	corr := cn.nextCorr()
 	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
 	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
-	buf = append(req.AppendHeader(buf), b.data...)
-	if !noReply {
+	buf = req.AppendHeader(buf)
+	var err error
+	if noReply {
+		// Completed as soon as it is queued (below), so recycled at once: the batch is copied.
+		err = cn.endFrame(append(buf, b.data...), start)
+	} else {
 		// Registered while the write buffer is locked: the request cannot leave (so no reply can
 		// come) before this goroutine is done with b.
 		if err := cn.registerAs(corr, b); err != nil {
@@ -830,8 +834,14 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 			b.complete(wire.Frame{}, err)
 			return
 		}
+		// The batch is written from b.data, not copied: b is changed again (recycled by finish,
+		// rebuilt by split) only after its answer, which the broker sends once it has read the
+		// whole frame, or after cn failed. A failed connection's last writev may then still be
+		// reading b.data; whatever it sends the broker refuses or discards (each batch carries
+		// its CRC, and the client has closed the socket).
+		err = cn.endFrameRef(buf, start, b.data, wire.OpProduce, flags, corr)
 	}
-	if err := cn.endFrame(buf, start); err != nil {
+	if err != nil {
 		if noReply || cn.take(corr) != nil {
 			p.finish(b, -1, err, true)
 		}

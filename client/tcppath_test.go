@@ -84,3 +84,53 @@ func TestProduceSendsOnCallersGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// TestProduceBatchWrittenFromItsBuffer: a produce's batch is written from the producer's batch
+// buffer beside its frame header (one writev), not copied into the connection's write buffer
+// first, and arrives intact. Before, every batch was appended into the write buffer, which grew to
+// the largest batch (64 KiB here).
+func TestProduceBatchWrittenFromItsBuffer(t *testing.T) {
+	got := make(chan []string, 4)
+	fb := startFake(t, nil, func(fc *fakeConn, f wire.Frame) {
+		switch f.Op {
+		case wire.OpDescribe:
+			fc.describe(f, 1)
+		case wire.OpProduce:
+			var m wire.Produce
+			if err := m.Decode(f.Body); err != nil {
+				t.Error(err)
+				return
+			}
+			got <- batchValues(t, m.Batches)
+			fc.reply(f, &wire.ProduceReply{Partition: m.Partition})
+		}
+	})
+	c := dialT(t, fb.addr())
+	p, err := c.Producer("t", WithLinger(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(testCtx(t))
+	value := bytes.Repeat([]byte("0123456789abcdef"), 4<<10) // 64 KiB
+	for i := range 3 {
+		value[0] = byte('a' + i)
+		if _, err := p.Publish(testCtx(t), Record{Value: value}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case vals := <-got:
+			if len(vals) != 1 || vals[0] != string(value) {
+				t.Fatalf("publish %d: broker got %d records, first %d bytes, want one record of %d bytes", i, len(vals), len(vals[0]), len(value))
+			}
+		case <-testCtx(t).Done():
+			t.Fatal("no produce reached the broker")
+		}
+	}
+	cn := c.liveConn()
+	cn.wmu.Lock()
+	wcap, scap := cap(cn.wbuf), cap(cn.spare)
+	cn.wmu.Unlock()
+	if wcap >= len(value) || scap >= len(value) {
+		t.Fatalf("write buffers grew to %d and %d bytes: the %d-byte batch was copied into them", wcap, scap, len(value))
+	}
+}
