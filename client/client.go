@@ -355,7 +355,7 @@ func (c *Client) deliver(cn *conn, body []byte) {
 		c.log.Debug("sluice: delivery for an unknown subscription dropped", "sub", d.SubID)
 		return
 	}
-	s.cons.push(s, &d)
+	s.cons.push(s, &d, cn.fr)
 }
 
 // assign routes an Assign push to its consumer. Reader goroutine.

@@ -76,6 +76,10 @@ type conn struct {
 	bufs     net.Buffers
 	vectored bool
 
+	// fr reads the connection; set by readLoop before it reads, used by the reader goroutine only
+	// (a delivery borrows the read buffer it arrived in: Consumer.push).
+	fr *frameReader
+
 	corr    atomic.Uint32
 	pmu     sync.Mutex
 	pending map[uint32]replyHandler // guarded by pmu: requests awaiting an answer
@@ -376,7 +380,8 @@ func (cn *conn) writeLoop() {
 // readLoop decodes frames until the connection fails.
 func (cn *conn) readLoop() {
 	defer cn.c.wg.Done()
-	cn.fail(newFrameReader(cn.nc, cn.maxFrame).run(cn.dispatch))
+	cn.fr = newFrameReader(cn.nc, cn.maxFrame)
+	cn.fail(cn.fr.run(cn.dispatch))
 }
 
 // dispatch routes one frame: pushes to their subscription, answers to their request.

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -132,5 +133,50 @@ func TestProduceBatchWrittenFromItsBuffer(t *testing.T) {
 	cn.wmu.Unlock()
 	if wcap >= len(value) || scap >= len(value) {
 		t.Fatalf("write buffers grew to %d and %d bytes: the %d-byte batch was copied into them", wcap, scap, len(value))
+	}
+}
+
+// TestConsumerReadsDeliveriesInPlace: a delivery is read where it arrived, in the connection's
+// read buffer, not copied out of it: the Message's value lies inside one of the buffers the
+// connection's reader has read into. Before, push copied every delivery into a pooled buffer.
+func TestConsumerReadsDeliveriesInPlace(t *testing.T) {
+	br := startBroker(t, nil)
+	c := dialT(t, br.addr)
+	createTopic(t, c, "inplace", 1)
+	ctx := testCtx(t)
+	p, err := c.Producer("inplace", WithLinger(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := p.Publish(ctx, Record{Value: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cc := dialT(t, br.addr)
+	cons, err := cc.Subscribe(ctx, "inplace", WithStartEarliest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close(ctx)
+	for i := range 50 {
+		m, err := cons.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Value) != strconv.Itoa(i) {
+			t.Fatalf("record %d: value %q", i, m.Value)
+		}
+		cons.mu.Lock()
+		rb := cons.rd.cur.rb
+		cons.mu.Unlock()
+		if rb == nil {
+			t.Fatalf("record %d: no read buffer behind the delivery", i)
+		}
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(rb.b)))
+		at := uintptr(unsafe.Pointer(unsafe.SliceData(m.Value)))
+		if at < lo || at >= lo+uintptr(len(rb.b)) {
+			t.Fatalf("record %d: value at %#x, outside the read buffer [%#x, +%d)", i, at, lo, len(rb.b))
+		}
 	}
 }
