@@ -347,8 +347,10 @@ func (p *Producer) Partitions() int32 { return p.nparts }
 // Produce queues rec and reports its result to fn, which runs exactly once on a client goroutine
 // (the connection's reader, or the producer's sender) or, when the batch fails before it is sent or
 // needs no answer (DurabilityNone), on the goroutine calling Produce, Send, Publish or Flush that
-// sent it; it must not block. fn may be nil. Produce
-// blocks only while MaxBufferedBytes are buffered, until ctx ends; its error says the record was not
+// sent it; it must not block, nor take a lock held around Produce. fn may be nil. Produce blocks
+// while MaxBufferedBytes are buffered, until ctx ends, and while the batch it sends itself (see
+// kick) waits for room in the socket's send buffer, which ctx does not end (a broker that stops
+// reading fails the connection by the ping's deadline); its error says the record was not
 // queued (and fn will not run): ErrRecordTooLarge, ErrClosed, or ctx's error. The record's own
 // failure reaches fn in Result.Err: ErrConnectionLost after the retries, or the broker's refusal.
 func (p *Producer) Produce(ctx context.Context, rec Record, fn func(Result)) error {
