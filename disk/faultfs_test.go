@@ -2,6 +2,7 @@ package disk
 
 import (
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ type faultFS struct {
 	allocErr   atomic.Pointer[error]
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
+	segSyncs   atomic.Int64 // those of segment files (*.log, *.log.tmp), not index files
 	writeback  atomic.Int64 // bytes passed to StartWriteback
 	// writebackNice is the lowest nice value (the highest priority) of a thread that called
 	// StartWriteback; 100 before the first call (set by the test).
@@ -53,6 +55,9 @@ func (f *faultFile) Datasync() error {
 		return *p
 	}
 	f.fs.syncs.Add(1)
+	if n := strings.TrimSuffix(f.Name(), tmpSuffix); strings.HasSuffix(n, logSuffix) {
+		f.fs.segSyncs.Add(1)
+	}
 	return f.File.Datasync()
 }
 

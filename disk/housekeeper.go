@@ -284,7 +284,7 @@ func (s *segment) willNeedData(end int) {
 func (l *Log) prepareSpare() {
 	s := l.active.Load()
 	pos, _ := unpack(s.claim.Load())
-	if pos == sealedPos || pos < uint32(len(s.data)/defaultSpareThreshold) {
+	if pos == sealedPos || pos < l.spareAt(s) {
 		return
 	}
 	l.mu.Lock()
@@ -298,6 +298,7 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
+	allocated := l.reserveSpare(s, pos, f, data)
 	// On this goroutine, not a low-priority thread (populate): until it is published below, a roll
 	// that needs a segment creates one itself, and on a nearly full disk this one's blocks are then
 	// what that roll's fallocate misses. Waiting for a low thread widened that window enough that a
@@ -305,7 +306,7 @@ func (l *Log) prepareSpare() {
 	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
-		l.spare = &spare{f: f, data: data}
+		l.spare = &spare{f: f, data: data, allocated: allocated}
 		f, data = nil, nil
 	}
 	l.mu.Unlock()

@@ -402,6 +402,16 @@ func (e *Engine) EndTxn(pid int64, epoch int16, commit bool) error {
 	return e.txns.end(pid, epoch, commit, "")
 }
 
+// TxnOpen reports whether producer pid has a transaction open: begun by a transactional batch and
+// not yet committed or aborted (by EndTxn, or by Options.TxnTimeout). The Kafka listener asks it
+// before a commit, so a commit of a transaction the timeout aborted is refused rather than answered
+// as done.
+func (e *Engine) TxnOpen(pid int64) bool {
+	e.txns.mu.Lock()
+	defer e.txns.mu.Unlock()
+	return e.txns.open[pid] != nil
+}
+
 func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string) error {
 	c.mu.Lock()
 	tx := c.open[pid]
