@@ -565,7 +565,10 @@ func (o *outbound) acked(id uint16, kind, code byte) {
 		return
 	case kind == packets.Puback && m.qos == 1, kind == packets.Pubcomp && m.state == packets.Pubrel:
 		delete(o.inflight, id)
-		delete(c.sess.relOut, id)
+		if kind == packets.Pubcomp {
+			delete(c.sess.relOut, id)
+			c.logFlow(flowOutDone, id)
+		}
 		if kind == packets.Puback {
 			o.settle(m)
 		}
@@ -577,6 +580,7 @@ func (o *outbound) acked(id uint16, kind, code byte) {
 		}
 		m.state = packets.Pubrel
 		c.sess.relOut[id] = struct{}{}
+		c.logFlow(flowOut, id)
 		c.ack(packets.Pubrel, id, 0)
 	case kind == packets.Pubrec && m.state == packets.Pubrel:
 		c.ack(packets.Pubrel, id, 0) // a PUBREC again: release again

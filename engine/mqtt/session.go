@@ -26,9 +26,10 @@ import (
 // one outlives it: its subscriptions are stored in DATA/mqtt/sessions/<sha256 of the client id>.json
 // (disk.WriteFileAtomic: temp file, fdatasync, rename, directory fsync) whenever they change, and
 // the positions of its subscriptions are consumer-group offsets in the engine's offset store
-// (subscribe.go), so both survive a restart. What lives only in memory: the inbound QoS 2 packet
-// ids awaiting PUBREL, the PUBRELs awaiting PUBCOMP and which offsets were sent (for DUP); after a
-// restart, unacknowledged deliveries are sent again without DUP.
+// (subscribe.go), so both survive a restart. Its QoS 2 state (the inbound packet ids awaiting
+// PUBREL, the PUBRELs awaiting PUBCOMP) is appended to a flow log beside the file (flowlog.go).
+// What lives only in memory: which offsets were sent (for DUP); after a restart, unacknowledged
+// deliveries are sent again without DUP.
 //
 // A persistent session expires its expiry interval after its connection ended (MQTT 3.1.1's after
 // Options.MaxSessionExpiry): its file and its groups' offsets are deleted. A will with a delay
@@ -65,6 +66,11 @@ type session struct {
 	qos2In map[uint16]bool
 	relOut map[uint16]struct{}
 	sent   map[sentKey]int64
+	// flows is the QoS 2 flow log open for appending (flowlog.go), nil until the holder first
+	// writes to it; flowRecs counts the records appended since its last compaction.
+	flows    *os.File
+	flowRecs int
+	flowBuf  [3]byte
 }
 
 func newSession(id string) *session {
@@ -145,6 +151,11 @@ func openSessions(srv *Server, dir string) (*sessionTable, error) {
 		for _, sp := range ss.Subs {
 			s.subs[sp.Filter] = sp
 		}
+		if err := st.loadFlows(s); err != nil {
+			srv.log.Error("mqtt: a session's QoS 2 state does not parse: dropped", "client", s.id, "err", err)
+			clear(s.qos2In)
+			clear(s.relOut)
+		}
 		st.m[s.id] = s
 	}
 	return st, nil
@@ -170,7 +181,9 @@ func (st *sessionTable) store(ss storedSession) error {
 func (st *sessionTable) remove(id string) {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
-	if err := os.Remove(st.file(id)); err == nil {
+	err1 := os.Remove(st.file(id))
+	err2 := os.Remove(st.flowFile(id))
+	if err1 == nil || err2 == nil {
 		_ = disk.OSFS{}.SyncDir(st.dir)
 	}
 }
@@ -213,6 +226,10 @@ func (st *sessionTable) claim(c *conn, id string, clean, persistent bool, expiry
 	s.holder, s.persistent, s.expiry, s.offlineAt = c, persistent, expiry, time.Time{}
 	st.mu.Unlock()
 	if dropped != nil && dropped.persistent {
+		// The flow log goes now, not in drop's goroutine: the new session may start one at once.
+		st.writeMu.Lock()
+		_ = os.Remove(st.flowFile(id))
+		st.writeMu.Unlock()
 		st.drop(dropped)
 	}
 	c.complete(func(c *conn) { done(c, s, present, nil) })
@@ -255,6 +272,7 @@ func (st *sessionTable) release(c *conn, s *session, will *packets.Packet, delay
 		return
 	}
 	s.holder = nil
+	s.closeFlows()
 	waiters := s.waiters
 	s.waiters = nil
 	var snap *storedSession
