@@ -20,8 +20,8 @@ import (
 //
 // A record is written with one write(2) on the holder's loop and not fsynced: it survives a broker
 // crash or SIGKILL (the page cache holds it) but, as a record stored at durability none, not a
-// power loss. The log is compacted (rewritten with disk.WriteFileAtomic to the ids in force) when
-// a holder first writes to it and every flowCompactEvery records after.
+// power loss. The log is compacted (rewritten with disk.WriteFileAtomic to the ids in force) once
+// it holds flowCompactEvery records, or when it ends in a torn record.
 const (
 	flowIn      = '+' // inbound id stored, PUBREC sent: awaiting PUBREL
 	flowInDone  = '-' // inbound id released: PUBCOMP sent
@@ -70,11 +70,16 @@ func (c *conn) logFlow(op byte, id uint16) {
 		return
 	}
 	st := c.srv.sessions
-	if s.flows == nil || s.flowRecs >= flowCompactEvery {
-		if err := st.compactFlows(s); err != nil {
-			c.srv.log.Error("mqtt: QoS 2 state not stored", "client", s.id, "err", err)
-			return
-		}
+	var err error
+	switch {
+	case s.flows == nil:
+		err = st.openFlows(s)
+	case s.flowRecs >= flowCompactEvery:
+		err = st.compactFlows(s)
+	}
+	if err != nil {
+		c.srv.log.Error("mqtt: QoS 2 state not stored", "client", s.id, "err", err)
+		return
 	}
 	s.flowBuf = [3]byte{op, byte(id >> 8), byte(id)}
 	if _, err := s.flows.Write(s.flowBuf[:]); err != nil {
@@ -82,6 +87,32 @@ func (c *conn) logFlow(op byte, id uint16) {
 		return
 	}
 	s.flowRecs++
+}
+
+// openFlows opens s's flow log for appending when its holder first writes to it. A session whose
+// file is not written yet (a new one that has not subscribed) is stored first, so that a restart
+// finds the session this log belongs to. A log holding flowCompactEvery records or more, or ending
+// in a torn record, is compacted. Holder only.
+func (st *sessionTable) openFlows(s *session) error {
+	if _, err := os.Stat(st.file(s.id)); errors.Is(err, fs.ErrNotExist) {
+		if err := st.store(s.snapshot()); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(st.flowFile(s.id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	s.flows, s.flowRecs = f, int(fi.Size()/3)
+	if fi.Size()%3 != 0 || s.flowRecs >= flowCompactEvery {
+		return st.compactFlows(s)
+	}
+	return nil
 }
 
 // compactFlows rewrites s's flow log to the ids in force and opens it for appending. Holder only.
