@@ -153,3 +153,31 @@ func TestQoS2FlowLogTornTail(t *testing.T) {
 	nc, _ = rawConnectPersistent(t, b, "torn")
 	rel(nc, 5)
 }
+
+// TestRedeliveryWithDupAcrossRestart: a QoS 1 delivery a persistent session did not acknowledge is
+// sent again with DUP set after a broker restart too (what was sent is stored with the session).
+func TestRedeliveryWithDupAcrossRestart(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	p := b.mustDial("pub", nil)
+	nc, _ := rawConnectPersistent(t, b, "dev")
+	rawWrite(t, nc, 5, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "rdup", Qos: 1}}})
+	if a := rawRead(t, nc, 5); a.FixedHeader.Type != packets.Suback {
+		t.Fatalf("SUBACK: %+v", a.FixedHeader)
+	}
+	p.pub(t, "rdup", 1, "1")
+	m := rawRead(t, nc, 5)
+	if m.FixedHeader.Type != packets.Publish || string(m.Payload) != "1" || m.FixedHeader.Dup {
+		t.Fatalf("first delivery: %+v %q", m.FixedHeader, m.Payload)
+	}
+	nc.Close() // no PUBACK
+	b.restart()
+	nc, present := rawConnectPersistent(t, b, "dev")
+	if !present {
+		t.Fatal("session not present after the restart")
+	}
+	m = rawRead(t, nc, 5)
+	if m.FixedHeader.Type != packets.Publish || string(m.Payload) != "1" || !m.FixedHeader.Dup {
+		t.Fatalf("redelivery after the restart: %+v %q", m.FixedHeader, m.Payload)
+	}
+}
