@@ -85,6 +85,14 @@ type config struct {
 	// MQTTListen turns the MQTT face off.
 	MQTTListen    string
 	MQTTTLSListen string
+	// The MQTT listener's limits (mqtt.Options); 0 takes its default (MQTTMaxConns: --max-connections).
+	MQTTMaxConns         int
+	MQTTMaxPacket        int
+	MQTTReceiveMaximum   int
+	MQTTMaxInflight      int
+	MQTTMaxKeepAlive     time.Duration
+	MQTTMaxSessions      int
+	MQTTMaxSessionExpiry time.Duration
 
 	// Limits on connections that have not completed their handshake.
 	HandshakeTimeout time.Duration
@@ -177,6 +185,13 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.StringVar(&cfg.KafkaTLSListen, "kafka-tls-listen", "127.0.0.1:9093", "Kafka-protocol TLS listen `address`, used with --tls-cert and --tls-key")
 	fs.StringVar(&cfg.MQTTListen, "mqtt-listen", cfg.MQTTListen, "MQTT listen `address` (empty: off; docs/mqtt.md)")
 	fs.StringVar(&cfg.MQTTTLSListen, "mqtt-tls-listen", "127.0.0.1:8883", "MQTT TLS listen `address`, used with --tls-cert and --tls-key")
+	fs.Var(rangeFlag[int]{&cfg.MQTTMaxConns, 0, math.MaxInt32}, "mqtt-max-connections", "MQTT connection limit `N` (default: --max-connections)")
+	fs.Var(sizeFlag[int]{&cfg.MQTTMaxPacket, 0, 268_435_460}, "mqtt-max-packet", "largest MQTT packet accepted, a `size` of 64 B..256 MiB (default 1 MiB)")
+	fs.Var(rangeFlag[int]{&cfg.MQTTReceiveMaximum, 0, 65535}, "mqtt-receive-maximum", "`N` inbound QoS 1/2 PUBLISHes of one MQTT connection awaiting acknowledgement, at most 65535 (default 256)")
+	fs.Var(rangeFlag[int]{&cfg.MQTTMaxInflight, 0, 65535}, "mqtt-max-inflight", "`N` outbound QoS 1/2 MQTT deliveries awaiting acknowledgement per connection, at most 65535 (default 64)")
+	fs.Var(durationFlag{&cfg.MQTTMaxKeepAlive, 0, 65535 * time.Second}, "mqtt-max-keepalive", "cap `D` on the keep-alive an MQTT client may ask, at most 65535s (default 0: as the client asks)")
+	fs.Var(rangeFlag[int]{&cfg.MQTTMaxSessions, 0, math.MaxInt32}, "mqtt-max-sessions", "`N` stored MQTT persistent sessions (default 100000)")
+	fs.Var(durationFlag{&cfg.MQTTMaxSessionExpiry, 0, disk.MaxRetentionAge}, "mqtt-max-session-expiry", "cap `D` on an MQTT session's expiry interval; 3.1.1 persistent sessions expire after it (default 7d)")
 	err = ff.Parse(fs, args,
 		ff.WithEnvVarPrefix("SLUICE"),
 		ff.WithConfigFileFlag("config"),
@@ -455,7 +470,12 @@ func run(args []string) error {
 			authn.Users = sopts.Authenticator.Users
 		}
 		mopts := mqtt.Options{Addr: cfg.MQTTListen, Engine: eng, Loops: cfg.Loops, MinDurability: minDurability,
-			MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log, Authenticator: authn}
+			MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log, Authenticator: authn,
+			MaxPacketSize: cfg.MQTTMaxPacket, ReceiveMaximum: cfg.MQTTReceiveMaximum, MaxInflight: cfg.MQTTMaxInflight,
+			MaxKeepAlive: cfg.MQTTMaxKeepAlive, MaxSessions: cfg.MQTTMaxSessions, MaxSessionExpiry: cfg.MQTTMaxSessionExpiry}
+		if cfg.MQTTMaxConns > 0 {
+			mopts.MaxConnections = cfg.MQTTMaxConns
+		}
 		if sopts.TLSConfig != nil {
 			mopts.TLSAddr, mopts.TLSConfig = cfg.MQTTTLSListen, sopts.TLSConfig
 		}

@@ -195,3 +195,44 @@ func TestSetAuth(t *testing.T) {
 		t.Fatalf("turning authentication off: %v", err)
 	}
 }
+
+// TestShareGroupACL: a shared subscription needs the consume right on its consumer group
+// ($share.<group>:<name>) besides the topic's: a share group the rules do not grant is SUBACK
+// 0x87 (MQTT 5) or 0x80 (3.1.1); one they grant is served. A persistent session's own group is not
+// checked against group rules.
+func TestShareGroupACL(t *testing.T) {
+	b := startBroker(t, nil, func(o *Options) {
+		o.Authenticator = &auth.Authenticator{Tokens: map[string]string{"secret": "alice"}}
+		var rules auth.Rules
+		for _, s := range []string{"alice:produce,consume,admin:ok.*", "alice:consume:group:$share.workers:*"} {
+			r, err := auth.ParseRule(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, r)
+		}
+		o.ACL = rules
+	})
+	expiry := uint32(3600)
+	c := b.mustDial("c", func(cp *paho.Connect) {
+		creds("alice", "secret")(cp)
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	})
+	if code := c.sub(t, "$share/others/ok/x", 1); code != 0x87 {
+		t.Fatalf("share group not granted: SUBACK %#x, want 0x87", code)
+	}
+	if n := b.srv.Stats().SubscribeRefused.Load(); n != 1 {
+		t.Fatalf("subscribe refused %d, want 1", n)
+	}
+	if code := c.sub(t, "$share/workers/ok/x", 1); code != 1 {
+		t.Fatalf("share group granted: SUBACK %#x, want 1", code)
+	}
+	if code := c.sub(t, "ok/y", 1); code != 1 { // the session's group: no group rule needed
+		t.Fatalf("persistent session subscription: SUBACK %#x, want 1", code)
+	}
+	c.pub(t, "ok/x", 1, "shared")
+	if m := c.next(t); string(m.Payload) != "shared" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}

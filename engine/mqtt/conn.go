@@ -293,7 +293,7 @@ func (c *conn) drainInbox() {
 // off the loop, or ReceiveMaximum acknowledgements pending.
 func (c *conn) readPackets() {
 	o := &c.srv.opts
-	for !c.dead && !c.closed && !c.parked {
+	for !c.dead && !c.closed && !c.parked && !c.srv.stopping.Load() { // a stopping listener drains acks only
 		if c.retry != nil {
 			r := c.retry
 			c.retry = nil

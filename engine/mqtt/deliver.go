@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +92,8 @@ type outbound struct {
 	retained []*retainedMsg // retained messages to send after a SUBACK, with their subscription
 	retSub   []*mqttSub
 	dirty    []*engSub // group members with commits to make
+	props    []byte    // MQTT 5 properties of the delivery being written (appendProps), reused
+	free     []*outMsg // completed outMsgs for reuse, at most window of them
 }
 
 func (o *outbound) init(c *conn) {
@@ -385,12 +388,8 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 			retain = true
 		}
 	}
-	var pk *packets.Packet
-	if c.version == 5 {
-		pk = &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain}, TopicName: topic, Payload: rec.Value}
-		if !o.recordProps(pk, rec, ms) {
-			return true // expired in the meantime
-		}
+	if c.version == 5 && !o.appendProps(rec, ms) {
+		return true // expired in the meantime
 	}
 	var id uint16
 	dup := false
@@ -403,29 +402,40 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 			}
 			c.sess.sent[key] = max(c.sess.sent[key], rec.Offset)
 		}
-		o.inflight[id] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
+		m := o.newMsg()
+		*m = outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
+		o.inflight[id] = m
 		if ps != nil {
 			ps.inflight = append(ps.inflight, rec.Offset)
 		}
 	}
-	if pk != nil {
-		pk.PacketID, pk.FixedHeader.Dup = id, dup
-		o.writePublish(pk)
-		return true
-	}
-	o.writePublish4(topic, rec.Value, qos, dup, retain, id)
+	o.writePublishFrame(topic, rec.Value, qos, dup, retain, id)
 	return true
 }
 
-// writePublish4 writes an MQTT 3.1.1 PUBLISH (no properties) straight into the turn's output,
-// without the codec's packet and buffers: the delivery path of 3.1.1 clients allocates nothing
-// here. The layout is MQTT 3.3: header byte, remaining length, topic (u16 length, bytes), packet
-// id (QoS 1 and 2), payload.
-func (o *outbound) writePublish4(topic string, payload []byte, qos byte, dup, retain bool, id uint16) {
+// writePublishFrame writes a PUBLISH straight into the turn's output, without the codec's packet
+// and buffers: the delivery path allocates nothing here. The layout is MQTT 3.3: header byte,
+// remaining length, topic (u16 length, bytes), packet id (QoS 1 and 2), on MQTT 5 the properties
+// appendProps left in o.props (their length as a variable byte integer first), payload. On MQTT 5
+// a packet larger than the client's maximum packet size is not written: it is dropped as if
+// delivered (MQTT 5 3.1.2.25), its packet id settled.
+func (o *outbound) writePublishFrame(topic string, payload []byte, qos byte, dup, retain bool, id uint16) {
 	c := o.c
 	rem := 2 + len(topic) + len(payload)
 	if qos > 0 {
 		rem += 2
+	}
+	v5 := c.version == 5
+	if v5 {
+		rem += varintLen(len(o.props)) + len(o.props)
+		if 1+varintLen(rem)+rem > c.maxOut {
+			c.srv.stats.DroppedTooLarge.Add(1)
+			if m := o.inflight[id]; qos > 0 && m != nil {
+				delete(o.inflight, id)
+				o.settle(m)
+			}
+			return
+		}
 	}
 	h := byte(packets.Publish<<4) | qos<<1
 	if dup {
@@ -436,21 +446,17 @@ func (o *outbound) writePublish4(topic string, payload []byte, qos byte, dup, re
 	}
 	wb := &c.wb
 	wb.WriteByte(h)
-	for n := rem; ; {
-		b := byte(n & 0x7f)
-		if n >>= 7; n > 0 {
-			wb.WriteByte(b | 0x80)
-			continue
-		}
-		wb.WriteByte(b)
-		break
-	}
+	writeVarint(wb, rem)
 	wb.WriteByte(byte(len(topic) >> 8))
 	wb.WriteByte(byte(len(topic)))
 	wb.WriteString(topic)
 	if qos > 0 {
 		wb.WriteByte(byte(id >> 8))
 		wb.WriteByte(byte(id))
+	}
+	if v5 {
+		writeVarint(wb, len(o.props))
+		wb.Write(o.props)
 	}
 	wb.Write(payload)
 	st := &c.srv.stats
@@ -515,41 +521,99 @@ func (c *conn) recordTopic(rec *wire.Record, name string) string {
 	return t
 }
 
-// recordProps sets an MQTT 5 PUBLISH's properties from the record's headers; false when the
-// record's message expiry has passed.
-func (o *outbound) recordProps(pk *packets.Packet, rec *wire.Record, ms *mqttSub) bool {
-	p := &pk.Properties
+// MQTT 5 property identifiers of a PUBLISH (MQTT 5 2.2.2.2).
+const (
+	propPayloadFormat = 0x01
+	propMessageExpiry = 0x02
+	propContentType   = 0x03
+	propResponseTopic = 0x08
+	propCorrelation   = 0x09
+	propSubID         = 0x0B
+	propUser          = 0x26
+)
+
+// appendProps encodes an MQTT 5 PUBLISH's properties from the record's headers into o.props
+// (reused: it holds them until the next call); false when the record's message expiry has passed.
+// A header too long for an MQTT string (65,535 bytes) is left out; mqtt.packet-id, the publisher's
+// packet id, is not sent.
+func (o *outbound) appendProps(rec *wire.Record, ms *mqttSub) bool {
+	b := o.props[:0]
 	ok := true
 	rec.Headers(func(k, v []byte) bool {
 		switch string(k) {
-		case HeaderTopic, HeaderQoS, HeaderRetain, HeaderClientID, wire.HeaderDeliverAt, wire.HeaderPriority:
+		case HeaderTopic, HeaderQoS, HeaderRetain, HeaderClientID, HeaderPacketID, wire.HeaderDeliverAt, wire.HeaderPriority:
 		case HeaderContentType:
-			p.ContentType = string(v)
+			b = appendBin(append(b, propContentType), v)
 		case HeaderResponseTopic:
-			p.ResponseTopic = string(v)
+			b = appendBin(append(b, propResponseTopic), v)
 		case HeaderCorrelation:
-			p.CorrelationData = v
+			b = appendBin(append(b, propCorrelation), v)
 		case HeaderPayloadFormat:
-			p.PayloadFormat, p.PayloadFormatFlag = 1, true
+			b = append(b, propPayloadFormat, 1)
 		case wire.HeaderTTL:
-			ttl, err := strconv.ParseInt(string(v), 10, 64)
+			ttl, err := strconv.ParseInt(unsafe.String(unsafe.SliceData(v), len(v)), 10, 64)
 			if err == nil && ttl > 0 {
 				left := rec.Timestamp + ttl - time.Now().UnixMilli()
 				if left <= 0 {
 					ok = false
 					return false
 				}
-				p.MessageExpiryInterval = uint32((left + 999) / 1000)
+				e := uint32(min((left+999)/1000, math.MaxUint32))
+				b = append(b, propMessageExpiry, byte(e>>24), byte(e>>16), byte(e>>8), byte(e))
 			}
 		default:
-			p.User = append(p.User, packets.UserProperty{Key: string(k), Val: string(v)})
+			if len(k) <= math.MaxUint16 && len(v) <= math.MaxUint16 {
+				b = appendBin(appendBin(append(b, propUser), k), v)
+			}
 		}
 		return true
 	})
 	if ms.spec.ID > 0 {
-		p.SubscriptionIdentifier = []int{ms.spec.ID}
+		b = appendVarint(append(b, propSubID), ms.spec.ID)
 	}
+	o.props = b
 	return ok
+}
+
+// appendBin appends an MQTT string or binary: its length as a big-endian u16, then its bytes
+// (truncated at 65,535).
+func appendBin(b, v []byte) []byte {
+	v = v[:min(len(v), math.MaxUint16)]
+	return append(append(b, byte(len(v)>>8), byte(len(v))), v...)
+}
+
+// appendVarint appends n as an MQTT variable byte integer (MQTT 1.5.5).
+func appendVarint(b []byte, n int) []byte {
+	for {
+		d := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			b = append(b, d|0x80)
+			continue
+		}
+		return append(b, d)
+	}
+}
+
+// writeVarint writes n as an MQTT variable byte integer.
+func writeVarint(wb *bytes.Buffer, n int) {
+	for {
+		d := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			wb.WriteByte(d | 0x80)
+			continue
+		}
+		wb.WriteByte(d)
+		return
+	}
+}
+
+// varintLen is the length of n as an MQTT variable byte integer.
+func varintLen(n int) int {
+	l := 1
+	for ; n > 0x7f; n >>= 7 {
+		l++
+	}
+	return l
 }
 
 // acked applies a PUBACK, PUBREC or PUBCOMP from the client, with its reason code (MQTT 5; 0
@@ -565,10 +629,14 @@ func (o *outbound) acked(id uint16, kind, code byte) {
 		return
 	case kind == packets.Puback && m.qos == 1, kind == packets.Pubcomp && m.state == packets.Pubrel:
 		delete(o.inflight, id)
-		delete(c.sess.relOut, id)
+		if kind == packets.Pubcomp {
+			delete(c.sess.relOut, id)
+			c.logFlow(flowOutDone, id)
+		}
 		if kind == packets.Puback {
 			o.settle(m)
 		}
+		o.freeMsg(m)
 	case kind == packets.Pubrec && m.qos == 2 && m.state == packets.Publish:
 		o.settle(m) // the client has it (or refused it): it will not be sent again
 		if code >= 0x80 {
@@ -577,11 +645,31 @@ func (o *outbound) acked(id uint16, kind, code byte) {
 		}
 		m.state = packets.Pubrel
 		c.sess.relOut[id] = struct{}{}
+		c.logFlow(flowOut, id)
 		c.ack(packets.Pubrel, id, 0)
 	case kind == packets.Pubrec && m.state == packets.Pubrel:
 		c.ack(packets.Pubrel, id, 0) // a PUBREC again: release again
 	default:
 		c.protocolError(packets.ErrProtocolViolation.Code, errUnexpectedAck)
+	}
+}
+
+// newMsg takes an outMsg from the free list (or makes one): a delivery at QoS 1 or 2 allocates
+// nothing once the window's worth exist.
+func (o *outbound) newMsg() *outMsg {
+	if n := len(o.free); n > 0 {
+		m := o.free[n-1]
+		o.free = o.free[:n-1]
+		return m
+	}
+	return new(outMsg)
+}
+
+// freeMsg returns m, no longer in inflight and referenced by nothing, to the free list.
+func (o *outbound) freeMsg(m *outMsg) {
+	if len(o.free) < o.c.window {
+		*m = outMsg{}
+		o.free = append(o.free, m)
 	}
 }
 

@@ -253,6 +253,7 @@ func (c *conn) ackStored(pk *packets.Packet, t *engine.Topic, p *engine.Partitio
 	if pk.FixedHeader.Qos == 2 {
 		a.kind = packets.Pubrec
 		c.sess.qos2In[pk.PacketID] = true
+		c.logFlow(flowIn, pk.PacketID)
 	}
 	if c.srv.opts.MinDurability == wire.DurabilityFsync && !t.Memory() {
 		p.RequestSync()
@@ -334,8 +335,10 @@ func (c *conn) onPubrel(pk *packets.Packet) {
 	code := packets.CodeSuccess.Code
 	if !c.sess.qos2In[pk.PacketID] {
 		code = packets.ErrPacketIdentifierNotFound.Code
+	} else {
+		delete(c.sess.qos2In, pk.PacketID)
+		c.logFlow(flowInDone, pk.PacketID)
 	}
-	delete(c.sess.qos2In, pk.PacketID)
 	c.queueAck(ackWait{kind: packets.Pubcomp, id: pk.PacketID, code: code})
 }
 

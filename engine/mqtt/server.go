@@ -120,8 +120,10 @@ func (s *Server) TLSAddr() net.Addr {
 // Stats returns the listener's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
-// Close stops the listener: new connections are refused, open ones closed (their wills are not
-// published: the broker, not the client, went away), then the loops stop. It does not close the
+// Close stops the listener: new connections are refused, open ones read no more packets, the
+// QoS 1/2 acknowledgements waiting for an fsync (MinDurability fsync) have their syncs requested
+// and are sent (waiting at most drainTimeout), then the connections are closed (their wills are
+// not published: the broker, not the client, went away) and the loops stop. It does not close the
 // engine. A second call waits for the first.
 func (s *Server) Close() error {
 	s.closeOne.Do(func() { s.closeErr = s.shutdown() })
@@ -133,6 +135,24 @@ func (s *Server) shutdown() error {
 	if s.tlsLn != nil {
 		s.tlsLn.Close()
 		<-s.tlsDone
+	}
+	// The acknowledgements of stored PUBLISHes waiting for an fsync are sent before the
+	// connections close (stopping connections read no more packets, so the wait ends).
+	deadline := time.Now().Add(drainTimeout)
+	for time.Now().Before(deadline) {
+		left := 0
+		s.connMu.Lock()
+		for c := range s.conns {
+			if c.waitingAcks.Load() > 0 {
+				left++
+				c.signal(flagEvent) // a stopping loop requests the syncs again and answers what is covered
+			}
+		}
+		s.connMu.Unlock()
+		if left == 0 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	s.connMu.Lock()
 	for c := range s.conns {
@@ -150,6 +170,11 @@ func (s *Server) shutdown() error {
 	s.sessions.close()
 	return err
 }
+
+// drainTimeout bounds how long Close waits for acknowledgements waiting for an fsync to leave; an
+// acknowledgement still waiting then is not sent (its connection closes: the client sends the
+// PUBLISH again, marked DUP, and the DUP look-up finds it stored).
+const drainTimeout = 5 * time.Second
 
 // OnBoot records the engine handle and the bound address.
 func (s *Server) OnBoot(ge gnet.Engine) gnet.Action {

@@ -26,9 +26,10 @@ import (
 // one outlives it: its subscriptions are stored in DATA/mqtt/sessions/<sha256 of the client id>.json
 // (disk.WriteFileAtomic: temp file, fdatasync, rename, directory fsync) whenever they change, and
 // the positions of its subscriptions are consumer-group offsets in the engine's offset store
-// (subscribe.go), so both survive a restart. What lives only in memory: the inbound QoS 2 packet
-// ids awaiting PUBREL, the PUBRELs awaiting PUBCOMP and which offsets were sent (for DUP); after a
-// restart, unacknowledged deliveries are sent again without DUP.
+// (subscribe.go), so both survive a restart. Its QoS 2 state (the inbound packet ids awaiting
+// PUBREL, the PUBRELs awaiting PUBCOMP) is appended to a flow log beside the file (flowlog.go).
+// How far each partition was sent (for DUP) is stored with the session file when the connection
+// ends (and at SUBSCRIBE): after a crash, unacknowledged deliveries are sent again without DUP.
 //
 // A persistent session expires its expiry interval after its connection ended (MQTT 3.1.1's after
 // Options.MaxSessionExpiry): its file and its groups' offsets are deleted. A will with a delay
@@ -65,6 +66,11 @@ type session struct {
 	qos2In map[uint16]bool
 	relOut map[uint16]struct{}
 	sent   map[sentKey]int64
+	// flows is the QoS 2 flow log open for appending (flowlog.go), nil until the holder first
+	// writes to it; flowRecs counts the records appended since its last compaction.
+	flows    *os.File
+	flowRecs int
+	flowBuf  [3]byte
 }
 
 func newSession(id string) *session {
@@ -80,6 +86,17 @@ type storedSession struct {
 	ExpiryS   int64     `json:"expiry_s"`
 	OfflineAt time.Time `json:"offline_at,omitzero"`
 	Subs      []subSpec `json:"subscriptions"`
+	// Sent is how far each partition's records were sent to the session (for DUP on redelivery).
+	Sent []storedSent `json:"sent,omitempty"`
+}
+
+// storedSent is one entry of session.sent: the highest offset of the partition sent to the
+// session through the group.
+type storedSent struct {
+	Group  string `json:"group"`
+	Topic  string `json:"topic"`
+	Part   int32  `json:"partition"`
+	Offset int64  `json:"offset"`
 }
 
 // snapshot is what store writes for s. Holder only.
@@ -87,6 +104,9 @@ func (s *session) snapshot() storedSession {
 	st := storedSession{ClientID: s.id, ExpiryS: int64(s.expiry / time.Second)}
 	for _, sp := range s.subs {
 		st.Subs = append(st.Subs, sp)
+	}
+	for k, off := range s.sent {
+		st.Sent = append(st.Sent, storedSent{Group: k.group, Topic: k.topic, Part: k.part, Offset: off})
 	}
 	return st
 }
@@ -106,6 +126,8 @@ type sessionTable struct {
 
 	// writeMu serializes session file writes (a store racing a delete of the same file).
 	writeMu sync.Mutex
+	// stores counts the session files being written for released sessions; close waits for them.
+	stores sync.WaitGroup
 
 	mu    sync.Mutex
 	m     map[string]*session
@@ -145,6 +167,14 @@ func openSessions(srv *Server, dir string) (*sessionTable, error) {
 		for _, sp := range ss.Subs {
 			s.subs[sp.Filter] = sp
 		}
+		for _, se := range ss.Sent {
+			s.sent[sentKey{group: se.Group, topic: se.Topic, part: se.Part}] = se.Offset
+		}
+		if err := st.loadFlows(s); err != nil {
+			srv.log.Error("mqtt: a session's QoS 2 state does not parse: dropped", "client", s.id, "err", err)
+			clear(s.qos2In)
+			clear(s.relOut)
+		}
 		st.m[s.id] = s
 	}
 	return st, nil
@@ -170,7 +200,9 @@ func (st *sessionTable) store(ss storedSession) error {
 func (st *sessionTable) remove(id string) {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
-	if err := os.Remove(st.file(id)); err == nil {
+	err1 := os.Remove(st.file(id))
+	err2 := os.Remove(st.flowFile(id))
+	if err1 == nil || err2 == nil {
 		_ = disk.OSFS{}.SyncDir(st.dir)
 	}
 }
@@ -213,6 +245,10 @@ func (st *sessionTable) claim(c *conn, id string, clean, persistent bool, expiry
 	s.holder, s.persistent, s.expiry, s.offlineAt = c, persistent, expiry, time.Time{}
 	st.mu.Unlock()
 	if dropped != nil && dropped.persistent {
+		// The flow log goes now, not in drop's goroutine: the new session may start one at once.
+		st.writeMu.Lock()
+		_ = os.Remove(st.flowFile(id))
+		st.writeMu.Unlock()
 		st.drop(dropped)
 	}
 	c.complete(func(c *conn) { done(c, s, present, nil) })
@@ -255,6 +291,7 @@ func (st *sessionTable) release(c *conn, s *session, will *packets.Packet, delay
 		return
 	}
 	s.holder = nil
+	s.closeFlows()
 	waiters := s.waiters
 	s.waiters = nil
 	var snap *storedSession
@@ -280,7 +317,9 @@ func (st *sessionTable) release(c *conn, s *session, will *packets.Packet, delay
 		st.publishWill(s.id, c.principal, will)
 	}
 	if snap != nil {
+		st.stores.Add(1)
 		go func() {
+			defer st.stores.Done()
 			if err := st.store(*snap); err != nil {
 				st.srv.log.Error("mqtt: storing a session", "client", s.id, "err", err)
 			}
@@ -378,10 +417,12 @@ func (st *sessionTable) tick(now time.Time) {
 
 // close publishes nothing: delayed wills of a stopping broker wait for its restart? No: they are
 // dropped, as the wills of connections the broker closes are (the broker, not the client, went).
+// It waits for the session files of the sessions the closed connections released.
 func (st *sessionTable) close() {
 	st.mu.Lock()
 	st.wills = nil
 	st.mu.Unlock()
+	st.stores.Wait()
 }
 
 // Sessions reports how many sessions the listener holds: connected, and stored offline.

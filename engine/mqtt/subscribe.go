@@ -69,12 +69,15 @@ func splitShare(f string) (group, filter string, ok bool, err error) {
 func (c *conn) groupName(ms *mqttSub, name string) string {
 	switch {
 	case ms.share != "":
-		return "$share." + ms.share + ":" + name
+		return shareGroup(ms.share, name)
 	case c.sess != nil && c.sess.persistent:
 		return sessionGroup(c.clientID, name)
 	}
 	return ""
 }
+
+// shareGroup is the consumer group of a shared subscription "$share/<share>/..." to name.
+func shareGroup(share, name string) string { return "$share." + share + ":" + name }
 
 // sessionGroup is the consumer group of a persistent session's subscription to name: the last ':'
 // separates the client id from the Sluice name, which holds none.
@@ -145,6 +148,11 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 	acl := c.srv.acl()
 	for _, n := range m.names {
 		if !engine.IsPattern(n) && !auth.MayTopic(acl, c.principal, auth.ActConsume, n) {
+			return fail(packets.ErrNotAuthorized.Code)
+		}
+		// A shared subscription joins a consumer group: the principal needs the group's consume
+		// right, as a native member of it would. A session's own group is the session's.
+		if shared && !engine.IsPattern(n) && !auth.MayGroup(acl, c.principal, auth.ActConsume, shareGroup(share, n)) {
 			return fail(packets.ErrNotAuthorized.Code)
 		}
 	}
