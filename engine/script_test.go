@@ -42,7 +42,8 @@ package engine
 //	    filter= is a header filter, cel= a CEL filter (no spaces).
 //	take name=A [max-bytes=N] [values]
 //	    One delivery to A: "pP: offsets…" ("T/pP: …" for a pattern; with values: offset=value…), or
-//	    "nothing". A pattern subscription first takes the topics created since (ApplyAssignment).
+//	    "nothing". A pattern subscription outside a group first takes the topics created since
+//	    (ApplyAssignment; a group member's are the assignments command's).
 //	drain name=A [values]
 //	    Deliveries to A until there is nothing, one line each.
 //	ack name=A [partition=P] offsets=O,O…
@@ -67,9 +68,12 @@ package engine
 //	    Commits an offset (-1: a hand-back) and waits until it is durable.
 //	assignments
 //	    Applies the assignment of every group member told of a change since it last applied one, in
-//	    name order: "A gen=N: P@start…", with the error if the assignment ended the subscription.
+//	    name order: "A gen=N: P@start…" ("T/P@start…" for a pattern member), with the error if the
+//	    assignment ended the subscription. A pattern member applying one may offer its group a topic
+//	    created since, which tells the members again: run it until "none told".
 //	group name=G
-//	    The group's generation and its members' partitions (by subscription name).
+//	    The group's generation and its members' partitions (by subscription name; "A:T[…]" per topic
+//	    for a pattern member, "A:PATTERN[]" for one holding nothing).
 //	retain topic=T
 //	    Runs retention on each partition of T now; prints the log starts.
 //	groups
@@ -519,7 +523,7 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 
 // take readies every cursor of s (the script ignores wake-ups) and takes one delivery.
 func (env *scriptEnv) take(o *scriptSub, maxBytes int, values bool) string {
-	if o.s.Pattern() {
+	if o.s.Pattern() && !o.s.Grouped() { // a group member's assignments are the assignments command's
 		if _, err := o.s.ApplyAssignment(); err != nil {
 			return errLine(err)
 		}
@@ -674,6 +678,11 @@ func (env *scriptEnv) assignments() string {
 		for _, po := range a.Partitions {
 			line += fmt.Sprintf(" %d@%d", po.Partition, po.Offset)
 		}
+		for _, ta := range a.Topics {
+			for _, po := range ta.Partitions {
+				line += fmt.Sprintf(" %s/%d@%d", ta.Topic, po.Partition, po.Offset)
+			}
+		}
 		if err != nil {
 			line += " " + errLine(err)
 		}
@@ -691,16 +700,22 @@ func (env *scriptEnv) describeGroup(name string) string {
 		return errLine(err)
 	}
 	names := map[string]string{}
+	pattern := map[string]bool{}
 	gt := env.e.groups
 	gt.mu.Lock()
 	for sname, o := range env.subs {
 		if o.s.member != nil {
 			names[o.s.member.id] = sname
+			pattern[o.s.member.id] = o.s.Pattern()
 		}
 	}
 	gt.mu.Unlock()
 	line := fmt.Sprintf("gen=%d", info.Generation)
 	for _, m := range info.Members {
+		if pattern[m.Member] {
+			line += fmt.Sprintf(" %s:%s%v", names[m.Member], m.Topic, m.Partitions)
+			continue
+		}
 		line += fmt.Sprintf(" %s%v", names[m.Member], m.Partitions)
 	}
 	return line

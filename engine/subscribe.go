@@ -111,8 +111,10 @@ type Subscription struct {
 	// did not match. Set at Subscribe, then read-only; called on the owner goroutine.
 	mayTopic func(name string) bool
 	// matched holds the topics a pattern subscription reads (each with cursors on all of its
-	// partitions). Owned by the owner goroutine.
-	matched map[*Topic]struct{}
+	// partitions; for a group member, the topics it offered its group, whose assignment says which
+	// partitions it reads), each true when it was created while the subscription lived (read from
+	// its first record, unless a group commit says otherwise). Owned by the owner goroutine.
+	matched map[*Topic]bool
 	// pending holds topics created since the owner last applied them (patternTable.created appends,
 	// ApplyAssignment takes them). Guarded by pendingMu; written from the creating goroutine.
 	pendingMu sync.Mutex
@@ -179,9 +181,13 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 // A spec.Topic holding '*' or '>' is a pattern (pattern.go): the subscription reads every partition
 // of each matching topic that opts.MayTopic allows, those there now from spec.Start and those
 // created while it lives from their first record; it returns no start offsets (the deliveries name
-// their topics). A pattern takes no partition, group or work-queue mode (CodeInvalidRequest). A bad
-// spec.Filter (header terms, or a CEL expression with spec.FilterLang) is CodeInvalidRequest with
-// the reason.
+// their topics). With a spec.Group it is a member of a group over the pattern: the group shares
+// every partition of every matching topic its members may read (a topic created later, or deleted,
+// rebalances it), each member's share announced per topic through Owner.Reassign as for a named
+// topic, and its committed offsets kept per topic-partition; every member of the group subscribes
+// to the same pattern (anything else is CodeInvalidRequest). A pattern takes no partition or
+// work-queue mode (CodeInvalidRequest). A bad spec.Filter (header terms, or a CEL expression with
+// spec.FilterLang) is CodeInvalidRequest with the reason.
 func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeOptions) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
@@ -218,8 +224,10 @@ func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeO
 		if spec.Partition >= 0 {
 			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a group member takes the partitions the group assigns"}
 		}
-		e.groups.join(s, opts.ClientID, opts.Addr) // the assignment arrives through Reassign
-		return s, nil, nil
+		if err := e.groups.join(s, opts.ClientID, opts.Addr, []*Topic{t}); err != nil {
+			return nil, nil, err // a pattern group's name
+		}
+		return s, nil, nil // the assignment arrives through Reassign
 	}
 	var parts []int32
 	if spec.Partition < 0 {
@@ -260,6 +268,9 @@ func (s *Subscription) startOffset(p *Partition) (int64, error) {
 		if off, ok := s.e.offsets.Get(s.spec.Group, p.topic.cfg.Name, p.id); ok {
 			return s.inRange(p, off, "committed offset")
 		}
+	}
+	if s.matched[p.topic] {
+		return p.StartOffset(), nil // a pattern's topic created while it lives: nothing produced to it is missed
 	}
 	switch start {
 	case wire.StartCommitted:
@@ -518,14 +529,19 @@ func (s *Subscription) Close() {
 }
 
 // ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
-// returns it. For a pattern subscription (never a group member) it adds the matching topics
-// created since (Owner.Reassign told the owner of them) and returns an empty Assign, which is not
-// for sending. If the topic was deleted (CodeUnknownTopic), or a partition's start offset is out of
-// range under ResetError (CodeOffsetOutOfRange), it returns that error with the partitions it could
-// apply, and the subscription ends: Next returns the error from then on. Owner goroutine only.
+// returns it. For a pattern subscription it first takes the matching topics created since
+// (Owner.Reassign told the owner of them): without a group it reads them whole and returns an empty
+// Assign, which is not for sending; a pattern group member offers them to its group and returns its
+// assignment per topic (Assign.Topics). If the topic was deleted (CodeUnknownTopic), or a
+// partition's start offset is out of range under ResetError (CodeOffsetOutOfRange), it returns that
+// error with the partitions it could apply, and the subscription ends: Next returns the error from
+// then on. Owner goroutine only.
 func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 	if s.pattern {
 		s.applyPending()
+		if s.spec.Group != "" {
+			return s.applyTopicAssignment()
+		}
 		return wire.Assign{SubID: s.ID}, s.err
 	}
 	gen, parts := s.e.groups.assignment(s)
@@ -538,7 +554,7 @@ func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 	}
 	kept := s.cursors[:0]
 	for _, c := range s.cursors {
-		if slices.Contains(parts, c.part.id) {
+		if slices.Contains(parts, topicPart{c.part.topic, c.part.id}) {
 			kept = append(kept, c)
 			a.Partitions = append(a.Partitions, wire.PartitionOffset{Partition: c.part.id, Offset: c.next})
 			continue
@@ -550,7 +566,8 @@ func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 		}
 	}
 	s.cursors = kept
-	for _, id := range parts {
+	for _, tp := range parts {
+		id := tp.p
 		if slices.ContainsFunc(s.cursors, func(c *Cursor) bool { return c.part.id == id }) {
 			continue
 		}

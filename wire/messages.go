@@ -414,15 +414,22 @@ func appendPartitionOffsets(dst []byte, ps []PartitionOffset) []byte {
 // partitionOffsets decodes a list of partition offsets into dst[:0], the rest of the body: a count
 // the body cannot hold, a short body, bytes after the list or a negative partition are ErrMalformed.
 func (r *reader) partitionOffsets(dst []PartitionOffset) ([]PartitionOffset, error) {
+	dst = r.partitionOffsetList(dst)
+	return dst, checkPartitions(r.end(), dst)
+}
+
+// partitionOffsetList decodes a list of partition offsets into dst[:0], leaving what follows it; a
+// count the body cannot hold sets the reader's error.
+func (r *reader) partitionOffsetList(dst []PartitionOffset) []PartitionOffset {
 	n := int(r.u16())
 	if !r.fits(n, partitionOffsetSize) {
-		return dst[:0], r.fail()
+		return dst[:0]
 	}
 	dst = dst[:0]
 	for i := 0; i < n; i++ {
 		dst = append(dst, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
 	}
-	return dst, checkPartitions(r.end(), dst)
+	return dst
 }
 
 func (m *SubscribeReply) Append(dst []byte) []byte {
@@ -654,27 +661,72 @@ func (m *Ack) Decode(b []byte) error {
 // errAckPartition is preallocated: acks are on the data path.
 var errAckPartition = fmt.Errorf("%w: ack partition below 0", ErrMalformed)
 
-// Assign tells a group member which partitions of its subscription it now owns.
+// Assign tells a group member which partitions of its subscription it now owns. A member of a group
+// over a topic pattern is told per topic, in the optional trailing topic section (Topics); its
+// Partitions is empty. Append writes the section only when Topics is not empty, so an Assign of a
+// group over one topic is what brokers before the section sent.
 //
-//	sub id u32 | generation u32 | partition offsets (see PartitionOffset: each a start offset)
+//	sub id u32 | generation u32 | partition offsets (see PartitionOffset: each a start offset) |
+//	[topic count u16 | { topic str16 | partition offsets }*]
 type Assign struct {
 	SubID      uint32
 	Generation uint32
+	Partitions []PartitionOffset
+	Topics     []TopicAssign // a pattern group member's partitions, per matching topic; nil otherwise
+}
+
+// TopicAssign is one topic's part of a pattern group member's Assign: its partitions, each with the
+// offset the member starts it at.
+type TopicAssign struct {
+	Topic      string
 	Partitions []PartitionOffset
 }
 
 func (m *Assign) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
-	return appendPartitionOffsets(dst, m.Partitions)
+	dst = appendPartitionOffsets(dst, m.Partitions)
+	if len(m.Topics) == 0 {
+		return dst
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Topics)))
+	for _, t := range m.Topics {
+		dst = appendStr16(dst, []byte(t.Topic))
+		dst = appendPartitionOffsets(dst, t.Partitions)
+	}
+	return dst
 }
+
+// topicAssignMin is the smallest encoded TopicAssign: an empty topic and an empty list.
+const topicAssignMin = 2 + 2
 
 func (m *Assign) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Generation = r.u32(), r.u32()
-	var err error
-	m.Partitions, err = r.partitionOffsets(m.Partitions)
-	return err
+	m.Partitions = r.partitionOffsetList(m.Partitions)
+	m.Topics = m.Topics[:0]
+	if r.err == nil && len(r.b) > 0 { // the optional topic section
+		n := int(r.u16())
+		if r.fits(n, topicAssignMin) {
+			for i := 0; i < n && r.err == nil; i++ {
+				t := TopicAssign{Topic: string(r.str16())}
+				t.Partitions = r.partitionOffsetList(nil)
+				m.Topics = append(m.Topics, t)
+			}
+		}
+	}
+	if err := checkPartitions(r.end(), m.Partitions); err != nil {
+		return err
+	}
+	for _, t := range m.Topics {
+		if err := checkPartitions(nil, t.Partitions); err != nil {
+			return err
+		}
+	}
+	if len(m.Topics) == 0 {
+		m.Topics = nil
+	}
+	return nil
 }
 
 // SubEnded tells a consumer that the broker ended one of its subscriptions (its topic was deleted,

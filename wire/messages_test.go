@@ -89,6 +89,7 @@ func msgCases() []msgCase {
 		{"ack-none", OpAck, &ackBody{Ack: Ack{SubID: 3}}, func() body { return new(ackBody) }, -1},
 		{"assign", OpAssign, &Assign{SubID: 4, Generation: 17, Partitions: []PartitionOffset{{0, 5}, {3, 8}}}, func() body { return new(Assign) }, -1},
 		{"assign-revoke-all", OpAssign, &Assign{SubID: 4, Generation: 18}, func() body { return new(Assign) }, -1},
+		{"assign-topics", OpAssign, &Assign{SubID: 4, Generation: 19, Topics: []TopicAssign{{Topic: "orders.eu", Partitions: []PartitionOffset{{0, 5}, {3, 8}}}, {Topic: "orders.us"}}}, func() body { return new(Assign) }, -1},
 		{"sub-ended", OpSubEnded, &SubEnded{SubID: 4, Code: CodeBatchTooLarge, Message: "batch of 412506 bytes, limit 65536"}, func() body { return new(SubEnded) }, -1},
 		{"create-topic", OpCreateTopic, &topicCfg, func() body { return new(TopicConfig) }, -1},
 		{"name", OpDeleteTopic, &Name{Name: "orders"}, func() body { return new(Name) }, -1},
@@ -196,6 +197,12 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				bare.MaxBatchBytes, bare.IdleTimeoutMs = 0, 0
 				n := len(bare.Append(nil))
 				whole[n], whole[n+4] = true, true
+			}
+			// So is an Assign without its optional topic section.
+			if a, ok := c.msg.(*Assign); ok && len(a.Topics) > 0 {
+				bare := *a
+				bare.Topics = nil
+				whole[len(bare.Append(nil))] = true
 			}
 			// So is a GroupInfo without its optional client section.
 			if g, ok := c.msg.(*GroupInfo); ok {
@@ -385,6 +392,8 @@ func TestMessageSpecifics(t *testing.T) {
 			{"ack partition -1", AppendAck(nil, 1, -1, 0, []int64{1}), new(ackBody)},
 			{"deliver partition -1", (&Deliver{Partition: -1}).Append(nil), new(Deliver)},
 			{"assign partition -3", (&Assign{Partitions: []PartitionOffset{{0, 1}, {-3, 1}}}).Append(nil), new(Assign)},
+			{"assign topic partition -3", (&Assign{Topics: []TopicAssign{{Topic: "a", Partitions: []PartitionOffset{{-3, 1}}}}}).Append(nil), new(Assign)},
+			{"assign topic count past the body", append((&Assign{}).Append(nil), 0, 9, 0, 0, 0, 0), new(Assign)},
 			{"subscribe reply partition -1", (&SubscribeReply{Starts: []PartitionOffset{{-1, 0}}}).Append(nil), new(SubscribeReply)},
 			{"topic flags 0x80", (&TopicConfig{Name: "t", Flags: 0x80}).Append(nil), new(TopicConfig)},
 			{"topic info partition -1", (&TopicInfo{Config: TopicConfig{Name: "t"}, Partitions: []PartitionInfo{{Partition: -1}}}).Append(nil), new(TopicInfo)},

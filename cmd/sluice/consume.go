@@ -37,7 +37,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"and the escapes \\n \\t \\r \\0 \\\\ \\xHH; for example --format '%p:%o %k=%s\\n'.\n\n"+
 			"TOPIC may be a pattern of dot-separated tokens, '*' for one token and '>' for the rest\n"+
 			"('orders.>', 'telemetry.*.temp'): every matching topic, including those created while the\n"+
-			"command runs (not with --group or --partition). --filter keeps, on the broker, the records\n"+
+			"command runs (not with --partition); with --group, the group shares their partitions and\n"+
+			"commits each topic's. --filter keeps, on the broker, the records\n"+
 			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
 			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
@@ -74,8 +75,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError("-e excludes --group and --filter: it counts the records to the end of each partition")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
-	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0 || atEnd || from.last > 0):
-		return f.usageError("a pattern takes neither --group, --partition, -e nor --from -N")
+	case strings.ContainsAny(ops[0], "*>") && (*partition >= 0 || atEnd || from.last > 0):
+		return f.usageError("a pattern takes neither --partition, -e nor --from -N")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
 	case *count < 0 || *idle < 0:
