@@ -171,7 +171,7 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
 		Start: c.opts.start(), StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
-		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang,
+		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang, Isolation: c.opts.Isolation,
 	}
 	if c.opts.Queue {
 		base.Mode = wire.ModeQueue

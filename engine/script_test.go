@@ -33,12 +33,16 @@ package engine
 //	    header k=v when given, and stamped with the engine's clock plus D (default 0, negative for
 //	    the past); prints the offsets given. ttl, deliver-in and priority set the scheduling
 //	    headers: wire.HeaderTTL to D in milliseconds, wire.HeaderDeliverAt to the engine's clock
-//	    plus D, wire.HeaderPriority to N.
+//	    plus D, wire.HeaderPriority to N. txn=PID makes the batches transactional, of producer id
+//	    PID at epoch 0 (its sequence continued per partition).
+//	endtxn pid=PID commit|abort
+//	    Ends producer PID's open transaction (Engine.EndTxn, epoch 0).
 //	sub name=A topic=T [group=G] [queue] [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N]
 //	    [start=earliest|latest|committed] [reset=earliest|latest|error] [filter=F] [cel=EXPR]
-//	    [allow=PREFIX]
+//	    [allow=PREFIX] [read-uncommitted]
 //	    Opens subscription A (a group member with group=, a work-queue member with queue too). T may
 //	    be a pattern; allow= lets it match only topics named PREFIX… (SubscribeOptions.MayTopic).
+//	    read-uncommitted sets wire.ReadUncommitted (the default reads committed records).
 //	    filter= is a header filter, cel= a CEL filter (no spaces).
 //	take name=A [max-bytes=N] [values]
 //	    One delivery to A: "pP: offsets…" ("T/pP: …" for a pattern; with values: offset=value…), or
@@ -163,7 +167,7 @@ func parseScript(t *testing.T, file string) ([]scriptCase, []string) {
 func runScript(t *testing.T, file string) {
 	cases, tail := parseScript(t, file)
 	synctest.Test(t, func(t *testing.T) {
-		env := &scriptEnv{t: t, subs: map[string]*scriptSub{}}
+		env := &scriptEnv{t: t, subs: map[string]*scriptSub{}, seqs: map[string]int32{}}
 		defer env.closeEngine()
 		var out bytes.Buffer
 		for _, c := range cases {
@@ -199,6 +203,7 @@ type scriptEnv struct {
 	e    *Engine
 	t0   time.Time // when the script opened its engine (bubble time)
 	subs map[string]*scriptSub
+	seqs map[string]int32 // a transactional producer's next sequence, by "topic/partition/pid"
 }
 
 // scriptSub is a subscription and its owner: wake-ups are ignored (take readies every cursor) and
@@ -344,6 +349,10 @@ func (env *scriptEnv) run(c scriptCase) string {
 		if err := env.e.DeleteTopic(a["topic"]); err != nil {
 			return errLine(err)
 		}
+	case "endtxn":
+		if err := env.e.EndTxn(env.int(a, "pid", 0), 0, a.has("commit")); err != nil {
+			return errLine(err)
+		}
 	case "close":
 		env.sub(a).s.Close()
 		delete(env.subs, a["name"])
@@ -449,6 +458,12 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 	first, last := int64(-1), int64(-1)
 	for i := 0; i < n; i += per {
 		b.Reset()
+		if a.has("txn") {
+			pid := env.int(a, "txn", 0)
+			k := fmt.Sprintf("%s/%d/%d", topic, p, pid)
+			b.SetProducer(pid, 0, env.seqs[k])
+			env.seqs[k] += int32(min(per, n-i))
+		}
 		for j := i; j < min(i+per, n); j++ {
 			v := fmt.Sprintf("%s/%d/%d", topic, p, j)
 			if len(v) < size {
@@ -471,6 +486,10 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 		batch, err := b.Build()
 		if err != nil {
 			env.t.Fatal(err)
+		}
+		if a.has("txn") {
+			batch = slices.Clone(batch)
+			wire.MarkTransactional(batch)
 		}
 		base, end, err := env.e.Publish(context.Background(), topic, p, batch, wire.DurabilityWritten)
 		if err != nil {
@@ -504,6 +523,9 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 		spec.Reset = wire.ResetError
 	}
 	spec.Filter = a["filter"]
+	if a.has("read-uncommitted") {
+		spec.Isolation = wire.ReadUncommitted
+	}
 	if c, ok := a["cel"]; ok {
 		spec.Filter, spec.FilterLang = c, wire.FilterCEL
 	}

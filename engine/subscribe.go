@@ -60,10 +60,10 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		if c.part.topic.deleted.Load() {
 			return v, false, wire.CodeUnknownTopic
 		}
-		if c.next < c.part.StableOffset() {
+		if c.next < c.end() {
 			v, err = c.part.log.Read(c.next, maxBytes)
 			if t := c.part.txns.Load(); t != nil && err == nil {
-				v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, c.part.StableOffset())
+				v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, c.end())
 			}
 		} else {
 			err = errCaughtUp
@@ -84,7 +84,7 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		// Caught up: announce it, then re-check, so an append racing with us is never missed. Go's
 		// atomics are sequentially consistent: either the appender sees waiting, or we see its data.
 		c.waiting.Store(true)
-		if c.part.StableOffset() <= c.next {
+		if c.end() <= c.next {
 			return v, false, nil
 		}
 		if !c.waiting.CompareAndSwap(true, false) {
@@ -94,6 +94,15 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 }
 
 var errCaughtUp = errors.New("engine: cursor caught up")
+
+// end is the offset the cursor reads below: the partition's last stable offset (read committed),
+// or its end for a read-uncommitted subscription. It takes no lock and does not allocate.
+func (c *Cursor) end() int64 {
+	if c.sub.spec.Isolation == wire.ReadUncommitted {
+		return c.part.NextOffset()
+	}
+	return c.part.StableOffset()
+}
 
 // Subscription is one consumer's subscription: a set of cursors sharing a credit window.
 type Subscription struct {
@@ -187,15 +196,22 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 // topic, and its committed offsets kept per topic-partition; every member of the group subscribes
 // to the same pattern (anything else is CodeInvalidRequest). A pattern takes no partition or
 // work-queue mode (CodeInvalidRequest). A bad spec.Filter (header terms, or a CEL expression with
-// spec.FilterLang) is CodeInvalidRequest with the reason.
+// spec.FilterLang) is CodeInvalidRequest with the reason. spec.Isolation wire.ReadUncommitted makes
+// a stream subscription read transactions' records as soon as they are stored (up to the
+// partition's end rather than its last stable offset), aborted ones included; control batches are
+// never delivered. A work queue reads committed records only (CodeInvalidRequest).
 func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeOptions) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
-	if spec.Reset > wire.ResetError || spec.Mode > wire.ModeQueue || spec.Start > wire.StartCommitted || spec.Partition < -1 {
+	if spec.Reset > wire.ResetError || spec.Mode > wire.ModeQueue || spec.Start > wire.StartCommitted || spec.Partition < -1 ||
+		spec.Isolation > wire.ReadUncommitted {
 		// The wire decoder refuses these; an embedded caller may still pass them.
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
-			"subscribe mode %d, start %d, reset %d, partition %d", spec.Mode, spec.Start, spec.Reset, spec.Partition)}
+			"subscribe mode %d, start %d, reset %d, partition %d, isolation %d", spec.Mode, spec.Start, spec.Reset, spec.Partition, spec.Isolation)}
+	}
+	if spec.Mode == wire.ModeQueue && spec.Isolation == wire.ReadUncommitted {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a work queue reads committed records only: no read-uncommitted"}
 	}
 	if IsPattern(spec.Topic) {
 		return e.subscribePattern(spec, owner, opts)
@@ -411,8 +427,15 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		c.next = v.NextOffset
 		s.rotateReady()
 		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v, from: from}
-		if t := c.part.txns.Load(); t != nil { // read committed: no markers, no aborted batches
-			if out, changed := t.committedOnly(d.view.Data); changed {
+		if t := c.part.txns.Load(); t != nil { // no markers; read committed: no aborted batches either
+			var out []byte
+			var changed bool
+			if s.spec.Isolation == wire.ReadUncommitted {
+				out, changed = withoutControl(d.view.Data) // no markers; every data batch stays
+			} else {
+				out, changed = t.committedOnly(d.view.Data)
+			}
+			if changed {
 				d.view.Release() // out is a copy
 				if len(out) == 0 {
 					continue // only markers and aborted batches: read on

@@ -139,6 +139,30 @@ func (t *partTxns) committedOnly(data []byte) ([]byte, bool) {
 	return out, changed
 }
 
+// withoutControl returns data (whole stored batches) without its control batches, for a
+// read-uncommitted delivery: nil and false when it holds none, else a new slice (possibly empty).
+func withoutControl(data []byte) ([]byte, bool) {
+	var out []byte
+	changed := false
+	for rest := data; len(rest) >= wire.BatchHeaderSize; {
+		h, err := wire.ParseBatchHeader(rest)
+		if err != nil {
+			break
+		}
+		one := rest[:h.Size()]
+		rest = rest[h.Size():]
+		if h.IsControl() && !changed {
+			changed = true
+			out = make([]byte, 0, len(data))
+			out = append(out, data[:len(data)-len(rest)-len(one)]...)
+		}
+		if !h.IsControl() && changed {
+			out = append(out, one...)
+		}
+	}
+	return out, changed
+}
+
 // trimView cuts data (whole stored batches, next the offset after them) before the first batch at or
 // past limit, the partition's LSO, returning what is left and the offset after it.
 func trimView(data []byte, next, limit int64) ([]byte, int64) {

@@ -292,12 +292,13 @@ func (m *ProduceReply) Decode(b []byte) error {
 // or a pattern when it holds '*' or '>' (dot-separated tokens, '*' one token, '>' the rest; deliveries
 // of a pattern subscription are DeliverTopic frames). Filter is a server-side filter, empty for none:
 // "key=value" header terms joined by '&' (FilterHeaders), or a CEL expression (FilterCEL). Reset says
-// what an out-of-range start offset does. The optional trailing fields come in order; Append leaves
-// out those that are zero at the end.
+// what an out-of-range start offset does. Isolation says whether a stream subscription reads
+// transactions' records only once committed (the default) or as soon as stored. The optional
+// trailing fields come in order; Append leaves out those that are zero at the end.
 //
 //	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
 //	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16 |
-//	[max ack pending u32 | [reset u8 | [filter lang u8]]]
+//	[max ack pending u32 | [reset u8 | [filter lang u8 | [isolation u8]]]]
 type Subscribe struct {
 	SubID         uint32
 	Topic         string
@@ -313,7 +314,21 @@ type Subscribe struct {
 	MaxAckPending uint32      // queue mode: the most unsettled records the member holds; 0 the broker's default
 	Reset         OffsetReset // where to start when the start offset is outside the partition
 	FilterLang    FilterLang  // how Filter reads: header terms (0) or CEL
+	Isolation     Isolation   // which transactional records a stream reads: committed (0) or all stored
 }
+
+// Isolation is a subscription's isolation level, Kafka's isolation.level: which records of
+// transactions it reads. Control batches (transaction markers) are never delivered at either level.
+type Isolation uint8
+
+const (
+	// ReadCommitted reads a partition below its last stable offset, without aborted transactions'
+	// records: a transaction's records appear once it commits, all at once (the default).
+	ReadCommitted Isolation = 0
+	// ReadUncommitted reads up to the partition's high watermark: open transactions' records as they
+	// are stored, and aborted ones' too.
+	ReadUncommitted Isolation = 1
+)
 
 // FilterLang says how a Subscribe's filter reads.
 type FilterLang uint8
@@ -335,6 +350,9 @@ func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
 	dst = appendStr16(dst, []byte(m.Filter))
 	switch {
+	case m.Isolation != ReadCommitted:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
+		dst = append(dst, byte(m.Reset), byte(m.FilterLang), byte(m.Isolation))
 	case m.FilterLang != FilterHeaders:
 		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
 		dst = append(dst, byte(m.Reset), byte(m.FilterLang))
@@ -353,7 +371,7 @@ func (m *Subscribe) Decode(b []byte) error {
 	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
 	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
 	m.Filter = string(r.str16())
-	m.MaxAckPending, m.Reset, m.FilterLang = 0, ResetEarliest, FilterHeaders
+	m.MaxAckPending, m.Reset, m.FilterLang, m.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 	if r.err == nil && len(r.b) >= 4 { // the optional trailing fields, in order
 		m.MaxAckPending = r.u32()
 		if len(r.b) >= 1 {
@@ -361,6 +379,9 @@ func (m *Subscribe) Decode(b []byte) error {
 		}
 		if len(r.b) >= 1 {
 			m.FilterLang = FilterLang(r.u8())
+		}
+		if len(r.b) >= 1 {
+			m.Isolation = Isolation(r.u8())
 		}
 	}
 	if err := r.end(); err != nil {
@@ -375,6 +396,8 @@ func (m *Subscribe) Decode(b []byte) error {
 		return fmt.Errorf("%w: subscribe offset reset %d", ErrMalformed, m.Reset)
 	case m.FilterLang > FilterCEL:
 		return fmt.Errorf("%w: subscribe filter lang %d", ErrMalformed, m.FilterLang)
+	case m.Isolation > ReadUncommitted:
+		return fmt.Errorf("%w: subscribe isolation %d", ErrMalformed, m.Isolation)
 	case m.Partition < -1:
 		return fmt.Errorf("%w: subscribe partition %d", ErrMalformed, m.Partition)
 	}

@@ -112,6 +112,7 @@ func msgCases() []msgCase {
 		{"subscribe-reset-latest", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Start: StartCommitted, Reset: ResetLatest}, func() body { return new(Subscribe) }, -1},
 		{"subscribe-reset-error", OpSubscribe, &Subscribe{Topic: "t", Partition: 2, Start: StartOffset, StartValue: 7, Reset: ResetError}, func() body { return new(Subscribe) }, -1},
 		{"subscribe-cel", OpSubscribe, &Subscribe{Topic: "orders.>", Partition: -1, Filter: `value.temp > 30`, FilterLang: FilterCEL}, func() body { return new(Subscribe) }, -1},
+		{"subscribe-read-uncommitted", OpSubscribe, &Subscribe{Topic: "orders", Partition: -1, Isolation: ReadUncommitted}, func() body { return new(Subscribe) }, -1},
 		{"deliver-topic", OpDeliverTopic, &DeliverTopic{SubID: 9, Partition: 2, HighWatermark: 12345, Topic: []byte("orders.eu"), Batches: batch},
 			func() body { return new(DeliverTopic) }, DeliverHeaderSize + 2 + len("orders.eu")},
 	}
@@ -182,13 +183,13 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				limit = c.rest
 			}
 			// A Subscribe body is also whole without its optional trailing fields (max ack pending,
-			// then reset, then filter lang), each left out whole.
+			// then reset, then filter lang, then isolation), each left out whole.
 			whole := map[int]bool{}
 			if s, ok := c.msg.(*Subscribe); ok {
 				bare := *s
-				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
+				bare.MaxAckPending, bare.Reset, bare.FilterLang, bare.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 				n := len(bare.Append(nil))
-				whole[n], whole[n+4], whole[n+5] = true, true, true
+				whole[n], whole[n+4], whole[n+5], whole[n+6] = true, true, true, true
 			}
 			// So is a HelloReply without its optional trailing fields (max batch bytes, then idle
 			// timeout ms), each left out whole.
@@ -234,9 +235,9 @@ func TestMessagesRejectTrailingBytes(t *testing.T) {
 			if s, ok := c.msg.(*Subscribe); ok {
 				// Every optional trailing field written out, then one byte more.
 				bare := *s
-				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
+				bare.MaxAckPending, bare.Reset, bare.FilterLang, bare.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 				b = binary.BigEndian.AppendUint32(bare.Append(nil), s.MaxAckPending)
-				b = append(b, byte(s.Reset), byte(s.FilterLang), 0)
+				b = append(b, byte(s.Reset), byte(s.FilterLang), byte(s.Isolation), 0)
 			}
 			if err := c.new().Decode(b); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode with a trailing byte: %v, want ErrMalformed", err)
@@ -355,7 +356,7 @@ func TestMessageSpecifics(t *testing.T) {
 	})
 	t.Run("subscribe-bad-enums", func(t *testing.T) {
 		for _, s := range []Subscribe{{Mode: ModeQueue + 1}, {Start: StartCommitted + 1}, {Reset: ResetError + 1},
-			{Reset: 0xff}, {Partition: -2}, {Partition: -7}} {
+			{Reset: 0xff}, {Partition: -2}, {Partition: -7}, {Isolation: ReadUncommitted + 1}} {
 			if err := new(Subscribe).Decode(s.Append(nil)); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%+v: got %v", s, err)
 			}

@@ -56,6 +56,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
 	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
 	onCorrupt := f.String("on-corrupt", "stop", "what to do with a stored batch that cannot be read: `stop` or skip")
+	uncommitted := f.Bool("read-uncommitted", false, "print transactions' records as soon as they are stored, open and aborted ones too (default: once committed)")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -96,6 +97,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	if *filter != "" {
 		copts = append(copts, filterOption(*filter))
+	}
+	if *uncommitted {
+		copts = append(copts, client.WithReadUncommitted())
 	}
 
 	c, err := f.g.dial(ctx, stderr)
