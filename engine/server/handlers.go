@@ -327,7 +327,7 @@ func (ss *session) produce(f wire.Frame) {
 	if ss.produceSeq++; ss.produceSeq&produceSampleMask == 0 {
 		start = ss.lastActive.Load() // readFrames' clock reading for this frame
 	}
-	base, last, err := p.Append(m.Batches)
+	base, last, err := p.AppendAs(m.Batches, ss.principal) // a transaction is its opener's
 	if err != nil {
 		ss.fail(f, err)
 		if errors.Is(err, wire.ErrCorrupt) || errors.Is(err, wire.ErrTruncated) {
