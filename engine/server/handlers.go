@@ -432,8 +432,8 @@ func (ss *session) subscribe(f wire.Frame) {
 	}
 	var opts engine.SubscribeOptions
 	if pattern {
-		// Asked on this loop at each match, with the rules in force then.
-		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.opts.ACL, ss.principal, ActConsume, name) }
+		// Asked on this loop at each match, with the rules in force then (SetAuth's, not Start's).
+		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.auth.Load().acl, ss.principal, ActConsume, name) }
 	}
 	if m.Group != "" { // named in DescribeGroup's member list
 		opts.ClientID = ss.clientID
