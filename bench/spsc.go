@@ -105,29 +105,62 @@ func (t *SPSCFloorTarget) Consume(i int, deliver func(payload []byte)) error {
 	}
 	go func() {
 		defer t.wg.Done()
-		for empty := 1; ; empty++ {
+		var idle idleYield
+		for {
 			n := 0
 			for p, q := range pairs {
 				n += q.r.Poll(64, polls[p])
 			}
 			if n > 0 {
-				empty = 0
+				idle.reset()
 				continue
 			}
 			if t.done.Load() {
 				return
 			}
-			if empty%spinYield == 0 {
-				runtime.Gosched()
-			}
+			idle.pause()
 		}
 	}()
 	return nil
 }
 
-// spinYield is how many empty looks a spinning side makes between yields of its P (as a spinning
-// engine.Local does).
-const spinYield = 256
+// idleYield is a spinning side's yield of its P, as a spinning engine.Local's: once it has spun
+// without progress for spinYieldAfter ns, then once per spinYieldAfter. The yield lets goroutines
+// that wait for a P run when every P is busy; made more often (every 256 looks, as before) it costs
+// the spinner tens of microseconds off its P each time, on this machine, for nothing: an unlocked
+// goroutine's yield came back after 20 µs on average under load (docs/benchmarks.md, "Busy-poll:
+// what takes a core from a spinner"). The zero value is ready; one per goroutine.
+type idleYield struct {
+	looks int   // pauses since the last clock read
+	since int64 // Now() when the spinning began or the P was last yielded; 0: not spinning
+}
+
+// spinYieldAfter is how long a side spins without progress before it yields its P (ns).
+const spinYieldAfter = 1e6
+
+// spinClockEvery is how many pauses a spinning side makes between clock reads.
+const spinClockEvery = 16
+
+// yieldP yields the P. A variable for tests, which count the yields.
+var yieldP = runtime.Gosched
+
+// reset records progress: the next pause starts a new spin.
+func (y *idleYield) reset() { y.looks, y.since = 0, 0 }
+
+// pause is one fruitless look.
+func (y *idleYield) pause() {
+	if y.looks++; y.looks%spinClockEvery != 0 {
+		return
+	}
+	now := Now()
+	switch {
+	case y.since == 0:
+		y.since = now
+	case now-y.since >= spinYieldAfter:
+		yieldP()
+		y.since = Now()
+	}
+}
 
 // Close implements Target: it stops the consumers and waits for them.
 func (t *SPSCFloorTarget) Close() error {
@@ -158,12 +191,13 @@ func (p *spscProducer) Send(key, payload []byte) error {
 	slot := q.seq & (2*spscDepth - 1)
 	off := int(slot) * q.size
 	copy(q.slab[off:off+q.size], payload)
-	for spins := 1; !q.r.Offer(slot); spins++ {
-		if p.t.done.Load() {
-			return ErrClosed
-		}
-		if spins%spinYield == 0 {
-			runtime.Gosched()
+	if !q.r.Offer(slot) {
+		var idle idleYield // the ring is full: spin until the consumer frees a slot
+		for !q.r.Offer(slot) {
+			if p.t.done.Load() {
+				return ErrClosed
+			}
+			idle.pause()
 		}
 	}
 	q.seq++

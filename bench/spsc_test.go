@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,5 +90,59 @@ func testSPSCFloor(t *testing.T, producers, consumers int) {
 	}
 	if err := tg.Producer(0).Send(nil, make([]byte, size)); err != nil && err != ErrClosed {
 		t.Fatalf("send after close: %v", err)
+	}
+}
+
+// TestSPSCFloorYieldsRarely: a floor producer spinning on a full ring (no consumer here) yields its
+// P only after spinYieldAfter without progress and then once per spinYieldAfter, not every few
+// microseconds, and Close ends its spin with ErrClosed.
+func TestSPSCFloorYieldsRarely(t *testing.T) {
+	tg := NewSPSCFloorTarget()
+	if err := tg.Open(context.Background(), Config{PayloadSize: 16}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var yields []time.Time
+	prev := yieldP
+	yieldP = func() {
+		mu.Lock()
+		yields = append(yields, time.Now())
+		mu.Unlock()
+	}
+	defer func() { yieldP = prev }()
+	p := tg.Producer(0)
+	buf := make([]byte, 16)
+	for i := range spscDepth { // fills the ring: nobody consumes
+		if err := p.Send(nil, buf); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- p.Send(nil, buf) }() // spins on the full ring
+	time.Sleep(30 * time.Millisecond)
+	if err := tg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Send on a full ring after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send still spinning 10 s after Close")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(yields) == 0 {
+		t.Fatalf("no yield in %v on a full ring", time.Since(start))
+	}
+	last := start
+	for i, at := range yields {
+		if gap := at.Sub(last); gap < time.Duration(spinYieldAfter) {
+			t.Fatalf("yield %d of %d came %v after the previous one (or the first spin), want >= %v",
+				i, len(yields), gap, time.Duration(spinYieldAfter))
+		}
+		last = at
 	}
 }

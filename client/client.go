@@ -200,6 +200,18 @@ func (c *Client) requestContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.closeCtx, c.opts.RequestTimeout)
 }
 
+// liveConn returns the live connection without waiting: nil while there is none or once the client
+// is closed.
+func (c *Client) liveConn() *conn {
+	c.mu.Lock()
+	cn := c.cn
+	if c.closed {
+		cn = nil
+	}
+	c.mu.Unlock()
+	return cn
+}
+
 // waitConn returns the live connection, waiting for a reconnection if there is none.
 func (c *Client) waitConn(ctx context.Context) (*conn, error) {
 	for {
@@ -343,7 +355,7 @@ func (c *Client) deliver(cn *conn, body []byte) {
 		c.log.Debug("sluice: delivery for an unknown subscription dropped", "sub", d.SubID)
 		return
 	}
-	s.cons.push(s, &d)
+	s.cons.push(s, &d, cn.fr)
 }
 
 // assign routes an Assign push to its consumer. Reader goroutine.

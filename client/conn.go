@@ -39,7 +39,9 @@ const (
 
 // conn is one broker connection. Requests from any goroutine are encoded straight into wbuf; the
 // writer goroutine swaps it for its spare buffer and hands everything queued to the kernel in one
-// write, so frames queued while a write is in progress leave together. The reader goroutine decodes
+// write, so frames queued while a write is in progress leave together. A produce's batch is not
+// copied into wbuf: on a plain TCP connection it is queued by reference (iov) and written from the
+// producer's own buffer with the frames around it in one writev. The reader goroutine decodes
 // frames and completes the request registered under each response's correlation id.
 type conn struct {
 	c        *Client
@@ -61,6 +63,23 @@ type conn struct {
 	writing bool          // guarded by wmu: a write is in progress (a caller's or writeLoop's)
 	wake    chan struct{} // capacity 1: asks writeLoop to write what is queued
 
+	// iov holds, when a queued frame carries a batch by reference (endFrameRef), the queued bytes in
+	// order: each stretch of wbuf up to such a batch, then the batch; wbuf[mark:] follows the last.
+	// Empty otherwise. The batches belong to their producers, which leave them unchanged until they
+	// are written (sendOn). spareIov is the other list, swapped as wbuf and spare are; bufs is the
+	// list being written (a field, so that writing it allocates nothing). All guarded by wmu but
+	// bufs, which only the writer touches. vectored says nc writes a net.Buffers with one writev
+	// (plain TCP), so endFrameRef queues by reference; immutable.
+	iov      [][]byte
+	mark     int
+	spareIov [][]byte
+	bufs     net.Buffers
+	vectored bool
+
+	// fr reads the connection; set by readLoop before it reads, used by the reader goroutine only
+	// (a delivery borrows the read buffer it arrived in: Consumer.push).
+	fr *frameReader
+
 	corr    atomic.Uint32
 	pmu     sync.Mutex
 	pending map[uint32]replyHandler // guarded by pmu: requests awaiting an answer
@@ -72,9 +91,10 @@ type conn struct {
 }
 
 func newConn(c *Client, nc net.Conn, hs handshakeResult, seq uint64) *conn {
+	_, vectored := nc.(*net.TCPConn)
 	return &conn{
 		c: c, nc: nc, maxFrame: hs.maxFrame, serverID: hs.serverID, maxBatch: hs.maxBatch, idle: hs.idle,
-		seq: seq, made: time.Now(),
+		seq: seq, made: time.Now(), vectored: vectored,
 		wake:    make(chan struct{}, 1),
 		pending: make(map[uint32]replyHandler, 64),
 		done:    make(chan struct{}),
@@ -237,38 +257,84 @@ func (cn *conn) endFrame(buf []byte, start int) error {
 		return fmt.Errorf("%w: frame of %d bytes, limit %d", ErrRecordTooLarge, n, cn.maxFrame)
 	}
 	cn.wbuf = wire.EndFrame(buf, start)
-	if cn.writing {
-		// A write is in progress; whoever does it hands what queued meanwhile to writeLoop.
-		cn.wmu.Unlock()
-		return nil
-	}
-	// Nobody is writing: write at once on this goroutine, saving a hand-off to writeLoop (one
-	// wake-up, tens of microseconds on a VM). This caller writes only what is queued now and hands
-	// anything queued meanwhile to writeLoop, so it blocks at most for one write.
-	buf = cn.takeLocked()
-	cn.wmu.Unlock()
-	cn.write(buf, true)
+	cn.queuedLocked()
 	return nil
 }
 
-// takeLocked claims the right to write and returns the queued frames, leaving the spare buffer to
-// collect the next ones.
-func (cn *conn) takeLocked() []byte {
-	cn.writing = true
-	buf := cn.wbuf
-	cn.wbuf, cn.spare = cn.spare[:0], nil
-	return buf
+// endFrameRef is endFrame for a frame whose body ends with ext, bytes that stay where they are:
+// on a plain TCP connection they are queued by reference and written from there, so the caller
+// must leave ext unchanged until the connection has written it (a produce's batch: its answer,
+// after which the producer recycles it, cannot come before). The frame's header in buf says
+// op, flags and corr, as given to beginFrame. Elsewhere (TLS) ext is copied into wbuf.
+func (cn *conn) endFrameRef(buf []byte, start int, ext []byte, op wire.Op, flags wire.Flags, corr uint32) error {
+	if n := len(buf) - start + len(ext); n > cn.maxFrame {
+		cn.wbuf = buf[:start]
+		cn.wmu.Unlock()
+		return fmt.Errorf("%w: frame of %d bytes, limit %d", ErrRecordTooLarge, n, cn.maxFrame)
+	}
+	if !cn.vectored {
+		cn.wbuf = wire.EndFrame(append(buf, ext...), start)
+		cn.queuedLocked()
+		return nil
+	}
+	wire.PutFrameHeader(buf[start:], op, flags, corr, len(buf)-start-wire.FrameHeaderSize+len(ext))
+	cn.iov = append(cn.iov, buf[cn.mark:len(buf):len(buf)], ext)
+	cn.mark = len(buf)
+	cn.wbuf = buf
+	cn.queuedLocked()
+	return nil
 }
 
-// write hands buf to the kernel, returns the buffer and the right to write, and reports whether more
-// frames queued meanwhile; a direct writer (wakeLoop) passes those to writeLoop.
-func (cn *conn) write(buf []byte, wakeLoop bool) (more bool) {
-	_, err := cn.nc.Write(buf)
+// queuedLocked follows a frame queued into wbuf: it unlocks the write buffer and, when nobody is
+// writing, writes on this goroutine, saving a hand-off to writeLoop (one wake-up, tens of
+// microseconds on a VM). This caller writes only what is queued now and hands anything queued
+// meanwhile to writeLoop, so it blocks at most for one write. While a write is in progress,
+// whoever does it hands what queued meanwhile to writeLoop.
+func (cn *conn) queuedLocked() {
+	if cn.writing {
+		cn.wmu.Unlock()
+		return
+	}
+	buf, iov := cn.takeLocked()
+	cn.wmu.Unlock()
+	cn.write(buf, iov, true)
+}
+
+// takeLocked claims the right to write and returns the queued frames: buf, or when iov is not empty
+// iov (which then covers buf), leaving the spare buffers to collect the next ones.
+func (cn *conn) takeLocked() (buf []byte, iov [][]byte) {
+	cn.writing = true
+	buf, iov = cn.wbuf, cn.iov
+	if len(iov) > 0 && cn.mark < len(buf) {
+		iov = append(iov, buf[cn.mark:])
+	}
+	cn.wbuf, cn.spare = cn.spare[:0], nil
+	cn.iov, cn.spareIov, cn.mark = cn.spareIov[:0], nil, 0
+	return buf, iov
+}
+
+// write hands the queued frames (takeLocked's buf and iov) to the kernel, returns the buffers and
+// the right to write, and reports whether more frames queued meanwhile; a direct writer (wakeLoop)
+// passes those to writeLoop.
+func (cn *conn) write(buf []byte, iov [][]byte, wakeLoop bool) (more bool) {
+	var err error
+	if len(iov) == 0 {
+		_, err = cn.nc.Write(buf)
+	} else {
+		// One writev for the frames and the batches between them (net.Buffers on a TCPConn).
+		// WriteTo consumes cn.bufs, not iov's backing array's length; iov is cleared below so the
+		// batches are not kept alive.
+		cn.bufs = iov
+		_, err = cn.bufs.WriteTo(cn.nc)
+		cn.bufs = nil
+		clear(iov)
+	}
 	if cap(buf) > maxKeptWriteBuf {
 		buf = nil
 	}
 	cn.wmu.Lock()
 	cn.spare = buf[:0]
+	cn.spareIov = iov[:0]
 	cn.writing = false
 	more = len(cn.wbuf) > 0
 	cn.wmu.Unlock()
@@ -302,9 +368,9 @@ func (cn *conn) writeLoop() {
 				cn.wmu.Unlock()
 				break
 			}
-			buf := cn.takeLocked()
+			buf, iov := cn.takeLocked()
 			cn.wmu.Unlock()
-			if !cn.write(buf, false) {
+			if !cn.write(buf, iov, false) {
 				break
 			}
 		}
@@ -314,7 +380,8 @@ func (cn *conn) writeLoop() {
 // readLoop decodes frames until the connection fails.
 func (cn *conn) readLoop() {
 	defer cn.c.wg.Done()
-	cn.fail(newFrameReader(cn.nc, cn.maxFrame).run(cn.dispatch))
+	cn.fr = newFrameReader(cn.nc, cn.maxFrame)
+	cn.fail(cn.fr.run(cn.dispatch))
 }
 
 // dispatch routes one frame: pushes to their subscription, answers to their request.

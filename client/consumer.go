@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valyala/bytebufferpool"
-
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -39,15 +37,18 @@ type partState struct {
 	topic string
 }
 
-// delivery is one Deliver push, its batches copied out of the connection's read buffer into a
-// pooled buffer. The buffer belongs to the consumer from push until Next moves past the delivery;
-// records handed out point into it, which is why a Message is valid only until the next Next.
+// delivery is one Deliver push: its batches, left where they arrived in the connection's read
+// buffer, and a reference to that buffer (frameReader.lend), which keeps the reader from writing over
+// them. The reference belongs to the consumer from push until Next moves past the delivery (or Close
+// drops it); records handed out point into the batches, which is why a Message is valid only until
+// the next Next.
 type delivery struct {
 	sub       *subscription
 	partition int32
 	hw        int64
 	epoch     uint32
-	buf       *bytebufferpool.ByteBuffer
+	data      []byte   // the delivery's batches, in rb
+	rb        *readBuf // nil for no delivery
 }
 
 // Consumer receives the records of one topic: from Next (iterator style) or Consume (handler
@@ -333,8 +334,9 @@ func (c *Consumer) handBack(cn *conn, back []wire.Commit) {
 	wg.Wait()
 }
 
-// push queues a delivery. Reader goroutine; d's batches alias the read buffer and are copied.
-func (c *Consumer) push(s *subscription, d *wire.Deliver) {
+// push queues a delivery. Reader goroutine; d's batches lie in fr's read buffer, which the delivery
+// borrows instead of copying them.
+func (c *Consumer) push(s *subscription, d *wire.Deliver, fr *frameReader) {
 	c.mu.Lock()
 	ps := c.parts[d.Partition]
 	if c.closed || ps == nil || !ps.assigned || !slices.Contains(c.subs, s) {
@@ -342,9 +344,8 @@ func (c *Consumer) push(s *subscription, d *wire.Deliver) {
 		c.mu.Unlock()
 		return
 	}
-	bb := bytebufferpool.Get()
-	bb.B = append(bb.B[:0], d.Batches...)
-	c.queue = append(c.queue, delivery{sub: s, partition: d.Partition, hw: d.HighWatermark, epoch: ps.epoch, buf: bb})
+	c.queue = append(c.queue, delivery{sub: s, partition: d.Partition, hw: d.HighWatermark, epoch: ps.epoch,
+		data: d.Batches, rb: fr.lend()})
 	c.endRepeat = 0 // records flow again: a later ending is not a repeat
 	c.mu.Unlock()
 	c.poke()
@@ -905,7 +906,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 	c.subs = nil
 	c.releaseCurLocked()
 	for i := c.qhead; i < len(c.queue); i++ {
-		bytebufferpool.Put(c.queue[i].buf)
+		c.queue[i].rb.release()
 	}
 	c.queue, c.qhead = nil, 0
 	c.mu.Unlock()

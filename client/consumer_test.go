@@ -102,7 +102,7 @@ func TestCreditBoundsBuffering(t *testing.T) {
 		defer cons.mu.Unlock()
 		total := 0
 		for _, d := range cons.queue[cons.qhead:] {
-			total += len(d.buf.B)
+			total += len(d.data)
 		}
 		return total
 	}

@@ -66,13 +66,13 @@ func (c *Client) deliverTopic(cn *conn, body []byte) {
 		c.log.Debug("sluice: topic delivery for an unknown or single-topic subscription dropped", "sub", d.SubID)
 		return
 	}
-	s.cons.pushTopic(s, &d)
+	s.cons.pushTopic(s, &d, cn)
 }
 
 // pushTopic queues a pattern delivery under its topic-partition's slot, starting the slot at the
 // delivery's first batch the first time (and again when the partition's high watermark shows it was
 // recreated below the consumer's position). Reader goroutine.
-func (c *Consumer) pushTopic(s *subscription, d *wire.DeliverTopic) {
+func (c *Consumer) pushTopic(s *subscription, d *wire.DeliverTopic, cn *conn) {
 	c.mu.Lock()
 	slot, ok := c.slots[slotKey{string(d.Topic), d.Partition}] // no allocation for the lookup
 	if c.opts.Group != "" {
@@ -81,7 +81,7 @@ func (c *Consumer) pushTopic(s *subscription, d *wire.DeliverTopic) {
 		if !ok {
 			slot = -1
 		}
-		c.push(s, &wire.Deliver{SubID: d.SubID, Partition: slot, HighWatermark: d.HighWatermark, Batches: d.Batches})
+		c.push(s, &wire.Deliver{SubID: d.SubID, Partition: slot, HighWatermark: d.HighWatermark, Batches: d.Batches}, cn.fr)
 		return
 	}
 	if !ok {
@@ -93,7 +93,7 @@ func (c *Consumer) pushTopic(s *subscription, d *wire.DeliverTopic) {
 		ps.partition, ps.topic = d.Partition, string(d.Topic)
 	}
 	c.mu.Unlock()
-	c.push(s, &wire.Deliver{SubID: d.SubID, Partition: slot, HighWatermark: d.HighWatermark, Batches: d.Batches})
+	c.push(s, &wire.Deliver{SubID: d.SubID, Partition: slot, HighWatermark: d.HighWatermark, Batches: d.Batches}, cn.fr)
 }
 
 // applyTopicAssignLocked takes a pattern group member's assignment (Assign.Topics). Reader

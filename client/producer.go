@@ -248,6 +248,9 @@ type Producer struct {
 
 	mu          sync.Mutex
 	open        []*pbatch     // guarded by mu: per partition, the batch taking records, or nil
+	nopen       int           // guarded by mu: the non-nil entries of open
+	lastBusy    time.Time     // guarded by mu: when a batch was last sealed or a Produce waited for space
+	lastFull    bool          // guarded by mu: the last batch sealed was full (round's callerSeals)
 	ready       []*pbatch     // guarded by mu: batches closed to records, waiting for an in-flight slot
 	retry       []*pbatch     // guarded by mu: batches to resend after a connection failure, by seq
 	pid         int64         // guarded by mu: idempotent producer id, chosen at the first send
@@ -284,6 +287,19 @@ type Producer struct {
 	done       chan struct{}
 	sendCtx    context.Context
 	sendCancel context.CancelFunc
+
+	// sending is the right to run a send round (round): whoever swaps it from false to true is the
+	// sender until the round ends, the goroutine calling Produce as well as run. again asks the
+	// sender to go round once more: it is set before every attempt, so a caller that finds sending
+	// taken leaves its batch to the round in progress or the next (kick). sendBuf is the sender's
+	// scratch list of batches taken in a round, owned by whoever holds sending. wake (capacity 1)
+	// asks run for a round it must do.
+	sending atomic.Bool
+	again   atomic.Bool
+	sendBuf []*pbatch
+	// timer fires when the next lingering batch is due; reset by the sender at the end of each round
+	// that leaves one lingering, received by run.
+	timer *time.Timer
 }
 
 // Producer returns a producer for topic. It looks up the topic's partition count with a Describe
@@ -316,6 +332,8 @@ func (c *Client) Producer(topic string, opts ...ProducerOption) (*Producer, erro
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	p.sendCtx, p.sendCancel = context.WithCancel(c.closeCtx)
+	p.timer = time.NewTimer(time.Hour)
+	p.timer.Stop()
 	go p.run()
 	return p, nil
 }
@@ -327,8 +345,12 @@ func (p *Producer) Topic() string { return p.topic }
 func (p *Producer) Partitions() int32 { return p.nparts }
 
 // Produce queues rec and reports its result to fn, which runs exactly once on a client goroutine
-// (the connection's reader, or the producer's sender) and must not block. fn may be nil. Produce
-// blocks only while MaxBufferedBytes are buffered, until ctx ends; its error says the record was not
+// (the connection's reader, or the producer's sender) or, when the batch fails before it is sent or
+// needs no answer (DurabilityNone), on the goroutine calling Produce, Send, Publish or Flush that
+// sent it; it must not block, nor take a lock held around Produce. fn may be nil. Produce blocks
+// while MaxBufferedBytes are buffered, until ctx ends, and while the batch it sends itself (see
+// kick) waits for room in the socket's send buffer, which ctx does not end (a broker that stops
+// reading fails the connection by the ping's deadline); its error says the record was not
 // queued (and fn will not run): ErrRecordTooLarge, ErrClosed, or ctx's error. The record's own
 // failure reaches fn in Result.Err: ErrConnectionLost after the retries, or the broker's refusal.
 func (p *Producer) Produce(ctx context.Context, rec Record, fn func(Result)) error {
@@ -390,6 +412,7 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 			return ctx.Err()
 		}
 		p.mu.Lock()
+		p.lastBusy = time.Now()
 	}
 	p.scratch = *rec
 	part := p.opts.Partitioner.Partition(&p.scratch, p.nparts)
@@ -404,12 +427,13 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 	limit := p.batchLimit()
 	b := p.open[part]
 	if b != nil && b.b.Size()+size > limit {
-		p.sealLocked(b)
+		p.sealLocked(b, true)
 		b = nil
 	}
 	if b == nil {
 		b = p.newBatchLocked(part)
 		p.open[part] = b
+		p.nopen++
 		wake = true // the sender arms the new batch's linger timer
 	}
 	if ts < 0 {
@@ -422,12 +446,14 @@ func (p *Producer) produce(ctx context.Context, rec *Record, comp completion, ur
 	p.buffered += size
 	p.outstanding++
 	if b.b.Size() >= limit {
-		p.sealLocked(b)
+		p.sealLocked(b, true)
 		wake = true
 	}
 	p.mu.Unlock()
 	if wake {
-		p.poke()
+		// Send on this goroutine if no round is running (kick): the sender goroutine's wake-up cost
+		// tens of microseconds per batch, half of a 20k/s run's scheduler latency.
+		p.kick(true)
 	}
 	return nil
 }
@@ -469,9 +495,19 @@ func (p *Producer) newBatchLocked(part int32) *pbatch {
 	return b
 }
 
-// sealLocked closes b to new records and queues it for sending.
-func (p *Producer) sealLocked(b *pbatch) {
+// callerSealGap is the least time since the last seal (or wait for buffer space, p.lastBusy) for a
+// Produce caller to seal a batch that is neither full nor urgent and send it itself (see round):
+// about what waking the sender goroutine costs on these VMs. Records arriving further apart gain nothing from the wake-up's delay, only
+// latency; closer together, the delay lets them share a batch.
+const callerSealGap = 20 * time.Microsecond
+
+// sealLocked closes b to new records and queues it for sending. full says b was sealed because the
+// next record would not fit (or it reached the batch limit).
+func (p *Producer) sealLocked(b *pbatch, full bool) {
+	p.lastBusy = time.Now()
+	p.lastFull = full
 	p.open[b.partition] = nil
+	p.nopen--
 	p.seq++
 	b.seq, b.sub, b.span = p.seq, 0, splitSpan
 	p.ready = append(p.ready, b)
@@ -480,77 +516,131 @@ func (p *Producer) sealLocked(b *pbatch) {
 	}
 }
 
-// run is the sender goroutine: it seals lingering batches when due and sends queued batches while
-// in-flight slots are free.
+// run is the sender goroutine. It runs the rounds a Produce caller cannot run itself (one would
+// block: waiting for a connection, resending after a failure) and those nobody calls for: a linger
+// timer that fires, an in-flight slot freed by an answer (finish, on the reader goroutine), a
+// batch put back for a retry.
 func (p *Producer) run() {
 	defer close(p.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var send []*pbatch // reused across rounds
 	for {
-		p.mu.Lock()
-		linger := p.opts.Linger
-		if p.flushing > 0 || p.closed {
-			linger = 0
-		}
-		now := time.Now()
-		next := time.Duration(-1)
-		// A batch past its linger is sealed only when an in-flight slot can take it: while every slot
-		// waits on the broker (a slow fdatasync, say), records keep joining the open batch, so the
-		// batches grow with the back-pressure instead of queueing one small request per record.
-		free := p.opts.MaxInFlight - p.inflight - len(p.ready) - len(p.retry)
-		for _, b := range p.open {
-			if b == nil {
-				continue
-			}
-			if age := now.Sub(b.created); b.urgent || age >= linger {
-				if free > 0 || p.closed || p.flushing > 0 {
-					p.sealLocked(b)
-					free--
-				}
-			} else if d := linger - age; next < 0 || d < next {
-				next = d
-			}
-		}
-		for p.inflight < p.opts.MaxInFlight && p.holding == nil {
-			var b *pbatch
-			if len(p.retry) > 0 {
-				b = p.retry[0]
-				p.retry = append(p.retry[:0], p.retry[1:]...)
-			} else if len(p.ready) > 0 {
-				b = p.ready[0]
-				p.ready = append(p.ready[:0], p.ready[1:]...)
-			} else {
-				break
-			}
-			p.inflight++
-			send = append(send, b)
-			if b.careful || b.tooLarge != nil {
-				p.holding = b // it goes alone: nothing after it until it is answered
-			}
-		}
-		p.mu.Unlock()
-		for i, b := range send {
-			p.send(b)
-			send[i] = nil
-		}
-		send = send[:0]
-		if next >= 0 {
-			timer.Reset(next)
-		}
 		select {
 		case <-p.wake:
-		case <-timer.C:
+		case <-p.timer.C:
 		case <-p.stop:
-			timer.Stop()
+			p.timer.Stop()
 			return
 		}
-		timer.Stop()
+		p.kick(false)
 	}
 }
 
-// send writes one batch to the live connection, waiting for one if need be.
-func (p *Producer) send(b *pbatch) {
+// kick runs send rounds until no goroutine has asked for one that has not run, unless another
+// goroutine is the sender: then it leaves the work to it. One goroutine at a time holds p.sending,
+// so batches leave in seal order as they did from a single sender goroutine. No request is lost:
+// a caller stores again before trying p.sending, and the sender clears again before its round
+// and loads it after releasing p.sending, so either the caller becomes the sender or the sender
+// sees again set (Go's atomics are sequentially consistent) and goes round once more, its round
+// taking p.mu after the caller queued its batch under it.
+//
+// inline is true on a Produce caller's goroutine (see round): it never waits for a connection.
+func (p *Producer) kick(inline bool) {
+	p.again.Store(true)
+	for p.again.Load() {
+		if !p.sending.CompareAndSwap(false, true) {
+			return // the sender in its round sees again and goes round once more
+		}
+		p.again.Store(false)
+		p.round(inline)
+		p.sending.Store(false)
+	}
+}
+
+// round seals lingering batches when due and sends queued batches while in-flight slots are free;
+// it arms the linger timer for the next batch due. Called by the holder of p.sending only. An inline
+// round (a Produce caller's) sends only on a live connection and only when nothing waits for a
+// resend: otherwise it leaves the batches queued and wakes run, which may wait.
+func (p *Producer) round(inline bool) {
+	p.mu.Lock()
+	linger := p.opts.Linger
+	if p.flushing > 0 || p.closed {
+		linger = 0
+	}
+	now := time.Now()
+	next := time.Duration(-1)
+	// A batch past its linger is sealed only when an in-flight slot can take it: while every slot
+	// waits on the broker (a slow fdatasync, say), records keep joining the open batch, so the
+	// batches grow with the back-pressure instead of queueing one small request per record.
+	free := p.opts.MaxInFlight - p.inflight - len(p.ready) - len(p.retry)
+	// A Produce caller seals a batch that is neither full nor urgent only when the last batch sealed
+	// was not full either, and it was sealed, and the last Produce waited for buffer space, at least
+	// callerSealGap ago. A producer that fills its batches, seals them faster than that, or is held
+	// back by MaxBufferedBytes (one producing as fast as it can) leaves the batch to run: the
+	// sender's wake-up delay is time in which more records join it, as before. Sealed by the
+	// caller, which has no such delay, it would go out with the one record that opened it.
+	callerSeals := !inline || !p.lastFull && now.Sub(p.lastBusy) >= callerSealGap
+	declined := false
+	for _, b := range p.open {
+		if b == nil {
+			continue
+		}
+		if age := now.Sub(b.created); b.urgent || age >= linger {
+			if free > 0 && (callerSeals || b.urgent) || p.closed || p.flushing > 0 {
+				p.sealLocked(b, false)
+				free--
+			} else if free > 0 {
+				declined = true
+			}
+		} else if d := linger - age; next < 0 || d < next {
+			next = d
+		}
+	}
+	if next >= 0 {
+		p.timer.Reset(next)
+	}
+	if declined && p.inflight+len(p.ready)+len(p.retry) == 0 {
+		// Nothing in flight whose answer would wake run (finish) to seal the batch: wake it now.
+		p.poke()
+	}
+	var cn *conn
+	if inline {
+		if cn = p.c.liveConn(); cn == nil || len(p.retry) > 0 {
+			more := len(p.ready) > 0 || len(p.retry) > 0
+			p.mu.Unlock()
+			if more {
+				p.poke()
+			}
+			return
+		}
+	}
+	send := p.sendBuf
+	for p.inflight < p.opts.MaxInFlight && p.holding == nil {
+		var b *pbatch
+		if len(p.retry) > 0 {
+			b = p.retry[0]
+			p.retry = append(p.retry[:0], p.retry[1:]...)
+		} else if len(p.ready) > 0 {
+			b = p.ready[0]
+			p.ready = append(p.ready[:0], p.ready[1:]...)
+		} else {
+			break
+		}
+		p.inflight++
+		send = append(send, b)
+		if b.careful || b.tooLarge != nil {
+			p.holding = b // it goes alone: nothing after it until it is answered
+		}
+	}
+	p.mu.Unlock()
+	for i, b := range send {
+		p.send(b, cn)
+		send[i] = nil
+	}
+	p.sendBuf = send[:0]
+}
+
+// send writes one batch to cn, or when cn is nil to the live connection, waiting for one if need
+// be.
+func (p *Producer) send(b *pbatch, cn *conn) {
 	if b.data == nil {
 		if p.opts.Idempotent {
 			p.stamp(b)
@@ -560,7 +650,10 @@ func (p *Producer) send(b *pbatch) {
 			return
 		}
 	}
-	cn, err := p.c.waitConn(p.sendCtx)
+	var err error
+	if cn == nil {
+		cn, err = p.c.waitConn(p.sendCtx)
+	}
 	if err == nil && cn == b.avoid {
 		// The broker behind cn is stopping and refused this batch: wait for it to close the
 		// connection, and send on the next one.
@@ -663,7 +756,7 @@ func splitTarget(b *pbatch, cn *conn) int {
 // first built (send stamps before it splits), and its pieces carry b's producer id and epoch and consecutive
 // base sequences from b's, so together they carry exactly the sequences b did and the broker sees
 // the same sequence stream as if b had been stored whole (a broker that refused b stored none of
-// it). Each piece, b included, is built. Called from the sender goroutine, without p.mu, for a batch
+// it). Each piece, b included, is built. Called by the sender (the holder of p.sending), without p.mu, for a batch
 // it holds (b is not registered on any connection).
 func (p *Producer) split(b *pbatch, target int) ([]*pbatch, error) {
 	b.b.SetCompression(wire.CodecNone)
@@ -730,8 +823,12 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 	corr := cn.nextCorr()
 	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
 	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
-	buf = append(req.AppendHeader(buf), b.data...)
-	if !noReply {
+	buf = req.AppendHeader(buf)
+	var err error
+	if noReply {
+		// Completed as soon as it is queued (below), so recycled at once: the batch is copied.
+		err = cn.endFrame(append(buf, b.data...), start)
+	} else {
 		// Registered while the write buffer is locked: the request cannot leave (so no reply can
 		// come) before this goroutine is done with b.
 		if err := cn.registerAs(corr, b); err != nil {
@@ -739,8 +836,14 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 			b.complete(wire.Frame{}, err)
 			return
 		}
+		// The batch is written from b.data, not copied: b is changed again (recycled by finish,
+		// rebuilt by split) only after its answer, which the broker sends once it has read the
+		// whole frame, or after cn failed. A failed connection's last writev may then still be
+		// reading b.data; whatever it sends the broker refuses or discards (each batch carries
+		// its CRC, and the client has closed the socket).
+		err = cn.endFrameRef(buf, start, b.data, wire.OpProduce, flags, corr)
 	}
-	if err := cn.endFrame(buf, start); err != nil {
+	if err != nil {
 		if noReply || cn.take(corr) != nil {
 			p.finish(b, -1, err, true)
 		}
@@ -755,7 +858,7 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 // unresolved on cn and reports true; or it puts b back into retry, in seq order, and reports false.
 // A batch put back because a failed connection still has unresolved batches waits for the last of
 // them to be resolved (which wakes the sender); one put back behind a lower seq waiting in retry is
-// taken again at once, after it. Called from the sender goroutine only.
+// taken again at once, after it. Called by the sender (the holder of p.sending) only.
 func (p *Producer) admit(b *pbatch, cn *conn) bool {
 	p.mu.Lock()
 	older := p.unresolved > 0 && p.sentOn != cn
@@ -809,7 +912,7 @@ func (p *Producer) resolveLocked(b *pbatch) {
 
 // stamp gives b the producer's identity and the next sequence of its partition. Sequences are
 // assigned at the first send, in send order, which is the order the broker must see them in; a
-// resend keeps them. Called from the sender goroutine only.
+// resend keeps them. Called by the sender (the holder of p.sending) only.
 func (p *Producer) stamp(b *pbatch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -933,8 +1036,13 @@ func (p *Producer) finish(b *pbatch, base int64, err error, inflight bool) {
 	b.bytes, b.urgent, b.data, b.attempts, b.seq, b.sub, b.span = 0, false, nil, 0, 0, 0, 0
 	b.avoid, b.tooLarge, b.careful = nil, nil, false
 	p.free = append(p.free, b)
+	// The freed slot matters only to a batch waiting for one (an open batch seals when a slot is
+	// free): with none, waking run would only have it race the next Produce for p.sending.
+	wake := p.nopen > 0 || len(p.ready) > 0 || len(p.retry) > 0
 	p.mu.Unlock()
-	p.poke()
+	if wake {
+		p.poke()
+	}
 }
 
 // Flush sends every buffered record without lingering and waits until all records produced before
@@ -952,7 +1060,7 @@ func (p *Producer) Flush(ctx context.Context) error {
 	}
 	idle := p.idle
 	p.mu.Unlock()
-	p.poke()
+	p.kick(true)
 	var err error
 	select {
 	case <-idle:
@@ -991,6 +1099,7 @@ func (p *Producer) Close(ctx context.Context) error {
 		}
 	}
 	clear(p.open)
+	p.nopen = 0
 	left = append(left, p.ready...)
 	left = append(left, p.retry...)
 	p.ready, p.retry = nil, nil

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sluicemq/sluice/wire"
 )
@@ -23,18 +25,91 @@ import (
 // to the frame's size (at most the negotiated maximum frame). A buffer grown past readBufSize returns
 // to it once empty.
 //
-// Used by the connection's reader goroutine only.
+// A consumer keeps a delivery where it arrived instead of copying it (lend): the buffer is then
+// shared, reference-counted (readBuf), and the reader never writes over bytes before end while
+// deliveries hold it: where it would start over at the front or move a partial frame there, it
+// takes a fresh buffer from a pool instead (moving the partial frame into it, the one copy it would
+// have made anyway), and the old one goes back to the pool when the last delivery in it is released.
+// Reads into the free tail never touch what was lent.
+//
+// Used by the connection's reader goroutine only, but for the reference counts.
 type frameReader struct {
 	r        io.Reader
 	maxFrame int
-	buf      []byte
-	start    int // buf[start:end] is received and not yet yielded: a frame's beginning
+	cur      *readBuf // the buffer being read into; the reader holds one of its references
+	buf      []byte   // cur.b
+	start    int      // buf[start:end] is received and not yet yielded: a frame's beginning
 	end      int
 	moved    int64 // bytes moved to the front so far, for tests
+	swapped  int64 // fresh buffers taken because the current one was lent, for tests
+}
+
+// readBuf is a frameReader's buffer, shared with the deliveries lent parts of it. refs counts its
+// holders: the frameReader while it reads into it, and each delivery not yet released. Buffers of
+// the two usual sizes are pooled: a consumer's connection takes one per readBufSize of deliveries
+// it holds, and gives it back once they are read.
+type readBuf struct {
+	b    []byte
+	refs atomic.Int32
+}
+
+// readBufPools hold free readBufs of minReadBuf and readBufSize bytes; larger ones are not kept.
+var readBufPools = [2]sync.Pool{
+	{New: func() any { return &readBuf{b: make([]byte, minReadBuf)} }},
+	{New: func() any { return &readBuf{b: make([]byte, readBufSize)} }},
+}
+
+// getReadBuf returns a buffer of size bytes holding one reference.
+func getReadBuf(size int) *readBuf {
+	var rb *readBuf
+	switch size {
+	case minReadBuf:
+		rb = readBufPools[0].Get().(*readBuf)
+	case readBufSize:
+		rb = readBufPools[1].Get().(*readBuf)
+	default:
+		rb = &readBuf{b: make([]byte, size)}
+	}
+	rb.refs.Store(1)
+	return rb
+}
+
+// release drops one reference; the last returns the buffer to its pool.
+func (rb *readBuf) release() {
+	if rb.refs.Add(-1) != 0 {
+		return
+	}
+	switch len(rb.b) {
+	case minReadBuf:
+		readBufPools[0].Put(rb)
+	case readBufSize:
+		readBufPools[1].Put(rb)
+	}
 }
 
 func newFrameReader(r io.Reader, maxFrame int) *frameReader {
-	return &frameReader{r: r, maxFrame: maxFrame, buf: make([]byte, minReadBuf)}
+	rb := getReadBuf(minReadBuf)
+	return &frameReader{r: r, maxFrame: maxFrame, cur: rb, buf: rb.b}
+}
+
+// lend hands out a reference to the buffer the frame being yielded lies in: its bytes stay as they
+// are until the holder calls release. Called from run's fn only.
+func (fr *frameReader) lend() *readBuf {
+	fr.cur.refs.Add(1)
+	return fr.cur
+}
+
+// lent reports whether a delivery holds part of the current buffer.
+func (fr *frameReader) lent() bool { return fr.cur.refs.Load() > 1 }
+
+// swap continues in a fresh buffer of size bytes, moving the partial frame buf[start:end] to its
+// front, and drops the reader's reference to the old one.
+func (fr *frameReader) swap(size int) {
+	nb := getReadBuf(size)
+	fr.end = copy(nb.b, fr.buf[fr.start:fr.end])
+	fr.start = 0
+	fr.cur.release()
+	fr.cur, fr.buf = nb, nb.b
 }
 
 // run reads until the reader fails or fn returns an error, calling fn for every frame in order. A
@@ -76,10 +151,14 @@ func (fr *frameReader) run(fn func(wire.Frame) error) error {
 // frame is over half of it (see frameReader).
 func (fr *frameReader) makeRoom() error {
 	if fr.start == fr.end {
-		fr.start, fr.end = 0, 0
-		if len(fr.buf) > readBufSize {
-			fr.buf = make([]byte, readBufSize)
+		switch {
+		case len(fr.buf) > readBufSize:
+			fr.swap(readBufSize)
+		case fr.lent():
+			fr.swap(len(fr.buf))
+			fr.swapped++
 		}
+		fr.start, fr.end = 0, 0
 		return nil
 	}
 	need := wire.FrameHeaderSize // until the header is whole, room for the header
@@ -91,14 +170,16 @@ func (fr *frameReader) makeRoom() error {
 	if fr.start+need <= len(fr.buf) {
 		return nil
 	}
-	if need > len(fr.buf)/2 && len(fr.buf) < readBufSize || need > len(fr.buf) {
-		nb := make([]byte, max(need, readBufSize))
-		fr.end = copy(nb, fr.buf[fr.start:fr.end])
-		fr.buf = nb
-	} else {
+	switch {
+	case need > len(fr.buf)/2 && len(fr.buf) < readBufSize || need > len(fr.buf):
+		fr.swap(max(need, readBufSize))
+	case fr.lent():
+		fr.swap(len(fr.buf))
+		fr.swapped++
+	default:
 		fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+		fr.start = 0
 	}
 	fr.moved += int64(fr.end)
-	fr.start = 0
 	return nil
 }

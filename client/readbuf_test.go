@@ -89,3 +89,67 @@ func TestFrameReaderErrors(t *testing.T) {
 		t.Errorf("handler error: %v, want it returned as is", err)
 	}
 }
+
+// TestFrameReaderLentFramesStayPut: a frame lent out (as a consumer keeps a delivery where it
+// arrived instead of copying it) keeps its bytes while the reader goes on reading the later frames of
+// a stream cut into random reads: the reader takes a fresh buffer rather than start over at the
+// front or move a partial frame there while anything in its buffer is lent. Every buffer's count
+// returns to zero once the frames are released.
+func TestFrameReaderLentFramesStayPut(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var stream []byte
+	var want [][]byte
+	for i := range 300 {
+		body := make([]byte, []int{10, 900, 20 << 10, 300 << 10}[rng.IntN(4)])
+		for j := range body {
+			body[j] = byte(i*7 + j)
+		}
+		var start int
+		stream, start = wire.BeginFrame(stream, wire.OpDeliver, 0, uint32(i))
+		stream = wire.EndFrame(append(stream, body...), start)
+		want = append(want, body)
+	}
+	for _, maxRead := range []int{100, 16 << 10, 1 << 20} {
+		fr := newFrameReader(&chunkReader{data: stream, rng: rng, max: maxRead}, wire.DefaultMaxFrame)
+		type loan struct {
+			i    int
+			body []byte
+			rb   *readBuf
+		}
+		var loans []loan
+		bufs := map[*readBuf]bool{}
+		check := func(l loan) {
+			if !bytes.Equal(l.body, want[l.i]) {
+				t.Fatalf("reads up to %d: lent frame %d was overwritten", maxRead, l.i)
+			}
+			l.rb.release()
+		}
+		got := 0
+		err := fr.run(func(f wire.Frame) error {
+			got++
+			if int(f.Corr)%3 != 2 { // keep two frames in three
+				loans = append(loans, loan{int(f.Corr), f.Body, fr.lend()})
+				bufs[fr.cur] = true
+			}
+			if len(loans) > 20 { // release the oldest, as a consumer reads on
+				check(loans[0])
+				loans = loans[1:]
+			}
+			return nil
+		})
+		if got != len(want) || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("reads up to %d: %d frames of %d, err %v", maxRead, got, len(want), err)
+		}
+		for _, l := range loans {
+			check(l)
+		}
+		if fr.swapped == 0 {
+			t.Fatalf("reads up to %d: the reader never needed a fresh buffer: the test lends too little", maxRead)
+		}
+		for rb := range bufs {
+			if n := rb.refs.Load(); rb != fr.cur && n != 0 {
+				t.Fatalf("reads up to %d: a buffer left with %d references", maxRead, n)
+			}
+		}
+	}
+}

@@ -4,19 +4,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/valyala/bytebufferpool"
-
 	"github.com/sluicemq/sluice/wire"
 )
 
-// deliveryReader reads the records of a consumer's current delivery, one at a time, from its pooled
-// buffer, and remembers the last record it returned until the consumer settles it. It belongs to one
+// deliveryReader reads the records of a consumer's current delivery, one at a time, where it lies in
+// the read buffer it arrived in, and remembers the last record it returned until the consumer settles it. It belongs to one
 // Consumer and is guarded by the consumer's mu.
 type deliveryReader struct {
 	c   *Consumer
-	cur delivery   // the delivery being read; cur.buf nil when none
+	cur delivery   // the delivery being read; cur.rb nil when none
 	ps  *partState // cur's partition, as it was when cur was started
-	off int        // offset of the next batch in cur.buf
+	off int        // offset of the next batch in cur.data
 
 	inBatch bool
 	batch   wire.BatchHeader // the batch it iterates (inBatch)
@@ -41,7 +39,7 @@ func (r *deliveryReader) init(c *Consumer) {
 func (r *deliveryReader) start(d delivery, ps *partState) { r.cur, r.ps = d, ps }
 
 // reading reports whether there is a current delivery.
-func (r *deliveryReader) reading() bool { return r.cur.buf != nil }
+func (r *deliveryReader) reading() bool { return r.cur.rb != nil }
 
 // stale reports whether the current delivery was cut for a partition the consumer no longer holds
 // as it was (unassigned, restarted or resubscribed since): its records must not be returned.
@@ -49,14 +47,14 @@ func (r *deliveryReader) stale() bool {
 	return r.ps == nil || r.ps.epoch != r.cur.epoch || !r.ps.assigned
 }
 
-// release ends the current delivery, its buffer back to the pool, and returns its subscription and
+// release ends the current delivery, its read buffer released, and returns its subscription and
 // byte count for the consumer to grant back (n 0 when there was none).
 func (r *deliveryReader) release() (sub *subscription, n int) {
-	if r.cur.buf == nil {
+	if r.cur.rb == nil {
 		return nil, 0
 	}
-	sub, n = r.cur.sub, len(r.cur.buf.B)
-	bytebufferpool.Put(r.cur.buf)
+	sub, n = r.cur.sub, len(r.cur.data)
+	r.cur.rb.release()
 	r.cur, r.ps = delivery{}, nil
 	r.off, r.inBatch = 0, false
 	return sub, n
@@ -103,7 +101,7 @@ func (r *deliveryReader) next() (*Message, error) {
 				}
 			}
 		}
-		b := r.cur.buf.B[r.off:]
+		b := r.cur.data[r.off:]
 		if len(b) == 0 {
 			return nil, nil
 		}
@@ -117,7 +115,7 @@ func (r *deliveryReader) next() (*Message, error) {
 		if err != nil {
 			// Damaged framing or CRC: the header's offsets cannot be trusted to skip by, under
 			// either policy.
-			r.off = len(r.cur.buf.B)
+			r.off = len(r.cur.data)
 			return nil, fmt.Errorf("client: %s/%d: delivery at offset %d: %w: %w", c.topic, ps.partition, ps.position, ErrCorruptBatch, err)
 		}
 		batch := b[:h.Size()]

@@ -564,3 +564,86 @@ func waitHousekeeper(t *testing.T, l *Log) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestFastWriterSpareReservedWhole: a writer that fills segments fast gets its next segment
+// pre-created at once and reserved whole, so nothing reserves blocks of the file it writes while it
+// writes it (no fallocate contends with its pwritev for the inode); a slow writer's spare keeps its
+// first step.
+func TestFastWriterSpareReservedWhole(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.SegmentBytes = 4 << 20 // step 256 KiB
+	l := mustOpen(t, o)
+	defer l.Close()
+	b := testBatch(t, 1, 4, 16<<10, 0) // 64 KiB appends
+	appendUntil := func(segs int) {
+		t.Helper()
+		for i := 0; len(*l.segs.Load()) < segs; i++ {
+			if i > 10000 {
+				t.Fatal("no roll")
+			}
+			if _, err := l.Append(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spareBlocks := func() int64 {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			housekeeperPass(t, l)
+			l.mu.Lock()
+			sp := l.spare
+			l.mu.Unlock()
+			if sp != nil {
+				return blocks(filepath.Join(o.Dir, spareName))
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no spare after 10s")
+			}
+		}
+	}
+	appendUntil(3) // two segments filled well within fastFill: a fast writer
+	if got := spareBlocks(); got < int64(o.SegmentBytes) {
+		t.Fatalf("a fast writer's spare holds %d bytes of blocks, want the whole %d", got, o.SegmentBytes)
+	}
+	// The segment made of it is written to its end without reserving anything.
+	appendUntil(4)
+	s := l.active.Load()
+	hits := l.limitHits.Load()
+	if a := s.allocated.Load(); a != uint32(len(s.data)) {
+		t.Fatalf("segment from a whole spare reserved to %d, want %d", a, len(s.data))
+	}
+	appendUntil(5)
+	if h := l.limitHits.Load() - hits; h != 0 {
+		t.Fatalf("%d appends reserved blocks in a segment reserved whole", h)
+	}
+
+	// A slow writer: the last segment took longer than fastFill to fill, and the active one is
+	// old. Its spare, once due, keeps the first step.
+	l2 := mustOpen(t, Options{Dir: t.TempDir(), SegmentBytes: 4 << 20, Logger: quietLogger()})
+	defer l2.Close()
+	l2.fillNanos.Store(int64(time.Minute))
+	s2 := l2.active.Load()
+	s2.activeAt = time.Now().Add(-time.Minute).UnixNano() // before the housekeeper reads it (below)
+	for pos := 0; pos < len(s2.data)/2; pos += len(b) {
+		if _, err := l2.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		housekeeperPass(t, l2)
+		l2.mu.Lock()
+		sp := l2.spare
+		l2.mu.Unlock()
+		if sp != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare after 10s")
+		}
+	}
+	if got := blocks(filepath.Join(l2.dir, spareName)); got != int64(allocStep(4<<20)) {
+		t.Fatalf("a slow writer's spare holds %d bytes of blocks, want one step (%d)", got, allocStep(4<<20))
+	}
+}

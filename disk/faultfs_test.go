@@ -2,6 +2,7 @@ package disk
 
 import (
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,7 +19,11 @@ type faultFS struct {
 	allocErr   atomic.Pointer[error]
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
+	segSyncs   atomic.Int64 // those of segment files (*.log, *.log.tmp), not index files
 	writeback  atomic.Int64 // bytes passed to StartWriteback
+	// writebackNice is the lowest nice value (the highest priority) of a thread that called
+	// StartWriteback; 100 before the first call (set by the test).
+	writebackNice atomic.Int64
 }
 
 func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }
@@ -50,10 +55,19 @@ func (f *faultFile) Datasync() error {
 		return *p
 	}
 	f.fs.syncs.Add(1)
+	if n := strings.TrimSuffix(f.Name(), tmpSuffix); strings.HasSuffix(n, logSuffix) {
+		f.fs.segSyncs.Add(1)
+	}
 	return f.File.Datasync()
 }
 
 func (f *faultFile) StartWriteback(off, n int64) error {
+	for nice := int64(threadNice()); ; {
+		cur := f.fs.writebackNice.Load()
+		if nice >= cur || f.fs.writebackNice.CompareAndSwap(cur, nice) {
+			break
+		}
+	}
 	f.fs.writeback.Add(n)
 	return f.File.StartWriteback(off, n)
 }
@@ -148,4 +162,14 @@ func (f *quotaFile) Truncate(size int64) error {
 	err := f.File.Truncate(size)
 	f.fs.used += f.blocks() - before
 	return err
+}
+
+// threadNice is the nice value of the calling thread (getpriority(2) on the thread id: the raw
+// system call returns 20 - nice).
+func threadNice() int {
+	p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	if err != nil {
+		return -100
+	}
+	return 20 - p
 }

@@ -122,7 +122,7 @@ func (l *Log) pretouch() {
 		// where it is, so that pre-faulting resumes at the claim when small appends do.
 		if s.fd == noFd || pos < pretouchIdle || pos-min(pos, s.smallAt.Load()) <= pretouchIdle {
 			write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
-			prefault(s.data[s.touched:limit], write)
+			populate(s.data[s.touched:limit], write)
 			s.touched = limit
 		}
 	}
@@ -151,14 +151,17 @@ func (l *Log) pretouch() {
 // without (BenchmarkBackgroundSync, docs/benchmarks.md 2026-11-29). Durability is unchanged: only
 // fdatasync makes anything durable. Committed bytes never change, so a page written back early is
 // not dirtied again (the page holding the committed end is left for later). A failure is ignored:
-// the next fdatasync writes the pages, and reports what it cannot. Housekeeper only.
+// the next fdatasync writes the pages, and reports what it cannot. The call runs on a low-priority
+// thread (lowprio.go): it submits the pages' I/O itself, a millisecond of kernel work per few MiB.
+// Housekeeper only.
 func (l *Log) startWriteback(s *segment) {
 	c, _ := unpack(s.committed.Load())
 	c &^= uint32(pageSize - 1)
 	if c < s.writeback+l.step {
 		return
 	}
-	_ = s.f.StartWriteback(int64(s.writeback), int64(c-s.writeback))
+	off, n := int64(s.writeback), int64(c-s.writeback)
+	runLow(func() { _ = s.f.StartWriteback(off, n) })
 	s.writeback = c
 }
 
@@ -175,6 +178,29 @@ func init() {
 	populateRead.Store(true)
 	populateWrite.Store(true)
 }
+
+// populateChunk is the most populate hands to one madvise. Population holds the mapping's lock
+// (mmap_lock, read) for the whole call, and a roll's munmap and mmap, and after them every page fault
+// of the process that needs the lock, wait for it: 256 KiB (64 pages, a fraction of a millisecond of
+// kernel work) bounds that wait, also while the low-priority thread yields its core. How late a
+// thread on the same core wakes does not depend on it (64 KiB to 1 MiB measured alike: the kernel
+// reschedules between pages).
+const populateChunk = 256 << 10
+
+// populate prefaults b (page-aligned, in a mapping) on a low-priority thread (lowprio.go), at most
+// populateChunk bytes per call: zeroing and mapping pages is kernel work that would otherwise take
+// the core from a thread that just woke (an appender, a consumer).
+func populate(b []byte, write bool) {
+	for len(b) > 0 {
+		c := b[:min(len(b), populateChunk)]
+		runLow(func() { prefault(c, write) })
+		b = b[len(c):]
+	}
+}
+
+// prefaultHook, when set (tests only, before the logs they watch open), sees each range prefault
+// hands to madvise, on the thread that makes the call.
+var prefaultHook func(b []byte)
 
 // prefault makes the pages of b (page-aligned, in a mapping) resident, so that an appender copying
 // into them takes at most a minor write-protect fault, never a page allocation.
@@ -196,6 +222,9 @@ func prefault(b []byte, write bool) {
 		advice, supported = unix.MADV_POPULATE_WRITE, &populateWrite
 	}
 	if supported.Load() {
+		if h := prefaultHook; h != nil {
+			h(b)
+		}
 		err := unix.Madvise(b, advice)
 		if err == nil {
 			return
@@ -255,7 +284,7 @@ func (s *segment) willNeedData(end int) {
 func (l *Log) prepareSpare() {
 	s := l.active.Load()
 	pos, _ := unpack(s.claim.Load())
-	if pos == sealedPos || pos < uint32(len(s.data)/defaultSpareThreshold) {
+	if pos == sealedPos || pos < l.spareAt(s) {
 		return
 	}
 	l.mu.Lock()
@@ -269,10 +298,15 @@ func (l *Log) prepareSpare() {
 		l.log.Warn("disk: pre-creating the next segment", "err", err)
 		return
 	}
+	allocated := l.reserveSpare(s, pos, f, data)
+	// On this goroutine, not a low-priority thread (populate): until it is published below, a roll
+	// that needs a segment creates one itself, and on a nearly full disk this one's blocks are then
+	// what that roll's fallocate misses. Waiting for a low thread widened that window enough that a
+	// later append found the spare after appends had failed for lack of space (TestDiskFillsUp).
 	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
-		l.spare = &spare{f: f, data: data}
+		l.spare = &spare{f: f, data: data, allocated: allocated}
 		f, data = nil, nil
 	}
 	l.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -57,6 +58,10 @@ type Log struct {
 	syncCh      chan struct{} // guarded by syncMu: closed and replaced after a sync attempt with waiters
 	syncWaiters int           // guarded by syncMu: WaitSynced callers registered on syncCh
 
+	// fillNanos is how long the last segment sealed by a roll took to fill, from becoming active
+	// (0: no roll yet). Stored by the roller under mu, loaded by the housekeeper (Log.fastWriter).
+	fillNanos atomic.Int64
+
 	// limitHits counts appends that found their claim past the segment's reserved blocks and
 	// reserved more themselves (Log.grow): the housekeeper fell behind. For tests and benchmarks.
 	limitHits atomic.Int64
@@ -73,11 +78,12 @@ type Log struct {
 
 type failure struct{ err error }
 
-// spare is a pre-created, mapped segment file not yet named by a base offset, allocated to its
-// first step.
+// spare is a pre-created, mapped segment file not yet named by a base offset, its blocks reserved
+// from 0 to allocated: its first step, or all of it for a fast writer (Log.reserveSpare).
 type spare struct {
-	f    File
-	data []byte
+	f         File
+	data      []byte
+	allocated int
 }
 
 // AppendResult describes a successful Append.
@@ -151,9 +157,18 @@ func (l *Log) Dir() string { return l.dir }
 
 // createFile creates a segment file under path: set its length to SegmentBytes (a hole: no
 // blocks), fallocate its first step (l.step bytes, so that writes through the mapping there cannot
-// fault for lack of space), fdatasync (so the allocation and length are durable), map it. The
-// caller renames it into place and has the directory fsynced; the housekeeper or the appenders
-// allocate the rest step by step (segment.extend).
+// fault for lack of space), map it. The caller renames it into place and has the directory
+// fsynced; the housekeeper or the appenders allocate the rest step by step (segment.extend), or the
+// housekeeper all of it for a fast writer's spare (Log.reserveSpare).
+//
+// It does not fdatasync: the file holds nothing yet, and the flusher's fdatasync of the first data
+// written into it makes its length durable with that data, before any of it is reported synced. A
+// power loss before then leaves it zero-length (recovery deletes it), or full length with no data
+// (an empty tail, or a sealed segment that ends before the next begins: recovery cuts there), and
+// step 6 of recovery reserves the tail's blocks again. On a busy disk an fdatasync here waited
+// behind the data being written back: up to seconds per roll, taken by the appender that rolled
+// or by the housekeeper making the spare (docs/benchmarks.md, "The copy into the log, second
+// round").
 func (l *Log) createFile(path string) (File, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -169,9 +184,6 @@ func (l *Log) createFile(path string) (File, []byte, error) {
 	}
 	if err := f.Allocate(0, int64(l.step)); err != nil {
 		return fail(allocErr(path, err))
-	}
-	if err := f.Datasync(); err != nil {
-		return fail(fmt.Errorf("disk: fdatasync %s: %w", filepath.Base(path), err))
 	}
 	data, err := f.Map(l.opts.SegmentBytes)
 	if err != nil {
@@ -317,6 +329,54 @@ func (l *Log) allocWant(s *segment, pos uint32) uint32 {
 	return uint32(min(uint64(pos)+uint64(l.opts.AllocAheadBytes), uint64(len(s.data))))
 }
 
+// fastFill: a writer that fills a segment within fastFill of it becoming active (SegmentBytes per
+// 2 s: 32 MiB/s at the default 64 MiB) is a fast one (Log.fastWriter).
+const fastFill = 2 * time.Second
+
+// fastWriter reports whether the writer of the active segment s, claimed to pos, is a fast one: the
+// last segment a roll sealed filled within fastFill, or s reached half full within half of it.
+func (l *Log) fastWriter(s *segment, pos uint32) bool {
+	if f := l.fillNanos.Load(); f > 0 && f <= int64(fastFill) {
+		return true
+	}
+	return pos >= uint32(len(s.data)/2) && time.Now().UnixNano()-s.activeAt <= int64(fastFill/2)
+}
+
+// spareAt is the claim position in the active segment s from which the housekeeper pre-creates
+// the next segment: at once for a fast writer (Log.fastWriter), so that its spare, reserved whole,
+// is ready well before the roll; else once s is half full (defaultSpareThreshold), so that a slow
+// or idle partition holds no spare. Housekeeper only.
+func (l *Log) spareAt(s *segment) uint32 {
+	if f := l.fillNanos.Load(); f > 0 && f <= int64(fastFill) {
+		return 0
+	}
+	return uint32(len(s.data) / defaultSpareThreshold)
+}
+
+// reserveSpare reserves blocks of the new spare file f (mapped as data, its first step reserved by
+// createFile) for the segment after s, claimed to pos, and returns how far they are reserved: the
+// whole file for a fast writer (Log.fastWriter), else the first step. A failure (a full disk)
+// also leaves the first step: the appenders then reserve the rest in steps as usual, and report
+// ErrNoSpace where it matters. Housekeeper only.
+//
+// Why: extending the blocks of the file being written competes with its writer. ext4's fallocate
+// takes the inode lock that pwritev takes, and on a busy disk it waited for I/O while holding it
+// (io_schedule under ext4_alloc_file_blocks; tens of milliseconds at p99), so steps reserved while
+// a fast writer wrote stalled it, and when the housekeeper fell behind the appenders reserved them
+// themselves (Log.grow). Reserving a fast writer's next segment whole before it becomes active
+// keeps fallocate off the inode being written (docs/benchmarks.md, "The copy into the log, second
+// round"). It costs at most one segment of blocks reserved ahead, for partitions written that fast
+// only; the idle and the slow keep their step.
+func (l *Log) reserveSpare(s *segment, pos uint32, f File, data []byte) int {
+	if !l.fastWriter(s, pos) || len(data) <= int(l.step) {
+		return int(l.step)
+	}
+	if err := f.Allocate(int64(l.step), int64(len(data))-int64(l.step)); err != nil {
+		return int(l.step)
+	}
+	return len(data)
+}
+
 func (l *Log) kickFlusher() {
 	select {
 	case l.flushWake <- struct{}{}:
@@ -358,6 +418,7 @@ func (l *Log) roll(s *segment) error {
 	path := filepath.Join(l.dir, segmentName(base))
 	var f File
 	var data []byte
+	allocated := int(l.step)
 	if sp := l.spare; sp != nil {
 		l.spare = nil
 		if err := l.fs.Rename(sp.f.Name(), path); err != nil {
@@ -367,7 +428,7 @@ func (l *Log) roll(s *segment) error {
 			s.unseal()
 			return fmt.Errorf("disk: renaming the spare segment to %s: %w", filepath.Base(path), err)
 		}
-		f, data = sp.f, sp.data
+		f, data, allocated = sp.f, sp.data, sp.allocated
 	} else {
 		var err error
 		f, data, err = l.createFile(path + tmpSuffix)
@@ -384,7 +445,13 @@ func (l *Log) roll(s *segment) error {
 			return err
 		}
 	}
-	next := newSegment(base, path, f, data, int(l.step), s.logStart+int64(pos), l.opts.IndexInterval)
+	now := time.Now().UnixNano()
+	next := newSegment(base, path, f, data, allocated, s.logStart+int64(pos), l.opts.IndexInterval)
+	next.activeAt = now
+	if s.activeAt != 0 && pos > uint32(len(s.data)/2) {
+		// A recovered tail's age is unknown; a segment sealed well short of full says nothing of speed.
+		l.fillNanos.Store(now - s.activeAt)
+	}
 	old := *l.segs.Load()
 	segs := make([]*segment, len(old), len(old)+1)
 	copy(segs, old)

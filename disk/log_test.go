@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestAppendReadReopen(t *testing.T) {
@@ -195,5 +196,43 @@ func TestLeftoversRemoved(t *testing.T) {
 		if n.Name() != segmentName(0) && n.Name() != indexName(0) {
 			t.Errorf("left behind: %s", n.Name())
 		}
+	}
+}
+
+// TestRollDoesNotSync: creating a segment, whether the roll makes it or the housekeeper
+// pre-creates it as the spare, makes no fdatasync. The data written into it is made durable by the
+// flusher with its length; a creation fdatasync on a busy disk waited behind the writeback of
+// everything appended before it, on the appender that rolled (docs/benchmarks.md).
+func TestRollDoesNotSync(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t.TempDir())
+	o.FS = fs
+	o.FlushInterval = time.Hour // no background sync during the test
+	o.FlushBytes = 1 << 30
+	l := mustOpen(t, o)
+	defer l.Close()
+	before := fs.segSyncs.Load() // Open's recovery syncs the tail
+	b := testBatch(t, 1, 4, 1000, 0)
+	for seg := 0; len(*l.segs.Load()) < 4; seg++ {
+		if seg > 1000 {
+			t.Fatal("no rolls")
+		}
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		waitHousekeeper(t, l) // lets it pre-create the spare as segments fill
+	}
+	if n := len(*l.segs.Load()); n < 4 {
+		t.Fatalf("%d segments", n)
+	}
+	if got := fs.segSyncs.Load() - before; got != 0 {
+		t.Fatalf("%d fdatasyncs while rolling with nobody asking for a sync, want 0", got)
+	}
+	// The data is still made durable on demand.
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if fs.segSyncs.Load() == before {
+		t.Fatal("Sync made no fdatasync")
 	}
 }

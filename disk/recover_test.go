@@ -244,6 +244,18 @@ func TestRecoveryIndex(t *testing.T) {
 			// Zero the segment's second half: it now ends before the next segment's base.
 			patchFile(t, filepath.Join(dir, segmentName(bases[1])), 32<<10, make([]byte, 32<<10))
 		}, 1, 1, 1, 2},
+		// A power loss after a roll, before any fdatasync of the new segment (a segment is not
+		// fdatasynced when created): its length was not durable, or its data was not.
+		{"rolled segment lost its length", func(t *testing.T, dir string, bases []int64) {
+			os.Remove(filepath.Join(dir, indexName(bases[2])))
+			if err := os.Truncate(filepath.Join(dir, segmentName(bases[2])), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, 1, 1, 1, 2},
+		{"rolled segment lost its data", func(t *testing.T, dir string, bases []int64) {
+			os.Remove(filepath.Join(dir, indexName(bases[2])))
+			patchFile(t, filepath.Join(dir, segmentName(bases[2])), 0, make([]byte, 64<<10))
+		}, 1, 2, 1, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, batches := build(t)

@@ -68,6 +68,10 @@ type segment struct {
 	interval uint32 // index interval
 	// fd is the file's descriptor for pwritev (writeBatches), or noFd: appends copy through data.
 	fd uintptr
+	// activeAt is when the segment became the active one (unix nanos), set by the roller before it
+	// is published; 0 for a tail recovered by Open, whose age is unknown. How fast its writer
+	// fills it (Log.fastWriter).
+	activeAt int64
 
 	// claim and committed are each alone on their cache-line pair (atomicutil): appenders CAS claim
 	// on every append and readers poll committed, so neither may share a line with anything else.

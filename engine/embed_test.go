@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -333,4 +334,43 @@ func TestLocalSpinTopicDeleted(t *testing.T) {
 	if r, err := l.NextRecord(ctx); !errors.Is(err, wire.CodeUnknownTopic) {
 		t.Fatalf("after the delete: %v, %v", r, err)
 	}
+}
+
+// TestLocalSpinYieldsRarely: a spinning Next that finds nothing yields its P (so that goroutines
+// waiting for one run with every P busy), but only after spinYieldAfter of empty polls and then once
+// per spinYieldAfter, not every few microseconds: a yielded P can be held by a goroutine in a
+// blocking system call while records wait.
+func TestLocalSpinYieldsRarely(t *testing.T) {
+	e := openEngine(t, testOptions(t))
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "y", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.SubscribeLocalWith(wire.Subscribe{Topic: "y", Partition: 0, Start: wire.StartLatest}, LocalOptions{Spin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var yields []time.Time
+	prev := spinYield
+	spinYield = func() { yields = append(yields, time.Now()); runtime.Gosched() }
+	defer func() { spinYield = prev }()
+	const spinFor = 50 * time.Millisecond
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), spinFor)
+	defer cancel()
+	if r, err := l.NextRecord(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("NextRecord with nothing published: %v, %v", r, err)
+	}
+	if len(yields) == 0 {
+		t.Fatalf("no yield in %v of empty polls", time.Since(start))
+	}
+	last := start
+	for i, at := range yields {
+		if gap := at.Sub(last); gap < spinYieldAfter {
+			t.Fatalf("yield %d of %d came %v after the previous one (or the start), want >= %v",
+				i, len(yields), gap, spinYieldAfter)
+		}
+		last = at
+	}
+	t.Logf("%d yields in %v", len(yields), time.Since(start))
 }

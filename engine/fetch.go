@@ -49,12 +49,30 @@ func (r *Reader) Close() { r.c.part.removeCursor(r.c) }
 // an empty Delivery and no error. Errors: wire.CodeOffsetOutOfRange (below the start or beyond the
 // end), wire.CodeUnknownTopic (the topic was deleted), ErrColdRead (see there), or a storage error.
 func (r *Reader) Read(offset int64, maxBytes int) (Delivery, error) {
+	return r.read(offset, maxBytes, -1)
+}
+
+// ReadStable is Read for a read_committed Kafka fetch: it returns only the batches below lso, the
+// partition's last stable offset as the caller read it (StableOffset), so that an answer's records
+// and the last stable offset it reports agree. Control batches and aborted transactions' batches
+// below lso are returned as stored: the Kafka client drops them itself, told of the aborted ranges
+// by AbortedTxns. Reading at or past lso but not past the end returns an empty Delivery and no
+// error. Errors are Read's.
+func (r *Reader) ReadStable(offset int64, maxBytes int, lso int64) (Delivery, error) {
+	return r.read(offset, maxBytes, lso)
+}
+
+// read serves Read (limit < 0: the partition's end) and ReadStable (limit: the LSO).
+func (r *Reader) read(offset int64, maxBytes int, limit int64) (Delivery, error) {
 	p := r.c.part
 	if p.topic.deleted.Load() {
 		return Delivery{}, wire.CodeUnknownTopic
 	}
 	end := p.log.NextOffset()
-	if offset == end {
+	if limit < 0 || limit > end {
+		limit = end
+	}
+	if offset == end || (offset >= limit && offset < end && offset >= p.log.StartOffset()) {
 		return Delivery{Partition: p, HighWatermark: end}, nil
 	}
 	v, err := p.log.Read(offset, maxBytes)
@@ -63,6 +81,11 @@ func (r *Reader) Read(offset int64, maxBytes int) (Delivery, error) {
 		return Delivery{}, wire.CodeOffsetOutOfRange
 	case err != nil:
 		return Delivery{}, storageError(err)
+	}
+	if limit < end {
+		// The LSO is a batch boundary (a transaction opens at the partition's end before its first
+		// append), and offset < limit, so the batch holding offset stays.
+		v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, limit)
 	}
 	if end-offset > coldLag && !isResident(v.Data, r.mincoreVec[:0]) {
 		p.topic.e.metrics.ColdReads.Add(1)
@@ -87,6 +110,22 @@ func (r *Reader) WaitBeyond(offset int64) bool {
 		return true
 	}
 	return !c.waiting.CompareAndSwap(true, false) // lost to the appender: its Wake is on the way
+}
+
+// WaitStable is WaitBeyond for a read_committed fetch: the owner's Wake comes once the partition's
+// last stable offset (StableOffset) is past offset. A commit or abort moves it (its marker wakes
+// the partition's readers), as an append does while no transaction is open there. It returns false,
+// arming nothing, when it is past already. One Wake at most per call.
+func (r *Reader) WaitStable(offset int64) bool {
+	c := r.c
+	if c.part.StableOffset() > offset {
+		return false
+	}
+	c.waiting.Store(true) // announce, then re-check, as WaitBeyond does
+	if c.part.StableOffset() <= offset {
+		return true
+	}
+	return !c.waiting.CompareAndSwap(true, false)
 }
 
 // OffsetForTimestamp returns the offset of the first record whose timestamp is at or after ts (unix

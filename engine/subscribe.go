@@ -375,6 +375,10 @@ type Delivery struct {
 // batch may begin before it, with records the subscription has had already; skip those.
 func (d *Delivery) From() int64 { return d.from }
 
+// NextOffset is the offset after the batches of a Reader's Delivery, read in place; 0 when it has
+// none.
+func (d *Delivery) NextOffset() int64 { return d.view.NextOffset }
+
 // Batches are the record batches, as stored: base offsets set, CRCs intact.
 func (d *Delivery) Batches() []byte {
 	if d.owned != nil {

@@ -438,6 +438,16 @@ func (e *Engine) EndTxn(pid int64, epoch int16, commit bool) error {
 	return e.txns.end(pid, epoch, commit, "", nil)
 }
 
+// TxnOpen reports whether producer pid has a transaction open: begun by a transactional batch and
+// not yet committed or aborted (by EndTxn, or by Options.TxnTimeout). The Kafka listener asks it
+// before a commit, so a commit of a transaction the timeout aborted is refused rather than answered
+// as done.
+func (e *Engine) TxnOpen(pid int64) bool {
+	e.txns.mu.Lock()
+	defer e.txns.mu.Unlock()
+	return e.txns.open[pid] != nil
+}
+
 // EndTxnAs is EndTxn on behalf of principal, the caller's authenticated identity ("" for none):
 // a transaction another principal opened (Partition.AppendAs) is refused with CodeNotAuthorized
 // and stays open, as ACLs refuse what a principal may not do.

@@ -12,10 +12,11 @@
 //
 // Bodies (messages.go) are plain structs with Append (encode, appending to a buffer the caller owns)
 // and Decode (which aliases the input; it never allocates for byte fields). Append panics with
-// ErrFieldTooLong when a str8 or str16 field exceeds 255 or 65,535 bytes, rather than send a cut
-// value; use AppendMessage, which returns that error instead. Errors travel as a Code and a message
-// (ProtocolError, which errors.Is matches against a Code); the package's own sentinels are
-// ErrTruncated, ErrMalformed, ErrFrameTooLarge, ErrCorrupt and the others in errors.go.
+// ErrFieldTooLong when a str8 or str16 field exceeds 255 or 65,535 bytes, or a u16-counted list
+// 65,535 entries, rather than send a cut value or a wrapped count; use AppendMessage, which returns
+// that error instead. Errors travel as a Code and a message (ProtocolError, which errors.Is
+// matches against a Code); the package's own sentinels are ErrTruncated, ErrMalformed,
+// ErrFrameTooLarge, ErrCorrupt and the others in errors.go.
 //
 // Records are built with BatchBuilder, checked with ValidateBatch and ValidateProduced (CRC-32C,
 // lengths, compressed records inflated within a limit) and read without copying with RecordIter.

@@ -18,9 +18,12 @@ var (
 	ErrCodec          = errors.New("wire: unsupported compression codec")
 )
 
-// ErrFieldTooLong is a str8 or str16 field (a name, a filter, a mechanism) longer than its length
-// prefix can say: 255 or 65,535 bytes. Append panics with it and AppendMessage returns it; nothing
-// is encoded, rather than a different, cut value.
+// ErrFieldTooLong is a field too large for its prefix: a str8 or str16 field (a name, a filter, a
+// mechanism) longer than its length prefix can say, 255 or 65,535 bytes, or a list (GroupInfo's
+// members, a member's partitions, SubscribeReply's and Assign's partition offsets, Ack's offsets)
+// with more entries than its u16 count can say, 65,535. The error's text names the field and its
+// size. Append panics with it and AppendMessage returns it; nothing is encoded, rather than a
+// different, cut value or a count that wrapped.
 var ErrFieldTooLong = errors.New("wire: field too long")
 
 // Code is a numbered protocol error, carried in error frames. The numbers are frozen.

@@ -13,9 +13,10 @@ import (
 // Ack, Nack): their byte fields alias the body. Admin messages decode names into strings.
 //
 // Append panics with ErrFieldTooLong (wrapped in an unexported panic value) when a str8 or str16
-// field is longer than its length prefix can say (255 or 65,535 bytes), rather than send a cut
-// value; encode anything that comes from outside the package with AppendMessage, which returns that
-// error instead. ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
+// field is longer than its length prefix can say (255 or 65,535 bytes), or a list holds more entries
+// than its u16 count can say (65,535), rather than send a cut value or a count that wrapped; encode
+// anything that comes from outside the package with AppendMessage, which returns that error instead.
+// ErrorBody and SubEnded clip their message (ending it in "…"), so they always encode.
 //
 // Primitive encodings: integers big-endian fixed width; str8/str16 are a u8/u16 length and bytes;
 // bytes32 is a u32 length and bytes; a "rest" field runs to the end of the body.
@@ -412,7 +413,8 @@ type SubscribeReply struct {
 	Starts []PartitionOffset
 }
 
-// PartitionOffset pairs a partition with an offset. SubscribeReply and Assign carry lists of them:
+// PartitionOffset pairs a partition with an offset. SubscribeReply and Assign carry lists of them,
+// at most 65,535 entries (a topic has at most 4096 partitions):
 //
 //	count u16 | { partition i32 | offset i64 }*
 type PartitionOffset struct {
@@ -423,10 +425,10 @@ type PartitionOffset struct {
 // partitionOffsetSize is the size of one PartitionOffset in a list.
 const partitionOffsetSize = 4 + 8
 
-// appendPartitionOffsets encodes a list of partition offsets. A list holds at most 65535 entries
-// (a topic has at most 4096 partitions).
-func appendPartitionOffsets(dst []byte, ps []PartitionOffset) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(ps)))
+// appendPartitionOffsets encodes ps, the list field named field; more than 65,535 entries, it panics
+// with fieldTooLong (appendCount16).
+func appendPartitionOffsets(dst []byte, ps []PartitionOffset, field string) []byte {
+	dst = appendCount16(dst, len(ps), field)
 	for _, p := range ps {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(p.Partition))
 		dst = binary.BigEndian.AppendUint64(dst, uint64(p.Offset))
@@ -456,7 +458,7 @@ func (r *reader) partitionOffsetList(dst []PartitionOffset) []PartitionOffset {
 }
 
 func (m *SubscribeReply) Append(dst []byte) []byte {
-	return appendPartitionOffsets(binary.BigEndian.AppendUint32(dst, m.SubID), m.Starts)
+	return appendPartitionOffsets(binary.BigEndian.AppendUint32(dst, m.SubID), m.Starts, "SubscribeReply.Starts")
 }
 
 func (m *SubscribeReply) Decode(b []byte) error {
@@ -652,12 +654,14 @@ func (m *Ack) Count() int { return len(m.offsets) / ackOffsetSize }
 // Offset returns the i'th offset.
 func (m *Ack) Offset(i int) int64 { return int64(binary.BigEndian.Uint64(m.offsets[i*ackOffsetSize:])) }
 
-// AppendAck encodes an Ack or Nack body for the given offsets.
+// AppendAck encodes an Ack or Nack body for the given offsets, at most 65,535 of them: more panic
+// with ErrFieldTooLong as Append does (to get the error instead, call it from an Append method
+// passed to AppendMessage).
 func AppendAck(dst []byte, subID uint32, partition int32, delayMs uint32, offsets []int64) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, subID)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(partition))
 	dst = binary.BigEndian.AppendUint32(dst, delayMs)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(offsets)))
+	dst = appendCount16(dst, len(offsets), "Ack offsets")
 	for _, o := range offsets {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(o))
 	}
@@ -708,14 +712,14 @@ type TopicAssign struct {
 func (m *Assign) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
-	dst = appendPartitionOffsets(dst, m.Partitions)
+	dst = appendPartitionOffsets(dst, m.Partitions, "Assign.Partitions")
 	if len(m.Topics) == 0 {
 		return dst
 	}
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Topics)))
+	dst = appendCount16(dst, len(m.Topics), "Assign.Topics")
 	for _, t := range m.Topics {
 		dst = appendStr16(dst, []byte(t.Topic))
-		dst = appendPartitionOffsets(dst, t.Partitions)
+		dst = appendPartitionOffsets(dst, t.Partitions, "Assign.Topics.Partitions")
 	}
 	return dst
 }
@@ -1022,12 +1026,13 @@ type GroupOffset struct {
 	End       int64
 }
 
-// GroupInfo answers DescribeGroup. The client section is optional and trailing (protocol version 2,
-// GroupMemberClientsVersion): one entry per member, in the members' order, giving the member's
-// ClientID and Addr. Append writes it when any member has a ClientID or Addr (str8 each: longer
-// values are cut to 255 bytes); Decode reads it when bytes follow the offsets and leaves both
-// empty when the body ends there. A broker leaves the fields empty for a connection on version 1,
-// whose decoder rejects trailing bytes.
+// GroupInfo answers DescribeGroup. Members, and each member's Partitions, hold at most 65,535
+// entries (u16 counts: Append refuses more with ErrFieldTooLong). The client section is optional
+// and trailing (protocol version 2, GroupMemberClientsVersion): one entry per member, in the
+// members' order, giving the member's ClientID and Addr. Append writes it when any member has a
+// ClientID or Addr (str8 each: a longer value is refused with ErrFieldTooLong); Decode reads it
+// when bytes follow the offsets and leaves both empty when the body ends there. A broker leaves the
+// fields empty for a connection on version 1, whose decoder rejects trailing bytes.
 //
 //	name str16 | generation u32 | members u16 | { member str16 | topic str16 | n u16 | partition i32 * n }* |
 //	offsets u32 | { topic str16 | partition i32 | committed i64 | end i64 }* |
@@ -1050,10 +1055,10 @@ const (
 func (m *GroupInfo) Append(dst []byte) []byte {
 	dst = appendStr16(dst, []byte(m.Name))
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(m.Members)))
+	dst = appendCount16(dst, len(m.Members), "GroupInfo.Members")
 	for _, mb := range m.Members {
 		dst = appendStr16(appendStr16(dst, []byte(mb.Member)), []byte(mb.Topic))
-		dst = binary.BigEndian.AppendUint16(dst, uint16(len(mb.Partitions)))
+		dst = appendCount16(dst, len(mb.Partitions), "GroupInfo.Members[].Partitions")
 		for _, p := range mb.Partitions {
 			dst = binary.BigEndian.AppendUint32(dst, uint32(p))
 		}
@@ -1164,14 +1169,15 @@ func boolByte(b bool) byte {
 	return 0
 }
 
-// fieldTooLong is the panic value of appendStr8 and appendStr16; AppendMessage recovers exactly this
-// type and nothing else.
+// fieldTooLong is the panic value of appendStr8, appendStr16 and appendCount16; AppendMessage
+// recovers exactly this type and nothing else.
 type fieldTooLong struct{ err error }
 
 // AppendMessage appends m's encoding to dst (m is any body type of this package, or anything whose
 // Append panics only as they do). A str8 or str16 field longer than its length prefix can say
-// (255 or 65,535 bytes) makes it return dst unchanged (same length; bytes past it may have been
-// written) and an error wrapping ErrFieldTooLong, so nothing of m is sent. Any other panic
+// (255 or 65,535 bytes), or a list with more entries than its u16 count can say (65,535), makes it
+// return dst unchanged (same length; bytes past it may have been written) and an error wrapping
+// ErrFieldTooLong that names the field and its size, so nothing of m is sent. Any other panic
 // propagates. On success it allocates nothing beyond what m.Append does.
 func AppendMessage(dst []byte, m interface{ Append([]byte) []byte }) (out []byte, err error) {
 	defer func() {
@@ -1202,6 +1208,17 @@ func appendStr16(dst []byte, s []byte) []byte {
 		panic(fieldTooLong{fmt.Errorf("%w: %d bytes in a str16 field (at most 65535)", ErrFieldTooLong, len(s))})
 	}
 	return append(binary.BigEndian.AppendUint16(dst, uint16(len(s))), s...)
+}
+
+// appendCount16 appends n, the number of entries of the list field named field (its Go name, for
+// the error), as a u16 count; above 65,535 it panics with fieldTooLong (see AppendMessage) rather
+// than send a count that wrapped, which the peer would read as a different list and the rest of the
+// body as its entries. field is a constant at every call: the check allocates nothing.
+func appendCount16(dst []byte, n int, field string) []byte {
+	if n > 0xffff {
+		panic(fieldTooLong{fmt.Errorf("%w: %s holds %d entries, more than its u16 count can say (at most 65535)", ErrFieldTooLong, field, n)})
+	}
+	return binary.BigEndian.AppendUint16(dst, uint16(n))
 }
 
 // clipStr16 returns msg cut to fit a str16, ending in "…" when cut (at a UTF-8 boundary), so the

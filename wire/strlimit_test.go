@@ -70,6 +70,11 @@ func TestAppendMessageNoAlloc(t *testing.T) {
 	buf := make([]byte, 0, 256)
 	m := &Subscribe{SubID: 1, Topic: "orders", Group: "g", Filter: "x=1"}
 	r := &ProduceReply{Partition: 1, BaseOffset: 2, LastOffset: 3}
+	lists := []interface{ Append([]byte) []byte }{ // the u16 list counts' checks
+		&Assign{SubID: 1, Generation: 2, Partitions: []PartitionOffset{{0, 5}, {1, 6}}},
+		&ackBody{Ack: Ack{SubID: 1}, Offsets: []int64{4, 5}},
+		&GroupInfo{Name: "g", Members: []GroupMember{{Member: "m", Topic: "t", Partitions: []int32{0, 1}}}},
+	}
 	if n := testing.AllocsPerRun(100, func() {
 		var err error
 		if buf, err = AppendMessage(buf[:0], m); err != nil {
@@ -77,6 +82,11 @@ func TestAppendMessageNoAlloc(t *testing.T) {
 		}
 		if buf, err = AppendMessage(buf[:0], r); err != nil {
 			t.Fatal(err)
+		}
+		for _, l := range lists {
+			if buf, err = AppendMessage(buf[:0], l); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}); n != 0 {
 		t.Errorf("%v allocations per run, want 0", n)

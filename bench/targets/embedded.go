@@ -55,12 +55,12 @@ func (t *Embedded) Open(_ context.Context, cfg bench.Config) error {
 	if err := checkSplit(t.cfg); err != nil {
 		return err
 	}
-	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "embedded"); err != nil {
+	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "embedded", 0); err != nil {
 		return err
 	}
 	t.topic = topicName()
 	if _, err := t.eng.CreateTopic(wire.TopicConfig{Name: t.topic, Partitions: uint32(t.cfg.Partitions)}); err != nil {
-		t.eng.Close()
+		closeEngine(t.eng)
 		os.RemoveAll(t.dir)
 		return fmt.Errorf("targets: create topic: %w", err)
 	}
@@ -149,7 +149,7 @@ func (t *Embedded) Close() error {
 			t.errs.add(fmt.Errorf("targets: embedded producer %d: %w", p.id, p.err))
 		}
 	}
-	if err := t.eng.Close(); err != nil {
+	if err := closeEngine(t.eng); err != nil {
 		t.errs.add(fmt.Errorf("targets: close engine: %w", err))
 	}
 	t.eng = nil

@@ -56,6 +56,7 @@ import (
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/internal/atomicutil"
+	"github.com/sluicemq/sluice/internal/maxprocs"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -249,8 +250,9 @@ func (e *errList) join() error {
 }
 
 // openEngine opens an engine for a target on a fresh temporary directory under opts.Dir, sized for
-// cfg's batches, and removes the directory again if the engine does not open.
-func openEngine(opts Options, cfg bench.Config, kind string) (string, *engine.Engine, error) {
+// cfg's batches, and removes the directory again if the engine does not open. loops is the number of
+// event loops the target will serve it with (0 for none), for GOMAXPROCS (holdProcs).
+func openEngine(opts Options, cfg bench.Config, kind string, loops int) (string, *engine.Engine, error) {
 	dir, err := os.MkdirTemp(opts.Dir, "sluice-bench-"+kind+"-*")
 	if err != nil {
 		return "", nil, fmt.Errorf("targets: data dir: %w", err)
@@ -266,5 +268,39 @@ func openEngine(opts Options, cfg bench.Config, kind string) (string, *engine.En
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("targets: open engine: %w", err)
 	}
+	holdProcs(loops)
 	return dir, eng, nil
+}
+
+// closeEngine closes an engine openEngine opened.
+func closeEngine(eng *engine.Engine) error {
+	defer releaseProcs()
+	return eng.Close()
+}
+
+// procs runs the process at the broker's GOMAXPROCS (internal/maxprocs: the CPUs plus a P per event
+// loop plus spare Ps, as sluiced does) while an in-process engine is open, and at the default
+// otherwise, so that a target and the floor each run as they would be deployed. Set by the first
+// engine opened, restored when the last one closes.
+var procs struct {
+	mu      sync.Mutex
+	open    int    // engines open; guarded by mu
+	restore func() // maxprocs.Set's, while open > 0; guarded by mu
+}
+
+func holdProcs(loops int) {
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	if procs.open++; procs.open == 1 {
+		procs.restore = maxprocs.Set(loops)
+	}
+}
+
+func releaseProcs() {
+	procs.mu.Lock()
+	defer procs.mu.Unlock()
+	if procs.open--; procs.open == 0 {
+		procs.restore()
+		procs.restore = nil
+	}
 }

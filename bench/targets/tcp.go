@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,11 @@ func (t *Client) Open(ctx context.Context, cfg bench.Config) (err error) {
 // startBroker opens an engine on a temporary directory and serves it on 127.0.0.1:0.
 func (t *Client) startBroker() error {
 	var err error
-	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "tcp"); err != nil {
+	loops := t.opts.Loops
+	if loops == 0 {
+		loops = runtime.NumCPU() // server.Options' default
+	}
+	if t.dir, t.eng, err = openEngine(t.opts, t.cfg, "tcp", loops); err != nil {
 		return err
 	}
 	t.srv, err = server.Start(server.Options{Addr: "127.0.0.1:0", Engine: t.eng, Loops: t.opts.Loops, Logger: t.opts.Logger})
@@ -244,7 +249,7 @@ func (t *Client) Close() error {
 		}
 	}
 	if t.eng != nil {
-		if err := t.eng.Close(); err != nil {
+		if err := closeEngine(t.eng); err != nil {
 			t.errs.add(fmt.Errorf("targets: close engine: %w", err))
 		}
 	}

@@ -99,10 +99,13 @@ func buildMetadata(e *engine.Engine, acl auth.ACL, principal string, version int
 }
 
 // listOffsets answers ListOffsets: -2 the partition's start, -1 its end, a timestamp the first
-// offset whose record is at or after it (the end when none is). A search by timestamp reads
-// segments, so a request holding one runs off the loop.
+// offset whose record is at or after it (the end when none is). A read_committed request (v2+
+// isolation_level 1) sees the partition as ending at its last stable offset, as Kafka does: -1 is
+// the LSO, and a timestamp search finding an offset at or past it answers the LSO. A search by
+// timestamp reads segments, so a request holding one runs off the loop.
 func (c *conn) listOffsets(h header, req *kmsg.ListOffsetsRequest) {
 	e, acl, principal := c.srv.e, c.srv.acl(), c.principal
+	committed := req.Version >= 2 && req.IsolationLevel == readCommitted
 	build := func() (kmsg.Response, func(*conn), bool) {
 		resp := kmsg.NewPtrListOffsetsResponse()
 		resp.SetVersion(req.Version)
@@ -113,7 +116,15 @@ func (c *conn) listOffsets(h header, req *kmsg.ListOffsetsRequest) {
 			for _, rp := range rt.Partitions {
 				p := kmsg.NewListOffsetsResponseTopicPartition()
 				p.Partition, p.Timestamp, p.Offset, p.LeaderEpoch = rp.Partition, -1, -1, -1
-				switch part := partitionOf(topic, rp.Partition); {
+				part := partitionOf(topic, rp.Partition)
+				// end is where the request sees the partition end: its LSO for read_committed.
+				end := func() int64 {
+					if committed {
+						return part.StableOffset()
+					}
+					return part.NextOffset()
+				}
+				switch {
 				case !auth.MayTopic(acl, principal, auth.ActDescribe, rt.Topic):
 					p.ErrorCode = errTopicAuthorization
 				case part == nil:
@@ -121,11 +132,13 @@ func (c *conn) listOffsets(h header, req *kmsg.ListOffsetsRequest) {
 				case rp.Timestamp == -2:
 					p.Offset = part.StartOffset()
 				case rp.Timestamp == -1:
-					p.Offset = part.NextOffset()
+					p.Offset = end()
 				case rp.Timestamp >= 0:
 					p.Offset = part.OffsetForTimestamp(rp.Timestamp)
-					if p.Offset < part.NextOffset() {
+					if lim := end(); p.Offset < lim {
 						p.Timestamp = rp.Timestamp
+					} else {
+						p.Offset = lim
 					}
 				default:
 					p.ErrorCode = errInvalidRequest

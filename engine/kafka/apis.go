@@ -34,6 +34,10 @@ const (
 	keyCreateTopics     int16 = 19
 	keyDeleteTopics     int16 = 20
 	keyInitProducerID   int16 = 22
+	keyAddPartitionsTxn int16 = 24
+	keyAddOffsetsToTxn  int16 = 25
+	keyEndTxn           int16 = 26
+	keyTxnOffsetCommit  int16 = 28
 	keyDescribeConfigs  int16 = 32
 	keySASLAuthenticate int16 = 36
 	keyCreatePartitions int16 = 37
@@ -56,6 +60,10 @@ var served = []apiRange{
 	{keyCreateTopics, 0, 7},
 	{keyDeleteTopics, 0, 5},
 	{keyInitProducerID, 0, 4},
+	{keyAddPartitionsTxn, 0, 3},
+	{keyAddOffsetsToTxn, 0, 3},
+	{keyEndTxn, 0, 3},
+	{keyTxnOffsetCommit, 0, 3},
 	{keyDescribeConfigs, 0, 4},
 	{keySASLAuthenticate, 0, 2},
 	{keyCreatePartitions, 0, 3},
@@ -281,6 +289,14 @@ func (c *conn) handleFrame(frame []byte) {
 		c.findCoordinator(h, req)
 	case *kmsg.InitProducerIDRequest:
 		c.initProducerID(h, req)
+	case *kmsg.AddPartitionsToTxnRequest:
+		c.addPartitionsToTxn(h, req)
+	case *kmsg.AddOffsetsToTxnRequest:
+		c.addOffsetsToTxn(h, req)
+	case *kmsg.TxnOffsetCommitRequest:
+		c.txnOffsetCommit(h, req)
+	case *kmsg.EndTxnRequest:
+		c.endTxn(h, req)
 	case *kmsg.CreateTopicsRequest:
 		c.createTopics(h, req)
 	case *kmsg.DeleteTopicsRequest:
@@ -375,8 +391,8 @@ func (c *conn) brokerAddr() (string, int32) {
 	return host, int32(p)
 }
 
-// findCoordinator names this broker the coordinator of every group the principal may use.
-// Transactions are not offered: a transaction coordinator is refused.
+// findCoordinator names this broker the coordinator of every group the principal may use (key
+// type 0) and of every transactional id (key type 1: txn.go); another key type is INVALID_REQUEST.
 func (c *conn) findCoordinator(h header, req *kmsg.FindCoordinatorRequest) {
 	resp := kmsg.NewPtrFindCoordinatorResponse()
 	resp.SetVersion(h.version)
@@ -389,8 +405,9 @@ func (c *conn) findCoordinator(h header, req *kmsg.FindCoordinatorRequest) {
 		code := errNone
 		var msg *string
 		switch {
+		case req.CoordinatorType == 1: // a transactional id: this broker
 		case req.CoordinatorType != 0:
-			code, msg = errTransactionalIDAuth, strPtr("transactions are not offered by this broker")
+			code, msg = errInvalidRequest, strPtr("coordinator types are 0 (group) and 1 (transaction)")
 		case !auth.MayGroup(c.srv.acl(), c.principal, auth.ActConsume, key):
 			code = errGroupAuthorization
 		}
@@ -409,16 +426,16 @@ func (c *conn) findCoordinator(h header, req *kmsg.FindCoordinatorRequest) {
 	c.reply(h.corr, resp)
 }
 
-// initProducerID hands out a producer id for idempotent produce. Transactional ids are refused:
-// transactions are not offered.
+// initProducerID hands out a producer id for idempotent produce; a transactional id (non-empty,
+// as Kafka reads it) is served by initTxnProducer.
 func (c *conn) initProducerID(h header, req *kmsg.InitProducerIDRequest) {
+	if req.TransactionalID != nil && *req.TransactionalID != "" {
+		c.initTxnProducer(h, req)
+		return
+	}
 	resp := kmsg.NewPtrInitProducerIDResponse()
 	resp.SetVersion(h.version)
-	if req.TransactionalID != nil {
-		resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = errTransactionalIDAuth, -1, -1
-	} else {
-		resp.ProducerID, resp.ProducerEpoch = c.srv.nextProducerID.Add(1), 0
-	}
+	resp.ProducerID, resp.ProducerEpoch = c.srv.nextProducerID.Add(1), 0
 	c.reply(h.corr, resp)
 }
 

@@ -155,7 +155,10 @@ type conn struct {
 	fseg []fetchSeg
 	// fparts are the partitions of the Fetch being answered; scratch reused by every Fetch.
 	fparts []fetchPart
-	iov    [][]byte
+	// faborted is a read_committed answer's aborted transactions of one partition; scratch reused
+	// by every Fetch, so serving one allocates nothing once it has grown.
+	faborted []engine.AbortedTxn
+	iov      [][]byte
 
 	// fetchFree are answered fetchWaits kept for the next Fetch (at most maxFetchFree).
 	fetchFree []*fetchWait

@@ -30,12 +30,15 @@ const (
 	errOutOfOrderSequence       int16 = 45
 	errDuplicateSequence        int16 = 46
 	errInvalidProducerEpoch     int16 = 47
+	errInvalidTxnState          int16 = 48
+	errInvalidProducerIDMapping int16 = 49
 	errTransactionalIDAuth      int16 = 53
 	errKafkaStorage             int16 = 56
 	errSASLAuthenticationFailed int16 = 58
 	errFetchSessionIDNotFound   int16 = 70
 	errInvalidRecord            int16 = 87
 	errThrottlingQuotaExceeded  int16 = 89
+	errProducerFenced           int16 = 90
 	errResourceNotFound         int16 = 91 // DescribeConfigs of something that does not exist (Kafka 3.x uses 3 for topics)
 )
 

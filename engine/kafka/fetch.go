@@ -25,12 +25,21 @@ import (
 // while the total is over its budget an answer carries at most 64 KiB beyond its first batch. Fetch sessions are not kept: a full fetch (session id 0) is answered with session id 0,
 // which tells the client none was created, and an incremental one gets FETCH_SESSION_ID_NOT_FOUND.
 //
+// Isolation (docs/kafka.md, Fetch): every answer reports the partition's last stable offset
+// (engine.Partition.StableOffset: the first offset of its oldest open transaction, else its end),
+// read before the high watermark so it is never above it. A read_uncommitted fetch reads up to the
+// end and its aborted_transactions are null. A read_committed fetch reads only below the LSO
+// (engine.Reader.ReadStable), waits for the LSO to move rather than the end (WaitStable), and lists
+// the aborted transactions (producer id, first offset) whose ranges overlap the batches it returns,
+// as Kafka does; the client drops their batches and every control batch itself.
+//
 // Answer layout (Kafka's FetchResponse v4-v12; compact forms from v12, the flexible versions):
 //
 //	throttle_ms int32 | error_code int16 (v7+) | session_id int32 (v7+) | topics [
 //	  name string | partitions [
 //	    partition int32 | error_code int16 | high_watermark int64 | last_stable_offset int64 |
-//	    log_start_offset int64 (v5+) | aborted_transactions nullable array (null) |
+//	    log_start_offset int64 (v5+) | aborted_transactions nullable array (null unless
+//	    read_committed: appendAborted) |
 //	    preferred_read_replica int32 (v11+) | records nullable bytes | tags (v12) ]
 //	  | tags (v12) ] | tags (v12)
 
@@ -53,6 +62,7 @@ type fetchPart struct {
 	part  int32
 	code  int16
 	hw    int64
+	lso   int64 // last stable offset, read before hw
 	start int64
 	d     engine.Delivery // records read in place; released once written or abandoned
 }
@@ -150,7 +160,7 @@ func (c *conn) readFetch(req *fetchReq) (parts []fetchPart, total int, urgent, c
 		mayRead := auth.MayTopic(acl, c.principal, auth.ActConsume, rt.name)
 		for pi := range rt.parts {
 			rp := &rt.parts[pi]
-			fp := fetchPart{topic: ti, part: rp.id, hw: -1, start: -1}
+			fp := fetchPart{topic: ti, part: rp.id, hw: -1, lso: -1, start: -1}
 			p := partitionOf(topic, rp.id)
 			switch {
 			case !mayRead:
@@ -158,12 +168,19 @@ func (c *conn) readFetch(req *fetchReq) (parts []fetchPart, total int, urgent, c
 			case p == nil:
 				fp.code = errUnknownTopicOrPartition
 			default:
+				fp.lso = p.StableOffset() // first: the end only grows, so lso <= hw
 				fp.hw, fp.start = p.NextOffset(), p.StartOffset()
 				room := min(int(max(rp.maxBytes, 1)), limit-total)
 				if room <= 0 && total > 0 {
 					break // the answer is full: this partition's records wait for the next fetch
 				}
-				d, err := c.reader(p).Read(rp.offset, max(room, 1))
+				var d engine.Delivery
+				var err error
+				if req.isolation == readCommitted {
+					d, err = c.reader(p).ReadStable(rp.offset, max(room, 1), fp.lso)
+				} else {
+					d, err = c.reader(p).Read(rp.offset, max(room, 1))
+				}
 				switch {
 				case errors.Is(err, engine.ErrColdRead):
 					cold = true
@@ -185,8 +202,8 @@ func (c *conn) readFetch(req *fetchReq) (parts []fetchPart, total int, urgent, c
 }
 
 // armFetch asks every partition of req to wake the loop when it grows past what was just read: its
-// end, or the fetch offset if that is further. It reports false when one already has (read again
-// instead of waiting).
+// end (read_committed: its last stable offset), or the fetch offset if that is further. It reports
+// false when one already has (read again instead of waiting).
 func (c *conn) armFetch(req *fetchReq) bool {
 	for ti := range req.topics {
 		rt := &req.topics[ti]
@@ -197,7 +214,12 @@ func (c *conn) armFetch(req *fetchReq) bool {
 			if p == nil {
 				continue
 			}
-			if !c.reader(p).WaitBeyond(max(rp.offset, p.NextOffset())) {
+			r := c.reader(p)
+			if req.isolation == readCommitted {
+				if !r.WaitStable(max(rp.offset, p.StableOffset())) {
+					return false
+				}
+			} else if !r.WaitBeyond(max(rp.offset, p.NextOffset())) {
 				return false
 			}
 		}
@@ -249,15 +271,19 @@ func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
 			b = binary.BigEndian.AppendUint32(b, uint32(fp.part))
 			b = binary.BigEndian.AppendUint16(b, uint16(fp.code))
 			b = binary.BigEndian.AppendUint64(b, uint64(fp.hw))
-			b = binary.BigEndian.AppendUint64(b, uint64(fp.hw)) // last stable offset: no transactions
+			b = binary.BigEndian.AppendUint64(b, uint64(fp.lso))
 			if v >= 5 {
 				b = binary.BigEndian.AppendUint64(b, uint64(fp.start))
 			}
-			b = appendArrayLen(b, flex, -1) // aborted transactions: null
+			data := fp.d.Batches()
+			if req.isolation == readCommitted && fp.code == errNone {
+				b = c.appendAborted(b, flex, fp)
+			} else {
+				b = appendArrayLen(b, flex, -1) // aborted transactions: null
+			}
 			if v >= 11 {
 				b = binary.BigEndian.AppendUint32(b, ^uint32(0)) // preferred read replica: -1
 			}
-			data := fp.d.Batches()
 			b = appendBytesLen(b, flex, len(data))
 			if len(data) > 0 {
 				segs = append(segs, fetchSeg{at: len(b), data: data})
@@ -310,6 +336,35 @@ func (c *conn) writeFetch(fw *fetchWait, top int16, parts []fetchPart) {
 	if cap(c.fbuf) > 1<<20 {
 		c.fbuf = nil
 	}
+}
+
+// readCommitted is Fetch's and ListOffsets' isolation_level for read_committed (Kafka's, frozen).
+const readCommitted = 1
+
+// appendAborted appends the aborted_transactions array of a read_committed answer's partition: the
+// aborted transactions whose ranges overlap its batches, from the first batch's base offset (the
+// batch holding the fetch offset may begin below it) to the offset after the last. Kafka's layout:
+//
+//	aborted_transactions [ producer_id int64 | first_offset int64 | tags (v12) ]
+//
+// An answer without records has an empty array, as Kafka's.
+func (c *conn) appendAborted(b []byte, flex bool, fp *fetchPart) []byte {
+	data := fp.d.Batches()
+	ab := c.faborted[:0]
+	if len(data) >= 8 {
+		from := int64(binary.BigEndian.Uint64(data)) // the first batch's base offset
+		ab = fp.d.Partition.AbortedTxns(ab, from, fp.d.NextOffset())
+	}
+	b = appendArrayLen(b, flex, len(ab))
+	for _, a := range ab {
+		b = binary.BigEndian.AppendUint64(b, uint64(a.ProducerID))
+		b = binary.BigEndian.AppendUint64(b, uint64(a.FirstOffset))
+		if flex {
+			b = append(b, 0)
+		}
+	}
+	c.faborted = ab[:0]
+	return b
 }
 
 // appendArrayLen appends an array length: int32, or in flexible versions uvarint n+1 (0: null).

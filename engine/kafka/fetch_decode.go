@@ -35,6 +35,7 @@ type fetchReq struct {
 	maxWaitMillis int32
 	minBytes      int32
 	maxBytes      int32
+	isolation     int8 // isolation_level: 0 read_uncommitted, 1 read_committed (docs/kafka.md)
 	sessionID     int32
 	topics        []fetchReqTopic
 	names         []byte
@@ -67,6 +68,7 @@ func (r *fetchReq) decode(body []byte) error {
 	r.maxWaitMillis = int32(binary.BigEndian.Uint32(b[4:]))
 	r.minBytes = int32(binary.BigEndian.Uint32(b[8:]))
 	r.maxBytes = int32(binary.BigEndian.Uint32(b[12:]))
+	r.isolation = int8(b[16])
 	r.sessionID = 0
 	if v >= 7 {
 		r.sessionID = int32(binary.BigEndian.Uint32(b[17:]))

@@ -14,7 +14,9 @@ import (
 // them; a memory-only topic answers at written). Options.MinDurability raises what is stored and
 // synced, never what is answered. Batches are appended in place from gnet's buffer (the one copy);
 // idempotent batches (producer id >= 0) go through the engine's producer-id/sequence deduplication,
-// so a resend is answered with the offsets it got the first time.
+// so a resend is answered with the offsets it got the first time. A transactional Produce (one
+// with a transactional id) is first checked against the id's producer id and epoch (txn.go), and
+// its batches open the engine's transaction in each partition.
 
 // durabilityOf maps acks onto a durability; ok is false for an acks Kafka does not define.
 func durabilityOf(acks int16) (wire.Durability, bool) {
@@ -46,6 +48,10 @@ func (c *conn) produce(h header) {
 	waits, bytes, failed := 0, 0, false
 	stored, storedBytes := int64(0), 0
 	st := &c.srv.stats
+	if req.transactional {
+		// Held across the appends: an InitProducerId fencing this producer waits for them (txn.go).
+		c.srv.txns.mu.RLock()
+	}
 	for i := range req.topics {
 		rt := &req.topics[i]
 		rtp := c.respTopic(rt.name)
@@ -54,17 +60,18 @@ func (c *conn) produce(h header) {
 			rp := &rt.parts[j]
 			rpp := c.respPartition(rtp, rp.id)
 			var code int16
+			var txn *kafkaTxn // the transactional id's state, for a transactional Produce
 			switch {
 			case !okAcks:
 				code = errInvalidRequiredAcks
-			case req.transactional:
-				code = errTransactionalIDAuth
 			case c.srv.stopping.Load():
 				code = errRequestTimedOut // nothing stored: the client sends it again after reconnecting
 			case !auth.MayTopic(c.srv.acl(), c.principal, auth.ActProduce, rt.name):
 				code = errTopicAuthorization
 			case topic == nil || topic.Partition(rp.id) == nil:
 				code = errUnknownTopicOrPartition
+			case req.transactional:
+				txn, code = c.srv.txns.checkProduceLocked(rp.records)
 			}
 			if code != errNone {
 				rpp.ErrorCode, failed = code, true
@@ -81,6 +88,9 @@ func (c *conn) produce(h header) {
 				st.errorCode(rpp.ErrorCode)
 				continue
 			}
+			if txn != nil {
+				txn.produced.Store(true)
+			}
 			stored += last - base + 1
 			storedBytes += len(rp.records)
 			rpp.BaseOffset, rpp.LogStartOffset = base, p.StartOffset()
@@ -96,6 +106,9 @@ func (c *conn) produce(h header) {
 			waits++
 			bytes += len(rp.records)
 		}
+	}
+	if req.transactional {
+		c.srv.txns.mu.RUnlock()
 	}
 	if stored > 0 {
 		st.ProduceRecords.Add(uint64(stored))

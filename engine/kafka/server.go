@@ -166,6 +166,8 @@ type Server struct {
 	// nextProducerID hands out producer ids for InitProducerId: seeded at random on start, so ids
 	// given before a restart (still in the partitions' rebuilt idempotence state) are not given again.
 	nextProducerID atomic.Int64
+	// txns maps transactional ids to producer ids and epochs (txn.go).
+	txns txnRegistry
 
 	// outbound is the sum of every connection's outCounted: bytes gnet holds unsent, as last
 	// measured on each connection's loop.

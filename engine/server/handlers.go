@@ -16,8 +16,8 @@ import (
 type message interface{ Append([]byte) []byte }
 
 // appendMsg appends a whole frame carrying m (nil: an empty body, which always encodes). A field of
-// m too long for its length prefix appends nothing: it returns dst and an error wrapping
-// wire.ErrFieldTooLong.
+// m too long for its length prefix, or a list with more entries than its u16 count can say, appends
+// nothing: it returns dst and an error wrapping wire.ErrFieldTooLong.
 func appendMsg(dst []byte, op wire.Op, flags wire.Flags, corr uint32, m message) ([]byte, error) {
 	out, start := wire.BeginFrame(dst, op, flags, corr)
 	if m != nil {
