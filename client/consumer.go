@@ -172,7 +172,7 @@ func (c *Consumer) subscribe(ctx context.Context, cn *conn, resume bool) error {
 		Topic: c.topic, Partition: c.opts.Partition, Group: c.opts.Group,
 		Start: c.opts.start(), StartValue: c.opts.StartValue, Reset: c.opts.Reset, Credit: uint32(c.opts.Credit),
 		AckTimeoutMs: uint32(c.opts.AckTimeout.Milliseconds()), MaxDeliveries: uint16(c.opts.MaxDeliveries),
-		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang,
+		Filter: c.opts.Filter, FilterLang: c.opts.FilterLang, Isolation: c.opts.Isolation,
 	}
 	if c.opts.Queue {
 		base.Mode = wire.ModeQueue
@@ -271,21 +271,23 @@ func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
 	}
 	c.generation = a.Generation
 	var back []wire.Commit
+	if c.pattern {
+		back = c.applyTopicAssignLocked(a)
+	}
 	for p, ps := range c.parts {
-		if ps.assigned && !slices.ContainsFunc(a.Partitions, func(x wire.PartitionOffset) bool { return x.Partition == p }) {
+		if !c.pattern && ps.assigned && !slices.ContainsFunc(a.Partitions, func(x wire.PartitionOffset) bool { return x.Partition == p }) {
 			ps.assigned = false
 			ps.epoch++
-			// From here ps.processed no longer moves (settleLocked checks assigned): it is final.
-			off := int64(handBackOffset)
-			if c.opts.AutoCommit > 0 {
-				off = ps.processed
-			}
-			back = append(back, wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: p, Offset: off})
+			back = append(back, wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: p, Offset: c.handBackAt(ps)})
 		}
 	}
 	if len(back) > 0 {
 		c.handBacks.Add(1)
 		go c.handBack(s.cn, back)
+	}
+	if c.pattern {
+		c.c.log.Debug("sluice: assignment", "pattern", c.topic, "group", c.opts.Group, "generation", a.Generation, "topics", len(a.Topics))
+		return
 	}
 	for _, po := range a.Partitions {
 		if ps := c.parts[po.Partition]; ps != nil && ps.assigned {
@@ -294,6 +296,16 @@ func (c *Consumer) applyAssign(s *subscription, a *wire.Assign) {
 		c.startLocked(po.Partition, po.Offset)
 	}
 	c.c.log.Debug("sluice: assignment", "topic", c.topic, "group", c.opts.Group, "generation", a.Generation, "partitions", len(a.Partitions))
+}
+
+// handBackAt is the offset a revoked partition is handed back with: its processed offset with
+// automatic commits on, else handBackOffset. ps has just been unassigned: from here ps.processed no
+// longer moves (settleLocked checks assigned), so it is final. Caller holds c.mu.
+func (c *Consumer) handBackAt(ps *partState) int64 {
+	if c.opts.AutoCommit > 0 {
+		return ps.processed
+	}
+	return handBackOffset
 }
 
 // handBackOffset, committed, stores nothing and hands the partition back to the broker (docs/protocol.md,
@@ -584,6 +596,9 @@ func (c *Consumer) commit(ctx context.Context, settle bool, cn *conn) error {
 			break
 		}
 		req := wire.Commit{Group: c.opts.Group, Topic: c.topic, Partition: t.ps.partition, Offset: t.offset}
+		if t.ps.topic != "" {
+			req.Topic = t.ps.topic // a pattern's topic-partition
+		}
 		buf, start := cn.beginFrame(wire.OpCommit, 0, corr)
 		if buf, err = wire.AppendMessage(buf, &req); err != nil {
 			cn.abandonFrame(buf, start) // a field too long to encode: nothing is sent
@@ -608,6 +623,10 @@ func (c *Consumer) commit(ctx context.Context, settle bool, cn *conn) error {
 			err = ctx.Err()
 		}
 		if err != nil {
+			if t.ps.topic != "" {
+				errs = append(errs, fmt.Errorf("%s partition %d: %w", t.ps.topic, t.ps.partition, err))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("partition %d: %w", t.ps.partition, err))
 			continue
 		}

@@ -64,10 +64,22 @@ type ConsumerOptions struct {
 
 	// OnCorrupt is what the consumer does with a delivered batch it cannot read. Default CorruptStop.
 	OnCorrupt CorruptPolicy
+
+	// Isolation says which records of transactions the consumer reads: wire.ReadCommitted (the
+	// default) once their transaction commits, never an aborted one's; wire.ReadUncommitted as soon
+	// as the broker stores them, aborted ones included. Transaction markers are never delivered.
+	// Sent only when not the default (brokers before the field refuse it); not with Queue.
+	Isolation wire.Isolation
 }
 
 // ConsumerOption sets a field of ConsumerOptions.
 type ConsumerOption func(*ConsumerOptions)
+
+// WithReadUncommitted makes the consumer read transactions' records as soon as the broker stores
+// them, those of open and aborted transactions too (ConsumerOptions.Isolation).
+func WithReadUncommitted() ConsumerOption {
+	return func(o *ConsumerOptions) { o.Isolation = wire.ReadUncommitted }
+}
 
 // WithGroup joins the consumer group name.
 func WithGroup(name string) ConsumerOption { return func(o *ConsumerOptions) { o.Group = name } }
@@ -169,6 +181,10 @@ func (o *ConsumerOptions) Validate() error {
 		return fmt.Errorf("%w: max ack pending %d", ErrOptions, o.MaxAckPending)
 	case o.OnCorrupt > CorruptSkip:
 		return fmt.Errorf("%w: corrupt-batch policy %v", ErrOptions, o.OnCorrupt)
+	case o.Isolation > wire.ReadUncommitted:
+		return fmt.Errorf("%w: isolation %d", ErrOptions, o.Isolation)
+	case o.Isolation == wire.ReadUncommitted && o.Queue:
+		return fmt.Errorf("%w: a work queue reads committed records only", ErrOptions)
 	}
 	return nil
 }

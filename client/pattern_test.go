@@ -130,3 +130,75 @@ func TestPatternTopicRecreated(t *testing.T) {
 		}
 	}
 }
+
+// TestPatternGroupResumesAfterBrokerRestart: a member of a group over a pattern commits per
+// topic-partition; after a broker restart it subscribes again and every topic-partition resumes at
+// its commit (each offset read exactly once, in order, each record naming its topic), a matching
+// topic created after the restart is assigned and read, and a topic that does not match never is.
+func TestPatternGroupResumesAfterBrokerRestart(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "g.a", 2)
+	createTopic(t, c, "g.b", 1)
+	createTopic(t, c, "h.a", 1)
+	ctx := testCtx(t)
+	producer := func(topic string) *Producer {
+		p, err := c.Producer(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	produceN(t, producer("g.a"), 0, 100)
+	produceN(t, producer("g.b"), 0, 100)
+	produceN(t, producer("h.a"), 0, 10)
+	cons, err := c.Subscribe(ctx, "g.*", WithGroup("pg"), WithAutoCommit(0), WithCredit(8<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	next := map[tp]int64{}
+	read := func(n int) {
+		t.Helper()
+		for range n {
+			m, err := cons.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := tp{m.Topic, m.Partition}
+			if m.Topic != "g.a" && m.Topic != "g.b" && m.Topic != "g.c" {
+				t.Fatalf("record of %s", m.Topic)
+			}
+			if m.Offset != next[k] {
+				t.Fatalf("%s/%d: offset %d, want %d", m.Topic, m.Partition, m.Offset, next[k])
+			}
+			next[k]++
+		}
+	}
+	read(150)
+	if err := cons.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.restart()
+	createTopic(t, c, "g.c", 1) // waits for the reconnection
+	produceN(t, producer("g.c"), 0, 50)
+	read(100)
+	total := map[string]int64{}
+	for k, n := range next {
+		total[k.topic] += n
+	}
+	if total["g.a"] != 100 || total["g.b"] != 100 || total["g.c"] != 50 {
+		t.Fatalf("records per topic %v", total)
+	}
+	if err := cons.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, n := range next {
+		if got := b.eng.CommittedOffset("pg", k.topic, k.partition); got != n {
+			t.Errorf("%s/%d: committed %d, want %d", k.topic, k.partition, got, n)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,5 +113,53 @@ func TestTransactionAfterAFailedProduce(t *testing.T) {
 	m, err := cons.Next(ctx)
 	if err != nil || string(m.Value) != "c" {
 		t.Fatalf("delivered %q, %v: want c", m.Value, err)
+	}
+}
+
+// TestReadUncommitted: a consumer with WithReadUncommitted reads an open transaction's records as
+// they are stored, and an aborted one's, where a read-committed one (the default) waits at the open
+// transaction and never gets the aborted records; neither gets a transaction marker as a record.
+func TestReadUncommitted(t *testing.T) {
+	b := startBroker(t, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "ru", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := c.NewTransaction()
+	must(tx.Produce(ctx, "ru", 0, Record{Value: []byte("open1")}, Record{Value: []byte("open2")}))
+	ru, err := c.Subscribe(ctx, "ru", WithStartEarliest(), WithReadUncommitted())
+	must(err)
+	rc, err := c.Subscribe(ctx, "ru", WithStartEarliest())
+	must(err)
+	read := func(cons *Consumer, n int) []string {
+		t.Helper()
+		var out []string
+		for len(out) < n {
+			m, err := cons.Next(ctx)
+			must(err)
+			out = append(out, fmt.Sprintf("%d:%s", m.Offset, m.Value))
+		}
+		return out
+	}
+	if got := read(ru, 2); !slices.Equal(got, []string{"0:open1", "1:open2"}) {
+		t.Fatalf("read uncommitted, open transaction: %q", got)
+	}
+	must(tx.Abort(ctx)) // its marker at offset 2
+	must(tx.Produce(ctx, "ru", 0, Record{Value: []byte("next")}))
+	must(tx.Commit(ctx)) // "next" at 3, its marker at 4
+	if got := read(ru, 1); !slices.Equal(got, []string{"3:next"}) {
+		t.Fatalf("read uncommitted after the abort and commit: %q (markers are never records)", got)
+	}
+	if got := read(rc, 1); !slices.Equal(got, []string{"3:next"}) {
+		t.Fatalf("read committed: %q, want only the committed record", got)
+	}
+	if _, err := c.Subscribe(ctx, "ru", WithGroup("q"), WithQueue(time.Second, 3), WithReadUncommitted()); !errors.Is(err, ErrOptions) {
+		t.Fatalf("a work queue reading uncommitted: %v, want ErrOptions", err)
 	}
 }

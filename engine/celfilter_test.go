@@ -158,6 +158,9 @@ func TestDeliveryAllocs(t *testing.T) {
 	if n := measure(wire.Subscribe{Topic: "*", Partition: -1}); n != 0 {
 		t.Errorf("unfiltered pattern: %v allocations per delivery, want 0", n)
 	}
+	if n := measure(wire.Subscribe{Topic: "al", Partition: 0, Isolation: wire.ReadUncommitted}); n != 0 {
+		t.Errorf("unfiltered read-uncommitted: %v allocations per delivery, want 0", n)
+	}
 	hdr := measure(wire.Subscribe{Topic: "al", Partition: 0, Filter: `headers["region"] == "eu"`, FilterLang: wire.FilterCEL}) / 100
 	val := measure(wire.Subscribe{Topic: "al", Partition: 0, Filter: `value.temp > 30`, FilterLang: wire.FilterCEL}) / 100
 	terms := measure(wire.Subscribe{Topic: "al", Partition: 0, Filter: `region=eu`}) / 100

@@ -352,13 +352,25 @@ func (l *Local) Position(p int32) int64 {
 	return -1
 }
 
-// Commit stores the group's committed offset for partition p and waits until it is durable.
+// Commit stores the group's committed offset for partition p and waits until it is durable. A
+// pattern subscription names the topic too: CommitPartition.
 func (l *Local) Commit(ctx context.Context, p int32, offset int64) error {
 	if l.sub.topic == nil {
-		return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a pattern subscription has no group to commit for"}
+		return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a pattern subscription commits a topic's partition: CommitPartition"}
 	}
+	return l.commit(ctx, l.sub.topic, p, offset)
+}
+
+// CommitPartition stores the group's committed offset for partition p, as a delivery names it
+// (Delivery.Partition: of any topic a pattern group member reads), and waits until it is durable.
+// Errors as Commit's, and CodeInvalidRequest without a group.
+func (l *Local) CommitPartition(ctx context.Context, p *Partition, offset int64) error {
+	return l.commit(ctx, p.topic, p.id, offset)
+}
+
+func (l *Local) commit(ctx context.Context, t *Topic, p int32, offset int64) error {
 	done := make(chan error, 1)
-	l.e.CommitTopicOffset(l.sub.topic, l.sub.spec.Group, p, offset, func(err error) { done <- err })
+	l.e.CommitTopicOffset(t, l.sub.spec.Group, p, offset, func(err error) { done <- err })
 	select {
 	case err := <-done:
 		return err

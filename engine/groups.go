@@ -18,6 +18,15 @@ import (
 // round-robin over the members subscribed to it, in join order. Members learn their share through
 // Owner.Reassign. Offsets live in the offset store, not here, so membership is soft state.
 //
+// A group is over topics named one by one, or over one topic pattern (group.pattern): every member
+// of a pattern group subscribes to that same pattern, and join refuses a mix. A pattern member reads
+// the matching topics its principal may consume (Subscription.mayTopic), so members' topic sets may
+// differ; the group deals every partition of every topic some member reads, in topic-name order,
+// round-robin over that topic's members with one count running across topics (so a group over many
+// one-partition topics spreads them). A matching topic created later joins the members' topic sets
+// as each member's owner applies it (applyPending, then addTopics), and a deleted one leaves them
+// (topicDeleted); either rebalances.
+//
 // A partition changes hands in two phases, so that its new member starts where the old one stopped:
 // the member losing it is told at once (an assignment without it) and holds it as revoking; the
 // member dealt it gets it only once the old one hands it back (a commit for the partition, offset -1
@@ -37,6 +46,16 @@ type group struct {
 	generation uint32
 	members    []*groupMember // join order
 	joined     uint64         // members ever joined: names new members
+	// pattern is the topic pattern every member subscribes to, "" for a group over named topics. Set
+	// by the first member to join an empty group.
+	pattern string
+}
+
+// topicPart names one partition of one topic (one incarnation: a topic deleted and created again
+// under its name is another *Topic).
+type topicPart struct {
+	t *Topic
+	p int32
 }
 
 type groupMember struct {
@@ -47,13 +66,18 @@ type groupMember struct {
 	clientID, addr string
 	// All below guarded by groupTable.mu.
 	//
-	// dealt is the member's share of sub's topic from the last deal, ascending. parts is what it
-	// has been told it holds, ascending: dealt less the partitions another member still revokes.
-	// revoking holds the partitions taken from it and not yet handed back, each with the timer that
-	// gives it up after GroupRevokeTimeout; no partition is in parts and in any member's revoking.
-	dealt    []int32
-	parts    []int32
-	revoking map[int32]*time.Timer
+	// topics are the topics the member reads: its subscription's topic, or, for a pattern member, the
+	// matching topics its owner found it may consume (at join, then addTopics), less those deleted
+	// since (topicDeleted).
+	topics []*Topic
+	// dealt is the member's share of its topics from the last deal, by topic name then partition.
+	// parts is what it has been told it holds, in the same order: dealt less the partitions another
+	// member still revokes. revoking holds the partitions taken from it and not yet handed back,
+	// each with the timer that gives it up after GroupRevokeTimeout; no partition is in parts and in
+	// any member's revoking.
+	dealt    []topicPart
+	parts    []topicPart
+	revoking map[topicPart]*time.Timer
 }
 
 // newGroupTable creates the table; Open starts its expirer once the queue table exists.
@@ -199,8 +223,11 @@ func (e *Engine) DeleteGroup(name string, done func(error)) {
 	e.log.Info("consumer group deleted", "group", name)
 }
 
-// join adds s to its group as a new member; clientID and addr name its client (SubscribeOptions).
-func (gt *groupTable) join(s *Subscription, clientID, addr string) {
+// join adds s to its group as a new member reading topics (its topic, or a pattern's matches);
+// clientID and addr name its client (SubscribeOptions). A pattern subscription joining a group whose
+// members subscribe to another pattern or to named topics, or a named topic's joining a pattern
+// group, is refused with CodeInvalidRequest (errGroupMix).
+func (gt *groupTable) join(s *Subscription, clientID, addr string, topics []*Topic) error {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	g := gt.groups[s.spec.Group]
@@ -208,11 +235,57 @@ func (gt *groupTable) join(s *Subscription, clientID, addr string) {
 		g = &group{name: s.spec.Group}
 		gt.groups[g.name] = g
 	}
+	pattern := ""
+	if s.pattern {
+		pattern = s.spec.Topic
+	}
+	if len(g.members) > 0 && g.pattern != pattern {
+		return errGroupMix(g, pattern)
+	}
+	g.pattern = pattern
 	g.joined++
-	m := &groupMember{id: fmt.Sprintf("%s-%d", g.name, g.joined), sub: s, group: g, clientID: clientID, addr: addr}
+	m := &groupMember{id: fmt.Sprintf("%s-%d", g.name, g.joined), sub: s, group: g, clientID: clientID, addr: addr,
+		topics: slices.DeleteFunc(topics, func(t *Topic) bool { return t.deleted.Load() })}
 	s.member = m
 	g.members = append(g.members, m)
 	gt.rebalanceLocked(g, m)
+	return nil
+}
+
+// errGroupMix is join's refusal of a member subscribing otherwise than g's members do (pattern is
+// the joining member's, "" for a named topic).
+func errGroupMix(g *group, pattern string) error {
+	var msg string
+	switch {
+	case g.pattern == "":
+		msg = fmt.Sprintf("group %s reads topics by name: a member over the pattern %s cannot join it (a group is over one pattern or over named topics)", g.name, pattern)
+	case pattern == "":
+		msg = fmt.Sprintf("group %s reads the pattern %s: a member naming a topic cannot join it (a group is over one pattern or over named topics)", g.name, g.pattern)
+	default:
+		msg = fmt.Sprintf("group %s reads the pattern %s: a member over %s cannot join it (every member subscribes to the same pattern)", g.name, g.pattern, pattern)
+	}
+	return &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: msg}
+}
+
+// addTopics adds topics (matching s's pattern, allowed by its mayTopic, not yet among its topics) to
+// pattern member s's topics and rebalances its group. Deleted ones are left out: topicDeleted ran
+// or will run after this, under gt.mu either way.
+func (gt *groupTable) addTopics(s *Subscription, topics []*Topic) {
+	gt.mu.Lock()
+	defer gt.mu.Unlock()
+	m := s.member
+	if m == nil {
+		return
+	}
+	n := len(m.topics)
+	for _, t := range topics {
+		if !t.deleted.Load() && !slices.Contains(m.topics, t) {
+			m.topics = append(m.topics, t)
+		}
+	}
+	if len(m.topics) > n {
+		gt.rebalanceLocked(m.group, nil)
+	}
 }
 
 func (gt *groupTable) leave(s *Subscription) {
@@ -232,76 +305,85 @@ func (gt *groupTable) leave(s *Subscription) {
 	gt.rebalanceLocked(g, nil)
 }
 
-// rebalanceLocked deals each topic's partitions over its members, takes from each member what it
-// was not dealt (revokeLocked), and tells every member whose share changed (and joined, who must
-// hear its first assignment even when empty).
+// rebalanceLocked deals each topic's partitions over the members reading it (in join order; in a
+// pattern group with one count running across the topics, in name order), takes from each member
+// what it was not dealt (revokeLocked), and tells every member whose share changed (and joined, who
+// must hear its first assignment even when empty).
 func (gt *groupTable) rebalanceLocked(g *group, joined *groupMember) {
 	g.generation++
 	byTopic := map[*Topic][]*groupMember{}
+	var topics []*Topic
 	for _, m := range g.members {
-		byTopic[m.sub.topic] = append(byTopic[m.sub.topic], m)
-	}
-	for t, members := range byTopic {
-		shares := make([][]int32, len(members))
-		for p := range t.parts {
-			i := p % len(members)
-			shares[i] = append(shares[i], int32(p))
+		m.dealt = nil
+		for _, t := range m.topics {
+			if byTopic[t] == nil {
+				topics = append(topics, t)
+			}
+			byTopic[t] = append(byTopic[t], m)
 		}
-		for i, m := range members {
-			m.dealt = shares[i]
-			for _, p := range m.parts {
-				if !slices.Contains(m.dealt, p) {
-					gt.revokeLocked(m, p)
-				}
+	}
+	slices.SortFunc(topics, func(a, b *Topic) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	n := 0
+	for _, t := range topics {
+		members := byTopic[t]
+		if g.pattern == "" {
+			n = 0 // a group over named topics deals each topic from its first member
+		}
+		for p := range t.parts {
+			m := members[n%len(members)]
+			m.dealt = append(m.dealt, topicPart{t, int32(p)})
+			n++
+		}
+	}
+	for _, m := range g.members {
+		for _, tp := range m.parts {
+			if !slices.Contains(m.dealt, tp) && !tp.t.deleted.Load() { // a deleted topic's just go
+				gt.revokeLocked(m, tp)
 			}
 		}
 	}
 	gt.handOverLocked(g, joined)
 }
 
-// revokeLocked marks partition p, taken from m, as revoking until m hands it back or the revoke
+// revokeLocked marks partition tp, taken from m, as revoking until m hands it back or the revoke
 // timeout passes; with a negative GroupRevokeTimeout it is handed over at once.
-func (gt *groupTable) revokeLocked(m *groupMember, p int32) {
+func (gt *groupTable) revokeLocked(m *groupMember, tp topicPart) {
 	d := gt.e.opts.GroupRevokeTimeout
 	if d < 0 {
 		return
 	}
 	if m.revoking == nil {
-		m.revoking = map[int32]*time.Timer{}
+		m.revoking = map[topicPart]*time.Timer{}
 	}
 	var t *time.Timer
 	t = time.AfterFunc(d, func() {
 		gt.mu.Lock()
 		defer gt.mu.Unlock()
-		if m.revoking[p] != t {
+		if m.revoking[tp] != t {
 			return // handed back already, or revoked again since
 		}
-		delete(m.revoking, p)
+		delete(m.revoking, tp)
 		gt.e.log.Warn("consumer group member did not hand a partition back in time: handing it over",
-			"group", m.group.name, "member", m.id, "topic", m.sub.topic.cfg.Name, "partition", p, "timeout", d)
+			"group", m.group.name, "member", m.id, "topic", tp.t.cfg.Name, "partition", tp.p, "timeout", d)
 		gt.handOverLocked(m.group, nil)
 	})
-	m.revoking[p] = t
+	m.revoking[tp] = t
 }
 
 // handOverLocked gives every member of g its dealt partitions that no member still revokes, and
 // takes away those it was not dealt, telling each member whose partitions changed (and joined).
 func (gt *groupTable) handOverLocked(g *group, joined *groupMember) {
-	type key struct {
-		t *Topic
-		p int32
-	}
-	held := map[key]bool{}
+	held := map[topicPart]bool{}
 	for _, m := range g.members {
-		for p := range m.revoking {
-			held[key{m.sub.topic, p}] = true
+		for tp := range m.revoking {
+			held[tp] = true
 		}
 	}
 	for _, m := range g.members {
-		parts := make([]int32, 0, len(m.dealt))
-		for _, p := range m.dealt {
-			if !held[key{m.sub.topic, p}] {
-				parts = append(parts, p)
+		parts := make([]topicPart, 0, len(m.dealt))
+		for _, tp := range m.dealt {
+			if !held[tp] {
+				parts = append(parts, tp)
 			}
 		}
 		if slices.Equal(m.parts, parts) && m != joined {
@@ -323,10 +405,11 @@ func (gt *groupTable) handBack(group string, t *Topic, p int32) {
 		return
 	}
 	released := false
+	tp := topicPart{t, p}
 	for _, m := range g.members {
-		if tm := m.revoking[p]; tm != nil && m.sub.topic == t {
+		if tm := m.revoking[tp]; tm != nil {
 			tm.Stop()
-			delete(m.revoking, p)
+			delete(m.revoking, tp)
 			released = true
 		}
 	}
@@ -344,30 +427,49 @@ func (gt *groupTable) handBackRevoked(s *Subscription) {
 	if m == nil || len(m.revoking) == 0 {
 		return
 	}
-	for p, t := range m.revoking {
+	for tp, t := range m.revoking {
 		t.Stop()
-		delete(m.revoking, p)
+		delete(m.revoking, tp)
 	}
 	gt.handOverLocked(m.group, nil)
 }
 
 // topicDeleted tells every member subscribed to t that its assignment changed: applying it finds the
 // topic deleted and ends the subscription. t.close wakes only members holding cursors; a member dealt
-// no partition would otherwise stay in its group for as long as its connection.
+// no partition would otherwise stay in its group for as long as its connection. A pattern group's
+// members drop t from their topics (with what they were revoking of it) and the group rebalances:
+// the rest of the pattern goes on.
 func (gt *groupTable) topicDeleted(t *Topic) {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	for _, g := range gt.groups {
+		changed := false
 		for _, m := range g.members {
-			if m.sub.topic == t {
-				m.sub.owner.Reassign(m.sub)
+			if g.pattern == "" {
+				if m.sub.topic == t {
+					m.sub.owner.Reassign(m.sub)
+				}
+				continue
 			}
+			if i := slices.Index(m.topics, t); i >= 0 {
+				m.topics = slices.Delete(m.topics, i, i+1)
+				changed = true
+			}
+			for tp, tm := range m.revoking {
+				if tp.t == t {
+					tm.Stop()
+					delete(m.revoking, tp)
+				}
+			}
+		}
+		if changed {
+			gt.rebalanceLocked(g, nil)
 		}
 	}
 }
 
 // assignment returns the generation and the partitions currently assigned to s.
-func (gt *groupTable) assignment(s *Subscription) (uint32, []int32) {
+func (gt *groupTable) assignment(s *Subscription) (uint32, []topicPart) {
 	gt.mu.Lock()
 	defer gt.mu.Unlock()
 	if s.member == nil {
@@ -405,8 +507,7 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	if g := e.groups.groups[name]; g != nil {
 		info.Generation = g.generation
 		for _, m := range g.members {
-			info.Members = append(info.Members, wire.GroupMember{Member: m.id, Topic: m.sub.topic.cfg.Name, Partitions: slices.Clone(m.parts),
-				ClientID: m.clientID, Addr: m.addr})
+			info.Members = appendMemberInfo(info.Members, m)
 		}
 	}
 	e.groups.mu.Unlock()
@@ -431,6 +532,33 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 		return info, &wire.ProtocolError{Code: wire.CodeUnknownGroup, Message: name}
 	}
 	return info, nil
+}
+
+// appendMemberInfo appends m's entries to a group description: one naming its topic and partitions;
+// for a pattern member one per topic it holds partitions of, by name, or one naming its pattern when
+// it holds none. Caller holds groupTable.mu.
+func appendMemberInfo(dst []wire.GroupMember, m *groupMember) []wire.GroupMember {
+	entry := func(topic string) wire.GroupMember {
+		return wire.GroupMember{Member: m.id, Topic: topic, Partitions: []int32{}, ClientID: m.clientID, Addr: m.addr}
+	}
+	if !m.sub.pattern {
+		e := entry(m.sub.topic.cfg.Name)
+		for _, tp := range m.parts {
+			e.Partitions = append(e.Partitions, tp.p)
+		}
+		return append(dst, e)
+	}
+	if len(m.parts) == 0 {
+		return append(dst, entry(m.sub.spec.Topic))
+	}
+	for i, tp := range m.parts {
+		if i == 0 || m.parts[i-1].t != tp.t {
+			dst = append(dst, entry(tp.t.cfg.Name))
+		}
+		e := &dst[len(dst)-1]
+		e.Partitions = append(e.Partitions, tp.p)
+	}
+	return dst
 }
 
 // CommitOffset stores group's committed offset for a partition of the topic now named topic: the

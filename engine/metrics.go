@@ -218,7 +218,9 @@ func (e *Engine) memberTopics() map[string]map[string]bool {
 			if out[name] == nil {
 				out[name] = map[string]bool{}
 			}
-			out[name][m.sub.topic.cfg.Name] = true
+			for _, t := range m.topics { // a pattern member's matching topics
+				out[name][t.cfg.Name] = true
+			}
 		}
 	}
 	return out

@@ -103,7 +103,8 @@ type Options struct {
 	FS disk.FS
 
 	// TxnTimeout aborts a transaction open longer than this since its first batch (a producer that
-	// went away mid-transaction). Default 60 s.
+	// went away mid-transaction), checked every second. Default 60 s (sluiced --txn-timeout);
+	// negative is invalid.
 	TxnTimeout time.Duration
 }
 
@@ -193,6 +194,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: RetentionAge %v outside 1ms..%v (0 keeps everything)", ErrOptions, o.RetentionAge, disk.MaxRetentionAge)
 	case o.QueueAckTimeout < 0 || o.QueueMaxDeliveries < 0:
 		return fmt.Errorf("%w: negative queue setting", ErrOptions)
+	case o.TxnTimeout < 0:
+		return fmt.Errorf("%w: TxnTimeout %v", ErrOptions, o.TxnTimeout)
 	}
 	return nil
 }

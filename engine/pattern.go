@@ -111,15 +111,15 @@ func (e *Engine) subscribePattern(spec wire.Subscribe, owner Owner, opts Subscri
 		return nil, nil, err
 	}
 	switch {
-	case spec.Mode == wire.ModeQueue || spec.Group != "":
-		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "pattern " + spec.Topic + ": no consumer group or work queue over a pattern in this version"}
+	case spec.Mode == wire.ModeQueue:
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "pattern " + spec.Topic + ": no work queue over a pattern in this version"}
 	case spec.Partition >= 0:
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "pattern " + spec.Topic + ": a pattern subscription takes every partition (-1)"}
 	case spec.Start == wire.StartOffset:
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "pattern " + spec.Topic + ": an offset names a partition of one topic; start earliest, latest or at a time"}
 	}
 	s := &Subscription{ID: spec.SubID, e: e, owner: owner, spec: spec, credit: int64(spec.Credit),
-		pattern: true, mayTopic: opts.MayTopic, matched: map[*Topic]struct{}{}}
+		pattern: true, mayTopic: opts.MayTopic, matched: map[*Topic]bool{}}
 	var err error
 	if s.filter, err = parseFilter(spec.Filter, spec.FilterLang, e.opts.MaxBatchBytes); err != nil {
 		return nil, nil, err
@@ -135,6 +135,22 @@ func (e *Engine) subscribePattern(spec wire.Subscribe, owner Owner, opts Subscri
 		}
 	}
 	slices.Sort(names) // a stable cursor order: the round-robin starts the same way every time
+	if spec.Group != "" {
+		// A group member offers its group the topics it may read; the assignment arrives through
+		// Reassign, as for a named topic's.
+		var offered []*Topic
+		for _, name := range names {
+			if t := topics[name]; s.mayRead(t) {
+				s.matched[t] = false
+				offered = append(offered, t)
+			}
+		}
+		if err := e.groups.join(s, opts.ClientID, opts.Addr, offered); err != nil {
+			s.Close()
+			return nil, nil, err
+		}
+		return s, nil, nil
+	}
 	for _, name := range names {
 		if err := s.addTopic(topics[name], false); err != nil {
 			s.Close()
@@ -144,14 +160,20 @@ func (e *Engine) subscribePattern(spec wire.Subscribe, owner Owner, opts Subscri
 	return s, nil, nil
 }
 
+// mayRead reports whether the pattern subscription takes t: not matched yet, not deleted, and
+// allowed by mayTopic. Owner goroutine.
+func (s *Subscription) mayRead(t *Topic) bool {
+	if _, ok := s.matched[t]; ok || t.deleted.Load() || s.closed {
+		return false
+	}
+	return s.mayTopic == nil || s.mayTopic(t.cfg.Name)
+}
+
 // addTopic adds cursors on every partition of t, unless t is already matched, deleted, or refused by
 // mayTopic. A topic there at subscribe starts where spec.Start says; one created later starts at its
 // first record (created), so nothing produced to it after its creation is missed. Owner goroutine.
 func (s *Subscription) addTopic(t *Topic, created bool) error {
-	if _, ok := s.matched[t]; ok || t.deleted.Load() || s.closed {
-		return nil
-	}
-	if s.mayTopic != nil && !s.mayTopic(t.cfg.Name) {
+	if !s.mayRead(t) {
 		return nil
 	}
 	offs := make([]int64, len(t.parts))
@@ -166,19 +188,33 @@ func (s *Subscription) addTopic(t *Topic, created bool) error {
 			}
 		}
 	}
-	s.matched[t] = struct{}{}
+	s.matched[t] = created
 	for i, p := range t.parts {
 		s.addCursor(p, offs[i])
 	}
 	return nil
 }
 
-// applyPending adds the topics created since the last call. Owner goroutine.
+// applyPending adds the topics created since the last call: a group member offers those it may read
+// to its group (which rebalances); any other subscription reads them. Owner goroutine.
 func (s *Subscription) applyPending() {
 	s.pendingMu.Lock()
 	pending := s.pending
 	s.pending = nil
 	s.pendingMu.Unlock()
+	if s.spec.Group != "" {
+		var offered []*Topic
+		for _, t := range pending {
+			if s.mayRead(t) {
+				s.matched[t] = true
+				offered = append(offered, t)
+			}
+		}
+		if len(offered) > 0 {
+			s.e.groups.addTopics(s, offered)
+		}
+		return
+	}
 	for _, t := range pending {
 		if err := s.addTopic(t, true); err != nil && s.err == nil {
 			s.err = err // a storage failure resolving its start: the subscription ends with it
@@ -203,4 +239,63 @@ func (s *Subscription) dropTopic(t *Topic) {
 	clear(s.cursors[len(kept):])
 	s.cursors = kept
 	s.ready = slices.DeleteFunc(s.ready, func(c *Cursor) bool { return c.part.topic == t })
+}
+
+// applyTopicAssignment is ApplyAssignment for a pattern group member: its cursors become the
+// partitions its group assigns it, across topics, a new one starting at the group's committed
+// offset (else at its first record for a topic created while the subscription lives, else where
+// spec.Start says). The Assign names them per topic, in name order. Owner goroutine.
+func (s *Subscription) applyTopicAssignment() (wire.Assign, error) {
+	gen, parts := s.e.groups.assignment(s)
+	a := wire.Assign{SubID: s.ID, Generation: gen}
+	if s.err != nil {
+		return a, s.err
+	}
+	kept := s.cursors[:0]
+	for _, c := range s.cursors {
+		if slices.Contains(parts, topicPart{c.part.topic, c.part.id}) {
+			kept = append(kept, c)
+			continue
+		}
+		c.part.removeCursor(c)
+		c.sub = nil // stale wake-ups for it are ignored
+		c.ready = false
+		if i := slices.Index(s.ready, c); i >= 0 {
+			s.ready = slices.Delete(s.ready, i, i+1)
+		}
+	}
+	clear(s.cursors[len(kept):])
+	s.cursors = kept
+	for _, tp := range parts {
+		c := s.cursorOn(tp)
+		if c == nil {
+			if tp.t.deleted.Load() {
+				continue // the group hears of it and deals again
+			}
+			p := tp.t.parts[tp.p]
+			off, err := s.startOffset(p)
+			if err != nil {
+				s.err = err
+				continue
+			}
+			s.addCursor(p, off)
+			c = s.cursors[len(s.cursors)-1]
+		}
+		if n := len(a.Topics); n == 0 || a.Topics[n-1].Topic != tp.t.cfg.Name {
+			a.Topics = append(a.Topics, wire.TopicAssign{Topic: tp.t.cfg.Name})
+		}
+		ta := &a.Topics[len(a.Topics)-1]
+		ta.Partitions = append(ta.Partitions, wire.PartitionOffset{Partition: tp.p, Offset: c.next})
+	}
+	return a, s.err
+}
+
+// cursorOn returns the subscription's cursor on tp, or nil. Owner goroutine.
+func (s *Subscription) cursorOn(tp topicPart) *Cursor {
+	for _, c := range s.cursors {
+		if c.part.topic == tp.t && c.part.id == tp.p {
+			return c
+		}
+	}
+	return nil
 }

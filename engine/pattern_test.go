@@ -236,7 +236,6 @@ func TestPatternRefused(t *testing.T) {
 		{Topic: "*.", Partition: -1},
 		{Topic: "a.*/x", Partition: -1},
 		{Topic: "a.*", Partition: 0},
-		{Topic: "a.*", Partition: -1, Group: "g"},
 		{Topic: "a.*", Partition: -1, Group: "g", Mode: wire.ModeQueue},
 		{Topic: "a.*", Partition: -1, Start: wire.StartOffset, StartValue: 3},
 		{Topic: "a.*", Partition: -1, Filter: "value.temp >", FilterLang: wire.FilterCEL},
@@ -265,4 +264,73 @@ func TestPatternClose(t *testing.T) {
 		t.Fatal("closed pattern subscription still registered")
 	}
 	pe.create("x", 1)
+}
+
+// TestPatternGroupLocal: embedded members of a group over a pattern (SubscribeLocal with a Group)
+// share the partitions of every matching topic, one created later included, each reading its share
+// once; CommitPartition commits a delivery's topic-partition, and after a member leaves the other
+// reads its partitions from those commits. A member over another pattern, or naming a topic, is
+// refused and leaves nothing registered.
+func TestPatternGroupLocal(t *testing.T) {
+	pe := newPatternEnv(t, "o.a", "o.b", "p.a")
+	ctx := context.Background()
+	produce := func(topic string, p int32, v string) {
+		t.Helper()
+		b := wire.NewBatchBuilder(256)
+		b.Append(nil, []byte(v), nil, 1000)
+		batch, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := pe.e.Publish(ctx, topic, p, batch, wire.DurabilityWritten); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := wire.Subscribe{Topic: "o.*", Partition: -1, Group: "g"}
+	l1, err := pe.e.SubscribeLocal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	l2, err := pe.e.SubscribeLocal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	for _, bad := range []wire.Subscribe{{Topic: "o.>", Partition: -1, Group: "g"}, {Topic: "o.a", Partition: -1, Group: "g"}} {
+		if _, err := pe.e.SubscribeLocal(bad); !errors.Is(err, wire.CodeInvalidRequest) || !strings.Contains(err.Error(), "group g reads the pattern o.*") {
+			t.Fatalf("%s joining a group over o.*: %v", bad.Topic, err)
+		}
+	}
+	if n := len(pe.e.patterns.subs); n != 2 {
+		t.Fatalf("%d pattern subscriptions registered, want the 2 members", n)
+	}
+	pe.create("o.c", 2)
+	// Each member applies what it was told: the first hands back what the second's offers took.
+	for _, l := range []*Local{l1, l2, l1, l2} {
+		if _, err := l.Poll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, topic := range []string{"o.a", "o.b", "o.c", "p.a"} {
+		for p := range int32(2) {
+			produce(topic, p, fmt.Sprintf("%s/%d", topic, p))
+		}
+	}
+	// o.a [l1 l2], o.b [l1 l2], o.c [l1 l2], one count across topics: l1 every partition 0.
+	eq(t, pe.read(l1, 3), "o.a/0/0/o.a/0", "o.b/0/0/o.b/0", "o.c/0/0/o.c/0")
+	eq(t, pe.read(l2, 3), "o.a/1/0/o.a/1", "o.b/1/0/o.b/1", "o.c/1/0/o.c/1")
+	pe.quiet(l1)
+	for _, topic := range []string{"o.a", "o.b", "o.c"} {
+		if err := l1.CommitPartition(ctx, pe.e.TopicByName(topic).Partition(0), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l1.Commit(ctx, 0, 1); !errors.Is(err, wire.CodeInvalidRequest) {
+		t.Fatalf("Commit of a pattern member: %v, want invalid request (CommitPartition)", err)
+	}
+	l1.Close()
+	produce("o.b", 0, "o.b/0+")
+	eq(t, pe.read(l2, 1), "o.b/0/1/o.b/0+")
+	pe.quiet(l2)
 }

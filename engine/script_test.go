@@ -33,16 +33,21 @@ package engine
 //	    header k=v when given, and stamped with the engine's clock plus D (default 0, negative for
 //	    the past); prints the offsets given. ttl, deliver-in and priority set the scheduling
 //	    headers: wire.HeaderTTL to D in milliseconds, wire.HeaderDeliverAt to the engine's clock
-//	    plus D, wire.HeaderPriority to N.
+//	    plus D, wire.HeaderPriority to N. txn=PID makes the batches transactional, of producer id
+//	    PID at epoch 0 (its sequence continued per partition).
+//	endtxn pid=PID commit|abort
+//	    Ends producer PID's open transaction (Engine.EndTxn, epoch 0).
 //	sub name=A topic=T [group=G] [queue] [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N]
 //	    [start=earliest|latest|committed] [reset=earliest|latest|error] [filter=F] [cel=EXPR]
-//	    [allow=PREFIX]
+//	    [allow=PREFIX] [read-uncommitted]
 //	    Opens subscription A (a group member with group=, a work-queue member with queue too). T may
 //	    be a pattern; allow= lets it match only topics named PREFIX… (SubscribeOptions.MayTopic).
+//	    read-uncommitted sets wire.ReadUncommitted (the default reads committed records).
 //	    filter= is a header filter, cel= a CEL filter (no spaces).
 //	take name=A [max-bytes=N] [values]
 //	    One delivery to A: "pP: offsets…" ("T/pP: …" for a pattern; with values: offset=value…), or
-//	    "nothing". A pattern subscription first takes the topics created since (ApplyAssignment).
+//	    "nothing". A pattern subscription outside a group first takes the topics created since
+//	    (ApplyAssignment; a group member's are the assignments command's).
 //	drain name=A [values]
 //	    Deliveries to A until there is nothing, one line each.
 //	ack name=A [partition=P] offsets=O,O…
@@ -67,9 +72,12 @@ package engine
 //	    Commits an offset (-1: a hand-back) and waits until it is durable.
 //	assignments
 //	    Applies the assignment of every group member told of a change since it last applied one, in
-//	    name order: "A gen=N: P@start…", with the error if the assignment ended the subscription.
+//	    name order: "A gen=N: P@start…" ("T/P@start…" for a pattern member), with the error if the
+//	    assignment ended the subscription. A pattern member applying one may offer its group a topic
+//	    created since, which tells the members again: run it until "none told".
 //	group name=G
-//	    The group's generation and its members' partitions (by subscription name).
+//	    The group's generation and its members' partitions (by subscription name; "A:T[…]" per topic
+//	    for a pattern member, "A:PATTERN[]" for one holding nothing).
 //	retain topic=T
 //	    Runs retention on each partition of T now; prints the log starts.
 //	groups
@@ -159,7 +167,7 @@ func parseScript(t *testing.T, file string) ([]scriptCase, []string) {
 func runScript(t *testing.T, file string) {
 	cases, tail := parseScript(t, file)
 	synctest.Test(t, func(t *testing.T) {
-		env := &scriptEnv{t: t, subs: map[string]*scriptSub{}}
+		env := &scriptEnv{t: t, subs: map[string]*scriptSub{}, seqs: map[string]int32{}}
 		defer env.closeEngine()
 		var out bytes.Buffer
 		for _, c := range cases {
@@ -195,6 +203,7 @@ type scriptEnv struct {
 	e    *Engine
 	t0   time.Time // when the script opened its engine (bubble time)
 	subs map[string]*scriptSub
+	seqs map[string]int32 // a transactional producer's next sequence, by "topic/partition/pid"
 }
 
 // scriptSub is a subscription and its owner: wake-ups are ignored (take readies every cursor) and
@@ -340,6 +349,10 @@ func (env *scriptEnv) run(c scriptCase) string {
 		if err := env.e.DeleteTopic(a["topic"]); err != nil {
 			return errLine(err)
 		}
+	case "endtxn":
+		if err := env.e.EndTxn(env.int(a, "pid", 0), 0, a.has("commit")); err != nil {
+			return errLine(err)
+		}
 	case "close":
 		env.sub(a).s.Close()
 		delete(env.subs, a["name"])
@@ -445,6 +458,12 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 	first, last := int64(-1), int64(-1)
 	for i := 0; i < n; i += per {
 		b.Reset()
+		if a.has("txn") {
+			pid := env.int(a, "txn", 0)
+			k := fmt.Sprintf("%s/%d/%d", topic, p, pid)
+			b.SetProducer(pid, 0, env.seqs[k])
+			env.seqs[k] += int32(min(per, n-i))
+		}
 		for j := i; j < min(i+per, n); j++ {
 			v := fmt.Sprintf("%s/%d/%d", topic, p, j)
 			if len(v) < size {
@@ -467,6 +486,10 @@ func (env *scriptEnv) produce(a scriptArgs) string {
 		batch, err := b.Build()
 		if err != nil {
 			env.t.Fatal(err)
+		}
+		if a.has("txn") {
+			batch = slices.Clone(batch)
+			wire.MarkTransactional(batch)
 		}
 		base, end, err := env.e.Publish(context.Background(), topic, p, batch, wire.DurabilityWritten)
 		if err != nil {
@@ -500,6 +523,9 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 		spec.Reset = wire.ResetError
 	}
 	spec.Filter = a["filter"]
+	if a.has("read-uncommitted") {
+		spec.Isolation = wire.ReadUncommitted
+	}
 	if c, ok := a["cel"]; ok {
 		spec.Filter, spec.FilterLang = c, wire.FilterCEL
 	}
@@ -519,7 +545,7 @@ func (env *scriptEnv) subscribe(a scriptArgs) string {
 
 // take readies every cursor of s (the script ignores wake-ups) and takes one delivery.
 func (env *scriptEnv) take(o *scriptSub, maxBytes int, values bool) string {
-	if o.s.Pattern() {
+	if o.s.Pattern() && !o.s.Grouped() { // a group member's assignments are the assignments command's
 		if _, err := o.s.ApplyAssignment(); err != nil {
 			return errLine(err)
 		}
@@ -674,6 +700,11 @@ func (env *scriptEnv) assignments() string {
 		for _, po := range a.Partitions {
 			line += fmt.Sprintf(" %d@%d", po.Partition, po.Offset)
 		}
+		for _, ta := range a.Topics {
+			for _, po := range ta.Partitions {
+				line += fmt.Sprintf(" %s/%d@%d", ta.Topic, po.Partition, po.Offset)
+			}
+		}
 		if err != nil {
 			line += " " + errLine(err)
 		}
@@ -691,16 +722,22 @@ func (env *scriptEnv) describeGroup(name string) string {
 		return errLine(err)
 	}
 	names := map[string]string{}
+	pattern := map[string]bool{}
 	gt := env.e.groups
 	gt.mu.Lock()
 	for sname, o := range env.subs {
 		if o.s.member != nil {
 			names[o.s.member.id] = sname
+			pattern[o.s.member.id] = o.s.Pattern()
 		}
 	}
 	gt.mu.Unlock()
 	line := fmt.Sprintf("gen=%d", info.Generation)
 	for _, m := range info.Members {
+		if pattern[m.Member] {
+			line += fmt.Sprintf(" %s:%s%v", names[m.Member], m.Topic, m.Partitions)
+			continue
+		}
 		line += fmt.Sprintf(" %s%v", names[m.Member], m.Partitions)
 	}
 	return line

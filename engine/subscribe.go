@@ -60,10 +60,10 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		if c.part.topic.deleted.Load() {
 			return v, false, wire.CodeUnknownTopic
 		}
-		if c.next < c.part.StableOffset() {
+		if c.next < c.end() {
 			v, err = c.part.log.Read(c.next, maxBytes)
 			if t := c.part.txns.Load(); t != nil && err == nil {
-				v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, c.part.StableOffset())
+				v.Data, v.NextOffset = trimView(v.Data, v.NextOffset, c.end())
 			}
 		} else {
 			err = errCaughtUp
@@ -84,7 +84,7 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 		// Caught up: announce it, then re-check, so an append racing with us is never missed. Go's
 		// atomics are sequentially consistent: either the appender sees waiting, or we see its data.
 		c.waiting.Store(true)
-		if c.part.StableOffset() <= c.next {
+		if c.end() <= c.next {
 			return v, false, nil
 		}
 		if !c.waiting.CompareAndSwap(true, false) {
@@ -94,6 +94,15 @@ func (c *Cursor) read(maxBytes int) (v disk.View, ok bool, err error) {
 }
 
 var errCaughtUp = errors.New("engine: cursor caught up")
+
+// end is the offset the cursor reads below: the partition's last stable offset (read committed),
+// or its end for a read-uncommitted subscription. It takes no lock and does not allocate.
+func (c *Cursor) end() int64 {
+	if c.sub.spec.Isolation == wire.ReadUncommitted {
+		return c.part.NextOffset()
+	}
+	return c.part.StableOffset()
+}
 
 // Subscription is one consumer's subscription: a set of cursors sharing a credit window.
 type Subscription struct {
@@ -111,8 +120,10 @@ type Subscription struct {
 	// did not match. Set at Subscribe, then read-only; called on the owner goroutine.
 	mayTopic func(name string) bool
 	// matched holds the topics a pattern subscription reads (each with cursors on all of its
-	// partitions). Owned by the owner goroutine.
-	matched map[*Topic]struct{}
+	// partitions; for a group member, the topics it offered its group, whose assignment says which
+	// partitions it reads), each true when it was created while the subscription lived (read from
+	// its first record, unless a group commit says otherwise). Owned by the owner goroutine.
+	matched map[*Topic]bool
 	// pending holds topics created since the owner last applied them (patternTable.created appends,
 	// ApplyAssignment takes them). Guarded by pendingMu; written from the creating goroutine.
 	pendingMu sync.Mutex
@@ -179,17 +190,28 @@ func (e *Engine) Subscribe(spec wire.Subscribe, owner Owner) (*Subscription, []w
 // A spec.Topic holding '*' or '>' is a pattern (pattern.go): the subscription reads every partition
 // of each matching topic that opts.MayTopic allows, those there now from spec.Start and those
 // created while it lives from their first record; it returns no start offsets (the deliveries name
-// their topics). A pattern takes no partition, group or work-queue mode (CodeInvalidRequest). A bad
-// spec.Filter (header terms, or a CEL expression with spec.FilterLang) is CodeInvalidRequest with
-// the reason.
+// their topics). With a spec.Group it is a member of a group over the pattern: the group shares
+// every partition of every matching topic its members may read (a topic created later, or deleted,
+// rebalances it), each member's share announced per topic through Owner.Reassign as for a named
+// topic, and its committed offsets kept per topic-partition; every member of the group subscribes
+// to the same pattern (anything else is CodeInvalidRequest). A pattern takes no partition or
+// work-queue mode (CodeInvalidRequest). A bad spec.Filter (header terms, or a CEL expression with
+// spec.FilterLang) is CodeInvalidRequest with the reason. spec.Isolation wire.ReadUncommitted makes
+// a stream subscription read transactions' records as soon as they are stored (up to the
+// partition's end rather than its last stable offset), aborted ones included; control batches are
+// never delivered. A work queue reads committed records only (CodeInvalidRequest).
 func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeOptions) (*Subscription, []wire.PartitionOffset, error) {
 	if e.closed.Load() {
 		return nil, nil, wire.CodeShuttingDown
 	}
-	if spec.Reset > wire.ResetError || spec.Mode > wire.ModeQueue || spec.Start > wire.StartCommitted || spec.Partition < -1 {
+	if spec.Reset > wire.ResetError || spec.Mode > wire.ModeQueue || spec.Start > wire.StartCommitted || spec.Partition < -1 ||
+		spec.Isolation > wire.ReadUncommitted {
 		// The wire decoder refuses these; an embedded caller may still pass them.
 		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: fmt.Sprintf(
-			"subscribe mode %d, start %d, reset %d, partition %d", spec.Mode, spec.Start, spec.Reset, spec.Partition)}
+			"subscribe mode %d, start %d, reset %d, partition %d, isolation %d", spec.Mode, spec.Start, spec.Reset, spec.Partition, spec.Isolation)}
+	}
+	if spec.Mode == wire.ModeQueue && spec.Isolation == wire.ReadUncommitted {
+		return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a work queue reads committed records only: no read-uncommitted"}
 	}
 	if IsPattern(spec.Topic) {
 		return e.subscribePattern(spec, owner, opts)
@@ -218,8 +240,10 @@ func (e *Engine) SubscribeWith(spec wire.Subscribe, owner Owner, opts SubscribeO
 		if spec.Partition >= 0 {
 			return nil, nil, &wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "a group member takes the partitions the group assigns"}
 		}
-		e.groups.join(s, opts.ClientID, opts.Addr) // the assignment arrives through Reassign
-		return s, nil, nil
+		if err := e.groups.join(s, opts.ClientID, opts.Addr, []*Topic{t}); err != nil {
+			return nil, nil, err // a pattern group's name
+		}
+		return s, nil, nil // the assignment arrives through Reassign
 	}
 	var parts []int32
 	if spec.Partition < 0 {
@@ -260,6 +284,9 @@ func (s *Subscription) startOffset(p *Partition) (int64, error) {
 		if off, ok := s.e.offsets.Get(s.spec.Group, p.topic.cfg.Name, p.id); ok {
 			return s.inRange(p, off, "committed offset")
 		}
+	}
+	if s.matched[p.topic] {
+		return p.StartOffset(), nil // a pattern's topic created while it lives: nothing produced to it is missed
 	}
 	switch start {
 	case wire.StartCommitted:
@@ -404,8 +431,15 @@ func (s *Subscription) Next(maxBytes int) (d Delivery, ok bool, err error) {
 		c.next = v.NextOffset
 		s.rotateReady()
 		d := Delivery{Partition: c.part, HighWatermark: c.part.NextOffset(), view: v, from: from}
-		if t := c.part.txns.Load(); t != nil { // read committed: no markers, no aborted batches
-			if out, changed := t.committedOnly(d.view.Data); changed {
+		if t := c.part.txns.Load(); t != nil { // no markers; read committed: no aborted batches either
+			var out []byte
+			var changed bool
+			if s.spec.Isolation == wire.ReadUncommitted {
+				out, changed = withoutControl(d.view.Data) // no markers; every data batch stays
+			} else {
+				out, changed = t.committedOnly(d.view.Data)
+			}
+			if changed {
 				d.view.Release() // out is a copy
 				if len(out) == 0 {
 					continue // only markers and aborted batches: read on
@@ -522,14 +556,19 @@ func (s *Subscription) Close() {
 }
 
 // ApplyAssignment brings the cursors in line with the group's latest assignment for this member and
-// returns it. For a pattern subscription (never a group member) it adds the matching topics
-// created since (Owner.Reassign told the owner of them) and returns an empty Assign, which is not
-// for sending. If the topic was deleted (CodeUnknownTopic), or a partition's start offset is out of
-// range under ResetError (CodeOffsetOutOfRange), it returns that error with the partitions it could
-// apply, and the subscription ends: Next returns the error from then on. Owner goroutine only.
+// returns it. For a pattern subscription it first takes the matching topics created since
+// (Owner.Reassign told the owner of them): without a group it reads them whole and returns an empty
+// Assign, which is not for sending; a pattern group member offers them to its group and returns its
+// assignment per topic (Assign.Topics). If the topic was deleted (CodeUnknownTopic), or a
+// partition's start offset is out of range under ResetError (CodeOffsetOutOfRange), it returns that
+// error with the partitions it could apply, and the subscription ends: Next returns the error from
+// then on. Owner goroutine only.
 func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 	if s.pattern {
 		s.applyPending()
+		if s.spec.Group != "" {
+			return s.applyTopicAssignment()
+		}
 		return wire.Assign{SubID: s.ID}, s.err
 	}
 	gen, parts := s.e.groups.assignment(s)
@@ -542,7 +581,7 @@ func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 	}
 	kept := s.cursors[:0]
 	for _, c := range s.cursors {
-		if slices.Contains(parts, c.part.id) {
+		if slices.Contains(parts, topicPart{c.part.topic, c.part.id}) {
 			kept = append(kept, c)
 			a.Partitions = append(a.Partitions, wire.PartitionOffset{Partition: c.part.id, Offset: c.next})
 			continue
@@ -554,7 +593,8 @@ func (s *Subscription) ApplyAssignment() (wire.Assign, error) {
 		}
 	}
 	s.cursors = kept
-	for _, id := range parts {
+	for _, tp := range parts {
+		id := tp.p
 		if slices.ContainsFunc(s.cursors, func(c *Cursor) bool { return c.part.id == id }) {
 			continue
 		}

@@ -233,8 +233,17 @@ func (p *Partition) RequestSync() { p.log.RequestSync() }
 // Append validates the record batches in batches (one or more, back to back; wire.ValidateProduced,
 // which also checks a compressed batch's records), stores them with one copy into the partition log
 // and wakes the partition's consumers. It returns the offsets of the first and last record stored.
-// It allocates nothing (compressed batches: nothing once the validators' pool is warm).
+// It allocates nothing (compressed batches: nothing once the validators' pool is warm). A
+// transactional batch joins its producer's transaction as opened by the empty principal (AppendAs).
 func (p *Partition) Append(batches []byte) (base, last int64, err error) {
+	return p.AppendAs(batches, "")
+}
+
+// AppendAs is Append on behalf of principal, the producer's authenticated identity ("" for none): a
+// transactional batch opens its producer id's transaction as principal's, or joins it if principal
+// opened it; another principal's open transaction under that producer id refuses it with
+// CodeNotAuthorized, as EndTxnAs does. Principal matters for transactional batches only.
+func (p *Partition) AppendAs(batches []byte, principal string) (base, last int64, err error) {
 	maxBatch := p.topic.e.opts.MaxBatchBytes
 	idempotent, records, txns := false, 0, 0
 	var first wire.BatchHeader
@@ -259,7 +268,7 @@ func (p *Partition) Append(batches []byte) (base, last int64, err error) {
 		rest = rest[h.Size():]
 	}
 	if txns > 0 {
-		base, last, err = p.appendTxn(batches, first.ProducerID, first.ProducerEpoch)
+		base, last, err = p.appendTxn(batches, first.ProducerID, first.ProducerEpoch, principal)
 	} else if idempotent {
 		base, last, err = p.appendIdempotent(batches)
 	} else {

@@ -330,6 +330,7 @@ func TestOptionsRangeChecked(t *testing.T) {
 		"retention age wraps":      func(o *Options) { o.RetentionAge = 1<<63 - 1 },
 		"retention age sub-ms":     func(o *Options) { o.RetentionAge = 500_000 },
 		"negative queue timeout":   func(o *Options) { o.QueueAckTimeout = -1 },
+		"negative txn timeout":     func(o *Options) { o.TxnTimeout = -1 },
 	} {
 		o := testOptions(t)
 		mod(&o)

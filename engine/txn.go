@@ -139,6 +139,30 @@ func (t *partTxns) committedOnly(data []byte) ([]byte, bool) {
 	return out, changed
 }
 
+// withoutControl returns data (whole stored batches) without its control batches, for a
+// read-uncommitted delivery: nil and false when it holds none, else a new slice (possibly empty).
+func withoutControl(data []byte) ([]byte, bool) {
+	var out []byte
+	changed := false
+	for rest := data; len(rest) >= wire.BatchHeaderSize; {
+		h, err := wire.ParseBatchHeader(rest)
+		if err != nil {
+			break
+		}
+		one := rest[:h.Size()]
+		rest = rest[h.Size():]
+		if h.IsControl() && !changed {
+			changed = true
+			out = make([]byte, 0, len(data))
+			out = append(out, data[:len(data)-len(rest)-len(one)]...)
+		}
+		if !h.IsControl() && changed {
+			out = append(out, one...)
+		}
+	}
+	return out, changed
+}
+
 // trimView cuts data (whole stored batches, next the offset after them) before the first batch at or
 // past limit, the partition's LSO, returning what is left and the offset after it.
 func trimView(data []byte, next, limit int64) ([]byte, int64) {
@@ -268,6 +292,10 @@ type openTxn struct {
 	started time.Time
 	ending  bool         // guarded by mu
 	parts   []*Partition // guarded by the coordinator's mu
+	// principal is the identity whose produce opened the transaction ("" for an embedded or
+	// unauthenticated producer): only it may add batches (Partition.AppendAs) or end it
+	// (EndTxnAs). Immutable.
+	principal string
 }
 
 // txnCoordinator tracks open transactions by producer id and owns the transaction log.
@@ -348,9 +376,9 @@ func maps2slice(m map[int64]int64) map[int64]int64 {
 // appendTxn stores a produce request whose batches are transactional, all of producer pid at
 // epoch: the transaction is registered with the coordinator and opened in the partition before the
 // append, so no read-committed consumer reads past its first batch.
-func (p *Partition) appendTxn(batches []byte, pid int64, epoch int16) (base, last int64, err error) {
+func (p *Partition) appendTxn(batches []byte, pid int64, epoch int16, principal string) (base, last int64, err error) {
 	c := p.topic.e.txns
-	tx, err := c.join(pid, epoch, p)
+	tx, err := c.join(pid, epoch, p, principal)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -362,15 +390,20 @@ func (p *Partition) appendTxn(batches []byte, pid int64, epoch int16) (base, las
 	return p.appendIdempotent(batches)
 }
 
-// join returns pid's open transaction (beginning one), with p added to it and its mu held shared.
-// A transaction being ended refuses more batches (the producer sends its next transaction's after
-// EndTxn answers).
-func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition) (*openTxn, error) {
+// join returns pid's open transaction (beginning one as principal's), with p added to it and its mu
+// held shared. A transaction being ended refuses more batches (the producer sends its next
+// transaction's after EndTxn answers); one another principal opened refuses them with
+// CodeNotAuthorized.
+func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition, principal string) (*openTxn, error) {
 	c.mu.Lock()
 	tx := c.open[pid]
 	if tx == nil {
-		tx = &openTxn{epoch: epoch, started: c.e.opts.Clock()}
+		tx = &openTxn{epoch: epoch, started: c.e.opts.Clock(), principal: principal}
 		c.open[pid] = tx
+	}
+	if tx.principal != principal {
+		c.mu.Unlock()
+		return nil, errTxnPrincipal(pid)
 	}
 	if epoch != tx.epoch {
 		c.mu.Unlock()
@@ -395,11 +428,14 @@ func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition) (*openTxn, e
 // nothing to do. Errors: a *wire.ProtocolError (CodeInvalidRequest wrapping ErrTxn text) for a
 // wrong epoch; storage errors of the syncs, the log or the markers (the transaction then stays as
 // decided: a committed one is completed at the next Open).
+//
+// EndTxn ends the transaction whoever opened it: it is for the embedding program. A network face
+// calls EndTxnAs.
 func (e *Engine) EndTxn(pid int64, epoch int16, commit bool) error {
 	if e.closed.Load() {
 		return wire.CodeShuttingDown
 	}
-	return e.txns.end(pid, epoch, commit, "")
+	return e.txns.end(pid, epoch, commit, "", nil)
 }
 
 // TxnOpen reports whether producer pid has a transaction open: begun by a transactional batch and
@@ -412,12 +448,34 @@ func (e *Engine) TxnOpen(pid int64) bool {
 	return e.txns.open[pid] != nil
 }
 
-func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string) error {
+// EndTxnAs is EndTxn on behalf of principal, the caller's authenticated identity ("" for none):
+// a transaction another principal opened (Partition.AppendAs) is refused with CodeNotAuthorized
+// and stays open, as ACLs refuse what a principal may not do.
+func (e *Engine) EndTxnAs(principal string, pid int64, epoch int16, commit bool) error {
+	if e.closed.Load() {
+		return wire.CodeShuttingDown
+	}
+	return e.txns.end(pid, epoch, commit, "", &principal)
+}
+
+// errTxnPrincipal refuses a principal other than the one that opened producer pid's transaction.
+// It names neither principal.
+func errTxnPrincipal(pid int64) error {
+	return &wire.ProtocolError{Code: wire.CodeNotAuthorized, Message: fmt.Sprintf(
+		"%v: producer %d's open transaction belongs to another principal: only the principal that opened it may produce to it or end it", ErrTxn, pid)}
+}
+
+// end ends pid's open transaction at epoch; principal, when not nil, must be the one that opened
+// it. why, when set, is logged (the expirer's abort).
+func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string, principal *string) error {
 	c.mu.Lock()
 	tx := c.open[pid]
 	c.mu.Unlock()
 	if tx == nil {
 		return nil
+	}
+	if principal != nil && *principal != tx.principal {
+		return errTxnPrincipal(pid)
 	}
 	if tx.epoch != epoch {
 		return &wire.ProtocolError{Code: wire.CodeInvalidRequest,
@@ -516,7 +574,7 @@ func (c *txnCoordinator) expirer() {
 		}
 		c.mu.Unlock()
 		for _, d := range old {
-			_ = c.end(d.pid, d.epoch, false, fmt.Sprintf("open longer than %v", c.e.opts.TxnTimeout))
+			_ = c.end(d.pid, d.epoch, false, fmt.Sprintf("open longer than %v", c.e.opts.TxnTimeout), nil)
 		}
 	}
 }

@@ -293,12 +293,13 @@ func (m *ProduceReply) Decode(b []byte) error {
 // or a pattern when it holds '*' or '>' (dot-separated tokens, '*' one token, '>' the rest; deliveries
 // of a pattern subscription are DeliverTopic frames). Filter is a server-side filter, empty for none:
 // "key=value" header terms joined by '&' (FilterHeaders), or a CEL expression (FilterCEL). Reset says
-// what an out-of-range start offset does. The optional trailing fields come in order; Append leaves
-// out those that are zero at the end.
+// what an out-of-range start offset does. Isolation says whether a stream subscription reads
+// transactions' records only once committed (the default) or as soon as stored. The optional
+// trailing fields come in order; Append leaves out those that are zero at the end.
 //
 //	sub id u32 | topic str16 | partition i32 | group str16 | mode u8 | start u8 | start value i64 |
 //	credit u32 | ack timeout ms u32 | max deliveries u16 | filter str16 |
-//	[max ack pending u32 | [reset u8 | [filter lang u8]]]
+//	[max ack pending u32 | [reset u8 | [filter lang u8 | [isolation u8]]]]
 type Subscribe struct {
 	SubID         uint32
 	Topic         string
@@ -314,7 +315,21 @@ type Subscribe struct {
 	MaxAckPending uint32      // queue mode: the most unsettled records the member holds; 0 the broker's default
 	Reset         OffsetReset // where to start when the start offset is outside the partition
 	FilterLang    FilterLang  // how Filter reads: header terms (0) or CEL
+	Isolation     Isolation   // which transactional records a stream reads: committed (0) or all stored
 }
+
+// Isolation is a subscription's isolation level, Kafka's isolation.level: which records of
+// transactions it reads. Control batches (transaction markers) are never delivered at either level.
+type Isolation uint8
+
+const (
+	// ReadCommitted reads a partition below its last stable offset, without aborted transactions'
+	// records: a transaction's records appear once it commits, all at once (the default).
+	ReadCommitted Isolation = 0
+	// ReadUncommitted reads up to the partition's high watermark: open transactions' records as they
+	// are stored, and aborted ones' too.
+	ReadUncommitted Isolation = 1
+)
 
 // FilterLang says how a Subscribe's filter reads.
 type FilterLang uint8
@@ -336,6 +351,9 @@ func (m *Subscribe) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, m.MaxDeliveries)
 	dst = appendStr16(dst, []byte(m.Filter))
 	switch {
+	case m.Isolation != ReadCommitted:
+		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
+		dst = append(dst, byte(m.Reset), byte(m.FilterLang), byte(m.Isolation))
 	case m.FilterLang != FilterHeaders:
 		dst = binary.BigEndian.AppendUint32(dst, m.MaxAckPending)
 		dst = append(dst, byte(m.Reset), byte(m.FilterLang))
@@ -354,7 +372,7 @@ func (m *Subscribe) Decode(b []byte) error {
 	m.Mode, m.Start, m.StartValue = SubMode(r.u8()), StartAt(r.u8()), r.i64()
 	m.Credit, m.AckTimeoutMs, m.MaxDeliveries = r.u32(), r.u32(), r.u16()
 	m.Filter = string(r.str16())
-	m.MaxAckPending, m.Reset, m.FilterLang = 0, ResetEarliest, FilterHeaders
+	m.MaxAckPending, m.Reset, m.FilterLang, m.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 	if r.err == nil && len(r.b) >= 4 { // the optional trailing fields, in order
 		m.MaxAckPending = r.u32()
 		if len(r.b) >= 1 {
@@ -362,6 +380,9 @@ func (m *Subscribe) Decode(b []byte) error {
 		}
 		if len(r.b) >= 1 {
 			m.FilterLang = FilterLang(r.u8())
+		}
+		if len(r.b) >= 1 {
+			m.Isolation = Isolation(r.u8())
 		}
 	}
 	if err := r.end(); err != nil {
@@ -376,6 +397,8 @@ func (m *Subscribe) Decode(b []byte) error {
 		return fmt.Errorf("%w: subscribe offset reset %d", ErrMalformed, m.Reset)
 	case m.FilterLang > FilterCEL:
 		return fmt.Errorf("%w: subscribe filter lang %d", ErrMalformed, m.FilterLang)
+	case m.Isolation > ReadUncommitted:
+		return fmt.Errorf("%w: subscribe isolation %d", ErrMalformed, m.Isolation)
 	case m.Partition < -1:
 		return fmt.Errorf("%w: subscribe partition %d", ErrMalformed, m.Partition)
 	}
@@ -416,15 +439,22 @@ func appendPartitionOffsets(dst []byte, ps []PartitionOffset, field string) []by
 // partitionOffsets decodes a list of partition offsets into dst[:0], the rest of the body: a count
 // the body cannot hold, a short body, bytes after the list or a negative partition are ErrMalformed.
 func (r *reader) partitionOffsets(dst []PartitionOffset) ([]PartitionOffset, error) {
+	dst = r.partitionOffsetList(dst)
+	return dst, checkPartitions(r.end(), dst)
+}
+
+// partitionOffsetList decodes a list of partition offsets into dst[:0], leaving what follows it; a
+// count the body cannot hold sets the reader's error.
+func (r *reader) partitionOffsetList(dst []PartitionOffset) []PartitionOffset {
 	n := int(r.u16())
 	if !r.fits(n, partitionOffsetSize) {
-		return dst[:0], r.fail()
+		return dst[:0]
 	}
 	dst = dst[:0]
 	for i := 0; i < n; i++ {
 		dst = append(dst, PartitionOffset{Partition: r.i32(), Offset: r.i64()})
 	}
-	return dst, checkPartitions(r.end(), dst)
+	return dst
 }
 
 func (m *SubscribeReply) Append(dst []byte) []byte {
@@ -658,27 +688,72 @@ func (m *Ack) Decode(b []byte) error {
 // errAckPartition is preallocated: acks are on the data path.
 var errAckPartition = fmt.Errorf("%w: ack partition below 0", ErrMalformed)
 
-// Assign tells a group member which partitions of its subscription it now owns.
+// Assign tells a group member which partitions of its subscription it now owns. A member of a group
+// over a topic pattern is told per topic, in the optional trailing topic section (Topics); its
+// Partitions is empty. Append writes the section only when Topics is not empty, so an Assign of a
+// group over one topic is what brokers before the section sent.
 //
-//	sub id u32 | generation u32 | partition offsets (see PartitionOffset: each a start offset)
+//	sub id u32 | generation u32 | partition offsets (see PartitionOffset: each a start offset) |
+//	[topic count u16 | { topic str16 | partition offsets }*]
 type Assign struct {
 	SubID      uint32
 	Generation uint32
+	Partitions []PartitionOffset
+	Topics     []TopicAssign // a pattern group member's partitions, per matching topic; nil otherwise
+}
+
+// TopicAssign is one topic's part of a pattern group member's Assign: its partitions, each with the
+// offset the member starts it at.
+type TopicAssign struct {
+	Topic      string
 	Partitions []PartitionOffset
 }
 
 func (m *Assign) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, m.SubID)
 	dst = binary.BigEndian.AppendUint32(dst, m.Generation)
-	return appendPartitionOffsets(dst, m.Partitions, "Assign.Partitions")
+	dst = appendPartitionOffsets(dst, m.Partitions, "Assign.Partitions")
+	if len(m.Topics) == 0 {
+		return dst
+	}
+	dst = appendCount16(dst, len(m.Topics), "Assign.Topics")
+	for _, t := range m.Topics {
+		dst = appendStr16(dst, []byte(t.Topic))
+		dst = appendPartitionOffsets(dst, t.Partitions, "Assign.Topics.Partitions")
+	}
+	return dst
 }
+
+// topicAssignMin is the smallest encoded TopicAssign: an empty topic and an empty list.
+const topicAssignMin = 2 + 2
 
 func (m *Assign) Decode(b []byte) error {
 	r := reader{b: b}
 	m.SubID, m.Generation = r.u32(), r.u32()
-	var err error
-	m.Partitions, err = r.partitionOffsets(m.Partitions)
-	return err
+	m.Partitions = r.partitionOffsetList(m.Partitions)
+	m.Topics = m.Topics[:0]
+	if r.err == nil && len(r.b) > 0 { // the optional topic section
+		n := int(r.u16())
+		if r.fits(n, topicAssignMin) {
+			for i := 0; i < n && r.err == nil; i++ {
+				t := TopicAssign{Topic: string(r.str16())}
+				t.Partitions = r.partitionOffsetList(nil)
+				m.Topics = append(m.Topics, t)
+			}
+		}
+	}
+	if err := checkPartitions(r.end(), m.Partitions); err != nil {
+		return err
+	}
+	for _, t := range m.Topics {
+		if err := checkPartitions(nil, t.Partitions); err != nil {
+			return err
+		}
+	}
+	if len(m.Topics) == 0 {
+		m.Topics = nil
+	}
+	return nil
 }
 
 // SubEnded tells a consumer that the broker ended one of its subscriptions (its topic was deleted,

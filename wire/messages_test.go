@@ -89,6 +89,7 @@ func msgCases() []msgCase {
 		{"ack-none", OpAck, &ackBody{Ack: Ack{SubID: 3}}, func() body { return new(ackBody) }, -1},
 		{"assign", OpAssign, &Assign{SubID: 4, Generation: 17, Partitions: []PartitionOffset{{0, 5}, {3, 8}}}, func() body { return new(Assign) }, -1},
 		{"assign-revoke-all", OpAssign, &Assign{SubID: 4, Generation: 18}, func() body { return new(Assign) }, -1},
+		{"assign-topics", OpAssign, &Assign{SubID: 4, Generation: 19, Topics: []TopicAssign{{Topic: "orders.eu", Partitions: []PartitionOffset{{0, 5}, {3, 8}}}, {Topic: "orders.us"}}}, func() body { return new(Assign) }, -1},
 		{"sub-ended", OpSubEnded, &SubEnded{SubID: 4, Code: CodeBatchTooLarge, Message: "batch of 412506 bytes, limit 65536"}, func() body { return new(SubEnded) }, -1},
 		{"create-topic", OpCreateTopic, &topicCfg, func() body { return new(TopicConfig) }, -1},
 		{"name", OpDeleteTopic, &Name{Name: "orders"}, func() body { return new(Name) }, -1},
@@ -111,6 +112,7 @@ func msgCases() []msgCase {
 		{"subscribe-reset-latest", OpSubscribe, &Subscribe{Topic: "t", Group: "g", Start: StartCommitted, Reset: ResetLatest}, func() body { return new(Subscribe) }, -1},
 		{"subscribe-reset-error", OpSubscribe, &Subscribe{Topic: "t", Partition: 2, Start: StartOffset, StartValue: 7, Reset: ResetError}, func() body { return new(Subscribe) }, -1},
 		{"subscribe-cel", OpSubscribe, &Subscribe{Topic: "orders.>", Partition: -1, Filter: `value.temp > 30`, FilterLang: FilterCEL}, func() body { return new(Subscribe) }, -1},
+		{"subscribe-read-uncommitted", OpSubscribe, &Subscribe{Topic: "orders", Partition: -1, Isolation: ReadUncommitted}, func() body { return new(Subscribe) }, -1},
 		{"deliver-topic", OpDeliverTopic, &DeliverTopic{SubID: 9, Partition: 2, HighWatermark: 12345, Topic: []byte("orders.eu"), Batches: batch},
 			func() body { return new(DeliverTopic) }, DeliverHeaderSize + 2 + len("orders.eu")},
 	}
@@ -181,13 +183,13 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				limit = c.rest
 			}
 			// A Subscribe body is also whole without its optional trailing fields (max ack pending,
-			// then reset, then filter lang), each left out whole.
+			// then reset, then filter lang, then isolation), each left out whole.
 			whole := map[int]bool{}
 			if s, ok := c.msg.(*Subscribe); ok {
 				bare := *s
-				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
+				bare.MaxAckPending, bare.Reset, bare.FilterLang, bare.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 				n := len(bare.Append(nil))
-				whole[n], whole[n+4], whole[n+5] = true, true, true
+				whole[n], whole[n+4], whole[n+5], whole[n+6] = true, true, true, true
 			}
 			// So is a HelloReply without its optional trailing fields (max batch bytes, then idle
 			// timeout ms), each left out whole.
@@ -196,6 +198,12 @@ func TestMessagesRejectShortBodies(t *testing.T) {
 				bare.MaxBatchBytes, bare.IdleTimeoutMs = 0, 0
 				n := len(bare.Append(nil))
 				whole[n], whole[n+4] = true, true
+			}
+			// So is an Assign without its optional topic section.
+			if a, ok := c.msg.(*Assign); ok && len(a.Topics) > 0 {
+				bare := *a
+				bare.Topics = nil
+				whole[len(bare.Append(nil))] = true
 			}
 			// So is a GroupInfo without its optional client section.
 			if g, ok := c.msg.(*GroupInfo); ok {
@@ -227,9 +235,9 @@ func TestMessagesRejectTrailingBytes(t *testing.T) {
 			if s, ok := c.msg.(*Subscribe); ok {
 				// Every optional trailing field written out, then one byte more.
 				bare := *s
-				bare.MaxAckPending, bare.Reset, bare.FilterLang = 0, ResetEarliest, FilterHeaders
+				bare.MaxAckPending, bare.Reset, bare.FilterLang, bare.Isolation = 0, ResetEarliest, FilterHeaders, ReadCommitted
 				b = binary.BigEndian.AppendUint32(bare.Append(nil), s.MaxAckPending)
-				b = append(b, byte(s.Reset), byte(s.FilterLang), 0)
+				b = append(b, byte(s.Reset), byte(s.FilterLang), byte(s.Isolation), 0)
 			}
 			if err := c.new().Decode(b); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode with a trailing byte: %v, want ErrMalformed", err)
@@ -348,7 +356,7 @@ func TestMessageSpecifics(t *testing.T) {
 	})
 	t.Run("subscribe-bad-enums", func(t *testing.T) {
 		for _, s := range []Subscribe{{Mode: ModeQueue + 1}, {Start: StartCommitted + 1}, {Reset: ResetError + 1},
-			{Reset: 0xff}, {Partition: -2}, {Partition: -7}} {
+			{Reset: 0xff}, {Partition: -2}, {Partition: -7}, {Isolation: ReadUncommitted + 1}} {
 			if err := new(Subscribe).Decode(s.Append(nil)); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("%+v: got %v", s, err)
 			}
@@ -385,6 +393,8 @@ func TestMessageSpecifics(t *testing.T) {
 			{"ack partition -1", AppendAck(nil, 1, -1, 0, []int64{1}), new(ackBody)},
 			{"deliver partition -1", (&Deliver{Partition: -1}).Append(nil), new(Deliver)},
 			{"assign partition -3", (&Assign{Partitions: []PartitionOffset{{0, 1}, {-3, 1}}}).Append(nil), new(Assign)},
+			{"assign topic partition -3", (&Assign{Topics: []TopicAssign{{Topic: "a", Partitions: []PartitionOffset{{-3, 1}}}}}).Append(nil), new(Assign)},
+			{"assign topic count past the body", append((&Assign{}).Append(nil), 0, 9, 0, 0, 0, 0), new(Assign)},
 			{"subscribe reply partition -1", (&SubscribeReply{Starts: []PartitionOffset{{-1, 0}}}).Append(nil), new(SubscribeReply)},
 			{"topic flags 0x80", (&TopicConfig{Name: "t", Flags: 0x80}).Append(nil), new(TopicConfig)},
 			{"topic info partition -1", (&TopicInfo{Config: TopicConfig{Name: "t"}, Partitions: []PartitionInfo{{Partition: -1}}}).Append(nil), new(TopicInfo)},

@@ -37,7 +37,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"and the escapes \\n \\t \\r \\0 \\\\ \\xHH; for example --format '%p:%o %k=%s\\n'.\n\n"+
 			"TOPIC may be a pattern of dot-separated tokens, '*' for one token and '>' for the rest\n"+
 			"('orders.>', 'telemetry.*.temp'): every matching topic, including those created while the\n"+
-			"command runs (not with --group or --partition). --filter keeps, on the broker, the records\n"+
+			"command runs (not with --partition); with --group, the group shares their partitions and\n"+
+			"commits each topic's. --filter keeps, on the broker, the records\n"+
 			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
 			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
@@ -55,6 +56,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	f.Var(&delim, "delim", "with raw: write `D` after each value, with the escapes of produce")
 	keyField := f.Bool("key-field", false, "with raw: write each record as KEY<tab>VALUE")
 	onCorrupt := f.String("on-corrupt", "stop", "what to do with a stored batch that cannot be read: `stop` or skip")
+	uncommitted := f.Bool("read-uncommitted", false, "print transactions' records as soon as they are stored, open and aborted ones too (default: once committed)")
 	ops, err := f.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -74,8 +76,8 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return f.usageError("-e excludes --group and --filter: it counts the records to the end of each partition")
 	case *group != "" && *partition >= 0:
 		return f.usageError("--partition and --group exclude each other: the group assigns partitions")
-	case strings.ContainsAny(ops[0], "*>") && (*group != "" || *partition >= 0 || atEnd || from.last > 0):
-		return f.usageError("a pattern takes neither --group, --partition, -e nor --from -N")
+	case strings.ContainsAny(ops[0], "*>") && (*partition >= 0 || atEnd || from.last > 0):
+		return f.usageError("a pattern takes neither --partition, -e nor --from -N")
 	case *partition < -1:
 		return f.usageError("--partition %d is not a partition", *partition)
 	case *count < 0 || *idle < 0:
@@ -95,6 +97,9 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	if *filter != "" {
 		copts = append(copts, filterOption(*filter))
+	}
+	if *uncommitted {
+		copts = append(copts, client.WithReadUncommitted())
 	}
 
 	c, err := f.g.dial(ctx, stderr)

@@ -77,8 +77,40 @@ func TestConsumePatternAndFilter(t *testing.T) {
 		}
 	}
 	oneErrorLine(t, sluice(t, addr, nil, "consume", "orders.>", "--filter", "value.temp >", "--idle", "500ms"), "Syntax error")
-	if r := sluice(t, addr, nil, "consume", "orders.>", "--group", "g"); r.code == 0 {
-		t.Fatal("a pattern with --group was accepted")
+	if r := sluice(t, addr, nil, "consume", "orders.>", "--partition", "0"); r.code == 0 {
+		t.Fatal("a pattern with --partition was accepted")
+	}
+}
+
+// TestConsumePatternGroup: sluice consume over a pattern with --group reads every matching topic as
+// a member of the group and commits each topic-partition: a second run of the group prints only
+// what was produced since.
+func TestConsumePatternGroup(t *testing.T) {
+	addr := startBroker(t)
+	for _, name := range []string{"orders.eu", "orders.us", "other"} {
+		ok(t, addr, nil, "topic", "create", name, "--partitions", "2")
+	}
+	ok(t, addr, []byte("eu1\neu2\n"), "produce", "orders.eu", "--quiet")
+	ok(t, addr, []byte("us1\n"), "produce", "orders.us", "--quiet")
+	ok(t, addr, []byte("other1\n"), "produce", "other", "--quiet")
+
+	r := ok(t, addr, nil, "consume", "orders.>", "--group", "g", "--format", "%t:%s\n", "--count", "3")
+	if got := strings.SplitAfter(r.stdout, "\n"); !sameLines(got, []string{"orders.eu:eu1\n", "orders.eu:eu2\n", "orders.us:us1\n", ""}) {
+		t.Fatalf("first run: got %q", r.stdout)
+	}
+	ok(t, addr, []byte("us2\n"), "produce", "orders.us", "--quiet")
+	r = ok(t, addr, nil, "consume", "orders.>", "--group", "g", "--format", "%t:%s\n", "--idle", "500ms")
+	if r.stdout != "orders.us:us2\n" {
+		t.Fatalf("second run: got %q, want only what was produced since the first run's commits", r.stdout)
+	}
+	r = ok(t, addr, nil, "group", "describe", "g")
+	for _, want := range []string{"orders.eu", "orders.us"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("group describe names no committed offsets of %s:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "other") {
+		t.Errorf("group describe names a topic the pattern does not match:\n%s", r.stdout)
 	}
 }
 

@@ -39,15 +39,18 @@ func TestConfigRangeChecked(t *testing.T) {
 		{[]string{"--group-revoke-timeout", "2h"}, "group-revoke-timeout"},
 		{[]string{"--queue-max-tracked", "-1"}, "queue-max-tracked"},
 		{[]string{"--queue-max-ack-pending", "-1"}, "queue-max-ack-pending"},
+		{[]string{"--txn-timeout", "500ms"}, "txn-timeout"},
+		{[]string{"--txn-timeout", "25h"}, "txn-timeout"},
 	} {
 		if _, _, err := parseConfig(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error naming %s", tc.args, err, tc.want)
 		}
 	}
 
-	cfg, _, err := parseConfig([]string{"--group-revoke-timeout", "-1s", "--queue-max-tracked", "500", "--queue-max-ack-pending", "20"})
-	if err != nil || cfg.GroupRevoke != -time.Second || cfg.QueueTracked != 500 || cfg.QueueAckLimit != 20 {
-		t.Fatalf("queue and group flags: %+v, %v", cfg, err)
+	cfg, _, err := parseConfig([]string{"--group-revoke-timeout", "-1s", "--queue-max-tracked", "500", "--queue-max-ack-pending", "20",
+		"--txn-timeout", "5m"})
+	if err != nil || cfg.GroupRevoke != -time.Second || cfg.QueueTracked != 500 || cfg.QueueAckLimit != 20 || cfg.TxnTimeout != 5*time.Minute {
+		t.Fatalf("queue, group and transaction flags: %+v, %v", cfg, err)
 	}
 
 	dir := t.TempDir()

@@ -56,6 +56,7 @@ type config struct {
 	RetentionAge   time.Duration
 	GroupRetention time.Duration // --offsets-retention
 	GroupRevoke    time.Duration // --group-revoke-timeout
+	TxnTimeout     time.Duration // --txn-timeout
 	QueueTracked   int           // --queue-max-tracked
 	QueueAckLimit  int           // --queue-max-ack-pending
 	FlushInterval  time.Duration
@@ -151,6 +152,7 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.Var(durationFlag{&cfg.RetentionAge, time.Millisecond, disk.MaxRetentionAge}, "retention-age", "default retention by age `D` (7d, 36h), 1ms..about 292 years (0: keep all)")
 	fs.Var(durationFlag{&cfg.GroupRetention, math.MinInt64, math.MaxInt64}, "offsets-retention", "drop a group without members `D` after its last commit (default 168h; negative: never)")
 	fs.Var(durationFlag{&cfg.GroupRevoke, -time.Hour, time.Hour}, "group-revoke-timeout", "how long (`D`) a rebalanced partition waits for its old member to hand it back, -1h..1h (default 5s; negative: at once)")
+	fs.Var(durationFlag{&cfg.TxnTimeout, time.Second, 24 * time.Hour}, "txn-timeout", "abort a transaction open longer than `D` since its first batch, 1s..24h (default 60s)")
 	fs.Var(rangeFlag[int]{&cfg.QueueTracked, 0, math.MaxInt32}, "queue-max-tracked", "`N` unsettled records one work-queue partition tracks (default 100000)")
 	fs.Var(rangeFlag[int]{&cfg.QueueAckLimit, 0, math.MaxInt32}, "queue-max-ack-pending", "`N`: the most unsettled records a work-queue member may hold, whatever it asks (default 10000)")
 	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval `D`, at most 1h (default: the storage default)")
@@ -391,6 +393,7 @@ func run(args []string) error {
 		RetentionAge:            cfg.RetentionAge,
 		OffsetsRetention:        cfg.GroupRetention,
 		GroupRevokeTimeout:      cfg.GroupRevoke,
+		TxnTimeout:              cfg.TxnTimeout,
 		QueueMaxTracked:         cfg.QueueTracked,
 		QueueMaxAckPendingLimit: cfg.QueueAckLimit,
 		FlushInterval:           cfg.FlushInterval,

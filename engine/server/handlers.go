@@ -327,7 +327,7 @@ func (ss *session) produce(f wire.Frame) {
 	if ss.produceSeq++; ss.produceSeq&produceSampleMask == 0 {
 		start = ss.lastActive.Load() // readFrames' clock reading for this frame
 	}
-	base, last, err := p.Append(m.Batches)
+	base, last, err := p.AppendAs(m.Batches, ss.principal) // a transaction is its opener's
 	if err != nil {
 		ss.fail(f, err)
 		if errors.Is(err, wire.ErrCorrupt) || errors.Is(err, wire.ErrTruncated) {
@@ -432,8 +432,8 @@ func (ss *session) subscribe(f wire.Frame) {
 	}
 	var opts engine.SubscribeOptions
 	if pattern {
-		// Asked on this loop at each match, with the rules in force then.
-		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.opts.ACL, ss.principal, ActConsume, name) }
+		// Asked on this loop at each match, with the rules in force then (SetAuth's, not Start's).
+		opts.MayTopic = func(name string) bool { return auth.MayTopic(ss.srv.auth.Load().acl, ss.principal, ActConsume, name) }
 	}
 	if m.Group != "" { // named in DescribeGroup's member list
 		opts.ClientID = ss.clientID

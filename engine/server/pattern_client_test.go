@@ -131,8 +131,8 @@ func TestPatternAndCELThroughClient(t *testing.T) {
 	if !errors.Is(err, wire.CodeInvalidRequest) || !strings.Contains(err.Error(), "Syntax error") {
 		t.Fatalf("bad expression: %v", err)
 	}
-	_, err = alice.Subscribe(ctx, "orders.>", client.WithGroup("g"))
+	_, err = alice.Subscribe(ctx, "orders.>", client.WithGroup("g"), client.WithQueue(time.Second, 3))
 	if !errors.Is(err, client.ErrOptions) {
-		t.Fatalf("pattern with a group: %v", err)
+		t.Fatalf("pattern with a work queue: %v", err)
 	}
 }

@@ -4,8 +4,9 @@ import "github.com/sluicemq/sluice/wire"
 
 // endTxn serves EndTxn: it commits or aborts a producer's open transaction. A commit waits on
 // fdatasyncs (the batches, the decision, the markers), so it runs off the loop and answers with
-// AsyncWrite. The producer's batches were authorized when produced; EndTxn needs only the producer
-// id they carry (a 63-bit random number the producer chose).
+// AsyncWrite. The producer's batches were authorized when produced; EndTxn needs the producer id
+// they carry (a 63-bit random number the producer chose), and is refused (CodeNotAuthorized) to any
+// principal but the one whose produce opened the transaction (engine.EndTxnAs).
 func (ss *session) endTxn(f wire.Frame) {
 	var m wire.EndTxn
 	if !ss.decode(f, &m) {
@@ -15,6 +16,6 @@ func (ss *session) endTxn(f wire.Frame) {
 		ss.fail(f, wire.CodeShuttingDown)
 		return
 	}
-	e := ss.srv.e
-	ss.async(f, func() error { return e.EndTxn(m.ProducerID, m.Epoch, m.Commit) }, nil)
+	e, principal := ss.srv.e, ss.principal // the loop's: read here, not in the closure
+	ss.async(f, func() error { return e.EndTxnAs(principal, m.ProducerID, m.Epoch, m.Commit) }, nil)
 }
