@@ -20,6 +20,8 @@ type faultFS struct {
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
 	segSyncs   atomic.Int64 // those of segment files (*.log, *.log.tmp), not index files
+	idxSyncs   atomic.Int64 // those of index files (*.index, *.index.tmp)
+	dirSyncs   atomic.Int64 // directory fsyncs that reached the OS
 	writeback  atomic.Int64 // bytes passed to StartWriteback
 }
 
@@ -31,6 +33,7 @@ func (fs *faultFS) SyncDir(dir string) error {
 	if p := fs.syncDirErr.Load(); p != nil && *p != nil {
 		return *p
 	}
+	fs.dirSyncs.Add(1)
 	return fs.OSFS.SyncDir(dir)
 }
 
@@ -52,8 +55,11 @@ func (f *faultFile) Datasync() error {
 		return *p
 	}
 	f.fs.syncs.Add(1)
-	if n := strings.TrimSuffix(f.Name(), tmpSuffix); strings.HasSuffix(n, logSuffix) {
+	switch n := strings.TrimSuffix(f.Name(), tmpSuffix); {
+	case strings.HasSuffix(n, logSuffix):
 		f.fs.segSyncs.Add(1)
+	case strings.HasSuffix(n, indexSuffix):
+		f.fs.idxSyncs.Add(1)
 	}
 	return f.File.Datasync()
 }

@@ -305,6 +305,10 @@ func (l *Log) indexSegments() {
 		}
 		if sealed && s.idxPos == p {
 			s.indexDone.Store(true)
+		}
+		// The file only once the segment's data is durable (writeIndexFile): the flusher wakes us
+		// after the sync that covers it.
+		if sealed && s.idxPos == p && s.synced.Load() >= p {
 			if err := writeIndexFile(l.fs, l.dir, s, p, d); err != nil {
 				l.log.Warn("disk: writing index", "segment", filepath.Base(s.path), "err", err)
 			}
