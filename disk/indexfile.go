@@ -74,7 +74,7 @@ func indexCRC(b []byte) uint32 {
 }
 
 // writeIndexFile replaces the segment's index file with its index up to (endPos, endDelta): it
-// writes the temp file indexName+".tmp" (a stale one removed first) and renames it over the index,
+// writes the temp file indexName+".tmp" (truncating a stale one) and renames it over the index,
 // so that nobody ever finds a half-written file under the index's name. It makes nothing durable:
 // no fdatasync of the file and no fsync of the directory. After a power loss the file may be
 // missing, empty, torn or zeros, and Open rebuilds it from the segment (recovery step 3 trusts an
@@ -90,7 +90,6 @@ func indexCRC(b []byte) uint32 {
 func writeIndexFile(fs FS, dir string, s *segment, endPos, endDelta uint32) error {
 	path := filepath.Join(dir, indexName(s.base))
 	tmp := path + tmpSuffix
-	_ = fs.Remove(tmp)
 	f, err := fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("disk: creating %s: %w", filepath.Base(tmp), err)

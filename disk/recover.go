@@ -33,7 +33,7 @@ type Recovery struct {
 	InvalidPosition int64
 	Reason          string
 	// Removed lists files deleted as leftovers: partial creations (*.tmp), empty segments,
-	// segments after a cut, orphan index files.
+	// segments after a cut, the index of the segment cut and of those after it, orphan index files.
 	Removed []string
 	// IndexesRebuilt counts index files found missing, behind or damaged and rebuilt.
 	IndexesRebuilt int
