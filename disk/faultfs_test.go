@@ -23,6 +23,17 @@ type faultFS struct {
 	idxSyncs   atomic.Int64 // those of index files (*.index, *.index.tmp)
 	dirSyncs   atomic.Int64 // directory fsyncs that reached the OS
 	writeback  atomic.Int64 // bytes passed to StartWriteback
+	// renameHook, if set, runs before each Rename; an error it returns fails the rename.
+	renameHook atomic.Pointer[func(oldname, newname string) error]
+}
+
+func (fs *faultFS) Rename(oldname, newname string) error {
+	if h := fs.renameHook.Load(); h != nil {
+		if err := (*h)(oldname, newname); err != nil {
+			return err
+		}
+	}
+	return fs.OSFS.Rename(oldname, newname)
 }
 
 func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }

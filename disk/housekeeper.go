@@ -297,8 +297,10 @@ func (l *Log) indexSegments() {
 		if s.indexWritten || !s.acquire() {
 			continue
 		}
+		// Sealed for good once a roll made another segment active (a failed roll unseals it), and
+		// then committed is at the final end before active moves on: load it after.
+		sealed := s.sealed.Load() && l.active.Load() != s
 		p, d := s.end()
-		sealed := s.sealed.Load()
 		if s.idxPos < p {
 			// Read after the committed end: no earlier than the append of any batch below it.
 			s.indexTo(p, l.opts.Clock().UnixMilli())

@@ -2,12 +2,16 @@ package disk
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestIndexWriteDoesNotSync: a sealed segment's index file is written without fdatasync and without
@@ -283,4 +287,90 @@ func TestCutRemovesIndex(t *testing.T) {
 	if want := []string{indexName(bases[0]), segmentName(bases[0]), segmentName(bases[1])}; strings.Join(left, " ") != strings.Join(want, " ") {
 		t.Fatalf("files after the cut %v, want %v", left, want)
 	}
+}
+
+// TestFailedRollKeepsIndexing: a roll that fails after sealing the active segment (its rename
+// fails) unseals it, and the segment goes on taking appends. A housekeeper pass inside that window
+// must not take the segment for sealed: it would stop indexing it (timestamp lookups then skip the
+// records appended after the failed roll) and write an index file of its prefix. A pass that began
+// before the seal waits for the roll's lock, so an attempt in which no pass ran inside the window
+// proves nothing and is made again.
+func TestFailedRollKeepsIndexing(t *testing.T) {
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			t.Fatal("the housekeeper never ran while the roll waited")
+		}
+		if failedRollAttempt(t) {
+			return
+		}
+	}
+}
+
+// failedRollAttempt runs TestFailedRollKeepsIndexing's scenario on a new log and reports whether a
+// housekeeper pass ran while the roll waited.
+func failedRollAttempt(t *testing.T) bool {
+	t.Helper()
+	fs := &faultFS{}
+	o := testOptions(t.TempDir())
+	o.FS = fs
+	l := mustOpen(t, o)
+	defer l.Close()
+	big := testBatch(t, 1, 2, 8<<10, 100)
+	for pos, _ := l.active.Load().end(); int(pos)+2*len(big) < o.SegmentBytes; pos, _ = l.active.Load().end() {
+		if _, err := l.Append(testBatch(t, 2, 2, 400, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	hook := func(_, newname string) error {
+		if strings.HasSuffix(newname, logSuffix) && once.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+			return unix.ENOSPC
+		}
+		return nil
+	}
+	fs.renameHook.Store(&hook)
+	failed := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil { // appends that fit, then the one that rolls
+			_, err = l.Append(big)
+		}
+		failed <- err
+	}()
+	<-entered // the active segment is sealed; the roll waits in its rename, holding Log.mu
+	if err := l.Sync(); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	start := l.hkPasses.Load()
+	for deadline := time.Now().Add(2 * time.Second); l.hkPasses.Load() < start+2 && time.Now().Before(deadline); {
+		l.kickHousekeeper()
+		time.Sleep(time.Millisecond)
+	}
+	ran := l.hkPasses.Load() >= start+2
+	close(release)
+	if err := <-failed; !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("append: %v, want the rename's ENOSPC", err)
+	}
+	if !ran {
+		return false
+	}
+	// The segment took the roll back and keeps taking what fits.
+	res, err := l.Append(testBatch(t, 3, 1, 10, 5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(*l.segs.Load()) != 1 {
+		t.Fatalf("%d segments, want the one", len(*l.segs.Load()))
+	}
+	if off, err := l.OffsetForTimestamp(5000); err != nil || off != res.BaseOffset {
+		t.Fatalf("OffsetForTimestamp(5000) = %d, %v, want %d", off, err, res.BaseOffset)
+	}
+	if _, err := os.Stat(filepath.Join(o.Dir, indexName(0))); !os.IsNotExist(err) {
+		t.Fatalf("index file of the unsealed active segment written (%v)", err)
+	}
+	return true
 }
