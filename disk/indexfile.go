@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 )
 
-// Index file layout. Written whole (temp file, then rename: never fdatasynced, see writeIndexFile)
-// once a sealed segment's data is durable, and at Close; never updated in place. Big-endian. Frozen at version 2 (version 1 lacked the
-// retention time; Open rebuilds a version 1 file from the log like any rejected index).
+// Index file layout. Written whole (temp file, then rename: never fsynced, see writeIndexFile) once
+// a sealed segment's data is durable, and at Close; never updated in place. Big-endian. Frozen at
+// version 2 (version 1 lacked the retention time; Open rebuilds a version 1 file from the log like
+// any rejected index).
 //
 //	 0               4       6       8                              16
 //	+---------------+-------+-------+-------------------------------+
@@ -84,8 +85,8 @@ func indexCRC(b []byte) uint32 {
 // segment's end (Log.indexSegments), so a durable index never outlives the data it indexes; and a
 // recovery that cuts a segment deletes its index (recovery.step5Cut, made durable by its directory
 // fsync), so an old index cannot stand in for one of the data appended after the cut. The two
-// syncs it no longer makes were 4 s of a 6 s closed-loop run of the housekeeper's, which then
-// fell behind with the next segment's spare (docs/benchmarks.md "Index files without fsync").
+// syncs it no longer makes took the housekeeper 2-4.6 s of a 6 s closed-loop run, waiting behind
+// the data being written back (docs/benchmarks.md, "Index files without fsync").
 // Errors wrap fs's, with the step and file named; on failure the temp file is removed.
 func writeIndexFile(fs FS, dir string, s *segment, endPos, endDelta uint32) error {
 	path := filepath.Join(dir, indexName(s.base))
