@@ -7,7 +7,7 @@
 // A partition directory holds, per segment:
 //
 //	00000000000000000000.log    segment: record batches back to back, named by its base offset
-//	00000000000000000000.index  sparse index of that segment (see indexfile.go), written when sealed
+//	00000000000000000000.index  sparse index of that segment (see indexfile.go), written once synced
 //	spare.log.tmp               the next segment, pre-created before the active one fills
 //
 // A segment file is SegmentBytes long (ftruncate: a hole) and mapped MAP_SHARED whole; its blocks

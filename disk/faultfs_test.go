@@ -20,10 +20,23 @@ type faultFS struct {
 	syncDirErr atomic.Pointer[error]
 	syncs      atomic.Int64 // fdatasync calls that reached the OS
 	segSyncs   atomic.Int64 // those of segment files (*.log, *.log.tmp), not index files
+	idxSyncs   atomic.Int64 // those of index files (*.index, *.index.tmp)
+	dirSyncs   atomic.Int64 // directory fsyncs that reached the OS
 	writeback  atomic.Int64 // bytes passed to StartWriteback
 	// writebackNice is the lowest nice value (the highest priority) of a thread that called
 	// StartWriteback; 100 before the first call (set by the test).
 	writebackNice atomic.Int64
+	// renameHook, if set, runs before each Rename; an error it returns fails the rename.
+	renameHook atomic.Pointer[func(oldname, newname string) error]
+}
+
+func (fs *faultFS) Rename(oldname, newname string) error {
+	if h := fs.renameHook.Load(); h != nil {
+		if err := (*h)(oldname, newname); err != nil {
+			return err
+		}
+	}
+	return fs.OSFS.Rename(oldname, newname)
 }
 
 func (fs *faultFS) setSyncErr(err error)    { fs.syncErr.Store(&err) }
@@ -34,6 +47,7 @@ func (fs *faultFS) SyncDir(dir string) error {
 	if p := fs.syncDirErr.Load(); p != nil && *p != nil {
 		return *p
 	}
+	fs.dirSyncs.Add(1)
 	return fs.OSFS.SyncDir(dir)
 }
 
@@ -55,8 +69,11 @@ func (f *faultFile) Datasync() error {
 		return *p
 	}
 	f.fs.syncs.Add(1)
-	if n := strings.TrimSuffix(f.Name(), tmpSuffix); strings.HasSuffix(n, logSuffix) {
+	switch n := strings.TrimSuffix(f.Name(), tmpSuffix); {
+	case strings.HasSuffix(n, logSuffix):
 		f.fs.segSyncs.Add(1)
+	case strings.HasSuffix(n, indexSuffix):
+		f.fs.idxSyncs.Add(1)
 	}
 	return f.File.Datasync()
 }

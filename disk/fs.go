@@ -71,8 +71,10 @@ type File interface {
 // left by a crash is removed first, as it would keep its own mode), fdatasyncs it (its length included),
 // renames it over path and fsyncs the directory. On failure the temp file is removed and the error
 // (wrapping fsys's, with the step and file named) returned; the directory fsync's error is returned
-// too, since a rename that is not durable may be undone by a crash. The index files, topic configs,
-// committed-offset snapshots, work-queue states and the users file are all written through it.
+// too, since a rename that is not durable may be undone by a crash. Topic configs,
+// committed-offset snapshots, work-queue states and the users file are all written through it (a
+// segment's index file is not: it is a cache Open can rebuild, written without syncs by
+// writeIndexFile).
 // Concurrent writers of one path must serialize themselves (they share the temp name).
 func WriteFileAtomic(fsys FS, path string, data []byte, perm os.FileMode) error {
 	tmp := path + tmpSuffix

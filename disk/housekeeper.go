@@ -330,14 +330,20 @@ func (l *Log) indexSegments() {
 		if s.indexWritten || !s.acquire() {
 			continue
 		}
+		// Sealed for good once a roll made another segment active (a failed roll unseals it), and
+		// then committed is at the final end before active moves on: load it after.
+		sealed := s.sealed.Load() && l.active.Load() != s
 		p, d := s.end()
-		sealed := s.sealed.Load()
 		if s.idxPos < p {
 			// Read after the committed end: no earlier than the append of any batch below it.
 			s.indexTo(p, l.opts.Clock().UnixMilli())
 		}
 		if sealed && s.idxPos == p {
 			s.indexDone.Store(true)
+		}
+		// The file only once the segment's data is durable (writeIndexFile): the flusher wakes us
+		// after the sync that covers it.
+		if sealed && s.idxPos == p && s.synced.Load() >= p {
 			if err := writeIndexFile(l.fs, l.dir, s, p, d); err != nil {
 				l.log.Warn("disk: writing index", "segment", filepath.Base(s.path), "err", err)
 			}

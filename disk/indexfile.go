@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 )
 
-// Index file layout. Written whole (temp file, fdatasync, rename, directory fsync) once a segment is
-// sealed and at Close; never updated in place. Big-endian. Frozen at version 2 (version 1 lacked the
-// retention time; Open rebuilds a version 1 file from the log like any rejected index).
+// Index file layout. Written whole (temp file, then rename: never fsynced, see writeIndexFile) once
+// a sealed segment's data is durable, and at Close; never updated in place. Big-endian. Frozen at
+// version 2 (version 1 lacked the retention time; Open rebuilds a version 1 file from the log like
+// any rejected index).
 //
 //	 0               4       6       8                              16
 //	+---------------+-------+-------+-------------------------------+
@@ -73,9 +74,42 @@ func indexCRC(b []byte) uint32 {
 	return crc32.Update(crc32.Checksum(b[:indexCRCAt], castagnoli), castagnoli, b[indexHeaderSize:])
 }
 
-// writeIndexFile replaces the segment's index file (WriteFileAtomic).
+// writeIndexFile replaces the segment's index file with its index up to (endPos, endDelta): it
+// writes the temp file indexName+".tmp" (truncating a stale one) and renames it over the index,
+// so that nobody ever finds a half-written file under the index's name. It makes nothing durable:
+// no fdatasync of the file and no fsync of the directory. After a power loss the file may be
+// missing, empty, torn or zeros, and Open rebuilds it from the segment (recovery step 3 trusts an
+// index only once its framing, checksum, end and the batches after its last entry check against the
+// log). Two orderings keep an index that passes those checks from describing anything else than the
+// data it was written for: the housekeeper writes it only once the flusher's fdatasync covers the
+// segment's end (Log.indexSegments), so a durable index never outlives the data it indexes; and a
+// recovery that cuts a segment deletes its index (recovery.step5Cut, made durable by its directory
+// fsync), so an old index cannot stand in for one of the data appended after the cut. The two
+// syncs it no longer makes took the housekeeper 2-4.6 s of a 6 s closed-loop run, waiting behind
+// the data being written back (docs/benchmarks.md, "Index files without fsync").
+// Errors wrap fs's, with the step and file named; on failure the temp file is removed.
 func writeIndexFile(fs FS, dir string, s *segment, endPos, endDelta uint32) error {
-	return WriteFileAtomic(fs, filepath.Join(dir, indexName(s.base)), s.encodeIndex(endPos, endDelta), 0o644)
+	path := filepath.Join(dir, indexName(s.base))
+	tmp := path + tmpSuffix
+	f, err := fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("disk: creating %s: %w", filepath.Base(tmp), err)
+	}
+	if _, err = f.WriteAt(s.encodeIndex(endPos, endDelta), 0); err != nil {
+		err = fmt.Errorf("disk: writing %s: %w", filepath.Base(tmp), err)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("disk: closing %s: %w", filepath.Base(tmp), cerr)
+	}
+	if err == nil {
+		if err = fs.Rename(tmp, path); err != nil {
+			err = fmt.Errorf("disk: renaming %s: %w", filepath.Base(tmp), err)
+		}
+	}
+	if err != nil {
+		_ = fs.Remove(tmp)
+	}
+	return err
 }
 
 // indexHeader is a decoded index file.

@@ -33,7 +33,7 @@ type Recovery struct {
 	InvalidPosition int64
 	Reason          string
 	// Removed lists files deleted as leftovers: partial creations (*.tmp), empty segments,
-	// segments after a cut, orphan index files.
+	// segments after a cut, the index of the segment cut and of those after it, orphan index files.
 	Removed []string
 	// IndexesRebuilt counts index files found missing, behind or damaged and rebuilt.
 	IndexesRebuilt int
@@ -272,8 +272,11 @@ func (r *recovery) step4Scan(i int) (scanResult, string) {
 }
 
 // step5Cut cuts the log at position pos of segs[i]: it zeroes the segment from there to its last
-// non-zero byte and fdatasyncs it (segment.cutAt), deletes every later segment and its index, and
-// records the cut.
+// non-zero byte and fdatasyncs it (segment.cutAt), deletes its index file and every later segment
+// with its index, and records the cut. segs[i] is the tail from now on: its data past pos will be
+// new batches, which an index file of its old ones, left in place, could pass for after the next
+// power loss (index files are written without fsync: writeIndexFile); step 7's directory fsync makes
+// the deletion durable before anything is appended.
 func (r *recovery) step5Cut(i int, pos uint32, reason string) error {
 	s := r.segs[i]
 	r.rec.InvalidSegment, r.rec.InvalidPosition, r.rec.Reason = filepath.Base(s.path), int64(pos), reason
@@ -282,6 +285,12 @@ func (r *recovery) step5Cut(i int, pos uint32, reason string) error {
 		return err
 	}
 	r.rec.BytesTruncated += n
+	if r.indexes[s.base] {
+		if err := r.remove(indexName(s.base)); err != nil {
+			return err
+		}
+		delete(r.indexes, s.base)
+	}
 	for len(r.segs) > i+1 {
 		t := r.segs[len(r.segs)-1]
 		r.rec.BytesTruncated += int64(t.nonZeroEnd(0))
