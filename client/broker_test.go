@@ -24,11 +24,18 @@ type broker struct {
 	eng   *engine.Engine
 	srv   *server.Server
 	sopts func(*server.Options)
+	eopts func(*engine.Options) // when set, adjusts the engine's options at each start
 }
 
 func startBroker(t testing.TB, sopts func(*server.Options)) *broker {
 	t.Helper()
-	b := &broker{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", sopts: sopts}
+	return startBrokerEngine(t, nil, sopts)
+}
+
+// startBrokerEngine is startBroker with the engine's options adjusted by eopts (nil for none).
+func startBrokerEngine(t testing.TB, eopts func(*engine.Options), sopts func(*server.Options)) *broker {
+	t.Helper()
+	b := &broker{t: t, dir: t.TempDir(), addr: "127.0.0.1:0", sopts: sopts, eopts: eopts}
 	b.start()
 	t.Cleanup(b.stop)
 	return b
@@ -36,8 +43,12 @@ func startBroker(t testing.TB, sopts func(*server.Options)) *broker {
 
 func (b *broker) start() {
 	b.t.Helper()
-	eng, err := engine.Open(engine.Options{DataDir: b.dir, MemoryDir: filepath.Join(b.dir, "mem"),
-		SegmentBytes: 8 << 20, Logger: quiet})
+	eo := engine.Options{DataDir: b.dir, MemoryDir: filepath.Join(b.dir, "mem"),
+		SegmentBytes: 8 << 20, Logger: quiet}
+	if b.eopts != nil {
+		b.eopts(&eo)
+	}
+	eng, err := engine.Open(eo)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,6 +19,13 @@ var ErrTxnPartition = errors.New("client: a transaction's produce names its part
 // ErrTxnMustAbort is returned by Transaction.Commit after a Produce or Commit of the transaction
 // failed: its outcome there is unknown, so it can only be aborted.
 var ErrTxnMustAbort = errors.New("client: an operation of the transaction failed: abort it")
+
+// ErrTxnAborted is returned by Transaction.Commit when the broker had already aborted the
+// transaction because it was open longer than the broker's transaction timeout (sluiced
+// --txn-timeout, 60 s by default): none of its records were committed, and consumers never see
+// them. The error also matches wire.CodeTxnAborted. Abort the transaction (the broker answers it
+// with nothing left to do) and produce its records again in the next one.
+var ErrTxnAborted = errors.New("client: the broker aborted the transaction (open longer than its transaction timeout)")
 
 // Transaction writes batches to any partitions of any topics that become visible to consumers all
 // at once, at Commit, or never, at Abort (docs/protocol.md, "Transactions"). Consumers read
@@ -101,7 +109,8 @@ func (t *Transaction) Produce(ctx context.Context, topic string, partition int32
 // say) the outcome is unknown: the broker may have decided either way, and a consumer sees all of
 // the transaction or none of it; call Abort before the next transaction (it aborts the transaction
 // if the commit did not happen, and does nothing if it did). After a failed Produce, Commit returns
-// ErrTxnMustAbort.
+// ErrTxnMustAbort. A transaction the broker aborted at its transaction timeout returns
+// ErrTxnAborted: nothing was committed; Abort it before the next transaction.
 func (t *Transaction) Commit(ctx context.Context) error { return t.end(ctx, true) }
 
 // Abort discards every batch produced since the last Commit or Abort. After a failed Produce or
@@ -118,6 +127,10 @@ func (t *Transaction) end(ctx context.Context, commit bool) error {
 	_, err := t.c.roundTrip(ctx, wire.OpEndTxn, m.Append)
 	what := "abort"
 	switch {
+	case commit && errors.Is(err, wire.CodeTxnAborted):
+		// The outcome is known (nothing committed) and the broker stored every batch counted in
+		// seqs: the next transaction continues at this epoch, after an Abort or without one.
+		return fmt.Errorf("client: transaction commit: %w: %w", ErrTxnAborted, err)
 	case commit:
 		what = "commit"
 		t.dirty = t.dirty || err != nil

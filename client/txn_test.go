@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -161,5 +162,52 @@ func TestReadUncommitted(t *testing.T) {
 	}
 	if _, err := c.Subscribe(ctx, "ru", WithGroup("q"), WithQueue(time.Second, 3), WithReadUncommitted()); !errors.Is(err, ErrOptions) {
 		t.Fatalf("a work queue reading uncommitted: %v, want ErrOptions", err)
+	}
+}
+
+// A Commit of a transaction the broker aborted at its transaction timeout returns ErrTxnAborted
+// (and wire.CodeTxnAborted), every time it is sent, and a read-committed consumer never sees the
+// transaction's records; after the Abort the producer's next transaction commits.
+func TestTransactionCommitAfterTimeout(t *testing.T) {
+	b := startBrokerEngine(t, func(o *engine.Options) { o.TxnTimeout = time.Second }, nil)
+	c := dialT(t, b.addr)
+	createTopic(t, c, "tt", 1)
+	ctx := testCtx(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := c.NewTransaction()
+	must(tx.Produce(ctx, "tt", 0, Record{Value: []byte("lost1")}, Record{Value: []byte("lost2")}))
+	// The broker's expirer looks every second: wait (bounded) until it has aborted the transaction.
+	for deadline := time.Now().Add(20 * time.Second); b.eng.TxnOpen(tx.ProducerID()); {
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction was not aborted within 20 s of its 1 s timeout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range 2 {
+		err := tx.Commit(ctx)
+		if !errors.Is(err, ErrTxnAborted) || !errors.Is(err, wire.CodeTxnAborted) {
+			t.Fatalf("Commit after the timeout: %v, want ErrTxnAborted", err)
+		}
+	}
+	must(tx.Abort(ctx))
+	must(tx.Produce(ctx, "tt", 0, Record{Value: []byte("next")}))
+	must(tx.Commit(ctx))
+
+	cons, err := c.Subscribe(ctx, "tt", WithStartEarliest())
+	must(err)
+	m, err := cons.Next(ctx)
+	must(err)
+	if string(m.Value) != "next" {
+		t.Fatalf("read committed delivered %q first, want the next transaction's \"next\"", m.Value)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if m, err := cons.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after \"next\": delivered %q, %v", m.Value, err)
 	}
 }

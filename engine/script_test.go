@@ -19,7 +19,7 @@ package engine
 // scripts (then read the diff). The commands:
 //
 //	open [ack-timeout=D] [max-deliveries=N] [max-ack-pending=N] [max-tracked=N] [revoke-timeout=D]
-//	     [offsets-retention=D] [segment-bytes=N] [max-batch-bytes=N]
+//	     [offsets-retention=D] [segment-bytes=N] [max-batch-bytes=N] [txn-timeout=D]
 //	    Opens an engine on a new directory with these Options (D is a Go duration), closing the
 //	    script's engine if it has one.
 //	restart
@@ -302,6 +302,7 @@ func (env *scriptEnv) run(c scriptCase) string {
 		o.OffsetsRetention = env.dur(a, "offsets-retention", 0)
 		o.SegmentBytes = env.int(a, "segment-bytes", o.SegmentBytes)
 		o.MaxBatchBytes = int(env.int(a, "max-batch-bytes", 0))
+		o.TxnTimeout = env.dur(a, "txn-timeout", 0)
 		env.opts, env.t0 = o, time.Now()
 		return env.open()
 	case "restart":

@@ -305,11 +305,34 @@ type txnCoordinator struct {
 
 	mu   sync.Mutex
 	open map[int64]*openTxn // guarded by mu
+	// timedOut maps a producer id to the transaction Options.TxnTimeout aborted, so its commit is
+	// refused (CodeTxnAborted) rather than answered as a commit with nothing to do. An entry is
+	// removed when the producer's next transaction begins, when an EndTxn aborts it, or by the
+	// expirer timedOutKeep after the abort (memory stays bounded for producers that never return).
+	// Guarded by mu.
+	timedOut map[int64]timedOutTxn
 
 	tlog *txnLog
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// timedOutTxn is a transaction the timeout aborted: its epoch, its principal and when it was aborted.
+type timedOutTxn struct {
+	epoch     int16
+	principal string
+	at        time.Time
+}
+
+// timedOutKeep is how long, in multiples of Options.TxnTimeout, a timed-out transaction is
+// remembered for its producer's EndTxn.
+const timedOutKeep = 10
+
+// errTxnTimedOut refuses the commit of producer pid's transaction, which the timeout aborted.
+func errTxnTimedOut(pid int64, timeout time.Duration) error {
+	return &wire.ProtocolError{Code: wire.CodeTxnAborted, Message: fmt.Sprintf(
+		"%v: producer %d's transaction was aborted, open longer than the transaction timeout %v: nothing was committed", ErrTxn, pid, timeout)}
 }
 
 // txnCrashHook, when set (tests), runs in EndTxn after the decision record is durable and after
@@ -324,7 +347,7 @@ func openTxns(e *Engine, dir string) (*txnCoordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &txnCoordinator{e: e, log: e.log, open: map[int64]*openTxn{}, tlog: tl,
+	c := &txnCoordinator{e: e, log: e.log, open: map[int64]*openTxn{}, timedOut: map[int64]timedOutTxn{}, tlog: tl,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	var touched []*Partition
 	for _, t := range *e.topics.Load() {
@@ -400,6 +423,7 @@ func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition, principal st
 	if tx == nil {
 		tx = &openTxn{epoch: epoch, started: c.e.opts.Clock(), principal: principal}
 		c.open[pid] = tx
+		delete(c.timedOut, pid) // the producer moved on: its next EndTxn is this transaction's
 	}
 	if tx.principal != principal {
 		c.mu.Unlock()
@@ -426,7 +450,9 @@ func (c *txnCoordinator) join(pid int64, epoch int16, p *Partition, principal st
 // EndTxn commits (commit true) or aborts producer pid's open transaction at epoch. A commit returns
 // once the decision and every marker are durable; a producer with no open transaction succeeds with
 // nothing to do. Errors: a *wire.ProtocolError (CodeInvalidRequest wrapping ErrTxn text) for a
-// wrong epoch; storage errors of the syncs, the log or the markers (the transaction then stays as
+// wrong epoch; a *wire.ProtocolError with CodeTxnAborted for a commit of a transaction that
+// Options.TxnTimeout aborted (until the producer's next transaction begins or an abort is asked
+// for: an abort of it succeeds, with nothing left to do); storage errors of the syncs, the log or the markers (the transaction then stays as
 // decided: a committed one is completed at the next Open).
 //
 // EndTxn ends the transaction whoever opened it: it is for the embedding program. A network face
@@ -470,10 +496,19 @@ func errTxnPrincipal(pid int64) error {
 func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string, principal *string) error {
 	c.mu.Lock()
 	tx := c.open[pid]
-	c.mu.Unlock()
 	if tx == nil {
+		to, ok := c.timedOut[pid]
+		if ok && to.epoch == epoch && (principal == nil || *principal == to.principal) {
+			if commit {
+				c.mu.Unlock()
+				return errTxnTimedOut(pid, c.e.opts.TxnTimeout)
+			}
+			delete(c.timedOut, pid)
+		}
+		c.mu.Unlock()
 		return nil
 	}
+	c.mu.Unlock()
 	if principal != nil && *principal != tx.principal {
 		return errTxnPrincipal(pid)
 	}
@@ -495,6 +530,9 @@ func (c *txnCoordinator) end(pid int64, epoch int16, commit bool, why string, pr
 		c.mu.Lock()
 		if c.open[pid] == tx {
 			delete(c.open, pid)
+			if why != "" { // the timeout's abort: a commit the producer sends next is refused
+				c.timedOut[pid] = timedOutTxn{epoch: epoch, principal: tx.principal, at: c.e.opts.Clock()}
+			}
 		}
 		c.mu.Unlock()
 	}()
@@ -570,6 +608,11 @@ func (c *txnCoordinator) expirer() {
 		for pid, tx := range c.open {
 			if now.Sub(tx.started) > c.e.opts.TxnTimeout {
 				old = append(old, due{pid, tx.epoch})
+			}
+		}
+		for pid, to := range c.timedOut {
+			if now.Sub(to.at) > timedOutKeep*c.e.opts.TxnTimeout {
+				delete(c.timedOut, pid)
 			}
 		}
 		c.mu.Unlock()

@@ -56,6 +56,7 @@ const (
 	CodeDuplicateSequence   Code = 22 // an idempotent producer resent a batch already stored
 	CodeOutOfOrderSequence  Code = 23 // an idempotent producer skipped a sequence number
 	CodeTimeout             Code = 24 // the request did not complete in time
+	CodeTxnAborted          Code = 25 // EndTxn commit of a transaction the broker's transaction timeout aborted
 )
 
 var codeText = [...]string{
@@ -84,6 +85,7 @@ var codeText = [...]string{
 	CodeDuplicateSequence:   "duplicate sequence",
 	CodeOutOfOrderSequence:  "out of order sequence",
 	CodeTimeout:             "timeout",
+	CodeTxnAborted:          "transaction aborted",
 }
 
 func (c Code) String() string {

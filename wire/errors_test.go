@@ -22,7 +22,7 @@ func TestCodes(t *testing.T) {
 			t.Fatalf("Error() = %q", c.Error())
 		}
 	}
-	if CodeTimeout+1 != Code(len(codeText)) {
+	if CodeTxnAborted+1 != Code(len(codeText)) {
 		t.Fatalf("codeText has %d entries", len(codeText))
 	}
 	if got := Code(999).String(); got != "code 999" {

@@ -74,6 +74,8 @@ func kafkaCode(err error) int16 {
 		return errOutOfOrderSequence
 	case wire.CodeTimeout:
 		return errRequestTimedOut
+	case wire.CodeTxnAborted:
+		return errInvalidTxnState // the engine's transaction timeout aborted it
 	case wire.CodeShuttingDown:
 		return errRequestTimedOut // retriable: the client sends it again after reconnecting
 	}

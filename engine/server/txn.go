@@ -6,7 +6,8 @@ import "github.com/sluicemq/sluice/wire"
 // fdatasyncs (the batches, the decision, the markers), so it runs off the loop and answers with
 // AsyncWrite. The producer's batches were authorized when produced; EndTxn needs the producer id
 // they carry (a 63-bit random number the producer chose), and is refused (CodeNotAuthorized) to any
-// principal but the one whose produce opened the transaction (engine.EndTxnAs).
+// principal but the one whose produce opened the transaction (engine.EndTxnAs). A commit of a
+// transaction the engine's transaction timeout aborted is refused with CodeTxnAborted.
 func (ss *session) endTxn(f wire.Frame) {
 	var m wire.EndTxn
 	if !ss.decode(f, &m) {
