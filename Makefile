@@ -24,7 +24,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
 run: build
-	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS) --http-listen $(HTTP)
+	./bin/sluiced --data $(DATA) --listen $(LISTEN) --metrics $(METRICS) --http-listen $(HTTP) --mqtt-listen 127.0.0.1:1883
 
 vet:
 	$(GO) vet ./...

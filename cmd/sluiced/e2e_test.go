@@ -88,7 +88,7 @@ func startBroker(t *testing.T, data string, extra ...string) *broker {
 func (b *broker) start() {
 	b.t.Helper()
 	args := append([]string{"--data", b.data, "--listen", b.addr, "--metrics", b.metrics, "--log-level", "warn",
-		"--kafka-listen", ""}, b.args...) // the Kafka face off: its default port would be shared by every broker started
+		"--kafka-listen", "", "--mqtt-listen", ""}, b.args...) // the Kafka and MQTT faces off: their default ports would be shared by every broker started
 	bin := b.bin
 	if bin == "" {
 		bin = sluicedBinary(b.t)

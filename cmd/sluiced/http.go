@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/kafka"
+	"github.com/sluicemq/sluice/engine/mqtt"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
 )
@@ -31,6 +32,7 @@ type healthState struct {
 	srv      atomic.Pointer[server.Server] // set once the engine has recovered and the listeners accept
 	eng      atomic.Pointer[engine.Engine] // set with srv
 	kafka    atomic.Pointer[kafka.Server]  // the Kafka listener, when it runs; set before srv
+	mqtt     atomic.Pointer[mqtt.Server]   // the MQTT listener, when it runs; set before srv
 	stopping atomic.Bool                   // set when shutdown begins
 }
 
@@ -108,6 +110,29 @@ func (g kafkaGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return out, nil
 }
 
+// mqttGatherer gathers the MQTT listener's counters (engine/mqtt's Server.WriteMetrics), as
+// kafkaGatherer does the Kafka listener's.
+type mqttGatherer struct{ h *healthState }
+
+func (g mqttGatherer) Gather() ([]*dto.MetricFamily, error) {
+	m := g.h.mqtt.Load()
+	if m == nil || g.h.srv.Load() == nil {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	m.WriteMetrics(&b)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(&b)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt metrics: %w", err)
+	}
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	for _, f := range fams {
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // serveMetrics serves, on addr: /metrics (Prometheus text format), /healthz (200 while the process
 // runs), /readyz (200 once ready, else 503 with the reason) and, withPprof, /debug/pprof/.
 func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger) (*http.Server, error) {
@@ -116,7 +141,7 @@ func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger)
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{newRegistry(h), kafkaGatherer{h}}, promhttp.HandlerOpts{
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{newRegistry(h), kafkaGatherer{h}, mqttGatherer{h}}, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError), ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -36,6 +36,7 @@ import (
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/engine/httpapi"
 	"github.com/sluicemq/sluice/engine/kafka"
+	"github.com/sluicemq/sluice/engine/mqtt"
 	"github.com/sluicemq/sluice/engine/server"
 	"github.com/sluicemq/sluice/internal/buildinfo"
 	"github.com/sluicemq/sluice/internal/units"
@@ -79,6 +80,10 @@ type config struct {
 	// an empty KafkaListen turns the Kafka face off.
 	KafkaListen    string
 	KafkaTLSListen string
+	// MQTTListen and MQTTTLSListen are the MQTT listeners' addresses (engine/mqtt); an empty
+	// MQTTListen turns the MQTT face off.
+	MQTTListen    string
+	MQTTTLSListen string
 
 	// Limits on connections that have not completed their handshake.
 	HandshakeTimeout time.Duration
@@ -118,7 +123,8 @@ func parseConfig(args []string) (cfg config, help bool, err error) {
 }
 
 func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err error) {
-	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info", KafkaListen: "127.0.0.1:9092"}
+	cfg = config{Data: "./data", Listen: "127.0.0.1:7450", Partitions: 4, LogLevel: "info", KafkaListen: "127.0.0.1:9092",
+		MQTTListen: "127.0.0.1:1883"}
 	fs := flag.NewFlagSet("sluiced", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned; --help prints the usage itself
 	configPath := fs.String("config", "", "JSON config `file` whose keys are the flag names; flags and SLUICE_* environment variables override it")
@@ -168,6 +174,8 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	fs.StringVar(&cfg.KafkaListen, "kafka-listen", cfg.KafkaListen, "Kafka-protocol listen `address` (empty: off; docs/kafka.md)")
 	fs.StringVar(&cfg.KafkaTLSListen, "kafka-tls-listen", "127.0.0.1:9093", "Kafka-protocol TLS listen `address`, used with --tls-cert and --tls-key")
+	fs.StringVar(&cfg.MQTTListen, "mqtt-listen", cfg.MQTTListen, "MQTT listen `address` (empty: off; docs/mqtt.md)")
+	fs.StringVar(&cfg.MQTTTLSListen, "mqtt-tls-listen", "127.0.0.1:8883", "MQTT TLS listen `address`, used with --tls-cert and --tls-key")
 	err = ff.Parse(fs, args,
 		ff.WithEnvVarPrefix("SLUICE"),
 		ff.WithConfigFileFlag("config"),
@@ -429,10 +437,34 @@ func run(args []string) error {
 			return err
 		}
 	}
+	// The MQTT face shares them too.
+	var msrv *mqtt.Server
+	if cfg.MQTTListen != "" {
+		authn := &auth.Authenticator{Tokens: sopts.Tokens}
+		if sopts.Authenticator != nil {
+			authn.Users = sopts.Authenticator.Users
+		}
+		mopts := mqtt.Options{Addr: cfg.MQTTListen, Engine: eng, Loops: cfg.Loops, MinDurability: minDurability,
+			MaxConnections: cfg.MaxConns, ACL: sopts.ACL, Logger: log, Authenticator: authn}
+		if sopts.TLSConfig != nil {
+			mopts.TLSAddr, mopts.TLSConfig = cfg.MQTTTLSListen, sopts.TLSConfig
+		}
+		if msrv, err = mqtt.Start(mopts); err != nil {
+			srv.Close()
+			if ksrv != nil {
+				ksrv.Close()
+			}
+			eng.Close()
+			return err
+		}
+	}
 	closeListeners := func() error {
 		err := srv.Close()
 		if ksrv != nil {
 			err = errors.Join(ksrv.Close(), err)
+		}
+		if msrv != nil {
+			err = errors.Join(msrv.Close(), err)
 		}
 		return err
 	}
@@ -448,8 +480,11 @@ func run(args []string) error {
 	if ksrv != nil {
 		health.kafka.Store(ksrv)
 	}
+	if msrv != nil {
+		health.mqtt.Store(msrv)
+	}
 	health.setServer(srv, eng)
-	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
+	log.Info("sluiced ready", "version", buildinfo.Version(), "listen", srv.Addr().String(), "kafka", cfg.KafkaListen, "mqtt", cfg.MQTTListen, "data", cfg.Data, "metrics", cfg.Metrics, "http", cfg.HTTPListen)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -458,7 +493,7 @@ func run(args []string) error {
 			log.Info("shutting down", "signal", s.String())
 			break
 		}
-		reload(cfg, logOut, srv, ksrv, httpAPI, log)
+		reload(cfg, logOut, srv, ksrv, msrv, httpAPI, log)
 	}
 	health.stopping.Store(true) // /readyz: not ready while draining
 	if httpAPI != nil {
@@ -597,7 +632,7 @@ func readLines(path string) ([]string, error) {
 // server, the Kafka listener (ksrv) and the HTTP face (httpAPI; each nil when off; connections
 // authenticate and are authorized with the new settings from their next request on). A failure is
 // logged and changes nothing: SIGHUP never stops the broker.
-func reload(cfg config, logOut *logFile, srv *server.Server, ksrv *kafka.Server, httpAPI *httpAPIServer, log *slog.Logger) {
+func reload(cfg config, logOut *logFile, srv *server.Server, ksrv *kafka.Server, msrv *mqtt.Server, httpAPI *httpAPIServer, log *slog.Logger) {
 	if err := logOut.reopen(); err != nil {
 		log.Error("SIGHUP: log file not reopened", "err", err)
 	}
@@ -618,6 +653,12 @@ func reload(cfg config, logOut *logFile, srv *server.Server, ksrv *kafka.Server,
 		// The same mode check as the server's, against the same start-up settings: it passes too.
 		if err := ksrv.SetAuth(tokens, acl); err != nil {
 			log.Error("SIGHUP: tokens and ACLs not reloaded for the Kafka listener", "err", err)
+		}
+	}
+	if msrv != nil {
+		// The same mode check as the server's, against the same start-up settings: it passes too.
+		if err := msrv.SetAuth(tokens, acl); err != nil {
+			log.Error("SIGHUP: tokens and ACLs not reloaded for the MQTT listener", "err", err)
 		}
 	}
 	if httpAPI != nil {

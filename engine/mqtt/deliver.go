@@ -1,0 +1,577 @@
+package mqtt
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/wire"
+)
+
+// Outbound delivery. Each engine subscription is read record by record (as engine.Local does):
+// a delivery (a run of whole batches, a view of the log's mapping) is held while its records go
+// out, so a connection holds at most one delivery (at most deliverBytes, or one batch) per engine
+// subscription. A record goes out as a PUBLISH at the lower of the subscription's QoS and the one
+// it was published with (a record from another face, with no mqtt.qos header, at the
+// subscription's). QoS 1 and 2 deliveries take a packet id from the connection's window (the
+// lower of Options.MaxInflight and the client's receive maximum); a full window, or more than
+// Options.MaxOutboundBytes unsent, pauses delivery until acknowledgements or the socket drain.
+//
+// A group member (persistent session, shared subscription) commits, per partition, the offset of
+// its oldest unacknowledged record (or, with none, the offset after the last delivered): a
+// resumed session, or a partition's next member, starts there and sends again what was not
+// acknowledged (with DUP set when this broker remembers sending it).
+
+const (
+	// deliverBytes caps one delivery read from a subscription.
+	deliverBytes = 64 << 10
+	// deliverCredit is the credit a subscription starts with and is topped up by: the window and
+	// the outbound bound pace delivery, not credit.
+	deliverCredit = 1 << 30
+)
+
+// engSub is one engine subscription of an MQTT subscription.
+type engSub struct {
+	c     *conn
+	ms    *mqttSub
+	id    uint32
+	name  string // Sluice topic or pattern
+	group string // consumer group, "" for a plain subscription
+	s     *engine.Subscription
+	// waiting: the topic does not exist; the ticker's retry opens it when it does.
+	waiting bool
+
+	held   engine.Delivery
+	has    bool
+	rest   []byte
+	iter   bool
+	hasRec bool // rec is read and not yet sent
+	it     wire.RecordIter
+	rec    wire.Record
+
+	parts map[*engine.Partition]*partState // group members: commit state by partition
+}
+
+// partState is a group member's acknowledgement state for one partition.
+type partState struct {
+	inflight  []int64 // offsets sent at QoS 1 or 2 and not acknowledged, in the order sent
+	next      int64   // the offset after the last record delivered
+	committed int64   // the last offset committed; -1 before any
+	dirty     bool
+}
+
+func (ps *partState) commitPoint() int64 {
+	if len(ps.inflight) > 0 {
+		return ps.inflight[0]
+	}
+	return ps.next
+}
+
+// outMsg is a QoS 1 or 2 delivery awaiting its acknowledgement.
+type outMsg struct {
+	es     *engSub           // nil for a retained message or a PUBREL resent on resume
+	part   *engine.Partition // nil for a retained message
+	offset int64
+	qos    byte
+	state  byte // packets.Publish: awaiting PUBACK or PUBREC; packets.Pubrel: awaiting PUBCOMP
+}
+
+// outbound is a connection's delivery state. Loop-owned.
+type outbound struct {
+	c        *conn
+	inflight map[uint16]*outMsg
+	nextID   uint16
+	retained []*retainedMsg // retained messages to send after a SUBACK, with their subscription
+	retSub   []*mqttSub
+	dirty    []*engSub // group members with commits to make
+	props    packets.Properties
+}
+
+func (o *outbound) init(c *conn) {
+	o.c = c
+	o.inflight = map[uint16]*outMsg{}
+}
+
+// room reports whether another delivery may be written now; qos > 0 also needs the window.
+func (o *outbound) room(qos byte) bool {
+	c := o.c
+	if c.t.OutboundBuffered()+c.wb.Len() > c.srv.opts.MaxOutboundBytes {
+		c.waitsTick.Store(true) // the ticker looks again
+		return false
+	}
+	return qos == 0 || len(o.inflight) < c.window
+}
+
+// newID picks a free packet id.
+func (o *outbound) newID() uint16 {
+	for {
+		o.nextID++
+		if o.nextID == 0 {
+			o.nextID = 1
+		}
+		if _, used := o.inflight[o.nextID]; !used {
+			return o.nextID
+		}
+	}
+}
+
+// retry is the ticker's look: open subscriptions whose topic now exists.
+func (o *outbound) retry() {
+	c := o.c
+	for _, es := range c.bySub {
+		if es.waiting {
+			if err := es.open(true); err != nil {
+				c.srv.log.Warn("mqtt: opening a subscription", "client", c.clientID, "topic", es.name, "err", err)
+			}
+			if es.waiting {
+				c.waitsTick.Store(true)
+			}
+		}
+	}
+}
+
+// deliver writes what the subscriptions have, within the window and the outbound bound.
+func (o *outbound) deliver() {
+	c := o.c
+	if !c.connected.Load() || c.dead || c.closed {
+		return
+	}
+	for len(o.retained) > 0 && o.room(min(o.retained[0].qos, o.retSub[0].spec.QoS)) {
+		o.sendRetained(o.retained[0], o.retSub[0])
+		o.retained[0], o.retSub[0] = nil, nil
+		o.retained, o.retSub = o.retained[1:], o.retSub[1:]
+	}
+	for _, es := range c.bySub {
+		if es.s == nil {
+			continue
+		}
+		for !c.dead {
+			rec, part, err := es.next()
+			if err != nil {
+				es.failed(err)
+				break
+			}
+			if rec == nil || !o.send(es, part, rec) {
+				break
+			}
+		}
+	}
+	o.commit()
+}
+
+// next returns the subscription's next record and its partition, nil when it has none now.
+func (es *engSub) next() (*wire.Record, *engine.Partition, error) {
+	if es.hasRec {
+		return &es.rec, es.held.Partition, nil
+	}
+	for {
+		if es.iter {
+			if es.it.Next(&es.rec) {
+				if es.rec.Offset < es.held.From() {
+					continue // delivered before: its batch began before the position
+				}
+				es.hasRec = true
+				return &es.rec, es.held.Partition, nil
+			}
+			es.iter = false
+			if err := es.it.Err(); err != nil {
+				es.c.srv.log.Error("mqtt: reading a batch", "topic", es.held.Partition.Topic().Name(), "err", err)
+				es.rest = nil
+			}
+		}
+		if len(es.rest) == 0 {
+			es.release()
+			d, ok, err := es.s.Next(deliverBytes)
+			if err != nil || !ok {
+				return nil, nil, err
+			}
+			es.s.AddCredit(uint32(len(d.Batches())))
+			es.held, es.has, es.rest = d, true, d.Batches()
+			continue
+		}
+		h, err := es.it.Reset(es.rest)
+		if err != nil {
+			es.c.srv.log.Error("mqtt: reading a batch", "topic", es.held.Partition.Topic().Name(), "err", err)
+			es.rest = nil
+			continue
+		}
+		es.rest = es.rest[h.Size():]
+		if h.LastOffset() < es.held.From() {
+			continue
+		}
+		es.iter = true
+	}
+}
+
+func (es *engSub) release() {
+	if es.has {
+		es.held.Release()
+		es.has, es.rest, es.iter, es.hasRec = false, nil, false, false
+	}
+}
+
+// failed ends an engine subscription whose Next failed: a deleted topic waits to be created again.
+func (es *engSub) failed(err error) {
+	es.c.srv.log.Debug("mqtt: subscription ended", "client", es.c.clientID, "topic", es.name, "err", err)
+	es.release()
+	es.s.Close()
+	es.s = nil
+	if !engine.IsPattern(es.name) {
+		es.waiting = true
+		es.c.waitsTick.Store(true)
+	}
+}
+
+// close ends the engine subscription, committing what a group member has acknowledged.
+func (es *engSub) close() {
+	es.release()
+	if es.s != nil {
+		es.c.out.commitSub(es, true)
+		es.s.Close()
+		es.s = nil
+	}
+	es.waiting = false
+	for id, m := range es.c.out.inflight {
+		if m.es == es {
+			m.es = nil // its acknowledgement no longer commits
+			_ = id
+		}
+	}
+	delete(es.c.bySub, es.id)
+}
+
+// applyAssignment applies a group's new assignment (or a pattern's new topics); the partitions
+// taken away are committed (which hands them to their next member) and forgotten.
+func (es *engSub) applyAssignment() {
+	if es.s == nil {
+		return
+	}
+	a, err := es.s.ApplyAssignment()
+	if err != nil || !es.s.Grouped() {
+		return
+	}
+	kept := map[int32]int64{}
+	for _, p := range a.Partitions {
+		kept[p.Partition] = p.Offset
+	}
+	if es.has {
+		if _, ok := kept[es.held.Partition.ID()]; !ok {
+			es.release() // its records are the next member's now
+		}
+	}
+	e := es.c.srv.e
+	for p, ps := range es.parts {
+		if _, ok := kept[p.ID()]; ok {
+			continue
+		}
+		e.CommitTopicOffset(p.Topic(), es.group, p.ID(), ps.commitPoint(), func(error) {})
+		delete(es.parts, p)
+	}
+	t := es.s.Topic()
+	for id, off := range kept {
+		p := t.Partition(id)
+		if p == nil {
+			continue
+		}
+		if es.parts == nil {
+			es.parts = map[*engine.Partition]*partState{}
+		}
+		if _, ok := es.parts[p]; !ok {
+			ps := &partState{next: off, committed: e.CommittedOffset(es.group, t.Name(), id)}
+			es.parts[p] = ps
+			if ps.committed < 0 {
+				ps.dirty = true // a first position: commit it, so a resumed session starts here
+				es.c.out.markDirty(es)
+			}
+		}
+	}
+}
+
+func (o *outbound) markDirty(es *engSub) {
+	if !slices_contains(o.dirty, es) {
+		o.dirty = append(o.dirty, es)
+	}
+}
+
+func slices_contains(s []*engSub, es *engSub) bool {
+	for _, x := range s {
+		if x == es {
+			return true
+		}
+	}
+	return false
+}
+
+// commit makes the commits the turn's deliveries and acknowledgements call for.
+func (o *outbound) commit() {
+	for _, es := range o.dirty {
+		o.commitSub(es, false)
+	}
+	clear(o.dirty)
+	o.dirty = o.dirty[:0]
+}
+
+// commitSub commits each dirty partition of es (every partition, all).
+func (o *outbound) commitSub(es *engSub, all bool) {
+	if es.group == "" || es.s == nil {
+		return
+	}
+	for p, ps := range es.parts {
+		if !ps.dirty && !all {
+			continue
+		}
+		ps.dirty = false
+		pt := ps.commitPoint()
+		if pt <= ps.committed {
+			continue
+		}
+		ps.committed = pt
+		group, name := es.group, p.Topic().Name()
+		log := o.c.srv.log
+		o.c.srv.e.CommitTopicOffset(p.Topic(), group, p.ID(), pt, func(err error) {
+			if err != nil {
+				log.Debug("mqtt: commit", "group", group, "topic", name, "err", err)
+			}
+		})
+	}
+}
+
+// send writes rec as a PUBLISH for es, or reports false when it must wait (the record stays next).
+func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bool {
+	c := o.c
+	ms := es.ms
+	qos := ms.spec.QoS
+	if v, ok := rec.Header(HeaderQoS); ok && len(v) == 1 && v[0] >= '0' && v[0] < '0'+qos {
+		qos = v[0] - '0'
+	}
+	if !o.room(qos) {
+		return false
+	}
+	es.hasRec = false
+	topic := recordTopic(rec, part.Topic().Name())
+	skip := ms.mapping.wildFirst && strings.HasPrefix(topic, "$")
+	if ms.spec.NoLocal {
+		if v, ok := rec.Header(HeaderClientID); ok && string(v) == c.clientID {
+			skip = true
+		}
+	}
+	ps := es.part(part)
+	if ps != nil {
+		ps.next = rec.Offset + 1
+		ps.dirty = true
+		o.markDirty(es)
+	}
+	if skip {
+		return true
+	}
+	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, TopicName: topic, Payload: rec.Value}
+	if ms.spec.RetainAsPublished {
+		if v, ok := rec.Header(HeaderRetain); ok && bytes.Equal(v, one) {
+			pk.FixedHeader.Retain = true
+		}
+	}
+	if c.version == 5 {
+		if !o.recordProps(pk, rec, ms) {
+			return true // expired in the meantime
+		}
+	}
+	if qos > 0 {
+		pk.PacketID = o.newID()
+		key := sentKey{group: es.group, topic: part.Topic().Name(), part: part.ID()}
+		if c.sess.persistent {
+			if up, ok := c.sess.sent[key]; ok && rec.Offset <= up {
+				pk.FixedHeader.Dup = true
+			}
+			c.sess.sent[key] = max(c.sess.sent[key], rec.Offset)
+		}
+		o.inflight[pk.PacketID] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
+		if ps != nil {
+			ps.inflight = append(ps.inflight, rec.Offset)
+		}
+	}
+	o.writePublish(pk)
+	return true
+}
+
+// writePublish writes pk unless it exceeds the client's maximum packet size (MQTT 5: the server
+// discards such a message as if delivered).
+func (o *outbound) writePublish(pk *packets.Packet) {
+	c := o.c
+	start := c.wb.Len()
+	c.write(pk)
+	if c.wb.Len()-start > c.maxOut {
+		c.wb.Truncate(start)
+		c.srv.stats.DroppedTooLarge.Add(1)
+		if pk.FixedHeader.Qos > 0 {
+			o.acked(pk.PacketID, packets.Puback+pk.FixedHeader.Qos-1) // settle it as the client would
+		}
+		return
+	}
+	c.srv.stats.PublishedOut.Add(1)
+	c.srv.stats.PublishedOutBytes.Add(uint64(len(pk.Payload)))
+}
+
+// part returns es's commit state of p, nil for a plain subscription.
+func (es *engSub) part(p *engine.Partition) *partState {
+	if es.group == "" {
+		return nil
+	}
+	ps := es.parts[p]
+	if ps == nil {
+		if es.parts == nil {
+			es.parts = map[*engine.Partition]*partState{}
+		}
+		ps = &partState{committed: es.c.srv.e.CommittedOffset(es.group, p.Topic().Name(), p.ID())}
+		es.parts[p] = ps
+	}
+	return ps
+}
+
+// recordTopic is the MQTT topic a record goes out under: its mqtt.topic header when that maps onto
+// the topic the record is in, else the topic's name mapped back.
+func recordTopic(rec *wire.Record, name string) string {
+	if v, ok := rec.Header(HeaderTopic); ok {
+		if n, err := SluiceTopic(string(v)); err == nil && n == name {
+			return string(v)
+		}
+	}
+	return MQTTTopic(name)
+}
+
+// recordProps sets an MQTT 5 PUBLISH's properties from the record's headers; false when the
+// record's message expiry has passed.
+func (o *outbound) recordProps(pk *packets.Packet, rec *wire.Record, ms *mqttSub) bool {
+	p := &pk.Properties
+	ok := true
+	rec.Headers(func(k, v []byte) bool {
+		switch string(k) {
+		case HeaderTopic, HeaderQoS, HeaderRetain, HeaderClientID, wire.HeaderDeliverAt, wire.HeaderPriority:
+		case HeaderContentType:
+			p.ContentType = string(v)
+		case HeaderResponseTopic:
+			p.ResponseTopic = string(v)
+		case HeaderCorrelation:
+			p.CorrelationData = v
+		case HeaderPayloadFormat:
+			p.PayloadFormat, p.PayloadFormatFlag = 1, true
+		case wire.HeaderTTL:
+			ttl, err := strconv.ParseInt(string(v), 10, 64)
+			if err == nil && ttl > 0 {
+				left := rec.Timestamp + ttl - time.Now().UnixMilli()
+				if left <= 0 {
+					ok = false
+					return false
+				}
+				p.MessageExpiryInterval = uint32((left + 999) / 1000)
+			}
+		default:
+			p.User = append(p.User, packets.UserProperty{Key: string(k), Val: string(v)})
+		}
+		return true
+	})
+	if ms.spec.ID > 0 {
+		p.SubscriptionIdentifier = []int{ms.spec.ID}
+	}
+	return ok
+}
+
+// acked applies a PUBACK, PUBREC or PUBCOMP from the client.
+func (o *outbound) acked(id uint16, kind byte) {
+	c := o.c
+	m := o.inflight[id]
+	switch {
+	case m == nil:
+		if kind == packets.Pubrec {
+			c.ack(packets.Pubrel, id, packets.ErrPacketIdentifierNotFound.Code)
+		}
+		return
+	case kind == packets.Puback && m.qos == 1, kind == packets.Pubcomp && m.state == packets.Pubrel:
+		delete(o.inflight, id)
+		delete(c.sess.relOut, id)
+		if kind == packets.Puback {
+			o.settle(m)
+		}
+	case kind == packets.Pubrec && m.qos == 2 && m.state == packets.Publish:
+		m.state = packets.Pubrel
+		o.settle(m) // the client has it: it will not be sent again, only released
+		c.sess.relOut[id] = struct{}{}
+		c.ack(packets.Pubrel, id, 0)
+	default:
+		c.protocolError(packets.ErrProtocolViolation.Code, errUnexpectedAck)
+	}
+}
+
+// settle removes a delivered record from its partition's unacknowledged offsets.
+func (o *outbound) settle(m *outMsg) {
+	if m.es == nil || m.part == nil {
+		return
+	}
+	ps := m.es.parts[m.part]
+	if ps == nil {
+		return
+	}
+	for i, off := range ps.inflight {
+		if off == m.offset {
+			ps.inflight = append(ps.inflight[:i], ps.inflight[i+1:]...)
+			break
+		}
+	}
+	ps.dirty = true
+	o.markDirty(m.es)
+}
+
+// resendReleases sends again the PUBRELs a resumed session had not had completed.
+func (o *outbound) resendReleases() {
+	for id := range o.c.sess.relOut {
+		o.inflight[id] = &outMsg{qos: 2, state: packets.Pubrel}
+		o.c.ack(packets.Pubrel, id, 0)
+	}
+}
+
+// close ends every subscription (committing what was acknowledged) when the connection closes.
+func (o *outbound) close() {
+	for _, es := range o.c.bySub {
+		es.close()
+	}
+	o.retained, o.retSub = nil, nil
+	o.inflight = map[uint16]*outMsg{}
+}
+
+// queueRetained queues the retained messages ms's filter matches and its principal may read.
+func (o *outbound) queueRetained(ms *mqttSub) {
+	c := o.c
+	for _, m := range c.srv.retained.matching(ms.filter, c.srv.acl(), c.principal) {
+		o.retained = append(o.retained, m)
+		o.retSub = append(o.retSub, ms)
+	}
+}
+
+// sendRetained writes a retained message for a new subscription, with the retain flag set.
+func (o *outbound) sendRetained(m *retainedMsg, ms *mqttSub) {
+	c := o.c
+	qos := min(m.qos, ms.spec.QoS)
+	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: true},
+		TopicName: m.topic, Payload: m.payload}
+	if c.version == 5 {
+		pk.Properties = m.props.Copy(true)
+		if m.expires > 0 {
+			left := time.Until(time.UnixMilli(m.expires))
+			if left <= 0 {
+				return
+			}
+			pk.Properties.MessageExpiryInterval = uint32((left + time.Second - 1) / time.Second)
+		}
+		if ms.spec.ID > 0 {
+			pk.Properties.SubscriptionIdentifier = []int{ms.spec.ID}
+		}
+	}
+	if qos > 0 {
+		pk.PacketID = o.newID()
+		o.inflight[pk.PacketID] = &outMsg{qos: qos, state: packets.Publish}
+	}
+	o.writePublish(pk)
+}

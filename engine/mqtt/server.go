@@ -1,0 +1,263 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/internal/gnetlog"
+)
+
+// Server is a running MQTT listener.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	opts Options
+	e    *engine.Engine
+	log  *slog.Logger
+	addr net.Addr
+	ge   gnet.Engine
+
+	booted chan struct{}
+	done   chan error
+
+	connMu sync.Mutex         // guards conns
+	conns  map[*conn]struct{} // open connections, TCP and TLS
+
+	tlsLn   net.Listener
+	tlsDone chan struct{}
+
+	// auth is the authenticator and ACL in force (SetAuth replaces them on SIGHUP).
+	auth atomic.Pointer[authState]
+
+	sessions *sessionTable
+	retained *retainedStore
+
+	stats    Stats
+	stopping atomic.Bool
+	closeOne sync.Once
+	closeErr error
+}
+
+// authState is one consistent pair of authenticator and ACL, immutable once stored.
+type authState struct {
+	authn *auth.Authenticator
+	acl   auth.ACL
+}
+
+func (s *Server) acl() auth.ACL              { return s.auth.Load().acl }
+func (s *Server) authn() *auth.Authenticator { return s.auth.Load().authn }
+
+// Start listens and serves until Close. It returns once the listener is up. It loads the retained
+// messages and persistent sessions stored under the engine's data directory (DATA/mqtt).
+func Start(opts Options) (*Server, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
+		conns: map[*conn]struct{}{}}
+	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
+	var err error
+	if s.retained, err = openRetained(stateDir(opts.Engine), s.log); err != nil {
+		return nil, err
+	}
+	if s.sessions, err = openSessions(s, stateDir(opts.Engine)); err != nil {
+		return nil, err
+	}
+	go func() {
+		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(opts.Loops),
+			gnet.WithTicker(true),
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReadBufferCap(64<<10),
+			gnet.WithWriteBufferCap(64<<10),
+			gnet.WithLogger(gnetlog.Logger{L: s.log}),
+		)
+	}()
+	select {
+	case <-s.booted:
+	case err := <-s.done:
+		return nil, fmt.Errorf("mqtt: listen %s: %w", opts.Addr, err)
+	}
+	if opts.TLSConfig != nil {
+		ln, err := tls.Listen("tcp", opts.TLSAddr, opts.TLSConfig)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("mqtt: listen tls %s: %w", opts.TLSAddr, err)
+		}
+		s.tlsLn, s.tlsDone = ln, make(chan struct{})
+		s.log.Info("mqtt listening for TLS", "addr", ln.Addr().String())
+		go s.serveTLS(ln)
+	}
+	return s, nil
+}
+
+// Addr is the address the listener is bound to.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// TLSAddr is the TLS listener's address, or nil without TLS.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
+// Stats returns the listener's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Close stops the listener: new connections are refused, open ones closed (their wills are not
+// published: the broker, not the client, went away), then the loops stop. It does not close the
+// engine. A second call waits for the first.
+func (s *Server) Close() error {
+	s.closeOne.Do(func() { s.closeErr = s.shutdown() })
+	return s.closeErr
+}
+
+func (s *Server) shutdown() error {
+	s.stopping.Store(true)
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
+		<-s.tlsDone
+	}
+	s.connMu.Lock()
+	for c := range s.conns {
+		if tc, ok := c.t.(*tlsConn); ok {
+			tc.Close()
+		}
+	}
+	s.connMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.ge.Stop(ctx)
+	if rerr := <-s.done; err == nil {
+		err = rerr
+	}
+	s.sessions.close()
+	return err
+}
+
+// OnBoot records the engine handle and the bound address.
+func (s *Server) OnBoot(ge gnet.Engine) gnet.Action {
+	s.ge = ge
+	s.addr = resolveAddr(ge, s.opts.Addr)
+	s.log.Info("mqtt listening", "addr", s.addr.String(), "loops", s.opts.Loops)
+	close(s.booted)
+	return gnet.None
+}
+
+// resolveAddr asks the listener socket for its address, so that port 0 reports the real port.
+func resolveAddr(ge gnet.Engine, fallback string) net.Addr {
+	if fd, err := ge.Dup(); err == nil {
+		defer unix.Close(fd)
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+			case *unix.SockaddrInet6:
+				return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+			}
+		}
+	}
+	host, port, _ := net.SplitHostPort(fallback)
+	p, _ := strconv.Atoi(port)
+	return &net.TCPAddr{IP: net.ParseIP(host), Port: p}
+}
+
+// admit counts a new connection in, or reports that it must be refused.
+func (s *Server) admit(c *conn) bool {
+	s.stats.Accepted.Add(1)
+	if s.stopping.Load() {
+		return false
+	}
+	if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
+		s.stats.Connections.Add(-1)
+		s.stats.Refused.Add(1)
+		return false
+	}
+	s.connMu.Lock()
+	s.conns[c] = struct{}{}
+	s.connMu.Unlock()
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.stats.Connections.Add(-1)
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+}
+
+// OnOpen sets up the connection's state; a connection past MaxConnections or arriving while the
+// listener stops is closed at once, before CONNECT (there is nothing to answer yet).
+func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	c := newConn(s, gc)
+	if !s.admit(c) {
+		return nil, gnet.Close
+	}
+	gc.SetContext(c)
+	return nil, gnet.None
+}
+
+// OnClose tears the connection's state down.
+func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	if c, ok := gc.Context().(*conn); ok {
+		s.forget(c)
+		c.close()
+	}
+	return gnet.None
+}
+
+// OnTraffic serves every whole packet buffered and whatever other goroutines finished.
+func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	return c.onTraffic()
+}
+
+// tickInterval paces keep-alive and connect-timeout checks, the resumption of deliveries paused on
+// a full outbound buffer, and the look for topics that exact subscriptions wait for.
+const tickInterval = 100 * time.Millisecond
+
+// OnTick closes connections past their keep-alive (1.5 times it, MQTT 3.1.2.10) or that have not
+// sent CONNECT within ConnectTimeout, and wakes the others that wait for something the ticker
+// paces. Delayed wills and expired sessions are handled by the session table.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	connectLimit := s.opts.ConnectTimeout.Nanoseconds()
+	s.connMu.Lock()
+	for c := range s.conns {
+		last := c.lastRecv.Load()
+		ka := c.keepAlive.Load()
+		switch {
+		case !c.connected.Load() && now-c.opened > connectLimit:
+			if c.closing.CompareAndSwap(false, true) {
+				s.log.Debug("mqtt: closing connection: no CONNECT in time", "remote", c.remote)
+				_ = c.t.Close()
+			}
+		case ka > 0 && now-last > ka+ka/2:
+			c.signal(flagKeepAlive)
+		case c.waitsTick.Load():
+			c.signal(flagRetry)
+		}
+	}
+	s.connMu.Unlock()
+	s.sessions.tick(time.Now())
+	return tickInterval, gnet.None
+}
