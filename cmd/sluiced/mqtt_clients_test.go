@@ -496,7 +496,10 @@ func dialV5(ctx context.Context, addr string, cp *paho.Connect, onPublish func(p
 }
 
 func (d *v5Device) publish(ctx context.Context, topic string, payload []byte) error {
-	_, err := d.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+	pr, err := d.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+	if err != nil && pr != nil {
+		return fmt.Errorf("PUBACK reason %#x: %w", pr.ReasonCode, err)
+	}
 	return err
 }
 
@@ -556,8 +559,9 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 	data := t.TempDir()
 	b, addr := startMQTTBroker(t, data, "--auto-create")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	start := time.Now()
 	var acked atomic.Int64
 	ackedAttempt := make([][]int, devices) // [device][message]: the acknowledged attempt; device's goroutine only until wg.Wait
 	attempts := make([]int, devices)       // PUBLISHes sent per device
@@ -576,10 +580,12 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 					dev.close()
 				}
 			}()
-			attempt := 0
+			attempt, connects := 0, 0
+			var lastErr error
 			for seq := 0; seq < perDevice; {
 				if ctx.Err() != nil {
-					errs <- fmt.Errorf("device %s: %d of %d messages acknowledged when time ran out", id, seq, perDevice)
+					errs <- fmt.Errorf("device %s: %d of %d messages acknowledged when time ran out (%d connections, %d publishes; last error %v)",
+						id, seq, perDevice, connects, attempt, lastErr)
 					return
 				}
 				if dev == nil {
@@ -598,13 +604,18 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 						}
 					}
 					if err != nil { // the broker is down: try again
+						lastErr = err
 						time.Sleep(50 * time.Millisecond)
 						continue
 					}
+					connects++
 				}
 				attempt++
 				attempts[d]++
 				if err := dev.publish(ctx, topic, []byte(devicePayload(d, seq, attempt))); err != nil {
+					if lastErr == nil || ctx.Err() == nil {
+						lastErr = err
+					}
 					dev.close()
 					dev = nil
 					continue // resend seq as a new attempt
@@ -624,7 +635,7 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		b.kill()
-		t.Logf("kill %d: SIGKILL with %d of %d messages acknowledged", k, acked.Load(), total)
+		t.Logf("kill %d: SIGKILL with %d of %d messages acknowledged after %v", k, acked.Load(), total, time.Since(start))
 		restartMQTT(t, b, addr)
 	}
 	wg.Wait()
@@ -639,7 +650,7 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 	for _, n := range attempts {
 		sent += n
 	}
-	t.Logf("%d messages acknowledged, %d PUBLISHes sent", acked.Load(), sent)
+	t.Logf("%d messages acknowledged, %d PUBLISHes sent, in %v", acked.Load(), sent, time.Since(start))
 
 	c := dialBroker(t, b)
 	topics := make([]string, devices)
