@@ -31,7 +31,9 @@ import (
 // mosquitto_pub and mosquitto_sub (Debian mosquitto-clients, libmosquitto), Eclipse Paho's Go
 // client for MQTT 3.1.1 (github.com/eclipse/paho.mqtt.golang) and for MQTT 5
 // (github.com/eclipse/paho.golang). .ci/run installs mosquitto-clients; a missing tool fails the
-// test with what to install, it is never skipped. SLUICE_SOAK=1 runs the device test longer.
+// test with what to install, it is never skipped. SLUICE_SOAK=1 runs the device test longer. Each
+// test runs its own broker and they run in parallel: most of their time is waiting on processes
+// and round trips.
 
 // startMQTTBroker starts sluiced with its MQTT listener on a free loopback port and returns the
 // broker and that address. A restart (b.start) keeps the address: it is in b.args.
@@ -237,13 +239,13 @@ func (s *mosqSub) wait(t *testing.T) {
 // its first publish creates it (--auto-create), and mosquitto_pub disconnects right after its last
 // message, which must not lose a QoS 0 message still waiting for its topic.
 func TestMosquittoQoSAndWildcards(t *testing.T) {
+	t.Parallel()
 	_, addr := startMQTTBroker(t, t.TempDir(), "--auto-create")
 	for _, qos := range []int{1, 2, 0} {
 		q := strconv.Itoa(qos)
 		root := "q" + q
-		match := []string{root + "/sensors/a/temp", root + "/sensors/b/temp", root + "/plant", root + "/plant/line1",
-			root + "/plant/line1/oven/zone2"}
-		miss := []string{root + "/sensors/a/humidity", root + "/sensors/a/b/temp", root + "/other/x", root + "/plants"}
+		match := []string{root + "/sensors/a/temp", root + "/sensors/b/temp", root + "/plant", root + "/plant/line1/oven/zone2"}
+		miss := []string{root + "/sensors/a/b/temp", root + "/plants"} // '+' is one level; "plant/#" is not a prefix match
 		s := startMosqSub(t, addr, "-q", q, "-t", root+"/sensors/+/temp", "-t", root+"/plant/#", "-C", strconv.Itoa(20*len(match)+1))
 		if granted := s.waitSubacked(t); granted != q+", "+q {
 			t.Fatalf("QoS %d: SUBACK granted %q, want %s for both filters", qos, granted, q)
@@ -296,6 +298,7 @@ func TestMosquittoQoSAndWildcards(t *testing.T) {
 // retained publish (mosquitto_pub -r -n) clears the topic's retained message, and so does
 // `mosquitto_sub --remove-retained`; what is retained survives a broker restart.
 func TestMosquittoRetained(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	b, addr := startMQTTBroker(t, data, "--auto-create")
 	mosqPub(t, addr, "", "-q", "1", "-r", "-t", "home/lamp", "-m", "on")
@@ -383,6 +386,7 @@ func TestMosquittoRetained(t *testing.T) {
 // are delivered when it reconnects, in order, and the one it acknowledged is not; the same across a
 // broker restart (SIGTERM, start on the same data directory).
 func TestMosquittoPersistentSession(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	b, addr := startMQTTBroker(t, data, "--auto-create")
 	// An exact filter: a persistent session's wildcard subscription does not keep what is published
@@ -551,6 +555,7 @@ func readAll(t *testing.T, c *client.Client, topics []string, pattern string) []
 // there twice, every record carries its MQTT topic, and every message has one acknowledged attempt.
 // SLUICE_SOAK=1 (make soak): 300 devices, 60,000 messages, three kills.
 func TestPahoDevicesSurviveCrash(t *testing.T) {
+	t.Parallel()
 	devices, perDevice, kills := 100, 100, 1
 	if os.Getenv("SLUICE_SOAK") == "1" {
 		devices, perDevice, kills = 300, 200, 3
@@ -698,6 +703,7 @@ const (
 // Each subscriber gets a share, together they get every message, and no message twice: no member
 // leaves while the messages flow.
 func TestPahoSharedSubscription(t *testing.T) {
+	t.Parallel()
 	const members, devices, perDevice = 3, 30, 100
 	b, addr := startMQTTBroker(t, t.TempDir())
 	c := dialBroker(t, b)
@@ -812,6 +818,7 @@ func waitGroupMembers(t *testing.T, c *client.Client, group string, n int) {
 // records with the same values and mqtt.* headers; a record produced with the Go client reaches an
 // MQTT subscriber (mosquitto_sub) under the MQTT topic mapped back from the Sluice name.
 func TestMQTTCrossProtocol(t *testing.T) {
+	t.Parallel()
 	kcat := needTool(t, "kcat", "kcat")
 	mqttAddr, kafka := freePort(t), freePort(t)
 	b := startBroker(t, t.TempDir(), "--mqtt-listen", mqttAddr, "--kafka-listen", kafka)
@@ -890,6 +897,7 @@ func TestMQTTCrossProtocol(t *testing.T) {
 // in the SUBACK (0x80 in 3.1.1, 0x87 Not Authorized in 5), a QoS 1 publish to it with PUBACK 0x87
 // (5), and nothing reaches the denied topic; the allowed topic works.
 func TestMQTTAuth(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cli := filepath.Join(dir, "sluice")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -1007,6 +1015,7 @@ func expectClosed(t *testing.T, name string, nc net.Conn) {
 // malformed remaining length and protocol violations each close their own connection, while a
 // paho.golang client on the same broker keeps publishing and receiving through them.
 func TestMQTTBadInputClosesOnlyThatConnection(t *testing.T) {
+	t.Parallel()
 	_, addr := startMQTTBroker(t, t.TempDir(), "--auto-create")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
