@@ -83,21 +83,27 @@ type conn struct {
 	waitsTick atomic.Bool
 	// closing is set once by whoever closes the connection from another goroutine.
 	closing atomic.Bool
+	// gone is set when the connection has closed, before it lets its session go: a session claim
+	// finishing later must not make it the holder (sessionTable.claim).
+	gone atomic.Bool
 
 	// parked: work for the packet at the head of the input runs off the loop (authentication, topic
 	// creation, a retained or session write); no packet is read until it finishes. retry is a
 	// PUBLISH to serve again once it has (its body copied).
 	parked bool
 	retry  *parkedPublish
+	// parkDone is closed when the off-loop work of a park has returned (nil when not parked), and
+	// parkPub is the PUBLISH parked, if any: a connection closing while parked hands them over.
+	parkDone chan struct{}
+	parkPub  *parkedPublish
 
-	will        *packets.Packet // CONNECT's will, nil without one or after a normal DISCONNECT
-	willDelay   time.Duration
-	cleanExit   bool // a DISCONNECT 0x00 (or 0x04 with will) arrived
-	maxOut      int  // the client's maximum packet size (MQTT 5), or maxMQTTPacket
-	window      int  // how many QoS 1 and 2 deliveries may be unacknowledged
-	aliases     map[uint16]string
-	maxAliases  uint16
-	noLocalSeen bool
+	will       *packets.Packet // CONNECT's will, nil without one or after a normal DISCONNECT
+	willDelay  time.Duration
+	cleanExit  bool // a DISCONNECT 0x00 (or 0x04 with will) arrived
+	maxOut     int  // the client's maximum packet size (MQTT 5), or maxMQTTPacket
+	window     int  // how many QoS 1 and 2 deliveries may be unacknowledged
+	aliases    map[uint16]string
+	maxAliases uint16
 
 	// Inbound QoS 1 and 2 acknowledgements, in arrival order (MQTT 4.6 orders them).
 	acks []ackWait
@@ -107,15 +113,25 @@ type conn struct {
 
 	// Subscriptions. subs holds the MQTT subscriptions by filter as given; bySub the engine
 	// subscriptions (several per filter: "a/#" is two) by their engine ID.
-	subs      map[string]*mqttSub
-	bySub     map[uint32]*engSub
-	nextSubID uint32
-	out       outbound
+	subs map[string]*mqttSub
+	// subsChanged: the SUBSCRIBE or UNSUBSCRIBE being served changed the session's subscriptions
+	// (afterSessionWrite stores them).
+	subsChanged bool
+	bySub       map[uint32]*engSub
+	nextSubID   uint32
+	out         outbound
 
 	bb    *wire.BatchBuilder // builds each inbound PUBLISH's one-record batch; reused
 	hdrs  []wire.Header      // the record's headers; reused
 	names map[string]string  // MQTT topic -> Sluice name, bounded by maxNameCache
-	wb    bytes.Buffer       // packets gathered during a turn, written with one write at its end
+	// mqttNames maps Sluice names back (deliveries of records without a usable mqtt.topic),
+	// bounded by maxNameCache; scratch holds a mapped name being compared (recordTopic).
+	mqttNames map[string]string
+	scratch   [maxTopicName + 3]byte
+	clientIDb []byte         // clientID's bytes, for the records' mqtt.client-id header
+	idBuf     [8]byte        // a packet id in decimal, for the records' mqtt.packet-id header
+	wb        bytes.Buffer   // packets gathered during a turn, written with one write at its end
+	pk        packets.Packet // the PUBLISH or acknowledgement being served; reused (handle)
 
 	inbox    *ring.MPSC[event]
 	overflow atomic.Bool
@@ -132,7 +148,7 @@ const maxNameCache = 1024
 
 func newConn(s *Server, t transport) *conn {
 	c := &conn{srv: s, t: t, watched: map[*engine.Partition]struct{}{}, subs: map[string]*mqttSub{},
-		bySub: map[uint32]*engSub{}, names: map[string]string{}, bb: wire.NewBatchBuilder(1024), maxOut: maxMQTTPacket}
+		bySub: map[uint32]*engSub{}, names: map[string]string{}, mqttNames: map[string]string{}, bb: wire.NewBatchBuilder(1024), maxOut: maxMQTTPacket}
 	if a := t.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}
@@ -323,17 +339,27 @@ func (c *conn) protocolError(code byte, err error) {
 func (c *conn) handle(hdr byte, body []byte) {
 	typ := hdr >> 4
 	c.srv.stats.packetIn(typ)
+	var pk *packets.Packet
+	var err error
 	if typ != packets.Publish && typ != packets.Puback && typ != packets.Pubrec && typ != packets.Pubcomp && typ != packets.Pubrel {
 		// What the codec hands back of these (strings, filters, will) may be kept: decode a copy.
-		body = bytes.Clone(body)
+		pk, err = decodePacket(hdr, bytes.Clone(body), c.version)
+	} else {
+		// The hot path: into the connection's packet, whose views of body nothing keeps (a
+		// PUBLISH that must wait is copied: park).
+		pk = &c.pk
+		err = decodePacketInto(pk, hdr, body, c.version)
 	}
-	pk, err := decodePacket(hdr, body, c.version)
 	if err != nil {
 		c.protocolError(packets.ErrMalformedPacket.Code, err)
 		return
 	}
 	if c.version == 0 && typ != packets.Connect {
 		c.protocolError(packets.ErrProtocolViolationRequireFirstConnect.Code, errors.New("first packet is not CONNECT"))
+		return
+	}
+	if typ != packets.Connect && !c.connected.Load() {
+		c.protocolError(packets.ErrProtocolViolation.Code, errors.New("a packet before CONNACK"))
 		return
 	}
 	switch typ {
@@ -345,12 +371,8 @@ func (c *conn) handle(hdr byte, body []byte) {
 		c.onConnect(pk)
 	case packets.Publish:
 		c.servePublish(pk, nil)
-	case packets.Puback:
-		c.out.acked(pk.PacketID, packets.Puback)
-	case packets.Pubrec:
-		c.out.acked(pk.PacketID, packets.Pubrec)
-	case packets.Pubcomp:
-		c.out.acked(pk.PacketID, packets.Pubcomp)
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		c.out.acked(pk.PacketID, typ, pk.ReasonCode)
 	case packets.Pubrel:
 		c.onPubrel(pk)
 	case packets.Subscribe:
@@ -369,6 +391,7 @@ func (c *conn) handle(hdr byte, body []byte) {
 // write encodes pk (for the connection's protocol version) into the turn's output.
 func (c *conn) write(pk *packets.Packet) {
 	pk.ProtocolVersion = c.version
+	pk.Mods.AllowResponseInfo = true // else the codec leaves out Response Topic and Correlation Data
 	var err error
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
@@ -450,9 +473,12 @@ func (c *conn) close() {
 		return
 	}
 	c.closed = true
+	c.gone.Store(true)
 	for p := range c.watched {
 		p.Unwatch(c)
 	}
+	c.srv.stats.Subscriptions.Add(-int64(len(c.subs)))
+	c.settleBuffered()
 	c.out.close()
 	c.inbox.Close()
 	c.acks = nil
@@ -462,8 +488,94 @@ func (c *conn) close() {
 		if c.srv.stopping.Load() {
 			will = nil // the broker went away, not the client
 		}
+		if c.parkDone != nil || c.retry != nil {
+			c.handOff(will)
+			return
+		}
 		c.srv.sessions.release(c, c.sess, will, c.willDelay)
+	} else if c.clientID != "" {
+		c.srv.sessions.abandon(c, c.clientID) // closed while its claim was under way
 	}
+}
+
+// settleBuffered applies the acknowledgements (PUBACK, PUBREC, PUBCOMP) left unread in the input
+// buffer of a closing connection (it was parked, or they came with the packet that closed it), so
+// the subscriptions commit what the client did acknowledge before they close.
+func (c *conn) settleBuffered() {
+	if !c.connected.Load() || c.sess == nil {
+		return
+	}
+	n := c.t.InboundBuffered()
+	if n < 2 {
+		return
+	}
+	rest, _ := c.t.Peek(n)
+	for len(rest) > 0 {
+		hdr, body, size, err := readFrame(rest, c.srv.opts.MaxPacketSize)
+		if size == 0 || err != nil {
+			return
+		}
+		rest = rest[size:]
+		switch typ := hdr >> 4; typ {
+		case packets.Puback, packets.Pubrec, packets.Pubcomp:
+			if pk, err := decodePacket(hdr, body, c.version); err == nil {
+				c.out.acked(pk.PacketID, typ, pk.ReasonCode)
+			}
+		}
+	}
+}
+
+// handOff finishes, on a goroutine, what a connection closing while parked had read: the parked
+// PUBLISH once its work is done, then the packets left in the input buffer (gnet drops them with
+// the connection): each PUBLISH stored as publishInternal stores a will, a normal DISCONNECT
+// dropping the will. Then the session is let go. Without it a client that sends PUBLISH and
+// DISCONNECT and closes at once (mosquitto_pub) would lose the PUBLISH to a new topic, and have its
+// will published.
+func (c *conn) handOff(will *packets.Packet) {
+	var rest []byte
+	if n := c.t.InboundBuffered(); n > 0 {
+		b, _ := c.t.Peek(n)
+		rest = bytes.Clone(b)
+	}
+	srv, sess, id, principal, version, delay := c.srv, c.sess, c.clientID, c.principal, c.version, c.willDelay
+	done, parked := c.parkDone, c.parkPub
+	if parked == nil {
+		parked = c.retry
+	}
+	go func() {
+		if done != nil {
+			<-done
+		}
+		if parked != nil && parked.err == nil {
+			pk := *parked.pk
+			pk.FixedHeader.Retain = pk.FixedHeader.Retain && !parked.retained // stored already
+			if err := srv.publishInternal(id, principal, &pk); err != nil {
+				srv.log.Debug("mqtt: a publish read before the close not stored", "client", id, "err", err)
+			}
+		}
+		for len(rest) > 0 {
+			hdr, body, n, err := readFrame(rest, srv.opts.MaxPacketSize)
+			if n == 0 || err != nil {
+				break
+			}
+			rest = rest[n:]
+			pk, err := decodePacket(hdr, body, version)
+			if err != nil {
+				break
+			}
+			switch pk.FixedHeader.Type {
+			case packets.Publish:
+				if err := srv.publishInternal(id, principal, pk); err != nil {
+					srv.log.Debug("mqtt: a publish read before the close not stored", "client", id, "err", err)
+				}
+			case packets.Disconnect:
+				if pk.ReasonCode != packets.CodeDisconnectWillMessage.Code {
+					will = nil
+				}
+			}
+		}
+		srv.sessions.release(c, sess, will, delay)
+	}()
 }
 
 // watch registers the connection for p's synced offset, once.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -40,8 +41,10 @@ type engSub struct {
 	ms    *mqttSub
 	id    uint32
 	name  string // Sluice topic or pattern
-	group string // consumer group, "" for a plain subscription
+	group string // the consumer group its commits go to, "" for a plain subscription
 	s     *engine.Subscription
+	// resumed: opened for a resumed session (a wildcard one reads from the start, see open).
+	resumed bool
 	// waiting: the topic does not exist; the ticker's retry opens it when it does.
 	waiting bool
 
@@ -88,7 +91,6 @@ type outbound struct {
 	retained []*retainedMsg // retained messages to send after a SUBACK, with their subscription
 	retSub   []*mqttSub
 	dirty    []*engSub // group members with commits to make
-	props    packets.Properties
 }
 
 func (o *outbound) init(c *conn) {
@@ -203,6 +205,9 @@ func (es *engSub) next() (*wire.Record, *engine.Partition, error) {
 		if h.LastOffset() < es.held.From() {
 			continue
 		}
+		if ps := es.part(es.held.Partition); ps != nil && h.LastOffset() < ps.committed {
+			continue // delivered and acknowledged before (a resumed wildcard subscription)
+		}
 		es.iter = true
 	}
 }
@@ -226,19 +231,22 @@ func (es *engSub) failed(err error) {
 	}
 }
 
-// close ends the engine subscription, committing what a group member has acknowledged.
-func (es *engSub) close() {
+// close ends the engine subscription. commit: a group member commits what was acknowledged first
+// (not when its group is about to be deleted: a commit landing after the delete would bring the
+// group's offsets back).
+func (es *engSub) close(commit bool) {
 	es.release()
 	if es.s != nil {
-		es.c.out.commitSub(es, true)
+		if commit {
+			es.c.out.commitSub(es, true)
+		}
 		es.s.Close()
 		es.s = nil
 	}
 	es.waiting = false
-	for id, m := range es.c.out.inflight {
+	for _, m := range es.c.out.inflight {
 		if m.es == es {
 			m.es = nil // its acknowledgement no longer commits
-			_ = id
 		}
 	}
 	delete(es.c.bySub, es.id)
@@ -352,7 +360,7 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 		return false
 	}
 	es.hasRec = false
-	topic := recordTopic(rec, part.Topic().Name())
+	topic := c.recordTopic(rec, part.Topic().Name()) // may be a view of the record: used only in this call
 	skip := ms.mapping.wildFirst && strings.HasPrefix(topic, "$")
 	if ms.spec.NoLocal {
 		if v, ok := rec.Header(HeaderClientID); ok && string(v) == c.clientID {
@@ -360,6 +368,9 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 		}
 	}
 	ps := es.part(part)
+	if ps != nil && rec.Offset < ps.committed {
+		return true // delivered and acknowledged before (a resumed wildcard subscription)
+	}
 	if ps != nil {
 		ps.next = rec.Offset + 1
 		ps.dirty = true
@@ -368,33 +379,84 @@ func (o *outbound) send(es *engSub, part *engine.Partition, rec *wire.Record) bo
 	if skip {
 		return true
 	}
-	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, TopicName: topic, Payload: rec.Value}
+	retain := false
 	if ms.spec.RetainAsPublished {
 		if v, ok := rec.Header(HeaderRetain); ok && bytes.Equal(v, one) {
-			pk.FixedHeader.Retain = true
+			retain = true
 		}
 	}
+	var pk *packets.Packet
 	if c.version == 5 {
+		pk = &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: retain}, TopicName: topic, Payload: rec.Value}
 		if !o.recordProps(pk, rec, ms) {
 			return true // expired in the meantime
 		}
 	}
+	var id uint16
+	dup := false
 	if qos > 0 {
-		pk.PacketID = o.newID()
+		id = o.newID()
 		key := sentKey{group: es.group, topic: part.Topic().Name(), part: part.ID()}
 		if c.sess.persistent {
 			if up, ok := c.sess.sent[key]; ok && rec.Offset <= up {
-				pk.FixedHeader.Dup = true
+				dup = true
 			}
 			c.sess.sent[key] = max(c.sess.sent[key], rec.Offset)
 		}
-		o.inflight[pk.PacketID] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
+		o.inflight[id] = &outMsg{es: es, part: part, offset: rec.Offset, qos: qos, state: packets.Publish}
 		if ps != nil {
 			ps.inflight = append(ps.inflight, rec.Offset)
 		}
 	}
-	o.writePublish(pk)
+	if pk != nil {
+		pk.PacketID, pk.FixedHeader.Dup = id, dup
+		o.writePublish(pk)
+		return true
+	}
+	o.writePublish4(topic, rec.Value, qos, dup, retain, id)
 	return true
+}
+
+// writePublish4 writes an MQTT 3.1.1 PUBLISH (no properties) straight into the turn's output,
+// without the codec's packet and buffers: the delivery path of 3.1.1 clients allocates nothing
+// here. The layout is MQTT 3.3: header byte, remaining length, topic (u16 length, bytes), packet
+// id (QoS 1 and 2), payload.
+func (o *outbound) writePublish4(topic string, payload []byte, qos byte, dup, retain bool, id uint16) {
+	c := o.c
+	rem := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		rem += 2
+	}
+	h := byte(packets.Publish<<4) | qos<<1
+	if dup {
+		h |= 0x08
+	}
+	if retain {
+		h |= 0x01
+	}
+	wb := &c.wb
+	wb.WriteByte(h)
+	for n := rem; ; {
+		b := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			wb.WriteByte(b | 0x80)
+			continue
+		}
+		wb.WriteByte(b)
+		break
+	}
+	wb.WriteByte(byte(len(topic) >> 8))
+	wb.WriteByte(byte(len(topic)))
+	wb.WriteString(topic)
+	if qos > 0 {
+		wb.WriteByte(byte(id >> 8))
+		wb.WriteByte(byte(id))
+	}
+	wb.Write(payload)
+	st := &c.srv.stats
+	st.packetOut(packets.Publish)
+	st.PublishedOut.Add(1)
+	st.PublishedOutBytes.Add(uint64(len(payload)))
 }
 
 // writePublish writes pk unless it exceeds the client's maximum packet size (MQTT 5: the server
@@ -406,8 +468,9 @@ func (o *outbound) writePublish(pk *packets.Packet) {
 	if c.wb.Len()-start > c.maxOut {
 		c.wb.Truncate(start)
 		c.srv.stats.DroppedTooLarge.Add(1)
-		if pk.FixedHeader.Qos > 0 {
-			o.acked(pk.PacketID, packets.Puback+pk.FixedHeader.Qos-1) // settle it as the client would
+		if m := o.inflight[pk.PacketID]; pk.FixedHeader.Qos > 0 && m != nil {
+			delete(o.inflight, pk.PacketID) // settled as if delivered (MQTT 5 3.1.2.25)
+			o.settle(m)
 		}
 		return
 	}
@@ -432,14 +495,24 @@ func (es *engSub) part(p *engine.Partition) *partState {
 }
 
 // recordTopic is the MQTT topic a record goes out under: its mqtt.topic header when that maps onto
-// the topic the record is in, else the topic's name mapped back.
-func recordTopic(rec *wire.Record, name string) string {
-	if v, ok := rec.Header(HeaderTopic); ok {
-		if n, err := SluiceTopic(string(v)); err == nil && n == name {
-			return string(v)
+// the topic the record is in (the string is then a view of the record, valid while it is), else
+// the topic's name mapped back (cached per connection).
+func (c *conn) recordTopic(rec *wire.Record, name string) string {
+	if v, ok := rec.Header(HeaderTopic); ok && len(v) > 0 {
+		t := unsafe.String(&v[0], len(v))
+		if n, err := appendSluiceTopic(c.scratch[:0], t); err == nil && string(n) == name {
+			return t
 		}
 	}
-	return MQTTTopic(name)
+	if t, ok := c.mqttNames[name]; ok {
+		return t
+	}
+	t := MQTTTopic(name)
+	if len(c.mqttNames) >= maxNameCache {
+		clear(c.mqttNames)
+	}
+	c.mqttNames[name] = t // name is the topic's own string, not a view
+	return t
 }
 
 // recordProps sets an MQTT 5 PUBLISH's properties from the record's headers; false when the
@@ -479,13 +552,14 @@ func (o *outbound) recordProps(pk *packets.Packet, rec *wire.Record, ms *mqttSub
 	return ok
 }
 
-// acked applies a PUBACK, PUBREC or PUBCOMP from the client.
-func (o *outbound) acked(id uint16, kind byte) {
+// acked applies a PUBACK, PUBREC or PUBCOMP from the client, with its reason code (MQTT 5; 0
+// before): a PUBREC with a failure code ends the exchange there.
+func (o *outbound) acked(id uint16, kind, code byte) {
 	c := o.c
 	m := o.inflight[id]
 	switch {
 	case m == nil:
-		if kind == packets.Pubrec {
+		if kind == packets.Pubrec && code < 0x80 {
 			c.ack(packets.Pubrel, id, packets.ErrPacketIdentifierNotFound.Code)
 		}
 		return
@@ -496,10 +570,16 @@ func (o *outbound) acked(id uint16, kind byte) {
 			o.settle(m)
 		}
 	case kind == packets.Pubrec && m.qos == 2 && m.state == packets.Publish:
+		o.settle(m) // the client has it (or refused it): it will not be sent again
+		if code >= 0x80 {
+			delete(o.inflight, id)
+			return
+		}
 		m.state = packets.Pubrel
-		o.settle(m) // the client has it: it will not be sent again, only released
 		c.sess.relOut[id] = struct{}{}
 		c.ack(packets.Pubrel, id, 0)
+	case kind == packets.Pubrec && m.state == packets.Pubrel:
+		c.ack(packets.Pubrel, id, 0) // a PUBREC again: release again
 	default:
 		c.protocolError(packets.ErrProtocolViolation.Code, errUnexpectedAck)
 	}
@@ -535,7 +615,7 @@ func (o *outbound) resendReleases() {
 // close ends every subscription (committing what was acknowledged) when the connection closes.
 func (o *outbound) close() {
 	for _, es := range o.c.bySub {
-		es.close()
+		es.close(true)
 	}
 	o.retained, o.retSub = nil, nil
 	o.inflight = map[uint16]*outMsg{}

@@ -143,12 +143,19 @@ func TestPersistentSession(t *testing.T) {
 		t.Fatalf("after restart got %q, want 3", m.Payload)
 	}
 	dev.none(t, 200*time.Millisecond)
-	// A clean start drops the session: nothing stored is delivered.
+	// A clean start drops the session: a persistent connection after it finds none.
 	_ = dev.Disconnect(&paho.Disconnect{})
-	dev, ca, err = b.dial("dev", nil)
+	clean, ca, err := b.dial("dev", nil)
 	if err != nil || ca.SessionPresent {
 		t.Fatalf("clean start: %v, session present %v", err, ca != nil && ca.SessionPresent)
 	}
+	_ = clean.Disconnect(&paho.Disconnect{})
+	b.mustDial("pub2", nil).pub(t, "p/x", 1, "4") // pub's connection went with the restart
+	dev, ca, err = b.dial("dev", persistent)
+	if err != nil || ca.SessionPresent {
+		t.Fatalf("after the clean start: %v, session present %v", err, ca != nil && ca.SessionPresent)
+	}
+	dev.none(t, 300*time.Millisecond)
 }
 
 // TestWill: a connection that drops without DISCONNECT has its will published; one that
@@ -260,3 +267,46 @@ func waitClosed(t *testing.T, nc net.Conn) []byte {
 }
 
 var _ = context.Background
+
+// TestPersistentWildcardSession: a persistent session's wildcard subscription gets, on resume,
+// what was published while it was away, to topics that existed and to topics created meanwhile,
+// across a restart too, and nothing it had acknowledged.
+func TestPersistentWildcardSession(t *testing.T) {
+	b := startBroker(t, func(o *engineOptions) { o.DefaultPartitions = 2 }, nil)
+	expiry := uint32(3600)
+	persistent := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
+	pub := b.mustDial("pub", nil)
+	pub.pub(t, "pw/old", 1, "history") // before the subscription: never delivered
+	dev := b.mustDial("dev", persistent)
+	dev.sub(t, "pw/+", 1)
+	pub.pub(t, "pw/old", 1, "live")
+	if m := dev.next(t); string(m.Payload) != "live" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	_ = dev.Disconnect(&paho.Disconnect{})
+	pub.pub(t, "pw/old", 1, "away1")
+	pub.pub(t, "pw/new", 1, "away2") // a topic created while away
+	expect := func(want ...string) {
+		t.Helper()
+		got := map[string]bool{}
+		for range want {
+			got[string(dev.next(t).Payload)] = true
+		}
+		for _, w := range want {
+			if !got[w] {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+		}
+		dev.none(t, 300*time.Millisecond)
+	}
+	dev = b.mustDial("dev", persistent)
+	expect("away1", "away2")
+	_ = dev.Disconnect(&paho.Disconnect{})
+	pub.pub(t, "pw/new", 1, "away3")
+	b.restart()
+	dev = b.mustDial("dev", persistent)
+	expect("away3")
+}

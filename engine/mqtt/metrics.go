@@ -42,6 +42,8 @@ type Stats struct {
 	PublishRefused   counter // inbound PUBLISHes not stored (denied, invalid topic, storage error)
 	SubscribeRefused counter // subscriptions refused (SUBACK failure code)
 	DroppedTooLarge  counter // deliveries dropped for exceeding the client's maximum packet size
+	// DuplicatesDropped counts DUP PUBLISHes found stored already (acknowledged, not stored again).
+	DuplicatesDropped counter
 	// PublishedIn / PublishedInBytes count the PUBLISHes stored and their payload bytes;
 	// PublishedOut / PublishedOutBytes the PUBLISHes delivered and theirs.
 	PublishedIn       counter
@@ -95,6 +97,7 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	count("sluice_mqtt_publish_refused_total", "Inbound MQTT PUBLISHes not stored.", st.PublishRefused.Load())
 	count("sluice_mqtt_subscribe_refused_total", "MQTT subscriptions refused.", st.SubscribeRefused.Load())
 	count("sluice_mqtt_dropped_too_large_total", "MQTT deliveries dropped for exceeding the client's maximum packet size.", st.DroppedTooLarge.Load())
+	count("sluice_mqtt_duplicates_dropped_total", "MQTT PUBLISHes resent (DUP) and found stored already.", st.DuplicatesDropped.Load())
 	count("sluice_mqtt_published_in_total", "MQTT PUBLISHes stored.", st.PublishedIn.Load())
 	count("sluice_mqtt_published_in_bytes_total", "Payload bytes of the MQTT PUBLISHes stored.", st.PublishedInBytes.Load())
 	count("sluice_mqtt_published_out_total", "MQTT PUBLISHes delivered.", st.PublishedOut.Load())

@@ -13,6 +13,9 @@ import (
 	"github.com/sluicemq/sluice/engine/server/servertest"
 )
 
+// engineOptions names engine.Options where a test sets the engine up.
+type engineOptions = engine.Options
+
 // testBroker is an engine and an MQTT listener on a loopback port, over one data directory.
 type testBroker struct {
 	t    *testing.T

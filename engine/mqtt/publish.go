@@ -7,9 +7,11 @@ import (
 	"hash/fnv"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -22,12 +24,18 @@ import (
 //	mqtt.qos               "0", "1" or "2"
 //	mqtt.retain            "1" when published retained
 //	mqtt.client-id         the publishing client (for MQTT 5's No Local)
+//	mqtt.packet-id         the PUBLISH's packet id, at QoS 1 and 2 (to recognize a resend: below)
 //	mqtt.content-type      MQTT 5 Content Type
 //	mqtt.response-topic    MQTT 5 Response Topic
 //	mqtt.correlation-data  MQTT 5 Correlation Data
 //	mqtt.payload-format    "1" for MQTT 5 Payload Format Indicator 1 (UTF-8)
 //	sluice-ttl             MQTT 5 Message Expiry Interval, in milliseconds (the engine's TTL)
 //	<key>                  each MQTT 5 User Property, as its own header
+//
+// A QoS 1 or 2 PUBLISH marked DUP (a resend, typically after a reconnect or a broker restart) is
+// looked up among the last dedupeWindow records of its partition: when the latest record of the
+// same client with the same packet id has the same payload, it is acknowledged and not stored again,
+// so a message the broker stored but could not acknowledge before it went down is stored once.
 //
 // A topic that does not exist is created off the loop when the engine auto-creates topics (under
 // ACLs the principal needs the admin right on it, as for a native produce); the packet waits,
@@ -40,6 +48,7 @@ const (
 	HeaderQoS           = "mqtt.qos"
 	HeaderRetain        = "mqtt.retain"
 	HeaderClientID      = "mqtt.client-id"
+	HeaderPacketID      = "mqtt.packet-id"
 	HeaderContentType   = "mqtt.content-type"
 	HeaderResponseTopic = "mqtt.response-topic"
 	HeaderCorrelation   = "mqtt.correlation-data"
@@ -51,6 +60,7 @@ var (
 	hQoS         = []byte(HeaderQoS)
 	hRetain      = []byte(HeaderRetain)
 	hClientID    = []byte(HeaderClientID)
+	hPacketID    = []byte(HeaderPacketID)
 	hContentType = []byte(HeaderContentType)
 	hResponse    = []byte(HeaderResponseTopic)
 	hCorrelation = []byte(HeaderCorrelation)
@@ -61,15 +71,17 @@ var (
 )
 
 // parkedPublish is a PUBLISH waiting for off-loop work (topic creation, the retained store): its
-// packet decoded from a copy of its body, and what is done already.
+// packet copied out of the input buffer, and what is done already.
 type parkedPublish struct {
 	pk       *packets.Packet
-	created  bool // the topic was created (or found): append now
-	retained bool // the retained store has it
+	created  bool  // the topic was created (or found): append now
+	retained bool  // the retained store has it
+	err      error // the work's outcome; written by the work's goroutine before parkDone closes
 }
 
-// park runs work off the loop for the PUBLISH pk and serves it again when it is done. body is the
-// packet's body as read; it is copied, and pk decoded again from the copy.
+// park runs work off the loop for the PUBLISH pk and serves it again when it is done: then records
+// what the work did. pk may hold views of the input buffer: it is copied (r, when the PUBLISH was
+// parked before, holds a copy already).
 func (c *conn) park(pk *packets.Packet, r *parkedPublish, work func() error, then func(r *parkedPublish)) {
 	if r == nil {
 		cp := *pk
@@ -78,17 +90,35 @@ func (c *conn) park(pk *packets.Packet, r *parkedPublish, work func() error, the
 		cp.Properties = pk.Properties.Copy(true)
 		r = &parkedPublish{pk: &cp}
 	}
-	c.parked = true
+	c.parkPub = r
+	c.parkOff(func() error {
+		r.err = work()
+		if r.err == nil {
+			then(r)
+		}
+		return r.err
+	}, func(c *conn, err error) {
+		c.parkPub = nil
+		if err != nil {
+			c.publishFailed(r.pk, err)
+			return
+		}
+		c.retry = r
+	})
+}
+
+// parkOff runs work on a goroutine, the connection parked meanwhile (no packet read), then done on
+// the loop with work's error. parkDone is closed when work has returned, for a connection that
+// closes meanwhile (handOff).
+func (c *conn) parkOff(work func() error, done func(c *conn, err error)) {
+	ch := make(chan struct{})
+	c.parked, c.parkDone = true, ch
 	go func() {
 		err := work()
+		close(ch)
 		c.complete(func(c *conn) {
-			c.parked = false
-			if err != nil {
-				c.publishFailed(r.pk, err)
-				return
-			}
-			then(r)
-			c.retry = r
+			c.parked, c.parkDone = false, nil
+			done(c, err)
 		})
 	}()
 }
@@ -191,6 +221,13 @@ func (c *conn) servePublish(pk *packets.Packet, r *parkedPublish) {
 		return
 	}
 	p := t.Partition(int32(c.partitionHash() % uint32(t.Partitions())))
+	if pk.FixedHeader.Dup && pk.FixedHeader.Qos > 0 {
+		if off, ok := c.storedBefore(p, pk); ok {
+			c.srv.stats.DuplicatesDropped.Add(1)
+			c.ackStored(pk, t, p, off)
+			return
+		}
+	}
 	batch, err := c.buildRecord(pk, topic)
 	if err != nil {
 		c.publishFailed(pk, err)
@@ -203,6 +240,12 @@ func (c *conn) servePublish(pk *packets.Packet, r *parkedPublish) {
 	}
 	c.srv.stats.PublishedIn.Add(1)
 	c.srv.stats.PublishedInBytes.Add(uint64(len(pk.Payload)))
+	c.ackStored(pk, t, p, last)
+}
+
+// ackStored queues the acknowledgement of a QoS 1 or 2 PUBLISH stored at offset last of p: at
+// once, or once synced under an fsync floor.
+func (c *conn) ackStored(pk *packets.Packet, t *engine.Topic, p *engine.Partition, last int64) {
 	if pk.FixedHeader.Qos == 0 {
 		return
 	}
@@ -219,6 +262,59 @@ func (c *conn) servePublish(pk *packets.Packet, r *parkedPublish) {
 		}
 	}
 	c.queueAck(a)
+}
+
+// dedupeWindow is how many of a partition's last records a DUP PUBLISH is looked up among.
+const dedupeWindow = 4096
+
+// storedBefore looks for the record a DUP PUBLISH resends among p's last dedupeWindow records: the
+// latest one from this client with its packet id, if its payload is the same. It returns that
+// record's offset. Pages not in memory end the look (the PUBLISH is then stored again).
+func (c *conn) storedBefore(p *engine.Partition, pk *packets.Packet) (int64, bool) {
+	id := strconv.AppendUint(c.idBuf[:0], uint64(pk.PacketID), 10)
+	cid := c.clientIDb
+	if cid == nil {
+		cid = []byte(c.clientID)
+	}
+	r := p.NewReader(c)
+	defer r.Close()
+	end := p.NextOffset()
+	found, same := int64(-1), false
+	var it wire.RecordIter
+	var rec wire.Record
+	for off := max(p.StartOffset(), end-dedupeWindow); off < end; {
+		d, err := r.Read(off, 256<<10)
+		if err != nil || len(d.Batches()) == 0 {
+			d.Release()
+			break
+		}
+		next := off
+		for rest := d.Batches(); len(rest) > 0; {
+			h, err := it.Reset(rest)
+			if err != nil {
+				break
+			}
+			rest = rest[h.Size():]
+			for it.Next(&rec) {
+				next = rec.Offset + 1
+				if rec.Offset < off {
+					continue
+				}
+				if v, ok := rec.Header(HeaderClientID); !ok || !bytes.Equal(v, cid) {
+					continue
+				}
+				if v, ok := rec.Header(HeaderPacketID); ok && bytes.Equal(v, id) {
+					found, same = rec.Offset, bytes.Equal(rec.Value, pk.Payload)
+				}
+			}
+		}
+		d.Release()
+		if next <= off {
+			break
+		}
+		off = next
+	}
+	return found, found >= 0 && same
 }
 
 // queueAck queues an acknowledgement behind those waiting for an fsync (MQTT orders them), or
@@ -272,11 +368,20 @@ func (c *conn) partitionHash() uint32 {
 // buildRecord builds the one-record batch of an inbound PUBLISH (see the table above).
 func (c *conn) buildRecord(pk *packets.Packet, topic string) ([]byte, error) {
 	h := c.hdrs[:0]
-	h = append(h, wire.Header{Key: hTopic, Value: []byte(topic)}, wire.Header{Key: hQoS, Value: qosValues[pk.FixedHeader.Qos]})
+	// The topic's bytes are read, not kept: Append copies them into the batch. A view, not a copy,
+	// so that a QoS 0 publish allocates nothing here.
+	tb := unsafe.Slice(unsafe.StringData(topic), len(topic))
+	h = append(h, wire.Header{Key: hTopic, Value: tb}, wire.Header{Key: hQoS, Value: qosValues[pk.FixedHeader.Qos]})
 	if pk.FixedHeader.Retain {
 		h = append(h, wire.Header{Key: hRetain, Value: one})
 	}
-	h = append(h, wire.Header{Key: hClientID, Value: []byte(c.clientID)})
+	if c.clientIDb == nil {
+		c.clientIDb = []byte(c.clientID)
+	}
+	h = append(h, wire.Header{Key: hClientID, Value: c.clientIDb})
+	if pk.FixedHeader.Qos > 0 {
+		h = append(h, wire.Header{Key: hPacketID, Value: strconv.AppendUint(c.idBuf[:0], uint64(pk.PacketID), 10)})
+	}
 	if c.version == 5 {
 		h = appendProps(h, &pk.Properties)
 	}
@@ -309,8 +414,9 @@ func appendProps(h []wire.Header, p *packets.Properties) []wire.Header {
 	return h
 }
 
-// publishInternal appends a message the broker publishes on a client's behalf (a will): it runs
-// off any loop, creating the topic when the engine auto-creates topics.
+// publishInternal appends a message the broker publishes on a client's behalf (a will, or a
+// PUBLISH its connection had read when it closed: handOff): it runs off any loop, creating the
+// topic when the engine auto-creates topics.
 func (s *Server) publishInternal(clientID, principal string, pk *packets.Packet) error {
 	name, err := SluiceTopic(pk.TopicName)
 	if err != nil {

@@ -71,15 +71,25 @@ func readFrame(b []byte, maxPacket int) (hdr byte, body []byte, n int, err error
 // version (3, 4 or 5; 0 before CONNECT, which carries it). The packet's byte slices (payload, will
 // payload, password, ...) are views into body. The codec's own errors (packets.Code) are wrapped
 // in ErrMalformed; a panic in it (an index past the body's end) is one too.
-func decodePacket(hdr byte, body []byte, version byte) (pk *packets.Packet, err error) {
-	pk = &packets.Packet{ProtocolVersion: version}
+func decodePacket(hdr byte, body []byte, version byte) (*packets.Packet, error) {
+	pk := &packets.Packet{}
+	if err := decodePacketInto(pk, hdr, body, version); err != nil {
+		return nil, err
+	}
+	return pk, nil
+}
+
+// decodePacketInto is decodePacket into a packet the caller owns (it is reset first): the
+// connection decodes every PUBLISH and acknowledgement into one it reuses.
+func decodePacketInto(pk *packets.Packet, hdr byte, body []byte, version byte) (err error) {
+	*pk = packets.Packet{ProtocolVersion: version}
 	if err := pk.FixedHeader.Decode(hdr); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	pk.FixedHeader.Remaining = len(body)
 	defer func() {
 		if r := recover(); r != nil {
-			pk, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
+			err = fmt.Errorf("%w: %v", ErrMalformed, r)
 		}
 	}()
 	switch pk.FixedHeader.Type {
@@ -109,7 +119,7 @@ func decodePacket(hdr byte, body []byte, version byte) (pk *packets.Packet, err 
 		err = fmt.Errorf("packet type %d from a client", pk.FixedHeader.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return pk, nil
+	return nil
 }

@@ -181,6 +181,10 @@ func (st *sessionTable) remove(id string) {
 func (st *sessionTable) claim(c *conn, id string, clean, persistent bool, expiry time.Duration,
 	done func(c *conn, s *session, present bool, err error)) {
 	st.mu.Lock()
+	if c.gone.Load() {
+		st.mu.Unlock()
+		return // closed while waiting: nothing to hold the session for
+	}
 	s := st.m[id]
 	if s != nil && s.holder != nil {
 		old := s.holder
@@ -284,6 +288,18 @@ func (st *sessionTable) release(c *conn, s *session, will *packets.Packet, delay
 	}
 	for _, w := range waiters {
 		w()
+	}
+}
+
+// abandon lets go of the session of id if c came to hold it after all (its claim finished as it
+// closed, before CONNACK): as release, without a will.
+func (st *sessionTable) abandon(c *conn, id string) {
+	st.mu.Lock()
+	s := st.m[id]
+	held := s != nil && s.holder == c
+	st.mu.Unlock()
+	if held {
+		st.release(c, s, nil, 0)
 	}
 }
 

@@ -27,8 +27,10 @@ import (
 // A filter naming one topic that does not exist yet waits for it (the ticker looks every 100 ms)
 // and then reads it from its first record. A group over a pattern is not offered by the engine
 // yet: a shared subscription with a wildcard is refused (SUBACK 0x9E on MQTT 5, 0x80 before), and a
-// persistent session's wildcard subscription is a plain one (it does not keep what was published
-// while the client was away).
+// persistent session's wildcard subscription is a plain one that commits to its group as a member
+// would; resumed, it reads every matching topic from its first record and skips, batch by batch,
+// what the commits cover (topics without a commit were created after the subscription: all of
+// theirs is new to it).
 
 // subSpec is one MQTT subscription as a session stores it.
 type subSpec struct {
@@ -100,25 +102,22 @@ func (c *conn) onSubscribe(pk *packets.Packet) {
 	c.afterSessionWrite(func(c *conn) { c.write(ack) })
 }
 
-// afterSessionWrite runs then once the session's subscriptions are stored (a persistent session:
-// off the loop, parked meanwhile), else at once.
+// afterSessionWrite runs then once the session's subscriptions are stored (a persistent session
+// whose subscriptions changed: off the loop, parked meanwhile), else at once.
 func (c *conn) afterSessionWrite(then func(*conn)) {
-	if !c.sess.persistent {
+	changed := c.subsChanged
+	c.subsChanged = false
+	if !c.sess.persistent || !changed {
 		then(c)
 		return
 	}
 	snap := c.sess.snapshot()
-	c.parked = true
-	go func() {
-		err := c.srv.sessions.store(snap)
-		c.complete(func(c *conn) {
-			c.parked = false
-			if err != nil {
-				c.srv.log.Error("mqtt: storing a session", "client", c.clientID, "err", err)
-			}
-			then(c)
-		})
-	}()
+	c.parkOff(func() error { return c.srv.sessions.store(snap) }, func(c *conn, err error) {
+		if err != nil {
+			c.srv.log.Error("mqtt: storing a session", "client", c.clientID, "err", err)
+		}
+		then(c)
+	})
 }
 
 // subscribe opens one MQTT subscription and returns its SUBACK reason code. resumed: it is a stored
@@ -149,29 +148,39 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 			return fail(packets.ErrNotAuthorized.Code)
 		}
 	}
-	if shared {
-		for _, n := range m.names {
-			if engine.IsPattern(n) {
-				return fail(packets.ErrSharedSubscriptionsNotSupported.Code)
-			}
+	if old := c.subs[spec.Filter]; old != nil {
+		// The same filter again replaces the subscription's options but keeps its engine
+		// subscriptions, so nothing is lost or sent twice (MQTT 3.8.4): mosquitto_sub, resuming a
+		// session, subscribes again to what the session holds.
+		if old.spec != spec {
+			c.subsChanged = true
 		}
-	}
-	old := c.subs[spec.Filter]
-	if old != nil {
-		c.closeSub(old, false)
+		old.spec = spec
+		c.sess.subs[spec.Filter] = spec
+		if !resumed && !shared && spec.RetainHandling == 0 {
+			c.out.queueRetained(old)
+		}
+		return spec.QoS
 	}
 	ms := &mqttSub{spec: spec, filter: filter, share: share, mapping: m}
 	for _, n := range m.names {
-		es := &engSub{c: c, ms: ms, name: n, group: c.groupName(ms, n)}
+		es := &engSub{c: c, ms: ms, name: n, group: c.groupName(ms, n), resumed: resumed}
 		c.nextSubID++
 		es.id = c.nextSubID
-		if err := es.open(false); err != nil {
+		// A resumed session's partitions without a commit are of topics created while it was
+		// away (a subscription commits its first position at once): read them from the start.
+		if err := es.open(resumed && es.group != ""); err != nil {
 			for _, o := range ms.engs {
-				o.close()
+				o.close(true)
 			}
 			c.srv.log.Debug("mqtt: subscribe refused", "client", c.clientID, "filter", spec.Filter, "err", err)
 			if errors.Is(err, wire.CodeShuttingDown) {
 				return fail(packets.ErrServerShuttingDown.Code)
+			}
+			if shared && engine.IsPattern(n) {
+				// The engine refuses a group over a pattern (until it offers one): the same call
+				// succeeds, unchanged, once it does.
+				return fail(packets.ErrSharedSubscriptionsNotSupported.Code)
 			}
 			return fail(packets.ErrUnspecifiedError.Code)
 		}
@@ -179,9 +188,12 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 		ms.engs = append(ms.engs, es)
 	}
 	c.subs[spec.Filter] = ms
+	if !resumed {
+		c.subsChanged = true
+	}
 	c.sess.subs[spec.Filter] = spec
 	c.srv.stats.Subscriptions.Add(1)
-	if !resumed && !shared && (spec.RetainHandling == 0 || spec.RetainHandling == 1 && old == nil) {
+	if !resumed && !shared && spec.RetainHandling < 2 {
 		c.out.queueRetained(ms)
 	}
 	return spec.QoS
@@ -197,6 +209,22 @@ func (es *engSub) open(earliest bool) error {
 		c.waitsTick.Store(true)
 		return nil
 	}
+	if t := e.TopicByName(es.name); t != nil && es.group != "" {
+		// Every partition of a group's topic gets a commit before the member joins: a partition
+		// dealt to a member later (a shared group's member leaving, or handing it over after the
+		// revoke timeout) or read by a resumed session starts where the group began, not at the end
+		// of the partition when it was dealt.
+		for i := range t.Partitions() {
+			p := t.Partition(int32(i))
+			if e.CommittedOffset(es.group, es.name, p.ID()) < 0 {
+				off := p.NextOffset()
+				if earliest {
+					off = p.StartOffset()
+				}
+				e.CommitTopicOffset(t, es.group, p.ID(), off, func(error) {})
+			}
+		}
+	}
 	spec := wire.Subscribe{SubID: es.id, Topic: es.name, Partition: -1, Start: wire.StartLatest, Credit: deliverCredit, Group: es.group}
 	if earliest {
 		spec.Start = wire.StartEarliest
@@ -206,9 +234,14 @@ func (es *engSub) open(earliest bool) error {
 		MayTopic: func(t string) bool { return auth.MayTopic(c.srv.acl(), principal, auth.ActConsume, t) }}
 	s, _, err := e.SubscribeWith(spec, c, opts)
 	if err != nil && es.group != "" && es.ms.share == "" && engine.IsPattern(es.name) {
-		// No group over a pattern in this engine: a persistent session's wildcard subscription
-		// is a plain one (see the top of this file).
-		es.group, spec.Group = "", ""
+		// No group over a pattern in this engine: a persistent session's wildcard subscription is
+		// a plain one that commits to the session's group all the same, and a resumed one reads
+		// its topics from their first record, skipping what the commits say was delivered (see
+		// the top of this file).
+		spec.Group, spec.Start = "", wire.StartLatest
+		if es.resumed {
+			spec.Start = wire.StartEarliest
+		}
 		s, _, err = e.SubscribeWith(spec, c, opts)
 	}
 	if err != nil {
@@ -220,8 +253,35 @@ func (es *engSub) open(earliest bool) error {
 		}
 		return fmt.Errorf("mqtt: subscribing to %s: %w", es.name, err)
 	}
+	if es.group != "" && engine.IsPattern(es.name) && !es.resumed {
+		// As for a topic above, for every topic it matches now (after the subscribe, which starts
+		// them at their end too: a refused group leaves no offsets behind).
+		es.baselinePattern(opts.MayTopic)
+	}
 	es.s, es.waiting = s, false
 	return nil
+}
+
+// baselinePattern commits, to es's group, the end of every partition of the topics es's pattern
+// matches now and that have no commit: on resume those start there, and only topics created later
+// are read from their first record.
+func (es *engSub) baselinePattern(may func(string) bool) {
+	e := es.c.srv.e
+	for _, cfg := range e.Topics() {
+		if !engine.MatchPattern(es.name, cfg.Name) || !may(cfg.Name) {
+			continue
+		}
+		t := e.TopicByName(cfg.Name)
+		if t == nil {
+			continue
+		}
+		for i := range t.Partitions() {
+			p := t.Partition(int32(i))
+			if e.CommittedOffset(es.group, cfg.Name, p.ID()) < 0 {
+				e.CommitTopicOffset(t, es.group, p.ID(), p.NextOffset(), func(error) {})
+			}
+		}
+	}
 }
 
 func (c *conn) onUnsubscribe(pk *packets.Packet) {
@@ -250,14 +310,16 @@ func (c *conn) onUnsubscribe(pk *packets.Packet) {
 // groups (and their committed offsets) go too.
 func (c *conn) closeSub(ms *mqttSub, forget bool) {
 	for _, es := range ms.engs {
-		es.close()
-		if forget && ms.share == "" && es.group != "" {
+		drop := forget && ms.share == "" && es.group != ""
+		es.close(!drop)
+		if drop {
 			c.srv.e.DeleteGroup(es.group, func(error) {})
 		}
 	}
 	delete(c.subs, ms.spec.Filter)
 	if forget {
 		delete(c.sess.subs, ms.spec.Filter)
+		c.subsChanged = true
 	}
 	c.srv.stats.Subscriptions.Add(-1)
 }

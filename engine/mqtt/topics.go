@@ -69,26 +69,35 @@ func appendLevel(dst []byte, level string, first, last bool) []byte {
 // SluiceTopic maps an MQTT topic name onto the Sluice topic name it is stored in. It fails with
 // ErrTopicInvalid for a name that is empty, holds '+', '#' or NUL, or maps to more than 249 bytes.
 func SluiceTopic(topic string) (string, error) {
-	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
-		return "", ErrTopicInvalid
-	}
 	var buf [maxTopicName + 3]byte
-	dst := buf[:0]
+	dst, err := appendSluiceTopic(buf[:0], topic)
+	if err != nil {
+		return "", err
+	}
+	return string(dst), nil
+}
+
+// appendSluiceTopic is SluiceTopic appending to dst; it allocates nothing when dst has room for
+// maxTopicName+3 bytes.
+func appendSluiceTopic(dst []byte, topic string) ([]byte, error) {
+	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
+		return dst, ErrTopicInvalid
+	}
+	start := len(dst)
 	for i, rest := 0, topic; ; i++ {
 		level, more, found := strings.Cut(rest, "/")
 		if i > 0 {
 			dst = append(dst, '.')
 		}
 		dst = appendLevel(dst, level, i == 0, !found)
-		if len(dst) > maxTopicName {
-			return "", ErrTopicInvalid
+		if len(dst)-start > maxTopicName {
+			return dst, ErrTopicInvalid
 		}
 		if !found {
-			break
+			return dst, nil
 		}
 		rest = more
 	}
-	return string(dst), nil
 }
 
 // MQTTTopic maps a Sluice topic name back onto the MQTT topic name SluiceTopic maps to it.

@@ -1,0 +1,182 @@
+package mqtt
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/wire"
+)
+
+func withAuth(t *testing.T) func(*Options) {
+	return func(o *Options) {
+		o.Authenticator = &auth.Authenticator{Tokens: map[string]string{"secret": "alice"}}
+		var rules auth.Rules
+		for _, s := range []string{"alice:produce,consume,admin:ok.*", "alice:consume:ro.*"} {
+			r, err := auth.ParseRule(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, r)
+		}
+		o.ACL = rules
+	}
+}
+
+func creds(user, pass string) func(*paho.Connect) {
+	return func(cp *paho.Connect) {
+		cp.Username, cp.UsernameFlag = user, user != ""
+		cp.Password, cp.PasswordFlag = []byte(pass), pass != ""
+	}
+}
+
+// TestAuth: a wrong password is CONNACK 0x86 (MQTT 5) or 0x04 (3.1.1), no credentials 0x87 or
+// 0x05; a token is accepted as the password of its principal, or alone.
+func TestAuth(t *testing.T) {
+	b := startBroker(t, nil, withAuth(t))
+	for _, tc := range []struct {
+		user, pass string
+		code       byte
+	}{{"alice", "wrong", 0x86}, {"", "", 0x87}, {"bob", "secret", 0x86}} {
+		_, ca, err := b.dial("c", creds(tc.user, tc.pass))
+		if err == nil || ca == nil || ca.ReasonCode != tc.code {
+			t.Errorf("user %q pass %q: err %v, connack %+v, want %#x", tc.user, tc.pass, err, ca, tc.code)
+		}
+	}
+	b.mustDial("c1", creds("alice", "secret"))
+	b.mustDial("c2", creds("", "secret"))
+	// MQTT 3.1.1: the return codes of its CONNACK.
+	for _, tc := range []struct {
+		flags byte
+		code  byte
+	}{{0xC2, 0x04}, {0x02, 0x05}} {
+		nc := rawDial(t, b)
+		body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 4, tc.flags, 0, 30, 0x00, 0x01, 'x'}
+		if tc.flags&0x80 != 0 {
+			body = append(body, 0x00, 0x05, 'a', 'l', 'i', 'c', 'e', 0x00, 0x01, 'z')
+		}
+		_, _ = nc.Write(append([]byte{0x10, byte(len(body))}, body...))
+		got := waitClosed(t, nc)
+		if len(got) < 4 || got[0] != 0x20 || got[3] != tc.code {
+			t.Errorf("3.1.1 flags %#x: got % x, want return code %#x", tc.flags, got, tc.code)
+		}
+	}
+}
+
+// TestACL: a denied PUBLISH is PUBACK 0x87 (MQTT 5) and stores nothing; a denied subscription is
+// SUBACK 0x87; MQTT 3.1.1 closes the connection of a denied PUBLISH.
+func TestACL(t *testing.T) {
+	b := startBroker(t, nil, withAuth(t))
+	c := b.mustDial("c", creds("alice", "secret"))
+	if r := c.pub(t, "ok/x", 1, "fine"); r.ReasonCode != 0 {
+		t.Fatalf("allowed publish: %#x", r.ReasonCode)
+	}
+	r, err := c.Publish(ctx10(t), &paho.Publish{Topic: "ro/x", QoS: 1, Payload: []byte("no")})
+	if r == nil || r.ReasonCode != 0x87 {
+		t.Fatalf("denied publish: %+v %v", r, err)
+	}
+	if b.e.TopicByName("ro.x") != nil {
+		t.Fatal("a denied publish created its topic")
+	}
+	if code := c.sub(t, "secret/x", 1); code != 0x87 {
+		t.Fatalf("denied subscribe: %#x", code)
+	}
+	if code := c.sub(t, "ok/x", 1); code != 1 {
+		t.Fatalf("allowed subscribe: %#x", code)
+	}
+	// The connection is still usable.
+	c.pub(t, "ok/x", 1, "again")
+	if m := c.next(t); string(m.Payload) != "again" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// TestCrossProtocol: a record produced by another face (no mqtt headers) reaches an MQTT
+// subscriber under its mapped-back topic, its headers as MQTT 5 user properties.
+func TestCrossProtocol(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	if _, err := b.e.CreateTopic(wire.TopicConfig{Name: "native.dev_2E1", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c := b.mustDial("c", nil)
+	c.sub(t, "native/#", 1)
+	pb, err := b.e.Publisher("native.dev_2E1", 1, wire.DurabilityNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := pb.PublishRecord(ctx, nil, []byte("hello"), wire.Header{Key: []byte("origin"), Value: []byte("go")}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.next(t)
+	if m.Topic != "native/dev.1" || string(m.Payload) != "hello" || m.QoS != 1 {
+		t.Fatalf("got %s %q qos %d", m.Topic, m.Payload, m.QoS)
+	}
+	if m.Properties == nil || m.Properties.User.Get("origin") != "go" {
+		t.Fatalf("user properties %+v", m.Properties)
+	}
+}
+
+// TestACLv311ClosesOnDeniedPublish: MQTT 3.1.1 cannot refuse a PUBLISH (3.3.5): a denied one closes
+// the connection, unacknowledged, and stores nothing.
+func TestACLv311ClosesOnDeniedPublish(t *testing.T) {
+	b := startBroker(t, nil, withAuth(t))
+	nc := rawDial(t, b)
+	body := []byte{0x00, 0x04, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30, 0x00, 0x01, 'x',
+		0x00, 0x05, 'a', 'l', 'i', 'c', 'e', 0x00, 0x06, 's', 'e', 'c', 'r', 'e', 't'}
+	_, _ = nc.Write(append([]byte{0x10, byte(len(body))}, body...))
+	ack := make([]byte, 4)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := readFull(nc, ack); err != nil || ack[3] != 0 {
+		t.Fatalf("CONNACK % x %v", ack, err)
+	}
+	_, _ = nc.Write([]byte{0x32, 0x09, 0x00, 0x04, 'r', 'o', '/', 'x', 0x00, 0x01, 'n'}) // QoS 1, id 1
+	if got := waitClosed(t, nc); len(got) != 0 {
+		t.Fatalf("got % x, want the connection closed without an answer", got)
+	}
+	if b.e.TopicByName("ro.x") != nil {
+		t.Fatal("a denied publish created its topic")
+	}
+}
+
+// TestV5Properties: MQTT 5 publish properties become record headers (message expiry the engine's
+// sluice-ttl) and come back out as properties.
+func TestV5Properties(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	c := b.mustDial("c", nil)
+	c.sub(t, "props", 1)
+	expiry := uint32(60)
+	format := byte(1)
+	_, err := c.Publish(ctx10(t), &paho.Publish{Topic: "props", QoS: 1, Payload: []byte("{}"), Properties: &paho.PublishProperties{
+		ContentType: "application/json", ResponseTopic: "reply/here", CorrelationData: []byte("c1"),
+		MessageExpiry: &expiry, PayloadFormat: &format, User: paho.UserProperties{{Key: "site", Value: "eu"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.next(t)
+	p := m.Properties
+	if p == nil || p.ContentType != "application/json" || p.ResponseTopic != "reply/here" || string(p.CorrelationData) != "c1" ||
+		p.MessageExpiry == nil || *p.MessageExpiry == 0 || *p.MessageExpiry > 60 || p.PayloadFormat == nil || *p.PayloadFormat != 1 ||
+		p.User.Get("site") != "eu" {
+		t.Fatalf("properties %+v", p)
+	}
+	l, err := b.e.SubscribeLocal(wireSub("props"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r, err := l.NextRecord(ctx10(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{HeaderContentType: "application/json", HeaderResponseTopic: "reply/here",
+		HeaderCorrelation: "c1", wire.HeaderTTL: "60000", "site": "eu", HeaderPayloadFormat: "1"} {
+		if v, ok := r.Header(k); !ok || string(v) != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package mqtt
+
+import (
+	"crypto/tls"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/sluicemq/sluice/engine/server/servertest"
+)
+
+// TestSessionExpiry: a session expires its expiry interval after its connection ended: a
+// reconnect after it finds no session, and its file is gone.
+func TestSessionExpiry(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	expiry := uint32(1)
+	persistent := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
+	dev := b.mustDial("dev", persistent)
+	dev.sub(t, "exp", 1)
+	_ = dev.Disconnect(&paho.Disconnect{})
+	deadline := time.Now().Add(10 * time.Second)
+	for offlineSeen := false; ; {
+		_, offline := b.srv.Sessions()
+		if offline == 1 {
+			offlineSeen = true // let go; now wait for it to expire
+		}
+		if offlineSeen && offline == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("session not expired within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, ca, err := b.dial("dev", persistent)
+	if err != nil || ca.SessionPresent {
+		t.Fatalf("after expiry: %v, session present %v", err, ca != nil && ca.SessionPresent)
+	}
+	if n := b.srv.Stats().SessionsExpired.Load(); n != 1 {
+		t.Fatalf("sessions expired %d", n)
+	}
+}
+
+// TestWillDelay: an MQTT 5 will with a delay is published after it; a reconnect within it cancels
+// the will.
+func TestWillDelay(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	watch := b.mustDial("watch", nil)
+	watch.pub(t, "wd/dev", 0, "x")
+	watch.sub(t, "wd/+", 1)
+	expiry, delay := uint32(60), uint32(1)
+	connect := func(id string) func(*paho.Connect) {
+		return func(cp *paho.Connect) {
+			cp.CleanStart = false
+			cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+			cp.WillMessage = &paho.WillMessage{Topic: "wd/" + id, QoS: 1, Payload: []byte(id + " gone")}
+			cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
+		}
+	}
+	drop := func(id string) {
+		nc, err := net.Dial("tcp", b.srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: nc})
+		cp := &paho.Connect{ClientID: id, KeepAlive: 30}
+		connect(id)(cp)
+		if _, err := c.Connect(ctx10(t), cp); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	}
+	drop("back")
+	b.mustDial("back", connect("back")) // within the delay: no will
+	start := time.Now()
+	drop("lost")
+	m := watch.next(t)
+	if string(m.Payload) != "lost gone" {
+		t.Fatalf("will %q", m.Payload)
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Fatalf("will after %v, before its delay", el)
+	}
+	watch.none(t, 1500*time.Millisecond) // "back" reconnected: its will stays unpublished
+}
+
+// TestTLS: the TLS listener serves the same protocol.
+func TestTLS(t *testing.T) {
+	cert, pool := servertest.SelfSigned(t)
+	b := startBroker(t, nil, func(o *Options) {
+		o.TLSAddr = "127.0.0.1:0"
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
+	nc, err := tls.Dial("tcp", b.srv.TLSAddr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *paho.Publish, 1)
+	c := paho.NewClient(paho.ClientConfig{ClientID: "tls", Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet
+			return true, nil
+		}}})
+	if _, err := c.Connect(ctx10(t), &paho.Connect{ClientID: "tls", CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	if _, err := c.Subscribe(ctx10(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "sec/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx10(t), &paho.Publish{Topic: "sec/x", QoS: 1, Payload: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Topic != "sec/x" {
+			t.Fatalf("got %s", m.Topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message over TLS")
+	}
+}
