@@ -389,9 +389,9 @@ func TestMosquittoPersistentSession(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	b, addr := startMQTTBroker(t, data, "--auto-create")
-	// An exact filter: a persistent session's wildcard subscription does not keep what is published
-	// while the client is away (docs/mqtt.md: the engine has no consumer group over a pattern).
-	session := []string{"-c", "-i", "field-unit-7", "-q", "1", "-t", "jobs/a"}
+	// A wildcard filter: its messages are kept by the session's commits over the matching topics
+	// (docs/mqtt.md: the engine has no consumer group over a pattern yet).
+	session := []string{"-c", "-i", "field-unit-7", "-q", "1", "-t", "jobs/#"}
 
 	s := startMosqSub(t, addr, append(session, "-C", "1")...)
 	s.waitSubacked(t)
@@ -412,7 +412,8 @@ func TestMosquittoPersistentSession(t *testing.T) {
 			restartMQTT(t, b, addr)
 		}
 		// What the session kept may come before the SUBACK of mosquitto_sub's SUBSCRIBE (which
-		// re-subscribes the same filter; MQTT 3.8.4: the flow is not interrupted).
+		// re-subscribes the same filter; MQTT 3.8.4: the flow is not interrupted, nothing acknowledged
+		// is sent again).
 		s := startMosqSub(t, addr, append(session, "-C", strconv.Itoa(len(away)+1))...)
 		var got []string
 		for range away {
