@@ -180,3 +180,18 @@ func TestV5Properties(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAuth: new tokens reach CONNECT at once; turning authentication off is refused.
+func TestSetAuth(t *testing.T) {
+	b := startBroker(t, nil, withAuth(t))
+	if _, ca, err := b.dial("c", creds("bob", "fresh")); err == nil || ca == nil || ca.ReasonCode != 0x86 {
+		t.Fatalf("before: %v %+v", err, ca)
+	}
+	if err := b.srv.SetAuth(map[string]string{"fresh": "bob"}, b.srv.acl()); err != nil {
+		t.Fatal(err)
+	}
+	b.mustDial("c", creds("bob", "fresh"))
+	if err := b.srv.SetAuth(nil, b.srv.acl()); err != ErrAuthMode {
+		t.Fatalf("turning authentication off: %v", err)
+	}
+}

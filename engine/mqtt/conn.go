@@ -45,8 +45,9 @@ type event struct {
 	synced   bool
 }
 
-// inboxCapacity is the inbox ring's size; when it is full the loop rescans every subscription.
-const inboxCapacity = 256
+// inboxCapacity is the inbox ring's size (32 bytes a slot); when it is full the loop rescans every
+// subscription. Small, because every connection has one and most are idle devices: 2 KiB each.
+const inboxCapacity = 64
 
 // ackWait is an inbound QoS 1 or 2 PUBLISH whose acknowledgement waits for its record's fsync.
 type ackWait struct {
@@ -121,7 +122,7 @@ type conn struct {
 	nextSubID   uint32
 	out         outbound
 
-	bb    *wire.BatchBuilder // builds each inbound PUBLISH's one-record batch; reused
+	bb    *wire.BatchBuilder // builds each inbound PUBLISH's one-record batch; made at the first, then reused
 	hdrs  []wire.Header      // the record's headers; reused
 	names map[string]string  // MQTT topic -> Sluice name, bounded by maxNameCache
 	// mqttNames maps Sluice names back (deliveries of records without a usable mqtt.topic),
@@ -148,7 +149,7 @@ const maxNameCache = 1024
 
 func newConn(s *Server, t transport) *conn {
 	c := &conn{srv: s, t: t, watched: map[*engine.Partition]struct{}{}, subs: map[string]*mqttSub{},
-		bySub: map[uint32]*engSub{}, names: map[string]string{}, mqttNames: map[string]string{}, bb: wire.NewBatchBuilder(1024), maxOut: maxMQTTPacket}
+		bySub: map[uint32]*engSub{}, names: map[string]string{}, mqttNames: map[string]string{}, maxOut: maxMQTTPacket}
 	if a := t.RemoteAddr(); a != nil {
 		c.remote = a.String()
 	}

@@ -386,6 +386,9 @@ func (c *conn) buildRecord(pk *packets.Packet, topic string) ([]byte, error) {
 		h = appendProps(h, &pk.Properties)
 	}
 	c.hdrs = h
+	if c.bb == nil {
+		c.bb = wire.NewBatchBuilder(256 + len(pk.Payload)) // a subscriber-only device never needs one
+	}
 	c.bb.Reset()
 	c.bb.Append(nil, pk.Payload, h, time.Now().UnixMilli())
 	return c.bb.Build()

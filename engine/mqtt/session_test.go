@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/tls"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,6 +37,16 @@ func TestSessionExpiry(t *testing.T) {
 			t.Fatal("session not expired within 10 s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		files, _ := filepath.Glob(filepath.Join(b.dir, "mqtt", "sessions", "*.json"))
+		if len(files) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session files left after expiry: %v", files)
+		}
+		time.Sleep(50 * time.Millisecond) // the drop runs off the ticker
 	}
 	_, ca, err := b.dial("dev", persistent)
 	if err != nil || ca.SessionPresent {
