@@ -573,7 +573,11 @@ func TestPahoDevicesSurviveCrash(t *testing.T) {
 		c.Close()
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	limit := 2 * time.Minute
+	if soak {
+		limit = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
 	var acked atomic.Int64
