@@ -12,13 +12,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
-// mqttConnect311 is an MQTT 3.1.1 CONNECT of client id id, clean session, keep-alive 60 s.
-func mqttConnect311(id string) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}
-	body = append(body, id...)
-	return append([]byte{0x10, byte(len(body))}, body...)
-}
-
 // TestMQTTLimitFlags: the --mqtt-* limit flags reach the listener. --mqtt-max-connections 2 lets two
 // connections in and closes a third before anything is read from it; --mqtt-max-packet,
 // --mqtt-receive-maximum and --mqtt-max-keepalive are what an MQTT 5 client is told in CONNACK;
