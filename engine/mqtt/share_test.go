@@ -19,8 +19,9 @@ type heldClient struct {
 	release chan struct{} // closed to acknowledge again
 }
 
-// dialHeld connects a clean-session MQTT 5 client with receive maximum recvMax.
-func (b *testBroker) dialHeld(id string, recvMax uint16) *heldClient {
+// dialHeld connects an MQTT 5 client with receive maximum recvMax, a clean session unless connect
+// (which may adjust the CONNECT packet) says otherwise.
+func (b *testBroker) dialHeld(id string, recvMax uint16, connect func(*paho.Connect)) *heldClient {
 	b.t.Helper()
 	nc, err := net.DialTimeout("tcp", b.srv.Addr().String(), 5*time.Second)
 	if err != nil {
@@ -40,8 +41,15 @@ func (b *testBroker) dialHeld(id string, recvMax uint16) *heldClient {
 		}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := h.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
-		Properties: &paho.ConnectProperties{ReceiveMaximum: &recvMax}}); err != nil {
+	cp := &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
+	if connect != nil {
+		connect(cp)
+	}
+	if cp.Properties == nil {
+		cp.Properties = &paho.ConnectProperties{}
+	}
+	cp.Properties.ReceiveMaximum = &recvMax
+	if _, err := h.Connect(ctx, cp); err != nil {
 		nc.Close()
 		b.t.Fatalf("connect %s: %v", id, err)
 	}
@@ -69,7 +77,7 @@ func TestSharedWildcardGroup(t *testing.T) {
 	p.pub(t, "sensors/a/temp", 1, "warm")
 	p.pub(t, "sensors/b/temp", 1, "warm")
 	w1 := b.mustDial("w1", nil)
-	w2 := b.dialHeld("w2", 1) // a window of one: a record held while it does not acknowledge
+	w2 := b.dialHeld("w2", 1, nil) // a window of one: a record held while it does not acknowledge
 	const filter = "$share/g/sensors/+/temp"
 	if code := w1.sub(t, filter, 1); code != 1 {
 		t.Fatalf("w1 subscribe: %#x", code)
@@ -205,4 +213,48 @@ func TestSharedWildcardGroup(t *testing.T) {
 		}
 	}
 	w2.none(t, 300*time.Millisecond)
+}
+
+// TestPersistentWildcardNewTopic: a persistent session's wildcard subscription (the only member of
+// its group over the pattern) loses nothing when a matching topic is created while it holds
+// records it could not send yet (its window full), and gets the new topic's records too.
+func TestPersistentWildcardNewTopic(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	expiry := uint32(3600)
+	p := b.mustDial("pub", nil)
+	p.pub(t, "pn/a", 1, "warm")
+	dev := b.dialHeld("dev", 1, func(cp *paho.Connect) {
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	})
+	if code := dev.sub(t, "pn/+", 1); code != 1 {
+		t.Fatalf("subscribe: %#x", code)
+	}
+	dev.hold.Store(true)
+	want := map[string]bool{}
+	for i := range 10 {
+		s := fmt.Sprintf("a%d", i)
+		want[s] = true
+		p.pub(t, "pn/a", 1, s)
+	}
+	first := string(dev.next(t).Payload) // unacknowledged: the rest waits on the broker
+	if !want[first] {
+		t.Fatalf("got %q first", first)
+	}
+	delete(want, first)
+	for i := range 10 {
+		s := fmt.Sprintf("b%d", i)
+		want[s] = true
+		p.pub(t, "pn/b", 1, s) // the first creates the topic: the group is dealt again
+	}
+	close(dev.release)
+	deadline := time.After(20 * time.Second)
+	for len(want) > 0 {
+		select {
+		case m := <-dev.msgs:
+			delete(want, string(m.Payload))
+		case <-deadline:
+			t.Fatalf("never delivered: %v", want)
+		}
+	}
 }
