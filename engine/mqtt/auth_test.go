@@ -228,11 +228,20 @@ func TestShareGroupACL(t *testing.T) {
 	if code := c.sub(t, "$share/workers/ok/x", 1); code != 1 {
 		t.Fatalf("share group granted: SUBACK %#x, want 1", code)
 	}
+	// A wildcard's share group is a group over the pattern ($share.others:ok.*): checked alike.
+	if code := c.sub(t, "$share/others/ok/+", 1); code != 0x87 {
+		t.Fatalf("wildcard share group not granted: SUBACK %#x, want 0x87", code)
+	}
+	if code := c.sub(t, "$share/workers/ok/+", 1); code != 1 {
+		t.Fatalf("wildcard share group granted: SUBACK %#x, want 1", code)
+	}
 	if code := c.sub(t, "ok/y", 1); code != 1 { // the session's group: no group rule needed
 		t.Fatalf("persistent session subscription: SUBACK %#x, want 1", code)
 	}
 	c.pub(t, "ok/x", 1, "shared")
-	if m := c.next(t); string(m.Payload) != "shared" {
-		t.Fatalf("got %q", m.Payload)
+	for range 2 { // one for each share group the session is in
+		if m := c.next(t); string(m.Payload) != "shared" {
+			t.Fatalf("got %q", m.Payload)
+		}
 	}
 }

@@ -255,8 +255,11 @@ func (es *engSub) close(commit bool) {
 	delete(es.c.bySub, es.id)
 }
 
-// applyAssignment applies a group's new assignment (or a pattern's new topics); the partitions
-// taken away are committed (which hands them to their next member) and forgotten.
+// applyAssignment applies a group's new assignment (or a pattern's new topics): es tracks exactly
+// the topic-partitions assigned to it. Those taken away are committed (which hands them to their
+// next member) and forgotten, with the delivery held on one; those kept keep their state. A group
+// over one topic names its partitions in Assign.Partitions, a group over a pattern (a shared
+// wildcard subscription, a persistent session's wildcard one) per topic in Assign.Topics.
 func (es *engSub) applyAssignment() {
 	if es.s == nil {
 		return
@@ -265,34 +268,44 @@ func (es *engSub) applyAssignment() {
 	if err != nil || !es.s.Grouped() {
 		return
 	}
-	kept := map[int32]int64{}
-	for _, p := range a.Partitions {
-		kept[p.Partition] = p.Offset
+	e := es.c.srv.e
+	kept := map[*engine.Partition]int64{}
+	if t := es.s.Topic(); t != nil {
+		for _, po := range a.Partitions {
+			if p := t.Partition(po.Partition); p != nil {
+				kept[p] = po.Offset
+			}
+		}
+	}
+	for _, ta := range a.Topics {
+		t := e.TopicByName(ta.Topic)
+		if t == nil {
+			continue // deleted since: the group deals again
+		}
+		for _, po := range ta.Partitions {
+			if p := t.Partition(po.Partition); p != nil {
+				kept[p] = po.Offset
+			}
+		}
 	}
 	if es.has {
-		if _, ok := kept[es.held.Partition.ID()]; !ok {
+		if _, ok := kept[es.held.Partition]; !ok {
 			es.release() // its records are the next member's now
 		}
 	}
-	e := es.c.srv.e
 	for p, ps := range es.parts {
-		if _, ok := kept[p.ID()]; ok {
+		if _, ok := kept[p]; ok {
 			continue
 		}
 		e.CommitTopicOffset(p.Topic(), es.group, p.ID(), ps.commitPoint(), func(error) {})
 		delete(es.parts, p)
 	}
-	t := es.s.Topic()
-	for id, off := range kept {
-		p := t.Partition(id)
-		if p == nil {
-			continue
-		}
+	for p, off := range kept {
 		if es.parts == nil {
 			es.parts = map[*engine.Partition]*partState{}
 		}
 		if _, ok := es.parts[p]; !ok {
-			ps := &partState{next: off, committed: e.CommittedOffset(es.group, t.Name(), id)}
+			ps := &partState{next: off, committed: e.CommittedOffset(es.group, p.Topic().Name(), p.ID())}
 			es.parts[p] = ps
 			if ps.committed < 0 {
 				ps.dirty = true // a first position: commit it, so a resumed session starts here

@@ -25,12 +25,12 @@ import (
 //     "$share.<group>:<name>", which splits the topic's partitions among its members.
 //
 // A filter naming one topic that does not exist yet waits for it (the ticker looks every 100 ms)
-// and then reads it from its first record. A group over a pattern is not offered by the engine
-// yet: a shared subscription with a wildcard is refused (SUBACK 0x9E on MQTT 5, 0x80 before), and a
-// persistent session's wildcard subscription is a plain one that commits to its group as a member
-// would; resumed, it reads every matching topic from its first record and skips, batch by batch,
-// what the commits cover (topics without a commit were created after the subscription: all of
-// theirs is new to it).
+// and then reads it from its first record. A wildcard filter's name is a pattern, and its group a
+// consumer group over that pattern (engine.SubscribeWith with the pattern and the group): the
+// group deals the partitions of every matching topic, one created later included, among its
+// members, and a member tracks the topic-partitions its assignment names (applyAssignment). A
+// resumed session's wildcard subscription starts each partition at its group's commit, a topic
+// without one (created while the client was away) at its first record.
 
 // subSpec is one MQTT subscription as a session stores it.
 type subSpec struct {
@@ -152,7 +152,7 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 		}
 		// A shared subscription joins a consumer group: the principal needs the group's consume
 		// right, as a native member of it would. A session's own group is the session's.
-		if shared && !engine.IsPattern(n) && !auth.MayGroup(acl, c.principal, auth.ActConsume, shareGroup(share, n)) {
+		if shared && !auth.MayGroup(acl, c.principal, auth.ActConsume, shareGroup(share, n)) {
 			return fail(packets.ErrNotAuthorized.Code)
 		}
 	}
@@ -184,11 +184,6 @@ func (c *conn) subscribe(spec subSpec, resumed bool) byte {
 			c.srv.log.Debug("mqtt: subscribe refused", "client", c.clientID, "filter", spec.Filter, "err", err)
 			if errors.Is(err, wire.CodeShuttingDown) {
 				return fail(packets.ErrServerShuttingDown.Code)
-			}
-			if shared && engine.IsPattern(n) {
-				// The engine refuses a group over a pattern (until it offers one): the same call
-				// succeeds, unchanged, once it does.
-				return fail(packets.ErrSharedSubscriptionsNotSupported.Code)
 			}
 			return fail(packets.ErrUnspecifiedError.Code)
 		}
@@ -240,18 +235,12 @@ func (es *engSub) open(earliest bool) error {
 	principal := c.principal
 	opts := engine.SubscribeOptions{ClientID: c.clientID, Addr: c.remote,
 		MayTopic: func(t string) bool { return auth.MayTopic(c.srv.acl(), principal, auth.ActConsume, t) }}
-	s, _, err := e.SubscribeWith(spec, c, opts)
-	if err != nil && es.group != "" && es.ms.share == "" && engine.IsPattern(es.name) {
-		// No group over a pattern in this engine: a persistent session's wildcard subscription is
-		// a plain one that commits to the session's group all the same, and a resumed one reads
-		// its topics from their first record, skipping what the commits say was delivered (see
-		// the top of this file).
-		spec.Group, spec.Start = "", wire.StartLatest
-		if es.resumed {
-			spec.Start = wire.StartEarliest
-		}
-		s, _, err = e.SubscribeWith(spec, c, opts)
+	if es.group != "" && engine.IsPattern(es.name) && !es.resumed {
+		// As for a topic above, for every topic the pattern matches now: a partition dealt to a
+		// member later starts where the group began.
+		es.baselinePattern(opts.MayTopic)
 	}
+	s, _, err := e.SubscribeWith(spec, c, opts)
 	if err != nil {
 		var pe *wire.ProtocolError
 		if errors.As(err, &pe) && pe.Code == wire.CodeUnknownTopic {
@@ -260,11 +249,6 @@ func (es *engSub) open(earliest bool) error {
 			return nil
 		}
 		return fmt.Errorf("mqtt: subscribing to %s: %w", es.name, err)
-	}
-	if es.group != "" && engine.IsPattern(es.name) && !es.resumed {
-		// As for a topic above, for every topic it matches now (after the subscribe, which starts
-		// them at their end too: a refused group leaves no offsets behind).
-		es.baselinePattern(opts.MayTopic)
 	}
 	es.s, es.waiting = s, false
 	return nil
