@@ -66,6 +66,10 @@ type File interface {
 	NextData(off int64) (start, end int64, ok bool, err error)
 }
 
+// AtomicTempSuffix ends the name of the temp file WriteFileAtomic writes beside path (path+".tmp"):
+// what a crash before its rename leaves.
+const AtomicTempSuffix = tmpSuffix
+
 // WriteFileAtomic replaces the file at path with data through fsys, so that a crash leaves either
 // the old file or the new one, whole: it writes path+".tmp" (created afresh with perm: a stale one
 // left by a crash is removed first, as it would keep its own mode), fdatasyncs it (its length included),
@@ -77,7 +81,7 @@ type File interface {
 // writeIndexFile).
 // Concurrent writers of one path must serialize themselves (they share the temp name).
 func WriteFileAtomic(fsys FS, path string, data []byte, perm os.FileMode) error {
-	tmp := path + tmpSuffix
+	tmp := path + AtomicTempSuffix
 	_ = fsys.Remove(tmp)
 	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {

@@ -334,13 +334,15 @@ const (
 )
 
 // leftoverCreate reports whether dir, a topic directory without topic.json, is what an unfinished
-// create left: it holds the creating mark, or nothing at all. Anything else is not removed.
+// create left: it holds the creating mark, or nothing but the mark's temp file (a crash while
+// disk.WriteFileAtomic was writing the mark, before its rename), or nothing at all. Anything else is
+// not removed.
 func leftoverCreate(dir string) bool {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return false
 	}
-	if len(ents) == 0 {
+	if len(ents) == 0 || len(ents) == 1 && ents[0].Name() == creatingFile+disk.AtomicTempSuffix {
 		return true
 	}
 	_, err = os.Stat(filepath.Join(dir, creatingFile))

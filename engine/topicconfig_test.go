@@ -136,6 +136,13 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "halfmade", ".creating"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A create killed while writing its creating mark: only the mark's temp file.
+	if err := os.MkdirAll(filepath.Join(root, "markmade"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "markmade", ".creating"+disk.AtomicTempSuffix), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// A create finished but for removing its mark: a topic.
 	if err := os.WriteFile(filepath.Join(root, "good", ".creating"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -161,7 +168,7 @@ func TestBadTopicOnDiskDoesNotStopOpen(t *testing.T) {
 	if strings.Join(names, ",") != "aged,broken,orders,orphan,renamed" {
 		t.Fatalf("failed topics %v", names)
 	}
-	for _, name := range []string{"halfmade", "justmade"} {
+	for _, name := range []string{"halfmade", "justmade", "markmade"} {
 		if _, err := os.Stat(filepath.Join(root, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the directory of an unfinished create survives Open: %s: %v", name, err)
 		}
