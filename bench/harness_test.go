@@ -432,6 +432,39 @@ func TestRelayTarget(t *testing.T) {
 	}
 }
 
+// countProducer counts sends and keeps nothing.
+type countProducer struct{ n int }
+
+func (p *countProducer) Send(_, _ []byte) error { p.n++; return nil }
+func (p *countProducer) Flush() error           { return nil }
+
+// TestPacerLocksOnlyToSleep: the open-loop pacer holds its OS thread (for nanosleep's timer slack)
+// only when its schedule lets it sleep between sends; at 1M msg/s with the default 50 µs spin it
+// never sleeps and stays an ordinary goroutine, which the scheduler resumes on the thread that ran it
+// after a preemption or a yield instead of handing its P from thread to thread.
+func TestPacerLocksOnlyToSleep(t *testing.T) {
+	for _, c := range []struct {
+		rate   float64
+		locked bool
+	}{{1e6, false}, {200e3, false}, {10e3, true}} {
+		cfg := Config{Rate: c.rate, PayloadSize: 16}.WithDefaults()
+		p := &countProducer{}
+		s := newSender(0, p, cfg)
+		var stop atomic.Bool
+		start := Now()
+		end := start + int64(5*time.Millisecond)
+		s.runOpen(schedule{start: start, end: end, giveUp: end + int64(time.Second),
+			interval: cfg.interval(), spin: int64(cfg.SpinThreshold)}, &stop)
+		if s.err != nil || int64(p.n) != s.sched || s.sched == 0 {
+			t.Fatalf("rate %v: sent %d of %d scheduled, err %v", c.rate, p.n, s.sched, s.err)
+		}
+		if s.locked != c.locked {
+			t.Errorf("rate %v msg/s, spin %v: pacer locked its thread = %v, want %v",
+				c.rate, cfg.SpinThreshold, s.locked, c.locked)
+		}
+	}
+}
+
 // gcCycles is the number of completed GC cycles so far.
 func gcCycles() uint64 {
 	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}

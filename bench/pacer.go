@@ -23,6 +23,7 @@ type sender struct {
 	sched   int64          // messages the schedule held
 	err     error
 	maxWake int64
+	locked  bool // runOpen held its OS thread (the schedule let it sleep between sends)
 }
 
 func newSender(id int, p Producer, cfg Config) *sender {
@@ -60,6 +61,10 @@ type schedule struct {
 	flush    bool    // call Flush before every wait (Linger == 0)
 }
 
+// sleeps reports whether the pacer ever sleeps between sends: when the interval is longer than the
+// spin threshold. A schedule denser than that is paced by spinning alone.
+func (sc *schedule) sleeps() bool { return sc.spin < 0 || sc.interval > float64(sc.spin) }
+
 func (sc *schedule) at(k int64) int64 {
 	return sc.start + int64(sc.offset+float64(k)*sc.interval)
 }
@@ -78,14 +83,27 @@ func (sc *schedule) count() int64 {
 	return n
 }
 
-// runOpen sends on the schedule. It locks its OS thread and lowers the thread's timer slack, sleeps with
-// nanosleep until spin ns before the next send and spins for the rest. When it wakes late, or the previous
-// send returned late, it sends every message that is due back to back, each stamped with its own intended
-// time: the target's stall is charged to every message it delayed.
+// runOpen sends on the schedule. It sleeps with nanosleep until spin ns before the next send and spins
+// for the rest. When it wakes late, or the previous send returned late, it sends every message that is
+// due back to back, each stamped with its own intended time: the target's stall is charged to every
+// message it delayed.
+//
+// A schedule that lets it sleep between sends (sc.sleeps) has it lock its OS thread and lower the
+// thread's timer slack, so that nanosleep wakes it on time. A denser one (1M msg/s with the default
+// 50 µs spin) never sleeps after the first send, and then the goroutine stays unlocked: a locked
+// goroutine that leaves its P, as it does when sysmon preempts a goroutine that has run for 10 ms or
+// when a target's Send yields on a full queue (runtime.Gosched), cannot be picked up again by the
+// thread that ran it. Its thread hands the P to another thread and sleeps; whichever thread next
+// finds the goroutine in the run queue hands the P back and wakes it: two thread wake-ups per
+// yield, tens of microseconds on a quiet machine and milliseconds under load, where an unlocked
+// goroutine is resumed by the same thread at once. (A trace of the spsc floor at 1M msg/s, locked:
+// the pacer was off its P 5.0 s of 9, in 120,756 yields; see docs/benchmarks.md.)
 func (s *sender) runOpen(sc schedule, stop *atomic.Bool) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	lowerTimerSlack()
+	if s.locked = sc.sleeps(); s.locked {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		lowerTimerSlack()
+	}
 
 	s.sched = sc.count()
 	pending := false
