@@ -8,16 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/internal/gnetaddr"
 	"github.com/sluicemq/sluice/internal/gnetlog"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -290,28 +289,10 @@ func (s *Server) shutdown() error {
 // OnBoot records the engine handle and the bound address.
 func (s *Server) OnBoot(ge gnet.Engine) gnet.Action {
 	s.ge = ge
-	s.addr = resolveAddr(ge, s.opts.Addr)
+	s.addr = gnetaddr.Resolve(ge, s.opts.Addr)
 	s.log.Info("kafka listening", "addr", s.addr.String(), "loops", s.opts.Loops)
 	close(s.booted)
 	return gnet.None
-}
-
-// resolveAddr asks the listener socket for its address, so that port 0 reports the real port.
-func resolveAddr(ge gnet.Engine, fallback string) net.Addr {
-	if fd, err := ge.Dup(); err == nil {
-		defer unix.Close(fd)
-		if sa, err := unix.Getsockname(fd); err == nil {
-			switch a := sa.(type) {
-			case *unix.SockaddrInet4:
-				return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-			case *unix.SockaddrInet6:
-				return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-			}
-		}
-	}
-	host, port, _ := net.SplitHostPort(fallback)
-	p, _ := strconv.Atoi(port)
-	return &net.TCPAddr{IP: net.ParseIP(host), Port: p}
 }
 
 // admit counts a new connection in, or reports that it must be refused.

@@ -1,11 +1,7 @@
 package kafka
 
 import (
-	"crypto/tls"
-	"errors"
 	"net"
-
-	"github.com/panjf2000/gnet/v2"
 
 	"github.com/sluicemq/sluice/internal/tlsconn"
 )
@@ -18,23 +14,14 @@ import (
 // serveTLS accepts TLS connections until the listener closes.
 func (s *Server) serveTLS(ln net.Listener) {
 	defer close(s.tlsDone)
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.log.Error("kafka tls accept", "err", err)
-			}
-			return
-		}
-		tc := tlsconn.New(nc.(*tls.Conn), 2*(s.opts.MaxFrame+4)) // twice the largest request
+	// Input bound: twice the largest request (length prefix included).
+	tlsconn.Serve(ln, s.log, "kafka", 2*(s.opts.MaxFrame+4), func(tc *tlsConn) func() {
 		c := newConn(s, tc)
 		if !s.admit(c) {
-			nc.Close()
-			continue
+			return nil
 		}
-		go tc.ReadLoop()
-		go s.runTLS(c, tc)
-	}
+		return func() { s.runTLS(c, tc) }
+	})
 }
 
 // runTLS is a TLS connection's event loop.
@@ -44,19 +31,7 @@ func (s *Server) runTLS(c *conn, tc *tlsConn) {
 		c.close()
 		tc.Close()
 	}()
-	for {
-		select {
-		case <-tc.Woken():
-		case <-tc.Closed():
-			return
-		}
-		if c.onTraffic() == gnet.Close {
-			return
-		}
-		if tc.ReadErr() != nil && tc.InboundBuffered() < 4 {
-			return
-		}
-	}
+	tc.Run(c.onTraffic, 4) // 4: a request's length prefix
 }
 
 // tlsConn is a TLS connection as the connection's transport (internal/tlsconn).

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"errors"
-	"maps"
 
 	"github.com/sluicemq/sluice/engine/auth"
 )
@@ -18,14 +17,10 @@ var ErrAuthMode = errors.New("mqtt: turning authentication or ACLs on or off nee
 // on or off, or acl become nil or non-nil.
 func (s *Server) SetAuth(tokens map[string]string, acl auth.ACL) error {
 	cur := s.auth.Load()
-	var users *auth.Users
-	if cur.authn != nil {
-		users = cur.authn.Users
-	}
-	next := &authState{authn: &auth.Authenticator{Tokens: maps.Clone(tokens), Users: users}, acl: acl}
-	if next.authn.Enabled() != cur.authn.Enabled() || (acl != nil) != (cur.acl != nil) {
+	authn, ok := auth.Reload(cur.authn, cur.acl, acl, tokens)
+	if !ok {
 		return ErrAuthMode
 	}
-	s.auth.Store(next)
+	s.auth.Store(&authState{authn: authn, acl: acl})
 	return nil
 }

@@ -3,7 +3,8 @@
 // on a second listener and each is driven by two goroutines: ReadLoop, which decrypts into an input
 // buffer bounded to MaxInput bytes, and the face's own loop, which waits on Woken (input arrived, or a
 // Wake), runs the same connection code gnet's OnTraffic runs, and runs the Tasks AsyncWrite queued.
-// engine/server and engine/kafka both use it.
+// engine/server, engine/kafka and engine/mqtt use it; Serve and Run are the accept loop and the event loop
+// the faces without AsyncWrite share.
 package tlsconn
 
 import (
