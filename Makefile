@@ -32,10 +32,11 @@ vet:
 # go vet, then every package under the race detector. Long soak and crash loops live behind `make soak`;
 # their short versions run here. The rings and the packages built on them run once more without the
 # race detector: only then do producers publish with plain release stores and parking consumers fence
-# with membarrier (ring/fence.go), the path production builds take.
+# with membarrier (ring/fence.go), the path production builds take. So does wire, whose allocation
+# checks over pooled codec state hold only where sync.Pool keeps what is put back (not under -race).
 test: vet
 	$(GO) test -race -count=1 -timeout 9m ./...
-	$(GO) test -count=1 -timeout 5m ./ring/ ./engine/...
+	$(GO) test -count=1 -timeout 5m ./ring/ ./wire/ ./engine/...
 
 lint: vet
 	$(GO) run $(STATICCHECK) ./...

@@ -243,6 +243,11 @@ func TestHotPathAllocs(t *testing.T) {
 		}
 	})
 	for _, codec := range []Codec{CodecNone, CodecSnappy, CodecZstd, CodecLZ4} {
+		if raceEnabled && codec == CodecLZ4 {
+			// lz4's block buffers come from its sync.Pools, and under -race sync.Pool drops a
+			// share of what is put back: asserted by make test's run without the race detector.
+			continue
+		}
 		bb.SetCompression(codec)
 		check("build-"+codec.String(), func() { benchBatch(bb, 50, 50) })
 	}
