@@ -61,6 +61,11 @@ type conn struct {
 	wbuf    []byte        // guarded by wmu: encoded frames no writer has taken yet
 	spare   []byte        // guarded by wmu: the other buffer, swapped with wbuf by whoever writes
 	writing bool          // guarded by wmu: a write is in progress (a caller's or writeLoop's)
+	// wclosed, guarded by wmu, says fail has run: what is queued is dropped and nothing more is
+	// written, so the batches queued by reference are no longer read once their requests complete.
+	// wdone is signalled when a write ends (fail waits on it for the one in progress).
+	wclosed bool
+	wdone   *sync.Cond
 	wake    chan struct{} // capacity 1: asks writeLoop to write what is queued
 
 	// iov holds, when a queued frame carries a batch by reference (endFrameRef), the queued bytes in
@@ -92,13 +97,15 @@ type conn struct {
 
 func newConn(c *Client, nc net.Conn, hs handshakeResult, seq uint64) *conn {
 	_, vectored := nc.(*net.TCPConn)
-	return &conn{
+	cn := &conn{
 		c: c, nc: nc, maxFrame: hs.maxFrame, serverID: hs.serverID, maxBatch: hs.maxBatch, idle: hs.idle,
 		seq: seq, made: time.Now(), vectored: vectored,
 		wake:    make(chan struct{}, 1),
 		pending: make(map[uint32]replyHandler, 64),
 		done:    make(chan struct{}),
 	}
+	cn.wdone = sync.NewCond(&cn.wmu)
+	return cn
 }
 
 func (cn *conn) start() {
@@ -177,11 +184,23 @@ func (cn *conn) lostErr() error {
 
 // fail closes the connection for err and completes every pending request with ErrConnectionLost.
 // The client forgets the connection before done is closed, so a goroutine that sees done closed and
-// asks the client for a connection never gets this one back.
+// asks the client for a connection never gets this one back. A write in progress (which the close
+// ends) is waited for and nothing queued is written after it, before any request completes: a
+// produce's batch, written by reference (endFrameRef), is recycled by its completion, and no
+// writev may still be reading it then. Never called by a goroutine that holds wmu or is writing.
 func (cn *conn) fail(err error) {
 	cn.failOnce.Do(func() {
 		cn.err = err
 		_ = cn.nc.Close()
+		cn.wmu.Lock()
+		for cn.writing {
+			cn.wdone.Wait()
+		}
+		cn.wclosed = true
+		cn.wbuf, cn.mark = cn.wbuf[:0], 0
+		clear(cn.iov)
+		cn.iov = cn.iov[:0]
+		cn.wmu.Unlock()
 		cn.c.connLost(cn)
 		cn.pmu.Lock()
 		cn.dead = true
@@ -291,6 +310,13 @@ func (cn *conn) endFrameRef(buf []byte, start int, ext []byte, op wire.Op, flags
 // meanwhile to writeLoop, so it blocks at most for one write. While a write is in progress,
 // whoever does it hands what queued meanwhile to writeLoop.
 func (cn *conn) queuedLocked() {
+	if cn.wclosed {
+		cn.wbuf, cn.mark = cn.wbuf[:0], 0
+		clear(cn.iov)
+		cn.iov = cn.iov[:0]
+		cn.wmu.Unlock()
+		return
+	}
 	if cn.writing {
 		cn.wmu.Unlock()
 		return
@@ -336,7 +362,8 @@ func (cn *conn) write(buf []byte, iov [][]byte, wakeLoop bool) (more bool) {
 	cn.spare = buf[:0]
 	cn.spareIov = iov[:0]
 	cn.writing = false
-	more = len(cn.wbuf) > 0
+	cn.wdone.Broadcast()
+	more = len(cn.wbuf) > 0 && !cn.wclosed
 	cn.wmu.Unlock()
 	if err != nil {
 		cn.fail(fmt.Errorf("write: %w", err))
@@ -363,7 +390,7 @@ func (cn *conn) writeLoop() {
 		}
 		for {
 			cn.wmu.Lock()
-			if cn.writing || len(cn.wbuf) == 0 {
+			if cn.writing || cn.wclosed || len(cn.wbuf) == 0 {
 				// A direct writer is busy (it wakes this loop if more queues) or nothing is left.
 				cn.wmu.Unlock()
 				break

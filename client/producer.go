@@ -821,13 +821,14 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 		flags = wire.FlagNoReply
 	}
 	corr := cn.nextCorr()
+	data := b.data // read before b is registered
 	req := wire.Produce{Durability: p.opts.Durability, Partition: b.partition, Topic: p.topicB}
 	buf, start := cn.beginFrame(wire.OpProduce, flags, corr)
 	buf = req.AppendHeader(buf)
 	var err error
 	if noReply {
 		// Completed as soon as it is queued (below), so recycled at once: the batch is copied.
-		err = cn.endFrame(append(buf, b.data...), start)
+		err = cn.endFrame(append(buf, data...), start)
 	} else {
 		// Registered while the write buffer is locked: the request cannot leave (so no reply can
 		// come) before this goroutine is done with b.
@@ -836,12 +837,11 @@ func (p *Producer) sendOn(b *pbatch, cn *conn) {
 			b.complete(wire.Frame{}, err)
 			return
 		}
-		// The batch is written from b.data, not copied: b is changed again (recycled by finish,
-		// rebuilt by split) only after its answer, which the broker sends once it has read the
-		// whole frame, or after cn failed. A failed connection's last writev may then still be
-		// reading b.data; whatever it sends the broker refuses or discards (each batch carries
-		// its CRC, and the client has closed the socket).
-		err = cn.endFrameRef(buf, start, b.data, wire.OpProduce, flags, corr)
+		// The batch is written from data (b's buffer), not copied: b is changed again (recycled
+		// by finish, rebuilt by split) only after its answer, which the broker sends once it has
+		// read the whole frame, or after cn failed, which waits for the write in progress and
+		// drops what is queued before it completes b (conn.fail).
+		err = cn.endFrameRef(buf, start, data, wire.OpProduce, flags, corr)
 	}
 	if err != nil {
 		if noReply || cn.take(corr) != nil {
