@@ -3,6 +3,7 @@ package disk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,33 +152,56 @@ func TestWriteFileAtomicFaults(t *testing.T) {
 	}
 }
 
-// The housekeeper starts writeback of committed pages as the writer passes each step, without a
-// sync being asked for: 4 MiB appended with the background sync an hour away have at least 3 MiB
-// of writeback started within a few seconds.
+// While somebody waits for syncs, the housekeeper starts writeback of committed pages as the writer
+// passes each step, without syncing: 4 MiB appended with the background sync an hour away have at
+// least 3 MiB of writeback started within a few seconds. With no sync waiter it starts none (the
+// background fdatasync writes the pages).
 func TestWritebackStartsAhead(t *testing.T) {
-	fs := &faultFS{}
-	o := testOptions(t.TempDir())
-	o.FS = fs
-	o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
-	o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
-	l := mustOpen(t, o)
-	defer l.Close()
-	b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
-	syncs := fs.syncs.Load()
-	for range (4 << 20) / len(b) {
-		if _, err := l.Append(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for fs.writeback.Load() < 3<<20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("writeback started for %d bytes of 4 MiB appended", fs.writeback.Load())
-		}
-		l.kickHousekeeper()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := fs.syncs.Load() - syncs; n != 0 {
-		t.Fatalf("%d fdatasyncs: starting writeback must not sync", n)
+	for _, waiter := range []bool{true, false} {
+		t.Run(fmt.Sprintf("waiter=%v", waiter), func(t *testing.T) {
+			fs := &faultFS{}
+			o := testOptions(t.TempDir())
+			o.FS = fs
+			o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
+			o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
+			l := mustOpen(t, o)
+			defer l.Close()
+			// A sync requested just now, as RequestSync notes it, without the sync itself.
+			wait := func() {
+				if waiter {
+					l.lastSyncReq.Store(time.Now().UnixNano())
+				}
+			}
+			wait()
+			b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
+			syncs := fs.syncs.Load()
+			for range (4 << 20) / len(b) {
+				if _, err := l.Append(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !waiter {
+				for range 30 {
+					l.kickHousekeeper()
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n := fs.writeback.Load(); n != 0 {
+					t.Fatalf("writeback started for %d bytes with no sync waiter", n)
+				}
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for fs.writeback.Load() < 3<<20 {
+				if time.Now().After(deadline) {
+					t.Fatalf("writeback started for %d bytes of 4 MiB appended", fs.writeback.Load())
+				}
+				wait()
+				l.kickHousekeeper()
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := fs.syncs.Load() - syncs; n != 0 {
+				t.Fatalf("%d fdatasyncs: starting writeback must not sync", n)
+			}
+		})
 	}
 }

@@ -153,11 +153,21 @@ func (l *Log) pretouch() {
 // not dirtied again (the page holding the committed end is left for later). A failure is ignored:
 // the next fdatasync writes the pages, and reports what it cannot. The call runs on a low-priority
 // thread (lowprio.go): it submits the pages' I/O itself, a millisecond of kernel work per few MiB.
-// Housekeeper only.
+//
+// Only while somebody waits for syncs (a sync requested within syncModeHold): the early writeback
+// shortens the rounds they wait for, and without them it only costs processor time the appenders
+// need. With no sync waiter on this 2-core machine it cost closed-loop written appends of 16 KiB
+// records a quarter of their throughput (docs/benchmarks.md, "Writeback only for sync waiters"); the
+// background fdatasync (FlushInterval, FlushBytes) then writes the pages itself. The pages
+// committed meanwhile are skipped, not written back later in one large call. Housekeeper only.
 func (l *Log) startWriteback(s *segment) {
 	c, _ := unpack(s.committed.Load())
 	c &^= uint32(pageSize - 1)
 	if c < s.writeback+l.step {
+		return
+	}
+	if time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold) {
+		s.writeback = c
 		return
 	}
 	off, n := int64(s.writeback), int64(c-s.writeback)
