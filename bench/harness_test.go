@@ -439,15 +439,21 @@ func (p *countProducer) Send(_, _ []byte) error { p.n++; return nil }
 func (p *countProducer) Flush() error           { return nil }
 
 // TestPacerLocksOnlyToSleep: the open-loop pacer holds its OS thread (for nanosleep's timer slack)
-// only when its schedule lets it sleep between sends; at 1M msg/s with the default 50 µs spin it
+// only when its schedule lets it sleep between sends; from 200k msg/s the default spin is 50 µs, it
 // never sleeps and stays an ordinary goroutine, which the scheduler resumes on the thread that ran it
-// after a preemption or a yield instead of handing its P from thread to thread.
+// after a preemption or a yield instead of handing its P from thread to thread. Below, the default
+// spin is a quarter of the interval.
 func TestPacerLocksOnlyToSleep(t *testing.T) {
 	for _, c := range []struct {
 		rate   float64
 		locked bool
-	}{{1e6, false}, {200e3, false}, {10e3, true}} {
+		spin   time.Duration
+	}{{1e6, false, 50 * time.Microsecond}, {200e3, false, 50 * time.Microsecond},
+		{100e3, true, 2500 * time.Nanosecond}, {20e3, true, 12500 * time.Nanosecond}, {1e3, true, 50 * time.Microsecond}} {
 		cfg := Config{Rate: c.rate, PayloadSize: 16}.WithDefaults()
+		if cfg.SpinThreshold != c.spin {
+			t.Errorf("rate %v msg/s: default spin %v, want %v", c.rate, cfg.SpinThreshold, c.spin)
+		}
 		p := &countProducer{}
 		s := newSender(0, p, cfg)
 		var stop atomic.Bool
