@@ -160,26 +160,7 @@ func TestWritebackStartsAhead(t *testing.T) {
 	for _, waiter := range []bool{true, false} {
 		t.Run(fmt.Sprintf("waiter=%v", waiter), func(t *testing.T) {
 			fs := &faultFS{}
-			o := testOptions(t.TempDir())
-			o.FS = fs
-			o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
-			o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
-			l := mustOpen(t, o)
-			defer l.Close()
-			// A sync requested just now, as RequestSync notes it, without the sync itself.
-			wait := func() {
-				if waiter {
-					l.lastSyncReq.Store(time.Now().UnixNano())
-				}
-			}
-			wait()
-			b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
-			syncs := fs.syncs.Load()
-			for range (4 << 20) / len(b) {
-				if _, err := l.Append(b); err != nil {
-					t.Fatal(err)
-				}
-			}
+			l, syncs := appendForWriteback(t, fs, waiter)
 			if !waiter {
 				for range 30 {
 					l.kickHousekeeper()
@@ -190,18 +171,49 @@ func TestWritebackStartsAhead(t *testing.T) {
 				}
 				return
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for fs.writeback.Load() < 3<<20 {
-				if time.Now().After(deadline) {
-					t.Fatalf("writeback started for %d bytes of 4 MiB appended", fs.writeback.Load())
-				}
-				wait()
-				l.kickHousekeeper()
-				time.Sleep(10 * time.Millisecond)
-			}
+			awaitWriteback(t, l, fs)
 			if n := fs.syncs.Load() - syncs; n != 0 {
 				t.Fatalf("%d fdatasyncs: starting writeback must not sync", n)
 			}
 		})
+	}
+}
+
+// appendForWriteback opens a log on fs with the background sync an hour away and appends 4 MiB in
+// 16 KiB batches; with waiter, a sync was requested just before (as RequestSync notes it, without the
+// sync itself). It returns the log (closed at the test's end) and fs's fdatasync count before the appends.
+func appendForWriteback(t *testing.T, fs *faultFS, waiter bool) (*Log, int64) {
+	t.Helper()
+	o := testOptions(t.TempDir())
+	o.FS = fs
+	o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
+	o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
+	l := mustOpen(t, o)
+	t.Cleanup(func() { l.Close() })
+	if waiter {
+		l.lastSyncReq.Store(time.Now().UnixNano())
+	}
+	b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
+	syncs := fs.syncs.Load()
+	for range (4 << 20) / len(b) {
+		if _, err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, syncs
+}
+
+// awaitWriteback waits, with a sync waiter kept present, until at least 3 MiB of l's pages had
+// writeback started on fs, failing after 10 s.
+func awaitWriteback(t *testing.T, l *Log, fs *faultFS) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for fs.writeback.Load() < 3<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("writeback started for %d bytes of 4 MiB appended", fs.writeback.Load())
+		}
+		l.lastSyncReq.Store(time.Now().UnixNano())
+		l.kickHousekeeper()
+		time.Sleep(10 * time.Millisecond)
 	}
 }

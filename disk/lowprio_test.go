@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -69,31 +68,14 @@ func TestPopulateInLowChunks(t *testing.T) {
 	}
 }
 
-// TestHousekeepingRunsAtLowPriority: the housekeeper starts writeback from a nice-19 thread, never
-// from a normal one (it did so from its own goroutine's thread, at the process's priority).
+// TestHousekeepingRunsAtLowPriority: the housekeeper starts writeback (for a sync waiter) from a
+// nice-19 thread, never from a normal one (it did so from its own goroutine's thread, at the
+// process's priority).
 func TestHousekeepingRunsAtLowPriority(t *testing.T) {
 	fs := &faultFS{}
 	fs.writebackNice.Store(100)
-	o := testOptions(t.TempDir())
-	o.FS = fs
-	o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
-	o.FlushInterval, o.FlushBytes = time.Hour, 1<<40
-	l := mustOpen(t, o)
-	defer l.Close()
-	b := testBatch(t, 1, 8, 2000, 0) // 16 KiB
-	for range (4 << 20) / len(b) {
-		if _, err := l.Append(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for fs.writeback.Load() < 3<<20 {
-		if time.Now().After(deadline) {
-			t.Fatalf("writeback started for %d bytes of 4 MiB appended", fs.writeback.Load())
-		}
-		l.kickHousekeeper()
-		time.Sleep(10 * time.Millisecond)
-	}
+	l, _ := appendForWriteback(t, fs, true)
+	awaitWriteback(t, l, fs)
 	if got := fs.writebackNice.Load(); got != lowNice {
 		t.Errorf("StartWriteback called from a thread at nice %d (the highest priority seen), want only nice %d", got, lowNice)
 	}
