@@ -377,7 +377,7 @@ func (c *conn) flush() {
 // listener stops it asks again for the syncs the rest wait for.
 func (c *conn) releaseAcks() {
 	keep := c.acks[:0]
-	stopping := c.srv.stopping.Load()
+	stopping := c.srv.conns.Stopping()
 	for _, a := range c.acks {
 		if a.part.SyncedOffset() > a.last {
 			if s := c.q.at(a.seq); s != nil {

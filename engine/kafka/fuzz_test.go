@@ -72,8 +72,9 @@ func fuzzServer(t testing.TB) *Server {
 	}
 	s := &Server{opts: Options{Engine: e, Logger: quiet, MaxFrame: 4 << 10,
 		ACL: auth.Rules{{Principal: "*", Actions: auth.ActConsume, Topic: "*"}}},
-		e: e, log: quiet, conns: map[*conn]struct{}{}, addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092}}
+		e: e, log: quiet, addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092}}
 	s.opts.setDefaults()
+	s.conns.Init(s.opts.MaxConnections, &s.stats.Accepted.Uint64, &s.stats.Refused.Uint64, &s.stats.Connections.Int64)
 	s.auth.Store(&authState{authn: s.opts.Authenticator, acl: s.opts.ACL})
 	s.coord = newCoordinator(e, s.acl, quiet)
 	t.Cleanup(func() { e.Close() })

@@ -64,7 +64,7 @@ func (c *conn) produce(h header) {
 			switch {
 			case !okAcks:
 				code = errInvalidRequiredAcks
-			case c.srv.stopping.Load():
+			case c.srv.conns.Stopping():
 				code = errRequestTimedOut // nothing stored: the client sends it again after reconnecting
 			case !auth.MayTopic(c.srv.acl(), c.principal, auth.ActProduce, rt.name):
 				code = errTopicAuthorization

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/internal/connset"
 	"github.com/sluicemq/sluice/internal/gnetaddr"
 	"github.com/sluicemq/sluice/internal/gnetlog"
 	"github.com/sluicemq/sluice/wire"
@@ -156,8 +157,7 @@ type Server struct {
 	booted chan struct{}
 	done   chan error
 
-	connMu sync.Mutex         // guards conns
-	conns  map[*conn]struct{} // open connections, TCP and TLS
+	conns connset.Set[*conn] // open connections, TCP and TLS; stopping once Close began
 
 	tlsLn   net.Listener
 	tlsDone chan struct{}
@@ -176,7 +176,6 @@ type Server struct {
 	auth atomic.Pointer[authState]
 
 	stats    Stats
-	stopping atomic.Bool
 	closeOne sync.Once
 	closeErr error
 }
@@ -187,8 +186,8 @@ func Start(opts Options) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
-		conns: map[*conn]struct{}{}}
+	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1)}
+	s.conns.Init(opts.MaxConnections, &s.stats.Accepted.Uint64, &s.stats.Refused.Uint64, &s.stats.Connections.Int64)
 	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	s.coord = newCoordinator(opts.Engine, s.acl, opts.Logger)
 	s.nextProducerID.Store(randomProducerBase())
@@ -248,34 +247,23 @@ func (s *Server) Close() error {
 const drainTimeout = 5 * time.Second
 
 func (s *Server) shutdown() error {
-	s.stopping.Store(true)
+	s.conns.Stop()
 	if s.tlsLn != nil {
 		s.tlsLn.Close()
 		<-s.tlsDone
 	}
-	deadline := time.Now().Add(drainTimeout)
-	for time.Now().Before(deadline) {
-		left := 0
-		s.connMu.Lock()
-		for c := range s.conns {
-			if c.waitingAcks.Load() > 0 {
-				left++
-				c.signal(flagSynced) // the loop requests the syncs again and answers what is covered
-			}
+	s.conns.Drain(drainTimeout, func(c *conn) bool {
+		if c.waitingAcks.Load() == 0 {
+			return false
 		}
-		s.connMu.Unlock()
-		if left == 0 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	s.connMu.Lock()
-	for c := range s.conns {
+		c.signal(flagSynced) // the loop requests the syncs again and answers what is covered
+		return true
+	})
+	s.conns.Range(func(c *conn) {
 		if tc, ok := c.t.(*tlsConn); ok {
 			tc.Close()
 		}
-	}
-	s.connMu.Unlock()
+	})
 	s.coord.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -295,35 +283,11 @@ func (s *Server) OnBoot(ge gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// admit counts a new connection in, or reports that it must be refused.
-func (s *Server) admit(c *conn) bool {
-	s.stats.Accepted.Add(1)
-	if s.stopping.Load() {
-		return false
-	}
-	if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
-		s.stats.Connections.Add(-1)
-		s.stats.Refused.Add(1)
-		return false
-	}
-	s.connMu.Lock()
-	s.conns[c] = struct{}{}
-	s.connMu.Unlock()
-	return true
-}
-
-func (s *Server) forget(c *conn) {
-	s.stats.Connections.Add(-1)
-	s.connMu.Lock()
-	delete(s.conns, c)
-	s.connMu.Unlock()
-}
-
 // OnOpen sets up the connection's state; a connection past MaxConnections or arriving while the
 // listener stops is closed at once (Kafka has no frame to say why before a request).
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := newConn(s, gc)
-	if !s.admit(c) {
+	if !s.conns.Admit(c) {
 		return nil, gnet.Close
 	}
 	gc.SetContext(c)
@@ -333,7 +297,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // OnClose tears the connection's state down.
 func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c, ok := gc.Context().(*conn); ok {
-		s.forget(c)
+		s.conns.Forget(c)
 		c.close()
 	}
 	return gnet.None
@@ -359,22 +323,20 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
 	limit := s.opts.HandshakeTimeout.Nanoseconds()
 	idle := s.opts.IdleTimeout.Nanoseconds()
-	s.connMu.Lock()
-	for c := range s.conns {
+	s.conns.Range(func(c *conn) {
 		if !c.authDone.Load() && now-c.opened > limit && c.closing.CompareAndSwap(false, true) {
 			s.log.Debug("kafka: closing connection: not authenticated in time", "remote", c.remote)
 			_ = c.t.Close()
-			continue
+			return
 		}
 		if idle > 0 && !c.busy.Load() && now-c.lastActive.Load() > idle && c.closing.CompareAndSwap(false, true) {
 			s.log.Debug("kafka: closing idle connection", "remote", c.remote)
 			_ = c.t.Close()
-			continue
+			return
 		}
 		if c.blocked.CompareAndSwap(true, false) {
 			c.signal(flagRetry)
 		}
-	}
-	s.connMu.Unlock()
+	})
 	return tickInterval, gnet.None
 }

@@ -17,7 +17,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 	// Input bound: twice the largest request (length prefix included).
 	tlsconn.Serve(ln, s.log, "kafka", 2*(s.opts.MaxFrame+4), func(tc *tlsConn) func() {
 		c := newConn(s, tc)
-		if !s.admit(c) {
+		if !s.conns.Admit(c) {
 			return nil
 		}
 		return func() { s.runTLS(c, tc) }
@@ -27,7 +27,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 // runTLS is a TLS connection's event loop.
 func (s *Server) runTLS(c *conn, tc *tlsConn) {
 	defer func() {
-		s.forget(c)
+		s.conns.Forget(c)
 		c.close()
 		tc.Close()
 	}()

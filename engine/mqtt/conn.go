@@ -281,7 +281,7 @@ func (c *conn) drainInbox() {
 		}
 		synced = true
 	}
-	if synced || c.srv.stopping.Load() {
+	if synced || c.srv.conns.Stopping() {
 		c.releaseAcks()
 	}
 	if c.inbox.Len() > 0 {
@@ -293,7 +293,7 @@ func (c *conn) drainInbox() {
 // off the loop, or ReceiveMaximum acknowledgements pending.
 func (c *conn) readPackets() {
 	o := &c.srv.opts
-	for !c.dead && !c.closed && !c.parked && !c.srv.stopping.Load() { // a stopping listener drains acks only
+	for !c.dead && !c.closed && !c.parked && !c.srv.conns.Stopping() { // a stopping listener drains acks only
 		if c.retry != nil {
 			r := c.retry
 			c.retry = nil
@@ -486,7 +486,7 @@ func (c *conn) close() {
 	c.waitingAcks.Store(0)
 	if c.sess != nil {
 		will := c.will
-		if c.srv.stopping.Load() {
+		if c.srv.conns.Stopping() {
 			will = nil // the broker went away, not the client
 		}
 		if c.parkDone != nil || c.retry != nil {
@@ -593,7 +593,7 @@ func (c *conn) releaseAcks() {
 	for ; i < len(c.acks); i++ {
 		a := &c.acks[i]
 		if a.part != nil && a.part.SyncedOffset() <= a.last {
-			if c.srv.stopping.Load() {
+			if c.srv.conns.Stopping() {
 				a.part.RequestSync()
 			}
 			break

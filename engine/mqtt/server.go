@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/internal/connset"
 	"github.com/sluicemq/sluice/internal/gnetaddr"
 	"github.com/sluicemq/sluice/internal/gnetlog"
 )
@@ -31,8 +32,7 @@ type Server struct {
 	booted chan struct{}
 	done   chan error
 
-	connMu sync.Mutex         // guards conns
-	conns  map[*conn]struct{} // open connections, TCP and TLS
+	conns connset.Set[*conn] // open connections, TCP and TLS; stopping once Close began
 
 	tlsLn   net.Listener
 	tlsDone chan struct{}
@@ -44,7 +44,6 @@ type Server struct {
 	retained *retainedStore
 
 	stats    Stats
-	stopping atomic.Bool
 	closeOne sync.Once
 	closeErr error
 }
@@ -65,8 +64,8 @@ func Start(opts Options) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1),
-		conns: map[*conn]struct{}{}}
+	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, booted: make(chan struct{}), done: make(chan error, 1)}
+	s.conns.Init(opts.MaxConnections, &s.stats.Accepted.Uint64, &s.stats.Refused.Uint64, &s.stats.Connections.Int64)
 	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	var err error
 	if s.retained, err = openRetained(stateDir(opts.Engine), s.log); err != nil {
@@ -130,36 +129,25 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) shutdown() error {
-	s.stopping.Store(true)
+	s.conns.Stop()
 	if s.tlsLn != nil {
 		s.tlsLn.Close()
 		<-s.tlsDone
 	}
 	// The acknowledgements of stored PUBLISHes waiting for an fsync are sent before the
 	// connections close (stopping connections read no more packets, so the wait ends).
-	deadline := time.Now().Add(drainTimeout)
-	for time.Now().Before(deadline) {
-		left := 0
-		s.connMu.Lock()
-		for c := range s.conns {
-			if c.waitingAcks.Load() > 0 {
-				left++
-				c.signal(flagEvent) // a stopping loop requests the syncs again and answers what is covered
-			}
+	s.conns.Drain(drainTimeout, func(c *conn) bool {
+		if c.waitingAcks.Load() == 0 {
+			return false
 		}
-		s.connMu.Unlock()
-		if left == 0 {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	s.connMu.Lock()
-	for c := range s.conns {
+		c.signal(flagEvent) // a stopping loop requests the syncs again and answers what is covered
+		return true
+	})
+	s.conns.Range(func(c *conn) {
 		if tc, ok := c.t.(*tlsConn); ok {
 			tc.Close()
 		}
-	}
-	s.connMu.Unlock()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.ge.Stop(ctx)
@@ -184,35 +172,11 @@ func (s *Server) OnBoot(ge gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// admit counts a new connection in, or reports that it must be refused.
-func (s *Server) admit(c *conn) bool {
-	s.stats.Accepted.Add(1)
-	if s.stopping.Load() {
-		return false
-	}
-	if s.stats.Connections.Add(1) > int64(s.opts.MaxConnections) {
-		s.stats.Connections.Add(-1)
-		s.stats.Refused.Add(1)
-		return false
-	}
-	s.connMu.Lock()
-	s.conns[c] = struct{}{}
-	s.connMu.Unlock()
-	return true
-}
-
-func (s *Server) forget(c *conn) {
-	s.stats.Connections.Add(-1)
-	s.connMu.Lock()
-	delete(s.conns, c)
-	s.connMu.Unlock()
-}
-
 // OnOpen sets up the connection's state; a connection past MaxConnections or arriving while the
 // listener stops is closed at once, before CONNECT (there is nothing to answer yet).
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := newConn(s, gc)
-	if !s.admit(c) {
+	if !s.conns.Admit(c) {
 		return nil, gnet.Close
 	}
 	gc.SetContext(c)
@@ -222,7 +186,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // OnClose tears the connection's state down.
 func (s *Server) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if c, ok := gc.Context().(*conn); ok {
-		s.forget(c)
+		s.conns.Forget(c)
 		c.close()
 	}
 	return gnet.None
@@ -247,8 +211,7 @@ const tickInterval = 100 * time.Millisecond
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
 	connectLimit := s.opts.ConnectTimeout.Nanoseconds()
-	s.connMu.Lock()
-	for c := range s.conns {
+	s.conns.Range(func(c *conn) {
 		last := c.lastRecv.Load()
 		ka := c.keepAlive.Load()
 		switch {
@@ -262,8 +225,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		case c.waitsTick.Load():
 			c.signal(flagRetry)
 		}
-	}
-	s.connMu.Unlock()
+	})
 	s.sessions.tick(time.Now())
 	return tickInterval, gnet.None
 }

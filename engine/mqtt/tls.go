@@ -16,7 +16,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 	defer close(s.tlsDone)
 	tlsconn.Serve(ln, s.log, "mqtt", 2*s.opts.MaxPacketSize, func(tc *tlsConn) func() {
 		c := newConn(s, tc)
-		if !s.admit(c) {
+		if !s.conns.Admit(c) {
 			return nil
 		}
 		return func() { s.runTLS(c, tc) }
@@ -26,7 +26,7 @@ func (s *Server) serveTLS(ln net.Listener) {
 // runTLS is a TLS connection's event loop.
 func (s *Server) runTLS(c *conn, tc *tlsConn) {
 	defer func() {
-		s.forget(c)
+		s.conns.Forget(c)
 		c.close()
 		tc.Close()
 	}()
