@@ -30,6 +30,17 @@ type Limits struct {
 	Dir string `json:"dir"`
 }
 
+// Summary is the limits on one line, as `sluice bench --limits` prints them.
+func (l Limits) Summary() string {
+	s := fmt.Sprintf("limits (same run): loopback TCP %.0f MB/s in 256 KiB writes, %.0f MB/s in 128 B writes; memcpy %.0f MB/s",
+		l.LoopbackMBps, l.LoopbackSmallMBps, l.MemcpyMBps)
+	if l.Dir != "" {
+		s += fmt.Sprintf("; %s: sequential write %.0f MB/s, 4 KiB write + fdatasync p50 %s p99 %s (%d syncs)",
+			l.Dir, l.DiskWriteMBps, FormatLatency(l.FdatasyncP50), FormatLatency(l.FdatasyncP99), l.FdatasyncN)
+	}
+	return s
+}
+
 // LimitsOptions bounds the probes.
 type LimitsOptions struct {
 	// Dir is the directory for the disk probes: the broker's data disk. Empty skips them.
