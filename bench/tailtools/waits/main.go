@@ -7,7 +7,8 @@
 //   - "no idle P": every P was held, each by a running goroutine or by one in a system call (named),
 //     so the goroutine waited for sysmon to retake a P, for the call to return or for a holder to yield.
 //
-// It also sums the time goroutines spent in system calls, by call site.
+// It also sums the time goroutines spent in system calls, by call site, with the p50, p99 and
+// longest of each site's calls.
 //
 // Usage: go run ./waits [-t µs] [-g name-substring] [-n details] TRACE
 package main
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,6 +44,7 @@ func main() {
 	thresh := flag.Int64("t", 500, "report waits longer than this many µs")
 	filter := flag.String("g", "Consume", "only goroutines whose start function contains this")
 	show := flag.Int("n", 10, "print this many of the longest waits in detail")
+	long := flag.Int64("long", 0, "list every system call longer than this many µs, in time order (0: none)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: waits [-t µs] [-g name] [-n details] TRACE")
@@ -66,10 +69,14 @@ func main() {
 	runnable := map[trace.GoID]wait{}
 	var calls []syscall
 	var waits []wait
+	var origin trace.Time
 	for {
 		e, err := r.ReadEvent()
 		if err == io.EOF {
 			break
+		}
+		if err == nil && origin == 0 {
+			origin = e.Time()
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -195,22 +202,35 @@ func main() {
 
 	total := map[string]trace.Time{}
 	count := map[string]int{}
+	durs := map[string][]trace.Time{}
 	for _, c := range calls {
 		k := name[c.g] + ": " + c.site
 		total[k] += c.end - c.start
 		count[k]++
+		durs[k] = append(durs[k], c.end-c.start)
 	}
 	var sl []kv
 	for k, v := range total {
 		sl = append(sl, kv{k, int(v / 1000)})
 	}
 	sort.Slice(sl, func(i, j int) bool { return sl[i].v > sl[j].v })
-	fmt.Println("time in system calls (ms, calls):")
+	if *long > 0 {
+		fmt.Printf("system calls longer than %d µs (start ms from the trace's start, duration µs):\n", *long)
+		for _, c := range calls { // in order of their ends
+			if d := int64(c.end-c.start) / 1000; d > *long {
+				fmt.Printf("  %9.1f %7d  %s: %s\n", float64(c.start-origin)/1e6, d, name[c.g], c.site)
+			}
+		}
+	}
+	fmt.Println("time in system calls (ms, calls; per call p50 / p99 / max µs):")
 	for i, s := range sl {
 		if i == 15 {
 			break
 		}
-		fmt.Printf("  %9.1f %6d  %s\n", float64(s.v)/1000, count[s.k], s.k)
+		d := durs[s.k]
+		slices.Sort(d)
+		q := func(p float64) int64 { return int64(d[min(len(d)-1, int(p*float64(len(d))))]) / 1000 }
+		fmt.Printf("  %9.1f %6d  %6d / %6d / %6d  %s\n", float64(s.v)/1000, count[s.k], q(0.5), q(0.99), int64(d[len(d)-1])/1000, s.k)
 	}
 }
 
