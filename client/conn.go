@@ -58,9 +58,9 @@ type conn struct {
 	lost bool      // guarded by c.mu: connLost has run, so install must not make it the live connection
 
 	wmu     sync.Mutex
-	wbuf    []byte        // guarded by wmu: encoded frames no writer has taken yet
-	spare   []byte        // guarded by wmu: the other buffer, swapped with wbuf by whoever writes
-	writing bool          // guarded by wmu: a write is in progress (a caller's or writeLoop's)
+	wbuf    []byte // guarded by wmu: encoded frames no writer has taken yet
+	spare   []byte // guarded by wmu: the other buffer, swapped with wbuf by whoever writes
+	writing bool   // guarded by wmu: a write is in progress (a caller's or writeLoop's)
 	// wclosed, guarded by wmu, says fail has run: what is queued is dropped and nothing more is
 	// written, so the batches queued by reference are no longer read once their requests complete.
 	// wdone is signalled when a write ends (fail waits on it for the one in progress).
