@@ -18,7 +18,7 @@ import (
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/internal/connset"
 	"github.com/sluicemq/sluice/internal/gnetaddr"
-	"github.com/sluicemq/sluice/internal/gnetlog"
+	"github.com/sluicemq/sluice/internal/gnetrun"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -191,21 +191,8 @@ func Start(opts Options) (*Server, error) {
 	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	s.coord = newCoordinator(opts.Engine, s.acl, opts.Logger)
 	s.nextProducerID.Store(randomProducerBase())
-	go func() {
-		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(opts.Loops),
-			gnet.WithTicker(true),
-			gnet.WithReuseAddr(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(256<<10),
-			gnet.WithWriteBufferCap(256<<10),
-			gnet.WithLogger(gnetlog.Logger{L: s.log}),
-		)
-	}()
-	select {
-	case <-s.booted:
-	case err := <-s.done:
+	loops := gnetrun.Config{Addr: opts.Addr, Loops: opts.Loops, ReadBuffer: 256 << 10, WriteBuffer: 256 << 10, Log: s.log}
+	if err := gnetrun.Start(s, loops, s.booted, s.done); err != nil {
 		return nil, fmt.Errorf("kafka: listen %s: %w", opts.Addr, err)
 	}
 	if opts.TLSConfig != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/internal/connset"
 	"github.com/sluicemq/sluice/internal/gnetaddr"
-	"github.com/sluicemq/sluice/internal/gnetlog"
+	"github.com/sluicemq/sluice/internal/gnetrun"
 )
 
 // Server is a running MQTT listener.
@@ -74,21 +74,8 @@ func Start(opts Options) (*Server, error) {
 	if s.sessions, err = openSessions(s, stateDir(opts.Engine)); err != nil {
 		return nil, err
 	}
-	go func() {
-		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(opts.Loops),
-			gnet.WithTicker(true),
-			gnet.WithReuseAddr(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(64<<10),
-			gnet.WithWriteBufferCap(64<<10),
-			gnet.WithLogger(gnetlog.Logger{L: s.log}),
-		)
-	}()
-	select {
-	case <-s.booted:
-	case err := <-s.done:
+	loops := gnetrun.Config{Addr: opts.Addr, Loops: opts.Loops, ReadBuffer: 64 << 10, WriteBuffer: 64 << 10, Log: s.log}
+	if err := gnetrun.Start(s, loops, s.booted, s.done); err != nil {
 		return nil, fmt.Errorf("mqtt: listen %s: %w", opts.Addr, err)
 	}
 	if opts.TLSConfig != nil {

@@ -31,7 +31,7 @@ import (
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/internal/gnetaddr"
-	"github.com/sluicemq/sluice/internal/gnetlog"
+	"github.com/sluicemq/sluice/internal/gnetrun"
 	"github.com/sluicemq/sluice/wire"
 )
 
@@ -317,21 +317,8 @@ func Start(opts Options) (*Server, error) {
 		conns: map[*session]struct{}{}, tlsConns: map[*tlsConn]struct{}{}, unauth: map[*session]struct{}{},
 		unauthPerAddr: map[netip.Addr]int{}, principalSubs: map[string]int{}, inboxes: map[string]*inbox{}}
 	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
-	go func() {
-		s.done <- gnet.Run(s, "tcp://"+opts.Addr,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(opts.Loops),
-			gnet.WithTicker(true),
-			gnet.WithReuseAddr(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReadBufferCap(loopReadBuffer),
-			gnet.WithWriteBufferCap(connWriteBuffer),
-			gnet.WithLogger(gnetlog.Logger{L: s.log}),
-		)
-	}()
-	select {
-	case <-s.booted:
-	case err := <-s.done:
+	loops := gnetrun.Config{Addr: opts.Addr, Loops: opts.Loops, ReadBuffer: loopReadBuffer, WriteBuffer: connWriteBuffer, Log: s.log}
+	if err := gnetrun.Start(s, loops, s.booted, s.done); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", opts.Addr, err)
 	}
 	if opts.TLSConfig != nil {
