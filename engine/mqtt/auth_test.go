@@ -2,11 +2,13 @@ package mqtt
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
 	"github.com/sluicemq/sluice/wire"
 )
@@ -243,5 +245,29 @@ func TestShareGroupACL(t *testing.T) {
 		if m := c.next(t); string(m.Payload) != "shared" {
 			t.Fatalf("got %q", m.Payload)
 		}
+	}
+}
+
+// TestPublishUnknownTopic: without auto-creation, a QoS 1 PUBLISH to a topic that does not exist is
+// PUBACK 0x83 (implementation specific: the name is valid) with a Reason String saying how to create
+// it, not 0x90 (topic name invalid); the connection stays usable, and a topic that exists is stored.
+func TestPublishUnknownTopic(t *testing.T) {
+	b := startBroker(t, func(o *engine.Options) { o.AutoCreateTopics = false }, nil)
+	if _, err := b.e.CreateTopic(wire.TopicConfig{Name: "have.it", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := b.mustDial("c", nil)
+	r, err := c.Publish(ctx10(t), &paho.Publish{Topic: "no/such", QoS: 1, Payload: []byte("x")})
+	if r == nil || r.ReasonCode != 0x83 {
+		t.Fatalf("publish to a missing topic: %+v %v, want reason code 0x83", r, err)
+	}
+	if r.Properties == nil || !strings.Contains(r.Properties.ReasonString, "--auto-create") {
+		t.Fatalf("reason string %+v: want the way to create the topic", r.Properties)
+	}
+	if b.e.TopicByName("no.such") != nil {
+		t.Fatal("the refused publish created its topic")
+	}
+	if r := c.pub(t, "have/it", 1, "fine"); r.ReasonCode != 0 {
+		t.Fatalf("publish to an existing topic after the refusal: %#x", r.ReasonCode)
 	}
 }

@@ -56,15 +56,19 @@ type ackWait struct {
 	kind byte // packets.Puback or packets.Pubrec
 	id   uint16
 	code byte // the reason code to send
+	// reason is the Reason String sent with a refusal's code (MQTT 5 only), empty for none.
+	reason string
 }
 
 // conn is one client connection. Every field is owned by the connection's loop unless its comment
 // says otherwise.
 type conn struct {
-	srv    *Server
-	t      transport
-	remote string // the peer's "ip:port"; immutable
-	opened int64  // unix nanos; immutable
+	srv *Server
+	// warnedUnknown: a PUBLISH to a topic that does not exist was logged at info level already.
+	warnedUnknown bool
+	t             transport
+	remote        string // the peer's "ip:port"; immutable
+	opened        int64  // unix nanos; immutable
 
 	// version is the protocol level from CONNECT (3, 4 or 5); 0 before it.
 	version byte
@@ -424,10 +428,16 @@ func (c *conn) write(pk *packets.Packet) {
 }
 
 // ack writes a PUBACK, PUBREC, PUBREL or PUBCOMP with a reason code (MQTT 5; dropped before).
-func (c *conn) ack(kind byte, id uint16, code byte) {
+func (c *conn) ack(kind byte, id uint16, code byte) { c.ackWith(kind, id, code, "") }
+
+// ackWith is ack with a Reason String (MQTT 5 3.4.2.2.2; dropped before version 5), empty for none.
+func (c *conn) ackWith(kind byte, id uint16, code byte, reason string) {
 	pk := &packets.Packet{FixedHeader: packets.FixedHeader{Type: kind}, PacketID: id, ReasonCode: code}
 	if kind == packets.Pubrel {
 		pk.FixedHeader.Qos = 1
+	}
+	if c.version == 5 {
+		pk.Properties.ReasonString = reason
 	}
 	c.write(pk)
 }
@@ -598,7 +608,7 @@ func (c *conn) releaseAcks() {
 			}
 			break
 		}
-		c.ack(a.kind, a.id, a.code)
+		c.ackWith(a.kind, a.id, a.code, a.reason)
 	}
 	if i > 0 {
 		n := copy(c.acks, c.acks[i:])

@@ -124,18 +124,29 @@ func (c *conn) parkOff(work func() error, done func(c *conn, err error)) {
 }
 
 // publishFailed answers a PUBLISH that could not be stored: MQTT 5 acknowledges QoS 1 and 2 with
-// a reason code; MQTT 3.1.1 has no way to say it and closes the connection (a QoS 0 PUBLISH is
-// dropped and counted).
+// a reason code and a Reason String; MQTT 3.1.1 has no way to say it and closes the connection (a
+// QoS 0 PUBLISH is dropped and counted). A PUBLISH to a topic the broker does not have (and will not
+// create: no --auto-create) gets 0x83 (implementation specific error: the name is valid, the broker
+// is not willing to accept it), and is logged at info level once per connection, since the client
+// may have no way to show why.
 func (c *conn) publishFailed(pk *packets.Packet, err error) {
 	c.srv.stats.PublishRefused.Add(1)
 	code := packets.ErrUnspecifiedError.Code
+	reason := ""
 	switch {
 	case errors.Is(err, errDenied):
 		code = packets.ErrNotAuthorized.Code
 	case errors.Is(err, ErrTopicInvalid):
 		code = packets.ErrTopicNameInvalid.Code
+		reason = err.Error()
 	case errors.Is(err, wire.CodeUnknownTopic):
-		code = packets.ErrTopicNameInvalid.Code
+		code = packets.ErrImplementationSpecificError.Code
+		reason = unknownTopicReason
+		if !c.warnedUnknown {
+			c.warnedUnknown = true
+			c.srv.log.Info("mqtt: publish to a topic that does not exist refused; create it (sluice topic create) or start the broker with --auto-create",
+				"remote", c.remote, "client", c.clientID, "topic", pk.TopicName)
+		}
 	}
 	c.srv.log.Debug("mqtt: publish refused", "remote", c.remote, "client", c.clientID, "topic", pk.TopicName, "err", err)
 	switch {
@@ -148,13 +159,16 @@ func (c *conn) publishFailed(pk *packets.Packet, err error) {
 		if pk.FixedHeader.Qos == 2 {
 			kind = packets.Pubrec
 		}
-		c.queueAck(ackWait{kind: kind, id: pk.PacketID, code: code})
+		c.queueAck(ackWait{kind: kind, id: pk.PacketID, code: code, reason: reason})
 	default:
 		c.dead = true
 	}
 }
 
 var errDenied = errors.New("mqtt: not authorized")
+
+// unknownTopicReason is the Reason String of a PUBLISH refused because its topic does not exist.
+const unknownTopicReason = "topic does not exist: create it (sluice topic create) or start the broker with --auto-create"
 
 // servePublish stores one inbound PUBLISH and queues its acknowledgement. r is its parked state
 // when it is served again after off-loop work, else nil (pk then holds views of the input buffer,
@@ -322,7 +336,7 @@ func (c *conn) storedBefore(p *engine.Partition, pk *packets.Packet) (int64, boo
 // writes it at once when none wait.
 func (c *conn) queueAck(a ackWait) {
 	if len(c.acks) == 0 && a.part == nil {
-		c.ack(a.kind, a.id, a.code)
+		c.ackWith(a.kind, a.id, a.code, a.reason)
 		return
 	}
 	c.acks = append(c.acks, a)
