@@ -54,15 +54,18 @@ func (c *Client) ListTopics(ctx context.Context) ([]TopicConfig, error) {
 // DescribeTopic returns a topic's configuration and its partitions' offsets: wire.CodeUnknownTopic
 // when there is none.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
+	ti, err := c.describe(ctx, name)
+	return ti, wrapf(err, "describe topic %s", name)
+}
+
+// describe is DescribeTopic without the error's context.
+func (c *Client) describe(ctx context.Context, name string) (TopicInfo, error) {
 	var ti TopicInfo
 	body, err := c.roundTrip(ctx, wire.OpDescribe, (&wire.Name{Name: name}).Append)
 	if err != nil {
-		return ti, wrapf(err, "describe topic %s", name)
+		return ti, err
 	}
-	if err := ti.Decode(body); err != nil {
-		return ti, wrapf(err, "describe topic %s", name)
-	}
-	return ti, nil
+	return ti, ti.Decode(body)
 }
 
 // ListGroups names every consumer group with members or committed offsets.

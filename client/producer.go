@@ -314,10 +314,10 @@ func (c *Client) Producer(topic string, opts ...ProducerOption) (*Producer, erro
 		return nil, err
 	}
 	ctx, cancel := c.requestContext()
-	ti, err := c.DescribeTopic(ctx, topic)
+	ti, err := c.describe(ctx, topic)
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "producer for topic %s", topic)
 	}
 	n := int32(len(ti.Partitions))
 	if n == 0 {

@@ -76,7 +76,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f := newFlags("bench", "", benchAbout, stdout, stderr)
 	var b benchFlags
 	b.size, b.batchBytes = 128, 64<<10
-	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr, floor or relay")
+	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr, floor, spsc or relay")
 	f.StringVar(&b.mode, "mode", "open", "open (fixed-rate schedule) or closed (send as fast as accepted)")
 	f.Float64Var(&b.rate, "rate", 10000, "total scheduled `msgs/s` over all producers (open loop)")
 	f.DurationVar(&b.duration, "duration", 5*time.Second, "measured part of the run")

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicemq/sluice/client"
@@ -189,12 +190,18 @@ type dialError struct {
 func (e *dialError) Error() string {
 	switch {
 	case e.peer == peerHTTP:
-		return fmt.Sprintf("%s answers HTTP, not the Sluice protocol: is it the broker's metrics port? "+
+		return fmt.Sprintf("%s answers HTTP, not the Sluice protocol: is it the broker's HTTP API or metrics port? "+
 			"Point --addr at sluiced's --listen address (default %s)", e.addr, defaultAddr)
 	case e.peer == peerTLS && !e.tls:
 		return fmt.Sprintf("the broker at %s expects TLS: add --tls (and --tls-ca FILE for a private CA)", e.addr)
 	case e.peer == peerPlain && e.tls:
 		return fmt.Sprintf("%s does not answer TLS: drop --tls, or point --addr at sluiced's --tls-listen address", e.addr)
+	}
+	if errors.Is(e.err, client.ErrHandshake) && (errors.Is(e.err, io.EOF) || errors.Is(e.err, syscall.ECONNRESET)) {
+		// Closed without a word: another protocol's listener (sluiced's Kafka or MQTT face drops a
+		// connection whose first bytes are not its protocol's).
+		return fmt.Sprintf("cannot connect to the broker at %s: something listens there but closed the connection without a Sluice hello; "+
+			"is it another of the broker's listeners (Kafka, MQTT)? Point --addr at sluiced's --listen address (default %s)", e.addr, defaultAddr)
 	}
 	var op *net.OpError
 	if errors.As(e.err, &op) && op.Err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -323,14 +324,31 @@ func TestBinaryGroupSeekReset(t *testing.T) {
 	}
 }
 
-// TestBinaryWrongPort: the CLI pointed at an HTTP port, at the TLS port without --tls, or with --tls
-// at the plain port says what to do; --tls-ca connects to the TLS port.
+// TestBinaryWrongPort: the CLI pointed at an HTTP port, at a port that closes without a word (another
+// face's), at the TLS port without --tls, or with --tls at the plain port says what to do; --tls-ca connects to the TLS port.
 func TestBinaryWrongPort(t *testing.T) {
 	web := httptest.NewServer(http.NotFoundHandler())
 	defer web.Close()
 	httpAddr := strings.TrimPrefix(web.URL, "http://")
 	r := binRun(t, httpAddr, nil, "ping")
-	oneErrorLine(t, r, "answers HTTP, not the Sluice protocol: is it the broker's metrics port?")
+	oneErrorLine(t, r, "answers HTTP, not the Sluice protocol: is it the broker's HTTP API or metrics port?")
+
+	// A listener that closes without a word, as the Kafka and MQTT faces do on foreign bytes.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			nc, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			nc.Close()
+		}
+	}()
+	oneErrorLine(t, binRun(t, mute.Addr().String(), nil, "ping"), "closed the connection without a Sluice hello")
 
 	cert, _ := servertest.SelfSigned(t)
 	var plainAddr, tlsAddr string

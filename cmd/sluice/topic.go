@@ -38,6 +38,9 @@ func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, std
 	if *partitions > math.MaxUint32 {
 		return f.usageError("--partitions %d is too large", *partitions)
 	}
+	if *partitions == 0 && flagGiven(f, "partitions") {
+		return f.usageError("--partitions 0: a topic has at least 1 partition (leave the flag out for the broker's default)")
+	}
 	cfg := client.TopicConfig{
 		Name:           ops[0],
 		Partitions:     uint32(*partitions),
