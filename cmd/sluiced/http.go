@@ -159,6 +159,7 @@ func serveMetrics(addr string, withPprof bool, h *healthState, log *slog.Logger)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("metrics listening", "addr", ln.Addr().String())
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "err", err)

@@ -740,6 +740,7 @@ func serveHTTPAPI(addr string, eng *engine.Engine, sopts server.Options, srv *se
 	// request's context); the handler bounds each request body's read and each wait itself.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("http listening", "addr", ln.Addr().String())
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
