@@ -43,7 +43,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
 	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, -N (the last N records of each partition), or an RFC 3339 time (default earliest)")
-	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression")
+	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression over key (bytes: key == b\"k1\"), headers, timestamp, value and topic")
 	var atEnd bool
 	f.BoolVar(&atEnd, "e", false, "exit at the end of the data: once the records present at the start are printed (not with --group or --filter)")
 	f.BoolVar(&atEnd, "exit-at-end", false, "the same as -e")
