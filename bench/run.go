@@ -259,15 +259,17 @@ func progress(cfg Config, name string, start int64, sent, received func() int64,
 		now := Now()
 		s, r := sent(), received()
 		dt := float64(now-last) / 1e9
-		phase := "measure"
+		// The time shown counts from the start of the phase: a measured part of --duration 3s
+		// shows 1.0s to 3.0s, whatever the warm-up.
+		phase, from := "measure", start+int64(cfg.Warmup)
 		switch {
 		case now < start+int64(cfg.Warmup):
-			phase = "warm-up"
+			phase, from = "warm-up", start
 		case now >= start+int64(cfg.Warmup+cfg.Duration):
-			phase = "drain"
+			phase, from = "drain", start+int64(cfg.Warmup+cfg.Duration)
 		}
 		_, err := fmt.Fprintf(cfg.Progress, "bench %s %s %5.1fs: sent %d recv %d, %.0f msg/s sent, %.0f msg/s recv\n",
-			name, phase, float64(now-start)/1e9, s, r, float64(s-lastSent)/dt, float64(r-lastRecv)/dt)
+			name, phase, float64(now-from)/1e9, s, r, float64(s-lastSent)/dt, float64(r-lastRecv)/dt)
 		if err != nil {
 			return
 		}
