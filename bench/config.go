@@ -205,17 +205,16 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// interval returns one producer's send interval in nanoseconds (open loop).
 // maxSpin is the longest the pacer spins before a send: about the latest a nanosleep on the
 // project's VMs wakes with the timer slack lowered.
 const maxSpin = 50 * time.Microsecond
 
 // autoSpin is the default spin for a producer sending every interval ns: a quarter of the interval,
 // at most maxSpin, so that the pacer leaves its core to the target for most of each interval; at
-// 5 µs and less (200 000 msg/s per producer and more) a nanosleep, which takes longer than that, cannot pace the sends
-// and the pacer spins only (maxSpin). Measured on 2 cores (docs/benchmarks.md, "The pacer's spin"):
-// at 20 000 msg/s over TCP a pacer spinning through the whole 50 µs interval left the broker, the
-// client and the consumer one core and tripled their p50 and p90.
+// 5 µs and less (200 000 msg/s per producer and more) a nanosleep, which takes longer than that,
+// cannot pace the sends and the pacer spins only (maxSpin). Measured on 2 cores (docs/benchmarks.md,
+// "The pacer's spin"): at 20 000 msg/s over TCP a pacer spinning through the whole 50 µs interval
+// left the broker, the client and the consumer one core and tripled their p50 and p90.
 func autoSpin(interval float64) time.Duration {
 	if interval <= 5e3 {
 		return maxSpin
@@ -223,6 +222,7 @@ func autoSpin(interval float64) time.Duration {
 	return min(maxSpin, time.Duration(interval/4))
 }
 
+// interval returns one producer's send interval in nanoseconds (open loop).
 func (c Config) interval() float64 {
 	return 1e9 * float64(c.Producers) / c.Rate
 }

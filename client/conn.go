@@ -197,9 +197,7 @@ func (cn *conn) fail(err error) {
 			cn.wdone.Wait()
 		}
 		cn.wclosed = true
-		cn.wbuf, cn.mark = cn.wbuf[:0], 0
-		clear(cn.iov)
-		cn.iov = cn.iov[:0]
+		cn.dropQueuedLocked()
 		cn.wmu.Unlock()
 		cn.c.connLost(cn)
 		cn.pmu.Lock()
@@ -311,9 +309,7 @@ func (cn *conn) endFrameRef(buf []byte, start int, ext []byte, op wire.Op, flags
 // whoever does it hands what queued meanwhile to writeLoop.
 func (cn *conn) queuedLocked() {
 	if cn.wclosed {
-		cn.wbuf, cn.mark = cn.wbuf[:0], 0
-		clear(cn.iov)
-		cn.iov = cn.iov[:0]
+		cn.dropQueuedLocked()
 		cn.wmu.Unlock()
 		return
 	}
@@ -324,6 +320,13 @@ func (cn *conn) queuedLocked() {
 	buf, iov := cn.takeLocked()
 	cn.wmu.Unlock()
 	cn.write(buf, iov, true)
+}
+
+// dropQueuedLocked forgets the frames queued and the batches they reference (a failed connection's).
+func (cn *conn) dropQueuedLocked() {
+	cn.wbuf, cn.mark = cn.wbuf[:0], 0
+	clear(cn.iov)
+	cn.iov = cn.iov[:0]
 }
 
 // takeLocked claims the right to write and returns the queued frames: buf, or when iov is not empty
