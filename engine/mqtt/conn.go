@@ -436,7 +436,9 @@ func (c *conn) ackWith(kind byte, id uint16, code byte, reason string) {
 	if kind == packets.Pubrel {
 		pk.FixedHeader.Qos = 1
 	}
-	if c.version == 5 {
+	// A Reason String must not take the packet past the client's maximum packet size (MQTT 5
+	// 3.4.2.2.2): an acknowledgement without one is at most 6 bytes, the property adds 3 to it.
+	if c.version == 5 && 6+3+len(reason) <= c.maxOut {
 		pk.Properties.ReasonString = reason
 	}
 	c.write(pk)

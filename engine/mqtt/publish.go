@@ -138,7 +138,6 @@ func (c *conn) publishFailed(pk *packets.Packet, err error) {
 		code = packets.ErrNotAuthorized.Code
 	case errors.Is(err, ErrTopicInvalid):
 		code = packets.ErrTopicNameInvalid.Code
-		reason = err.Error()
 	case errors.Is(err, wire.CodeUnknownTopic):
 		code = packets.ErrImplementationSpecificError.Code
 		reason = unknownTopicReason
