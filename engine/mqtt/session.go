@@ -304,7 +304,9 @@ func (st *sessionTable) release(c *conn, s *session, will *packets.Packet, delay
 		delete(st.m, s.id)
 	}
 	if will != nil {
-		if delay > 0 && s.persistent && len(waiters) == 0 {
+		// A takeover (waiters) is the client reconnecting: its claim cancels the will as a
+		// reconnection after the close does.
+		if delay > 0 && s.persistent {
 			if s.expiry < delay {
 				delay = s.expiry
 			}
@@ -415,9 +417,9 @@ func (st *sessionTable) tick(now time.Time) {
 	}
 }
 
-// close publishes nothing: delayed wills of a stopping broker wait for its restart? No: they are
-// dropped, as the wills of connections the broker closes are (the broker, not the client, went).
-// It waits for the session files of the sessions the closed connections released.
+// close drops the delayed wills unpublished, as the wills of the connections a stopping broker
+// closes are (the broker, not the client, went away), and waits for the session files of the
+// sessions the closed connections released.
 func (st *sessionTable) close() {
 	st.mu.Lock()
 	st.wills = nil

@@ -104,6 +104,26 @@ func TestWillDelay(t *testing.T) {
 	watch.none(t, time.Until(backDropped.Add(6*time.Second)))
 }
 
+// TestWillDelayTakeover: a client that connects again while its first connection is still open
+// (session takeover) is back within its will delay: the will of the connection taken over is not
+// published (it was at once, before: the takeover counted as the session ending).
+func TestWillDelayTakeover(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	watch := b.mustDial("watch", nil)
+	watch.pub(t, "tk/dev", 0, "x")
+	watch.sub(t, "tk/+", 1)
+	expiry, delay := uint32(60), uint32(5)
+	connect := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+		cp.WillMessage = &paho.WillMessage{Topic: "tk/dev", QoS: 1, Payload: []byte("dev gone")}
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
+	}
+	b.mustDial("dev", connect)
+	b.mustDial("dev", connect) // takes the session over from the first, still open
+	watch.none(t, 1500*time.Millisecond)
+}
+
 // TestTLS: the TLS listener serves the same protocol.
 func TestTLS(t *testing.T) {
 	cert, pool := servertest.SelfSigned(t)
