@@ -95,7 +95,7 @@ func (f *cmdFlags) parse(args []string, lo, hi int) ([]string, error) {
 				f.printUsage(f.stdout)
 				return nil, errHelp
 			}
-			return nil, f.usageError("%v", err)
+			return nil, f.usageError("%s", flagError(err, f.FlagSet))
 		}
 		rest := f.Args()
 		if len(rest) == 0 {
@@ -299,4 +299,29 @@ func unescape(s string) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// flagError is the message for a flag.Parse error on fs: the flag package's, but for a flag fs does
+// not define, which it names the way it was typed (--name) with the closest flag fs has.
+func flagError(err error, fs *flag.FlagSet) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err.Error()
+	}
+	msg := "unknown flag --" + name
+	// The closest: within two edits, or a flag whose name starts with the three or more letters typed.
+	best, bestD := "", 3
+	fs.VisitAll(func(fl *flag.Flag) {
+		d := editDistance(name, fl.Name)
+		if len(name) >= 3 && strings.HasPrefix(fl.Name, name) {
+			d = min(d, 2)
+		}
+		if d < bestD {
+			best, bestD = fl.Name, d
+		}
+	})
+	if best != "" {
+		msg += " (did you mean --" + best + "?)"
+	}
+	return msg
 }

@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			printMainUsage(stdout, fs)
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "sluice: %v\n\n", err)
+		fmt.Fprintf(stderr, "sluice: %s\n\n", flagError(err, fs))
 		printMainUsage(stderr, fs)
 		return exitUsage
 	}
