@@ -226,7 +226,6 @@ func (st *sessionTable) claim(c *conn, id string, clean, persistent bool, expiry
 		old.signal(flagKick)
 		return
 	}
-	st.cancelWillLocked(s)
 	present := s != nil && !clean && s.persistent
 	var dropped *session
 	if s != nil && !present {
@@ -242,8 +241,20 @@ func (st *sessionTable) claim(c *conn, id string, clean, persistent bool, expiry
 		s = newSession(id)
 		st.m[id] = s
 	}
+	// The client is back: a resumed session's delayed will is dropped; a clean start ended the old
+	// session, and a will waits for its delay or its session's end, so that one goes out now (MQTT 5
+	// 3.1.2.5).
+	var ended *delayedWill
+	if dropped != nil {
+		ended = st.takeWillLocked(dropped)
+	} else {
+		st.takeWillLocked(s)
+	}
 	s.holder, s.persistent, s.expiry, s.offlineAt = c, persistent, expiry, time.Time{}
 	st.mu.Unlock()
+	if ended != nil {
+		st.publishWill(ended.s.id, ended.principal, ended.pk)
+	}
 	if dropped != nil && dropped.persistent {
 		// The flow log goes now, not in drop's goroutine: the new session may start one at once.
 		st.writeMu.Lock()
@@ -353,17 +364,18 @@ func (st *sessionTable) publishWill(id, principal string, pk *packets.Packet) {
 	}()
 }
 
-// cancelWillLocked drops s's delayed will: its client is back.
-func (st *sessionTable) cancelWillLocked(s *session) {
+// takeWillLocked removes s's delayed will and returns it, or nil when it has none.
+func (st *sessionTable) takeWillLocked(s *session) *delayedWill {
 	if s == nil {
-		return
+		return nil
 	}
 	for i, w := range st.wills {
 		if w.s == s {
 			st.wills = append(st.wills[:i], st.wills[i+1:]...)
-			return
+			return &w
 		}
 	}
+	return nil
 }
 
 // setExpiry changes a session's expiry interval (MQTT 5 DISCONNECT).

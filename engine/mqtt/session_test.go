@@ -124,6 +124,38 @@ func TestWillDelayTakeover(t *testing.T) {
 	watch.none(t, 1500*time.Millisecond)
 }
 
+// TestWillCleanStart: a client that comes back with a clean start ends its old session, and a
+// delayed will goes out when its session ends (MQTT 5 3.1.2.5): at the reconnection, well before its
+// 10 s delay. Resuming the session instead (TestWillDelay) drops it.
+func TestWillCleanStart(t *testing.T) {
+	b := startBroker(t, nil, nil)
+	watch := b.mustDial("watch", nil)
+	watch.pub(t, "cs/dev", 0, "x")
+	watch.sub(t, "cs/+", 1)
+	expiry, delay := uint32(60), uint32(10)
+	nc, err := net.Dial("tcp", b.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{ClientID: "dev", Conn: nc})
+	cp := &paho.Connect{ClientID: "dev", KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry},
+		WillMessage:    &paho.WillMessage{Topic: "cs/dev", QoS: 1, Payload: []byte("dev gone")},
+		WillProperties: &paho.WillProperties{WillDelayInterval: &delay}}
+	if _, err := c.Connect(ctx10(t), cp); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	watch.none(t, 300*time.Millisecond) // delayed
+	start := time.Now()
+	b.mustDial("dev", func(cp *paho.Connect) { cp.CleanStart = true })
+	if m := watch.next(t); string(m.Payload) != "dev gone" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("will %v after the clean start: it waited for its delay", el)
+	}
+}
+
 // TestTLS: the TLS listener serves the same protocol.
 func TestTLS(t *testing.T) {
 	cert, pool := servertest.SelfSigned(t)
