@@ -96,16 +96,15 @@ func TestGroupCommitAndResumeAgainstBroker(t *testing.T) {
 
 func TestGroupRebalanceAgainstBroker(t *testing.T) {
 	b := startBroker(t, nil)
-	// Frequent pings: the broker currently delivers an Assign to an idle connection only when that
-	// connection next sends something (reported to the server's author).
-	c := dialT(t, b.addr, WithPingInterval(20*time.Millisecond))
+	// Default pings: the broker pushes an Assign to an idle connection itself.
+	c := dialT(t, b.addr)
 	createTopic(t, c, "g2", 4)
 	ctx := testCtx(t)
 	a, err := c.Subscribe(ctx, "g2", WithGroup("pool"), WithStartEarliest())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2 := dialT(t, b.addr, WithPingInterval(20*time.Millisecond)) // a second connection, as a second process would have
+	c2 := dialT(t, b.addr) // a second connection, as a second process would have
 	bm, err := c2.Subscribe(ctx, "g2", WithGroup("pool"))
 	if err != nil {
 		t.Fatal(err)
