@@ -125,6 +125,7 @@ func TestCloseAnswersFsyncProduces(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); p.NextOffset() < 1 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
+	awaitOwing(t, s) // the answer is held for the fsync before Close starts, not just the record stored
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining
@@ -215,5 +216,21 @@ func TestOutboundBudget(t *testing.T) {
 	ci.onTraffic()
 	if n := records(idle); n != 10*len(batch) {
 		t.Fatalf("under budget: %d bytes of records, want %d", n, 10*len(batch))
+	}
+}
+
+// awaitOwing waits until a connection of s holds a produce answer back for an fsync (what Close
+// drains), failing after 10 s.
+func awaitOwing(t *testing.T, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		owing := false
+		s.conns.Range(func(c *conn) { owing = owing || c.waitingAcks.Load() > 0 })
+		if owing {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection holds an answer for the fsync")
+		}
 	}
 }

@@ -58,6 +58,17 @@ func TestCloseAnswersFsyncAcks(t *testing.T) {
 			t.Fatal("the PUBLISH was not stored")
 		}
 	}
+	// The PUBACK is held for the fsync before Close starts, not just the record stored.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		owing := false
+		b.srv.conns.Range(func(c *conn) { owing = owing || c.waitingAcks.Load() > 0 })
+		if owing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection holds a PUBACK for the fsync")
+		}
+	}
 	closed := make(chan error, 1)
 	go func() { closed <- b.srv.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining (before the fix: the connection is closed by now)
