@@ -1,44 +1,15 @@
 package kafka
 
 import (
-	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/server/servertest"
 	"github.com/sluicemq/sluice/wire"
 )
-
-// gatedFS holds every fdatasync while held is set, until release is closed.
-type gatedFS struct {
-	disk.OSFS
-	held    atomic.Bool
-	release chan struct{}
-}
-
-func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
-	f, err := g.OSFS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return gatedFile{File: f, fs: g}, nil
-}
-
-type gatedFile struct {
-	disk.File
-	fs *gatedFS
-}
-
-func (f gatedFile) Datasync() error {
-	if f.fs.held.Load() {
-		<-f.fs.release
-	}
-	return f.File.Datasync()
-}
 
 // produceRequest is an acks=-1 Produce of batch to topic's partition 0.
 func produceRequest(topic string, acks int16, batch []byte) *kmsg.ProduceRequest {
@@ -58,7 +29,7 @@ func produceRequest(topic string, acks int16, batch []byte) *kmsg.ProduceRequest
 // MaxInflightProduceBytes, its further requests are not read (nothing more is stored); once the
 // fsync comes they are, and every produce is answered, in order, after it.
 func TestInflightProduceBytesCap(t *testing.T) {
-	fs := &gatedFS{release: make(chan struct{})}
+	fs := servertest.NewGatedFS()
 	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs },
 		func(o *Options) { o.MaxInflightProduceBytes = 1000 })
 	createTopic(t, e, "cap", 1)
@@ -69,16 +40,8 @@ func TestInflightProduceBytesCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.held.Store(true)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			fs.held.Store(false)
-			close(fs.release)
-		}
-	}
-	t.Cleanup(release) // before the broker closes: it syncs
+	fs.Hold()
+	t.Cleanup(fs.Release) // before the broker closes: it syncs
 
 	c := rawDial(t, s)
 	req := produceRequest("cap", -1, batch)
@@ -100,7 +63,7 @@ func TestInflightProduceBytesCap(t *testing.T) {
 	if n := p.NextOffset(); n != 2 {
 		t.Fatalf("%d records stored while the fsync is held, want 2", n)
 	}
-	release()
+	fs.Release()
 	for i := range 3 {
 		r := readResponse(t, c, int32(i), req).(*kmsg.ProduceResponse)
 		if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != int64(i) {
@@ -112,10 +75,10 @@ func TestInflightProduceBytesCap(t *testing.T) {
 // TestCloseAnswersFsyncProduces: Close waits for the fsync that acks=-1 produces wait for and
 // answers them before the connections close.
 func TestCloseAnswersFsyncProduces(t *testing.T) {
-	fs := &gatedFS{release: make(chan struct{})}
+	fs := servertest.NewGatedFS()
 	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs }, nil)
 	createTopic(t, e, "drain", 1)
-	fs.held.Store(true)
+	fs.Hold()
 	c := rawDial(t, s)
 	req := produceRequest("drain", -1, testBatch())
 	if _, err := c.Write(appendRequest(nil, 1, req)); err != nil {
@@ -129,8 +92,7 @@ func TestCloseAnswersFsyncProduces(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining
-	fs.held.Store(false)
-	close(fs.release)
+	fs.Release()
 	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
 	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
 		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)

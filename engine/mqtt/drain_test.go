@@ -1,55 +1,26 @@
 package mqtt
 
 import (
-	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/sluicemq/sluice/disk"
 	"github.com/sluicemq/sluice/engine"
+	"github.com/sluicemq/sluice/engine/server/servertest"
 	"github.com/sluicemq/sluice/wire"
 )
-
-// gatedFS holds every Datasync while held is set, until release is closed.
-type gatedFS struct {
-	disk.OSFS
-	held    atomic.Bool
-	release chan struct{}
-}
-
-func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (disk.File, error) {
-	f, err := g.OSFS.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return gatedFile{File: f, fs: g}, nil
-}
-
-type gatedFile struct {
-	disk.File
-	fs *gatedFS
-}
-
-func (f gatedFile) Datasync() error {
-	if f.fs.held.Load() {
-		<-f.fs.release
-	}
-	return f.File.Datasync()
-}
 
 // TestCloseAnswersFsyncAcks: under MinDurability fsync, Close waits for the fsync a stored QoS 1
 // PUBLISH's PUBACK waits for and sends the PUBACK before it closes the connection.
 func TestCloseAnswersFsyncAcks(t *testing.T) {
-	fs := &gatedFS{release: make(chan struct{})}
+	fs := servertest.NewGatedFS()
 	b := startBroker(t, func(o *engine.Options) { o.FS = fs }, func(o *Options) { o.MinDurability = wire.DurabilityFsync })
 	if _, err := b.e.AutoCreate("drain"); err != nil {
 		t.Fatal(err)
 	}
 	nc := rawConnect(t, b, 4, 30)
-	fs.held.Store(true)
+	fs.Hold()
 	rawWrite(t, nc, 4, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName: "drain", PacketID: 5, Payload: []byte("x")})
 	p := b.e.TopicByName("drain").Partition(0)
@@ -72,8 +43,7 @@ func TestCloseAnswersFsyncAcks(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- b.srv.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining (before the fix: the connection is closed by now)
-	fs.held.Store(false)
-	close(fs.release)
+	fs.Release()
 	if a := rawRead(t, nc, 4); a.FixedHeader.Type != packets.Puback || a.PacketID != 5 {
 		t.Fatalf("PUBACK: %+v", a.FixedHeader)
 	}
