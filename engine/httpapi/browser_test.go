@@ -52,12 +52,27 @@ func newBrowser(t *testing.T) *browser {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(acancel)
-	bctx, bcancel := chromedp.NewContext(actx)
-	t.Cleanup(bcancel)
-	if err := chromedp.Do(bctx); err != nil { // starts the browser
-		t.Fatalf("starting chromium: %v", err)
+	// A browser that dies before it listens (seen once in CI, crashing during start-up with nothing
+	// but its crash handler's lines on stderr) is started again, up to three times; what each failed
+	// start printed is logged.
+	const starts = 3
+	var bctx context.Context
+	for attempt := 1; bctx == nil; attempt++ {
+		actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+		c, bcancel := chromedp.NewContext(actx)
+		err := chromedp.Do(c) // starts the browser
+		if err == nil {
+			t.Cleanup(acancel)
+			t.Cleanup(bcancel)
+			bctx = c
+			break
+		}
+		bcancel()
+		acancel()
+		if attempt == starts {
+			t.Fatalf("starting chromium (%d attempts): %v", starts, err)
+		}
+		t.Logf("starting chromium, attempt %d of %d: %v", attempt, starts, err)
 	}
 	dir := t.TempDir()
 	if d := os.Getenv("SLUICE_SCREENSHOTS"); d != "" { // keep them past the test, e.g. as CI artifacts
