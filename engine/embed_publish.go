@@ -51,7 +51,7 @@ func (pb *Publisher) Partition() *Partition { return pb.p }
 // stored. ctx bounds only the wait for an fdatasync.
 func (pb *Publisher) Publish(ctx context.Context, batches []byte) (base, last int64, err error) {
 	if pb.p.topic.deleted.Load() {
-		return 0, 0, &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: "topic " + pb.p.topic.cfg.Name + " was deleted"}
+		return 0, 0, pb.deleted()
 	}
 	base, last, err = pb.p.Append(batches)
 	if err != nil || !pb.wait {
@@ -63,13 +63,36 @@ func (pb *Publisher) Publish(ctx context.Context, batches []byte) (base, last in
 // PublishRecord publishes one record, time-stamped now, as a batch of its own, and returns its
 // offset. The key, value and headers are copied (into the publisher's builder, then into the log):
 // the caller keeps them.
+//
+// The batch is the publisher's own builder's, right by construction: it is stored without
+// ValidateProduced's pass over it (a third of PublishRecord's cost at 100 B, BenchmarkLocalPublishPoll).
 func (pb *Publisher) PublishRecord(ctx context.Context, key, value []byte, headers ...wire.Header) (int64, error) {
+	if pb.p.topic.deleted.Load() {
+		return 0, pb.deleted()
+	}
 	pb.b.Reset()
 	pb.b.Append(key, value, headers, time.Now().UnixMilli())
 	batch, err := pb.b.Build()
 	if err != nil {
 		return 0, err
 	}
-	base, _, err := pb.Publish(ctx, batch)
-	return base, err
+	base, err := pb.p.appendBuilt(batch, 1, hasTTL(headers))
+	if err != nil || !pb.wait {
+		return base, err
+	}
+	return base, pb.p.log.WaitSynced(ctx, base+1)
+}
+
+func (pb *Publisher) deleted() error {
+	return &wire.ProtocolError{Code: wire.CodeUnknownTopic, Message: "topic " + pb.p.topic.cfg.Name + " was deleted"}
+}
+
+// hasTTL reports whether headers carry wire.HeaderTTL (of any value).
+func hasTTL(headers []wire.Header) bool {
+	for _, h := range headers {
+		if string(h.Key) == wire.HeaderTTL {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -373,4 +374,61 @@ func TestLocalSpinYieldsRarely(t *testing.T) {
 		last = at
 	}
 	t.Logf("%d yields in %v", len(yields), time.Since(start))
+}
+
+// PublishRecord stores its builder's batch without validating it again: what it stores must still be
+// a batch ValidateProduced accepts, a record with wire.HeaderTTL must mark the partition (as an
+// Append does, TestTTLMarkOnlyWithTTLHeader), and a record over MaxBatchBytes must be refused with
+// wire.ErrBatchTooLarge and store nothing.
+func TestPublishRecordStoresValidBatches(t *testing.T) {
+	o := testOptions(t)
+	o.MaxBatchBytes = 4096
+	e := openEngine(t, o)
+	if _, err := e.CreateTopic(wire.TopicConfig{Name: "t", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := e.Publisher("t", 0, wire.DurabilityWritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pub.Partition()
+	ctx := context.Background()
+	h := func(k, v string) wire.Header { return wire.Header{Key: []byte(k), Value: []byte(v)} }
+	if _, err := pub.PublishRecord(ctx, []byte("k"), []byte("v"), h("sluice-ttlx", "1"), h(wire.HeaderPriority, "3")); err != nil {
+		t.Fatal(err)
+	}
+	if p.ttlRecords.Load() {
+		t.Fatal("marked as holding TTL records without a TTL header")
+	}
+	if _, err := pub.PublishRecord(ctx, nil, []byte("v"), h("a", "b"), h(wire.HeaderTTL, "1000")); err != nil {
+		t.Fatal(err)
+	}
+	if !p.ttlRecords.Load() {
+		t.Fatal("not marked after a record with a TTL header")
+	}
+	if _, err := os.Stat(p.ttlMark); err != nil {
+		t.Fatalf("mark file: %v", err)
+	}
+	if _, err := pub.PublishRecord(ctx, nil, make([]byte, 4096)); !errors.Is(err, wire.ErrBatchTooLarge) {
+		t.Fatalf("a record over MaxBatchBytes: %v, want ErrBatchTooLarge", err)
+	}
+	if next := p.NextOffset(); next != 2 {
+		t.Fatalf("next offset %d after two stored records and one refused, want 2", next)
+	}
+	v, err := p.log.Read(0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Release()
+	n := 0
+	for rest := v.Data; len(rest) > 0; n++ {
+		bh, err := wire.ValidateProduced(rest, o.MaxBatchBytes)
+		if err != nil {
+			t.Fatalf("stored batch %d: %v", n, err)
+		}
+		rest = rest[bh.Size():]
+	}
+	if n != 2 {
+		t.Fatalf("%d batches stored, want 2", n)
+	}
 }

@@ -282,9 +282,36 @@ func (p *Partition) AppendAs(batches []byte, principal string) (base, last int64
 	if err != nil {
 		return 0, 0, err
 	}
-	p.topic.e.metrics.produced(len(batches), records)
-	p.wake()
+	p.stored(len(batches), records)
 	return base, last, nil
+}
+
+// appendBuilt is Append for one uncompressed batch without a producer id that the engine's own
+// wire.BatchBuilder made (Publisher.PublishRecord): its structure and CRC hold by construction, so it
+// is not validated again, only held to MaxBatchBytes (the error wraps wire.ErrBatchTooLarge, as
+// validation's does). ttl says whether one of its records carries wire.HeaderTTL. It returns the
+// offset of the batch's first record.
+func (p *Partition) appendBuilt(batch []byte, records int, ttl bool) (int64, error) {
+	if limit := p.topic.e.opts.MaxBatchBytes; limit > 0 && len(batch) > limit {
+		return 0, fmt.Errorf("%w: batch of %d bytes, limit %d", wire.ErrBatchTooLarge, len(batch), limit)
+	}
+	if ttl && !p.ttlRecords.Load() {
+		if err := p.markTTL(); err != nil {
+			return 0, err
+		}
+	}
+	res, err := p.log.Append(batch)
+	if err != nil {
+		return 0, storageError(err)
+	}
+	p.stored(len(batch), records)
+	return res.BaseOffset, nil
+}
+
+// stored counts an append of n bytes and records in the metrics and wakes the partition's consumers.
+func (p *Partition) stored(n, records int) {
+	p.topic.e.metrics.produced(n, records)
+	p.wake()
 }
 
 // wake hands every waiting cursor of the partition to its owner. A cursor's waiting flag is cleared
