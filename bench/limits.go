@@ -20,6 +20,13 @@ type Limits struct {
 	LoopbackSmallMBps float64 `json:"loopback_128b_mb_per_s"`
 	// DiskWriteMBps is sequential 1 MiB writes to a fresh file, ended by one fdatasync.
 	DiskWriteMBps float64 `json:"disk_write_mb_per_s"`
+	// DiskBufferedMBps is sequential 1 MiB writes to a fresh file without a sync, for as long as the
+	// run (LimitsOptions.BufferedWarmup, then LimitsOptions.Buffered), over the second part: what a
+	// writer at written durability can keep up for that long, once the kernel's dirty-page limits
+	// hold it to the disk's writeback rate. Zero when not measured.
+	DiskBufferedMBps float64 `json:"disk_buffered_mb_per_s,omitempty"`
+	// BufferedFor is the measured part of the buffered-write probe.
+	BufferedFor time.Duration `json:"buffered_for_ns,omitempty"`
 	// FdatasyncP50 and FdatasyncP99 time a 4 KiB append followed by fdatasync.
 	FdatasyncP50 time.Duration `json:"fdatasync_p50_ns"`
 	FdatasyncP99 time.Duration `json:"fdatasync_p99_ns"`
@@ -37,6 +44,9 @@ func (l Limits) Summary() string {
 	if l.Dir != "" {
 		s += fmt.Sprintf("; %s: sequential write %.0f MB/s, 4 KiB write + fdatasync p50 %s p99 %s (%d syncs)",
 			l.Dir, l.DiskWriteMBps, FormatLatency(l.FdatasyncP50), FormatLatency(l.FdatasyncP99), l.FdatasyncN)
+		if l.DiskBufferedMBps > 0 {
+			s += fmt.Sprintf(", buffered write without sync %.0f MB/s over a run's %s", l.DiskBufferedMBps, l.BufferedFor)
+		}
 	}
 	return s
 }
@@ -47,6 +57,9 @@ type LimitsOptions struct {
 	Dir string
 	// Probe is the time each of the five probes runs. Default 1s.
 	Probe time.Duration
+	// Buffered, when positive, adds the buffered-write probe (Limits.DiskBufferedMBps): writes for
+	// BufferedWarmup, then measured for Buffered, the warm-up and duration of the run it bounds.
+	Buffered, BufferedWarmup time.Duration
 }
 
 // MeasureLimits runs the probes one after another: about five times opts.Probe in all.
@@ -73,6 +86,12 @@ func MeasureLimits(ctx context.Context, opts LimitsOptions) (Limits, error) {
 			errs = append(errs, err)
 		}
 		l.FdatasyncP50, l.FdatasyncP99, l.FdatasyncN = p.P50, p.P99, p.Count
+		if opts.Buffered > 0 {
+			if l.DiskBufferedMBps, err = BufferedWriteBandwidth(ctx, opts.Dir, opts.BufferedWarmup, opts.Buffered); err != nil {
+				errs = append(errs, err)
+			}
+			l.BufferedFor = opts.Buffered
+		}
 	}
 	return l, errors.Join(errs...)
 }
@@ -180,6 +199,38 @@ func DiskWriteBandwidth(ctx context.Context, dir string, d time.Duration) (float
 		return 0, fmt.Errorf("bench: fdatasync %s: %w", f.Name(), err)
 	}
 	return float64(n) / time.Since(start).Seconds() / 1e6, nil
+}
+
+// BufferedWriteBandwidth writes 1 MiB blocks sequentially to a new file in dir for warmup, then for d,
+// without syncing, and returns the MB/s of the second part. The first seconds of such a write run at
+// memory speed, into the page cache; once the dirty pages reach the kernel's limits (vm.dirty_ratio),
+// each write waits for writeback, so over a run of several seconds this is the sustained rate of
+// buffered writes to this disk, the bound of a closed-loop run at written durability of the same
+// length. The file is removed, and its pages with it.
+func BufferedWriteBandwidth(ctx context.Context, dir string, warmup, d time.Duration) (float64, error) {
+	f, err := os.CreateTemp(dir, "bench-buffered-*")
+	if err != nil {
+		return 0, fmt.Errorf("bench: buffered-write probe: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	start := time.Now()
+	measureFrom, end := start.Add(max(warmup, 0)), start.Add(max(warmup, 0)+d)
+	var n int64
+	for now := start; now.Before(end) && ctx.Err() == nil; now = time.Now() {
+		m, err := f.Write(buf)
+		if err != nil {
+			return 0, fmt.Errorf("bench: buffered write %s: %w", f.Name(), err)
+		}
+		if !now.Before(measureFrom) {
+			n += int64(m)
+		}
+	}
+	return float64(n) / time.Since(measureFrom).Seconds() / 1e6, nil
 }
 
 // FdatasyncLatency appends 4 KiB and calls fdatasync in a loop for about d (at least 10 times) on a new

@@ -238,9 +238,13 @@ func TestMarkers(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	l, err := MeasureLimits(context.Background(), LimitsOptions{Dir: t.TempDir(), Probe: 50 * time.Millisecond})
+	l, err := MeasureLimits(context.Background(), LimitsOptions{Dir: t.TempDir(), Probe: 50 * time.Millisecond,
+		Buffered: 50 * time.Millisecond, BufferedWarmup: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if l.DiskBufferedMBps <= 0 || l.BufferedFor != 50*time.Millisecond || !strings.Contains(l.Summary(), "buffered write without sync") {
+		t.Errorf("buffered-write probe not measured or not summarized: %+v: %s", l, l.Summary())
 	}
 	if l.LoopbackMBps <= 0 || l.LoopbackSmallMBps <= 0 || l.MemcpyMBps <= 0 || l.DiskWriteMBps <= 0 ||
 		l.FdatasyncP50 <= 0 || l.FdatasyncP99 < l.FdatasyncP50 || l.FdatasyncN < 10 {

@@ -94,7 +94,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
 	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison (spsc with --spin-consumer)")
 	f.BoolVar(&b.relay, "relay", false, "also run the loopback relay (the two-hop limit) on the same schedule, for comparison")
-	f.BoolVar(&b.limits, "limits", false, "also measure the machine's limits after the runs (loopback TCP, memcpy, and sequential write and fdatasync latency in the --data directory's file system) and print them after the table; not with --json")
+	f.BoolVar(&b.limits, "limits", false, "also measure the machine's limits after the runs (loopback TCP, memcpy, and in the --data directory's file system sequential write, fdatasync latency and buffered writes for as long as the run) and print them after the table; not with --json")
 	f.BoolVar(&b.spinCons, "spin-consumer", false, "embedded target: the consumer busy-polls instead of parking")
 	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
 	f.StringVar(&b.hgrm, "hgrm", "", "write the latency distribution to `FILE` in HdrHistogram's .hgrm format (µs)")
@@ -191,7 +191,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if dir == "" {
 			dir = os.TempDir()
 		}
-		lim, err := bench.MeasureLimits(ctx, bench.LimitsOptions{Dir: dir})
+		lim, err := bench.MeasureLimits(ctx, bench.LimitsOptions{Dir: dir, Buffered: cfg.Duration, BufferedWarmup: max(cfg.Warmup, 0)})
 		if err != nil {
 			return fmt.Errorf("limits: %w", err)
 		}
