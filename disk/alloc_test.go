@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -646,4 +647,84 @@ func TestFastWriterSpareReservedWhole(t *testing.T) {
 	if got := blocks(filepath.Join(l2.dir, spareName)); got != int64(allocStep(4<<20)) {
 		t.Fatalf("a slow writer's spare holds %d bytes of blocks, want one step (%d)", got, allocStep(4<<20))
 	}
+}
+
+// TestNoPagesAheadOfLargeWriter: a writer of large appends only (pwritev), read back as it writes,
+// leaves no page of the unwritten rest of its segment in the page cache once past its first
+// segment: nothing pre-faults them, so no fault of the pre-toucher's starts the kernel's read-ahead
+// of zeroed pages ahead of the writer (segment.smallWriter). A writer of small appends has pages
+// ahead of its claim made resident in its second segment too, from its start.
+func TestNoPagesAheadOfLargeWriter(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		valSize   int
+		wantAhead bool
+	}{
+		{"large appends", 2000, false}, // 16 records: 32 KiB batches, at least pwriteMin
+		{"small appends", 100, true},   // 16 records: 2 KiB batches, through the mapping
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t.TempDir())
+			o.SegmentBytes, o.MaxBatchBytes = 16<<20, 1<<20
+			l := mustOpen(t, o)
+			defer l.Close()
+			b := testBatch(t, 1, 16, tc.valSize, 0)
+			var read int64
+			var sum byte
+			readUp := func() { // a consumer at the tail: touch every page appended since the last call
+				for read < l.NextOffset() {
+					v, err := l.Read(read, 1<<20)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := 0; i < len(v.Data); i += pageSize {
+						sum += v.Data[i]
+					}
+					read = v.NextOffset
+					v.Release()
+				}
+			}
+			for i := 0; len(*l.segs.Load()) < 2 || committedPos(l.active.Load()) < 6<<20; i++ {
+				if _, err := l.Append(b); err != nil {
+					t.Fatal(err)
+				}
+				if i%16 == 0 {
+					readUp()
+					waitHousekeeper(t, l)
+				}
+			}
+			readUp()
+			waitHousekeeper(t, l)
+			s := l.active.Load()
+			from := roundUp(int(committedPos(s)), pageSize) + pageSize // past the page the last append ends in
+			ahead := residentPages(t, s.data[from:])
+			t.Logf("%d pages resident past the claim of segment %d (sum %d)", ahead, len(*l.segs.Load()), sum)
+			if tc.wantAhead && ahead == 0 {
+				t.Fatal("no page ahead of a small writer's claim is resident: the pre-toucher did not run in its second segment")
+			}
+			if !tc.wantAhead && ahead > 0 {
+				t.Fatalf("%d pages ahead of a large writer's claim are in the page cache: pre-faulted or read ahead", ahead)
+			}
+		})
+	}
+}
+
+// residentPages counts the pages of b (page-aligned, in a file mapping) in the page cache (mincore).
+func residentPages(t *testing.T, b []byte) int {
+	t.Helper()
+	vec := make([]byte, (len(b)+pageSize-1)/pageSize)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// committedPos is the position up to which s holds published batches.
+func committedPos(s *segment) uint32 {
+	pos, _ := unpack(s.committed.Load())
+	return pos
 }

@@ -120,7 +120,7 @@ func (l *Log) pretouch() {
 		// otherwise write the pre-touched zeros ahead of the data, and clean them again anyway.
 		// Only while appends go through the mapping (segment.smallAt); otherwise touched stays
 		// where it is, so that pre-faulting resumes at the claim when small appends do.
-		if s.fd == noFd || pos < pretouchIdle || pos-min(pos, s.smallAt.Load()) <= pretouchIdle {
+		if s.smallWriter(pos) {
 			write := time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold)
 			populate(s.data[s.touched:limit], write)
 			s.touched = limit
@@ -313,7 +313,9 @@ func (l *Log) prepareSpare() {
 	// that needs a segment creates one itself, and on a nearly full disk this one's blocks are then
 	// what that roll's fallocate misses. Waiting for a low thread widened that window enough that a
 	// later append found the spare after appends had failed for lack of space (TestDiskFillsUp).
-	prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
+	if s.smallSeen(pos) { // not on smallStart alone: a new log's fast writer makes its spare at once
+		prefault(data[:min(int(l.step), roundUp(l.opts.PretouchBytes, pageSize))], time.Now().UnixNano()-l.lastSyncReq.Load() > int64(syncModeHold))
+	}
 	l.mu.Lock()
 	if l.spare == nil && !l.closedLocked {
 		l.spare = &spare{f: f, data: data, allocated: allocated}

@@ -266,7 +266,7 @@ func (l *Log) Append(b []byte) (AppendResult, error) {
 		if s.writeBatches(b, pos, off) {
 			off += int64(count)
 		} else {
-			if a := s.smallAt.Load(); end-min(end, a) > smallStride {
+			if a := s.smallAt.Load(); a == 0 || end-min(end, a) > smallStride {
 				s.smallAt.Store(end) // keep the pre-toucher on for small appends
 			}
 			copy(dst, b)
@@ -448,6 +448,7 @@ func (l *Log) roll(s *segment) error {
 	now := time.Now().UnixNano()
 	next := newSegment(base, path, f, data, allocated, s.logStart+int64(pos), l.opts.IndexInterval)
 	next.activeAt = now
+	next.smallStart = s.smallWriter(pos)
 	if s.activeAt != 0 && pos > uint32(len(s.data)/2) {
 		// A recovered tail's age is unknown; a segment sealed well short of full says nothing of speed.
 		l.fillNanos.Store(now - s.activeAt)

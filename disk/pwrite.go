@@ -25,12 +25,14 @@ const noFd = ^uintptr(0)
 // 16 KiB up: 0.88-1.14x, 1.33-1.37x.
 const pwriteMin = 16 << 10
 
-// smallStride and pretouchIdle decide whether the housekeeper pre-faults pages (segment.smallAt):
+// smallStride and pretouchIdle decide whether the housekeeper pre-faults pages (segment.smallWriter):
 // it does while an append smaller than pwriteMin, copied through the mapping, ended within
-// pretouchIdle bytes of the claim; appenders on that path store their end once the recorded one
-// lags by smallStride, a store per 256 KiB, not per append. Pre-faulting for appends that pwritev
-// writes only costs the housekeeper's madvise (page allocation and zeroing the write then redoes)
-// and processor time (docs/benchmarks.md 2026-11-29).
+// pretouchIdle bytes of the claim, and over a segment's first pretouchIdle bytes when its
+// predecessor's writer made such appends at its end; appenders on that path store their end once
+// the recorded one lags by smallStride (and at the segment's first), a store per 256 KiB, not per
+// append. Pre-faulting for appends that pwritev writes costs the housekeeper's madvise (page
+// allocation and zeroing the write then redoes), processor time, and the read-ahead of zeroed
+// pages its faults start (docs/benchmarks.md 2026-11-29 and 2026-11-30).
 const (
 	smallStride  = 256 << 10
 	pretouchIdle = 4 << 20

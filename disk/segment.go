@@ -102,10 +102,15 @@ type segment struct {
 	// more pages. Written by the housekeeper, read by appenders.
 	touchKick atomic.Uint32
 	// smallAt is the end of a recent append copied through the mapping (smaller than pwriteMin),
-	// stored by such appenders only once it lags by smallStride: while it is within pretouchIdle of
-	// the claim the housekeeper pre-faults pages for them; a writer of large appends only (pwritev)
-	// needs none.
+	// stored by such appenders at the segment's first and then once it lags by smallStride (0: none
+	// yet): while it is within pretouchIdle of the claim the housekeeper pre-faults pages for them; a
+	// writer of large appends only (pwritev) needs none (smallWriter).
 	smallAt atomic.Uint32
+	// smallStart says whether the pre-toucher pre-faults the first pretouchIdle bytes before an
+	// append shows what this segment's writer makes: set, before the segment is published, when
+	// the writer of the segment before it made small appends at its end, and when nothing is known
+	// (a new log, a recovered tail). See segment.smallWriter.
+	smallStart bool
 	// touched is how far pages have been faulted in. Owned by the housekeeper goroutine.
 	touched uint32
 	// writeback is how far writeback of committed pages has been started (Log.startWriteback).
@@ -169,7 +174,7 @@ type indexEntry struct {
 
 // newSegment wraps a mapped segment file whose blocks are reserved from 0 to allocated.
 func newSegment(base int64, path string, f File, data []byte, allocated int, logStart int64, interval int) *segment {
-	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval), fd: noFd}
+	s := &segment{base: base, path: path, f: f, data: data, logStart: logStart, interval: uint32(interval), fd: noFd, smallStart: true}
 	if d, ok := f.(fder); ok {
 		s.fd = d.Fd()
 	}
@@ -364,4 +369,30 @@ func (s *segment) resetIndex() {
 	s.idxMaxTs, s.idxRetainTs = math.MinInt64, math.MinInt64
 	s.maxTs.Store(math.MinInt64)
 	s.retainTs.Store(math.MinInt64)
+}
+
+// smallWriter reports whether the writer of s, claimed to pos, makes appends smaller than pwriteMin
+// (copied through the mapping), the ones that want pre-faulted pages: one ended within pretouchIdle
+// of pos, or pos is within the first pretouchIdle bytes of a segment that started with such a writer
+// (smallStart). A segment without a descriptor is always written through the mapping.
+//
+// A writer of large appends only (pwritev) gets no pre-faulted pages, and that matters beyond the
+// pre-toucher's own time: a fault on a page not yet in the page cache starts the kernel's read-ahead,
+// which fills the device's whole window (8 MiB here) of the unwritten rest with zeroed pages and
+// marks one of them; each reader that later touches a marked page (a delivery's writev, a header
+// read, the indexer) reads the next window ahead, so the zeroing runs ahead of the writer through
+// the whole segment: 22% of the broker's processor time at 1 KiB records (docs/benchmarks.md, "No
+// read-ahead for writers of large appends"). pwritev of whole pages neither reads nor zeroes them.
+func (s *segment) smallWriter(pos uint32) bool {
+	return s.smallSeen(pos) || s.smallStart && pos < pretouchIdle
+}
+
+// smallSeen is smallWriter on the evidence of this segment's appends alone: a small append ended
+// within pretouchIdle of pos (or the segment has no descriptor).
+func (s *segment) smallSeen(pos uint32) bool {
+	if s.fd == noFd {
+		return true
+	}
+	a := s.smallAt.Load()
+	return a != 0 && pos-min(pos, a) <= pretouchIdle
 }
