@@ -144,6 +144,10 @@ type conn struct {
 	acks []ackWait // fsync-level produce answers not yet covered, in arrival order
 	// waitingAcks mirrors len(acks) for Server.Close, which reads it from another goroutine.
 	waitingAcks atomic.Int64
+	// producing is set while the loop serves a Produce, from before it checks whether the listener
+	// stops until its answer is queued or counted in waitingAcks: Close waits for it, so that a
+	// Produce whose batches were stored as Close began still gets its answer (conn.produce).
+	producing atomic.Bool
 	// inflightProduce are the record bytes of produces not yet answered (MaxInflightProduceBytes).
 	inflightProduce int
 	watched         map[*engine.Partition]struct{}

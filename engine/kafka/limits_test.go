@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,58 @@ func TestCloseAnswersFsyncProduces(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining
+	fs.Release()
+	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
+	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
+		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseAnswersProduceInProgress: a Produce whose batches are stored as Close begins, before its
+// answer is queued or held for the fsync, is still answered: Close waits for the loop to finish
+// serving it (conn.producing), then for the sync. Before, Close found nothing owed, stopped the
+// loops, and the client never heard of a record that was stored.
+func TestCloseAnswersProduceInProgress(t *testing.T) {
+	fs := servertest.NewGatedFS()
+	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs }, nil)
+	createTopic(t, e, "drain", 1)
+	appended, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() {
+		once.Do(func() {
+			close(appended)
+			<-resume
+		})
+	}
+	produceHook.Store(&hook)
+	defer produceHook.Store(nil)
+	fs.Hold()
+	c := rawDial(t, s)
+	req := produceRequest("drain", -1, testBatch())
+	if _, err := c.Write(appendRequest(nil, 1, req)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-appended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the produce was not served")
+	}
+	if n := e.TopicByName("drain").Partition(0).NextOffset(); n != 1 {
+		t.Fatalf("%d records stored before the answer, want 1", n)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for deadline := time.Now().Add(10 * time.Second); !s.conns.Stopping(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Close did not start")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // Close is draining
+	close(resume)
+	time.Sleep(50 * time.Millisecond) // the answer is held for the sync
 	fs.Release()
 	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
 	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {

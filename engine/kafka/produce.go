@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -31,9 +32,18 @@ func durabilityOf(acks int16) (wire.Durability, bool) {
 	return 0, false
 }
 
+// produceHook, when set (tests only), runs on the loop after a Produce's appends, before its answer
+// is queued or held for a sync.
+var produceHook atomic.Pointer[func()]
+
 // produce serves the Produce request decoded into c.prodReq. It allocates nothing per record; the
 // answer reuses c.prodResp.
 func (c *conn) produce(h header) {
+	// Set before the Stopping checks below and read by Close after it sets Stopping (both
+	// sequentially consistent): either this Produce sees the listener stopping and stores nothing,
+	// or Close sees it in progress and waits for its answer.
+	c.producing.Store(true)
+	defer c.producing.Store(false)
 	req := &c.prodReq
 	e := c.srv.e
 	resp := &c.prodResp
@@ -109,6 +119,9 @@ func (c *conn) produce(h header) {
 	}
 	if req.transactional {
 		c.srv.txns.mu.RUnlock()
+	}
+	if hook := produceHook.Load(); hook != nil {
+		(*hook)()
 	}
 	if stored > 0 {
 		st.ProduceRecords.Add(uint64(stored))

@@ -222,8 +222,9 @@ func (s *Server) TLSAddr() net.Addr {
 // Stats returns the listener's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
-// Close stops the listener: new connections are refused, produces waiting for an fsync get it
-// requested and are answered (at most drainTimeout), then the loops stop. It does not close the
+// Close stops the listener: new connections are refused, a Produce then refused with
+// REQUEST_TIMED_OUT, produces being served or waiting for an fsync get it requested and are
+// answered (at most drainTimeout), then the loops stop. It does not close the
 // engine. A second call waits for the first.
 func (s *Server) Close() error {
 	s.closeOne.Do(func() { s.closeErr = s.shutdown() })
@@ -240,6 +241,9 @@ func (s *Server) shutdown() error {
 		<-s.tlsDone
 	}
 	s.conns.Drain(drainTimeout, func(c *conn) bool {
+		if c.producing.Load() {
+			return true // its answer is not queued yet (conn.producing)
+		}
 		if c.waitingAcks.Load() == 0 {
 			return false
 		}

@@ -114,7 +114,11 @@ type conn struct {
 	acks []ackWait
 	// waitingAcks mirrors len(acks) for Server.Close.
 	waitingAcks atomic.Int64
-	watched     map[*engine.Partition]struct{}
+	// reading is set while the loop serves packets (readPackets), from before it checks whether the
+	// listener stops: Close waits for it, so that a PUBLISH stored as Close began still gets its
+	// acknowledgement queued, and then sent.
+	reading atomic.Bool
+	watched map[*engine.Partition]struct{}
 
 	// Subscriptions. subs holds the MQTT subscriptions by filter as given; bySub the engine
 	// subscriptions (several per filter: "a/#" is two) by their engine ID.
@@ -296,6 +300,11 @@ func (c *conn) drainInbox() {
 // readPackets serves every whole packet buffered, unless the connection must wait: parked on work
 // off the loop, or ReceiveMaximum acknowledgements pending.
 func (c *conn) readPackets() {
+	// Set before the loop's Stopping check and read by Close after it sets Stopping (both
+	// sequentially consistent): either the loop sees the listener stopping and serves no packet,
+	// or Close sees it serving and waits until the acknowledgements are queued.
+	c.reading.Store(true)
+	defer c.reading.Store(false)
 	o := &c.srv.opts
 	for !c.dead && !c.closed && !c.parked && !c.srv.conns.Stopping() { // a stopping listener drains acks only
 		if c.retry != nil {

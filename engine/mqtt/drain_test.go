@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,54 @@ func TestCloseAnswersFsyncAcks(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // Close is draining (before the fix: the connection is closed by now)
 	fs.Release()
 	if a := rawRead(t, nc, 4); a.FixedHeader.Type != packets.Puback || a.PacketID != 5 {
+		t.Fatalf("PUBACK: %+v", a.FixedHeader)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseAnswersPublishInProgress: a QoS 1 PUBLISH stored as Close begins, before its PUBACK is
+// queued or held for the fsync, is still acknowledged: Close waits for the loop to finish serving
+// packets (conn.reading), then for the sync. Before, Close found nothing owed and the PUBACK of a
+// stored message was never sent.
+func TestCloseAnswersPublishInProgress(t *testing.T) {
+	fs := servertest.NewGatedFS()
+	b := startBroker(t, func(o *engine.Options) { o.FS = fs }, func(o *Options) { o.MinDurability = wire.DurabilityFsync })
+	if _, err := b.e.AutoCreate("drain"); err != nil {
+		t.Fatal(err)
+	}
+	stored, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() {
+		once.Do(func() {
+			close(stored)
+			<-resume
+		})
+	}
+	publishHook.Store(&hook)
+	defer publishHook.Store(nil)
+	nc := rawConnect(t, b, 4, 30)
+	fs.Hold()
+	rawWrite(t, nc, 4, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName: "drain", PacketID: 6, Payload: []byte("x")})
+	select {
+	case <-stored:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the PUBLISH was not stored")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.srv.Close() }()
+	for deadline := time.Now().Add(10 * time.Second); !b.srv.conns.Stopping(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Close did not start")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // Close is draining
+	close(resume)
+	time.Sleep(50 * time.Millisecond) // the PUBACK is held for the sync
+	fs.Release()
+	if a := rawRead(t, nc, 4); a.FixedHeader.Type != packets.Puback || a.PacketID != 6 {
 		t.Fatalf("PUBACK: %+v", a.FixedHeader)
 	}
 	if err := <-closed; err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -251,10 +252,17 @@ func (c *conn) servePublish(pk *packets.Packet, r *parkedPublish) {
 		c.publishFailed(pk, err)
 		return
 	}
+	if hook := publishHook.Load(); hook != nil {
+		(*hook)()
+	}
 	c.srv.stats.PublishedIn.Add(1)
 	c.srv.stats.PublishedInBytes.Add(uint64(len(pk.Payload)))
 	c.ackStored(pk, t, p, last)
 }
+
+// publishHook, when set (tests only), runs on the loop after a PUBLISH is stored, before its
+// acknowledgement is queued.
+var publishHook atomic.Pointer[func()]
 
 // ackStored queues the acknowledgement of a QoS 1 or 2 PUBLISH stored at offset last of p: at
 // once, or once synced under an fsync floor.

@@ -124,6 +124,9 @@ func (s *Server) shutdown() error {
 	// The acknowledgements of stored PUBLISHes waiting for an fsync are sent before the
 	// connections close (stopping connections read no more packets, so the wait ends).
 	s.conns.Drain(drainTimeout, func(c *conn) bool {
+		if c.reading.Load() {
+			return true // a PUBLISH being served may be stored and not yet acknowledged (conn.reading)
+		}
 		if c.waitingAcks.Load() == 0 {
 			return false
 		}
