@@ -288,6 +288,7 @@ func TestPersistentWildcardSession(t *testing.T) {
 	if m := dev.next(t); string(m.Payload) != "live" {
 		t.Fatalf("got %q", m.Payload)
 	}
+	b.awaitPubacksIn(1) // "live" acknowledged: not due again on resume
 	_ = dev.Disconnect(&paho.Disconnect{})
 	pub.pub(t, "pw/old", 1, "away1")
 	pub.pub(t, "pw/new", 1, "away2") // a topic created while away
@@ -306,6 +307,7 @@ func TestPersistentWildcardSession(t *testing.T) {
 	}
 	dev = b.mustDial("dev", persistent)
 	expect("away1", "away2")
+	b.awaitPubacksIn(3)
 	_ = dev.Disconnect(&paho.Disconnect{})
 	pub.pub(t, "pw/new", 1, "away3")
 	b.restart()

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"net"
 	"path/filepath"
 	"testing"
@@ -111,6 +112,19 @@ func (b *testBroker) dial(id string, connect func(*paho.Connect)) (*client, *pah
 }
 
 // mustDial is dial that fails the test on a refusal.
+// awaitPubacksIn waits (10 s at most) until the broker has read n PUBACKs since it started: a
+// client's acknowledgements have reached it. paho sends a PUBACK from another goroutine than the
+// one that disconnects, and a DISCONNECT written first leaves the message unacknowledged, due again
+// on resume (MQTT's at-least-once, not a broker fault).
+func (b *testBroker) awaitPubacksIn(n uint64) {
+	b.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); b.srv.stats.packetsIn[packets.Puback].Load() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the broker read %d PUBACKs in 10 s, want %d", b.srv.stats.packetsIn[packets.Puback].Load(), n)
+		}
+	}
+}
+
 func (b *testBroker) mustDial(id string, connect func(*paho.Connect)) *client {
 	b.t.Helper()
 	c, _, err := b.dial(id, connect)
