@@ -2,13 +2,13 @@ package mqtt
 
 import (
 	"context"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/server/servertest"
