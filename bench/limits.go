@@ -173,6 +173,16 @@ func MemcpyBandwidth(ctx context.Context, size int, d time.Duration) float64 {
 	return float64(n) / time.Since(start).Seconds() / 1e6
 }
 
+// probeBlock is the 1 MiB block the disk probes write: not all zeros, in case the file system
+// compresses.
+func probeBlock() []byte {
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	return buf
+}
+
 // DiskWriteBandwidth writes 1 MiB blocks sequentially to a new file in dir for about d, then fdatasyncs
 // it, and returns MB/s including the final sync. The file is removed.
 func DiskWriteBandwidth(ctx context.Context, dir string, d time.Duration) (float64, error) {
@@ -182,10 +192,7 @@ func DiskWriteBandwidth(ctx context.Context, dir string, d time.Duration) (float
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i * 7) // not all zeros, in case the file system compresses
-	}
+	buf := probeBlock()
 	var n int64
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
@@ -214,10 +221,7 @@ func BufferedWriteBandwidth(ctx context.Context, dir string, warmup, d time.Dura
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
+	buf := probeBlock()
 	start := time.Now()
 	measureFrom, end := start.Add(max(warmup, 0)), start.Add(max(warmup, 0)+d)
 	var n int64

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -94,13 +95,7 @@ func TestCloseAnswersFsyncProduces(t *testing.T) {
 	go func() { closed <- s.Close() }()
 	time.Sleep(100 * time.Millisecond) // Close is draining
 	fs.Release()
-	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
-	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
-		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)
-	}
-	if err := <-closed; err != nil {
-		t.Fatal(err)
-	}
+	expectStoredFirst(t, c, req, closed)
 }
 
 // TestCloseAnswersProduceInProgress: a Produce whose batches are stored as Close begins, before its
@@ -146,6 +141,13 @@ func TestCloseAnswersProduceInProgress(t *testing.T) {
 	close(resume)
 	time.Sleep(50 * time.Millisecond) // the answer is held for the sync
 	fs.Release()
+	expectStoredFirst(t, c, req, closed)
+}
+
+// expectStoredFirst reads the answer to Produce req (correlation id 1) from c: no error, the
+// partition's first offset; then Close's result from closed, which must be nil.
+func expectStoredFirst(t *testing.T, c net.Conn, req kmsg.Request, closed <-chan error) {
+	t.Helper()
 	r := readResponse(t, c, 1, req).(*kmsg.ProduceResponse)
 	if pr := r.Topics[0].Partitions[0]; pr.ErrorCode != 0 || pr.BaseOffset != 0 {
 		t.Fatalf("code %d offset %d", pr.ErrorCode, pr.BaseOffset)
