@@ -237,6 +237,17 @@ func (b *benchFlags) config() (bench.Config, error) {
 	if b.warmup == 0 {
 		cfg.Warmup = -1 // the flag's 0 means none; Config's 0 means its default
 	}
+	// Config's zero values mean its defaults; the flags carry the defaults, so a 0 here was typed.
+	switch {
+	case b.size == 0:
+		return cfg, fmt.Errorf("--size 0: at least 8 bytes (the intended send time takes 8)")
+	case b.batchBytes == 0:
+		return cfg, fmt.Errorf("--batch-bytes 0: at least the payload size")
+	case b.keyCount == 0:
+		return cfg, fmt.Errorf("--key-count 0: at least 1")
+	case cfg.Mode == bench.OpenLoop && b.rate == 0:
+		return cfg, fmt.Errorf("--rate 0: more than 0 msgs/s (--mode closed sends as fast as it is accepted)")
+	}
 	if b.duration <= 0 {
 		return cfg, fmt.Errorf("--duration must be positive")
 	}

@@ -201,6 +201,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"consume", "t", "--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"group", "describe"}, "missing GROUP"},
 		{[]string{"ping", "--count", "0"}, "--count must be at least 1"},
+		{[]string{"bench", "--size", "0"}, "--size 0: at least 8 bytes"},
+		{[]string{"bench", "--rate", "0"}, "--rate 0: more than 0"},
+		{[]string{"bench", "--batch-bytes", "0"}, "--batch-bytes 0"},
+		{[]string{"bench", "--keys", "uniform", "--key-count", "0"}, "--key-count 0"},
+		{[]string{"topic", "create", "t", "--partitions", "-1"}, "at least 1 partition"},
 	} {
 		r := sluice(t, addr, nil, tc.args...)
 		if r.code != exitUsage {

@@ -24,7 +24,7 @@ func init() {
 
 func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("topic create", "NAME", "Create a topic. Settings left out take the broker's defaults.", stdout, stderr)
-	partitions := f.Uint("partitions", 0, "the number `N` of partitions (default: the broker's)")
+	partitions := f.Int("partitions", 0, "the number `N` of partitions (default: the broker's)")
 	var retentionBytes, segmentBytes byteSize
 	var retentionAge ageFlag
 	f.Var(&retentionBytes, "retention-bytes", "keep at most `B` bytes per partition, e.g. 512MiB (default: the broker's)")
@@ -38,8 +38,8 @@ func runTopicCreate(ctx context.Context, args []string, _ io.Reader, stdout, std
 	if *partitions > math.MaxUint32 {
 		return f.usageError("--partitions %d is too large", *partitions)
 	}
-	if *partitions == 0 && flagGiven(f, "partitions") {
-		return f.usageError("--partitions 0: a topic has at least 1 partition (leave the flag out for the broker's default)")
+	if *partitions < 1 && flagGiven(f, "partitions") {
+		return f.usageError("--partitions %d: a topic has at least 1 partition (leave the flag out for the broker's default)", *partitions)
 	}
 	cfg := client.TopicConfig{
 		Name:           ops[0],

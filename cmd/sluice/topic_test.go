@@ -22,8 +22,10 @@ func TestTopicLifecycle(t *testing.T) {
 	// Flags after the operand and global flags before the command both work.
 	ok(t, addr, nil, "--timeout", "5s", "topic", "create", "--memory", "ticks", "--partitions=1")
 	ok(t, addr, nil, "topic", "create", "plain")
-	if r := sluice(t, addr, nil, "topic", "create", "none", "--partitions", "0"); r.code != 2 || !strings.Contains(r.stderr, "at least 1 partition") {
-		t.Errorf("--partitions 0: exit %d, stderr %q", r.code, r.stderr)
+	for _, n := range []string{"0", "-1"} {
+		if r := sluice(t, addr, nil, "topic", "create", "none", "--partitions", n); r.code != 2 || !strings.Contains(r.stderr, "at least 1 partition") {
+			t.Errorf("--partitions %s: exit %d, stderr %q", n, r.code, r.stderr)
+		}
 	}
 
 	ti, err := c.DescribeTopic(testCtx(t), "orders")

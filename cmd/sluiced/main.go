@@ -179,7 +179,14 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.BoolVar(&cfg.LogJSON, "log-json", false, "log JSON lines instead of text")
 	fs.StringVar(&cfg.LogFile, "log-file", "", "append logs to `file` instead of stderr (reopened on SIGHUP, for log rotation)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the metrics address")
-	fs.StringVar(&cfg.Durability, "durability", "none", "least `durability` of every produce: none (as each asks), written or fsync")
+	cfg.Durability = "none"
+	fs.Func("durability", "least `durability` of every produce: none (as each asks), written or fsync (default none)", func(s string) error {
+		if _, err := wire.ParseDurability(s); err != nil {
+			return errors.New("want none, written or fsync")
+		}
+		cfg.Durability = s
+		return nil
+	})
 	fs.StringVar(&cfg.TLSListen, "tls-listen", "127.0.0.1:7453", "TLS listen `address`, used with --tls-cert and --tls-key")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file`: turns the TLS listener on")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
@@ -331,7 +338,7 @@ func (f durationFlag) Set(s string) error {
 		return err // time: invalid duration, out of range included
 	}
 	if d != 0 && (d < f.lo || d > f.hi) {
-		return fmt.Errorf("%v outside %v..%v (0: the default)", d, f.lo, f.hi)
+		return fmt.Errorf("%v is outside %v..%v (0 means what the flag's help says)", d, f.lo, f.hi)
 	}
 	*f.p = d
 	return nil
