@@ -42,7 +42,7 @@ func runConsume(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 			"whose headers match k=v terms joined by &, or for which a CEL expression over key, headers,\n"+
 			"timestamp, value (its JSON fields) and topic is true: 'value.temp > 30 && headers[\"region\"] == \"eu\"'.", stdout, stderr)
 	var from startFlag
-	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset, -N (the last N records of each partition), or an RFC 3339 time (default earliest)")
+	f.Var(&from, "from", "start at `WHERE`: earliest, latest, an offset (an error where a partition does not reach it), -N (the last N records of each partition), or an RFC 3339 time (default earliest)")
 	filter := f.String("filter", "", "print only the records that match `F` on the broker: header terms k=v joined by &, or a CEL expression over key (bytes: key == b\"k1\"), headers, timestamp, value and topic")
 	var atEnd bool
 	f.BoolVar(&atEnd, "e", false, "exit at the end of the data: once the records present at the start are printed (not with --group or --filter)")
@@ -387,7 +387,10 @@ func (s *startFlag) Set(v string) error {
 				s.opt, s.last = nil, -off // the last -off records: set up once the ends are known
 				break
 			}
-			s.opt, s.last = client.WithStartOffset(off), 0
+			if strings.HasPrefix(v, "-") {
+				return errors.New("-N takes N of at least 1")
+			}
+			s.opt, s.last = offsetStart(off), 0
 			break
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
@@ -398,6 +401,16 @@ func (s *startFlag) Set(v string) error {
 	}
 	s.text = v
 	return nil
+}
+
+// offsetStart starts every partition at offset off, and fails the command, naming the partition and
+// what it holds, where off is outside it (rather than the subscription's default of starting such a
+// partition at its oldest record, which replayed a whole topic for an offset past its end).
+func offsetStart(off int64) client.ConsumerOption {
+	return func(o *client.ConsumerOptions) {
+		client.WithStartOffset(off)(o)
+		client.WithOffsetReset(wire.ResetError)(o)
+	}
 }
 
 // option is the start option; earliest when --from was not given.
