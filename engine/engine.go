@@ -60,6 +60,11 @@ type Engine struct {
 	opts Options
 	log  *slog.Logger
 
+	// groupSources are the other faces' consumer groups (AddGroupSource), by registration.
+	groupSrcMu   sync.Mutex
+	groupSources map[int]GroupSource
+	groupSrcNext int
+
 	// topics is the copy-on-write topic map: readers Load it without locking; writers hold adminMu,
 	// copy, modify and Store.
 	topics  atomic.Pointer[map[string]*Topic]

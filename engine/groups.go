@@ -180,6 +180,11 @@ func (e *Engine) expireGroups() []string {
 		return nil
 	}
 	queued := e.queueGroups() // a queue member joining after this finds the offsets gone: it starts anew
+	for _, name := range stale {
+		if _, others, _ := e.otherGroupMembers(name); len(others) > 0 {
+			queued[name] = true // in use through another face (the Kafka listener's members)
+		}
+	}
 	gt := e.groups
 	gt.mu.Lock()
 	idle := stale[:0]
@@ -199,10 +204,15 @@ func (e *Engine) expireGroups() []string {
 }
 
 // DeleteGroup forgets a consumer group: its committed offsets and its membership entry. A group
-// with members (consumer-group or work-queue subscriptions) is refused with CodeInvalidRequest; an
+// with members (consumer-group or work-queue subscriptions, or members another face reports:
+// AddGroupSource) is refused with CodeInvalidRequest; an
 // unknown group with CodeUnknownGroup. done runs once the deletion is durable, or with the error
 // that kept it from being so.
 func (e *Engine) DeleteGroup(name string, done func(error)) {
+	if _, others, _ := e.otherGroupMembers(name); len(others) > 0 {
+		done(&wire.ProtocolError{Code: wire.CodeInvalidRequest, Message: "group " + name + " has members (" + others[0].Member + " through another listener)"})
+		return
+	}
 	queued := e.queueGroups()
 	gt := e.groups
 	gt.mu.Lock()
@@ -499,8 +509,8 @@ func (e *Engine) ListGroups() []string {
 	return out
 }
 
-// DescribeGroup reports a group's members, their partitions and clients (SubscribeOptions), and its
-// committed offsets with lag. A group with neither is CodeUnknownGroup (a *wire.ProtocolError).
+// DescribeGroup reports a group's members, their partitions and clients (SubscribeOptions; and the
+// members other faces report, AddGroupSource), and its committed offsets with lag. A group with neither is CodeUnknownGroup (a *wire.ProtocolError).
 func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	info := wire.GroupInfo{Name: name}
 	e.groups.mu.Lock()
@@ -511,6 +521,10 @@ func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 		}
 	}
 	e.groups.mu.Unlock()
+	if gen, others, ok := e.otherGroupMembers(name); ok {
+		info.Generation = max(info.Generation, uint32(max(gen, 0)))
+		info.Members = append(info.Members, others...)
+	}
 	for _, k := range e.offsets.Keys() {
 		if k.Group != name {
 			continue

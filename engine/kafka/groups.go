@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicemq/sluice/engine"
 	"github.com/sluicemq/sluice/engine/auth"
+	"github.com/sluicemq/sluice/wire"
 )
 
 // requestContext is what a group request carries besides its body: who sent it and from where.
@@ -103,6 +104,32 @@ func newCoordinator(e *engine.Engine, acl func() auth.ACL, log *slog.Logger) *co
 		log = slog.Default()
 	}
 	return &coordinator{e: e, acl: acl, log: log, lim: defaultGroupLimits, groups: map[string]*group{}}
+}
+
+// groupMembers reports the coordinator's group name to the engine (Engine.AddGroupSource, so that
+// `sluice group describe` lists Kafka members and deleting, seeking or resetting the group is
+// refused while it has any): each member with the partitions of its last assignment, read as the
+// "consumer" protocol's ConsumerMemberAssignment; a member of another protocol, or not yet
+// assigned, is listed without partitions.
+func (c *coordinator) groupMembers(name string) (int32, []wire.GroupMember, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[name]
+	if g == nil || c.closed {
+		return 0, nil, false
+	}
+	var out []wire.GroupMember
+	for _, m := range g.orderedLocked() {
+		var a kmsg.ConsumerMemberAssignment
+		if g.protocolType == "consumer" && len(m.assignment) > 0 && a.ReadFrom(m.assignment) == nil && len(a.Topics) > 0 {
+			for _, t := range a.Topics {
+				out = append(out, wire.GroupMember{Member: m.id, Topic: t.Topic, Partitions: t.Partitions, ClientID: m.clientID, Addr: m.clientHost})
+			}
+			continue
+		}
+		out = append(out, wire.GroupMember{Member: m.id, ClientID: m.clientID, Addr: m.clientHost})
+	}
+	return g.generation, out, true
 }
 
 // handles reports whether key is an API the coordinator serves.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -418,5 +419,70 @@ func TestKcatConsumerGroup(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, expect(ends)) {
 		t.Fatalf("the second kcat run read %v, want only the 30 new records %v", got, expect(ends))
+	}
+}
+
+// TestKafkaGroupSeenByEngine: a Kafka consumer group with a live member is one the engine describes
+// (its member with the partitions it was assigned) and refuses to delete, so `sluice group
+// describe`, `delete`, `seek` and `reset` (which check the description first) keep off a group in
+// use through the Kafka listener; once the member leaves, the group deletes.
+func TestKafkaGroupSeenByEngine(t *testing.T) {
+	b := startGroupBroker(t, t.TempDir())
+	if _, err := b.e.CreateTopic(wire.TopicConfig{Name: "seen", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prod := b.client(t)
+	defer prod.Close()
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: "seen", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons := b.client(t, kgo.ConsumerGroup("seen-readers"), kgo.ConsumeTopics("seen"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got < 1; {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal("no record consumed through the group")
+		}
+		got += fs.NumRecords()
+	}
+	info, err := b.e.DescribeGroup("seen-readers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []int32
+	for _, m := range info.Members {
+		if m.Topic == "seen" {
+			parts = append(parts, m.Partitions...)
+		}
+	}
+	slices.Sort(parts)
+	if len(info.Members) == 0 || !slices.Equal(parts, []int32{0, 1}) || info.Generation == 0 {
+		t.Fatalf("the engine describes the Kafka group as %+v: want its member holding partitions 0 and 1", info)
+	}
+	deleted := func() error {
+		errc := make(chan error, 1)
+		b.e.DeleteGroup("seen-readers", func(err error) { errc <- err })
+		return <-errc
+	}
+	if err := deleted(); !errors.Is(err, wire.CodeInvalidRequest) {
+		t.Fatalf("deleting a group with a live Kafka member: %v, want CodeInvalidRequest", err)
+	}
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cons.Close() // leaves the group
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err = b.e.DescribeGroup("seen-readers")
+		if err == nil && len(info.Members) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the group still has members after the consumer left: %+v, %v", info, err)
+		}
+	}
+	if err := deleted(); err != nil {
+		t.Fatalf("deleting the group once its member left: %v", err)
 	}
 }

@@ -153,6 +153,8 @@ type Server struct {
 	addr  net.Addr
 	ge    gnet.Engine
 	coord *coordinator
+	// dropGroups unregisters the coordinator from the engine's group sources (Close).
+	dropGroups func()
 
 	booted chan struct{}
 	done   chan error
@@ -190,9 +192,15 @@ func Start(opts Options) (*Server, error) {
 	s.conns.Init(opts.MaxConnections, &s.stats.Accepted.Uint64, &s.stats.Refused.Uint64, &s.stats.Connections.Int64)
 	s.auth.Store(&authState{authn: opts.Authenticator, acl: opts.ACL})
 	s.coord = newCoordinator(opts.Engine, s.acl, opts.Logger)
+	if opts.Engine != nil {
+		s.dropGroups = opts.Engine.AddGroupSource(s.coord.groupMembers)
+	}
 	s.nextProducerID.Store(randomProducerBase())
 	loops := gnetrun.Config{Addr: opts.Addr, Loops: opts.Loops, ReadBuffer: 256 << 10, WriteBuffer: 256 << 10, Log: s.log}
 	if err := gnetrun.Start(s, loops, s.booted, s.done); err != nil {
+		if s.dropGroups != nil {
+			s.dropGroups()
+		}
 		return nil, fmt.Errorf("kafka: listen %s: %w", opts.Addr, err)
 	}
 	if opts.TLSConfig != nil {
@@ -256,6 +264,9 @@ func (s *Server) shutdown() error {
 		}
 	})
 	s.coord.close()
+	if s.dropGroups != nil {
+		s.dropGroups()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.ge.Stop(ctx)
