@@ -13,7 +13,7 @@ import (
 const RelayName = "relay"
 
 // ErrRelayConfig is returned by the relay target's Open for a producer/consumer split it does not run.
-var ErrRelayConfig = errors.New("bench: relay target needs as many producers as consumers")
+var ErrRelayConfig = errors.New("the relay target needs as many producers as consumers")
 
 // RelayBufSize is the relay's user-space buffer per connection and hop, in bytes: the size of the
 // largest batch the broker accepts by default (1 MiB), so one read or write can move a whole batch.

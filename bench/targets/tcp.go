@@ -152,7 +152,7 @@ func (t *Client) dial(ctx context.Context) (*client.Client, error) {
 	}
 	c, err := client.Dial(ctx, t.dialAddr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("targets: dial %s: %w", t.dialAddr, err)
+		return nil, fmt.Errorf("targets: %w", err) // client.Dial names the address
 	}
 	if t.admin != nil {
 		t.clients = append(t.clients, c)

@@ -43,7 +43,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	keyField := f.Bool("key-field", false, "each record is KEY<tab>VALUE: the key is the bytes before the first tab")
 	var headers listFlag
 	f.Var(&headers, "header", "add header `k=v` to every record; repeatable")
-	partition := f.Int("partition", -1, "send every record to partition `P` (default: by key, else spread)")
+	partition := f.Int("partition", -1, "send every record to partition `P` (default: by key; records without one go in whole batches, spread over the partitions)")
 	durability := durabilityFlag(wire.DurabilityWritten)
 	f.Var(&durability, "durability", "`LEVEL` at which a record counts as sent: none, written (in the broker's log) or fsync (on disk)")
 	codec := codecFlag(wire.CodecNone)
