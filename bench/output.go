@@ -17,12 +17,22 @@ func WriteTable(w io.Writer, results ...*Result) error {
 	fmt.Fprintln(tw, "target\tmode\tpayload\tdurability\trate\tmsgs/s\tMB/s\tp50\tp90\tp99\tp99.9\tp99.99\tmax\tlost\tunsent\t")
 	for _, r := range results {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.0f\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n",
-			r.Target, r.Config.Mode, r.Config.PayloadSize, r.Config.Durability, rateString(r.Config),
+			r.Target, r.Config.Mode, r.Config.PayloadSize, durabilityString(r), rateString(r.Config),
 			r.Rate, r.MBps, FormatLatency(r.Latency.P50), FormatLatency(r.Latency.P90),
 			FormatLatency(r.Latency.P99), FormatLatency(r.Latency.P999), FormatLatency(r.Latency.P9999),
 			FormatLatency(r.Latency.Max), r.Lost, r.Unsent)
 	}
 	return tw.Flush()
+}
+
+// durabilityString is the table's durability column: "-" for the harness's own targets (the floor,
+// the spsc floor and the relay), which store nothing.
+func durabilityString(r *Result) string {
+	switch r.Target {
+	case FloorName, SPSCName, RelayName:
+		return "-"
+	}
+	return string(r.Config.Durability)
 }
 
 func rateString(c Config) string {

@@ -193,8 +193,9 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := WriteTable(&table, res); err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Split(strings.TrimSpace(table.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "floor") {
-		t.Errorf("table:\n%s", table.String())
+	if lines := strings.Split(strings.TrimSpace(table.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "floor") ||
+		strings.Fields(lines[1])[3] != "-" {
+		t.Errorf("table (the floor's durability column should be -):\n%s", table.String())
 	}
 }
 
