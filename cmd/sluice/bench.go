@@ -83,7 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.DurationVar(&b.warmup, "warmup", time.Second, "warm-up before the measured part (negative: none)")
 	f.Var(&b.size, "size", "payload `bytes` per message, at least 8 (units: 1KiB, 4k)")
 	f.IntVar(&b.producers, "producers", 1, "producer goroutines (one connection each over TCP)")
-	f.IntVar(&b.consumers, "consumers", 1, "consumer goroutines: 1 reads every partition, else one partition each")
+	f.IntVar(&b.consumers, "consumers", 1, "consumer goroutines: 1 reads every partition, else one partition each (at least --partitions of them; those beyond read nothing)")
 	f.IntVar(&b.partitions, "partitions", 1, "partitions of the benchmark topic")
 	f.StringVar(&b.durability, "durability", bench.DurabilityWritten, "none, written or fsync")
 	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes`")
