@@ -205,8 +205,7 @@ func (e *Engine) expireGroups() []string {
 
 // DeleteGroup forgets a consumer group: its committed offsets and its membership entry. A group
 // with members (consumer-group or work-queue subscriptions, or members another face reports:
-// AddGroupSource) is refused with CodeInvalidRequest; an
-// unknown group with CodeUnknownGroup. done runs once the deletion is durable, or with the error
+// AddGroupSource) is refused with CodeInvalidRequest; an unknown group with CodeUnknownGroup. done runs once the deletion is durable, or with the error
 // that kept it from being so.
 func (e *Engine) DeleteGroup(name string, done func(error)) {
 	if _, others, _ := e.otherGroupMembers(name); len(others) > 0 {
@@ -510,7 +509,8 @@ func (e *Engine) ListGroups() []string {
 }
 
 // DescribeGroup reports a group's members, their partitions and clients (SubscribeOptions; and the
-// members other faces report, AddGroupSource), and its committed offsets with lag. A group with neither is CodeUnknownGroup (a *wire.ProtocolError).
+// members other faces report, AddGroupSource), and its committed offsets with lag. A group with
+// neither is CodeUnknownGroup (a *wire.ProtocolError).
 func (e *Engine) DescribeGroup(name string) (wire.GroupInfo, error) {
 	info := wire.GroupInfo{Name: name}
 	e.groups.mu.Lock()
