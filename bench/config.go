@@ -81,6 +81,9 @@ type Config struct {
 	SpinThreshold time.Duration `json:"spin_threshold"`
 	// DrainTimeout bounds the wait for consumers after the last send. Default 5s.
 	DrainTimeout time.Duration `json:"drain_timeout"`
+	// WatchStalls runs the stall watcher through the measured window (Result.Stalls, stalls.go):
+	// one more thread, waking every StallTick.
+	WatchStalls bool `json:"watch_stalls,omitempty"`
 	// MaxLatency is the largest latency the histograms track; larger values are clamped to it and
 	// counted in Result.Clamped. Default 1m.
 	MaxLatency time.Duration `json:"max_latency"`

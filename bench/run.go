@@ -41,6 +41,9 @@ type Result struct {
 	Uncorrected Percentiles `json:"uncorrected"`
 	// Pacer is the pacer's own error: wake-up time minus intended time, once per wait (open loop only).
 	Pacer Percentiles `json:"pacer"`
+	// Stalls are the stall watcher's late wake-ups over the measured window (Config.WatchStalls);
+	// nil when not watched.
+	Stalls *Stalls `json:"stalls,omitempty"`
 
 	// The merged histograms, in nanoseconds. JSON carries them V2-encoded (see MarshalJSON).
 	Hist            *hdr.Histogram `json:"-"`
@@ -133,6 +136,10 @@ func Run(ctx context.Context, t Target, cfg Config) (*Result, error) {
 	var stop atomic.Bool
 	stopWatch := context.AfterFunc(ctx, func() { stop.Store(true) })
 	defer stopWatch()
+	var stalls <-chan Stalls
+	if cfg.WatchStalls {
+		stalls = watchStalls(from, end, stop.Load)
+	}
 
 	var wg sync.WaitGroup
 	for _, s := range senders {
@@ -231,6 +238,10 @@ func Run(ctx context.Context, t Target, cfg Config) (*Result, error) {
 	res.Latency = Summarize(res.Hist)
 	res.Uncorrected = Summarize(res.UncorrectedHist)
 	res.Pacer = Summarize(res.PacerHist)
+	if stalls != nil {
+		st := <-stalls
+		res.Stalls = &st
+	}
 	if closeErr != nil {
 		errs = append(errs, fmt.Errorf("bench: close %s: %w", t.Name(), closeErr))
 	}

@@ -61,6 +61,7 @@ type benchFlags struct {
 	floor       bool
 	relay       bool
 	limits      bool
+	stalls      bool
 	jsonOut     bool
 	hgrm        string
 	svg         string
@@ -94,6 +95,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
 	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison (spsc with --spin-consumer)")
 	f.BoolVar(&b.relay, "relay", false, "also run the loopback relay (the two-hop limit) on the same schedule, for comparison")
+	f.BoolVar(&b.stalls, "stalls", false, "also watch for stalls of the whole machine through each measured window (a thread sleeping 200µs at a time; wake-ups 1ms or more late) and print them after the table")
 	f.BoolVar(&b.limits, "limits", false, "also measure the machine's limits after the runs (loopback TCP, memcpy, and in the --data directory's file system sequential write, fdatasync latency and buffered writes for as long as the run) and print them after the table; not with --json")
 	f.BoolVar(&b.spinCons, "spin-consumer", false, "embedded target: the consumer busy-polls instead of parking")
 	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
@@ -224,6 +226,7 @@ func (b *benchFlags) config() (bench.Config, error) {
 		Linger:        b.linger,
 		SpinThreshold: b.spin,
 		DrainTimeout:  b.drain,
+		WatchStalls:   b.stalls,
 	}
 	switch strings.ToLower(b.mode) {
 	case "open", string(bench.OpenLoop):
@@ -264,6 +267,11 @@ func writeBenchOutputs(b benchFlags, results []*bench.Result, stdout io.Writer) 
 		err = bench.WriteJSON(stdout, results...)
 	} else {
 		err = bench.WriteTable(stdout, results...)
+		for _, r := range results {
+			if err == nil && r.Stalls != nil {
+				_, err = fmt.Fprintln(stdout, r.Stalls.Summary(r.Target))
+			}
+		}
 	}
 	if err != nil {
 		return err
