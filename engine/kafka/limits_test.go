@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,14 +105,8 @@ func TestCloseAnswersProduceInProgress(t *testing.T) {
 	fs := servertest.NewGatedFS()
 	s, e := startBrokerWith(t, func(o *engine.Options) { o.FS = fs }, nil)
 	createTopic(t, e, "drain", 1)
-	appended, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func() {
-		once.Do(func() {
-			close(appended)
-			<-resume
-		})
-	}
+	pause := servertest.NewPause()
+	hook := pause.Hook
 	produceHook.Store(&hook)
 	defer produceHook.Store(nil)
 	fs.Hold()
@@ -122,25 +115,11 @@ func TestCloseAnswersProduceInProgress(t *testing.T) {
 	if _, err := c.Write(appendRequest(nil, 1, req)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-appended:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the produce was not served")
-	}
+	pause.AwaitReached(t, "the produce was not served")
 	if n := e.TopicByName("drain").Partition(0).NextOffset(); n != 1 {
 		t.Fatalf("%d records stored before the answer, want 1", n)
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	for deadline := time.Now().Add(10 * time.Second); !s.conns.Stopping(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("Close did not start")
-		}
-	}
-	time.Sleep(50 * time.Millisecond) // Close is draining
-	close(resume)
-	time.Sleep(50 * time.Millisecond) // the answer is held for the sync
-	fs.Release()
+	closed := servertest.CloseWhilePaused(t, pause, fs, s.Close, s.conns.Stopping)
 	expectStoredFirst(t, c, req, closed)
 }
 

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -63,36 +62,16 @@ func TestCloseAnswersPublishInProgress(t *testing.T) {
 	if _, err := b.e.AutoCreate("drain"); err != nil {
 		t.Fatal(err)
 	}
-	stored, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	hook := func() {
-		once.Do(func() {
-			close(stored)
-			<-resume
-		})
-	}
+	pause := servertest.NewPause()
+	hook := pause.Hook
 	publishHook.Store(&hook)
 	defer publishHook.Store(nil)
 	nc := rawConnect(t, b, 4, 30)
 	fs.Hold()
 	rawWrite(t, nc, 4, &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName: "drain", PacketID: 6, Payload: []byte("x")})
-	select {
-	case <-stored:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the PUBLISH was not stored")
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- b.srv.Close() }()
-	for deadline := time.Now().Add(10 * time.Second); !b.srv.conns.Stopping(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("Close did not start")
-		}
-	}
-	time.Sleep(50 * time.Millisecond) // Close is draining
-	close(resume)
-	time.Sleep(50 * time.Millisecond) // the PUBACK is held for the sync
-	fs.Release()
+	pause.AwaitReached(t, "the PUBLISH was not stored")
+	closed := servertest.CloseWhilePaused(t, pause, fs, b.srv.Close, b.srv.conns.Stopping)
 	if a := rawRead(t, nc, 4); a.FixedHeader.Type != packets.Puback || a.PacketID != 6 {
 		t.Fatalf("PUBACK: %+v", a.FixedHeader)
 	}
