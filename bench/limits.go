@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -183,15 +182,26 @@ func probeBlock() []byte {
 	return buf
 }
 
+// probeFile creates the file a disk probe named what writes, in dir; done closes and removes it.
+func probeFile(dir, prefix, what string) (f *os.File, done func(), err error) {
+	f, err = os.CreateTemp(dir, prefix+"-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %s probe: %w", what, err)
+	}
+	return f, func() {
+		f.Close()
+		os.Remove(f.Name())
+	}, nil
+}
+
 // DiskWriteBandwidth writes 1 MiB blocks sequentially to a new file in dir for about d, then fdatasyncs
 // it, and returns MB/s including the final sync. The file is removed.
 func DiskWriteBandwidth(ctx context.Context, dir string, d time.Duration) (float64, error) {
-	f, err := os.CreateTemp(dir, "bench-disk-*")
+	f, done, err := probeFile(dir, "bench-disk", "disk")
 	if err != nil {
-		return 0, fmt.Errorf("bench: disk probe: %w", err)
+		return 0, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer done()
 	buf := probeBlock()
 	var n int64
 	start := time.Now()
@@ -215,12 +225,11 @@ func DiskWriteBandwidth(ctx context.Context, dir string, d time.Duration) (float
 // buffered writes to this disk, the bound of a closed-loop run at written durability of the same
 // length. The file is removed, and its pages with it.
 func BufferedWriteBandwidth(ctx context.Context, dir string, warmup, d time.Duration) (float64, error) {
-	f, err := os.CreateTemp(dir, "bench-buffered-*")
+	f, done, err := probeFile(dir, "bench-buffered", "buffered-write")
 	if err != nil {
-		return 0, fmt.Errorf("bench: buffered-write probe: %w", err)
+		return 0, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer done()
 	buf := probeBlock()
 	start := time.Now()
 	measureFrom, end := start.Add(max(warmup, 0)), start.Add(max(warmup, 0)+d)
@@ -240,12 +249,11 @@ func BufferedWriteBandwidth(ctx context.Context, dir string, warmup, d time.Dura
 // FdatasyncLatency appends 4 KiB and calls fdatasync in a loop for about d (at least 10 times) on a new
 // file in dir and returns the distribution of the time each append-and-sync took. The file is removed.
 func FdatasyncLatency(ctx context.Context, dir string, d time.Duration) (Percentiles, error) {
-	f, err := os.CreateTemp(dir, "bench-fsync-*")
+	f, done, err := probeFile(dir, "bench-fsync", "fdatasync")
 	if err != nil {
-		return Percentiles{}, fmt.Errorf("bench: fdatasync probe: %w", err)
+		return Percentiles{}, err
 	}
-	defer os.Remove(filepath.Clean(f.Name()))
-	defer f.Close()
+	defer done()
 	h := newHist(time.Minute)
 	buf := make([]byte, 4096)
 	start := time.Now()
