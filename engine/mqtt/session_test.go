@@ -62,9 +62,7 @@ func TestSessionExpiry(t *testing.T) {
 // the will.
 func TestWillDelay(t *testing.T) {
 	b := startBroker(t, nil, nil)
-	watch := b.mustDial("watch", nil)
-	watch.pub(t, "wd/dev", 0, "x")
-	watch.sub(t, "wd/+", 1)
+	watch := b.willWatcher(t, "wd")
 	// "back" reconnects within its delay, which is long enough for a loaded machine; "lost" does not.
 	expiry, delays := uint32(60), map[string]uint32{"back": 5, "lost": 1}
 	connect := func(id string) func(*paho.Connect) {
@@ -110,9 +108,7 @@ func TestWillDelay(t *testing.T) {
 // published (it was at once, before: the takeover counted as the session ending).
 func TestWillDelayTakeover(t *testing.T) {
 	b := startBroker(t, nil, nil)
-	watch := b.mustDial("watch", nil)
-	watch.pub(t, "tk/dev", 0, "x")
-	watch.sub(t, "tk/+", 1)
+	watch := b.willWatcher(t, "tk")
 	expiry, delay := uint32(60), uint32(5)
 	connect := func(cp *paho.Connect) {
 		cp.CleanStart = false
@@ -130,9 +126,7 @@ func TestWillDelayTakeover(t *testing.T) {
 // 10 s delay. Resuming the session instead (TestWillDelay) drops it.
 func TestWillCleanStart(t *testing.T) {
 	b := startBroker(t, nil, nil)
-	watch := b.mustDial("watch", nil)
-	watch.pub(t, "cs/dev", 0, "x")
-	watch.sub(t, "cs/+", 1)
+	watch := b.willWatcher(t, "cs")
 	expiry, delay := uint32(60), uint32(10)
 	nc, err := net.Dial("tcp", b.srv.Addr().String())
 	if err != nil {
@@ -200,4 +194,14 @@ func TestTLS(t *testing.T) {
 	if n := extra.Load(); n > 0 {
 		t.Fatalf("the message was delivered %d more times", n)
 	}
+}
+
+// willWatcher connects "watch", creates topic prefix/dev (where the will tests' "dev" leaves its
+// will) and subscribes to prefix/+ at QoS 1.
+func (b *testBroker) willWatcher(t *testing.T, prefix string) *client {
+	t.Helper()
+	watch := b.mustDial("watch", nil)
+	watch.pub(t, prefix+"/dev", 0, "x")
+	watch.sub(t, prefix+"/+", 1)
+	return watch
 }
