@@ -54,10 +54,19 @@ func (pb *Publisher) Publish(ctx context.Context, batches []byte) (base, last in
 		return 0, 0, pb.deleted()
 	}
 	base, last, err = pb.p.Append(batches)
-	if err != nil || !pb.wait {
+	if err != nil {
 		return base, last, err
 	}
-	return base, last, pb.p.log.WaitSynced(ctx, last+1)
+	return base, last, pb.synced(ctx, last+1)
+}
+
+// synced returns once the records before next meet the publisher's durability: an fdatasync covers
+// them at fsync, nothing is waited for otherwise. ctx bounds the wait.
+func (pb *Publisher) synced(ctx context.Context, next int64) error {
+	if !pb.wait {
+		return nil
+	}
+	return pb.p.log.WaitSynced(ctx, next)
 }
 
 // PublishRecord publishes one record, time-stamped now, as a batch of its own, and returns its
@@ -77,10 +86,10 @@ func (pb *Publisher) PublishRecord(ctx context.Context, key, value []byte, heade
 		return 0, err
 	}
 	base, err := pb.p.appendBuilt(batch, 1, hasTTL(headers))
-	if err != nil || !pb.wait {
+	if err != nil {
 		return base, err
 	}
-	return base, pb.p.log.WaitSynced(ctx, base+1)
+	return base, pb.synced(ctx, base+1)
 }
 
 func (pb *Publisher) deleted() error {
