@@ -147,6 +147,32 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkRead reads a log of one-record 100 B batches one batch per call, the way a consumer that
+// keeps up with its producer reads (maxBytes smaller than two batches): the index lookup and the
+// walk to the batch and past it, per record.
+func BenchmarkRead(b *testing.B) {
+	l := benchLog(b, false)
+	defer l.Close()
+	batch := testBatch(b, 1, 1, 100, time.Now().UnixMilli())
+	const n = 1 << 16
+	for range n {
+		if _, err := l.Append(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(batch)))
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		v, err := l.Read(off%n, len(batch)+1)
+		if err != nil || v.NextOffset != off%n+1 {
+			b.Fatalf("read at %d: %v, next %d", off%n, err, v.NextOffset)
+		}
+		v.Release()
+		off++
+	}
+}
+
 // BenchmarkAppendParallel appends 1 KiB-record batches from GOMAXPROCS goroutines at once: the
 // lock-free claim under contention.
 func BenchmarkAppendParallel(b *testing.B) {

@@ -594,21 +594,21 @@ func (l *Log) Read(offset int64, maxBytes int) (View, error) {
 			p, d = hp, hd // a boundary nearer the target than the index's (segment.readHint)
 		}
 		for {
-			h := s.header(p)
-			if d+uint32(h.RecordCount) > rel {
+			size, count := s.span(p)
+			if d+count > rel {
 				break
 			}
-			p += uint32(h.Size())
-			d += uint32(h.RecordCount)
+			p += size
+			d += count
 		}
 		start, startDelta := p, d
 		for p < endPos {
-			h := s.header(p)
-			if p > start && int(p-start)+h.Size() > maxBytes {
+			size, count := s.span(p)
+			if p > start && int(p-start)+int(size) > maxBytes {
 				break
 			}
-			p += uint32(h.Size())
-			d += uint32(h.RecordCount)
+			p += size
+			d += count
 		}
 		if h := pack(p, d); s.readHint.Load() != h {
 			s.readHint.Store(h) // only when it moves: readers of one place do not take the line from each other
@@ -617,13 +617,18 @@ func (l *Log) Read(offset int64, maxBytes int) (View, error) {
 	}
 }
 
-// header decodes the committed batch header at pos; committed batches always parse.
-func (s *segment) header(pos uint32) wire.BatchHeader {
-	h, err := wire.ParseBatchHeader(s.data[pos:])
+// span returns the size in bytes and the record count of the committed batch at pos, read from its
+// header's length and count fields alone: committed batches were validated whole when appended
+// (Log.measure), and decoding the rest of the header on every step of a walk cost a read of one
+// record 10% of its time (BenchmarkLocalPublishPoll, docs/benchmarks.md 2026-11-30). It panics if
+// the length is below a header's, which no committed batch has: the walk would not advance.
+func (s *segment) span(pos uint32) (size, count uint32) {
+	b := s.data[pos:]
+	n, err := wire.BatchSize(b)
 	if err != nil {
 		panic(fmt.Sprintf("disk: committed batch at %s:%d does not parse: %v", filepath.Base(s.path), pos, err))
 	}
-	return h
+	return uint32(n), uint32(wire.RecordCount(b))
 }
 
 // OffsetForTimestamp returns the earliest offset whose record's timestamp (milliseconds) is at least
@@ -648,15 +653,15 @@ func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
 		endPos, _ := s.end()
 		p, d := s.lookupTime(ts)
 		for p < endPos {
-			h := s.header(p)
-			if h.MaxTimestamp >= ts {
-				if delta, ok := firstAtOrAfter(&it, s.data[p:p+uint32(h.Size())], ts); ok {
+			size, count := s.span(p)
+			if wire.MaxTimestamp(s.data[p:]) >= ts {
+				if delta, ok := firstAtOrAfter(&it, s.data[p:p+size], ts); ok {
 					s.release()
 					return s.base + int64(d) + int64(delta), nil
 				}
 			}
-			p += uint32(h.Size())
-			d += uint32(h.RecordCount)
+			p += size
+			d += count
 		}
 		s.release()
 	}

@@ -3,7 +3,6 @@ package disk
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -311,13 +310,10 @@ func (s *segment) index(pos, delta uint32, maxTs, now int64) {
 func (s *segment) indexTo(end uint32, now int64) {
 	p, d := s.idxPos, s.idxDelta
 	for p < end {
-		h, err := wire.ParseBatchHeader(s.data[p:])
-		if err != nil {
-			panic(fmt.Sprintf("disk: committed batch at %s:%d does not parse: %v", filepath.Base(s.path), p, err))
-		}
-		s.index(p, d, h.MaxTimestamp, now)
-		p += uint32(h.Size())
-		d += uint32(h.RecordCount)
+		size, count := s.span(p)
+		s.index(p, d, wire.MaxTimestamp(s.data[p:]), now)
+		p += size
+		d += count
 	}
 	s.idxPos, s.idxDelta = p, d
 	s.maxTs.Store(s.idxMaxTs)
