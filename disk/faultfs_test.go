@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,8 @@ type faultFS struct {
 	// writebackNice is the lowest nice value (the highest priority) of a thread that called
 	// StartWriteback; 100 before the first call (set by the test).
 	writebackNice atomic.Int64
+	// syncDelay makes each fdatasync of a segment file take this much longer (nanoseconds).
+	syncDelay atomic.Int64
 	// renameHook, if set, runs before each Rename; an error it returns fails the rename.
 	renameHook atomic.Pointer[func(oldname, newname string) error]
 }
@@ -72,6 +75,9 @@ func (f *faultFile) Datasync() error {
 	switch n := strings.TrimSuffix(f.Name(), tmpSuffix); {
 	case strings.HasSuffix(n, logSuffix):
 		f.fs.segSyncs.Add(1)
+		if d := f.fs.syncDelay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
 	case strings.HasSuffix(n, indexSuffix):
 		f.fs.idxSyncs.Add(1)
 	}

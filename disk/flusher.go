@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // flusher is the group commit: one goroutine per log, syncing on demand. A sync that someone waits
 // for (RequestSync from an fsync-level produce, WaitSynced, Sync) starts at once, and every append
 // that arrives while an fdatasync runs is covered by the next one, so the batch grows with the load.
+// With Options.SyncSpacing, a round asked for sooner than the spacing after the last one started
+// waits out the rest first (spaceOut), and the appends arriving meanwhile join it.
 // Data nobody waits for (written durability) is synced in the background: once FlushBytes are
 // unsynced, or FlushInterval after the first unsynced append. Syncing only on demand matters on a
 // mapped file: every fdatasync write-protects the pages it cleans, and the next append to one of them
@@ -18,6 +22,7 @@ func (l *Log) flusher() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	timerSet := false
+	var last time.Time // when the last fdatasync round started
 	for {
 		select {
 		case <-l.flushWake:
@@ -38,9 +43,40 @@ func (l *Log) flusher() {
 			timer.Stop()
 			timerSet = false
 		}
+		if wait := l.opts.SyncSpacing - time.Since(last); wait > 0 && !l.spaceOut(wait) {
+			return // closing: Close runs the last round
+		}
+		last = time.Now()
 		if l.syncOnce() != nil {
 			return
 		}
+	}
+}
+
+// preciseSpacing is the longest spacing wait slept in one nanosleep; longer ones wait on a timer,
+// which Close can cut short.
+const preciseSpacing = 2 * time.Millisecond
+
+// spaceOut waits d before a sync round (Options.SyncSpacing) and reports false if the log closed
+// meanwhile. A short wait is a nanosleep on the flusher's thread, which the fdatasync that follows
+// holds anyway: precise to tens of microseconds, where a Go timer's wake-up comes about a millisecond
+// late on an idle process here (its poller waits in whole milliseconds), which would add that to every
+// spaced round (docs/benchmarks.md, "The fsync tail is the host's CPU quota").
+func (l *Log) spaceOut(d time.Duration) bool {
+	if d <= preciseSpacing {
+		ts := unix.NsecToTimespec(d.Nanoseconds())
+		for unix.Nanosleep(&ts, &ts) == unix.EINTR { // interrupted: ts holds what is left
+			continue
+		}
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.done:
+		return false
 	}
 }
 

@@ -21,6 +21,7 @@ const (
 	DefaultCheckInterval  = time.Second
 	DefaultPretouchBytes  = 1 << 20
 	MaxSegmentBytes       = 1 << 30 // positions are packed into 32 bits; see the package doc
+	MaxSyncSpacing        = time.Second
 	minSegmentBytes       = 4096
 	minIndexInterval      = 64
 	defaultSpareThreshold = 2 // pre-create the next segment once the active one is 1/2 full
@@ -63,6 +64,15 @@ type Options struct {
 	FlushInterval time.Duration
 	// FlushBytes starts a background sync once this many bytes are unsynced (default 64 MiB).
 	FlushBytes int
+	// SyncSpacing, when positive, is the shortest time between the starts of two fdatasync rounds,
+	// at most MaxSyncSpacing (default 0: each round starts as soon as a sync is asked for). A round
+	// asked for sooner waits out the rest, and the appends arriving meanwhile join it: under a steady
+	// stream of fsync-level produces the log syncs at most once per SyncSpacing, each sync covering
+	// more; a request after a quiet spell is synced at once. It trades up to SyncSpacing of latency
+	// for fewer syncs: on a VM whose host charges its own work for each flush to the guest's CPU
+	// quota, back-to-back syncs got the whole machine throttled (docs/benchmarks.md, "The fsync tail
+	// is the host's CPU quota").
+	SyncSpacing time.Duration
 	// RetentionBytes deletes the oldest whole segments while the log's files exceed it (0: keep all).
 	RetentionBytes int64
 	// RetentionAge deletes whole sealed segments whose retention time is older than this (0: keep
@@ -150,8 +160,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: SegmentBytes %d not a multiple of the page size %d", ErrInvalidOptions, o.SegmentBytes, pageSize)
 	case o.IndexInterval < minIndexInterval:
 		return fmt.Errorf("%w: IndexInterval %d below %d", ErrInvalidOptions, o.IndexInterval, minIndexInterval)
-	case o.FlushInterval < 0 || o.FlushBytes < 0 || o.CheckInterval < 0 || o.PretouchBytes < 0:
-		return fmt.Errorf("%w: negative flush, check or pretouch setting", ErrInvalidOptions)
+	case o.FlushInterval < 0 || o.FlushBytes < 0 || o.CheckInterval < 0 || o.PretouchBytes < 0 || o.SyncSpacing < 0:
+		return fmt.Errorf("%w: negative flush, sync spacing, check or pretouch setting", ErrInvalidOptions)
+	case o.SyncSpacing > MaxSyncSpacing:
+		return fmt.Errorf("%w: SyncSpacing %v above %v", ErrInvalidOptions, o.SyncSpacing, MaxSyncSpacing)
 	case o.AllocAheadBytes < 0 || o.AllocAheadBytes > MaxSegmentBytes:
 		return fmt.Errorf("%w: AllocAheadBytes %d outside [0, %d]", ErrInvalidOptions, o.AllocAheadBytes, MaxSegmentBytes)
 	case o.RetentionBytes < 0 || o.RetentionAge < 0:

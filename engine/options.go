@@ -34,6 +34,10 @@ type Options struct {
 	// unsynced append. Defaults are the disk package's.
 	FlushInterval time.Duration
 	FlushBytes    int64
+	// SyncSpacing, when positive, is the shortest time between the starts of a partition's
+	// fdatasyncs, at most disk.MaxSyncSpacing (disk.Options.SyncSpacing): under a stream of
+	// fsync-level produces, fewer and larger syncs at up to that much latency. Default 0: none.
+	SyncSpacing time.Duration
 
 	// RetentionBytes and RetentionAge are the defaults for topics created without their own.
 	// 0 keeps everything. RetentionAge is whole milliseconds in practice (topics store it in ms), at
@@ -188,8 +192,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: QueueMaxAckPendingLimit %d, QueueMaxTracked %d", ErrOptions, o.QueueMaxAckPendingLimit, o.QueueMaxTracked)
 	case o.QueueMaxAckPending < 0:
 		return fmt.Errorf("%w: QueueMaxAckPending %d", ErrOptions, o.QueueMaxAckPending)
-	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0:
-		return fmt.Errorf("%w: negative retention or flush setting", ErrOptions)
+	case o.SyncSpacing > disk.MaxSyncSpacing:
+		return fmt.Errorf("%w: SyncSpacing %v above %v", ErrOptions, o.SyncSpacing, disk.MaxSyncSpacing)
+	case o.RetentionBytes < 0 || o.RetentionAge < 0 || o.FlushInterval < 0 || o.FlushBytes < 0 || o.SyncSpacing < 0:
+		return fmt.Errorf("%w: negative retention, flush or sync spacing setting", ErrOptions)
 	case o.RetentionAge > disk.MaxRetentionAge || (o.RetentionAge > 0 && o.RetentionAge < time.Millisecond):
 		return fmt.Errorf("%w: RetentionAge %v outside 1ms..%v (0 keeps everything)", ErrOptions, o.RetentionAge, disk.MaxRetentionAge)
 	case o.QueueAckTimeout < 0 || o.QueueMaxDeliveries < 0:

@@ -92,6 +92,7 @@ func (e *Engine) logOptions(cfg wire.TopicConfig, dataDir string, i int) disk.Op
 		SegmentBytes:   int(segBytes),
 		FlushInterval:  e.opts.FlushInterval,
 		FlushBytes:     int(e.opts.FlushBytes),
+		SyncSpacing:    e.opts.SyncSpacing,
 		RetentionBytes: cfg.RetentionBytes,
 		RetentionAge:   time.Duration(cfg.RetentionMs) * time.Millisecond, // RetentionMs <= wire.MaxRetentionMs: no overflow
 		MaxBatchBytes:  e.opts.MaxBatchBytes,

@@ -85,6 +85,8 @@ type Options struct {
 	// FlushInterval and FlushBytes set the in-process engine's group commit; 0 keeps the engine's default.
 	FlushInterval time.Duration
 	FlushBytes    int64
+	// SyncSpacing spaces the in-process engine's fdatasyncs (engine.Options.SyncSpacing); 0: none.
+	SyncSpacing time.Duration
 	// Loops is the tcp target's number of gnet event loops. Default one per CPU.
 	Loops int
 	// Logger receives the engine's, server's and client's logs. Default: warnings and errors to stderr.
@@ -261,6 +263,7 @@ func openEngine(opts Options, cfg bench.Config, kind string, loops int) (string,
 		DataDir:       dir,
 		FlushInterval: opts.FlushInterval,
 		FlushBytes:    opts.FlushBytes,
+		SyncSpacing:   opts.SyncSpacing,
 		MaxBatchBytes: max(1<<20, cfg.BatchBytes+cfg.PayloadSize+64),
 		Logger:        opts.Logger,
 	})

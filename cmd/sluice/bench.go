@@ -70,6 +70,7 @@ type benchFlags struct {
 	traceFile   string
 	noProgress  bool
 	flushPeriod time.Duration
+	syncSpacing time.Duration
 	spinCons    bool
 }
 
@@ -103,6 +104,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.StringVar(&b.svg, "svg", "", "write a latency-by-percentile plot to `FILE`")
 	f.StringVar(&b.dataDir, "data", "", "parent of the in-process targets' temporary data directory (default the temp dir; not a tmpfs for fsync figures)")
 	f.DurationVar(&b.flushPeriod, "flush-interval", 0, "in-process engine's group-commit interval (default the engine's)")
+	f.DurationVar(&b.syncSpacing, "sync-spacing", 0, "in-process engine's shortest time between the starts of a partition's fdatasyncs (sluiced --sync-spacing; default 0: none)")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
 	f.StringVar(&b.traceFile, "trace", "", "write a Go execution trace of the run to `FILE` (go tool trace): where a latency spike's time went")
 	f.BoolVar(&b.noProgress, "quiet", false, "no progress lines on stderr")
@@ -118,7 +120,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	reg := bench.NewRegistry()
-	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod,
+	to := targets.Options{Dir: b.dataDir, Addr: f.g.addr, AuthToken: f.g.token, Timeout: f.g.timeout, FlushInterval: b.flushPeriod, SyncSpacing: b.syncSpacing,
 		SpinConsumer: b.spinCons}
 	if f.g.verbose {
 		to.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

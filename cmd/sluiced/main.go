@@ -61,6 +61,7 @@ type config struct {
 	QueueAckLimit  int           // --queue-max-ack-pending
 	FlushInterval  time.Duration
 	FlushBytes     int64
+	SyncSpacing    time.Duration // --sync-spacing
 	MaxBatchBytes  int
 	MaxFrame       int
 	MaxConns       int
@@ -157,6 +158,7 @@ func parseConfigTo(args []string, stdout io.Writer) (cfg config, help bool, err 
 	fs.Var(rangeFlag[int]{&cfg.QueueAckLimit, 0, math.MaxInt32}, "queue-max-ack-pending", "`N`: the most unsettled records a work-queue member may hold, whatever it asks (default 10000)")
 	fs.Var(durationFlag{&cfg.FlushInterval, 0, time.Hour}, "flush-interval", "group commit interval `D`, at most 1h (default: the storage default)")
 	fs.Var(sizeFlag[int64]{&cfg.FlushBytes, 0, unbounded}, "flush-bytes", "group commit threshold, a `size` (default: the storage default)")
+	fs.Var(durationFlag{&cfg.SyncSpacing, 0, time.Second}, "sync-spacing", "start a partition's fdatasyncs at least `D` apart, at most 1s: fewer syncs under a stream of fsync-level produces, at up to D of latency (default 0: as soon as asked; docs/tuning.md)")
 	fs.Var(sizeFlag[int]{&cfg.MaxBatchBytes, 0, disk.MaxSegmentBytes}, "max-batch-bytes", "largest record batch accepted, a `size` of at most 1 GiB (default 1 MiB)")
 	fs.Var(sizeFlag[int]{&cfg.MaxFrame, 0, math.MaxInt32}, "max-frame", "largest frame accepted, a `size` (default 16 MiB)")
 	fs.Var(rangeFlag[int]{&cfg.MaxConns, 0, math.MaxInt32}, "max-connections", "connection limit `N` (default 10000)")
@@ -405,6 +407,7 @@ func run(args []string) error {
 		QueueMaxAckPendingLimit: cfg.QueueAckLimit,
 		FlushInterval:           cfg.FlushInterval,
 		FlushBytes:              cfg.FlushBytes,
+		SyncSpacing:             cfg.SyncSpacing,
 		MaxBatchBytes:           cfg.MaxBatchBytes,
 		Logger:                  log,
 	})
