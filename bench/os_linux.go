@@ -30,3 +30,13 @@ func sleepNs(ns int64) {
 
 // fdatasync flushes f's data (and the metadata needed to read it back) to stable storage.
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// readCPUTimes reads the machine's CPU time from /proc/stat (zero if it cannot). The kernel reports
+// it in USER_HZ ticks, 100 a second on every Linux architecture Go supports.
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	return parseCPUStat(b, 100)
+}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,30 @@ func TestStallsAccounting(t *testing.T) {
 	if (Stalls{}).Share() != 0 {
 		t.Fatal("a zero window has a share")
 	}
+	if strings.Contains(s.Summary("tcp"), "steal") {
+		t.Fatalf("summary %q names steal without CPU times", s.Summary("tcp"))
+	}
+	s.CPUTime, s.Steal = 8*time.Second, 720*time.Millisecond
+	if line := s.Summary("tcp"); !strings.HasSuffix(line, "; steal 9.0% of the CPU time") {
+		t.Fatalf("summary %q: want the steal share", line)
+	}
+}
+
+// parseCPUStat reads the aggregate line of /proc/stat: eight columns summed (guest time is inside
+// user), the eighth stolen, in ticks; anything else is unknown.
+func TestParseCPUStat(t *testing.T) {
+	stat := "cpu  4020144 14420 1365593 3634289 197447 0 117577 209935 7 9\n" +
+		"cpu0 2010072 7210 682796 1817144 98723 0 58788 104967 0 0\nintr 1 2 3\n"
+	got := parseCPUStat([]byte(stat), 100)
+	total := int64(4020144 + 14420 + 1365593 + 3634289 + 197447 + 0 + 117577 + 209935)
+	if got.total != time.Duration(total)*10*time.Millisecond || got.steal != 209935*10*time.Millisecond {
+		t.Fatalf("%+v: want total %d ticks and steal 209935 ticks of 10ms", got, total)
+	}
+	for _, bad := range []string{"", "cpu 1 2 3\n", "cpu0 1 2 3 4 5 6 7 8 9\n", "cpu 1 2 x 4 5 6 7 8 9\n"} {
+		if got := parseCPUStat([]byte(bad), 100); got != (cpuTimes{}) {
+			t.Errorf("parseCPUStat(%q) = %+v, want zero", bad, got)
+		}
+	}
 }
 
 // A run with WatchStalls reports the watcher's summary over the measured window; one without, none.
@@ -44,6 +69,13 @@ func TestRunWatchesStalls(t *testing.T) {
 		}
 		if res.Stalls == nil || res.Stalls.Window != cfg.Duration || res.Stalls.Total < time.Duration(res.Stalls.Count)*StallMin {
 			t.Fatalf("stalls %+v: want the measured window of %v and at least StallMin per stall", res.Stalls, cfg.Duration)
+		}
+		// The machine's CPU time over the window: about its length times the CPUs, in 10 ms ticks.
+		if runtime.GOOS == "linux" {
+			st := res.Stalls
+			if st.CPUTime <= 0 || st.Steal < 0 || st.Steal > st.CPUTime || st.CPUTime > 4*cfg.Duration*time.Duration(runtime.NumCPU()) {
+				t.Fatalf("stalls %+v: want the CPU time of %d CPUs over %v, steal within it", st, runtime.NumCPU(), cfg.Duration)
+			}
 		}
 	}
 }

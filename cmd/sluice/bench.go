@@ -96,7 +96,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.DurationVar(&b.drain, "drain", 0, "longest wait for consumers after the schedule ends (default 5s)")
 	f.BoolVar(&b.floor, "floor", false, "also run the harness floor on the same schedule, for comparison (spsc with --spin-consumer)")
 	f.BoolVar(&b.relay, "relay", false, "also run the loopback relay (the two-hop limit) on the same schedule, for comparison")
-	f.BoolVar(&b.stalls, "stalls", false, "also watch for stalls of the whole machine through each measured window (a goroutine sleeping 1ms at a time; wake-ups 2ms or more late) and print them after the table")
+	f.BoolVar(&b.stalls, "stalls", false, "also watch for stalls of the whole machine through each measured window (a goroutine sleeping 1ms at a time; wake-ups 2ms or more late, and the hypervisor's steal time) and print them after the table")
 	f.BoolVar(&b.limits, "limits", false, "also measure the machine's limits after the runs (loopback TCP, memcpy, and in the --data directory's file system sequential write, fdatasync latency and buffered writes for as long as the run) and print them after the table; not with --json")
 	f.BoolVar(&b.spinCons, "spin-consumer", false, "embedded target: the consumer busy-polls instead of parking")
 	f.BoolVar(&b.jsonOut, "json", false, "print the results as JSON (histograms included) instead of a table")
