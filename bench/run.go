@@ -44,6 +44,10 @@ type Result struct {
 	// Stalls are the stall watcher's late wake-ups over the measured window (Config.WatchStalls);
 	// nil when not watched.
 	Stalls *Stalls `json:"stalls,omitempty"`
+	// Settings are the system under test's settings the run was given, by flag name and value
+	// (`sluice bench` records the in-process engine's --flush-interval and --sync-spacing); nil for
+	// none. Run leaves it to its caller.
+	Settings map[string]string `json:"settings,omitempty"`
 
 	// The merged histograms, in nanoseconds. JSON carries them V2-encoded (see MarshalJSON).
 	Hist            *hdr.Histogram `json:"-"`

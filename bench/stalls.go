@@ -31,12 +31,14 @@ type Stalls struct {
 	Total  time.Duration `json:"total_ns"` // their lateness, summed
 	Max    time.Duration `json:"max_ns"`   // the latest
 	Window time.Duration `json:"window_ns"`
-	// CPUTime is the machine's CPU time over the window, every CPU's, in every state; Steal is the
-	// part of it a hypervisor ran something else on the guest's CPUs (/proc/stat's steal column):
-	// on this project's VM, the host's CPU quota (docs/benchmarks.md, "The fsync tail is the host's
-	// CPU quota"). Both zero where the kernel does not say.
-	CPUTime time.Duration `json:"cpu_time_ns,omitempty"`
-	Steal   time.Duration `json:"steal_ns,omitempty"`
+	// CPUTime is the machine's CPU time over the window as /proc/stat counts it, every CPU's, in
+	// every state; Steal is the part of it a hypervisor ran something else on the guest's CPUs (the
+	// steal column): on this project's VM, the host's CPU quota (docs/benchmarks.md, "The fsync tail
+	// is the host's CPU quota"). The kernel counts in 10 ms ticks and, under load, short of the
+	// window times the CPUs (by 5-20% seen here), so the steal share is an estimate. CPUTime 0: not
+	// known (not Linux, or /proc/stat unreadable).
+	CPUTime time.Duration `json:"cpu_time_ns"`
+	Steal   time.Duration `json:"steal_ns"`
 }
 
 // add counts one wake-up late by late, if it is a stall.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicemq/sluice/bench"
 	"github.com/sluicemq/sluice/bench/targets"
+	"github.com/sluicemq/sluice/disk"
 )
 
 func init() {
@@ -104,7 +105,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.StringVar(&b.svg, "svg", "", "write a latency-by-percentile plot to `FILE`")
 	f.StringVar(&b.dataDir, "data", "", "parent of the in-process targets' temporary data directory (default the temp dir; not a tmpfs for fsync figures)")
 	f.DurationVar(&b.flushPeriod, "flush-interval", 0, "in-process engine's group-commit interval (default the engine's)")
-	f.DurationVar(&b.syncSpacing, "sync-spacing", 0, "in-process engine's shortest time between the starts of a partition's fdatasyncs (sluiced --sync-spacing; default 0: none)")
+	f.DurationVar(&b.syncSpacing, "sync-spacing", 0, "in-process engine's shortest time between the starts of a partition's fdatasyncs, 0..1s (sluiced --sync-spacing; default 0: none)")
 	f.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `FILE`")
 	f.StringVar(&b.traceFile, "trace", "", "write a Go execution trace of the run to `FILE` (go tool trace): where a latency spike's time went")
 	f.BoolVar(&b.noProgress, "quiet", false, "no progress lines on stderr")
@@ -132,6 +133,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if b.spinCons && cfg.Target != targets.EmbeddedName {
 		return f.usageError("--spin-consumer is for --target embedded")
+	}
+	if b.syncSpacing < 0 || b.syncSpacing > disk.MaxSyncSpacing {
+		return f.usageError("--sync-spacing %v: want 0..%v", b.syncSpacing, disk.MaxSyncSpacing)
+	}
+	inProcess := cfg.Target == targets.EmbeddedName || cfg.Target == targets.TCPName
+	if !inProcess && (b.syncSpacing != 0 || b.flushPeriod != 0) {
+		if cfg.Target == targets.AddrName {
+			return f.usageError("--sync-spacing and --flush-interval set the in-process engine (--target embedded or tcp); for --target addr, set them on the broker (sluiced)")
+		}
+		return f.usageError("--sync-spacing and --flush-interval set the in-process engine (--target embedded or tcp); --target %s has none", cfg.Target)
 	}
 	if b.limits && b.jsonOut {
 		return f.usageError("--limits prints after the table: not with --json")
@@ -163,6 +174,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	res, runErr := bench.Run(ctx, tg, cfg)
 	if res == nil {
 		return runErr
+	}
+	if inProcess {
+		res.Settings = engineSettings(&b)
 	}
 	results := []*bench.Result{res}
 	if b.floor && runErr == nil && cfg.Target != bench.FloorName && cfg.Target != bench.SPSCName {
@@ -322,4 +336,21 @@ func writeFileWith(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// engineSettings names the in-process engine's settings given on the command line, by flag, for the
+// result (Result.Settings): runs that differ only in them can be told apart afterwards. nil when none.
+func engineSettings(b *benchFlags) map[string]string {
+	var m map[string]string
+	set := func(flag string, d time.Duration) {
+		if d != 0 {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[flag] = d.String()
+		}
+	}
+	set("flush-interval", b.flushPeriod)
+	set("sync-spacing", b.syncSpacing)
+	return m
 }

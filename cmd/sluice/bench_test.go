@@ -19,7 +19,7 @@ func TestBenchJSON(t *testing.T) {
 		target, durability string
 		extra              []string
 	}{
-		{"embedded", "fsync", nil},
+		{"embedded", "fsync", []string{"--sync-spacing", "1ms", "--flush-interval", "2s"}},
 		{"tcp", "written", []string{"--floor"}},
 		{"addr", "none", []string{"--addr", addr}},
 		{"floor", "none", nil},
@@ -51,6 +51,12 @@ func TestBenchJSON(t *testing.T) {
 			}
 			if r.Sent == 0 || r.Received != r.Sent || r.Lost != 0 || r.Unsent != 0 {
 				t.Errorf("sent %d, received %d, lost %d, unsent %d", r.Sent, r.Received, r.Lost, r.Unsent)
+			}
+			if tc.target == "embedded" && (r.Settings["sync-spacing"] != "1ms" || r.Settings["flush-interval"] != "2s") {
+				t.Errorf("settings %v: want the engine's sync-spacing 1ms and flush-interval 2s recorded", r.Settings)
+			}
+			if tc.target != "embedded" && r.Settings != nil {
+				t.Errorf("settings %v recorded for a run given none", r.Settings)
 			}
 			if r.Hist == nil || r.Hist.TotalCount() != r.Measured {
 				t.Errorf("latency histogram missing or short: measured %d", r.Measured)
@@ -92,6 +98,10 @@ func TestBenchUsage(t *testing.T) {
 		{"--durability", "maybe"},
 		{"--size", "4"},
 		{"--producers", "0"},
+		{"--target", "tcp", "--sync-spacing", "-1ms"},
+		{"--target", "tcp", "--sync-spacing", "2s"},
+		{"--target", "addr", "--sync-spacing", "1ms"},
+		{"--target", "floor", "--flush-interval", "1s"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if err := runBench(context.Background(), args, &stdout, &stderr); !errors.Is(err, errUsage) {

@@ -340,7 +340,10 @@ func (f durationFlag) Set(s string) error {
 		return err // time: invalid duration, out of range included
 	}
 	if d != 0 && (d < f.lo || d > f.hi) {
-		return fmt.Errorf("%v is outside %v..%v (0 means what the flag's help says)", d, f.lo, f.hi)
+		if f.lo > 0 {
+			return fmt.Errorf("%v is outside %v..%v (0 keeps the default)", d, f.lo, f.hi)
+		}
+		return fmt.Errorf("%v is outside %v..%v", d, f.lo, f.hi)
 	}
 	*f.p = d
 	return nil
