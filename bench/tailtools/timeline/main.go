@@ -25,6 +25,8 @@ import (
 	"strings"
 
 	"golang.org/x/exp/trace"
+
+	"github.com/sluicemq/sluice/bench/tailtools/internal/tracefile"
 )
 
 func main() {
@@ -32,22 +34,7 @@ func main() {
 	span := flag.Float64("for", 300, "window length, µs")
 	busy := flag.Bool("busy", false, "print each goroutine's time running and in system calls over the window")
 	gaps := flag.Float64("gaps", 0, "print the stretches longer than this many µs with no goroutine state change")
-	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: timeline [-from ms] [-for µs] [-busy | -gaps µs] TRACE")
-		os.Exit(2)
-	}
-	f, err := os.Open(flag.Arg(0))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	r := tracefile.Open("timeline [-from ms] [-for µs] [-busy | -gaps µs] TRACE")
 	w := &walk{from: *from * 1e3, to: *from*1e3 + *span, name: map[trace.GoID]string{}}
 	switch {
 	case *busy:

@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"golang.org/x/exp/trace"
+
+	"github.com/sluicemq/sluice/bench/tailtools/internal/tracefile"
 )
 
 type syscall struct {
@@ -45,22 +47,7 @@ func main() {
 	filter := flag.String("g", "Consume", "only goroutines whose start function contains this")
 	show := flag.Int("n", 10, "print this many of the longest waits in detail")
 	long := flag.Int64("long", 0, "list every system call longer than this many µs, in time order (0: none)")
-	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: waits [-t µs] [-g name] [-n details] TRACE")
-		os.Exit(2)
-	}
-	f, err := os.Open(flag.Arg(0))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer f.Close()
-	r, err := trace.NewReader(f)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	r := tracefile.Open("waits [-t µs] [-g name] [-n details] [-long µs] TRACE")
 
 	name := map[trace.GoID]string{}
 	running := map[trace.ProcID]trace.GoID{}
