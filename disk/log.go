@@ -619,8 +619,8 @@ func (l *Log) Read(offset int64, maxBytes int) (View, error) {
 
 // span returns the size in bytes and the record count of the committed batch at pos, read from its
 // header's length and count fields alone: committed batches were validated whole when appended
-// (Log.measure), and decoding the rest of the header on every step of a walk cost a read of one
-// record 10% of its time (BenchmarkLocalPublishPoll, docs/benchmarks.md 2026-11-30). It panics if
+// (Log.measure), and decoding the whole header at every step of a walk took half of a one-batch
+// Read (BenchmarkRead; docs/benchmarks.md, "Walks over committed batches read two fields"). It panics if
 // the length is below a header's, which no committed batch has: the walk would not advance.
 func (s *segment) span(pos uint32) (size, count uint32) {
 	b := s.data[pos:]
