@@ -43,9 +43,10 @@ func (l *Log) flusher() {
 			timer.Stop()
 			timerSet = false
 		}
-		if wait := l.opts.SyncSpacing - time.Since(last); wait > 0 && !l.spaceOut(wait) {
+		if wait := l.opts.SyncSpacing - time.Since(last); wait > 0 && !l.syncNow.Load() && !l.spaceOut(wait) {
 			return // closing: Close runs the last round
 		}
+		l.syncNow.Store(false) // a SyncNow from here on asks for the next round
 		last = time.Now()
 		if l.syncOnce() != nil {
 			return
@@ -61,7 +62,8 @@ const preciseSpacing = 2 * time.Millisecond
 // meanwhile. A short wait is a nanosleep on the flusher's thread, which the fdatasync that follows
 // holds anyway: precise to tens of microseconds, where a Go timer's wake-up comes about a millisecond
 // late on an idle process here (its poller waits in whole milliseconds), which would add that to every
-// spaced round (docs/benchmarks.md, "The fsync tail is the host's CPU quota").
+// spaced round (docs/benchmarks.md, "The fsync tail is the host's CPU quota"). A longer one waits on
+// a timer that Close and SyncNow cut short.
 func (l *Log) spaceOut(d time.Duration) bool {
 	if d <= preciseSpacing {
 		ts := unix.NsecToTimespec(d.Nanoseconds())
@@ -72,12 +74,25 @@ func (l *Log) spaceOut(d time.Duration) bool {
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-l.done:
-		return false
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-l.done:
+			return false
+		case <-l.flushWake: // the round to come covers what this kick asked for
+			if l.syncNow.Load() {
+				return true
+			}
+		}
 	}
+}
+
+// SyncNow is RequestSync for a caller that cannot wait out Options.SyncSpacing, such as a stopping
+// broker answering the fsync-level produces it holds: the round it asks for starts at once.
+func (l *Log) SyncNow() {
+	l.syncNow.Store(true)
+	l.RequestSync()
 }
 
 // RequestSync asks the group commit for an fdatasync as soon as it can, covering everything

@@ -51,6 +51,7 @@ type Log struct {
 	syncedPos   atomic.Int64 // log position covered by the last fdatasync
 	flushArmed  atomic.Bool  // set by the first append after a sync, cleared by the flusher
 	syncReq     atomic.Bool  // someone waits for a sync: start one now
+	syncNow     atomic.Bool  // ... and cannot wait out SyncSpacing (SyncNow)
 	lastSyncReq atomic.Int64 // unix nanos of the last RequestSync: the pre-toucher's mode
 	dirDirty    atomic.Bool  // a segment was created or renamed: the flusher fsyncs the directory
 	flushWake   chan struct{}

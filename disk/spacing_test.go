@@ -120,3 +120,34 @@ func TestSyncSpacingClose(t *testing.T) {
 		t.Error("Close synced nothing")
 	}
 }
+
+// TestSyncNowSkipsSpacing: SyncNow starts its round at once, also while the flusher waits out the
+// spacing after a request that was held back.
+func TestSyncNowSkipsSpacing(t *testing.T) {
+	l, _, _ := spacedLog(t, MaxSyncSpacing, 0)
+	defer l.Close()
+	b := testBatch(t, 1, 1, 100, 1)
+	wait := func(within time.Duration, next int64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		return l.WaitSynced(ctx, next)
+	}
+	res, err := l.Append(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(MaxSyncSpacing/2, res.NextOffset); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	if res, err = l.Append(b); err != nil {
+		t.Fatal(err)
+	}
+	l.RequestSync() // held back: the flusher now waits out the spacing
+	if err := wait(MaxSyncSpacing/10, res.NextOffset); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a request right after a round: %v, want it held back", err)
+	}
+	l.SyncNow()
+	if err := wait(MaxSyncSpacing/4, res.NextOffset); err != nil {
+		t.Fatalf("after SyncNow: %v, want the round at once", err)
+	}
+}

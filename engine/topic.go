@@ -231,6 +231,10 @@ func (p *Partition) SyncedOffset() int64 { return p.log.SyncedOffset() }
 // RequestSync asks the group commit for an fdatasync now, for a produce waiting at fsync durability.
 func (p *Partition) RequestSync() { p.log.RequestSync() }
 
+// SyncNow is RequestSync without waiting out Options.SyncSpacing: for a stopping listener answering
+// the fsync-level produces it holds.
+func (p *Partition) SyncNow() { p.log.SyncNow() }
+
 // Append validates the record batches in batches (one or more, back to back; wire.ValidateProduced,
 // which also checks a compressed batch's records), stores them with one copy into the partition log
 // and wakes the partition's consumers. It returns the offsets of the first and last record stored.

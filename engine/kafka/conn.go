@@ -390,7 +390,7 @@ func (c *conn) releaseAcks() {
 			continue
 		}
 		if stopping {
-			a.part.RequestSync()
+			a.part.SyncNow()
 		}
 		keep = append(keep, a)
 	}

@@ -615,7 +615,7 @@ func (c *conn) releaseAcks() {
 		a := &c.acks[i]
 		if a.part != nil && a.part.SyncedOffset() <= a.last {
 			if c.srv.conns.Stopping() {
-				a.part.RequestSync()
+				a.part.SyncNow()
 			}
 			break
 		}

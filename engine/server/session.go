@@ -232,7 +232,7 @@ func (ss *session) onTraffic() gnet.Action {
 // output, it shuts the write side and marks the session drained.
 func (ss *session) noteDrain() {
 	for _, a := range ss.pending {
-		a.part.RequestSync()
+		a.part.SyncNow()
 	}
 	if len(ss.pending) > 0 || ss.c.OutboundBuffered() > 0 {
 		return
