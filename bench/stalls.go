@@ -9,10 +9,11 @@ import (
 
 // Stall watching (Config.WatchStalls): a goroutine sleeps StallTick at a time through the measured
 // window and counts every wake-up at least StallMin later than due. On this project's VM the host
-// now and then holds every guest CPU at once (docs/benchmarks.md, "The fsync tail is the VM's"), and
-// a message in flight then waits however well the target does: the watcher measures those windows in
-// the same run as the latencies they inflate. A late wake-up also follows from every CPU being busy
-// with threads the scheduler prefers; the watcher cannot tell the two apart.
+// now and then holds every guest CPU at once (its CPU quota: docs/benchmarks.md, "The fsync tail is
+// the host's CPU quota"), and a message in flight then waits however well the target does: the
+// watcher measures those windows in the same run as the latencies they inflate. A late wake-up also
+// follows from every CPU being busy with threads the scheduler prefers; the wake-ups alone cannot
+// tell the two apart, the steal time read beside them (Stalls.Steal) can.
 //
 // It sleeps with time.Sleep, parked, holding no processor: a thread locked and asleep in nanosleep
 // (as the pacer sleeps) keeps its P until sysmon takes it back, and with two Ps that held the floor's
