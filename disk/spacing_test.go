@@ -68,30 +68,39 @@ func TestSyncSpacingStream(t *testing.T) {
 	}
 }
 
+// appendAndWait appends b to l and waits at most within for an fdatasync to cover it; it returns
+// WaitSynced's error.
+func appendAndWait(t *testing.T, l *Log, b []byte, within time.Duration) error {
+	t.Helper()
+	res, err := l.Append(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return waitSynced(l, res.NextOffset, within)
+}
+
+// waitSynced is l.WaitSynced(next) bounded by within.
+func waitSynced(l *Log, next int64, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	return l.WaitSynced(ctx, next)
+}
+
 // TestSyncSpacingQuiet: a request after a quiet spell is synced at once however long the spacing,
 // and one that follows a round closely waits for the spacing.
 func TestSyncSpacingQuiet(t *testing.T) {
 	l, _, rounds := spacedLog(t, MaxSyncSpacing, 0)
 	defer l.Close()
 	b := testBatch(t, 1, 1, 100, 1)
-	sync := func(within time.Duration) error {
-		res, err := l.Append(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), within)
-		defer cancel()
-		return l.WaitSynced(ctx, res.NextOffset)
-	}
 	// The first round: nothing to wait out. Half the spacing is ample for an fdatasync.
-	if err := sync(MaxSyncSpacing / 2); err != nil {
+	if err := appendAndWait(t, l, b, MaxSyncSpacing/2); err != nil {
 		t.Fatalf("first sync: %v (rounds %d)", err, rounds.Load())
 	}
 	// The next, asked for at once: held back for the rest of the spacing.
-	if err := sync(MaxSyncSpacing / 4); !errors.Is(err, context.DeadlineExceeded) {
+	if err := appendAndWait(t, l, b, MaxSyncSpacing/4); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a sync asked for right after a round: %v, want it held back past %v", err, MaxSyncSpacing/4)
 	}
-	if err := sync(5 * MaxSyncSpacing); err != nil {
+	if err := appendAndWait(t, l, b, 5*MaxSyncSpacing); err != nil {
 		t.Fatalf("the held-back sync: %v", err)
 	}
 }
@@ -127,27 +136,15 @@ func TestSyncNowSkipsSpacing(t *testing.T) {
 	l, _, _ := spacedLog(t, MaxSyncSpacing, 0)
 	defer l.Close()
 	b := testBatch(t, 1, 1, 100, 1)
-	wait := func(within time.Duration, next int64) error {
-		ctx, cancel := context.WithTimeout(context.Background(), within)
-		defer cancel()
-		return l.WaitSynced(ctx, next)
-	}
-	res, err := l.Append(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wait(MaxSyncSpacing/2, res.NextOffset); err != nil {
+	if err := appendAndWait(t, l, b, MaxSyncSpacing/2); err != nil {
 		t.Fatalf("first sync: %v", err)
 	}
-	if res, err = l.Append(b); err != nil {
-		t.Fatal(err)
-	}
-	l.RequestSync() // held back: the flusher now waits out the spacing
-	if err := wait(MaxSyncSpacing/10, res.NextOffset); !errors.Is(err, context.DeadlineExceeded) {
+	// Held back: the flusher now waits out the spacing.
+	if err := appendAndWait(t, l, b, MaxSyncSpacing/10); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a request right after a round: %v, want it held back", err)
 	}
 	l.SyncNow()
-	if err := wait(MaxSyncSpacing/4, res.NextOffset); err != nil {
+	if err := waitSynced(l, l.NextOffset(), MaxSyncSpacing/4); err != nil {
 		t.Fatalf("after SyncNow: %v, want the round at once", err)
 	}
 }
