@@ -22,7 +22,8 @@ import (
 func Suite(names ...string) []bench.Scenario {
 	var out []bench.Scenario
 	for _, name := range names {
-		base := bench.Config{Target: name, Producers: 1, Consumers: 1, Partitions: 1, SpinThreshold: -1}
+		base := bench.Config{Target: name, Producers: 1, Consumers: 1, Partitions: 1, SpinThreshold: -1,
+			BatchBytes: DefaultBatchBytes(name)}
 		with := func(size int, durability string, rate float64) bench.Config {
 			c := base
 			c.PayloadSize, c.Durability, c.Rate = size, durability, rate

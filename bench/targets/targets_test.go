@@ -199,3 +199,29 @@ func TestAddrTargetAuthenticates(t *testing.T) {
 	}
 	checkCounts(t, res)
 }
+
+// TestDefaultBatchBytes: runs that drive the Go client (and the relay beside them) default to the
+// client's own batch cap, the embedded target to bench's.
+func TestDefaultBatchBytes(t *testing.T) {
+	clientCap := client.DefaultProducerOptions().MaxBatchBytes
+	benchCap := bench.Config{}.WithDefaults().BatchBytes
+	if clientCap == benchCap {
+		t.Fatalf("client and bench defaults are both %d: the test cannot tell them apart", clientCap)
+	}
+	for name, want := range map[string]int{
+		TCPName: clientCap, AddrName: clientCap, bench.RelayName: clientCap,
+		EmbeddedName: benchCap, bench.FloorName: benchCap, bench.SPSCName: benchCap,
+	} {
+		if got := DefaultBatchBytes(name); got != want {
+			t.Errorf("DefaultBatchBytes(%q) = %d, want %d", name, got, want)
+		}
+	}
+	for _, s := range Suite(TCPName, EmbeddedName) {
+		if s.Config.Mode == bench.ClosedLoop {
+			continue // the throughput ceiling sets its own
+		}
+		if want := DefaultBatchBytes(s.Config.Target); s.Config.BatchBytes != want {
+			t.Errorf("suite scenario %s: batch bytes %d, want %d", s.Name, s.Config.BatchBytes, want)
+		}
+	}
+}

@@ -78,7 +78,7 @@ type benchFlags struct {
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("bench", "", benchAbout, stdout, stderr)
 	var b benchFlags
-	b.size, b.batchBytes = 128, 64<<10
+	b.size = 128
 	f.StringVar(&b.target, "target", targets.TCPName, "system under test: embedded, tcp, addr, floor, spsc or relay")
 	f.StringVar(&b.mode, "mode", "open", "open (fixed-rate schedule) or closed (send as fast as accepted)")
 	f.Float64Var(&b.rate, "rate", 10000, "total scheduled `msgs/s` over all producers (open loop)")
@@ -89,7 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.IntVar(&b.consumers, "consumers", 1, "consumer goroutines: 1 reads every partition, else one partition each (at least --partitions of them; those beyond read nothing)")
 	f.IntVar(&b.partitions, "partitions", 1, "partitions of the benchmark topic")
 	f.StringVar(&b.durability, "durability", bench.DurabilityWritten, "none, written or fsync")
-	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes`")
+	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes` (default: the Go client's, 1 MiB, for tcp, addr and relay; 64 KiB embedded)")
 	f.DurationVar(&b.linger, "linger", 0, "how long a producer may hold a partial batch (0: send after every burst)")
 	f.StringVar(&b.keys, "keys", bench.KeysNone, "key distribution: none, uniform or zipf")
 	f.IntVar(&b.keyCount, "key-count", 1024, "distinct keys for uniform and zipf")
@@ -111,6 +111,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.BoolVar(&b.noProgress, "quiet", false, "no progress lines on stderr")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
+	}
+	if !flagGiven(f, "batch-bytes") {
+		b.batchBytes = byteSize(targets.DefaultBatchBytes(b.target))
 	}
 	cfg, err := b.config()
 	if err != nil {

@@ -18,11 +18,12 @@ func TestBenchJSON(t *testing.T) {
 	for _, tc := range []struct {
 		target, durability string
 		extra              []string
+		batchBytes         int // the batch cap the run must have used
 	}{
-		{"embedded", "fsync", []string{"--sync-spacing", "1ms", "--flush-interval", "2s"}},
-		{"tcp", "written", []string{"--floor"}},
-		{"addr", "none", []string{"--addr", addr}},
-		{"floor", "none", nil},
+		{"embedded", "fsync", []string{"--sync-spacing", "1ms", "--flush-interval", "2s"}, 64 << 10},
+		{"tcp", "written", []string{"--floor"}, 1 << 20},                               // the Go client's default
+		{"addr", "none", []string{"--addr", addr, "--batch-bytes", "32KiB"}, 32 << 10}, // given: kept
+		{"floor", "none", nil, 64 << 10},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			dir := t.TempDir()
@@ -51,6 +52,9 @@ func TestBenchJSON(t *testing.T) {
 			}
 			if r.Sent == 0 || r.Received != r.Sent || r.Lost != 0 || r.Unsent != 0 {
 				t.Errorf("sent %d, received %d, lost %d, unsent %d", r.Sent, r.Received, r.Lost, r.Unsent)
+			}
+			if r.Config.BatchBytes != tc.batchBytes {
+				t.Errorf("batch bytes %d, want %d", r.Config.BatchBytes, tc.batchBytes)
 			}
 			if tc.target == "embedded" && (r.Settings["sync-spacing"] != "1ms" || r.Settings["flush-interval"] != "2s") {
 				t.Errorf("settings %v: want the engine's sync-spacing 1ms and flush-interval 2s recorded", r.Settings)
