@@ -89,7 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.IntVar(&b.consumers, "consumers", 1, "consumer goroutines: 1 reads every partition, else one partition each (at least --partitions of them; those beyond read nothing)")
 	f.IntVar(&b.partitions, "partitions", 1, "partitions of the benchmark topic")
 	f.StringVar(&b.durability, "durability", bench.DurabilityWritten, "none, written or fsync")
-	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes` (default: the Go client's, 1 MiB, for tcp, addr and relay; 64 KiB embedded)")
+	f.Var(&b.batchBytes, "batch-bytes", "largest producer batch in `bytes` (default: the Go client's, 1 MiB, for tcp, addr and relay; 64 KiB embedded; at least --size)")
 	f.DurationVar(&b.linger, "linger", 0, "how long a producer may hold a partial batch (0: send after every burst)")
 	f.StringVar(&b.keys, "keys", bench.KeysNone, "key distribution: none, uniform or zipf")
 	f.IntVar(&b.keyCount, "key-count", 1024, "distinct keys for uniform and zipf")
@@ -112,8 +112,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	if !flagGiven(f, "batch-bytes") {
-		b.batchBytes = byteSize(targets.DefaultBatchBytes(b.target))
+	if !flagGiven(f, "batch-bytes") { // the target's default, and room for one payload
+		b.batchBytes = max(byteSize(targets.DefaultBatchBytes(b.target)), b.size)
 	}
 	cfg, err := b.config()
 	if err != nil {

@@ -95,6 +95,25 @@ func TestBenchTable(t *testing.T) {
 	}
 }
 
+// TestBenchBatchFollowsPayload: without --batch-bytes, a payload larger than the target's default
+// cap gets a cap that holds it instead of a usage error.
+func TestBenchBatchFollowsPayload(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"--target", "embedded", "--size", "96KiB", "--rate", "200", "--duration", "200ms",
+		"--warmup", "50ms", "--data", dir, "--json", "--quiet"}
+	if err := runBench(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("runBench: %v\nstderr: %s", err, stderr.String())
+	}
+	var results []*bench.Result
+	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
+		t.Fatalf("output is not one JSON result (%v):\n%s", err, stdout.String())
+	}
+	if r := results[0]; r.Config.BatchBytes != 96<<10 || r.Sent == 0 || r.Received != r.Sent {
+		t.Errorf("batch bytes %d, sent %d, received %d: want 98304 and every message", r.Config.BatchBytes, r.Sent, r.Received)
+	}
+}
+
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"--target", "nosuch"},
@@ -106,6 +125,7 @@ func TestBenchUsage(t *testing.T) {
 		{"--target", "tcp", "--sync-spacing", "2s"},
 		{"--target", "addr", "--sync-spacing", "1ms"},
 		{"--target", "floor", "--flush-interval", "1s"},
+		{"--target", "embedded", "--size", "96KiB", "--batch-bytes", "64KiB"}, // a given cap below the payload
 	} {
 		var stdout, stderr bytes.Buffer
 		if err := runBench(context.Background(), args, &stdout, &stderr); !errors.Is(err, errUsage) {
