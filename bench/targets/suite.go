@@ -22,11 +22,11 @@ import (
 func Suite(names ...string) []bench.Scenario {
 	var out []bench.Scenario
 	for _, name := range names {
-		base := bench.Config{Target: name, Producers: 1, Consumers: 1, Partitions: 1, SpinThreshold: -1,
-			BatchBytes: DefaultBatchBytes(name)}
+		base := bench.Config{Target: name, Producers: 1, Consumers: 1, Partitions: 1, SpinThreshold: -1}
 		with := func(size int, durability string, rate float64) bench.Config {
 			c := base
 			c.PayloadSize, c.Durability, c.Rate = size, durability, rate
+			c.BatchBytes = DefaultBatchBytes(name, size)
 			return c
 		}
 		out = append(out,
@@ -40,7 +40,7 @@ func Suite(names ...string) []bench.Scenario {
 				Sweep: true, MaxSteps: 7, P99Limit: 25 * time.Millisecond},
 		)
 		max := with(1024, bench.DurabilityWritten, 0)
-		max.Mode, max.BatchBytes = bench.ClosedLoop, 256<<10
+		max.Mode = bench.ClosedLoop
 		out = append(out, bench.Scenario{Name: name + "-1KiB-written-max", Config: max, NoFloor: true})
 	}
 	return out

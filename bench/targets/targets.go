@@ -68,19 +68,22 @@ const (
 	AddrName     = "addr"
 )
 
-// DefaultBatchBytes is the producer batch cap a run of the named target uses when its Config leaves
-// BatchBytes unset (the sluice bench CLI and the suite). Targets that drive the Go client (tcp, addr)
-// and the relay run beside them use the client's own default, client.DefaultProducerOptions's
-// MaxBatchBytes (1 MiB), so that they measure the client as an application gets it. The embedded
-// target builds its batches itself and keeps bench's default, 64 KiB: measured (docs/benchmarks.md,
-// "Producer batches as the client makes them"), 1 MiB batches moved 4-37% more over TCP and 15-24%
-// less for 16 KiB records embedded, where a batch read back while still in the caches is the gain.
-func DefaultBatchBytes(target string) int {
+// DefaultBatchBytes is the producer batch cap a run of the named target with payloads of payload
+// bytes uses when it is not given one (the sluice bench CLI and the suite). Targets that drive the Go
+// client (tcp, addr) and the relay run beside them use the client's own default,
+// client.DefaultProducerOptions's MaxBatchBytes (1 MiB), so that they measure the client as an
+// application gets it. The embedded target builds its batches itself and keeps bench's default,
+// 64 KiB: measured (docs/benchmarks.md, "Producer batches as the client makes them"), 1 MiB batches
+// moved 4-37% more over TCP and 15-24% less for 16 KiB records embedded, where a batch read back
+// while still in the caches is the gain. Either is raised to payload when that is larger, so that
+// a batch holds one record.
+func DefaultBatchBytes(target string, payload int) int {
+	limit := bench.Config{}.WithDefaults().BatchBytes
 	switch target {
 	case TCPName, AddrName, bench.RelayName:
-		return client.DefaultProducerOptions().MaxBatchBytes
+		limit = client.DefaultProducerOptions().MaxBatchBytes
 	}
-	return bench.Config{}.WithDefaults().BatchBytes
+	return max(limit, payload)
 }
 
 // ErrConfig is returned by Open for a configuration a target cannot run.

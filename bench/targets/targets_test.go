@@ -201,7 +201,8 @@ func TestAddrTargetAuthenticates(t *testing.T) {
 }
 
 // TestDefaultBatchBytes: runs that drive the Go client (and the relay beside them) default to the
-// client's own batch cap, the embedded target to bench's.
+// client's own batch cap, the embedded target to bench's, each raised to hold a larger payload; the
+// suite's scenarios, its throughput ceiling included, use them.
 func TestDefaultBatchBytes(t *testing.T) {
 	clientCap := client.DefaultProducerOptions().MaxBatchBytes
 	benchCap := bench.Config{}.WithDefaults().BatchBytes
@@ -212,15 +213,15 @@ func TestDefaultBatchBytes(t *testing.T) {
 		TCPName: clientCap, AddrName: clientCap, bench.RelayName: clientCap,
 		EmbeddedName: benchCap, bench.FloorName: benchCap, bench.SPSCName: benchCap,
 	} {
-		if got := DefaultBatchBytes(name); got != want {
-			t.Errorf("DefaultBatchBytes(%q) = %d, want %d", name, got, want)
+		if got := DefaultBatchBytes(name, 100); got != want {
+			t.Errorf("DefaultBatchBytes(%q, 100) = %d, want %d", name, got, want)
+		}
+		if big := want + 1; DefaultBatchBytes(name, big) != big {
+			t.Errorf("DefaultBatchBytes(%q, %d) = %d: a batch would not hold one payload", name, big, DefaultBatchBytes(name, big))
 		}
 	}
 	for _, s := range Suite(TCPName, EmbeddedName) {
-		if s.Config.Mode == bench.ClosedLoop {
-			continue // the throughput ceiling sets its own
-		}
-		if want := DefaultBatchBytes(s.Config.Target); s.Config.BatchBytes != want {
+		if want := DefaultBatchBytes(s.Config.Target, s.Config.PayloadSize); s.Config.BatchBytes != want {
 			t.Errorf("suite scenario %s: batch bytes %d, want %d", s.Name, s.Config.BatchBytes, want)
 		}
 	}

@@ -112,8 +112,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	if !flagGiven(f, "batch-bytes") { // the target's default, and room for one payload
-		b.batchBytes = max(byteSize(targets.DefaultBatchBytes(b.target)), b.size)
+	if !flagGiven(f, "batch-bytes") {
+		b.batchBytes = byteSize(targets.DefaultBatchBytes(b.target, int(b.size)))
 	}
 	cfg, err := b.config()
 	if err != nil {
